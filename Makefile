@@ -1,0 +1,50 @@
+# roadseg: two set-up commands (make synth, make test) plus deploy/diff wrappers.
+# Every target installs what it needs; nothing here calls AWS except deploy/diff.
+SHELL := /bin/bash
+ENV ?= dev
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+CDK := npx --no-install cdk
+
+# Offline: no CLI telemetry, no version check, no notices, no instance-metadata lookups, no SDK telemetry.
+export CDK_DISABLE_CLI_TELEMETRY := true
+export CDK_DISABLE_VERSION_CHECK := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export AWS_EC2_METADATA_DISABLED := true
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: synth test lint deploy diff bench demo clean
+
+$(VENV)/.app-installed: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.app-installed
+	$(PIP) install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+synth: $(VENV)/.app-installed node_modules/.installed
+	$(CDK) synth --quiet --no-notices -c env=$(ENV)
+	$(PY) -m stacks.summary cdk.out
+
+test: $(VENV)/.dev-installed node_modules/.installed
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+
+diff: $(VENV)/.app-installed node_modules/.installed
+	$(CDK) diff --no-notices -c env=$(ENV)
+
+deploy: $(VENV)/.app-installed node_modules/.installed
+	$(CDK) deploy --all --no-notices -c env=$(ENV) --require-approval broadening
+
+clean:
+	rm -rf cdk.out .pytest_cache .ruff_cache

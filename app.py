@@ -1,0 +1,25 @@
+#!/usr/bin/env python3
+"""roadseg CDK app: `cdk synth -c env=<name>` (default dev) builds the stacks of config/<name>.yaml."""
+
+import sys
+
+import aws_cdk as cdk
+
+from stacks.app_builder import build_app
+from stacks.config import ConfigError, load_config
+
+
+def main() -> None:
+    app = cdk.App()
+    env_name = app.node.try_get_context("env") or "dev"
+    try:
+        config = load_config(env_name)
+    except ConfigError as exc:
+        print(f"roadseg: {exc}", file=sys.stderr)
+        sys.exit(2)
+    build_app(config, app)
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Builds the roadseg CDK app for one environment (used by app.py and the tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aws_cdk as cdk
+
+from stacks.compliance import add_compliance_checks
+from stacks.config import EnvironmentConfig
+from stacks.data_stack import DataStack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cdk_json_context() -> dict:
+    """cdk.json's context (feature flags), for apps built outside the CLI such as the tests."""
+    return json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+class RoadsegStacks:
+    """The stacks of one environment, with typed references between them."""
+
+    def __init__(self, app: cdk.App, config: EnvironmentConfig) -> None:
+        env = cdk.Environment(account=config.account, region=config.region) if config.account else None
+        prefix = "".join(part.capitalize() for part in config.prefix.split("-"))
+        common = dict(env=env, tags={"roadseg:environment": config.name, **config.tags})
+        self.data = DataStack(app, f"{prefix}Data", config=config,
+                              description=f"roadseg {config.name}: S3 buckets and KMS key", **common)
+
+    @property
+    def all(self) -> list[cdk.Stack]:
+        return [self.data]
+
+
+def build_app(config: EnvironmentConfig, app: cdk.App | None = None) -> tuple[cdk.App, RoadsegStacks]:
+    app = app or cdk.App()
+    stacks = RoadsegStacks(app, config)
+    add_compliance_checks(app)
+    return app, stacks

@@ -1,0 +1,122 @@
+"""The project's S3 buckets and their KMS key, with secure defaults shared by all of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.compliance import acknowledge, acknowledge_all_packs
+from stacks.config import EnvironmentConfig
+from stacks.layout import INFERENCE
+
+REPLICATION_REASON = (
+    "Cross-region replication is a per-organisation disaster-recovery decision (second region, second key); "
+    "versioning and retained KMS keys protect against loss within the region."
+)
+
+
+@dataclass(frozen=True)
+class BucketSetProps:
+    config: EnvironmentConfig
+
+
+class BucketSet(Construct):
+    """Datasets, model artifacts, inference and access-log buckets encrypted with one customer-managed key."""
+
+    def __init__(self, scope: Construct, construct_id: str, props: BucketSetProps) -> None:
+        super().__init__(scope, construct_id)
+        cfg = props.config
+        retention = cfg.retention
+        self._removal = cdk.RemovalPolicy.RETAIN if cfg.retain else cdk.RemovalPolicy.DESTROY
+
+        self.key = kms.Key(
+            self,
+            "DataKey",
+            description=f"{cfg.prefix}: datasets, model artifacts and inference data",
+            enable_key_rotation=True,
+            removal_policy=self._removal,
+            pending_window=cdk.Duration.days(30 if cfg.retain else 7),
+        )
+
+        # S3 server access logging only delivers to SSE-S3 buckets, hence no KMS key here.
+        self.access_logs = self._bucket(
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            lifecycle_rules=[
+                self._abort_uploads(retention.abort_incomplete_upload_days),
+                s3.LifecycleRule(id="expire-access-logs", expiration=cdk.Duration.days(retention.access_log_days),
+                                 noncurrent_version_expiration=cdk.Duration.days(1)),
+            ],
+            is_log_bucket=True,
+        )
+        acknowledge_all_packs(self.access_logs, "S3DefaultEncryptionKMS",
+                              "S3 server access logs can only be delivered to an SSE-S3 bucket, not SSE-KMS.")
+
+        noncurrent = self._expire_noncurrent(retention.noncurrent_version_days)
+        self.datasets = self._bucket(
+            "Datasets",
+            lifecycle_rules=[self._abort_uploads(retention.abort_incomplete_upload_days), noncurrent],
+        )
+        self.artifacts = self._bucket(
+            "Artifacts",
+            lifecycle_rules=[self._abort_uploads(retention.abort_incomplete_upload_days), noncurrent],
+        )
+        output_days = cdk.Duration.days(retention.inference_output_days)
+        self.inference = self._bucket(
+            "Inference",
+            lifecycle_rules=[
+                self._abort_uploads(retention.abort_incomplete_upload_days),
+                noncurrent,
+                *(
+                    s3.LifecycleRule(id=f"expire-{prefix.strip('/')}", prefix=prefix, expiration=output_days)
+                    for prefix in INFERENCE.expiring_outputs
+                ),
+                s3.LifecycleRule(id="expire-quarantine", prefix=INFERENCE.quarantine,
+                                 expiration=cdk.Duration.days(retention.quarantine_days)),
+            ],
+        )
+
+    @property
+    def data_buckets(self) -> tuple[s3.Bucket, s3.Bucket, s3.Bucket]:
+        return (self.datasets, self.artifacts, self.inference)
+
+    @staticmethod
+    def _abort_uploads(days: int) -> s3.LifecycleRule:
+        return s3.LifecycleRule(id="abort-incomplete-multipart-uploads",
+                                abort_incomplete_multipart_upload_after=cdk.Duration.days(days))
+
+    @staticmethod
+    def _expire_noncurrent(days: int) -> s3.LifecycleRule:
+        return s3.LifecycleRule(id="expire-noncurrent-versions",
+                                noncurrent_version_expiration=cdk.Duration.days(days))
+
+    def _bucket(self, construct_id: str, *, is_log_bucket: bool = False, **overrides) -> s3.Bucket:
+        props = dict(
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=self._removal,
+        )
+        if not is_log_bucket:
+            props.update(server_access_logs_bucket=self.access_logs,
+                         server_access_logs_prefix=f"{construct_id.lower()}/")
+        props.update(overrides)
+        if props.get("encryption") != s3.BucketEncryption.KMS:
+            props.pop("encryption_key")
+            props.pop("bucket_key_enabled")
+        bucket = s3.Bucket(self, construct_id, **props)
+        acknowledge_all_packs(bucket, "S3BucketReplicationEnabled", REPLICATION_REASON)
+        if is_log_bucket:
+            reason = "This is the access-log destination; logging it into itself would log its own log deliveries."
+            acknowledge_all_packs(bucket, "S3BucketLoggingEnabled", reason)
+            acknowledge(bucket, "AwsSolutions-S1", reason)
+        return bucket

@@ -1,0 +1,247 @@
+"""Typed, validated per-environment configuration (``config/<env>.yaml``).
+
+One file per environment; ``cdk synth -c env=<name>`` picks it. Every key is declared here with its
+allowed values, unknown keys are rejected, and any error is reported as one line naming the file, the
+key and what is allowed (``ConfigError``), never as a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+ML_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[0-9]*(x?large|medium|small|metal)$")
+# Families with a GPU (training is GPU-only for this algorithm; the endpoints are GPU by design).
+GPU_FAMILIES = ("p2", "p3", "p3dn", "p4d", "p4de", "p5", "g4dn", "g5", "g6", "g6e")
+# GPU instances with local NVMe instance storage: CreateEndpointConfig rejects a storage-volume KmsKeyId.
+NVME_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5")
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing or invalid; the message says where and how to fix it."""
+
+
+def instance_family(instance_type: str) -> str:
+    return instance_type.split(".")[1]
+
+
+def _ml_instance(value: str) -> str:
+    if not ML_INSTANCE.match(value):
+        raise ValueError(
+            f"'{value}' is not a SageMaker instance type: use the ml.<family>.<size> form, e.g. ml.g4dn.xlarge"
+        )
+    return value
+
+
+def _gpu_instance(value: str) -> str:
+    _ml_instance(value)
+    if instance_family(value) not in GPU_FAMILIES:
+        raise ValueError(f"'{value}' has no GPU: use one of the families {', '.join(GPU_FAMILIES)}")
+    return value
+
+
+MlInstance = Annotated[str, AfterValidator(_ml_instance)]
+GpuInstance = Annotated[str, AfterValidator(_gpu_instance)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RemovalPolicy(StrEnum):
+    destroy = "destroy"
+    retain = "retain"
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+class CustomClass(_Strict):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[a-z][a-z0-9_ ]*$")]
+    color: tuple[int, int, int]
+
+    @field_validator("color")
+    @classmethod
+    def _rgb(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(not 0 <= c <= 255 for c in value):
+            raise ValueError("each colour component must be within 0..255")
+        return value
+
+
+class ClassesConfig(_Strict):
+    """Which label scheme the model predicts (see training/classes.py)."""
+
+    scheme: Literal["cityscapes", "camvid", "custom"] = "cityscapes"
+    custom: list[CustomClass] | None = None
+    # Classes whose IoU must reach a floor before a model may be registered (safety-critical).
+    safety_critical_iou_floors: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: {"person": 0.5, "rider": 0.4, "bicycle": 0.4, "motorcycle": 0.3}
+    )
+
+    @model_validator(mode="after")
+    def _custom_consistent(self) -> ClassesConfig:
+        if self.scheme == "custom":
+            if not self.custom:
+                raise ValueError("scheme 'custom' needs a 'custom' list of classes (name and color)")
+            if not 2 <= len(self.custom) <= 254:
+                raise ValueError(f"num_classes must be within 2..254, the custom list has {len(self.custom)}")
+            names = [c.name for c in self.custom]
+            if len(set(names)) != len(names):
+                raise ValueError("custom class names must be unique")
+        elif self.custom is not None:
+            raise ValueError(f"'custom' classes are only allowed with scheme 'custom', not '{self.scheme}'")
+        return self
+
+
+class RetentionConfig(_Strict):
+    inference_output_days: PositiveInt = 30
+    quarantine_days: PositiveInt = 90
+    noncurrent_version_days: PositiveInt = 90
+    access_log_days: PositiveInt = 365
+    log_group_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                            2557, 2922, 3288, 3653] = 30
+    abort_incomplete_upload_days: PositiveInt = 7
+
+
+class TuningConfig(_Strict):
+    max_jobs: Annotated[int, Field(ge=1, le=500)] = 12
+    max_parallel_jobs: Annotated[int, Field(ge=1, le=100)] = 2
+
+    @model_validator(mode="after")
+    def _parallel_le_max(self) -> TuningConfig:
+        if self.max_parallel_jobs > self.max_jobs:
+            raise ValueError(f"max_parallel_jobs ({self.max_parallel_jobs}) must be <= max_jobs ({self.max_jobs})")
+        return self
+
+
+class TrainingConfig(_Strict):
+    instance_type: GpuInstance = "ml.p3.2xlarge"
+    volume_size_gb: Annotated[int, Field(ge=10, le=16384)] = 100
+    max_runtime_hours: Annotated[int, Field(ge=1, le=120)] = 24
+    use_spot_instances: bool = False
+    max_wait_hours: Annotated[int, Field(ge=1, le=240)] = 48
+    processing_instance_type: MlInstance = "ml.m5.xlarge"
+    transform_instance_type: GpuInstance = "ml.g4dn.xlarge"
+    # Algorithm hyperparameters that differ from training/hyperparameters.py defaults.
+    hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    min_miou: Annotated[float, Field(ge=0, le=1)] = 0.5
+    max_bad_pair_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05
+    tuning: TuningConfig = TuningConfig()
+
+    @model_validator(mode="after")
+    def _spot_wait(self) -> TrainingConfig:
+        if self.use_spot_instances and self.max_wait_hours < self.max_runtime_hours:
+            raise ValueError(
+                f"max_wait_hours ({self.max_wait_hours}) must be >= max_runtime_hours "
+                f"({self.max_runtime_hours}) with spot training"
+            )
+        return self
+
+
+class _Capacity(_Strict):
+    instance_type: GpuInstance = "ml.g4dn.xlarge"
+    min_capacity: NonNegativeInt = 1
+    max_capacity: NonNegativeInt = 2
+
+    @model_validator(mode="after")
+    def _min_le_max(self):
+        if self.min_capacity > self.max_capacity:
+            raise ValueError(f"min_capacity ({self.min_capacity}) must be <= max_capacity ({self.max_capacity})")
+        if self.max_capacity < 1:
+            raise ValueError("max_capacity must be at least 1")
+        return self
+
+
+class DataCaptureConfig(_Strict):
+    enabled: bool = False
+    sampling_percentage: Annotated[int, Field(ge=1, le=100)] = 10
+
+
+class RealtimeEndpointConfig(_Capacity):
+    min_capacity: Annotated[int, Field(ge=1)] = 1
+    target_invocations_per_instance: Annotated[float, Field(gt=0)] = 300.0
+    data_capture: DataCaptureConfig = DataCaptureConfig()
+
+
+class AsyncEndpointConfig(_Capacity):
+    min_capacity: NonNegativeInt = 0
+    max_concurrent_invocations_per_instance: Annotated[int, Field(ge=1, le=1000)] = 4
+    target_backlog_per_instance: Annotated[float, Field(gt=0)] = 5.0
+    invocation_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 900
+    scale_in_cooldown_seconds: NonNegativeInt = 600
+    scale_out_cooldown_seconds: NonNegativeInt = 300
+
+
+class EnvironmentConfig(_Strict):
+    """Everything that differs between deployments of roadseg."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,15}$")]
+    prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,20}$")]
+    account: Annotated[str, Field(pattern=r"^[0-9]{12}$")] | None = None
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")] | None = None
+    removal_policy: RemovalPolicy = RemovalPolicy.destroy
+    classes: ClassesConfig = ClassesConfig()
+    retention: RetentionConfig = RetentionConfig()
+    training: TrainingConfig = TrainingConfig()
+    realtime_endpoint: RealtimeEndpointConfig = RealtimeEndpointConfig()
+    async_endpoint: AsyncEndpointConfig = AsyncEndpointConfig()
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _account_needs_region(self) -> EnvironmentConfig:
+        if self.account and not self.region:
+            raise ValueError("'account' is set without 'region': set both, or neither for an env-agnostic synth")
+        if self.name != "dev" and not (self.account and self.region):
+            raise ValueError(f"environment '{self.name}' must pin 'account' and 'region' (only dev may leave them out)")
+        return self
+
+    @property
+    def retain(self) -> bool:
+        return self.removal_policy is RemovalPolicy.retain
+
+
+def available_environments(config_dir: Path = CONFIG_DIR) -> list[str]:
+    return sorted(p.stem for p in config_dir.glob("*.yaml"))
+
+
+def _format_error(path: Path, error: ValidationError) -> str:
+    lines = []
+    for err in error.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "<top level>"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; allowed keys are the fields of the section)"
+        elif err["type"] == "enum" or err["type"] == "literal_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+        lines.append(f"{path}: {key}: {msg}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_config(env: str, config_dir: Path = CONFIG_DIR) -> EnvironmentConfig:
+    path = config_dir / f"{env}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"no configuration for environment '{env}': {path} does not exist "
+            f"(available: {', '.join(available_environments(config_dir)) or 'none'})"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    raw.setdefault("name", env)
+    if raw["name"] != env:
+        raise ConfigError(f"{path}: name: '{raw['name']}' must match the file name '{env}'")
+    try:
+        return EnvironmentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc)) from None

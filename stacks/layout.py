@@ -1,0 +1,45 @@
+"""Object-key layout of the project's buckets: the one place prefixes are named.
+
+Stacks (lifecycle rules, notifications, IAM scoping), Lambdas (through environment variables) and the
+command-line tools all read these, so a prefix is never spelled twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DatasetsLayout:
+    incoming: str = "incoming/"        # raw camera frames dropped by vehicles / upload tools
+    raw: str = "raw/"                  # labelled source datasets (Cityscapes tree, images/+masks/)
+    prepared: str = "prepared/"        # the algorithm's channels written by the Prepare step
+
+
+@dataclass(frozen=True)
+class ArtifactsLayout:
+    pipelines: str = "pipelines/"      # training output, predictions, evaluation reports
+    checkpoints: str = "checkpoints/"  # spot-training checkpoints
+
+
+@dataclass(frozen=True)
+class InferenceLayout:
+    incoming: str = "incoming/"            # frames to segment through the async path
+    async_input: str = "async-input/"      # preprocessed JPEGs the async endpoint reads
+    async_output: str = "async-output/"    # masks written by the async endpoint
+    async_failures: str = "async-failures/"
+    results: str = "results/"              # result JSON (and overlays) per frame
+    failures: str = "failures/"            # failure records per frame
+    quarantine: str = "quarantine/"        # rejected frames + reason JSON
+    data_capture: str = "data-capture/"    # real-time endpoint request/response samples
+
+    @property
+    def expiring_outputs(self) -> tuple[str, ...]:
+        """Prefixes of derived data that expire after ``retention.inference_output_days``."""
+        return (self.async_input, self.async_output, self.async_failures, self.results, self.failures,
+                self.data_capture)
+
+
+DATASETS = DatasetsLayout()
+ARTIFACTS = ArtifactsLayout()
+INFERENCE = InferenceLayout()

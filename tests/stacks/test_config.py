@@ -1,0 +1,84 @@
+"""Configuration: every environment loads, and bad values fail with one message naming file, key, allowed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacks.config import CONFIG_DIR, ConfigError, available_environments, load_config
+
+
+def write_env(tmp_path: Path, name: str, changes: dict) -> Path:
+    data = yaml.safe_load((CONFIG_DIR / "dev.yaml").read_text())
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    return tmp_path
+
+
+def test_every_environment_loads():
+    assert {"dev", "prod"} <= set(available_environments())
+    for env in available_environments():
+        assert load_config(env).name == env
+
+
+def test_prod_retains_and_dev_destroys():
+    dev, prod = load_config("dev"), load_config("prod")
+    assert not dev.retain and prod.retain
+    assert dev.account is None and dev.region is None  # env-agnostic synth
+    assert prod.account and prod.region
+    assert prod.realtime_endpoint.data_capture.enabled and not dev.realtime_endpoint.data_capture.enabled
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "expected"),
+    [
+        ({"training.instance_type": "p3.2xlarge"}, "training.instance_type", "ml.<family>.<size>"),
+        ({"realtime_endpoint.instance_type": "ml.m5.xlarge"}, "realtime_endpoint.instance_type", "has no GPU"),
+        ({"async_endpoint.max_capacity": -1}, "async_endpoint.max_capacity", "greater than or equal to 0"),
+        ({"async_endpoint.min_capacity": 3, "async_endpoint.max_capacity": 2}, "async_endpoint",
+         "min_capacity (3) must be <= max_capacity (2)"),
+        ({"removal_policy": "keep"}, "removal_policy", "'destroy' or 'retain'"),
+        ({"trainning": {}}, "trainning", "unknown key"),
+        ({"training.tuning.max_parallel_jobs": 9, "training.tuning.max_jobs": 4}, "training.tuning",
+         "max_parallel_jobs (9) must be <= max_jobs (4)"),
+        ({"classes.scheme": "custom", "classes.custom": [{"name": "road", "color": [1, 2, 3]}]}, "classes",
+         "num_classes must be within 2..254"),
+        ({"classes.scheme": "custom", "classes.custom": [{"name": f"c{i}", "color": [0, 0, 0]} for i in range(255)]},
+         "classes", "num_classes must be within 2..254"),
+        ({"classes.scheme": "kitti"}, "classes.scheme", "'cityscapes', 'camvid' or 'custom'"),
+    ],
+)
+def test_invalid_values_name_file_key_and_allowed(tmp_path, changes, key, expected):
+    config_dir = write_env(tmp_path, "dev", changes)
+    with pytest.raises(ConfigError) as excinfo:
+        load_config("dev", config_dir)
+    message = str(excinfo.value)
+    assert str(config_dir / "dev.yaml") in message
+    assert f": {key}:" in message
+    assert expected in message
+
+
+def test_unknown_environment_lists_available(tmp_path):
+    shutil.copy(CONFIG_DIR / "dev.yaml", tmp_path / "dev.yaml")
+    with pytest.raises(ConfigError, match=r"environment 'staging'.*available: dev"):
+        load_config("staging", tmp_path)
+
+
+def test_non_dev_environment_must_pin_account_and_region(tmp_path):
+    config_dir = write_env(tmp_path, "qa", {"name": "qa"})
+    with pytest.raises(ConfigError, match="environment 'qa' must pin 'account' and 'region'"):
+        load_config("qa", config_dir)
+
+
+def test_broken_yaml_is_reported_with_the_file(tmp_path):
+    (tmp_path / "dev.yaml").write_text("prefix: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"dev\.yaml: not valid YAML"):
+        load_config("dev", tmp_path)
