@@ -10,6 +10,8 @@ import aws_cdk as cdk
 from stacks.compliance import add_compliance_checks
 from stacks.config import EnvironmentConfig
 from stacks.data_stack import DataStack
+from stacks.inference_stack import InferenceStack
+from stacks.training_stack import TrainingStack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,10 +30,16 @@ class RoadsegStacks:
         common = dict(env=env, tags={"roadseg:environment": config.name, **config.tags})
         self.data = DataStack(app, f"{prefix}Data", config=config,
                               description=f"roadseg {config.name}: S3 buckets and KMS key", **common)
+        self.training = TrainingStack(app, f"{prefix}Training", config=config, data=self.data.buckets,
+                                      description=f"roadseg {config.name}: training and tuning pipelines", **common)
+        self.inference = InferenceStack(app, f"{prefix}Inference", config=config, data=self.data.buckets,
+                                        training=self.training.pipelines,
+                                        description=f"roadseg {config.name}: GPU endpoints, rollout, monitoring",
+                                        **common)
 
     @property
     def all(self) -> list[cdk.Stack]:
-        return [self.data]
+        return [self.data, self.training, self.inference]
 
 
 def build_app(config: EnvironmentConfig, app: cdk.App | None = None) -> tuple[cdk.App, RoadsegStacks]:

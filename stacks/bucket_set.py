@@ -24,6 +24,20 @@ class BucketSetProps:
     config: EnvironmentConfig
 
 
+@dataclass(frozen=True)
+class SharedBuckets:
+    """The buckets and key as seen from another stack (typed; imported through the data stack's exports)."""
+
+    datasets: s3.IBucket
+    artifacts: s3.IBucket
+    inference: s3.IBucket
+    key: kms.IKey
+    export_prefix: str
+
+    def export_name(self, attribute: str) -> str:
+        return f"{self.export_prefix}:{attribute}"
+
+
 class BucketSet(Construct):
     """Datasets, model artifacts, inference and access-log buckets encrypted with one customer-managed key."""
 
@@ -79,6 +93,33 @@ class BucketSet(Construct):
                                  expiration=cdk.Duration.days(retention.quarantine_days)),
             ],
         )
+
+        # Explicit, stable export names: consumers' IAM policies (and their reviewed cdk-nag acknowledgments)
+        # then read the same in every synth instead of CDK's hashed automatic export names.
+        self.export_prefix = cfg.prefix
+        for name, bucket in self._shared.items():
+            cdk.CfnOutput(self, f"{name}BucketArn", value=bucket.bucket_arn,
+                          export_name=f"{self.export_prefix}:{name}BucketArn")
+        cdk.CfnOutput(self, "DataKeyArn", value=self.key.key_arn, export_name=f"{self.export_prefix}:DataKeyArn")
+
+    @property
+    def _shared(self) -> dict[str, s3.Bucket]:
+        return {"Datasets": self.datasets, "Artifacts": self.artifacts, "Inference": self.inference}
+
+    def share_with(self, consumer: Construct) -> SharedBuckets:
+        """Typed references for a construct in another stack (which then depends on this one)."""
+        consumer_stack = cdk.Stack.of(consumer)
+        consumer_stack.add_dependency(cdk.Stack.of(self))
+        scope = Construct(consumer, "SharedData")
+        key = kms.Key.from_key_arn(scope, "DataKey", cdk.Fn.import_value(f"{self.export_prefix}:DataKeyArn"))
+        imported = {
+            name: s3.Bucket.from_bucket_attributes(
+                scope, name, bucket_arn=cdk.Fn.import_value(f"{self.export_prefix}:{name}BucketArn"),
+                encryption_key=key)
+            for name in self._shared
+        }
+        return SharedBuckets(datasets=imported["Datasets"], artifacts=imported["Artifacts"],
+                             inference=imported["Inference"], key=key, export_prefix=self.export_prefix)
 
     @property
     def data_buckets(self) -> tuple[s3.Bucket, s3.Bucket, s3.Bucket]:

@@ -134,6 +134,8 @@ class TrainingConfig(_Strict):
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     min_miou: Annotated[float, Field(ge=0, le=1)] = 0.5
     max_bad_pair_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05
+    # Adds the algorithm's `model` channel (PreviousModelS3Uri parameter) to the training pipeline.
+    incremental: bool = False
     tuning: TuningConfig = TuningConfig()
 
     @model_validator(mode="after")

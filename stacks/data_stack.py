@@ -16,4 +16,3 @@ class DataStack(cdk.Stack):
         for name, bucket in (("Datasets", self.buckets.datasets), ("Artifacts", self.buckets.artifacts),
                              ("Inference", self.buckets.inference)):
             cdk.CfnOutput(self, f"{name}BucketName", value=bucket.bucket_name)
-        cdk.CfnOutput(self, "DataKeyArn", value=self.buckets.key.key_arn)

@@ -107,7 +107,12 @@ def test_lifecycle_rules(env, template):
     assert INFERENCE.incoming not in {r.get("Prefix") for r in inference.values()}  # frames awaiting work never expire
 
 
-def test_outputs_expose_bucket_names(template):
+def test_outputs_expose_bucket_names(env, template):
     outputs = template.find_outputs("*")
-    assert {"DatasetsBucketName", "ArtifactsBucketName", "InferenceBucketName", "DataKeyArn"} <= set(outputs)
+    assert {"DatasetsBucketName", "ArtifactsBucketName", "InferenceBucketName"} <= set(outputs)
     template.has_output("InferenceBucketName", {"Value": Match.object_like({"Ref": Match.any_value()})})
+    # Stable export names: other stacks import the buckets and key through these.
+    exports = {o["Export"]["Name"] for o in outputs.values() if "Export" in o}
+    prefix = env.config.prefix
+    assert {f"{prefix}:{n}" for n in ("DatasetsBucketArn", "ArtifactsBucketArn", "InferenceBucketArn",
+                                      "DataKeyArn")} <= exports

@@ -1,0 +1,117 @@
+"""GPU asynchronous endpoint: full-resolution frames via S3, SNS notifications, scales to zero when idle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from stacks.bucket_set import SharedBuckets
+from stacks.config import AsyncEndpointConfig
+from stacks.endpoint_common import VARIANT, endpoint, endpoint_metric, storage_kms_key, variant
+from stacks.layout import INFERENCE
+
+
+@dataclass(frozen=True)
+class AsyncEndpointProps:
+    config: AsyncEndpointConfig
+    endpoint_name: str
+    model_name: str
+    model_role: iam.IRole
+    buckets: SharedBuckets
+    success_topic: sns.ITopic
+    error_topic: sns.ITopic
+
+
+class AsyncEndpoint(Construct):
+    def __init__(self, scope: Construct, construct_id: str, props: AsyncEndpointProps) -> None:
+        super().__init__(scope, construct_id)
+        cfg, buckets, name = props.config, props.buckets, props.endpoint_name
+        for topic in (props.success_topic, props.error_topic):
+            topic.grant_publish(props.model_role)  # SageMaker publishes notifications as the model's role
+
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self, "Config",
+            # CreateEndpointConfig needs at least one instance; the autoscaler then takes it down to min_capacity.
+            production_variants=[variant(props.model_name, cfg.instance_type, max(1, cfg.min_capacity))],
+            async_inference_config=sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty(
+                client_config=sagemaker.CfnEndpointConfig.AsyncInferenceClientConfigProperty(
+                    max_concurrent_invocations_per_instance=cfg.max_concurrent_invocations_per_instance),
+                output_config=sagemaker.CfnEndpointConfig.AsyncInferenceOutputConfigProperty(
+                    s3_output_path=buckets.inference.s3_url_for_object(INFERENCE.async_output.rstrip("/")),
+                    s3_failure_path=buckets.inference.s3_url_for_object(INFERENCE.async_failures.rstrip("/")),
+                    kms_key_id=buckets.key.key_arn,
+                    notification_config=sagemaker.CfnEndpointConfig.AsyncInferenceNotificationConfigProperty(
+                        success_topic=props.success_topic.topic_arn,
+                        error_topic=props.error_topic.topic_arn,
+                        include_inference_response_in=["SUCCESS_NOTIFICATION_TOPIC", "ERROR_NOTIFICATION_TOPIC"],
+                    ),
+                ),
+            ),
+        )
+        self.endpoint_config.kms_key_id = storage_kms_key(self.endpoint_config, cfg.instance_type,
+                                                          buckets.key.key_arn)
+
+        self.backlog_without_capacity = cw.Alarm(
+            self, "HasBacklogWithoutCapacity",
+            metric=endpoint_metric(name, "HasBacklogWithoutCapacity", "Average", variant_dimension=False),
+            threshold=1, evaluation_periods=1, datapoints_to_alarm=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            alarm_description="Async requests are waiting and the endpoint has no instance: scale out from zero",
+        )
+        self.failed_invocations = cw.Alarm(
+            self, "InvocationFailures",
+            metric=endpoint_metric(name, "InvocationFailures", "Sum", variant_dimension=False),
+            threshold=1, evaluation_periods=2,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            alarm_description="Async endpoint invocations failed",
+        )
+        self.oldest_request_age = cw.Alarm(
+            self, "ApproximateAgeOfOldestRequest",
+            metric=endpoint_metric(name, "ApproximateAgeOfOldestRequest", "Maximum", variant_dimension=False,
+                                   period=cdk.Duration.minutes(5)),
+            threshold=cfg.invocation_timeout_seconds, evaluation_periods=3,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            alarm_description="Async requests wait longer than the invocation timeout",
+        )
+        self.alarms = [self.failed_invocations, self.oldest_request_age, self.backlog_without_capacity]
+        self.endpoint = endpoint(self, "Endpoint", name, self.endpoint_config.attr_endpoint_config_name,
+                                 [self.failed_invocations])
+
+        self.scaling = appscaling.ScalableTarget(
+            self, "Scaling",
+            service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{name}/variant/{VARIANT}",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=cfg.min_capacity, max_capacity=cfg.max_capacity,
+        )
+        self.scaling.node.add_dependency(self.endpoint)
+        # Backlog per instance, dimension EndpointName only (the async metric has no VariantName).
+        self.scaling.scale_to_track_metric(
+            "BacklogPerInstance",
+            target_value=cfg.target_backlog_per_instance,
+            custom_metric=cw.Metric(namespace="AWS/SageMaker", metric_name="ApproximateBacklogSizePerInstance",
+                                    dimensions_map={"EndpointName": name}, statistic="Average"),
+            scale_in_cooldown=cdk.Duration.seconds(cfg.scale_in_cooldown_seconds),
+            scale_out_cooldown=cdk.Duration.seconds(cfg.scale_out_cooldown_seconds),
+        )
+        # Target tracking never leaves zero until the backlog exceeds the target: add one instance as soon as
+        # requests wait with no capacity.
+        self.scale_out_from_zero = appscaling.StepScalingAction(
+            self, "ScaleOutFromZero", scaling_target=self.scaling,
+            adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+            cooldown=cdk.Duration.seconds(cfg.scale_out_cooldown_seconds),
+            metric_aggregation_type=appscaling.MetricAggregationType.AVERAGE,
+        )
+        self.scale_out_from_zero.add_adjustment(adjustment=1, lower_bound=0)
+        self.backlog_without_capacity.add_alarm_action(cw_actions.ApplicationScalingAction(self.scale_out_from_zero))

@@ -1,0 +1,62 @@
+"""What the real-time and async endpoints share: variant naming, storage-key rule, blue/green rollout."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_sagemaker as sagemaker
+
+from stacks.compliance import acknowledge_all_packs
+from stacks.config import NVME_FAMILIES, instance_family
+
+VARIANT = "AllTraffic"
+# Blue/green: shift all traffic at once, then bake; any rollback alarm in that window restores the old fleet.
+BAKING_SECONDS = 600
+
+
+def storage_kms_key(config: sagemaker.CfnEndpointConfig, instance_type: str, key_arn: str) -> str | None:
+    """Instances with local NVMe storage reject a storage-volume KmsKeyId (their instance-store volumes are
+    hardware-encrypted); every other instance type gets the project's key."""
+    if instance_family(instance_type) in NVME_FAMILIES:
+        acknowledge_all_packs(config, "SageMakerEndpointConfigurationKMSKeyConfigured",
+                              f"{instance_type} uses local NVMe instance storage, which is encrypted by the hardware; "
+                              "CreateEndpointConfig rejects a KmsKeyId for it. Outputs are encrypted with the key.")
+        return None
+    return key_arn
+
+
+def variant(model_name: str, instance_type: str,
+            initial_count: int) -> sagemaker.CfnEndpointConfig.ProductionVariantProperty:
+    return sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+        variant_name=VARIANT, model_name=model_name, instance_type=instance_type,
+        initial_instance_count=initial_count, initial_variant_weight=1.0)
+
+
+def blue_green(rollback_alarms: list[cw.Alarm]) -> sagemaker.CfnEndpoint.DeploymentConfigProperty:
+    return sagemaker.CfnEndpoint.DeploymentConfigProperty(
+        blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
+            traffic_routing_configuration=sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
+                type="ALL_AT_ONCE", wait_interval_in_seconds=BAKING_SECONDS),
+            termination_wait_in_seconds=BAKING_SECONDS,
+            maximum_execution_timeout_in_seconds=3600,
+        ),
+        auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
+            alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=a.alarm_name) for a in rollback_alarms]),
+    )
+
+
+def endpoint(scope, construct_id: str, name: str, config_name: str,
+             rollback_alarms: list[cw.Alarm]) -> sagemaker.CfnEndpoint:
+    """The endpoint keeps a fixed name (it is updated in place, never replaced; alarms and clients use the name);
+    models and endpoint configs get generated names so each rollout creates fresh ones.
+    RetainAllVariantProperties: a stack update (new model) keeps the instance count the autoscaler chose."""
+    return sagemaker.CfnEndpoint(
+        scope, construct_id, endpoint_name=name, endpoint_config_name=config_name,
+        retain_all_variant_properties=True, deployment_config=blue_green(rollback_alarms))
+
+
+def endpoint_metric(endpoint_name: str, metric_name: str, statistic: str, *, variant_dimension: bool = True,
+                    period: cdk.Duration | None = None) -> cw.Metric:
+    dims = {"EndpointName": endpoint_name, **({"VariantName": VARIANT} if variant_dimension else {})}
+    return cw.Metric(namespace="AWS/SageMaker", metric_name=metric_name, dimensions_map=dims, statistic=statistic,
+                     period=period or cdk.Duration.minutes(1))

@@ -1,0 +1,64 @@
+"""Inference stack: the registry model, both GPU endpoints, the approval rollout and monitoring."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from stacks.async_endpoint import AsyncEndpoint, AsyncEndpointProps
+from stacks.bucket_set import BucketSet
+from stacks.config import EnvironmentConfig
+from stacks.images import images_mapping
+from stacks.monitoring import Monitoring, MonitoringProps
+from stacks.realtime_endpoint import RealtimeEndpoint, RealtimeEndpointProps
+from stacks.registry_model import RegistryModel, RegistryModelProps, apply_condition
+from stacks.rollout import ApprovalRollout, ApprovalRolloutProps
+from stacks.training_pipelines import TrainingPipelines
+
+
+def endpoint_names(config: EnvironmentConfig) -> tuple[str, str]:
+    return f"{config.prefix}-realtime", f"{config.prefix}-async"
+
+
+class InferenceStack(cdk.Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, data: BucketSet,
+                 training: TrainingPipelines, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.realtime_name, self.async_name = endpoint_names(config)
+        buckets = data.share_with(self)
+        self.model = RegistryModel(self, "Model", RegistryModelProps(
+            buckets=buckets, algorithm_repository_arn=images_mapping(self, config).get("AlgorithmRepository")))
+        # Topics exist with or without a model, so subscribers (the result postprocessor) never dangle.
+        self.success_topic = sns.Topic(self, "AsyncSuccess", master_key=buckets.key, enforce_ssl=True,
+                                       display_name=f"{config.prefix} async inference succeeded")
+        self.error_topic = sns.Topic(self, "AsyncError", master_key=buckets.key, enforce_ssl=True,
+                                     display_name=f"{config.prefix} async inference failed")
+
+        serving = Construct(self, "Serving")  # everything below exists only while a model is approved
+        self.realtime = RealtimeEndpoint(serving, "Realtime", RealtimeEndpointProps(
+            config=config.realtime_endpoint, endpoint_name=self.realtime_name, model_name=self.model.model_name,
+            buckets=buckets))
+        self.async_endpoint = AsyncEndpoint(serving, "Async", AsyncEndpointProps(
+            config=config.async_endpoint, endpoint_name=self.async_name, model_name=self.model.model_name,
+            model_role=self.model.role, buckets=buckets, success_topic=self.success_topic,
+            error_topic=self.error_topic))
+        self.monitoring = Monitoring(self, "Monitoring", MonitoringProps(
+            prefix=config.prefix, key=buckets.key,
+            pipeline_names=[training.training_pipeline.pipeline_name, training.tuning_pipeline.pipeline_name]))
+        self.monitoring.add_section("Real-time endpoint", self.realtime.alarms)
+        self.monitoring.add_section("Asynchronous endpoint", self.async_endpoint.alarms)
+        apply_condition(serving, self.model.has_model)
+        apply_condition(self.monitoring.dashboard, self.model.has_model)
+
+        self.rollout = ApprovalRollout(self, "Rollout", ApprovalRolloutProps(
+            config=config, model_package_group=training.settings.model_package_group, model_role=self.model.role,
+            key=buckets.key, endpoint_names=(self.realtime_name, self.async_name)))
+        self.monitoring.add_section("Rollout", self.rollout.alarms)
+
+        cdk.CfnOutput(self, "RealtimeEndpointName", value=self.realtime_name, condition=self.model.has_model)
+        cdk.CfnOutput(self, "AsyncEndpointName", value=self.async_name, condition=self.model.has_model)
+        cdk.CfnOutput(self, "ServingStatus", value=cdk.Fn.condition_if(
+            self.model.has_model.logical_id, "Endpoints deployed for the approved model package",
+            "No approved model package yet: endpoints are not deployed. Approve one in the model package group "
+            "(or deploy with --parameters ModelPackageArn=<arn>).").to_string())

@@ -1,0 +1,82 @@
+"""GPU real-time endpoint: JPEG in, PNG class mask out, autoscaled on invocations per instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from stacks.bucket_set import SharedBuckets
+from stacks.config import RealtimeEndpointConfig
+from stacks.endpoint_common import VARIANT, endpoint, endpoint_metric, storage_kms_key, variant
+from stacks.layout import INFERENCE
+
+
+@dataclass(frozen=True)
+class RealtimeEndpointProps:
+    config: RealtimeEndpointConfig
+    endpoint_name: str
+    model_name: str
+    buckets: SharedBuckets
+    latency_p90_threshold_ms: float = 1500.0
+
+
+class RealtimeEndpoint(Construct):
+    def __init__(self, scope: Construct, construct_id: str, props: RealtimeEndpointProps) -> None:
+        super().__init__(scope, construct_id)
+        cfg, buckets = props.config, props.buckets
+        capture = None
+        if cfg.data_capture.enabled:
+            capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+                enable_capture=True,
+                initial_sampling_percentage=cfg.data_capture.sampling_percentage,
+                destination_s3_uri=buckets.inference.s3_url_for_object(INFERENCE.data_capture.rstrip("/")),
+                kms_key_id=buckets.key.key_arn,
+                capture_options=[sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode=m)
+                                 for m in ("Input", "Output")],
+            )
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self, "Config",
+            production_variants=[variant(props.model_name, cfg.instance_type, cfg.min_capacity)],
+            data_capture_config=capture,
+        )
+        self.endpoint_config.kms_key_id = storage_kms_key(self.endpoint_config, cfg.instance_type,
+                                                          buckets.key.key_arn)
+        name = props.endpoint_name
+        self.latency_p90 = cw.Alarm(
+            self, "LatencyP90",
+            metric=endpoint_metric(name, "ModelLatency", "p90"),  # microseconds
+            threshold=props.latency_p90_threshold_ms * 1000, evaluation_periods=3,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            alarm_description="Real-time endpoint p90 model latency above threshold",
+        )
+        self.errors_5xx = cw.Alarm(
+            self, "Invocation5XXErrors",
+            metric=endpoint_metric(name, "Invocation5XXErrors", "Sum"),
+            threshold=1, evaluation_periods=2,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            alarm_description="Real-time endpoint returned 5XX errors",
+        )
+        self.alarms = [self.latency_p90, self.errors_5xx]
+        self.endpoint = endpoint(self, "Endpoint", name, self.endpoint_config.attr_endpoint_config_name, self.alarms)
+
+        self.scaling = appscaling.ScalableTarget(
+            self, "Scaling",
+            service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{name}/variant/{VARIANT}",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=cfg.min_capacity, max_capacity=cfg.max_capacity,
+        )
+        self.scaling.node.add_dependency(self.endpoint)  # the resource id names the endpoint literally
+        self.scaling.scale_to_track_metric(
+            "InvocationsPerInstance",
+            target_value=cfg.target_invocations_per_instance,
+            predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+            scale_in_cooldown=cdk.Duration.minutes(5), scale_out_cooldown=cdk.Duration.minutes(1),
+        )

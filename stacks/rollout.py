@@ -1,0 +1,124 @@
+"""Approval-driven rollout: approving a model package updates the inference stack's ModelPackageArn.
+
+CloudFormation stays the owner of the endpoints: the Lambda re-deploys the stack's previous template with the
+new parameter value, and the endpoints' blue/green policy with rollback alarms does the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.compliance import acknowledge, acknowledge_all_packs, acknowledge_policy, nag_arn
+from stacks.config import EnvironmentConfig
+from stacks.lambda_code import RUNTIME, function_log_group, lambda_code
+from stacks.registry_model import MODEL_PACKAGE_PARAMETER
+
+FUNCTION_NO_VPC = ("The function calls only regional AWS APIs (CloudFormation); it handles no data plane "
+                   "traffic, so a VPC adds cost without narrowing what it can reach.")
+
+
+@dataclass(frozen=True)
+class ApprovalRolloutProps:
+    config: EnvironmentConfig
+    model_package_group: str
+    model_role: iam.IRole
+    key: kms.IKey
+    endpoint_names: tuple[str, ...]
+
+
+class ApprovalRollout(Construct):
+    def __init__(self, scope: Construct, construct_id: str, props: ApprovalRolloutProps) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        cfg = props.config
+        self.dead_letters = sqs.Queue(
+            self, "DeadLetters", encryption=sqs.QueueEncryption.KMS, encryption_master_key=props.key,
+            enforce_ssl=True, retention_period=cdk.Duration.days(14))
+        acknowledge(self.dead_letters, "AwsSolutions-SQS3", "This queue is itself the dead-letter queue.")
+
+        log_group = function_log_group(self, "Logs", cfg, props.key)
+        self.function = lambda_.Function(
+            self, "Function",
+            runtime=RUNTIME, code=lambda_code(), handler="rollout.handler",
+            description="Rolls an approved model package out to the roadseg endpoints",
+            timeout=cdk.Duration.seconds(60), memory_size=256,
+            reserved_concurrent_executions=1,  # one stack update at a time
+            retry_attempts=2, dead_letter_queue=self.dead_letters,
+            log_group=log_group,
+            environment={
+                "STACK_NAME": stack.stack_name,
+                "MODEL_PACKAGE_GROUP": props.model_package_group,
+                "PARAMETER_NAME": MODEL_PACKAGE_PARAMETER,
+                "POWERTOOLS_SERVICE_NAME": "roadseg-rollout",
+            },
+        )
+        stack_arn = stack.format_arn(service="cloudformation", resource="stack", resource_name=f"{stack.stack_name}/*")
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            sid="UpdateOnlyThisStack",
+            actions=["cloudformation:DescribeStacks", "cloudformation:UpdateStack"], resources=[stack_arn]))
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            sid="PassOnlyTheModelRole", actions=["iam:PassRole"], resources=[props.model_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
+        # The update replaces the model and endpoint configs and updates the endpoints in place.
+        sm = lambda kind: stack.format_arn(service="sagemaker", resource=kind, resource_name="*")  # noqa: E731
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            sid="ReplaceServingModel",
+            actions=["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel",
+                     "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
+                     "sagemaker:DeleteEndpointConfig", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint",
+                     "sagemaker:DescribeModelPackage"],
+            resources=[sm("model"), sm("endpoint-config"),
+                       *(stack.format_arn(service="sagemaker", resource="endpoint", resource_name=name)
+                         for name in props.endpoint_names),
+                       stack.format_arn(service="sagemaker", resource="model-package",
+                                        resource_name=f"{props.model_package_group}/*")]))
+
+        self.rule = events.Rule(
+            self, "OnApproval",
+            description="Model package approved in the roadseg group",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"], detail_type=["SageMaker Model Package State Change"],
+                detail={"ModelPackageGroupName": [props.model_package_group], "ModelApprovalStatus": ["Approved"]}),
+        )
+        self.rule.add_target(targets.LambdaFunction(
+            self.function, dead_letter_queue=self.dead_letters, retry_attempts=4,
+            max_event_age=cdk.Duration.hours(2)))
+
+        self.dlq_depth = cw.Alarm(
+            self, "DeadLetterDepth",
+            metric=self.dead_letters.metric_approximate_number_of_messages_visible(period=cdk.Duration.minutes(5)),
+            threshold=1, evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            alarm_description="A model approval could not be rolled out: see the rollout DLQ and function logs")
+        self.errors = cw.Alarm(
+            self, "FunctionErrors", metric=self.function.metric_errors(period=cdk.Duration.minutes(5)),
+            threshold=1, evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            alarm_description="The rollout function failed")
+        self.alarms = [self.dlq_depth, self.errors]
+
+        account = nag_arn(self, "sagemaker", "")[:-1]
+        acknowledge_policy(self.function.role, actions=[], resources={
+            nag_arn(self, "cloudformation", f"stack/{stack.stack_name}/*"):
+                "This one stack; the trailing wildcard is the stack id CloudFormation assigns at creation.",
+            f"{account}:model-package/{props.model_package_group}/*":
+                "Versions of this project's model package group only.",
+            f"{account}:model/*": "CloudFormation generates the model names during the update.",
+            f"{account}:endpoint-config/*": "CloudFormation generates the endpoint-config names during the update.",
+        })
+        acknowledge(self.function.role, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                    "service-role/AWSLambdaBasicExecutionRole]",
+                    "Grants only CreateLogStream/PutLogEvents, which every function needs for its own log group.")
+        for fn in (self.function,):
+            acknowledge_all_packs(fn, "LambdaInsideVPC", FUNCTION_NO_VPC)

@@ -1,0 +1,231 @@
+"""Training and tuning pipelines: execution role, model package group, processing code and both pipelines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from stacks.bucket_set import SharedBuckets
+from stacks.compliance import acknowledge_policy, nag_account_region, nag_arn
+from stacks.config import ConfigError, EnvironmentConfig
+from stacks.images import images_mapping
+from stacks.layout import ARTIFACTS, DATASETS
+from training.classes import ClassScheme, scheme_from_config
+from training.hyperparameters import HyperparameterError, Hyperparameters
+from training.pipelines import PipelineSettings, build_training_pipeline, build_tuning_pipeline
+
+TRAINING_DIR = Path(__file__).resolve().parent.parent / "training"
+# SageMaker names jobs started by a pipeline "pipelines-<execution>-<step>-..."; the role may touch only those.
+PIPELINE_JOB_PREFIX = "pipelines-"
+
+
+@dataclass(frozen=True)
+class TrainingPipelinesProps:
+    config: EnvironmentConfig
+    buckets: SharedBuckets
+
+
+def resolve_scheme(config: EnvironmentConfig) -> ClassScheme:
+    scheme = scheme_from_config(config.classes)
+    unknown = sorted(set(config.classes.safety_critical_iou_floors) - set(scheme.names))
+    if unknown:
+        raise ConfigError(
+            f"config/{config.name}.yaml: classes.safety_critical_iou_floors: {unknown} are not classes of the "
+            f"'{scheme.name}' scheme (allowed: {', '.join(scheme.names)})"
+        )
+    return scheme
+
+
+def pipeline_settings(config: EnvironmentConfig, scheme: ClassScheme) -> PipelineSettings:
+    training = config.training
+    try:
+        hyperparameters = Hyperparameters.from_mapping(
+            training.hyperparameters, num_classes=scheme.num_classes, num_training_samples=1
+        )
+    except HyperparameterError as exc:
+        raise ConfigError(f"config/{config.name}.yaml: training.hyperparameters: {exc}") from None
+    static = {k: v for k, v in hyperparameters.to_algorithm_strings().items() if k != "num_training_samples"}
+    return PipelineSettings(
+        prefix=config.prefix,
+        model_package_group=model_package_group_name(config),
+        num_classes=scheme.num_classes,
+        class_scheme=config.classes.scheme,
+        hyperparameters=static,
+        safety_iou_floors=dict(config.classes.safety_critical_iou_floors),
+        min_miou=training.min_miou,
+        training_instance_type=training.instance_type,
+        processing_instance_type=training.processing_instance_type,
+        transform_instance_type=training.transform_instance_type,
+        volume_size_gb=training.volume_size_gb,
+        max_runtime_seconds=training.max_runtime_hours * 3600,
+        use_spot_instances=training.use_spot_instances,
+        max_wait_seconds=training.max_wait_hours * 3600,
+        max_bad_pair_fraction=training.max_bad_pair_fraction,
+        tuning_max_jobs=training.tuning.max_jobs,
+        tuning_max_parallel_jobs=training.tuning.max_parallel_jobs,
+        incremental=training.incremental,
+    )
+
+
+def model_package_group_name(config: EnvironmentConfig) -> str:
+    return f"{config.prefix}-segmentation"
+
+
+class TrainingPipelines(Construct):
+    """Everything a pipeline execution needs, from raw frames to a registered, gated model package."""
+
+    def __init__(self, scope: Construct, construct_id: str, props: TrainingPipelinesProps) -> None:
+        super().__init__(scope, construct_id)
+        config, buckets = props.config, props.buckets
+        stack = cdk.Stack.of(self)
+        self.scheme = resolve_scheme(config)
+        self.settings = pipeline_settings(config, self.scheme)
+
+        self.images = images_mapping(self, config)
+
+        self.model_package_group = sagemaker.CfnModelPackageGroup(
+            self, "ModelPackageGroup",
+            model_package_group_name=self.settings.model_package_group,
+            model_package_group_description=f"roadseg {config.name}: {self.scheme.name} segmentation models "
+                                            "that passed the quality gate",
+        )
+        self.model_package_group.apply_removal_policy(
+            cdk.RemovalPolicy.RETAIN if config.retain else cdk.RemovalPolicy.DESTROY)
+
+        self.entry_script = s3_assets.Asset(self, "ProcessingEntry", path=str(TRAINING_DIR / "processing_entry.py"))
+        self.package = s3_assets.Asset(self, "TrainingPackage", path=str(TRAINING_DIR),
+                                       exclude=["__pycache__", "*.pyc", "cli.py"])
+
+        self.role = iam.Role(
+            self, "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"roadseg {config.name}: SageMaker pipelines, processing, training and transform jobs",
+        )
+        self._grant(config, buckets, stack)
+
+        placeholders = {
+            "RoleArn": self.role.role_arn,
+            "DatasetsBucket": buckets.datasets.bucket_name,
+            "ArtifactsBucket": buckets.artifacts.bucket_name,
+            "KmsKeyArn": buckets.key.key_arn,
+            "AlgorithmImage": self.image("Algorithm"),
+            "ProcessingImage": self.image("Processing"),
+            "CodeEntryUri": self.entry_script.s3_object_url,
+            "CodePackageUri": self.package.s3_object_url,
+        }
+        self.training_pipeline = self._pipeline("TrainingPipeline", f"{config.prefix}-training",
+                                                build_training_pipeline(self.settings), placeholders,
+                                                "Prepare, train, transform, evaluate, gate and register")
+        self.tuning_pipeline = self._pipeline("TuningPipeline", f"{config.prefix}-tuning",
+                                              build_tuning_pipeline(self.settings), placeholders,
+                                              "Prepare, tune, evaluate the best model, gate and register")
+
+    def image(self, key: str) -> str:
+        return self.images.get(key)
+
+    def _pipeline(self, construct_id: str, name: str, definition: str, placeholders: dict[str, str],
+                  description: str) -> sagemaker.CfnPipeline:
+        pipeline = sagemaker.CfnPipeline(
+            self, construct_id,
+            pipeline_name=name,
+            pipeline_display_name=name,
+            pipeline_description=description,
+            role_arn=self.role.role_arn,
+            pipeline_definition={"PipelineDefinitionBody": cdk.Fn.sub(definition, placeholders)},
+        )
+        pipeline.node.add_dependency(self.role)
+        pipeline.node.add_dependency(self.model_package_group)
+        return pipeline
+
+    def _grant(self, config: EnvironmentConfig, buckets: SharedBuckets, stack: cdk.Stack) -> None:
+        role = self.role
+        # Data: read raw datasets, write prepared channels; read/write pipeline artifacts and checkpoints.
+        buckets.datasets.grant_read(role, f"{DATASETS.raw}*")
+        buckets.datasets.grant_read_write(role, f"{DATASETS.prepared}*")
+        buckets.artifacts.grant_read_write(role, f"{ARTIFACTS.pipelines}*")
+        buckets.artifacts.grant_read_write(role, f"{ARTIFACTS.checkpoints}*")
+        self.entry_script.grant_read(role)
+        self.package.grant_read(role)
+        buckets.key.grant_encrypt_decrypt(role)
+
+        arn = stack.format_arn
+        sagemaker_arn = lambda resource, name: arn(service="sagemaker", resource=resource, resource_name=name)  # noqa: E731
+        group = self.settings.model_package_group
+        role.add_to_policy(iam.PolicyStatement(
+            sid="PullAlgorithmAndProcessingImages",
+            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            resources=[self.image("AlgorithmRepository"), self.image("ProcessingRepository")],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="JobLogs",
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[arn(service="logs", resource="log-group", resource_name="/aws/sagemaker/*",
+                           arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="JobMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}},
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="RunPipelineSteps",
+            actions=[
+                "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
+                "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+                "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob",
+                "sagemaker:AddTags",
+            ],
+            resources=[sagemaker_arn(kind, f"{PIPELINE_JOB_PREFIX}*")
+                       for kind in ("processing-job", "training-job", "transform-job")],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="RunTuningStep",
+            actions=["sagemaker:CreateHyperParameterTuningJob", "sagemaker:DescribeHyperParameterTuningJob",
+                     "sagemaker:StopHyperParameterTuningJob", "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                     "sagemaker:AddTags"],
+            resources=[sagemaker_arn("hyper-parameter-tuning-job", "*")],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="CandidateModelsAndRegistry",
+            actions=["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel",
+                     "sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
+                     "sagemaker:DescribeModelPackageGroup", "sagemaker:AddTags"],
+            resources=[sagemaker_arn("model", "*"), sagemaker_arn("model-package", f"{group}/*"),
+                       sagemaker_arn("model-package-group", group)],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="PassSelfToJobs", actions=["iam:PassRole"], resources=[role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ))
+        jobs = nag_arn(self, "sagemaker", "")[:-1]
+        account, region = nag_account_region(self)
+        shared = config.prefix
+        acknowledge_policy(role, actions=["s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*",
+                                          "s3:DeleteObject*", "kms:GenerateDataKey*", "kms:ReEncrypt*"], resources={
+            "*": "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource scoping; "
+                 "PutMetricData is limited to SageMaker namespaces by condition.",
+            f"{shared}:DatasetsBucketArn/raw/*": "Read-only: the labelled source datasets pipelines prepare.",
+            f"{shared}:DatasetsBucketArn/prepared/*": "The Prepare step writes each execution's channels here.",
+            f"{shared}:ArtifactsBucketArn/pipelines/*": "Training output, predictions and evaluation reports.",
+            f"{shared}:ArtifactsBucketArn/checkpoints/*": "Spot-training checkpoints of the training jobs.",
+            nag_arn(self, "s3", f"cdk-hnb659fds-assets-{account}-{region}/*", regional=False):
+                "CDK asset grant: the processing entry script and training package zip in the bootstrap bucket.",
+            nag_arn(self, "logs", "log-group:/aws/sagemaker/*"):
+                "SageMaker jobs log to /aws/sagemaker/<JobType> log groups with per-job streams.",
+            f"{jobs}:processing-job/pipelines-*": "Jobs started by a pipeline execution are named pipelines-*.",
+            f"{jobs}:training-job/pipelines-*": "Jobs started by a pipeline execution are named pipelines-*.",
+            f"{jobs}:transform-job/pipelines-*": "Jobs started by a pipeline execution are named pipelines-*.",
+            f"{jobs}:hyper-parameter-tuning-job/*": "Tuning job names are generated by the pipeline (max 32 chars, "
+                                                    "no stable prefix).",
+            f"{jobs}:model/*": "Candidate model names are generated by the pipeline's model step.",
+            f"{jobs}:model-package/{self.settings.model_package_group}/*":
+                "Versions of this project's model package group only.",
+        })

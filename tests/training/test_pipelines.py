@@ -1,0 +1,865 @@
+"""The SageMaker Pipelines definitions (training/pipelines.py), checked step by step on the generated JSON.
+
+Every definition is generated with sockets blocked and no AWS credentials in the environment, then read the
+way CloudFormation's Fn::Sub would hand it to SageMaker (placeholders substituted, ``${!`` unescaped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from training.pipelines import (
+    CODE_DIR,
+    PLACEHOLDERS,
+    PROCESSING_ENTRYPOINT,
+    PipelineSettings,
+    build_training_pipeline,
+    build_tuning_pipeline,
+    floor_parameter_name,
+    gate_json_path,
+    has_local_instance_storage,
+)
+
+FLOORS = {"person": 0.5, "rider": 0.4, "bicycle": 0.4, "motorcycle": 0.3, "traffic light": 0.25}
+
+BASE = PipelineSettings(
+    prefix="roadseg-test",
+    model_package_group="roadseg-test-segmentation",
+    num_classes=19,
+    class_scheme="cityscapes",
+    hyperparameters={
+        "backbone": "resnet-50",
+        "use_pretrained_model": "True",
+        "algorithm": "deeplab",
+        "epochs": "12",
+        "learning_rate": "0.002",
+        "mini_batch_size": "8",
+        "crop_size": "240",
+        "num_classes": "19",
+        "early_stopping": "False",
+    },
+    safety_iou_floors=FLOORS,
+    min_miou=0.55,
+    training_instance_type="ml.p3.2xlarge",
+    processing_instance_type="ml.m5.xlarge",
+    transform_instance_type="ml.g4dn.xlarge",
+    volume_size_gb=100,
+    max_runtime_seconds=8 * 3600,
+    use_spot_instances=True,
+    max_wait_seconds=16 * 3600,
+    max_bad_pair_fraction=0.05,
+    tuning_max_jobs=6,
+    tuning_max_parallel_jobs=3,
+)
+
+# What the stack substitutes (any value will do for the structure).
+SUBSTITUTES = {
+    "RoleArn": "arn:aws:iam::111122223333:role/test-sagemaker",
+    "DatasetsBucket": "test-datasets-bucket",
+    "ArtifactsBucket": "test-artifacts-bucket",
+    "KmsKeyArn": "arn:aws:kms:eu-west-1:111122223333:key/test-key",
+    "AlgorithmImage": "685385470294.dkr.ecr.eu-west-1.amazonaws.com/semantic-segmentation:1",
+    "ProcessingImage": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/roadseg-processing:1",
+    "CodeEntryUri": "s3://test-assets/3f9a0c5d1e.py",  # a CDK file asset keeps no name
+    "CodePackageUri": "s3://test-assets/8b7e6d.zip",
+}
+SENTINEL_FRAGMENTS = ("roadseg-sentinel", "123456789012", "811284229777", "763104351884", "pytorch-training")
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+IMAGE_CONTENT = {"train", "validation"}
+ANNOTATION_CONTENT = {"train_annotation", "validation_annotation"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Generation under blocked sockets and without credentials
+# --------------------------------------------------------------------------------------------------
+
+
+class _BlockedNetwork:
+    """socket.connect raises and is recorded, in every thread (telemetry would run in one)."""
+
+    def __init__(self) -> None:
+        self.attempts: list = []
+
+    def connect(self, sock, address):
+        self.attempts.append(address)
+        raise OSError(f"network blocked in tests: {address!r}")
+
+
+def _generate_offline(builder, settings: PipelineSettings) -> str:
+    blocked = _BlockedNetwork()
+    patch = pytest.MonkeyPatch()
+    try:
+        for variable in CREDENTIAL_VARIABLES:
+            patch.delenv(variable, raising=False)
+        patch.setenv("AWS_PROFILE", "roadseg-no-such-profile")  # would fail if a profile were ever read
+        patch.setattr(socket.socket, "connect", blocked.connect)
+        patch.setattr(socket.socket, "connect_ex", blocked.connect)
+        definition = builder(settings)
+    finally:
+        patch.undo()
+    assert blocked.attempts == [], f"generation tried to reach the network: {blocked.attempts}"
+    return definition
+
+
+def fn_sub(definition: str, values: dict[str, str] = SUBSTITUTES) -> str:
+    """What CloudFormation Fn::Sub does to the body: ${Name} -> value, ${!Literal} -> ${Literal}."""
+
+    def substitute(match: re.Match) -> str:
+        name = match.group(1)
+        return "${" + name[1:] + "}" if name.startswith("!") else values[name]
+
+    return re.sub(r"\$\{([^}]*)\}", substitute, definition)
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, str]:
+    return {
+        "training": _generate_offline(build_training_pipeline, BASE),
+        "tuning": _generate_offline(build_tuning_pipeline, BASE),
+    }
+
+
+@pytest.fixture(scope="module")
+def training(raw) -> dict:
+    return json.loads(fn_sub(raw["training"]))
+
+
+@pytest.fixture(scope="module")
+def tuning(raw) -> dict:
+    return json.loads(fn_sub(raw["tuning"]))
+
+
+@pytest.fixture(scope="module")
+def placeheld(raw) -> dict[str, dict]:
+    """The definitions with placeholders left in (to see which value goes where)."""
+    return {name: json.loads(body) for name, body in raw.items()}
+
+
+def steps(definition: dict) -> dict[str, dict]:
+    """All steps by name, including those inside the condition's branches."""
+    found: dict[str, dict] = {}
+
+    def visit(step_list: list) -> None:
+        for step in step_list:
+            found[step["Name"]] = step
+            if step["Type"] == "Condition":
+                visit(step["Arguments"]["IfSteps"])
+                visit(step["Arguments"]["ElseSteps"])
+
+    visit(definition["Steps"])
+    return found
+
+
+def referenced_steps(node) -> set[str]:
+    """Names of the steps whose properties or property files a JSON fragment reads."""
+    text = json.dumps(node)
+    return set(re.findall(r'"Steps\.([A-Za-z0-9]+)[.\[]', text))
+
+
+def parameters(definition: dict) -> dict[str, dict]:
+    return {p["Name"]: p for p in definition["Parameters"]}
+
+
+def get(name: str) -> dict:
+    return {"Get": f"Parameters.{name}"}
+
+
+def json_get(step: str, property_file: str, path: str) -> dict:
+    return {"Std:JsonGet": {"PropertyFile": {"Get": f"Steps.{step}.PropertyFiles.{property_file}"}, "Path": path}}
+
+
+def join(*values, on: str = "") -> dict:
+    return {"Std:Join": {"On": on, "Values": list(values)}}
+
+
+EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Offline generation, placeholders, escaping
+# --------------------------------------------------------------------------------------------------
+
+
+def test_generation_needs_no_network_no_credentials_and_leaves_no_telemetry_thread(raw):
+    # _generate_offline already asserted zero connection attempts for both definitions.
+    assert all(json.loads(body)["Version"] == "2020-12-01" for body in raw.values())
+    assert not [t for t in threading.enumerate() if t.name == "sagemaker-telemetry"]
+
+
+def test_generation_restores_the_environment_and_logging():
+    before_env = dict(os.environ)
+    before_root = (logging.root.level, list(logging.root.handlers))
+    before_sdk = logging.getLogger("sagemaker").level
+    build_training_pipeline(BASE)
+    assert dict(os.environ) == before_env
+    assert (logging.root.level, list(logging.root.handlers)) == before_root
+    assert logging.getLogger("sagemaker").level == before_sdk
+
+
+def test_every_placeholder_is_used_and_nothing_else_is_substituted(raw):
+    for name, body in raw.items():
+        used = set(re.findall(r"\$\{([^!}][^}]*)\}", body))
+        assert used == set(PLACEHOLDERS), name
+        assert "${!" not in body, name  # nothing needed escaping in these definitions
+
+
+def test_no_sentinel_is_left(raw):
+    for name, body in raw.items():
+        for fragment in SENTINEL_FRAGMENTS:
+            assert fragment not in body, (name, fragment)
+
+
+def test_other_dollar_braces_are_escaped_for_fn_sub():
+    settings = dataclasses.replace(BASE, hyperparameters={**BASE.hyperparameters, "lr_scheduler": "${NotMine}"})
+    body = build_training_pipeline(settings)
+    assert "${!NotMine}" in body
+    assert set(re.findall(r"\$\{([^!}][^}]*)\}", body)) == set(PLACEHOLDERS)
+    hyperparameters = steps(json.loads(fn_sub(body)))["TrainSegmentation"]["Arguments"]["HyperParameters"]
+    assert hyperparameters["lr_scheduler"] == "${NotMine}"  # what SageMaker receives after Fn::Sub
+
+
+def test_generation_is_deterministic(raw):
+    assert build_training_pipeline(BASE) == raw["training"]
+    assert build_tuning_pipeline(BASE) == raw["tuning"]
+
+
+def test_placeholders_land_where_the_stack_expects_them(placeheld):
+    for definition in placeheld.values():
+        by_name = steps(definition)
+        prepare = by_name["PrepareDataset"]["Arguments"]
+        assert prepare["RoleArn"] == "${RoleArn}"
+        assert prepare["AppSpecification"]["ImageUri"] == "${ProcessingImage}"
+        inputs = {i["InputName"]: i["S3Input"] for i in prepare["ProcessingInputs"]}
+        assert inputs["code"]["S3Uri"] == "${CodeEntryUri}"
+        assert inputs["package"]["S3Uri"] == "${CodePackageUri}"
+        assert prepare["ProcessingOutputConfig"]["KmsKeyId"] == "${KmsKeyArn}"
+        model = by_name["CreateCandidateModel"]["Arguments"]
+        assert model["PrimaryContainer"]["Image"] == "${AlgorithmImage}"
+        assert model["ExecutionRoleArn"] == "${RoleArn}"
+        register = by_name["RegisterModel"]["Arguments"]
+        assert register["InferenceSpecification"]["Containers"][0]["Image"] == "${AlgorithmImage}"
+        assert parameters(definition)["InputDataS3Uri"]["DefaultValue"] == "s3://${DatasetsBucket}/raw/"
+    training_job = steps(placeheld["training"])["TrainSegmentation"]["Arguments"]
+    assert training_job["AlgorithmSpecification"]["TrainingImage"] == "${AlgorithmImage}"
+    assert training_job["RoleArn"] == "${RoleArn}"
+    tuning_job = steps(placeheld["tuning"])["TuneSegmentation"]["Arguments"]["TrainingJobDefinition"]
+    assert tuning_job["AlgorithmSpecification"]["TrainingImage"] == "${AlgorithmImage}"
+    assert tuning_job["RoleArn"] == "${RoleArn}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Steps, types, order and dependencies
+# --------------------------------------------------------------------------------------------------
+
+
+def test_training_pipeline_steps_in_order(training):
+    top = [(s["Name"], s["Type"]) for s in training["Steps"]]
+    assert top == [
+        ("PrepareDataset", "Processing"),
+        ("TrainSegmentation", "Training"),
+        ("CreateCandidateModel", "Model"),
+        ("TransformValidation", "Transform"),
+        ("EvaluateModel", "Processing"),
+        ("QualityGate", "Condition"),
+    ]
+    gate = training["Steps"][-1]["Arguments"]
+    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("RegisterModel", "RegisterModel")]
+    assert [(s["Name"], s["Type"]) for s in gate["ElseSteps"]] == [("GateFailed", "Fail")]
+
+
+def test_tuning_pipeline_steps_in_order(tuning):
+    top = [(s["Name"], s["Type"]) for s in tuning["Steps"]]
+    assert top == [
+        ("PrepareDataset", "Processing"),
+        ("TuneSegmentation", "Tuning"),
+        ("CreateCandidateModel", "Model"),
+        ("TransformValidation", "Transform"),
+        ("EvaluateModel", "Processing"),
+        ("QualityGate", "Condition"),
+    ]
+    gate = tuning["Steps"][-1]["Arguments"]
+    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("RegisterModel", "RegisterModel")]
+    assert [(s["Name"], s["Type"]) for s in gate["ElseSteps"]] == [("GateFailed", "Fail")]
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_dependencies_follow_property_references(pipeline, training, tuning):
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    job = "TrainSegmentation" if pipeline == "training" else "TuneSegmentation"
+    by_name = steps(definition)
+    gate = by_name["QualityGate"]["Arguments"]
+    expected = {
+        "PrepareDataset": set(),
+        job: {"PrepareDataset"},
+        "CreateCandidateModel": {job},
+        "TransformValidation": {"CreateCandidateModel", "PrepareDataset"},
+        "EvaluateModel": {"PrepareDataset", "TransformValidation"},
+        "RegisterModel": {job, "EvaluateModel"},
+        "GateFailed": {"EvaluateModel"},
+    }
+    for name, upstream in expected.items():
+        assert referenced_steps(by_name[name]["Arguments"]) == upstream, name
+    assert referenced_steps(gate["Conditions"]) == {"EvaluateModel"}
+    assert not any("DependsOn" in s for s in by_name.values())  # data references order everything
+
+
+def test_pipeline_experiments_are_not_created(training, tuning):
+    assert training["PipelineExperimentConfig"] is None
+    assert tuning["PipelineExperimentConfig"] is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------------
+
+
+def test_training_parameters(training):
+    params = parameters(training)
+    assert list(params) == [
+        "InputDataS3Uri",
+        "DatasetLayout",
+        "ProcessingInstanceType",
+        "TrainingInstanceType",
+        "TransformInstanceType",
+        "Epochs",
+        "Algorithm",
+        "LearningRate",
+        "MiniBatchSize",
+        "MinMIoU",
+        "MinIoUPerson",
+        "MinIoURider",
+        "MinIoUBicycle",
+        "MinIoUMotorcycle",
+        "MinIoUTrafficLight",
+        "ModelApprovalStatus",
+    ]
+    assert all(re.fullmatch(r"[A-Za-z0-9]+", name) for name in params)
+    assert params["InputDataS3Uri"]["DefaultValue"] == "s3://test-datasets-bucket/raw/"
+    assert params["DatasetLayout"]["DefaultValue"] == "cityscapes"
+    assert params["ProcessingInstanceType"]["DefaultValue"] == "ml.m5.xlarge"
+    assert params["TrainingInstanceType"]["DefaultValue"] == "ml.p3.2xlarge"
+    assert params["TransformInstanceType"]["DefaultValue"] == "ml.g4dn.xlarge"
+    assert params["Epochs"] == {"Name": "Epochs", "Type": "Integer", "DefaultValue": 12}
+    assert params["Algorithm"]["DefaultValue"] == "deeplab"
+    assert params["Algorithm"]["EnumValues"] == ["fcn", "psp", "deeplab"]
+    assert params["LearningRate"] == {"Name": "LearningRate", "Type": "Float", "DefaultValue": 0.002}
+    assert params["MiniBatchSize"] == {"Name": "MiniBatchSize", "Type": "Integer", "DefaultValue": 8}
+    assert params["MinMIoU"] == {"Name": "MinMIoU", "Type": "Float", "DefaultValue": 0.55}
+    for class_name, floor in FLOORS.items():
+        assert params[floor_parameter_name(class_name)]["Type"] == "Float"
+        assert params[floor_parameter_name(class_name)]["DefaultValue"] == floor
+    assert params["ModelApprovalStatus"]["DefaultValue"] == "PendingManualApproval"
+    assert set(params["ModelApprovalStatus"]["EnumValues"]) == {"PendingManualApproval", "Approved", "Rejected"}
+
+
+def test_tuning_parameters_leave_out_what_the_tuner_searches(training, tuning):
+    tuned = {"Algorithm", "LearningRate", "MiniBatchSize"}
+    assert list(parameters(tuning)) == [name for name in parameters(training) if name not in tuned]
+
+
+def test_incremental_training_adds_the_model_channel_and_its_parameter():
+    definition = json.loads(
+        fn_sub(_generate_offline(build_training_pipeline, dataclasses.replace(BASE, incremental=True)))
+    )
+    params = parameters(definition)
+    assert list(params)[-1] == "PreviousModelS3Uri"
+    assert params["PreviousModelS3Uri"] == {"Name": "PreviousModelS3Uri", "Type": "String"}  # required at start
+    channels = {c["ChannelName"]: c for c in steps(definition)["TrainSegmentation"]["Arguments"]["InputDataConfig"]}
+    assert channels["model"]["ContentType"] == "application/x-sagemaker-model"
+    assert channels["model"]["DataSource"]["S3DataSource"]["S3Uri"] == get("PreviousModelS3Uri")
+
+
+def test_no_model_channel_without_incremental(training):
+    channels = [c["ChannelName"] for c in steps(training)["TrainSegmentation"]["Arguments"]["InputDataConfig"]]
+    assert "model" not in channels
+    assert "PreviousModelS3Uri" not in parameters(training)
+
+
+# --------------------------------------------------------------------------------------------------
+# PrepareDataset
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_prepare_step(pipeline, training, tuning):
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    step = steps(definition)["PrepareDataset"]
+    args = step["Arguments"]
+    assert args["AppSpecification"]["ContainerEntrypoint"] == PROCESSING_ENTRYPOINT
+    assert args["AppSpecification"]["ContainerArguments"] == [
+        "prepare",
+        "--layout",
+        get("DatasetLayout"),
+        "--input",
+        "/opt/ml/processing/input/data",
+        "--output",
+        "/opt/ml/processing/output",
+        "--scheme",
+        "cityscapes",
+        "--max-bad-fraction",
+        "0.05",
+    ]
+    inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
+    assert inputs["code"]["S3Uri"] == SUBSTITUTES["CodeEntryUri"]
+    assert inputs["package"]["LocalPath"] == "/opt/ml/processing/input/package"
+    assert inputs["package"]["S3Uri"] == SUBSTITUTES["CodePackageUri"]
+    assert inputs["data"]["S3Uri"] == get("InputDataS3Uri")
+    assert inputs["data"]["LocalPath"] == "/opt/ml/processing/input/data"
+    outputs = {o["OutputName"]: o["S3Output"] for o in args["ProcessingOutputConfig"]["Outputs"]}
+    names = ["train", "validation", "train_annotation", "validation_annotation", "label_map", "report"]
+    assert list(outputs) == names
+    for name in names:
+        assert outputs[name]["LocalPath"] == f"/opt/ml/processing/output/{name}"
+        assert outputs[name]["S3Uri"] == join("s3:/", "test-datasets-bucket", "prepared", EXECUTION_ID, name, on="/")
+    assert args["ProcessingOutputConfig"]["KmsKeyId"] == SUBSTITUTES["KmsKeyArn"]
+    cluster = args["ProcessingResources"]["ClusterConfig"]
+    assert cluster["InstanceType"] == get("ProcessingInstanceType")
+    assert cluster["VolumeSizeInGB"] == 100
+    assert cluster["VolumeKmsKeyId"] == SUBSTITUTES["KmsKeyArn"]  # m5 has no local instance storage
+    assert args["NetworkConfig"]["EnableNetworkIsolation"] is True
+    assert args["StoppingCondition"] == {"MaxRuntimeInSeconds": 8 * 3600}
+    assert step["PropertyFiles"] == [
+        {"PropertyFileName": "PreparationReport", "OutputName": "report", "FilePath": "report.json"}
+    ]
+
+
+def test_processing_entrypoint_runs_the_entry_script_whatever_its_key_name(tmp_path):
+    # A CDK file asset is stored as <hash>.py: the entrypoint must not depend on the name.
+    (tmp_path / "0f3a9c.py").write_text("import json, sys; print(json.dumps(sys.argv[1:]))")
+    shell, flag, command, name = PROCESSING_ENTRYPOINT
+    assert CODE_DIR in command
+    command = command.replace(CODE_DIR, str(tmp_path)).replace("python3", sys.executable)
+    arguments = ["prepare", "--layout", "cityscapes", "--scheme", "traffic light"]
+    result = subprocess.run([shell, flag, command, name, *arguments], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == arguments
+
+
+# --------------------------------------------------------------------------------------------------
+# TrainSegmentation
+# --------------------------------------------------------------------------------------------------
+
+
+def _num_training_samples() -> dict:
+    return join(json_get("PrepareDataset", "PreparationReport", "num_training_samples"))
+
+
+def test_training_hyperparameters(training):
+    hyperparameters = steps(training)["TrainSegmentation"]["Arguments"]["HyperParameters"]
+    assert hyperparameters == {
+        "num_classes": "19",
+        "backbone": "resnet-50",
+        "use_pretrained_model": "True",
+        "algorithm": get("Algorithm"),
+        "epochs": join(get("Epochs")),
+        "learning_rate": join(get("LearningRate")),
+        "mini_batch_size": join(get("MiniBatchSize")),
+        "crop_size": "240",
+        "early_stopping": "False",
+        "num_training_samples": _num_training_samples(),
+    }
+    literal = [v for v in hyperparameters.values() if not isinstance(v, dict)]
+    assert all(isinstance(v, str) for v in literal)
+    assert not {"true", "false"} & set(literal)
+
+
+def test_training_channels_and_content_types(training):
+    channels = steps(training)["TrainSegmentation"]["Arguments"]["InputDataConfig"]
+    assert [c["ChannelName"] for c in channels] == [
+        "train",
+        "validation",
+        "train_annotation",
+        "validation_annotation",
+        "label_map",
+    ]
+    for channel in channels:
+        name = channel["ChannelName"]
+        expected = "image/jpeg" if name in IMAGE_CONTENT else "image/png" if name in ANNOTATION_CONTENT else None
+        assert channel["ContentType"] == (expected or "application/json"), name
+        assert channel["InputMode"] == "File"
+        source = channel["DataSource"]["S3DataSource"]
+        assert source["S3Uri"] == {
+            "Get": f"Steps.PrepareDataset.ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri"
+        }
+        assert source["S3DataType"] == "S3Prefix"
+        assert source["S3DataDistributionType"] == "FullyReplicated"
+
+
+def test_training_job_resources_output_and_spot(training):
+    args = steps(training)["TrainSegmentation"]["Arguments"]
+    assert args["AlgorithmSpecification"] == {
+        "TrainingInputMode": "File",
+        "TrainingImage": SUBSTITUTES["AlgorithmImage"],
+    }
+    assert "MetricDefinitions" not in args["AlgorithmSpecification"]
+    assert args["ResourceConfig"] == {
+        "InstanceType": get("TrainingInstanceType"),
+        "InstanceCount": 1,
+        "VolumeSizeInGB": 100,
+        "VolumeKmsKeyId": SUBSTITUTES["KmsKeyArn"],
+    }
+    assert args["OutputDataConfig"]["S3OutputPath"] == join(
+        "s3:/", "test-artifacts-bucket", "pipelines", "roadseg-test-training", EXECUTION_ID, "training", on="/"
+    )
+    assert args["OutputDataConfig"]["KmsKeyId"] == SUBSTITUTES["KmsKeyArn"]
+    assert args["StoppingCondition"] == {"MaxRuntimeInSeconds": 8 * 3600, "MaxWaitTimeInSeconds": 16 * 3600}
+    assert args["EnableManagedSpotTraining"] is True
+    assert args["CheckpointConfig"]["S3Uri"] == join(
+        "s3:/", "test-artifacts-bucket", "checkpoints", "roadseg-test-training", EXECUTION_ID, on="/"
+    )
+    assert args["EnableNetworkIsolation"] is True
+
+
+def test_on_demand_training_has_no_spot_wait_or_checkpoints():
+    settings = dataclasses.replace(BASE, use_spot_instances=False, max_wait_seconds=0)
+    for builder, step_name in (
+        (build_training_pipeline, "TrainSegmentation"),
+        (build_tuning_pipeline, "TuneSegmentation"),
+    ):
+        args = steps(json.loads(fn_sub(builder(settings))))[step_name]["Arguments"]
+        job = args.get("TrainingJobDefinition", args)
+        assert not job.get("EnableManagedSpotTraining", False), step_name
+        assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 8 * 3600}, step_name
+        assert "CheckpointConfig" not in job, step_name
+
+
+def test_no_volume_kms_key_on_instance_types_with_local_nvme_storage():
+    settings = dataclasses.replace(
+        BASE, training_instance_type="ml.g4dn.2xlarge", processing_instance_type="ml.m5d.xlarge"
+    )
+    for builder, job in ((build_training_pipeline, "TrainSegmentation"), (build_tuning_pipeline, "TuneSegmentation")):
+        by_name = steps(json.loads(fn_sub(builder(settings))))
+        args = by_name[job]["Arguments"]
+        assert "VolumeKmsKeyId" not in args.get("TrainingJobDefinition", args)["ResourceConfig"]
+        for processing in ("PrepareDataset", "EvaluateModel"):
+            assert "VolumeKmsKeyId" not in by_name[processing]["Arguments"]["ProcessingResources"]["ClusterConfig"]
+        # Output encryption does not depend on the instance type.
+        assert args.get("TrainingJobDefinition", args)["OutputDataConfig"]["KmsKeyId"] == SUBSTITUTES["KmsKeyArn"]
+
+
+# --------------------------------------------------------------------------------------------------
+# TuneSegmentation
+# --------------------------------------------------------------------------------------------------
+
+
+def test_tuning_job_objective_ranges_and_limits(tuning):
+    config = steps(tuning)["TuneSegmentation"]["Arguments"]["HyperParameterTuningJobConfig"]
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "validation:mIOU"}
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 3}
+    assert config["Strategy"] == "Bayesian"
+    ranges = config["ParameterRanges"]
+    continuous = {r["Name"]: r for r in ranges["ContinuousParameterRanges"]}
+    assert continuous["learning_rate"] == {
+        "Name": "learning_rate",
+        "MinValue": "0.0001",
+        "MaxValue": "0.1",
+        "ScalingType": "Logarithmic",
+    }
+    assert (continuous["momentum"]["MinValue"], continuous["momentum"]["MaxValue"]) == ("0.9", "0.999")
+    assert (float(continuous["weight_decay"]["MinValue"]), float(continuous["weight_decay"]["MaxValue"])) == (
+        1e-5,
+        1e-3,
+    )
+    integer = {r["Name"]: r for r in ranges["IntegerParameterRanges"]}
+    assert (integer["mini_batch_size"]["MinValue"], integer["mini_batch_size"]["MaxValue"]) == ("4", "32")
+    categorical = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
+    assert categorical == {"optimizer": ["sgd", "adam", "rmsprop"], "algorithm": ["fcn", "psp", "deeplab"]}
+
+
+def test_tuning_training_job_definition(tuning):
+    definition = steps(tuning)["TuneSegmentation"]["Arguments"]["TrainingJobDefinition"]
+    static = definition["StaticHyperParameters"]
+    assert static == {
+        "num_classes": "19",
+        "backbone": "resnet-50",
+        "use_pretrained_model": "True",
+        "epochs": join(get("Epochs")),
+        "crop_size": "240",
+        "early_stopping": "False",
+        "num_training_samples": _num_training_samples(),
+    }
+    assert not {"learning_rate", "algorithm", "mini_batch_size", "optimizer"} & set(static)
+    assert [c["ChannelName"] for c in definition["InputDataConfig"]] == [
+        "train",
+        "validation",
+        "train_annotation",
+        "validation_annotation",
+        "label_map",
+    ]
+    assert all(c["InputMode"] == "File" and c["ContentType"] for c in definition["InputDataConfig"])
+    assert "MetricDefinitions" not in definition["AlgorithmSpecification"]  # built-in objective metric
+    # Kept although the SDK's tuner drops them (see pipelines._TuningStep):
+    assert definition["ResourceConfig"]["VolumeKmsKeyId"] == SUBSTITUTES["KmsKeyArn"]
+    assert definition["EnableNetworkIsolation"] is True
+    assert definition["ResourceConfig"]["InstanceType"] == get("TrainingInstanceType")
+    assert definition["OutputDataConfig"] == {
+        "S3OutputPath": join(
+            "s3:/", "test-artifacts-bucket", "pipelines", "roadseg-test-tuning", EXECUTION_ID, "training", on="/"
+        ),
+        "KmsKeyId": SUBSTITUTES["KmsKeyArn"],
+        "CompressionType": "GZIP",
+    }
+    assert definition["EnableManagedSpotTraining"] is True
+    assert definition["StoppingCondition"]["MaxWaitTimeInSeconds"] == 16 * 3600
+    assert "CheckpointConfig" in definition
+
+
+def test_tuning_candidate_is_the_best_training_job(tuning):
+    model_data = steps(tuning)["CreateCandidateModel"]["Arguments"]["PrimaryContainer"]["ModelDataUrl"]
+    assert model_data == join(
+        "s3:/",
+        "test-artifacts-bucket",
+        join("pipelines", "roadseg-test-tuning", EXECUTION_ID, "training", on="/"),
+        {"Get": "Steps.TuneSegmentation.TrainingJobSummaries[0].TrainingJobName"},
+        "output/model.tar.gz",
+        on="/",
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# CreateCandidateModel, TransformValidation, EvaluateModel
+# --------------------------------------------------------------------------------------------------
+
+
+def test_candidate_model(training):
+    args = steps(training)["CreateCandidateModel"]["Arguments"]
+    assert args["ExecutionRoleArn"] == SUBSTITUTES["RoleArn"]
+    assert args["PrimaryContainer"]["Image"] == SUBSTITUTES["AlgorithmImage"]
+    assert args["PrimaryContainer"]["ModelDataUrl"] == {
+        "Get": "Steps.TrainSegmentation.ModelArtifacts.S3ModelArtifacts"
+    }
+    assert args["EnableNetworkIsolation"] is True
+    assert "ModelName" not in args  # named per execution by SageMaker
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_transform_validation(pipeline, training, tuning):
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    args = steps(definition)["TransformValidation"]["Arguments"]
+    assert args["ModelName"] == {"Get": "Steps.CreateCandidateModel.ModelName"}
+    assert args["TransformInput"] == {
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": {"Get": "Steps.PrepareDataset.ProcessingOutputConfig.Outputs['validation'].S3Output.S3Uri"},
+            }
+        },
+        "ContentType": "image/jpeg",
+        "SplitType": "None",
+    }
+    assert args["TransformOutput"] == {
+        "S3OutputPath": join(
+            "s3:/",
+            "test-artifacts-bucket",
+            "pipelines",
+            f"roadseg-test-{pipeline}",
+            EXECUTION_ID,
+            "predictions",
+            on="/",
+        ),
+        "Accept": "image/png",
+        "AssembleWith": "None",
+        "KmsKeyId": SUBSTITUTES["KmsKeyArn"],
+    }
+    # g4dn has local NVMe storage: a volume KMS key would be rejected.
+    assert args["TransformResources"] == {"InstanceType": get("TransformInstanceType"), "InstanceCount": 1}
+    assert args["BatchStrategy"] == "SingleRecord"
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_evaluate_step(pipeline, training, tuning):
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    step = steps(definition)["EvaluateModel"]
+    args = step["Arguments"]
+    assert args["AppSpecification"]["ImageUri"] == SUBSTITUTES["ProcessingImage"]
+    assert args["AppSpecification"]["ContainerEntrypoint"] == PROCESSING_ENTRYPOINT
+    assert args["AppSpecification"]["ContainerArguments"] == [
+        "evaluate",
+        "--ground-truth",
+        "/opt/ml/processing/input/ground_truth",
+        "--predictions",
+        "/opt/ml/processing/input/predictions",
+        "--output",
+        "/opt/ml/processing/output/evaluation",
+        "--scheme",
+        "cityscapes",
+    ]
+    inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
+    assert inputs["ground_truth"]["S3Uri"] == {
+        "Get": "Steps.PrepareDataset.ProcessingOutputConfig.Outputs['validation_annotation'].S3Output.S3Uri"
+    }
+    assert inputs["ground_truth"]["LocalPath"] == "/opt/ml/processing/input/ground_truth"
+    assert inputs["predictions"]["S3Uri"] == {"Get": "Steps.TransformValidation.TransformOutput.S3OutputPath"}
+    assert inputs["predictions"]["LocalPath"] == "/opt/ml/processing/input/predictions"
+    assert inputs["package"]["S3Uri"] == SUBSTITUTES["CodePackageUri"]
+    assert inputs["code"]["S3Uri"] == SUBSTITUTES["CodeEntryUri"]
+    [output] = args["ProcessingOutputConfig"]["Outputs"]
+    assert output["OutputName"] == "evaluation"
+    assert output["S3Output"]["LocalPath"] == "/opt/ml/processing/output/evaluation"
+    assert output["S3Output"]["S3Uri"] == join(
+        "s3:/", "test-artifacts-bucket", "pipelines", f"roadseg-test-{pipeline}", EXECUTION_ID, "evaluation", on="/"
+    )
+    assert args["ProcessingOutputConfig"]["KmsKeyId"] == SUBSTITUTES["KmsKeyArn"]
+    assert args["NetworkConfig"]["EnableNetworkIsolation"] is True
+    assert step["PropertyFiles"] == [
+        {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# QualityGate, RegisterModel, GateFailed
+# --------------------------------------------------------------------------------------------------
+
+
+def _gate_get(path: str) -> dict:
+    return json_get("EvaluateModel", "EvaluationReport", path)
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_quality_gate_conditions(pipeline, training, tuning):
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    conditions = steps(definition)["QualityGate"]["Arguments"]["Conditions"]
+    assert len(conditions) == 1 + len(FLOORS)
+    assert all(c["Type"] == "GreaterThanOrEqualTo" for c in conditions)
+    pairs = [(c["LeftValue"], c["RightValue"]) for c in conditions]
+    assert pairs == [
+        (_gate_get("gate.mIoU"), get("MinMIoU")),
+        (_gate_get("gate.person"), get("MinIoUPerson")),
+        (_gate_get("gate.rider"), get("MinIoURider")),
+        (_gate_get("gate.bicycle"), get("MinIoUBicycle")),
+        (_gate_get("gate.motorcycle"), get("MinIoUMotorcycle")),
+        (_gate_get("gate['traffic light']"), get("MinIoUTrafficLight")),
+    ]
+
+
+def test_gate_json_paths_resolve_on_an_evaluation_report():
+    # The SDK's own (local-mode) JsonPath evaluator, on the evaluation.json shape.
+    from sagemaker.core.local.utils import get_using_dot_notation
+
+    report = {
+        "metrics": {"mIoU": 0.61, "pixel_accuracy": 0.93},
+        "gate": {"mIoU": 0.61, "person": 0.52, "traffic light": 0.31, "motorcycle": -1.0},
+    }
+    assert get_using_dot_notation(report, gate_json_path("mIoU")) == 0.61
+    assert get_using_dot_notation(report, gate_json_path("person")) == 0.52
+    assert get_using_dot_notation(report, gate_json_path("traffic light")) == 0.31
+    assert get_using_dot_notation(report, gate_json_path("motorcycle")) == -1.0
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_register_model(pipeline, training, tuning):
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    args = steps(definition)["RegisterModel"]["Arguments"]
+    assert args["ModelPackageGroupName"] == "roadseg-test-segmentation"
+    assert args["ModelApprovalStatus"] == get("ModelApprovalStatus")
+    spec = args["InferenceSpecification"]
+    assert spec["SupportedContentTypes"] == ["image/jpeg"]
+    assert spec["SupportedResponseMIMETypes"] == ["image/png"]
+    for key in ("SupportedRealtimeInferenceInstanceTypes", "SupportedTransformInstanceTypes"):
+        assert spec[key][0] == "ml.g4dn.xlarge"
+        assert all(t.split(".")[1] in {"g4dn", "g5", "p3"} for t in spec[key])
+    [container] = spec["Containers"]
+    assert container["Image"] == SUBSTITUTES["AlgorithmImage"]
+    candidate = steps(definition)["CreateCandidateModel"]["Arguments"]["PrimaryContainer"]["ModelDataUrl"]
+    assert container["ModelDataUrl"] == candidate  # the model that was evaluated is the one registered
+    assert args["ModelMetrics"]["ModelQuality"]["Statistics"] == {
+        "ContentType": "application/json",
+        "S3Uri": join(
+            {"Get": "Steps.EvaluateModel.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"},
+            "evaluation.json",
+            on="/",
+        ),
+    }
+    assert args["CustomerMetadataProperties"] == {"ClassScheme": "cityscapes", "NumClasses": "19"}
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_fail_message_names_every_value_and_threshold(pipeline, training, tuning):
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    message = steps(definition)["GateFailed"]["Arguments"]["ErrorMessage"]["Std:Join"]
+    assert message["On"] == ""
+    values = message["Values"]
+    assert values[:5] == ["Quality gate failed: mIoU=", _gate_get("gate.mIoU"), " (min ", get("MinMIoU"), ")"]
+    for class_name in FLOORS:
+        label = f"; {class_name} IoU="
+        assert label in values, class_name
+        at = values.index(label)
+        path = gate_json_path(class_name)
+        assert values[at : at + 5] == [label, _gate_get(path), " (floor ", get(floor_parameter_name(class_name)), ")"]
+    texts = [v for v in values if isinstance(v, str)]
+    assert "-1" in texts[-1]
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers and settings validation
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("class_name", "parameter"),
+    [
+        ("person", "MinIoUPerson"),
+        ("traffic light", "MinIoUTrafficLight"),
+        ("traffic_sign", "MinIoUTrafficSign"),
+        ("class 7", "MinIoUClass7"),
+    ],
+)
+def test_floor_parameter_names_are_alphanumeric(class_name, parameter):
+    assert floor_parameter_name(class_name) == parameter
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "local_storage"),
+    [
+        ("ml.p3.2xlarge", False),
+        ("ml.m5.xlarge", False),
+        ("ml.c5.2xlarge", False),
+        ("ml.p2.xlarge", False),
+        ("ml.g4dn.xlarge", True),
+        ("ml.g5.2xlarge", True),
+        ("ml.g6e.xlarge", True),
+        ("ml.p3dn.24xlarge", True),
+        ("ml.p4d.24xlarge", True),
+        ("ml.p5.48xlarge", True),
+        ("ml.m5d.xlarge", True),
+        ("ml.c6id.large", True),
+    ],
+)
+def test_local_instance_storage(instance_type, local_storage):
+    assert has_local_instance_storage(instance_type) is local_storage
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hyperparameters": {**BASE.hyperparameters, "use_pretrained_model": "true"}}, "only accepts 'True'"),
+        ({"hyperparameters": {**BASE.hyperparameters, "syncbn": False}}, "must be a string"),
+        ({"hyperparameters": {**BASE.hyperparameters, "num_training_samples": "100"}}, "PrepareDataset report"),
+        ({"hyperparameters": {**BASE.hyperparameters, "num_classes": "12"}}, "num_classes"),
+        ({"hyperparameters": {**BASE.hyperparameters, "algorithm": "unet"}}, "algorithm"),
+        ({"hyperparameters": {**BASE.hyperparameters, "epochs": "ten"}}, "epochs"),
+        ({"max_wait_seconds": 3600}, "max_wait_seconds"),
+        ({"tuning_max_parallel_jobs": 7}, "tuning_max_parallel_jobs"),
+        ({"safety_iou_floors": {"traffic light": 0.2, "traffic_light": 0.3}}, "same parameter"),
+        ({"safety_iou_floors": {"person": 1.5}}, "within 0..1"),
+        ({"prefix": "roadseg_dev"}, "prefix"),
+    ],
+)
+def test_invalid_settings_are_rejected_with_the_reason(change, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dataclasses.replace(BASE, **change)
+
+
+def test_num_classes_hyperparameter_is_filled_in_when_absent():
+    hyperparameters = {k: v for k, v in BASE.hyperparameters.items() if k != "num_classes"}
+    definition = json.loads(fn_sub(build_training_pipeline(dataclasses.replace(BASE, hyperparameters=hyperparameters))))
+    assert steps(definition)["TrainSegmentation"]["Arguments"]["HyperParameters"]["num_classes"] == "19"

@@ -1,0 +1,1 @@
+"""roadseg training helpers: label schemes, hyperparameters, data preparation, evaluation, synthetic scenes."""

@@ -1,0 +1,269 @@
+"""Label schemes: the one place that says which class a pixel value means.
+
+Preparation, evaluation, the synthetic scene generator and the stacks all read class names, colours and
+ID mappings from here, so a scheme cannot drift between the data the model is trained on and the gate
+that judges it. Standard library and numpy only: this module runs inside SageMaker Processing containers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+IGNORE_INDEX = 255
+MIN_CLASSES = 2
+MAX_CLASSES = 254  # the algorithm's num_classes range; 255 is the ignore value
+SCHEME_NAMES = ("cityscapes", "camvid", "custom")
+
+# Classes whose errors hurt people first: their IoU is gated separately (see config safety floors).
+VULNERABLE_ROAD_USERS = ("person", "rider", "bicycle", "motorcycle")
+DRIVABLE_CLASSES = ("road",)
+
+RGB = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class SegClass:
+    """One trainable class: its pixel value in annotation masks, its name and its display colour."""
+
+    train_id: int
+    name: str
+    color: RGB
+
+
+@dataclass(frozen=True)
+class ClassScheme:
+    """An ordered set of classes; ``classes[i].train_id == i`` always holds.
+
+    ``label_id_to_train_id`` is set for datasets whose raw annotations use other IDs (Cityscapes
+    labelIds); raw IDs it does not list map to ``ignore_index``.
+    """
+
+    name: str
+    classes: tuple[SegClass, ...]
+    ignore_index: int = IGNORE_INDEX
+    label_id_to_train_id: Mapping[int, int] | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        _check_classes(self.name, self.classes, self.ignore_index)
+        if self.label_id_to_train_id is not None:
+            mapping = dict(self.label_id_to_train_id)
+            for label_id, train_id in mapping.items():
+                if not 0 <= label_id <= 255:
+                    raise ValueError(f"scheme '{self.name}': label id {label_id} is outside 0..255 (masks are 8-bit)")
+                if train_id != self.ignore_index and not 0 <= train_id < len(self.classes):
+                    raise ValueError(
+                        f"scheme '{self.name}': label id {label_id} maps to train id {train_id}, which is neither "
+                        f"a class (0..{len(self.classes) - 1}) nor the ignore index {self.ignore_index}"
+                    )
+            # Frozen means frozen: nobody may edit the mapping of a shared scheme constant.
+            object.__setattr__(self, "label_id_to_train_id", MappingProxyType(mapping))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.classes)
+
+    def index(self, name: str) -> int:
+        """Train ID of a class name; a typo fails with the list of valid names."""
+        for c in self.classes:
+            if c.name == name:
+                return c.train_id
+        raise ValueError(f"scheme '{self.name}' has no class '{name}'; valid names: {', '.join(self.names)}")
+
+    def palette(self) -> list[int]:
+        """Flat 768-value palette for Pillow "P" mode masks; unused entries and the ignore index are black."""
+        flat = [0] * 768
+        for c in self.classes:
+            flat[3 * c.train_id : 3 * c.train_id + 3] = list(c.color)
+        return flat
+
+    def label_lut(self) -> np.ndarray:
+        """uint8[256] lookup from raw label IDs to train IDs (unmapped IDs -> ignore index)."""
+        if self.label_id_to_train_id is None:
+            raise ValueError(
+                f"scheme '{self.name}' has no label-id mapping: its masks must already hold train ids "
+                f"(0..{self.num_classes - 1}, {self.ignore_index} = ignore)"
+            )
+        lut = np.full(256, self.ignore_index, dtype=np.uint8)
+        for label_id, train_id in self.label_id_to_train_id.items():
+            lut[label_id] = train_id
+        return lut
+
+    def train_to_label_lut(self) -> np.ndarray:
+        """uint8[256] inverse of :meth:`label_lut`: each train ID to its (lowest) raw label ID.
+
+        The ignore index maps to the lowest label ID that is ignored (Cityscapes: 0 "unlabeled"), so
+        synthetic raw annotations round-trip through :meth:`label_lut`.
+        """
+        forward = self.label_lut()
+        inverse = np.zeros(256, dtype=np.uint8)
+        for train_id in [*range(self.num_classes), self.ignore_index]:
+            sources = np.flatnonzero(forward == train_id)
+            if sources.size == 0:
+                raise ValueError(f"scheme '{self.name}': train id {train_id} has no raw label id mapping to it")
+            inverse[train_id] = sources[0]
+        return inverse
+
+    def valid_values(self) -> frozenset[int]:
+        """Pixel values a train-ID mask of this scheme may hold."""
+        return frozenset([*range(self.num_classes), self.ignore_index])
+
+
+def _check_classes(scheme: str, classes: Sequence[SegClass], ignore_index: int) -> None:
+    if not MIN_CLASSES <= len(classes) <= MAX_CLASSES:
+        raise ValueError(
+            f"scheme '{scheme}' has {len(classes)} classes; the algorithm needs {MIN_CLASSES}..{MAX_CLASSES}"
+        )
+    if not 0 <= ignore_index <= 255 or ignore_index < len(classes):
+        raise ValueError(
+            f"scheme '{scheme}': ignore index {ignore_index} must be within {len(classes)}..255 "
+            f"(above every train id, 8-bit)"
+        )
+    seen: set[str] = set()
+    for position, c in enumerate(classes):
+        if c.train_id != position:
+            raise ValueError(
+                f"scheme '{scheme}': class '{c.name}' has train id {c.train_id} at position {position}; "
+                "list classes in train-id order 0, 1, 2, ..."
+            )
+        if not isinstance(c.name, str) or not c.name.strip():
+            raise ValueError(f"scheme '{scheme}': class {position} needs a non-empty name")
+        if c.name in seen:
+            raise ValueError(f"scheme '{scheme}': class name '{c.name}' appears more than once; names must be unique")
+        seen.add(c.name)
+        if len(c.color) != 3 or any(not isinstance(v, int) or not 0 <= v <= 255 for v in c.color):
+            raise ValueError(f"scheme '{scheme}': class '{c.name}' colour {c.color!r} must be three ints in 0..255")
+
+
+def _classes(entries: Iterable[tuple[str, RGB]]) -> tuple[SegClass, ...]:
+    return tuple(SegClass(i, name, tuple(color)) for i, (name, color) in enumerate(entries))
+
+
+# Official cityscapesScripts labels.py: the 19 evaluated classes in train-id order with their colours.
+CITYSCAPES = ClassScheme(
+    name="cityscapes",
+    classes=_classes(
+        [
+            ("road", (128, 64, 128)),
+            ("sidewalk", (244, 35, 232)),
+            ("building", (70, 70, 70)),
+            ("wall", (102, 102, 156)),
+            ("fence", (190, 153, 153)),
+            ("pole", (153, 153, 153)),
+            ("traffic light", (250, 170, 30)),
+            ("traffic sign", (220, 220, 0)),
+            ("vegetation", (107, 142, 35)),
+            ("terrain", (152, 251, 152)),
+            ("sky", (70, 130, 180)),
+            ("person", (220, 20, 60)),
+            ("rider", (255, 0, 0)),
+            ("car", (0, 0, 142)),
+            ("truck", (0, 0, 70)),
+            ("bus", (0, 60, 100)),
+            ("train", (0, 80, 100)),
+            ("motorcycle", (0, 0, 230)),
+            ("bicycle", (119, 11, 32)),
+        ]
+    ),
+    # labelId -> trainId for labelIds 0..33; every other labelId (and -1, license plate) is ignored.
+    label_id_to_train_id={
+        **{label_id: IGNORE_INDEX for label_id in range(34)},
+        7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
+        23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+    },
+)
+
+# The 11-class CamVid variant used by SegNet and most CamVid benchmarks, with its usual colours.
+CAMVID = ClassScheme(
+    name="camvid",
+    classes=_classes(
+        [
+            ("sky", (128, 128, 128)),
+            ("building", (128, 0, 0)),
+            ("pole", (192, 192, 128)),
+            ("road", (128, 64, 128)),
+            ("sidewalk", (60, 40, 222)),
+            ("tree", (128, 128, 0)),
+            ("sign symbol", (192, 128, 128)),
+            ("fence", (64, 64, 128)),
+            ("car", (64, 0, 128)),
+            ("pedestrian", (64, 64, 0)),
+            ("bicyclist", (0, 128, 192)),
+        ]
+    ),
+)
+
+_BUILT_IN = {"cityscapes": CITYSCAPES, "camvid": CAMVID}
+
+
+def custom_scheme(name: str, classes: Sequence[tuple[str, RGB]]) -> ClassScheme:
+    """A user-defined scheme; classes get train IDs in list order."""
+    entries = list(classes)
+    if not MIN_CLASSES <= len(entries) <= MAX_CLASSES:
+        raise ValueError(
+            f"custom scheme '{name}' has {len(entries)} classes; the algorithm needs {MIN_CLASSES}..{MAX_CLASSES}"
+        )
+    names = [entry[0] for entry in entries]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"custom scheme '{name}': class names must be unique, repeated: {', '.join(duplicates)}")
+    for entry in entries:
+        color = entry[1]
+        if not isinstance(color, Sequence) or len(color) != 3:
+            raise ValueError(f"custom scheme '{name}': class '{entry[0]}' colour {color!r} must be [r, g, b]")
+    return ClassScheme(name=name, classes=_classes((n, tuple(c)) for n, c in entries))
+
+
+def _custom_entries(custom: Iterable[Any]) -> list[tuple[str, RGB]]:
+    """Accept config objects (``.name``/``.color``), dicts or ``(name, colour)`` pairs."""
+    entries = []
+    for item in custom:
+        if hasattr(item, "name") and hasattr(item, "color"):
+            entries.append((item.name, tuple(item.color)))
+        elif isinstance(item, Mapping):
+            entries.append((item["name"], tuple(item["color"])))
+        else:
+            name, color = item
+            entries.append((name, tuple(color)))
+    return entries
+
+
+def get_scheme(name: str, custom: Iterable[Any] | None = None) -> ClassScheme:
+    """Scheme by name: "cityscapes", "camvid", or "custom" with its class list."""
+    key = name.strip().lower()
+    if key == "custom":
+        if not custom:
+            raise ValueError("scheme 'custom' needs its class list: pairs of name and (r, g, b) colour")
+        return custom_scheme("custom", _custom_entries(custom))
+    if key not in _BUILT_IN:
+        raise ValueError(f"unknown class scheme '{name}'; choose one of {', '.join(SCHEME_NAMES)}")
+    if custom:
+        raise ValueError(f"a custom class list is only allowed with scheme 'custom', not '{name}'")
+    return _BUILT_IN[key]
+
+
+def scheme_from_config(classes_cfg: Any) -> ClassScheme:
+    """Scheme from the ``classes`` section of the environment config (``.scheme``, ``.custom``)."""
+    return get_scheme(classes_cfg.scheme, getattr(classes_cfg, "custom", None))
+
+
+def load_classes_file(path: str | Path) -> list[tuple[str, RGB]]:
+    """Read a custom class list (JSON ``[{"name": ..., "color": [r, g, b]}, ...]``) for the CLIs."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read the class list {path}: {exc}") from None
+    if not isinstance(raw, list) or not all(isinstance(i, Mapping) and {"name", "color"} <= i.keys() for i in raw):
+        raise ValueError(f'{path}: expected a JSON list of {{"name": ..., "color": [r, g, b]}} objects')
+    return _custom_entries(raw)

@@ -1,0 +1,920 @@
+"""SageMaker Pipelines definitions for roadseg, generated offline at CDK synth time.
+
+Two pipelines share one set of steps::
+
+    <prefix>-training: PrepareDataset -> TrainSegmentation -> CreateCandidateModel -> TransformValidation
+                       -> EvaluateModel -> QualityGate -> RegisterModel | GateFailed
+    <prefix>-tuning:   PrepareDataset -> TuneSegmentation (best job) -> CreateCandidateModel -> ... (same)
+
+The definitions are built with the SageMaker Python SDK v3 under a ``PipelineSession`` (which records
+requests instead of sending them) with no credentials and no network: every deployment-specific value
+(role, buckets, KMS key, images, code locations) is generated as a unique literal *sentinel* that passes
+the SDK's checks, and the sentinels are then replaced in the JSON by ``${Name}`` placeholders that the
+stack fills in with CloudFormation ``Fn::Sub`` (see ``PLACEHOLDERS``). Any other ``${`` in the JSON is
+escaped as ``${!`` so that ``Fn::Sub`` leaves it alone.
+
+Offline traps handled here (SDK 3.27): a region must exist before the SDK is imported (a module creates a
+boto3 client at import time); role validation is switched off (``SAGEMAKER_VALIDATE_ROLE=false``) and the
+role is a literal ARN; the SDK's telemetry (S3 + STS calls on a background thread) is patched out while
+generating; the SDK defaults config files of the developer's machine are replaced by an empty one, so the
+definitions do not depend on who runs ``cdk synth`` (an empty one, because a non-empty config is validated
+against the SDK's JSON schema on every lookup, ~10 s per definition); the processing code is an ``s3://`` URI
+(a local path would be uploaded while generating); ``ModelBuilder.build()`` runs before ``register()`` on the
+same builder (``register()`` alone looks the default bucket up in S3); ``HyperparameterTuner`` drops the
+volume KMS key and network isolation from the training job definition (put back by ``_TuningStep``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+# Must precede the SDK import: one of its modules creates a boto3 client at import time and fails
+# without a region. Neither value changes what is generated (see _offline_sdk).
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+# Importing the SDK runs logging.basicConfig(level=INFO) (sagemaker/core/experiments/_metrics.py): undone below.
+_ROOT_LOGGING = (logging.root.level, list(logging.root.handlers))
+
+with warnings.catch_warnings():
+    # The SDK imports its own deprecated shims (DeprecationWarning on import): nothing for us to fix.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import boto3
+    import sagemaker.core.telemetry.telemetry_logging as _core_telemetry
+    import sagemaker.serve.utils.telemetry_logger as _serve_telemetry
+    from sagemaker.core import image_uris
+    from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+    from sagemaker.core.network import NetworkConfig
+    from sagemaker.core.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter
+    from sagemaker.core.processing import Processor
+    from sagemaker.core.shapes import (
+        Channel,
+        DataSource,
+        ProcessingInput,
+        ProcessingOutput,
+        ProcessingS3Input,
+        ProcessingS3Output,
+        S3DataSource,
+    )
+    from sagemaker.core.training.configs import (
+        CheckpointConfig,
+        Compute,
+        Networking,
+        OutputDataConfig,
+        StoppingCondition,
+    )
+    from sagemaker.core.transformer import Transformer
+    from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+    from sagemaker.core.workflow.execution_variables import ExecutionVariables
+    from sagemaker.core.workflow.functions import Join, JsonGet
+    from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+    from sagemaker.core.workflow.pipeline_context import PipelineSession
+    from sagemaker.core.workflow.properties import PropertyFile
+    from sagemaker.mlops.workflow import (
+        ConditionStep,
+        FailStep,
+        ModelStep,
+        Pipeline,
+        ProcessingStep,
+        TrainingStep,
+        TransformStep,
+        TuningStep,
+    )
+    from sagemaker.serve.model_builder import ModelBuilder
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.tuner import HyperparameterTuner
+
+logging.root.setLevel(_ROOT_LOGGING[0])
+logging.root.handlers[:] = _ROOT_LOGGING[1]
+
+# --------------------------------------------------------------------------------------------------
+# Interface with the stack
+# --------------------------------------------------------------------------------------------------
+
+# PrepareDataset and EvaluateModel run ``python3 <entry script> <module> [args]``. The entry script is one
+# S3 object (CodeEntryUri) downloaded into CODE_DIR under its own key name, which the stack does not control
+# (a CDK file asset is stored as <hash>.py): the shell runs whichever .py file arrived there.
+CODE_DIR = "/opt/ml/processing/input/code"
+PACKAGE_DIR = "/opt/ml/processing/input/package"
+PROCESSING_ENTRYPOINT = ["/bin/sh", "-c", f'exec python3 {CODE_DIR}/*.py "$@"', "processing-entry"]
+
+PLACEHOLDERS: dict[str, str] = {
+    "RoleArn": "ARN of the SageMaker execution role that runs every step",
+    "DatasetsBucket": "name of the datasets bucket: raw frames under raw/, prepared channels written under "
+    "prepared/<execution id>/<channel>/",
+    "ArtifactsBucket": "name of the artifacts bucket: model, predictions and evaluation under "
+    "pipelines/<pipeline name>/<execution id>/, spot checkpoints under checkpoints/",
+    "KmsKeyArn": "ARN of the project KMS key (job outputs, and storage volumes of instance types without "
+    "local NVMe storage)",
+    "AlgorithmImage": "semantic-segmentation image URI of the deployment region (training, model, registry)",
+    "ProcessingImage": "Python 3 image with numpy and Pillow for PrepareDataset and EvaluateModel",
+    "CodeEntryUri": f"s3:// URI of the single entry script training/processing_entry.py, any key name (mounted in "
+    f"{CODE_DIR} and run as python3 <script> <module> [args])",
+    "CodePackageUri": f"s3:// URI of the zip of the training/ package (mounted in {PACKAGE_DIR})",
+}
+
+# Step names (the order in which they run).
+PREPARE = "PrepareDataset"
+TRAIN = "TrainSegmentation"
+TUNE = "TuneSegmentation"
+CREATE_MODEL = "CreateCandidateModel"
+TRANSFORM = "TransformValidation"
+EVALUATE = "EvaluateModel"
+GATE = "QualityGate"
+REGISTER = "RegisterModel"
+FAIL = "GateFailed"
+
+PREPARED_CHANNELS = ("train", "validation", "train_annotation", "validation_annotation", "label_map")
+# Content types the algorithm expects per channel (JPEG images, PNG class-index masks, JSON label maps;
+# the label_map content type is not documented by AWS).
+CHANNEL_CONTENT_TYPES = {
+    "train": "image/jpeg",
+    "validation": "image/jpeg",
+    "train_annotation": "image/png",
+    "validation_annotation": "image/png",
+    "label_map": "application/json",
+}
+MODEL_CHANNEL_CONTENT_TYPE = "application/x-sagemaker-model"
+OBJECTIVE_METRIC = "validation:mIOU"
+APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+HEADS = ("fcn", "psp", "deeplab")
+# GPU instance types listed in the model package besides the transform instance type.
+INFERENCE_INSTANCE_TYPES = ("ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.p3.2xlarge")
+# Search space of the tuning pipeline (ranges from the AWS semantic-segmentation tuning guide).
+TUNING_RANGES = {
+    "learning_rate": ContinuousParameter(1e-4, 1e-1, scaling_type="Logarithmic"),
+    "optimizer": CategoricalParameter(["sgd", "adam", "rmsprop"]),
+    "mini_batch_size": IntegerParameter(4, 32),
+    "momentum": ContinuousParameter(0.9, 0.999),
+    "weight_decay": ContinuousParameter(1e-5, 1e-3),
+    "algorithm": CategoricalParameter(list(HEADS)),
+}
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Everything the pipelines need from the environment configuration (validated on creation)."""
+
+    prefix: str
+    model_package_group: str
+    num_classes: int
+    class_scheme: str
+    hyperparameters: Mapping[str, str]
+    safety_iou_floors: Mapping[str, float]
+    min_miou: float
+    training_instance_type: str
+    processing_instance_type: str
+    transform_instance_type: str
+    volume_size_gb: int
+    max_runtime_seconds: int
+    use_spot_instances: bool
+    max_wait_seconds: int
+    max_bad_pair_fraction: float
+    tuning_max_jobs: int
+    tuning_max_parallel_jobs: int
+    incremental: bool = False
+
+    def __post_init__(self) -> None:
+        problems = [*_hyperparameter_problems(self), *_settings_problems(self)]
+        if problems:
+            raise ValueError("invalid pipeline settings: " + "; ".join(problems))
+
+
+def build_training_pipeline(settings: PipelineSettings) -> str:
+    """The ``<prefix>-training`` definition: JSON with ``${Placeholders}`` for ``Fn::Sub``."""
+    name = f"{settings.prefix}-training"
+    with _offline_sdk() as sdk:
+        params = _Parameters.for_training(settings)
+        prepare, preparation_report = _prepare_step(sdk, settings, name, params)
+        hyperparameters = {
+            **_static_hyperparameters(settings),
+            "epochs": params.epochs.to_string(),
+            "algorithm": params.algorithm,
+            "learning_rate": params.learning_rate.to_string(),
+            "mini_batch_size": params.mini_batch_size.to_string(),
+            "num_training_samples": _num_training_samples(preparation_report),
+        }
+        trainer = _model_trainer(sdk, settings, name, params, hyperparameters)
+        channels = _training_channels(prepare, params.previous_model)
+        train = TrainingStep(name=TRAIN, step_args=trainer.train(input_data_config=channels))
+        model_data = train.properties.ModelArtifacts.S3ModelArtifacts
+        steps = [prepare, train, *_evaluate_and_register(sdk, settings, name, params, prepare, model_data)]
+        return _render(sdk, name, params, steps)
+
+
+def build_tuning_pipeline(settings: PipelineSettings) -> str:
+    """The ``<prefix>-tuning`` definition: the training pipeline with a tuning job instead of one job."""
+    name = f"{settings.prefix}-tuning"
+    with _offline_sdk() as sdk:
+        params = _Parameters.for_tuning(settings)
+        prepare, preparation_report = _prepare_step(sdk, settings, name, params)
+        hyperparameters = {
+            **_static_hyperparameters(settings),
+            "epochs": params.epochs.to_string(),
+            "num_training_samples": _num_training_samples(preparation_report),
+        }
+        trainer = _model_trainer(sdk, settings, name, params, hyperparameters)
+        tuner = HyperparameterTuner(
+            model_trainer=trainer,
+            objective_metric_name=OBJECTIVE_METRIC,  # built-in metric: no metric definitions
+            objective_type="Maximize",
+            hyperparameter_ranges=TUNING_RANGES,  # the tuner drops these from the static hyperparameters
+            strategy="Bayesian",
+            max_jobs=settings.tuning_max_jobs,  # literal ints: the SDK rejects pipeline parameters here
+            max_parallel_jobs=settings.tuning_max_parallel_jobs,
+            base_tuning_job_name=f"{settings.prefix}-tune",
+        )
+        tune = _TuningStep(
+            name=TUNE,
+            step_args=tuner.tune(inputs=_training_channels(prepare, None)),
+            volume_kms_key=_volume_kms_key(settings.training_instance_type),
+        )
+        model_data = tune.get_top_model_s3_uri(
+            top_k=0,  # the best training job by the objective metric
+            s3_bucket=_SENTINELS.artifacts_bucket,
+            prefix=Join(on="/", values=_artifact_prefix(name, "training")),
+        )
+        steps = [prepare, tune, *_evaluate_and_register(sdk, settings, name, params, prepare, model_data)]
+        return _render(sdk, name, params, steps)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pipeline parameters
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Parameters:
+    input_data: ParameterString
+    dataset_layout: ParameterString
+    processing_instance_type: ParameterString
+    training_instance_type: ParameterString
+    transform_instance_type: ParameterString
+    epochs: ParameterInteger
+    algorithm: ParameterString | None
+    learning_rate: ParameterFloat | None
+    mini_batch_size: ParameterInteger | None
+    min_miou: ParameterFloat
+    class_floors: tuple[tuple[str, ParameterFloat], ...]  # (class name, MinIoU<Class> parameter)
+    approval_status: ParameterString
+    previous_model: ParameterString | None
+
+    @classmethod
+    def for_training(cls, settings: PipelineSettings) -> _Parameters:
+        hp = settings.hyperparameters
+        return cls._common(
+            settings,
+            algorithm=ParameterString("Algorithm", default_value=hp.get("algorithm", "fcn"), enum_values=list(HEADS)),
+            learning_rate=ParameterFloat("LearningRate", default_value=float(hp.get("learning_rate", "0.001"))),
+            mini_batch_size=ParameterInteger("MiniBatchSize", default_value=int(hp.get("mini_batch_size", "16"))),
+            # No default: the S3 URI of the model.tar.gz to continue from must be given at start.
+            previous_model=ParameterString("PreviousModelS3Uri") if settings.incremental else None,
+        )
+
+    @classmethod
+    def for_tuning(cls, settings: PipelineSettings) -> _Parameters:
+        return cls._common(settings, algorithm=None, learning_rate=None, mini_batch_size=None, previous_model=None)
+
+    @classmethod
+    def _common(cls, settings: PipelineSettings, **specific) -> _Parameters:
+        return cls(
+            input_data=ParameterString("InputDataS3Uri", default_value=f"s3://{_SENTINELS.datasets_bucket}/raw/"),
+            dataset_layout=ParameterString("DatasetLayout", default_value="cityscapes"),
+            processing_instance_type=ParameterString(
+                "ProcessingInstanceType", default_value=settings.processing_instance_type
+            ),
+            training_instance_type=ParameterString(
+                "TrainingInstanceType", default_value=settings.training_instance_type
+            ),
+            transform_instance_type=ParameterString(
+                "TransformInstanceType", default_value=settings.transform_instance_type
+            ),
+            epochs=ParameterInteger("Epochs", default_value=int(settings.hyperparameters.get("epochs", "10"))),
+            min_miou=ParameterFloat("MinMIoU", default_value=float(settings.min_miou)),
+            class_floors=tuple(
+                (name, ParameterFloat(floor_parameter_name(name), default_value=float(floor)))
+                for name, floor in settings.safety_iou_floors.items()
+            ),
+            approval_status=ParameterString(
+                "ModelApprovalStatus", default_value="PendingManualApproval", enum_values=list(APPROVAL_STATUSES)
+            ),
+            **specific,
+        )
+
+    def as_list(self) -> list:
+        ordered = [
+            self.input_data,
+            self.dataset_layout,
+            self.processing_instance_type,
+            self.training_instance_type,
+            self.transform_instance_type,
+            self.epochs,
+            self.algorithm,
+            self.learning_rate,
+            self.mini_batch_size,
+            self.min_miou,
+            *(p for _, p in self.class_floors),
+            self.approval_status,
+            self.previous_model,
+        ]
+        return [p for p in ordered if p is not None]
+
+
+def floor_parameter_name(class_name: str) -> str:
+    """``traffic light`` -> ``MinIoUTrafficLight`` (pipeline parameter names must be alphanumeric)."""
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", class_name) if w]
+    return "MinIoU" + "".join(w[0].upper() + w[1:] for w in words)
+
+
+def gate_json_path(key: str) -> str:
+    """JsonPath of ``evaluation.json["gate"][key]``: dot notation, brackets for names like ``traffic light``."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return f"gate.{key}"
+    return f"gate['{key}']"
+
+
+# --------------------------------------------------------------------------------------------------
+# Steps, in the order they run
+# --------------------------------------------------------------------------------------------------
+
+
+def _prepare_step(
+    sdk: _Sdk, settings: PipelineSettings, pipeline_name: str, params: _Parameters
+) -> tuple[ProcessingStep, PropertyFile]:
+    """PrepareDataset: raw frames -> algorithm channels under s3://<datasets>/prepared/<execution id>/."""
+    outputs = [
+        _processing_output(name, Join(on="/", values=_prepared_prefix(name))) for name in (*PREPARED_CHANNELS, "report")
+    ]
+    step_args = _processor(sdk, settings, f"{settings.prefix}-prepare", params).run(
+        inputs=[
+            *_code_inputs(),
+            _processing_input("data", params.input_data, "/opt/ml/processing/input/data"),
+        ],
+        outputs=outputs,
+        arguments=[
+            "prepare",
+            "--layout",
+            params.dataset_layout,
+            "--input",
+            "/opt/ml/processing/input/data",
+            "--output",
+            "/opt/ml/processing/output",
+            "--scheme",
+            settings.class_scheme,
+            "--max-bad-fraction",
+            _decimal(settings.max_bad_pair_fraction),
+        ],
+    )
+    report = PropertyFile(name="PreparationReport", output_name="report", path="report.json")
+    return ProcessingStep(name=PREPARE, step_args=step_args, property_files=[report]), report
+
+
+def _static_hyperparameters(settings: PipelineSettings) -> dict[str, str]:
+    return {"num_classes": str(settings.num_classes), **settings.hyperparameters}
+
+
+def _num_training_samples(preparation_report: PropertyFile) -> Join:
+    # Hyperparameter values must be strings: Std:Join turns the report's integer into one.
+    return JsonGet(step_name=PREPARE, property_file=preparation_report, json_path="num_training_samples").to_string()
+
+
+def _model_trainer(
+    sdk: _Sdk, settings: PipelineSettings, pipeline_name: str, params: _Parameters, hyperparameters: Mapping
+) -> ModelTrainer:
+    """The built-in algorithm (no source code) with the project's storage, encryption and spot settings."""
+    spot = settings.use_spot_instances
+    return ModelTrainer(
+        training_image=_SENTINELS.algorithm_image,
+        role=_SENTINELS.role_arn,
+        sagemaker_session=sdk.session,
+        base_job_name=f"{settings.prefix}-train",
+        hyperparameters=dict(hyperparameters),
+        compute=Compute(
+            instance_type=params.training_instance_type,
+            instance_count=1,  # the algorithm trains on one instance (several GPUs allowed)
+            volume_size_in_gb=settings.volume_size_gb,
+            volume_kms_key_id=_volume_kms_key(settings.training_instance_type),
+            enable_managed_spot_training=spot,
+        ),
+        stopping_condition=StoppingCondition(
+            max_runtime_in_seconds=settings.max_runtime_seconds,
+            max_wait_time_in_seconds=settings.max_wait_seconds if spot else None,
+        ),
+        output_data_config=OutputDataConfig(
+            s3_output_path=Join(on="/", values=_artifact_uri(pipeline_name, "training")),
+            kms_key_id=_SENTINELS.kms_key_arn,
+        ),
+        # Spot jobs can be interrupted: checkpoints let SageMaker resume them.
+        checkpoint_config=CheckpointConfig(s3_uri=Join(on="/", values=_checkpoint_uri(pipeline_name)))
+        if spot
+        else None,
+        networking=Networking(enable_network_isolation=True),  # the built-in algorithm needs no network
+        training_input_mode="File",
+    )
+
+
+def _training_channels(prepare: ProcessingStep, previous_model: ParameterString | None) -> list[Channel]:
+    """The prepared channels (+ the previous model for incremental training), read in File mode."""
+    channels = [
+        _channel(name, prepare.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri, content_type)
+        for name, content_type in CHANNEL_CONTENT_TYPES.items()
+    ]
+    if previous_model is not None:
+        channels.append(_channel("model", previous_model, MODEL_CHANNEL_CONTENT_TYPE))
+    return channels
+
+
+class _TuningStep(TuningStep):
+    """TuningStep that keeps what the SDK's tuner drops from the training job definition (3.27).
+
+    ``HyperparameterTuner`` rebuilds ``ResourceConfig`` without ``VolumeKmsKeyId`` and copies only the
+    VPC part of ``Networking``, losing ``EnableNetworkIsolation``; both are put back here.
+    """
+
+    def __init__(self, *, volume_kms_key: str | None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._volume_kms_key = volume_kms_key
+
+    @property
+    def arguments(self):
+        request = super().arguments
+        definition = request["TrainingJobDefinition"]
+        definition["EnableNetworkIsolation"] = True
+        if self._volume_kms_key is not None:
+            definition["ResourceConfig"]["VolumeKmsKeyId"] = self._volume_kms_key
+        return request
+
+
+def _evaluate_and_register(
+    sdk: _Sdk, settings: PipelineSettings, pipeline_name: str, params: _Parameters, prepare: ProcessingStep, model_data
+) -> list:
+    """CreateCandidateModel -> TransformValidation -> EvaluateModel -> QualityGate (RegisterModel | GateFailed)."""
+    builder = ModelBuilder(
+        image_uri=_SENTINELS.algorithm_image,
+        s3_model_data_url=model_data,
+        role_arn=_SENTINELS.role_arn,
+        sagemaker_session=sdk.session,
+        network=Networking(enable_network_isolation=True),
+        log_level=logging.ERROR,  # its default (DEBUG) overrides the SDK logger level set by _quiet_sdk
+    )
+    create_model = ModelStep(name=CREATE_MODEL, step_args=builder.build())
+    transform = _transform_step(sdk, settings, pipeline_name, params, prepare, create_model)
+    evaluate, evaluation_report = _evaluate_step(sdk, settings, pipeline_name, params, prepare, transform)
+    evaluation_json = Join(
+        on="/",
+        values=[evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, "evaluation.json"],
+    )
+    # The same builder: register() without an earlier build() looks the default bucket up in S3.
+    register = ModelStep(
+        name=REGISTER,
+        step_args=builder.register(
+            model_package_group_name=settings.model_package_group,
+            approval_status=params.approval_status,
+            content_types=["image/jpeg"],
+            response_types=["image/png"],
+            inference_instances=_inference_instance_types(settings),
+            transform_instances=_inference_instance_types(settings),
+            model_metrics=ModelMetrics(
+                model_statistics=MetricsSource(content_type="application/json", s3_uri=evaluation_json)
+            ),
+            customer_metadata_properties={
+                "ClassScheme": settings.class_scheme,
+                "NumClasses": str(settings.num_classes),
+            },
+        ),
+    )
+    gate = _quality_gate(
+        params, evaluation_report, if_passed=register, if_failed=_gate_failed(params, evaluation_report)
+    )
+    return [create_model, transform, evaluate, gate]
+
+
+def _transform_step(
+    sdk: _Sdk,
+    settings: PipelineSettings,
+    pipeline_name: str,
+    params: _Parameters,
+    prepare: ProcessingStep,
+    create_model: ModelStep,
+) -> TransformStep:
+    """TransformValidation: one PNG class-index mask per validation JPEG (``<name>.jpg.out``), on a GPU."""
+    transformer = Transformer(
+        model_name=create_model.properties.ModelName,
+        instance_count=1,
+        instance_type=params.transform_instance_type,
+        strategy="SingleRecord",  # one image per request
+        assemble_with="None",
+        accept="image/png",
+        output_path=Join(on="/", values=_artifact_uri(pipeline_name, "predictions")),
+        output_kms_key=_SENTINELS.kms_key_arn,
+        volume_kms_key=_volume_kms_key(settings.transform_instance_type),
+        base_transform_job_name=f"{settings.prefix}-transform",
+        sagemaker_session=sdk.session,
+    )
+    step_args = transformer.transform(
+        data=prepare.properties.ProcessingOutputConfig.Outputs["validation"].S3Output.S3Uri,
+        data_type="S3Prefix",
+        content_type="image/jpeg",
+        split_type="None",
+    )
+    return TransformStep(name=TRANSFORM, step_args=step_args)
+
+
+def _evaluate_step(
+    sdk: _Sdk,
+    settings: PipelineSettings,
+    pipeline_name: str,
+    params: _Parameters,
+    prepare: ProcessingStep,
+    transform: TransformStep,
+) -> tuple[ProcessingStep, PropertyFile]:
+    """EvaluateModel: predictions vs. validation annotations -> evaluation.json (metrics and gate values)."""
+    ground_truth = "/opt/ml/processing/input/ground_truth"
+    predictions = "/opt/ml/processing/input/predictions"
+    output = "/opt/ml/processing/output/evaluation"
+    step_args = _processor(sdk, settings, f"{settings.prefix}-evaluate", params).run(
+        inputs=[
+            *_code_inputs(),
+            _processing_input(
+                "ground_truth",
+                prepare.properties.ProcessingOutputConfig.Outputs["validation_annotation"].S3Output.S3Uri,
+                ground_truth,
+            ),
+            _processing_input("predictions", transform.properties.TransformOutput.S3OutputPath, predictions),
+        ],
+        outputs=[
+            _processing_output("evaluation", Join(on="/", values=_artifact_uri(pipeline_name, "evaluation")), output)
+        ],
+        arguments=[
+            "evaluate",
+            "--ground-truth",
+            ground_truth,
+            "--predictions",
+            predictions,
+            "--output",
+            output,
+            "--scheme",
+            settings.class_scheme,
+        ],
+    )
+    report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
+    return ProcessingStep(name=EVALUATE, step_args=step_args, property_files=[report]), report
+
+
+def _quality_gate(
+    params: _Parameters, evaluation_report: PropertyFile, *, if_passed: ModelStep, if_failed: FailStep
+) -> ConditionStep:
+    """QualityGate: mIoU >= MinMIoU and, for every safety-critical class, IoU >= MinIoU<Class> (all must hold)."""
+    conditions = [
+        ConditionGreaterThanOrEqualTo(left=_gate_value(evaluation_report, "mIoU"), right=params.min_miou),
+        *(
+            ConditionGreaterThanOrEqualTo(left=_gate_value(evaluation_report, name), right=floor)
+            for name, floor in params.class_floors
+        ),
+    ]
+    return ConditionStep(name=GATE, conditions=conditions, if_steps=[if_passed], else_steps=[if_failed])
+
+
+def _gate_failed(params: _Parameters, evaluation_report: PropertyFile) -> FailStep:
+    """GateFailed: names every measured value next to its threshold (-1 = class absent from validation)."""
+    values: list = [
+        "Quality gate failed: mIoU=",
+        _gate_value(evaluation_report, "mIoU"),
+        " (min ",
+        params.min_miou,
+        ")",
+    ]
+    for name, floor in params.class_floors:
+        values += [f"; {name} IoU=", _gate_value(evaluation_report, name), " (floor ", floor, ")"]
+    values.append("; an IoU of -1 means the class is absent from the validation set")
+    return FailStep(name=FAIL, error_message=Join(on="", values=values))
+
+
+# --------------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------------
+
+
+def _processor(sdk: _Sdk, settings: PipelineSettings, base_job_name: str, params: _Parameters) -> Processor:
+    """``python3 <entry script> <module> [args]`` in the processing image, isolated from the network.
+
+    A plain Processor with the code as an input: ScriptProcessor(code=...) would run the script by the
+    basename of its URI, which a CDK asset does not keep.
+    """
+    return Processor(
+        role=_SENTINELS.role_arn,
+        image_uri=_SENTINELS.processing_image,
+        entrypoint=PROCESSING_ENTRYPOINT,
+        instance_count=1,
+        instance_type=params.processing_instance_type,
+        volume_size_in_gb=settings.volume_size_gb,
+        volume_kms_key=_volume_kms_key(settings.processing_instance_type),
+        output_kms_key=_SENTINELS.kms_key_arn,
+        max_runtime_in_seconds=settings.max_runtime_seconds,
+        base_job_name=base_job_name,
+        sagemaker_session=sdk.session,
+        network_config=NetworkConfig(enable_network_isolation=True),
+    )
+
+
+def _code_inputs() -> list[ProcessingInput]:
+    return [
+        _processing_input("code", _SENTINELS.code_entry_uri, CODE_DIR),
+        _processing_input("package", _SENTINELS.code_package_uri, PACKAGE_DIR),
+    ]
+
+
+def _processing_input(name: str, s3_uri, local_path: str) -> ProcessingInput:
+    return ProcessingInput(
+        input_name=name,
+        s3_input=ProcessingS3Input(s3_uri=s3_uri, local_path=local_path, s3_data_type="S3Prefix", s3_input_mode="File"),
+    )
+
+
+def _processing_output(name: str, s3_uri, local_path: str | None = None) -> ProcessingOutput:
+    return ProcessingOutput(
+        output_name=name,
+        s3_output=ProcessingS3Output(
+            s3_uri=s3_uri, local_path=local_path or f"/opt/ml/processing/output/{name}", s3_upload_mode="EndOfJob"
+        ),
+    )
+
+
+def _channel(name: str, s3_uri, content_type: str) -> Channel:
+    return Channel(
+        channel_name=name,
+        content_type=content_type,
+        compression_type="None",
+        input_mode="File",
+        data_source=DataSource(
+            s3_data_source=S3DataSource(
+                s3_data_type="S3Prefix", s3_uri=s3_uri, s3_data_distribution_type="FullyReplicated"
+            )
+        ),
+    )
+
+
+def _gate_value(evaluation_report: PropertyFile, key: str) -> JsonGet:
+    return JsonGet(step_name=EVALUATE, property_file=evaluation_report, json_path=gate_json_path(key))
+
+
+def _prepared_prefix(name: str) -> list:
+    return ["s3:/", _SENTINELS.datasets_bucket, "prepared", ExecutionVariables.PIPELINE_EXECUTION_ID, name]
+
+
+def _artifact_prefix(pipeline_name: str, name: str) -> list:
+    return ["pipelines", pipeline_name, ExecutionVariables.PIPELINE_EXECUTION_ID, name]
+
+
+def _artifact_uri(pipeline_name: str, name: str) -> list:
+    return ["s3:/", _SENTINELS.artifacts_bucket, *_artifact_prefix(pipeline_name, name)]
+
+
+def _checkpoint_uri(pipeline_name: str) -> list:
+    return ["s3:/", _SENTINELS.artifacts_bucket, "checkpoints", pipeline_name, ExecutionVariables.PIPELINE_EXECUTION_ID]
+
+
+# Instance families with local NVMe instance storage: SageMaker rejects a storage-volume KmsKeyId for them
+# ("You can't request a VolumeKmsKeyId when using an instance type with local storage", API reference of
+# ResourceConfig, TransformResources, ProcessingClusterConfig); their local storage is hardware-encrypted.
+# Besides these, every family whose attribute letters contain "d" (c5d, m5d, m6id, g4dn, p3dn, p4d, ...).
+_NVME_FAMILIES = frozenset({"g5", "g6", "g6e", "gr6", "p5", "p5e", "p5en", "trn1", "trn1n", "trn2", "inf2"})
+
+
+def has_local_instance_storage(instance_type: str) -> bool:
+    family = instance_type.split(".")[1] if instance_type.count(".") >= 2 else instance_type
+    match = re.fullmatch(r"([a-z]+)(\d+)([a-z]*)", family)
+    return family in _NVME_FAMILIES or bool(match and "d" in match.group(3))
+
+
+def _volume_kms_key(default_instance_type: str) -> str | None:
+    # Decided on the configured default instance type: overriding the instance-type parameter at start
+    # with a family on the other side of the local-storage line needs a configuration change instead.
+    return None if has_local_instance_storage(default_instance_type) else _SENTINELS.kms_key_arn
+
+
+def _inference_instance_types(settings: PipelineSettings) -> list[str]:
+    return list(dict.fromkeys((settings.transform_instance_type, *INFERENCE_INSTANCE_TYPES)))
+
+
+def _decimal(value: float) -> str:
+    return format(Decimal(repr(float(value))), "f")
+
+
+# --------------------------------------------------------------------------------------------------
+# Settings checks
+# --------------------------------------------------------------------------------------------------
+
+
+def _hyperparameter_problems(settings: PipelineSettings) -> Iterator[str]:
+    for key, value in settings.hyperparameters.items():
+        if not isinstance(value, str):
+            yield f"hyperparameter {key}={value!r} must be a string (render it first)"
+        elif value.lower() in ("true", "false") and value not in ("True", "False"):
+            yield f"hyperparameter {key}={value!r}: the algorithm only accepts 'True' or 'False'"
+    if "num_training_samples" in settings.hyperparameters:
+        yield "hyperparameter num_training_samples must not be given: it comes from the PrepareDataset report"
+    declared = settings.hyperparameters.get("num_classes", str(settings.num_classes))
+    if declared != str(settings.num_classes):
+        yield f"hyperparameter num_classes={declared!r} must be {str(settings.num_classes)!r} (settings.num_classes)"
+    for key, parse in (("epochs", int), ("learning_rate", float), ("mini_batch_size", int)):
+        value = settings.hyperparameters.get(key)
+        if isinstance(value, str):
+            try:
+                parse(value)
+            except ValueError:
+                yield f"hyperparameter {key}={value!r} is not a{'n integer' if parse is int else ' number'}"
+    algorithm = settings.hyperparameters.get("algorithm")
+    if algorithm is not None and algorithm not in HEADS:
+        yield f"hyperparameter algorithm={algorithm!r} must be one of {', '.join(HEADS)}"
+
+
+def _settings_problems(settings: PipelineSettings) -> Iterator[str]:
+    if not re.fullmatch(r"[A-Za-z0-9](-*[A-Za-z0-9])*", settings.prefix) or len(settings.prefix) > 200:
+        yield f"prefix {settings.prefix!r} must be letters, digits and single hyphens (a pipeline name prefix)"
+    if not 0 <= settings.min_miou <= 1:
+        yield f"min_miou {settings.min_miou} must be within 0..1"
+    parameter_names: dict[str, str] = {}
+    for name, floor in settings.safety_iou_floors.items():
+        parameter = floor_parameter_name(name)
+        if parameter == "MinIoU" or "'" in name or "." in name or name == "mIoU":
+            yield f"safety class name {name!r} cannot be gated (needs a letter or digit, no quote or dot, not mIoU)"
+        elif parameter in parameter_names:
+            yield f"safety classes {parameter_names[parameter]!r} and {name!r} map to the same parameter {parameter}"
+        parameter_names[parameter] = name
+        if not 0 <= floor <= 1:
+            yield f"IoU floor of {name!r} ({floor}) must be within 0..1"
+    if settings.use_spot_instances and settings.max_wait_seconds < settings.max_runtime_seconds:
+        yield f"max_wait_seconds ({settings.max_wait_seconds}) must be >= max_runtime_seconds with spot instances"
+    if not 1 <= settings.tuning_max_parallel_jobs <= settings.tuning_max_jobs:
+        yield (
+            f"tuning_max_parallel_jobs ({settings.tuning_max_parallel_jobs}) must be within 1..tuning_max_jobs "
+            f"({settings.tuning_max_jobs})"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Offline generation and rendering
+# --------------------------------------------------------------------------------------------------
+
+_REGION = "us-east-1"  # only used to pick sentinel values; nothing regional remains in the output
+
+
+@dataclass(frozen=True)
+class _Sentinels:
+    """Unique literal stand-ins that satisfy the SDK's checks, replaced by ``${Name}`` at the end."""
+
+    # Real image URIs (from the SDK's offline table), so that nothing validates against a fake.
+    algorithm_image: str
+    processing_image: str
+    role_arn: str = "arn:aws:iam::123456789012:role/roadseg-sentinel-role"
+    datasets_bucket: str = "roadseg-sentinel-datasets"
+    artifacts_bucket: str = "roadseg-sentinel-artifacts"
+    kms_key_arn: str = "arn:aws:kms:us-east-1:123456789012:key/roadseg-sentinel-kms"
+    code_entry_uri: str = "s3://roadseg-sentinel-code/entry/processing_entry.py"
+    code_package_uri: str = "s3://roadseg-sentinel-code/package/training.zip"
+
+    def placeholders(self) -> dict[str, str]:
+        """sentinel -> placeholder, most specific first (URIs before the buckets they contain)."""
+        return {
+            self.code_entry_uri: "CodeEntryUri",
+            self.code_package_uri: "CodePackageUri",
+            self.role_arn: "RoleArn",
+            self.kms_key_arn: "KmsKeyArn",
+            self.algorithm_image: "AlgorithmImage",
+            self.processing_image: "ProcessingImage",
+            self.datasets_bucket: "DatasetsBucket",
+            self.artifacts_bucket: "ArtifactsBucket",
+        }
+
+
+@dataclass(frozen=True)
+class _Sdk:
+    session: PipelineSession
+
+
+@contextlib.contextmanager
+def _offline_sdk() -> Iterator[_Sdk]:
+    """Hermetic SDK: fixed region, no credentials lookup, no role validation, no telemetry, no user config."""
+    with tempfile.TemporaryDirectory(prefix="roadseg-sdk-config-") as config_dir:
+        config_file = Path(config_dir, "config.yaml")
+        # Empty on purpose: the SDK validates a non-empty config against its JSON schema on every lookup
+        # (~0.13 s each, ~10 s per definition); telemetry is patched out below instead of opted out.
+        config_file.write_text("{}\n")
+        environment = {
+            "AWS_DEFAULT_REGION": _REGION,
+            "AWS_REGION": _REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "SAGEMAKER_VALIDATE_ROLE": "false",
+            "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(config_file),
+            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config_file),
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_PROFILE": None,
+        }
+        with (
+            _environment(environment),
+            _patched(_core_telemetry, "_send_telemetry_request", _no_telemetry),
+            _patched(_serve_telemetry, "_send_telemetry", _no_telemetry),
+            _quiet_sdk(),
+        ):
+            # Static dummy credentials: the credential chain (profiles, SSO, metadata) is never consulted,
+            # and a request sent by mistake would fail instead of using the caller's identity.
+            boto_session = boto3.Session(
+                region_name=_REGION, aws_access_key_id="offline", aws_secret_access_key="offline"
+            )
+            session = PipelineSession(
+                boto_session=boto_session,
+                default_bucket=_SENTINELS.artifacts_bucket,
+            )
+            yield _Sdk(session=session)
+
+
+def _render(sdk: _Sdk, name: str, params: _Parameters, steps: Sequence) -> str:
+    pipeline = Pipeline(
+        name=name,
+        parameters=params.as_list(),
+        steps=steps,
+        sagemaker_session=sdk.session,
+        pipeline_experiment_config=None,  # no automatic Experiments/Trials per execution
+    )
+    definition = pipeline.definition().replace("${", "${!")  # Fn::Sub would read any other ${ as a variable
+    for sentinel, placeholder in _SENTINELS.placeholders().items():
+        definition = definition.replace(sentinel, "${" + placeholder + "}")
+    return definition
+
+
+def _no_telemetry(*_args, **_kwargs) -> None:
+    return None
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _patched(module, attribute: str, replacement) -> Iterator[None]:
+    original = getattr(module, attribute)
+    setattr(module, attribute, replacement)
+    try:
+        yield
+    finally:
+        setattr(module, attribute, original)
+
+
+@contextlib.contextmanager
+def _quiet_sdk() -> Iterator[None]:
+    """Keep cdk synth output readable: the SDK logs every default it applies and warns about known behaviour."""
+    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.split(".")[0] == "sagemaker"]
+    loggers.append(logging.getLogger("sagemaker"))
+    levels = [(lg, lg.level) for lg in loggers]
+    try:
+        for lg, _ in levels:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in levels:
+            lg.setLevel(level)
+
+
+def _make_sentinels() -> _Sentinels:
+    with _quiet_sdk():
+        return _Sentinels(
+            algorithm_image=image_uris.retrieve("semantic-segmentation", _REGION),
+            # PyTorch CPU training image: Python 3 with numpy and Pillow.
+            processing_image=image_uris.retrieve(
+                "pytorch",
+                _REGION,
+                version="2.8",
+                py_version="py312",
+                instance_type="ml.m5.xlarge",
+                image_scope="training",
+            ),
+        )
+
+
+_SENTINELS = _make_sentinels()

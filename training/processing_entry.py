@@ -1,0 +1,39 @@
+"""Entry point of roadseg's SageMaker Processing steps (Prepare, Evaluate).
+
+Shipped alone as the step's `code`; the `training` package arrives as a zip input under
+/opt/ml/processing/input/package/. Usage: ``python3 processing_entry.py <prepare|evaluate> [args...]``.
+Self-contained on purpose (stdlib only): it runs before the package is importable.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+PACKAGE_DIR = Path("/opt/ml/processing/input/package")
+MODULES = ("prepare", "evaluate")
+
+
+def unpack(package_dir: Path, into: Path) -> Path:
+    archives = sorted(package_dir.glob("*.zip"))
+    if len(archives) != 1:
+        raise SystemExit(f"expected one package zip in {package_dir}, found {[a.name for a in archives]}")
+    with zipfile.ZipFile(archives[0]) as archive:
+        archive.extractall(into / "training")
+    return into
+
+
+def main(argv: list[str], package_dir: Path = PACKAGE_DIR) -> None:
+    if not argv or argv[0] not in MODULES:
+        raise SystemExit(f"usage: processing_entry.py <{'|'.join(MODULES)}> [args...]")
+    root = unpack(package_dir, Path(tempfile.mkdtemp(prefix="roadseg-")))
+    sys.path.insert(0, str(root))
+    sys.argv = [f"training.{argv[0]}", *argv[1:]]
+    runpy.run_module(f"training.{argv[0]}", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
