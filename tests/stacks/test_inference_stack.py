@@ -1,0 +1,248 @@
+"""Inference stack: GPU endpoints, scale-to-zero async, conditions on the model, rollout and monitoring."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match
+
+from stacks.config import GPU_FAMILIES, NVME_FAMILIES, instance_family
+from stacks.registry_model import MODEL_PACKAGE_PARAMETER
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def env(request, synth):
+    return synth(request.param)
+
+
+@pytest.fixture(scope="module")
+def template(env):
+    return env.template(env.stacks.inference)
+
+
+def resources(template, kind: str) -> dict:
+    return template.find_resources(kind)
+
+
+def endpoint_configs(template) -> tuple[dict, dict]:
+    configs = list(resources(template, "AWS::SageMaker::EndpointConfig").values())
+    async_cfg = next(c for c in configs if "AsyncInferenceConfig" in c["Properties"])
+    realtime_cfg = next(c for c in configs if "AsyncInferenceConfig" not in c["Properties"])
+    return realtime_cfg, async_cfg
+
+
+def test_model_package_arn_is_a_parameter_defaulting_to_none(template):
+    parameter = template.to_json()["Parameters"][MODEL_PACKAGE_PARAMETER]
+    assert parameter["Default"] == "" and parameter["Type"] == "String"
+    assert template.to_json()["Conditions"]["HasModel"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": MODEL_PACKAGE_PARAMETER}, ""]}]
+    }
+
+
+def test_every_serving_resource_is_conditional_on_an_approved_model(template):
+    for kind in (
+        "AWS::SageMaker::Model",
+        "AWS::SageMaker::EndpointConfig",
+        "AWS::SageMaker::Endpoint",
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        "AWS::CloudWatch::Dashboard",
+    ):
+        found = resources(template, kind)
+        assert found, kind
+        assert all(r.get("Condition") == "HasModel" for r in found.values()), kind
+    # Topics and the rollout exist without a model, so approving the first package can deploy the endpoints.
+    assert all("Condition" not in r for r in resources(template, "AWS::SNS::Topic").values())
+    assert all("Condition" not in r for r in resources(template, "AWS::Lambda::Function").values())
+    status = template.to_json()["Outputs"]["ServingStatus"]["Value"]["Fn::If"]
+    assert status[0] == "HasModel" and "No approved model package yet" in status[2]
+
+
+def test_model_serves_the_registry_package(template):
+    template.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "PrimaryContainer": {"ModelPackageName": {"Ref": MODEL_PACKAGE_PARAMETER}},
+            "EnableNetworkIsolation": True,
+        },
+    )
+
+
+def test_endpoints_use_gpu_instances_and_skip_storage_key_on_nvme(env, template):
+    realtime_cfg, async_cfg = endpoint_configs(template)
+    for cfg, expected in ((realtime_cfg, env.config.realtime_endpoint), (async_cfg, env.config.async_endpoint)):
+        variant = cfg["Properties"]["ProductionVariants"][0]
+        assert variant["InstanceType"] == expected.instance_type
+        assert instance_family(variant["InstanceType"]) in GPU_FAMILIES
+        has_nvme = instance_family(variant["InstanceType"]) in NVME_FAMILIES
+        assert ("KmsKeyId" in cfg["Properties"]) is not has_nvme
+        assert "EndpointConfigName" not in cfg["Properties"]  # generated, so updates can replace it
+
+
+def test_async_config_outputs_notifications_and_concurrency(env, template):
+    _, async_cfg = endpoint_configs(template)
+    config = async_cfg["Properties"]["AsyncInferenceConfig"]
+    assert config["ClientConfig"] == {
+        "MaxConcurrentInvocationsPerInstance": env.config.async_endpoint.max_concurrent_invocations_per_instance
+    }
+    output = config["OutputConfig"]
+    assert "async-output" in str(output["S3OutputPath"]) and "async-failures" in str(output["S3FailurePath"])
+    assert output["KmsKeyId"] == {"Fn::ImportValue": f"{env.config.prefix}:DataKeyArn"}
+    topics = set(resources(template, "AWS::SNS::Topic"))
+    notification = output["NotificationConfig"]
+    assert {notification["SuccessTopic"]["Ref"], notification["ErrorTopic"]["Ref"]} <= topics
+    for topic in resources(template, "AWS::SNS::Topic").values():
+        assert "KmsMasterKeyId" in topic["Properties"]
+
+
+def test_realtime_data_capture_follows_config(env, template):
+    realtime_cfg, _ = endpoint_configs(template)
+    capture = realtime_cfg["Properties"].get("DataCaptureConfig")
+    if env.config.realtime_endpoint.data_capture.enabled:
+        assert capture["EnableCapture"] is True
+        assert capture["InitialSamplingPercentage"] == env.config.realtime_endpoint.data_capture.sampling_percentage
+        assert {o["CaptureMode"] for o in capture["CaptureOptions"]} == {"Input", "Output"}
+    else:
+        assert capture is None
+
+
+def test_endpoints_retain_variant_properties_and_roll_back_on_alarms(template):
+    endpoints = resources(template, "AWS::SageMaker::Endpoint")
+    assert len(endpoints) == 2
+    alarms = set(resources(template, "AWS::CloudWatch::Alarm"))
+    for endpoint in endpoints.values():
+        props = endpoint["Properties"]
+        assert props["RetainAllVariantProperties"] is True
+        policy = props["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+        assert policy["TrafficRoutingConfiguration"]["WaitIntervalInSeconds"] > 0
+        rollback = props["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+        assert rollback and all(a["AlarmName"]["Ref"] in alarms for a in rollback)
+
+
+def scalable_targets(template) -> dict[str, dict]:
+    return {
+        r["Properties"]["ResourceId"]: r
+        for r in resources(template, "AWS::ApplicationAutoScaling::ScalableTarget").values()
+    }
+
+
+def test_realtime_target_tracking_on_invocations(env, template):
+    target = scalable_targets(template)[f"endpoint/{env.config.prefix}-realtime/variant/AllTraffic"]["Properties"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (
+        env.config.realtime_endpoint.min_capacity,
+        env.config.realtime_endpoint.max_capacity,
+    )
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": Match.object_like(
+                {"PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}}
+            ),
+        },
+    )
+
+
+def test_async_scales_to_zero_with_backlog_tracking_and_step_scaling(env, template):
+    name = f"{env.config.prefix}-async"
+    target = scalable_targets(template)[f"endpoint/{name}/variant/AllTraffic"]["Properties"]
+    assert target["MinCapacity"] == 0 and target["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": Match.object_like(
+                {
+                    "TargetValue": env.config.async_endpoint.target_backlog_per_instance,
+                    "CustomizedMetricSpecification": {
+                        "MetricName": "ApproximateBacklogSizePerInstance",
+                        "Namespace": "AWS/SageMaker",
+                        "Dimensions": [{"Name": "EndpointName", "Value": name}],
+                        "Statistic": "Average",
+                    },
+                }
+            ),
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "StepScaling",
+            "StepScalingPolicyConfiguration": Match.object_like(
+                {
+                    "AdjustmentType": "ChangeInCapacity",
+                    "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+                }
+            ),
+        },
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "HasBacklogWithoutCapacity",
+            "Namespace": "AWS/SageMaker",
+            "Period": 60,
+            "Dimensions": [{"Name": "EndpointName", "Value": name}],
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "Threshold": 1,
+            "AlarmActions": Match.array_with([{"Ref": Match.string_like_regexp("ScaleOutFromZero")}]),
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        "ModelLatency",
+        "Invocation5XXErrors",
+        "ApproximateAgeOfOldestRequest",
+        "HasBacklogWithoutCapacity",
+        "InvocationFailures",
+        "ExecutionFailed",
+        "ApproximateNumberOfMessagesVisible",
+        "Errors",
+    ],
+)
+def test_alarms_publish_to_the_alarm_topic(template, metric):
+    alarms = [
+        a for a in resources(template, "AWS::CloudWatch::Alarm").values() if a["Properties"].get("MetricName") == metric
+    ]
+    assert alarms, metric
+    alarm_topic = next(k for k in resources(template, "AWS::SNS::Topic") if "AlarmTopic" in k)
+    for alarm in alarms:
+        assert {"Ref": alarm_topic} in alarm["Properties"]["AlarmActions"], metric
+
+
+def test_rollout_reacts_to_approvals_of_this_group_only(env, template):
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.sagemaker"],
+                "detail-type": ["SageMaker Model Package State Change"],
+                "detail": {
+                    "ModelPackageGroupName": [f"{env.config.prefix}-segmentation"],
+                    "ModelApprovalStatus": ["Approved"],
+                },
+            }
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "rollout.handler",
+            "DeadLetterConfig": Match.any_value(),
+            "Environment": {"Variables": Match.object_like({"PARAMETER_NAME": MODEL_PACKAGE_PARAMETER})},
+        },
+    )
+
+
+def test_rollout_can_update_only_this_stack_and_pass_only_the_model_role(env, template):
+    statements = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    updates = [s for s in statements if "cloudformation:UpdateStack" in s["Action"]]
+    assert len(updates) == 1
+    assert env.stacks.inference.stack_name in str(updates[0]["Resource"])
+    passes = [s for s in statements if s["Action"] == "iam:PassRole"]
+    model_role = next(k for k in resources(template, "AWS::IAM::Role") if k.startswith("ModelRole"))
+    assert any(s["Resource"] == {"Fn::GetAtt": [model_role, "Arn"]} for s in passes)

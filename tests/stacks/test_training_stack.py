@@ -1,0 +1,103 @@
+"""Training stack: pipelines with their definitions, model package group, least-privilege execution role."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stacks.config import GPU_FAMILIES, instance_family
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def env(request, synth):
+    return synth(request.param)
+
+
+@pytest.fixture(scope="module")
+def template(env):
+    return env.template(env.stacks.training)
+
+
+def substituted_definitions(template) -> dict[str, dict]:
+    """Each pipeline's definition with the Fn::Sub placeholders replaced by dummy values, parsed."""
+    found = {}
+    for props in (r["Properties"] for r in template.find_resources("AWS::SageMaker::Pipeline").values()):
+        body, variables = props["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+        for name in variables:
+            body = body.replace("${" + name + "}", f"dummy-{name.lower()}")
+        assert "${" not in body.replace("${!", ""), "every placeholder must be substituted by the stack"
+        found[props["PipelineName"]] = json.loads(body)
+    return found
+
+
+def test_both_pipelines_exist_with_a_definition_for_every_placeholder(env, template):
+    definitions = substituted_definitions(template)
+    assert set(definitions) == {f"{env.config.prefix}-training", f"{env.config.prefix}-tuning"}
+    for definition in definitions.values():
+        step_types = {step["Type"] for step in definition["Steps"]}
+        assert {"Processing", "Condition"} <= step_types
+
+
+def test_training_pipeline_steps_in_order(env, template):
+    definition = substituted_definitions(template)[f"{env.config.prefix}-training"]
+    assert [(step["Name"], step["Type"]) for step in definition["Steps"]] == [
+        ("PrepareDataset", "Processing"), ("TrainSegmentation", "Training"), ("CreateCandidateModel", "Model"),
+        ("TransformValidation", "Transform"), ("EvaluateModel", "Processing"), ("QualityGate", "Condition")]
+    condition = definition["Steps"][-1]
+    assert [s["Type"] for s in condition["Arguments"]["IfSteps"]] == ["RegisterModel"]
+    assert [s["Type"] for s in condition["Arguments"]["ElseSteps"]] == ["Fail"]
+    # one gate condition for mIoU and one per safety-critical class
+    assert len(condition["Arguments"]["Conditions"]) == 1 + len(env.config.classes.safety_critical_iou_floors)
+
+
+def test_training_uses_gpu_instances(env):
+    cfg = env.config.training
+    for instance_type in (cfg.instance_type, cfg.transform_instance_type):
+        assert instance_family(instance_type) in GPU_FAMILIES
+
+
+def test_model_package_group(env, template):
+    template.has_resource_properties("AWS::SageMaker::ModelPackageGroup",
+                                     {"ModelPackageGroupName": f"{env.config.prefix}-segmentation"})
+
+
+def test_images_are_mapped_per_region(env, template):
+    mapping = template.to_json()["Mappings"]
+    images = next(iter(mapping.values()))
+    regions = [env.config.region] if env.config.region else ["us-east-1", "eu-west-1", "ap-northeast-1"]
+    for region in regions:
+        assert images[region]["Algorithm"].endswith(".amazonaws.com/semantic-segmentation:1")
+        assert "pytorch-training" in images[region]["Processing"]
+
+
+def role_statements(template) -> list[dict]:
+    statements = []
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+READ_ONLY_ON_STAR = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
+
+
+def test_execution_role_has_no_wildcard_write_on_star(template):
+    for statement in role_statements(template):
+        if "*" in as_list(statement["Resource"]):
+            assert set(as_list(statement["Action"])) <= READ_ONLY_ON_STAR, statement
+        assert all(not action.endswith(":*") for action in as_list(statement["Action"])), statement
+
+
+def test_execution_role_has_no_full_access_managed_policy(template):
+    for role in template.find_resources("AWS::IAM::Role").values():
+        assert "AmazonSageMakerFullAccess" not in json.dumps(role.get("Properties", {}).get("ManagedPolicyArns", []))
+
+
+def test_pass_role_is_limited_to_sagemaker(template):
+    passes = [s for s in role_statements(template) if "iam:PassRole" in as_list(s["Action"])]
+    assert passes and all(s["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+                          for s in passes)
