@@ -182,6 +182,52 @@ class AsyncEndpointConfig(_Capacity):
     scale_out_cooldown_seconds: NonNegativeInt = 300
 
 
+class FunctionConfig(_Strict):
+    memory_mb: Annotated[int, Field(ge=128, le=10240)] = 1024
+    reserved_concurrency: Annotated[int, Field(ge=1, le=1000)] = 10
+    timeout_seconds: Annotated[int, Field(ge=3, le=900)] = 60
+
+
+class PreprocessingConfig(_Strict):
+    """Lambda preprocessors: frames in (incoming/), requests to the endpoints, results out."""
+
+    target_width: Annotated[int, Field(ge=16, le=8192)] = 1024
+    target_height: Annotated[int, Field(ge=16, le=8192)] = 512
+    # Region of interest in source pixels (left, top, right, bottom), e.g. to cut the car's own hood.
+    roi: tuple[int, int, int, int] | None = None
+    max_input_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
+    max_input_pixels: Annotated[int, Field(ge=256)] = 40_000_000
+    jpeg_quality: Annotated[int, Field(ge=1, le=95)] = 90
+    key_pattern: str = r"^(?P<vehicle>[^/]+)/(?P<camera>[^/]+)/(?P<timestamp>[^/]+)\.(?:jpe?g|png)$"
+    vru_min_pixels: Annotated[int, Field(ge=1)] = 50
+    write_overlay: bool = False
+    restore_original_size: bool = False
+    batch_size: Annotated[int, Field(ge=1, le=100)] = 10
+    max_receive_count: Annotated[int, Field(ge=1, le=100)] = 5
+    tracing: bool = False
+    ingest: FunctionConfig = FunctionConfig(memory_mb=1024, reserved_concurrency=10)
+    postprocess: FunctionConfig = FunctionConfig(memory_mb=1024, reserved_concurrency=10)
+    realtime: FunctionConfig = FunctionConfig(memory_mb=1536, reserved_concurrency=20, timeout_seconds=60)
+
+    @field_validator("key_pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            groups = set(re.compile(value).groupindex)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        if not {"vehicle", "camera", "timestamp"} <= groups:
+            raise ValueError("needs the named groups vehicle, camera and timestamp")
+        return value
+
+    @field_validator("roi")
+    @classmethod
+    def _roi(cls, value: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if value is not None and not (0 <= value[0] < value[2] and 0 <= value[1] < value[3]):
+            raise ValueError("roi must be [left, top, right, bottom] with left < right and top < bottom, in pixels")
+        return value
+
+
 class EnvironmentConfig(_Strict):
     """Everything that differs between deployments of roadseg."""
 
@@ -195,6 +241,7 @@ class EnvironmentConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     realtime_endpoint: RealtimeEndpointConfig = RealtimeEndpointConfig()
     async_endpoint: AsyncEndpointConfig = AsyncEndpointConfig()
+    preprocessing: PreprocessingConfig = PreprocessingConfig()
     tags: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")

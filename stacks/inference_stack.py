@@ -11,6 +11,7 @@ from stacks.bucket_set import BucketSet
 from stacks.config import EnvironmentConfig
 from stacks.images import images_mapping
 from stacks.monitoring import Monitoring, MonitoringProps
+from stacks.preprocessors import Preprocessors, PreprocessorsProps
 from stacks.realtime_endpoint import RealtimeEndpoint, RealtimeEndpointProps
 from stacks.registry_model import RegistryModel, RegistryModelProps, apply_condition
 from stacks.rollout import ApprovalRollout, ApprovalRolloutProps
@@ -55,6 +56,11 @@ class InferenceStack(cdk.Stack):
             config=config, model_package_group=training.settings.model_package_group, model_role=self.model.role,
             key=buckets.key, endpoint_names=(self.realtime_name, self.async_name)))
         self.monitoring.add_section("Rollout", self.rollout.alarms)
+
+        self.preprocessors = Preprocessors(self, "Preprocessors", PreprocessorsProps(
+            config=config, scheme=training.scheme, buckets=buckets, realtime_endpoint_name=self.realtime_name,
+            async_endpoint_name=self.async_name, success_topic=self.success_topic, error_topic=self.error_topic))
+        self.monitoring.add_section("Lambda preprocessors", self.preprocessors.alarms)
 
         cdk.CfnOutput(self, "RealtimeEndpointName", value=self.realtime_name, condition=self.model.has_model)
         cdk.CfnOutput(self, "AsyncEndpointName", value=self.async_name, condition=self.model.has_model)

@@ -37,10 +37,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-# Must precede the SDK import: one of its modules creates a boto3 client at import time and fails
-# without a region. Neither value changes what is generated (see _offline_sdk).
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+# The SDK creates a boto3 client while it is imported (class body of sagemaker.ai_registry.air_hub.AIRHub),
+# which raises NoRegionError without a region: provide one for the import only (removed again below).
+_IMPORT_ENVIRONMENT = {
+    key: value
+    for key, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items()
+    if key not in os.environ
+}
+os.environ.update(_IMPORT_ENVIRONMENT)
 # Importing the SDK runs logging.basicConfig(level=INFO) (sagemaker/core/experiments/_metrics.py): undone below.
 _ROOT_LOGGING = (logging.root.level, list(logging.root.handlers))
 
@@ -94,6 +98,8 @@ with warnings.catch_warnings():
 
 logging.root.setLevel(_ROOT_LOGGING[0])
 logging.root.handlers[:] = _ROOT_LOGGING[1]
+for _key in _IMPORT_ENVIRONMENT:
+    os.environ.pop(_key, None)
 
 # --------------------------------------------------------------------------------------------------
 # Interface with the stack
@@ -193,7 +199,7 @@ def build_training_pipeline(settings: PipelineSettings) -> str:
     name = f"{settings.prefix}-training"
     with _offline_sdk() as sdk:
         params = _Parameters.for_training(settings)
-        prepare, preparation_report = _prepare_step(sdk, settings, name, params)
+        prepare, preparation_report = _prepare_step(sdk, settings, params)
         hyperparameters = {
             **_static_hyperparameters(settings),
             "epochs": params.epochs.to_string(),
@@ -215,7 +221,7 @@ def build_tuning_pipeline(settings: PipelineSettings) -> str:
     name = f"{settings.prefix}-tuning"
     with _offline_sdk() as sdk:
         params = _Parameters.for_tuning(settings)
-        prepare, preparation_report = _prepare_step(sdk, settings, name, params)
+        prepare, preparation_report = _prepare_step(sdk, settings, params)
         hyperparameters = {
             **_static_hyperparameters(settings),
             "epochs": params.epochs.to_string(),
@@ -346,9 +352,7 @@ def gate_json_path(key: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _prepare_step(
-    sdk: _Sdk, settings: PipelineSettings, pipeline_name: str, params: _Parameters
-) -> tuple[ProcessingStep, PropertyFile]:
+def _prepare_step(sdk: _Sdk, settings: PipelineSettings, params: _Parameters) -> tuple[ProcessingStep, PropertyFile]:
     """PrepareDataset: raw frames -> algorithm channels under s3://<datasets>/prepared/<execution id>/."""
     outputs = [
         _processing_output(name, Join(on="/", values=_prepared_prefix(name))) for name in (*PREPARED_CHANNELS, "report")
@@ -367,6 +371,9 @@ def _prepare_step(
             "/opt/ml/processing/input/data",
             "--output",
             "/opt/ml/processing/output",
+            # report.json goes to the `report` output, where the PreparationReport property file reads it.
+            "--report-dir",
+            "/opt/ml/processing/output/report",
             "--scheme",
             settings.class_scheme,
             "--max-bad-fraction",
@@ -686,7 +693,9 @@ def _checkpoint_uri(pipeline_name: str) -> list:
 # ("You can't request a VolumeKmsKeyId when using an instance type with local storage", API reference of
 # ResourceConfig, TransformResources, ProcessingClusterConfig); their local storage is hardware-encrypted.
 # Besides these, every family whose attribute letters contain "d" (c5d, m5d, m6id, g4dn, p3dn, p4d, ...).
-_NVME_FAMILIES = frozenset({"g5", "g6", "g6e", "gr6", "p5", "p5e", "p5en", "trn1", "trn1n", "trn2", "inf2"})
+_NVME_FAMILIES = frozenset(
+    {"g5", "g6", "g6e", "gr6", "p5", "p5e", "p5en", "trn1", "trn1n", "trn2", "inf2", "i3", "i3en", "i4i"}
+)
 
 
 def has_local_instance_storage(instance_type: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_cdk.assertions import Match
 
@@ -246,3 +248,60 @@ def test_rollout_can_update_only_this_stack_and_pass_only_the_model_role(env, te
     passes = [s for s in statements if s["Action"] == "iam:PassRole"]
     model_role = next(k for k in resources(template, "AWS::IAM::Role") if k.startswith("ModelRole"))
     assert any(s["Resource"] == {"Fn::GetAtt": [model_role, "Arn"]} for s in passes)
+
+
+def function_by_handler(template, handler: str) -> tuple[str, dict]:
+    return next((k, v) for k, v in resources(template, "AWS::Lambda::Function").items()
+                if v["Properties"].get("Handler") == handler)
+
+
+def test_ingest_queue_has_a_dead_letter_queue_and_partial_batch_failures(env, template):
+    queues = resources(template, "AWS::SQS::Queue")
+    ingest = next(q for k, q in queues.items() if k.startswith("PreprocessorsIngestQueue"))
+    assert ingest["Properties"]["RedrivePolicy"]["maxReceiveCount"] == env.config.preprocessing.max_receive_count
+    assert all("KmsMasterKeyId" in q["Properties"] for q in queues.values())
+    ingest_id, _ = function_by_handler(template, "ingest.handler")
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
+        "FunctionName": {"Ref": ingest_id}, "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "BatchSize": env.config.preprocessing.batch_size})
+
+
+def test_frames_under_incoming_of_both_buckets_reach_the_queue(env, template):
+    notifications = resources(template, "Custom::S3BucketNotifications")
+    assert len(notifications) == 2
+    for notification in notifications.values():
+        queue_config = notification["Properties"]["NotificationConfiguration"]["QueueConfigurations"][0]
+        assert queue_config["Events"] == ["s3:ObjectCreated:*"]
+        assert queue_config["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "incoming/"}]
+
+
+def test_functions_take_sizes_and_tunables_from_config(env, template):
+    cfg = env.config.preprocessing
+    for handler, fn in (("ingest.handler", cfg.ingest), ("postprocess.handler", cfg.postprocess),
+                        ("realtime.handler", cfg.realtime)):
+        _, function = function_by_handler(template, handler)
+        props = function["Properties"]
+        assert (props["MemorySize"], props["ReservedConcurrentExecutions"]) == (fn.memory_mb, fn.reserved_concurrency)
+        variables = props["Environment"]["Variables"]
+        assert variables["TARGET_WIDTH"] == str(cfg.target_width)
+        assert variables["KEY_PATTERN"] == cfg.key_pattern
+        assert variables["ASYNC_ENDPOINT_NAME"] == f"{env.config.prefix}-async"
+        assert len(json.loads(variables["CLASS_NAMES"])) == 19
+        assert "DeadLetterConfig" in props
+    for log_group in resources(template, "AWS::Logs::LogGroup").values():
+        assert log_group["Properties"]["RetentionInDays"] == env.config.retention.log_group_days
+
+
+def test_postprocessor_subscribes_to_both_async_topics(template):
+    postprocess_id, _ = function_by_handler(template, "postprocess.handler")
+    subscriptions = [s["Properties"] for s in resources(template, "AWS::SNS::Subscription").values()
+                     if s["Properties"]["Protocol"] == "lambda"]
+    assert len(subscriptions) == 2
+    assert all(s["Endpoint"] == {"Fn::GetAtt": [postprocess_id, "Arn"]} and "RedrivePolicy" in s
+               for s in subscriptions)
+
+
+def test_realtime_front_requires_iam_auth(template):
+    realtime_id, _ = function_by_handler(template, "realtime.handler")
+    template.has_resource_properties("AWS::Lambda::Url", {
+        "AuthType": "AWS_IAM", "TargetFunctionArn": {"Fn::GetAtt": [realtime_id, "Arn"]}})
