@@ -55,6 +55,10 @@ class Preprocessors(Construct):
         for bucket in (buckets.inference, buckets.datasets):
             bucket.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.SqsDestination(self.ingest_queue),
                                           s3.NotificationKeyFilter(prefix=INFERENCE.incoming))
+        # The key lives in the data stack, whose key policy already lets S3 use it (BucketSet).
+        cdk.Annotations.of(buckets.key).acknowledge_warning(
+            "@aws-cdk/aws-s3-notifications:sqsKMSPermissionsNotAdded",
+            "The data stack's key policy grants s3.amazonaws.com GenerateDataKey/Decrypt for this account.")
 
         self.ingest = self._function("Ingest", "ingest.handler", cfg.ingest,
                                      "Validates camera frames and submits them to the async endpoint")
