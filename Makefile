@@ -46,5 +46,8 @@ diff: $(VENV)/.app-installed node_modules/.installed
 deploy: $(VENV)/.app-installed node_modules/.installed
 	$(CDK) deploy --all --no-notices -c env=$(ENV) --require-approval broadening
 
+bench: $(VENV)/.dev-installed
+	$(PY) bench/preprocess.py
+
 clean:
 	rm -rf cdk.out .pytest_cache .ruff_cache

@@ -193,8 +193,9 @@ class PreprocessingConfig(_Strict):
 
     target_width: Annotated[int, Field(ge=16, le=8192)] = 1024
     target_height: Annotated[int, Field(ge=16, le=8192)] = 512
-    # Region of interest in source pixels (left, top, right, bottom), e.g. to cut the car's own hood.
-    roi: tuple[int, int, int, int] | None = None
+    # Region of interest as fractions of the (EXIF-oriented) frame: left, top, right, bottom in 0..1,
+    # e.g. [0, 0, 1, 0.85] cuts the car's own hood off the bottom 15 %.
+    roi: tuple[float, float, float, float] | None = None
     max_input_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
     max_input_pixels: Annotated[int, Field(ge=256)] = 40_000_000
     jpeg_quality: Annotated[int, Field(ge=1, le=95)] = 90
@@ -222,9 +223,10 @@ class PreprocessingConfig(_Strict):
 
     @field_validator("roi")
     @classmethod
-    def _roi(cls, value: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
-        if value is not None and not (0 <= value[0] < value[2] and 0 <= value[1] < value[3]):
-            raise ValueError("roi must be [left, top, right, bottom] with left < right and top < bottom, in pixels")
+    def _roi(cls, value: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+        if value is not None and not (0 <= value[0] < value[2] <= 1 and 0 <= value[1] < value[3] <= 1):
+            raise ValueError("roi must be [left, top, right, bottom] as fractions of the frame, 0 <= left < right <= 1 "
+                             "and 0 <= top < bottom <= 1")
         return value
 
 

@@ -208,7 +208,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     scheme = _scheme(args)
     try:
         report = prepare_dataset(args.input, args.output, args.layout, scheme, split_file=args.split_file,
-                                 max_bad_fraction=args.max_bad_fraction)
+                                 max_bad_fraction=args.max_bad_fraction, workers=max(1, args.workers))
     except PreparationError as exc:
         raise UserError(str(exc)) from None
     splits = report["splits"]
@@ -514,7 +514,7 @@ def _read_object(s3: Any, uri: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def cmd_submit(args: argparse.Namespace, aws: Aws, sleep: Callable[[float], None] = time.sleep) -> int:
+def cmd_submit(args: argparse.Namespace, aws: Aws) -> int:
     scheme = _scheme(args)
     paths = [Path(p) for p in args.image]
     names: dict[str, Path] = {}
@@ -565,7 +565,7 @@ def cmd_submit(args: argparse.Namespace, aws: Aws, sleep: Callable[[float], None
             remaining = deadline - time.monotonic()
             if not pending or remaining <= 0:
                 break
-            sleep(min(args.poll_interval, remaining))
+            time.sleep(min(args.poll_interval, remaining))
     for item in pending.values():
         failures.append(f"{item.path.name}: no result after {args.timeout} s; it will appear at {item.output}")
     for failure in failures:
@@ -616,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="empty output directory")
     p.add_argument("--split-file", type=Path, help="generic layout: JSON or CSV split (default input/split.json)")
     p.add_argument("--max-bad-fraction", type=float, default=0.05, help="fail above this fraction of dropped pairs")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: all CPUs)")
     scheme_options(p)
 
     p = command("upload", "upload a directory to S3 (default prefix raw/<directory name>/)")

@@ -54,6 +54,8 @@ def test_prod_retains_and_dev_destroys():
         ({"classes.scheme": "custom", "classes.custom": [{"name": f"c{i}", "color": [0, 0, 0]} for i in range(255)]},
          "classes", "num_classes must be within 2..254"),
         ({"classes.scheme": "kitti"}, "classes.scheme", "'cityscapes', 'camvid' or 'custom'"),
+        ({"preprocessing.roi": [0, 0, 1.2, 0.5]}, "preprocessing.roi", "fractions of the frame"),
+        ({"preprocessing.key_pattern": "^(?P<vehicle>.+)$"}, "preprocessing.key_pattern", "named groups"),
     ],
 )
 def test_invalid_values_name_file_key_and_allowed(tmp_path, changes, key, expected):

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -194,6 +195,24 @@ def test_generation_needs_no_network_no_credentials_and_leaves_no_telemetry_thre
     # _generate_offline already asserted zero connection attempts for both definitions.
     assert all(json.loads(body)["Version"] == "2020-12-01" for body in raw.values())
     assert not [t for t in threading.enumerate() if t.name == "sagemaker-telemetry"]
+
+
+def test_import_needs_no_region_or_credentials_and_changes_no_environment_variable():
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("SAGEMAKER_")}
+    script = (
+        "import json, os; before = dict(os.environ); import training.pipelines; "
+        "print(json.dumps(dict(os.environ) == before))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert result.stdout.strip() == "true"
 
 
 def test_generation_restores_the_environment_and_logging():
@@ -404,6 +423,8 @@ def test_prepare_step(pipeline, training, tuning):
         "/opt/ml/processing/input/data",
         "--output",
         "/opt/ml/processing/output",
+        "--report-dir",
+        "/opt/ml/processing/output/report",
         "--scheme",
         "cityscapes",
         "--max-bad-fraction",

@@ -1,0 +1,290 @@
+"""Ingest: SQS batch of S3 "ObjectCreated" notifications for frames under incoming/ -> async inference.
+
+Per S3 record (handler string ``ingest.handler``):
+
+1. decode the key, derive the inference id (bucket + key + version id, else ETag)
+2. skip frames already submitted: the async input object carries the inference id in its metadata and,
+   once InvokeEndpointAsync succeeded, the tag ``roadseg-submitted=<inference id>``. Same id + tag ->
+   "already submitted" (a re-delivered event never causes a second inference); same id without the tag
+   -> the earlier attempt uploaded but did not invoke, so only the invocation is repeated.
+3. read the frame (with its version id), ``prepare_frame``; a ``BadFrame`` is copied to
+   ``<QUARANTINE_PREFIX><key>`` with ``<key>.reason.json`` next to it and the record SUCCEEDS
+4. put the inference JPEG to ``<ASYNC_INPUT_PREFIX><identity>.jpg`` with metadata, invoke the async
+   endpoint, tag the input as submitted
+
+A missing object (deleted before we got to it) is logged and counted, not retried. Every other error
+(throttling, endpoint not ready, network, permissions) is raised so the message is reported in
+``batchItemFailures`` and retried; the queue's redrive policy moves it to the DLQ after N attempts.
+
+Powertools Idempotency is not used: it needs a DynamoDB table, and the deterministic inference id plus
+the S3 metadata/tag check above already make re-deliveries harmless.
+
+IAM needed on the inference bucket: s3:GetObject, s3:PutObject, s3:GetObjectTagging, s3:PutObjectTagging
+(async input prefix), s3:PutObject (quarantine prefix); on the ingest bucket s3:GetObject and
+s3:GetObjectVersion; sagemaker:InvokeEndpointAsync on the async endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event, S3EventRecord
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+from roadseg_lambda import aws
+from roadseg_lambda.imaging import BadFrame, PrepareOptions, prepare_frame, sniff_format
+from roadseg_lambda.keys import (
+    decode_event_key,
+    derive_inference_id,
+    frame_identity,
+    object_keys,
+    parse_frame_key,
+    quarantine_keys,
+    s3_uri,
+)
+from roadseg_lambda.metadata import MetadataTooLarge, build_async_input_metadata
+from roadseg_lambda.results import build_quarantine_document, iso8601, utc_now
+from roadseg_lambda.settings import Settings, get_settings
+from roadseg_lambda.storage import ObjectTooLarge, object_tags, put_bytes, put_json, read_object
+
+REQUIRED = ("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME")
+SUBMITTED_TAG = "roadseg-submitted"
+
+logger = Logger()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "roadseg"))
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+class MalformedMessage(ValueError):
+    """The SQS message is not an S3 event notification (it goes to the DLQ after the retries)."""
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    get_settings(*REQUIRED)  # a configuration error fails the whole invocation, loudly
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
+def record_handler(record: SQSRecord) -> None:
+    try:
+        body = json.loads(record.body)
+    except (TypeError, ValueError):
+        body = None
+    if isinstance(body, dict) and body.get("Event") == "s3:TestEvent":
+        logger.info("ignoring s3:TestEvent", extra={"bucket": body.get("Bucket")})
+        metrics.add_metric(name="S3TestEvents", unit=MetricUnit.Count, value=1)
+        return
+    if not isinstance(body, dict) or not isinstance(body.get("Records"), list):
+        metrics.add_metric(name="MalformedMessages", unit=MetricUnit.Count, value=1)
+        logger.error("SQS message is not an S3 event notification", extra={"message_id": record.message_id})
+        raise MalformedMessage(f"message {record.message_id} is not an S3 event notification")
+    for s3_record in S3Event(body).records:
+        if not str(s3_record.get("eventName", "")).startswith("ObjectCreated"):
+            logger.info("ignoring S3 event", extra={"event_name": s3_record.get("eventName")})
+            continue
+        process_s3_record(s3_record)
+
+
+def process_s3_record(s3_record: S3EventRecord) -> None:
+    settings = get_settings(*REQUIRED)
+    bucket = s3_record.s3.bucket.name
+    obj = s3_record.s3.get_object
+    key = decode_event_key(obj.key)
+    version_id = obj.get("versionId") or None
+    inference_id = derive_inference_id(bucket, key, version_id, obj.get("eTag"))
+    with logger.append_context_keys(frame_key=key, inference_id=inference_id, source_bucket=bucket):
+        try:
+            submit_frame(
+                settings,
+                bucket=bucket,
+                key=key,
+                version_id=version_id,
+                size=obj.get("size"),
+                inference_id=inference_id,
+                uploaded_at=s3_record.get("eventTime"),
+            )
+        except Exception as exc:
+            if aws.is_transient(exc):
+                metrics.add_metric(name="TransientErrors", unit=MetricUnit.Count, value=1)
+                logger.warning("transient error, the message will be retried", extra={"error": repr(exc)})
+            else:
+                metrics.add_metric(name="ProcessingErrors", unit=MetricUnit.Count, value=1)
+                logger.exception("frame processing failed, the message will be retried")
+            raise
+
+
+def submit_frame(
+    settings: Settings,
+    *,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    size: Any,
+    inference_id: str,
+    uploaded_at: str | None,
+) -> str:
+    """Submit one frame; returns the outcome ("submitted", "already_submitted", "quarantined", "missing")."""
+    s3 = aws.s3_client()
+    out_bucket = settings.inference_bucket
+    frame = parse_frame_key(key, settings.key_pattern)
+    if not frame.matched:
+        logger.info("key does not match KEY_PATTERN: vehicle, camera and timestamp will be null")
+    keys = object_keys(
+        frame_identity(key),
+        async_input_prefix=settings.async_input_prefix,
+        results_prefix=settings.results_prefix,
+        failures_prefix=settings.failures_prefix,
+    )
+
+    state = _submission_state(s3, out_bucket, keys.async_input, inference_id)
+    if state == "submitted":
+        logger.info("already submitted, skipping", extra={"async_input_key": keys.async_input})
+        metrics.add_metric(name="FramesAlreadySubmitted", unit=MetricUnit.Count, value=1)
+        return "already_submitted"
+
+    if state == "absent":
+        if isinstance(size, int) and size > settings.max_input_bytes:
+            bad = BadFrame("too_large_bytes", f"{size} bytes exceeds the limit of {settings.max_input_bytes} bytes")
+            return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=size)
+        try:
+            data = read_object(s3, bucket, key, version_id=version_id, limit=settings.max_input_bytes)
+        except ObjectTooLarge as exc:
+            bad = BadFrame("too_large_bytes", f"more than {exc.limit} bytes")
+            return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=exc.size)
+        except ClientError as exc:
+            if not aws.is_not_found(exc):
+                raise
+            logger.warning(
+                "frame object no longer exists, nothing to process", extra={"error_code": aws.error_code(exc)}
+            )
+            metrics.add_metric(name="FramesMissing", unit=MetricUnit.Count, value=1)
+            return "missing"
+        options = PrepareOptions(
+            target_size=settings.target_size,
+            roi=settings.roi,
+            max_bytes=settings.max_input_bytes,
+            max_pixels=settings.max_input_pixels,
+            jpeg_quality=settings.jpeg_quality,
+        )
+        try:
+            prepared = prepare_frame(data, options)
+            metadata = build_async_input_metadata(
+                inference_id=inference_id,
+                source_bucket=bucket,
+                frame=frame,
+                source_version_id=version_id,
+                prepared=prepared,
+                uploaded_at=uploaded_at,
+                submitted_at=iso8601(utc_now()),
+            )
+        except BadFrame as bad:
+            return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=len(data))
+        except MetadataTooLarge as exc:
+            bad = BadFrame("key_too_long", str(exc), sniff_format(data))
+            return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=len(data))
+        put_bytes(s3, out_bucket, keys.async_input, prepared.jpeg, "image/jpeg", metadata)
+        logger.info(
+            "frame prepared",
+            extra={
+                "original_size": prepared.original_size,
+                "inference_size": prepared.output_size,
+                "conversions": prepared.conversions,
+                "jpeg_bytes": len(prepared.jpeg),
+            },
+        )
+    else:
+        logger.info("async input already uploaded but not invoked: invoking again")
+
+    response = aws.runtime_client().invoke_endpoint_async(
+        EndpointName=settings.async_endpoint_name,
+        InputLocation=s3_uri(out_bucket, keys.async_input),
+        InferenceId=inference_id,
+        ContentType="image/jpeg",
+        Accept="image/png",
+        RequestTTLSeconds=settings.async_request_ttl_seconds,
+    )
+    s3.put_object_tagging(
+        Bucket=out_bucket,
+        Key=keys.async_input,
+        Tagging={"TagSet": [{"Key": SUBMITTED_TAG, "Value": inference_id}]},
+    )
+    metrics.add_metric(name="FramesSubmitted", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "async inference submitted",
+        extra={"async_input_key": keys.async_input, "output_location": response.get("OutputLocation")},
+    )
+    return "submitted"
+
+
+def _submission_state(s3: Any, bucket: str, key: str, inference_id: str) -> str:
+    """'absent' (nothing, or an older version's input), 'uploaded' (ours, not invoked) or 'submitted'."""
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if aws.is_not_found(exc):
+            return "absent"
+        raise
+    if head.get("Metadata", {}).get("inference-id") != inference_id:
+        return "absent"
+    return "submitted" if object_tags(s3, bucket, key).get(SUBMITTED_TAG) == inference_id else "uploaded"
+
+
+def _quarantine(
+    settings: Settings,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    inference_id: str,
+    bad: BadFrame,
+    *,
+    size: int | None,
+) -> str:
+    s3 = aws.s3_client()
+    target, reason_key = quarantine_keys(key, settings.quarantine_prefix)
+    source: dict[str, str] = {"Bucket": bucket, "Key": key}
+    if version_id and version_id != "null":
+        source["VersionId"] = version_id
+    try:
+        s3.copy(source, settings.inference_bucket, target)  # managed copy: multipart above 5 GB
+    except ClientError as exc:
+        if not aws.is_not_found(exc):
+            raise
+        logger.warning(
+            "frame object no longer exists, nothing to quarantine", extra={"error_code": aws.error_code(exc)}
+        )
+        metrics.add_metric(name="FramesMissing", unit=MetricUnit.Count, value=1)
+        return "missing"
+    document = build_quarantine_document(
+        source_bucket=bucket,
+        source_key=key,
+        source_version_id=version_id,
+        inference_id=inference_id,
+        code=bad.code,
+        reason=bad.reason,
+        detected_format=bad.detected_format,
+        size_bytes=size,
+        quarantined_at=utc_now(),
+    )
+    put_json(s3, settings.inference_bucket, reason_key, document)
+    metrics.add_metric(name="FramesQuarantined", unit=MetricUnit.Count, value=1)
+    with single_metric(
+        name="FramesQuarantinedByReason", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
+    ) as reason_metric:
+        reason_metric.add_dimension(name="Reason", value=bad.code)
+    logger.warning(
+        "frame quarantined",
+        extra={
+            "code": bad.code,
+            "reason": bad.reason,
+            "quarantine_key": target,
+            "detected_format": bad.detected_format,
+        },
+    )
+    return "quarantined"

@@ -1,0 +1,242 @@
+"""Postprocess: SageMaker async notifications (SNS, success and error topics) -> result documents.
+
+Handler string ``postprocess.handler``. For each SNS record:
+
+- Completed: read the async input object's metadata (source key, original size, crop box, upload time),
+  read the mask PNG at ``outputLocation``, compute the summary, write ``<RESULTS_PREFIX><identity>.json``
+  (plus ``<identity>.mask.png`` at original size when RESTORE_ORIGINAL_SIZE, and
+  ``<identity>.overlay.jpg`` when WRITE_OVERLAY)
+- Failed: write ``<FAILURES_PREFIX><identity>.json`` with the endpoint's failure reason
+- a notification of a superseded submission (the async input now carries another inference id because
+  the frame was re-uploaded) is skipped and counted
+- malformed (not JSON, missing fields) or foreign (another endpoint, another bucket/prefix)
+  notifications are logged and counted, never raised
+- an invalid mask (not a single-channel PNG) becomes a failure document
+
+AWS errors (throttling, permissions) ARE raised: Lambda's asynchronous invocation retries the event and
+then hands it to the function's on-failure destination / DLQ configured by the stack.
+
+IAM needed on the inference bucket: s3:GetObject (async input and output prefixes), s3:PutObject
+(results and failures prefixes).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes.sns_event import SNSEventRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+from roadseg_lambda import aws
+from roadseg_lambda.keys import FrameKey, object_keys, parse_frame_key, parse_s3_uri, s3_uri
+from roadseg_lambda.masks import (
+    Geometry,
+    MaskError,
+    decode_mask_png,
+    encode_mask_png,
+    mask_statistics,
+    overlay_jpeg,
+    restore_to_original,
+)
+from roadseg_lambda.metadata import AsyncInputMetadata, parse_async_input_metadata
+from roadseg_lambda.notifications import FAILED, AsyncNotification, NotificationError, parse_async_notification
+from roadseg_lambda.results import (
+    build_failure_document,
+    build_result_document,
+    parse_iso8601,
+    utc_now,
+)
+from roadseg_lambda.settings import Settings, get_settings
+from roadseg_lambda.storage import ObjectTooLarge, put_bytes, put_json, read_object
+
+REQUIRED = ("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME", "CLASS_NAMES")
+MAX_MASK_BYTES = 64 * 1024 * 1024
+
+logger = Logger()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "roadseg"))
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    settings = get_settings(*REQUIRED)
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not records:
+        _count("MalformedNotifications")
+        logger.error("event is not an SNS event (no Records)")
+        return {"outcomes": ["malformed"]}
+    outcomes = [handle_record(SNSEventRecord(record), settings) for record in records if isinstance(record, dict)]
+    return {"outcomes": outcomes}
+
+
+def handle_record(record: SNSEventRecord, settings: Settings) -> str:
+    try:
+        message = record.sns.message
+        topic = record.sns.topic_arn
+    except (KeyError, TypeError, AttributeError):
+        message, topic = None, None
+    try:
+        note = parse_async_notification(
+            message,
+            endpoint_name=settings.async_endpoint_name,
+            inference_bucket=settings.inference_bucket,
+            async_input_prefix=settings.async_input_prefix,
+        )
+    except NotificationError as exc:
+        _count("ForeignNotifications" if exc.kind == "foreign" else "MalformedNotifications")
+        logger.warning("notification ignored", extra={"kind": exc.kind, "reason": exc.reason, "topic_arn": topic})
+        return exc.kind
+    with logger.append_context_keys(inference_id=note.inference_id, identity=note.identity, topic_arn=topic):
+        try:
+            return process_notification(note, settings)
+        finally:
+            logger.remove_keys(["frame_key"])
+
+
+def process_notification(note: AsyncNotification, settings: Settings) -> str:
+    s3 = aws.s3_client()
+    keys = object_keys(
+        note.identity,
+        async_input_prefix=settings.async_input_prefix,
+        results_prefix=settings.results_prefix,
+        failures_prefix=settings.failures_prefix,
+    )
+    meta = _input_metadata(s3, note)
+    if meta is not None and meta.inference_id != note.inference_id:
+        _count("SupersededNotifications")
+        logger.info(
+            "notification of a superseded submission ignored", extra={"current_inference_id": meta.inference_id}
+        )
+        return "superseded"
+    frame = parse_frame_key(meta.source_key, settings.key_pattern) if meta else None
+    if frame is not None:
+        logger.append_keys(frame_key=frame.key)
+
+    if note.status == FAILED:
+        _count("InferenceFailures")
+        reason = note.failure_reason or "the endpoint reported a failure without a reason"
+        logger.warning("async inference failed", extra={"failure_reason": reason})
+        _write_failure(s3, settings, keys.failure, note, meta, frame, "inference_failed", reason)
+        return "failed"
+    if meta is None:
+        _count("MissingAsyncInputs")
+        logger.error("async input object or its metadata is missing: cannot map the mask to its frame")
+        _write_failure(
+            s3, settings, keys.failure, note, None, None, "async_input_missing", "the async input object is gone"
+        )
+        return "failed"
+
+    out_bucket, out_key = parse_s3_uri(note.output_location)
+    try:
+        mask = decode_mask_png(read_object(s3, out_bucket, out_key, limit=MAX_MASK_BYTES))
+    except (MaskError, ObjectTooLarge) as exc:
+        code = exc.code if isinstance(exc, MaskError) else "mask_too_large"
+        _count("InvalidMasks")
+        logger.error("endpoint output is not a usable mask", extra={"code": code, "error": str(exc)})
+        _write_failure(s3, settings, keys.failure, note, meta, frame, code, str(exc))
+        return "failed"
+
+    geometry = Geometry(original_size=meta.original_size, crop_box=meta.crop_box)
+    stats = mask_statistics(
+        mask,
+        settings.class_names,
+        ignore_index=settings.ignore_index,
+        vru_min_pixels=settings.vru_min_pixels,
+        geometry=geometry,
+    )
+    mask_uri = note.output_location
+    if settings.restore_original_size:
+        restored = restore_to_original(mask, geometry, settings.ignore_index)
+        put_bytes(s3, settings.inference_bucket, keys.restored_mask, encode_mask_png(restored), "image/png")
+        mask_uri = s3_uri(settings.inference_bucket, keys.restored_mask)
+    overlay_uri = None
+    if settings.write_overlay:
+        frame_jpeg = read_object(s3, note.input_bucket, note.input_key)
+        overlay = overlay_jpeg(frame_jpeg, mask, settings.class_colors, ignore_index=settings.ignore_index)
+        put_bytes(s3, settings.inference_bucket, keys.overlay, overlay, "image/jpeg")
+        overlay_uri = s3_uri(settings.inference_bucket, keys.overlay)
+
+    completed_at = utc_now()
+    document = build_result_document(
+        inference_id=note.inference_id,
+        mode="async",
+        source_bucket=meta.source_bucket,
+        frame=frame,
+        original_size=meta.original_size,
+        inference_size=meta.inference_size,
+        crop_box=meta.crop_box,
+        stats=stats,
+        model_package_version=settings.model_package_version,
+        endpoint_name=note.endpoint_name,
+        uploaded_at=parse_iso8601(meta.uploaded_at),
+        completed_at=completed_at,
+        mask_uri=mask_uri,
+        overlay_uri=overlay_uri,
+        endpoint_latency_ms=note.endpoint_latency_ms,
+    )
+    put_json(s3, settings.inference_bucket, keys.result, document)
+    _count("ResultsWritten")
+    if stats.vru_present:
+        _count("FramesWithVulnerableRoadUsers")
+    if document["latency_ms"] is not None:
+        metrics.add_metric(name="EndToEndLatency", unit=MetricUnit.Milliseconds, value=document["latency_ms"])
+    if note.endpoint_latency_ms is not None:
+        metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=note.endpoint_latency_ms)
+    logger.info(
+        "result written",
+        extra={
+            "result_key": keys.result,
+            "latency_ms": document["latency_ms"],
+            "vru_present": stats.vru_present,
+            "drivable_area_fraction": stats.drivable_area_fraction,
+        },
+    )
+    return "completed"
+
+
+def _input_metadata(s3: Any, note: AsyncNotification) -> AsyncInputMetadata | None:
+    try:
+        head = s3.head_object(Bucket=note.input_bucket, Key=note.input_key)
+    except ClientError as exc:
+        if aws.is_not_found(exc):
+            return None
+        raise
+    try:
+        return parse_async_input_metadata(head.get("Metadata", {}))
+    except ValueError as exc:
+        logger.error("async input metadata unusable", extra={"error": str(exc)})
+        return None
+
+
+def _write_failure(
+    s3: Any,
+    settings: Settings,
+    key: str,
+    note: AsyncNotification,
+    meta: AsyncInputMetadata | None,
+    frame: FrameKey | None,
+    code: str,
+    reason: str,
+) -> None:
+    document = build_failure_document(
+        inference_id=note.inference_id,
+        source_bucket=meta.source_bucket if meta else None,
+        frame=frame,
+        code=code,
+        reason=reason,
+        endpoint_name=note.endpoint_name,
+        input_location=note.input_location,
+        failure_location=note.failure_location,
+        uploaded_at=parse_iso8601(meta.uploaded_at) if meta else None,
+        failed_at=utc_now(),
+        model_package_version=settings.model_package_version,
+    )
+    put_json(s3, settings.inference_bucket, key, document)
+    logger.info("failure document written", extra={"failure_key": key, "code": code})
+
+
+def _count(name: str) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)

@@ -1,0 +1,126 @@
+"""User metadata of the async input object: how ingest tells postprocess where a mask comes from.
+
+S3 user metadata travels as HTTP headers, so every value is ASCII: free-text values (keys and the
+parts parsed from them) are percent-encoded (UTF-8) and decoded on read. S3 limits user metadata to
+2 KB in total; ``build_async_input_metadata`` raises ``MetadataTooLarge`` beyond that (only possible
+with very long non-ASCII keys) instead of letting PutObject fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from .imaging import PreparedFrame
+from .keys import FrameKey
+
+S3_USER_METADATA_LIMIT = 2048
+_QUOTED = ("source-key", "vehicle", "camera", "timestamp")
+
+
+class MetadataTooLarge(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AsyncInputMetadata:
+    inference_id: str
+    source_bucket: str
+    source_key: str
+    source_version_id: str | None
+    vehicle: str | None
+    camera: str | None
+    timestamp: str | None
+    original_size: tuple[int, int]
+    inference_size: tuple[int, int]
+    crop_box: tuple[int, int, int, int]
+    scale: float
+    uploaded_at: str | None  # when the frame reached the ingest bucket (S3 event time)
+    submitted_at: str | None  # when ingest submitted the async inference
+    source_format: str | None
+
+
+def build_async_input_metadata(
+    *,
+    inference_id: str,
+    source_bucket: str,
+    frame: FrameKey,
+    source_version_id: str | None,
+    prepared: PreparedFrame,
+    uploaded_at: str | None,
+    submitted_at: str,
+) -> dict[str, str]:
+    meta = {
+        "inference-id": inference_id,
+        "source-bucket": source_bucket,
+        "source-key": frame.key,
+        "original-width": str(prepared.original_size[0]),
+        "original-height": str(prepared.original_size[1]),
+        "inference-width": str(prepared.output_size[0]),
+        "inference-height": str(prepared.output_size[1]),
+        "crop-box": ",".join(str(v) for v in prepared.crop_box),
+        "scale": f"{prepared.scale:.8g}",
+        "source-format": prepared.source_format,
+        "submitted-at": submitted_at,
+    }
+    optional = {
+        "source-version-id": source_version_id,
+        "vehicle": frame.vehicle,
+        "camera": frame.camera,
+        "timestamp": frame.timestamp,
+        "uploaded-at": uploaded_at,
+    }
+    meta.update({k: v for k, v in optional.items() if v})
+    for name in _QUOTED:
+        if name in meta:
+            meta[name] = quote(meta[name], safe="/:@+,;=-_.~")
+    size = sum(len(k) + len(v) for k, v in meta.items())
+    if size > S3_USER_METADATA_LIMIT:
+        raise MetadataTooLarge(
+            f"the async input metadata would be {size} bytes (S3 allows {S3_USER_METADATA_LIMIT}): "
+            "the frame key is too long"
+        )
+    return meta
+
+
+def parse_async_input_metadata(meta: dict[str, str]) -> AsyncInputMetadata:
+    """Inverse of ``build_async_input_metadata``. Raises ValueError naming the missing or bad field."""
+    lowered = {k.lower(): v for k, v in meta.items()}
+
+    def need(name: str) -> str:
+        value = lowered.get(name)
+        if not value:
+            raise ValueError(f"async input metadata lacks '{name}'")
+        return value
+
+    def text(name: str) -> str | None:
+        value = lowered.get(name)
+        return unquote(value) if value else None
+
+    try:
+        original = (int(need("original-width")), int(need("original-height")))
+        inference = (int(need("inference-width")), int(need("inference-height")))
+        crop_parts = [int(v) for v in need("crop-box").split(",")]
+        scale = float(need("scale"))
+    except ValueError as exc:
+        if "lacks" in str(exc):
+            raise
+        raise ValueError(f"async input metadata has a malformed size field: {exc}") from None
+    if len(crop_parts) != 4:
+        raise ValueError("async input metadata 'crop-box' must hold four integers")
+    return AsyncInputMetadata(
+        inference_id=need("inference-id"),
+        source_bucket=need("source-bucket"),
+        source_key=unquote(need("source-key")),
+        source_version_id=lowered.get("source-version-id") or None,
+        vehicle=text("vehicle"),
+        camera=text("camera"),
+        timestamp=text("timestamp"),
+        original_size=original,
+        inference_size=inference,
+        crop_box=(crop_parts[0], crop_parts[1], crop_parts[2], crop_parts[3]),
+        scale=scale,
+        uploaded_at=lowered.get("uploaded-at") or None,
+        submitted_at=lowered.get("submitted-at") or None,
+        source_format=lowered.get("source-format") or None,
+    )

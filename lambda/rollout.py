@@ -1,0 +1,306 @@
+"""Rollout: a model package approved in the registry becomes the inference stack's ``ModelPackageArn``.
+
+Trigger (handler string ``rollout.handler``): the EventBridge event SageMaker sends when a model package
+changes, ``source: aws.sagemaker``, ``detail-type: SageMaker Model Package State Change``; the fields used
+are ``id`` and ``detail.ModelPackageGroupName``, ``detail.ModelPackageArn`` (else ``resources[0]``),
+``detail.ModelApprovalStatus`` and ``detail.ModelPackageVersion``.
+
+CloudFormation stays the owner of the endpoints: the function re-deploys the stack's previous template
+with only the package parameter changed (every other parameter ``UsePreviousValue``, tags, role and
+notifications left as they are), and the endpoints' deployment policy does the rest. Steps:
+
+1. ignore events of another group or with a status other than Approved (no AWS call);
+2. ignore the event if the package is no longer Approved (``DescribeModelPackage``: events may arrive
+   late or out of order, e.g. approved then rejected a minute later);
+3. ``DescribeStacks``: the parameter already holds the ARN -> skipped (a re-delivered event does nothing
+   twice); the stack is ``*_IN_PROGRESS`` -> :class:`RolloutRetryableError` (the async invocation is
+   retried, then lands in the DLQ); the stack is in a state no update can leave (ROLLBACK_COMPLETE,
+   *_FAILED, DELETE_*) -> :class:`RolloutError`;
+4. ``UpdateStack`` with ``ClientRequestToken`` derived from the event id (retries of one event are one
+   request to CloudFormation). "No updates are to be performed" -> skipped. Any other error is raised.
+
+Environment: STACK_NAME (required, the inference stack), MODEL_PACKAGE_GROUP (required), PARAMETER_NAME
+(default ``ModelPackageArn``). Returns ``{"action": "ignored" | "skipped" | "updated", "reason": ...,
+...}``. The decision is the pure function :func:`decide`; the handler only fetches its inputs and acts.
+
+IAM: cloudformation:DescribeStacks and cloudformation:UpdateStack on the stack; sagemaker:DescribeModelPackage
+on the group's packages; plus what the stack update itself needs (the caller's credentials are used unless
+the stack has a service role).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+DEFAULT_PARAMETER_NAME = "ModelPackageArn"
+EVENT_SOURCE = "aws.sagemaker"
+EVENT_DETAIL_TYPE = "SageMaker Model Package State Change"
+APPROVED = "Approved"
+CAPABILITIES = ("CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND")
+# States from which UpdateStack cannot succeed: an operator has to act (delete, continue rollback, ...).
+BLOCKED_STATES = frozenset(
+    {
+        "CREATE_FAILED",
+        "ROLLBACK_COMPLETE",
+        "ROLLBACK_FAILED",
+        "DELETE_COMPLETE",
+        "DELETE_FAILED",
+        "UPDATE_ROLLBACK_FAILED",
+        "IMPORT_ROLLBACK_FAILED",
+    }
+)
+NO_UPDATES = "No updates are to be performed"
+_BUSY_MESSAGE = re.compile(r"_IN_PROGRESS state", re.I)
+_TOKEN_CHARS = re.compile(r"[^a-zA-Z0-9-]")
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "roadseg-rollout"))
+
+
+class RolloutError(Exception):
+    """The approval cannot be rolled out; raised so the event ends in the function's DLQ."""
+
+
+class RolloutRetryableError(RolloutError):
+    """The stack is busy (an operation is in progress): Lambda's async retries should try again later."""
+
+
+@dataclass(frozen=True)
+class ApprovalEvent:
+    event_id: str
+    group: str | None
+    arn: str | None
+    status: str | None
+    version: int | None
+    source: str | None
+    detail_type: str | None
+
+    @classmethod
+    def parse(cls, event: Mapping[str, Any]) -> ApprovalEvent:
+        if not isinstance(event, Mapping):
+            raise RolloutError(f"the event is a {type(event).__name__}, not an EventBridge event object")
+        detail = event.get("detail") if isinstance(event.get("detail"), Mapping) else {}
+        resources = event.get("resources") if isinstance(event.get("resources"), list) else []
+        arn = detail.get("ModelPackageArn") or next((r for r in resources if ":model-package/" in str(r)), None)
+        version = detail.get("ModelPackageVersion")
+        try:
+            version = int(version) if version is not None else None
+        except (TypeError, ValueError):
+            version = None
+        return cls(
+            event_id=str(event.get("id") or ""),
+            group=detail.get("ModelPackageGroupName"),
+            arn=arn,
+            status=detail.get("ModelApprovalStatus"),
+            version=version,
+            source=event.get("source"),
+            detail_type=event.get("detail-type"),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one event. ``action``: ignored, skipped, update, retry or blocked."""
+
+    action: str
+    reason: str
+    model_package_arn: str | None = None
+    model_package_version: int | None = None
+    previous_arn: str | None = None
+    parameters: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    client_request_token: str | None = None
+
+
+def client_request_token(event_id: str, arn: str) -> str:
+    """A CloudFormation ClientRequestToken (``[a-zA-Z][-a-zA-Z0-9]*``, <= 128) for this event."""
+    basis = event_id or f"{arn.rsplit('/', 2)[-2]}-{arn.rsplit('/', 1)[-1]}"
+    return ("roadseg-rollout-" + _TOKEN_CHARS.sub("-", basis))[:128]
+
+
+def screen(event: Mapping[str, Any], model_package_group: str) -> Decision | None:
+    """An "ignored" decision for events this function must not act on; None for relevant ones."""
+    approval = ApprovalEvent.parse(event)
+    if approval.source not in (None, EVENT_SOURCE) or approval.detail_type not in (None, EVENT_DETAIL_TYPE):
+        return Decision(
+            "ignored",
+            f"not a model package state change ({approval.source} / {approval.detail_type})",
+            approval.arn,
+            approval.version,
+        )
+    if approval.group != model_package_group:
+        return Decision(
+            "ignored",
+            f"model package group {approval.group!r} is not {model_package_group!r}",
+            approval.arn,
+            approval.version,
+        )
+    if approval.status != APPROVED:
+        return Decision(
+            "ignored", f"approval status is {approval.status!r}, not {APPROVED!r}", approval.arn, approval.version
+        )
+    if not approval.arn or ":model-package/" not in approval.arn:
+        raise RolloutError(
+            f"approved event {approval.event_id or '(no id)'} carries no model package ARN "
+            "(detail.ModelPackageArn or resources)"
+        )
+    return None
+
+
+def decide(
+    event: Mapping[str, Any],
+    current_parameters: Sequence[Mapping[str, Any]] | None,
+    stack_status: str | None,
+    *,
+    model_package_group: str,
+    parameter_name: str = DEFAULT_PARAMETER_NAME,
+    current_approval_status: str | None = None,
+) -> Decision:
+    """The whole rollout decision, without AWS.
+
+    ``current_parameters`` is the stack's ``Parameters`` list from DescribeStacks (``ParameterKey`` /
+    ``ParameterValue``), ``stack_status`` its ``StackStatus``; ``current_approval_status`` is what
+    DescribeModelPackage says now (None: not checked).
+    """
+    ignored = screen(event, model_package_group)
+    if ignored is not None:
+        return ignored
+    approval = ApprovalEvent.parse(event)
+    arn, version = approval.arn, approval.version
+    if current_approval_status is not None and current_approval_status != APPROVED:
+        return Decision("ignored", f"the package is no longer approved (now {current_approval_status})", arn, version)
+    values = {p.get("ParameterKey"): p.get("ParameterValue") for p in current_parameters or []}
+    if parameter_name not in values:
+        return Decision(
+            "blocked",
+            f"the stack has no parameter {parameter_name!r} (it has: "
+            f"{', '.join(sorted(str(k) for k in values)) or 'none'})",
+            arn,
+            version,
+        )
+    previous = values[parameter_name]
+    if previous == arn:
+        return Decision("skipped", "already deployed", arn, version, previous)
+    status = stack_status or ""
+    if status.endswith("_IN_PROGRESS"):
+        return Decision("retry", f"the stack is {status}: another operation is running", arn, version, previous)
+    if status in BLOCKED_STATES:
+        return Decision(
+            "blocked", f"the stack is {status}: it cannot be updated until an operator fixes it", arn, version, previous
+        )
+    parameters = tuple(
+        {"ParameterKey": parameter_name, "ParameterValue": arn}
+        if key == parameter_name
+        else {"ParameterKey": key, "UsePreviousValue": True}
+        for key in values
+    )
+    return Decision(
+        "update",
+        f"deploy version {version}" if version is not None else "deploy the approved package",
+        arn,
+        version,
+        previous,
+        parameters,
+        client_request_token(approval.event_id, arn),
+    )
+
+
+# ------------------------------------------------------------------------------------------- handler
+
+
+@lru_cache(maxsize=1)
+def cloudformation_client() -> Any:
+    return boto3.client("cloudformation", config=_CLIENT_CONFIG)
+
+
+@lru_cache(maxsize=1)
+def sagemaker_client() -> Any:
+    return boto3.client("sagemaker", config=_CLIENT_CONFIG)
+
+
+def _settings() -> tuple[str, str, str]:
+    missing = [name for name in ("STACK_NAME", "MODEL_PACKAGE_GROUP") if not os.environ.get(name)]
+    if missing:
+        raise RolloutError(f"environment variable(s) {', '.join(missing)} not set")
+    return (
+        os.environ["STACK_NAME"],
+        os.environ["MODEL_PACKAGE_GROUP"],
+        os.environ.get("PARAMETER_NAME") or DEFAULT_PARAMETER_NAME,
+    )
+
+
+def _result(
+    decision: Decision, stack_name: str, action: str | None = None, reason: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    result = {
+        "action": action or decision.action,
+        "reason": reason or decision.reason,
+        "stack_name": stack_name,
+        "model_package_arn": decision.model_package_arn,
+        "model_package_version": decision.model_package_version,
+        **extra,
+    }
+    logger.info(f"rollout {result['action']}: {result['reason']}", extra=result)
+    return result
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    stack_name, group, parameter_name = _settings()
+    logger.append_keys(event_id=(event or {}).get("id") if isinstance(event, dict) else None)
+    ignored = screen(event, group)
+    if ignored is not None:
+        return _result(ignored, stack_name)
+
+    arn = ApprovalEvent.parse(event).arn
+    approval = sagemaker_client().describe_model_package(ModelPackageName=arn).get("ModelApprovalStatus")
+    stacks = cloudformation_client().describe_stacks(StackName=stack_name)["Stacks"]
+    if not stacks:
+        raise RolloutError(f"stack {stack_name} not found")
+    stack = stacks[0]
+    decision = decide(
+        event,
+        stack.get("Parameters", []),
+        stack.get("StackStatus"),
+        model_package_group=group,
+        parameter_name=parameter_name,
+        current_approval_status=approval,
+    )
+    if decision.action in ("ignored", "skipped"):
+        return _result(decision, stack_name)
+    if decision.action == "retry":
+        raise RolloutRetryableError(f"{stack_name}: {decision.reason}; retry rolling out {arn}")
+    if decision.action == "blocked":
+        raise RolloutError(f"{stack_name}: {decision.reason}; {arn} was not rolled out")
+
+    try:
+        response = cloudformation_client().update_stack(
+            StackName=stack_name,
+            UsePreviousTemplate=True,
+            Parameters=list(decision.parameters),
+            Capabilities=list(CAPABILITIES),
+            ClientRequestToken=decision.client_request_token,
+        )
+    except ClientError as exc:
+        message = str(exc.response.get("Error", {}).get("Message", ""))
+        if NO_UPDATES.lower() in message.lower():
+            return _result(decision, stack_name, action="skipped", reason="no updates are to be performed")
+        if _BUSY_MESSAGE.search(message):
+            raise RolloutRetryableError(f"{stack_name}: {message}; retry rolling out {arn}") from exc
+        raise
+    return _result(
+        decision,
+        stack_name,
+        action="updated",
+        stack_id=response.get("StackId"),
+        previous_model_package_arn=decision.previous_arn,
+        client_request_token=decision.client_request_token,
+    )
