@@ -61,6 +61,13 @@ class InferenceStack(cdk.Stack):
             config=config, scheme=training.scheme, buckets=buckets, realtime_endpoint_name=self.realtime_name,
             async_endpoint_name=self.async_name, success_topic=self.success_topic, error_topic=self.error_topic))
         self.monitoring.add_section("Lambda preprocessors", self.preprocessors.alarms)
+        # Results name the model that produced them: the version is the last part of the package ARN.
+        version = cdk.Fn.condition_if(self.model.has_model.logical_id,
+                                      cdk.Fn.select(2, cdk.Fn.split("/", self.model.package_arn.value_as_string)),
+                                      "").to_string()
+        for function in self.preprocessors.functions:
+            function.add_environment("MODEL_PACKAGE_VERSION", version)
+        self.rollout.allow_updating(self.preprocessors.functions)
 
         cdk.CfnOutput(self, "RealtimeEndpointName", value=self.realtime_name, condition=self.model.has_model)
         cdk.CfnOutput(self, "AsyncEndpointName", value=self.async_name, condition=self.model.has_model)

@@ -120,5 +120,11 @@ class ApprovalRollout(Construct):
         acknowledge(self.function.role, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
                     "service-role/AWSLambdaBasicExecutionRole]",
                     "Grants only CreateLogStream/PutLogEvents, which every function needs for its own log group.")
-        for fn in (self.function,):
-            acknowledge_all_packs(fn, "LambdaInsideVPC", FUNCTION_NO_VPC)
+        acknowledge_all_packs(self.function, "LambdaInsideVPC", FUNCTION_NO_VPC)
+
+    def allow_updating(self, functions: list[lambda_.IFunction]) -> None:
+        """The update also changes these functions' MODEL_PACKAGE_VERSION variable."""
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            sid="UpdateModelVersionOfPreprocessors",
+            actions=["lambda:GetFunction", "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration"],
+            resources=[fn.function_arn for fn in functions]))

@@ -288,6 +288,8 @@ def test_functions_take_sizes_and_tunables_from_config(env, template):
         assert variables["ASYNC_ENDPOINT_NAME"] == f"{env.config.prefix}-async"
         assert len(json.loads(variables["CLASS_NAMES"])) == 19
         assert "DeadLetterConfig" in props
+        assert variables["MODEL_PACKAGE_VERSION"] == {"Fn::If": ["HasModel", {"Fn::Select": [2, {"Fn::Split": [
+            "/", {"Ref": MODEL_PACKAGE_PARAMETER}]}]}, ""]}
     for log_group in resources(template, "AWS::Logs::LogGroup").values():
         assert log_group["Properties"]["RetentionInDays"] == env.config.retention.log_group_days
 
