@@ -1,6 +1,6 @@
 """Benchmark of the Lambda preprocessing and mask statistics (run: .venv/bin/python bench/preprocess.py).
 
-Input: a 2048x1024 camera-like frame (sky/road gradients, sensor noise, boxes, lane lines), encoded as
+Input: a 2048x1024 driving scene from training/scenes.py (the procedural generator), encoded as
 JPEG quality 95 and as PNG; target 1024x512.
 
 Paths timed (median of --runs runs each, interleaved round-robin so drift hits every path alike):
@@ -35,11 +35,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "lambda"))
+sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image  # noqa: E402
 from roadseg_lambda.imaging import PrepareOptions, prepare_frame  # noqa: E402
 from roadseg_lambda.masks import Geometry, mask_statistics  # noqa: E402
+
+from training.scenes import generate_scene  # noqa: E402
 
 WIDTH, HEIGHT = 2048, 1024
 TARGET = (1024, 512)
@@ -51,42 +54,13 @@ CLASSES = [
 
 
 def camera_frame(width: int = WIDTH, height: int = HEIGHT, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
-    x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
-    sky = np.stack([120 + 80 * (1 - y) + 0 * x, 160 + 60 * (1 - y) + 0 * x, 220 - 20 * y + 0 * x], axis=-1)
-    road = np.stack([90 + 30 * y + 10 * x, 90 + 30 * y + 10 * x, 95 + 30 * y + 0 * x], axis=-1)
-    img = np.where((y < 0.45)[..., None], sky, road) + rng.normal(0, 6, (height, width, 3)).astype(np.float32)
-    im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(im)
-    for _ in range(40):
-        x0 = int(rng.integers(0, width - 200))
-        y0 = int(rng.integers(height // 3, height - 150))
-        w, h = int(rng.integers(40, 200)), int(rng.integers(30, 150))
-        draw.rectangle([x0, y0, x0 + w, y0 + h], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-    for _ in range(8):
-        draw.line(
-            [(width // 2, int(height * 0.45)), (int(rng.integers(0, width)), height)], fill=(240, 240, 240), width=8
-        )
-    return im
+    """A driving-like frame from the project's procedural scene generator (the same one the demo uses)."""
+    return Image.fromarray(generate_scene(width, height, seed)[0])
 
 
 def street_mask(width: int = WIDTH, height: int = HEIGHT, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    mask = np.empty((height, width), dtype=np.uint8)
-    mask[: int(height * 0.4)] = 10  # sky
-    mask[int(height * 0.4) : int(height * 0.55)] = 2  # building
-    mask[int(height * 0.55) :] = 0  # road
-    mask[int(height * 0.55) :, : width // 8] = 1  # sidewalk
-    for _ in range(25):  # cars
-        x0, y0 = int(rng.integers(0, width - 200)), int(rng.integers(int(height * 0.5), height - 100))
-        mask[y0 : y0 + 80, x0 : x0 + 180] = 13
-    for cls, count in ((11, 6), (12, 2), (18, 2), (17, 1)):  # person, rider, bicycle, motorcycle
-        for _ in range(count):
-            x0, y0 = int(rng.integers(0, width - 40)), int(rng.integers(int(height * 0.45), height - 120))
-            mask[y0 : y0 + 110, x0 : x0 + 35] = cls
-    mask[::17, ::13] = 255  # ignore sprinkles
-    return mask
+    """The generator's Cityscapes train-ID mask for a scene: road, sky, cars, pedestrians, riders..."""
+    return generate_scene(width, height, seed)[1]
 
 
 def encode_jpeg(im: Image.Image) -> bytes:

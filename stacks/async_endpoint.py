@@ -15,7 +15,7 @@ from constructs import Construct
 
 from stacks.bucket_set import SharedBuckets
 from stacks.config import AsyncEndpointConfig
-from stacks.endpoint_common import VARIANT, endpoint, endpoint_metric, storage_kms_key, variant
+from stacks.endpoint_common import endpoint, endpoint_metric, instance_count_target, storage_kms_key, variant
 from stacks.layout import INFERENCE
 
 
@@ -88,14 +88,7 @@ class AsyncEndpoint(Construct):
         self.endpoint = endpoint(self, "Endpoint", name, self.endpoint_config.attr_endpoint_config_name,
                                  [self.failed_invocations])
 
-        self.scaling = appscaling.ScalableTarget(
-            self, "Scaling",
-            service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
-            resource_id=f"endpoint/{name}/variant/{VARIANT}",
-            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-            min_capacity=cfg.min_capacity, max_capacity=cfg.max_capacity,
-        )
-        self.scaling.node.add_dependency(self.endpoint)
+        self.scaling = instance_count_target(self, self.endpoint, cfg.min_capacity, cfg.max_capacity)
         # Backlog per instance, dimension EndpointName only (the async metric has no VariantName).
         self.scaling.scale_to_track_metric(
             "BacklogPerInstance",

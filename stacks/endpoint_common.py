@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_sagemaker as sagemaker
 
@@ -53,6 +54,20 @@ def endpoint(scope, construct_id: str, name: str, config_name: str,
     return sagemaker.CfnEndpoint(
         scope, construct_id, endpoint_name=name, endpoint_config_name=config_name,
         retain_all_variant_properties=True, deployment_config=blue_green(rollback_alarms))
+
+
+def instance_count_target(scope, endpoint_resource: sagemaker.CfnEndpoint, min_capacity: int,
+                          max_capacity: int) -> appscaling.ScalableTarget:
+    """The autoscaler's handle on the variant's instance count (min 0 lets an async endpoint scale to zero)."""
+    target = appscaling.ScalableTarget(
+        scope, "Scaling",
+        service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+        resource_id=f"endpoint/{endpoint_resource.endpoint_name}/variant/{VARIANT}",
+        scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+        min_capacity=min_capacity, max_capacity=max_capacity,
+    )
+    target.node.add_dependency(endpoint_resource)  # the resource id names the endpoint literally
+    return target
 
 
 def endpoint_metric(endpoint_name: str, metric_name: str, statistic: str, *, variant_dimension: bool = True,

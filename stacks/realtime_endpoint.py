@@ -12,7 +12,7 @@ from constructs import Construct
 
 from stacks.bucket_set import SharedBuckets
 from stacks.config import RealtimeEndpointConfig
-from stacks.endpoint_common import VARIANT, endpoint, endpoint_metric, storage_kms_key, variant
+from stacks.endpoint_common import endpoint, endpoint_metric, instance_count_target, storage_kms_key, variant
 from stacks.layout import INFERENCE
 
 
@@ -66,14 +66,7 @@ class RealtimeEndpoint(Construct):
         self.alarms = [self.latency_p90, self.errors_5xx]
         self.endpoint = endpoint(self, "Endpoint", name, self.endpoint_config.attr_endpoint_config_name, self.alarms)
 
-        self.scaling = appscaling.ScalableTarget(
-            self, "Scaling",
-            service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
-            resource_id=f"endpoint/{name}/variant/{VARIANT}",
-            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-            min_capacity=cfg.min_capacity, max_capacity=cfg.max_capacity,
-        )
-        self.scaling.node.add_dependency(self.endpoint)  # the resource id names the endpoint literally
+        self.scaling = instance_count_target(self, self.endpoint, cfg.min_capacity, cfg.max_capacity)
         self.scaling.scale_to_track_metric(
             "InvocationsPerInstance",
             target_value=cfg.target_invocations_per_instance,

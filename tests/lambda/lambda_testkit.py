@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from training.scenes import generate_scene
 
 CITYSCAPES = [
     "road",
@@ -49,24 +51,8 @@ BASE_ENV = {
 
 
 def camera_array(width: int = 320, height: int = 240, seed: int = 0) -> np.ndarray:
-    """A camera-like RGB frame: sky and road gradients, sensor noise, boxes (cars) and lane lines."""
-    rng = np.random.default_rng(seed)
-    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
-    x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
-    sky = np.stack([120 + 80 * (1 - y) + 0 * x, 160 + 60 * (1 - y) + 0 * x, 220 - 20 * y + 0 * x], axis=-1)
-    road = np.stack([90 + 30 * y + 10 * x, 90 + 30 * y + 10 * x, 95 + 30 * y + 0 * x], axis=-1)
-    img = np.where((y < 0.45)[..., None], sky, road) + rng.normal(0, 6, (height, width, 3)).astype(np.float32)
-    im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(im)
-    for _ in range(6):
-        x0 = int(rng.integers(0, max(1, width - width // 5)))
-        y0 = int(rng.integers(height // 3, max(height // 3 + 1, height - height // 6)))
-        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
-        draw.rectangle([x0, y0, x0 + width // 8, y0 + height // 10], fill=colour)
-    draw.line(
-        [(width // 2, int(height * 0.45)), (width // 6, height)], fill=(240, 240, 240), width=max(1, width // 100)
-    )
-    return np.asarray(im)
+    """A driving-like RGB frame from the project's procedural scene generator."""
+    return generate_scene(width, height, seed)[0]
 
 
 def encode(image: Image.Image | np.ndarray, fmt: str, **params: Any) -> bytes:
