@@ -49,5 +49,9 @@ deploy: $(VENV)/.app-installed node_modules/.installed
 bench: $(VENV)/.dev-installed
 	$(PY) bench/preprocess.py
 
+# Local rehearsal against moto on 127.0.0.1 (no AWS account): see README "Local rehearsal".
+demo: $(VENV)/.dev-installed
+	$(PY) -m demo
+
 clean:
 	rm -rf cdk.out .pytest_cache .ruff_cache

@@ -21,18 +21,28 @@ def cdk_json_context() -> dict:
     return json.loads((ROOT / "cdk.json").read_text())["context"]
 
 
+def stack_name_prefix(config: EnvironmentConfig) -> str:
+    """``roadseg-dev`` -> ``RoadsegDev``: the stacks are ``<this>Data``, ``<this>Training`` and ``<this>Inference``."""
+    return "".join(part.capitalize() for part in config.prefix.split("-"))
+
+
+def inference_stack_name(config: EnvironmentConfig) -> str:
+    """The inference stack, which the rollout Lambda updates (also the local rehearsal's stand-in stack)."""
+    return f"{stack_name_prefix(config)}Inference"
+
+
 class RoadsegStacks:
     """The stacks of one environment, with typed references between them."""
 
     def __init__(self, app: cdk.App, config: EnvironmentConfig) -> None:
         env = cdk.Environment(account=config.account, region=config.region) if config.account else None
-        prefix = "".join(part.capitalize() for part in config.prefix.split("-"))
+        prefix = stack_name_prefix(config)
         common = dict(env=env, tags={"roadseg:environment": config.name, **config.tags})
         self.data = DataStack(app, f"{prefix}Data", config=config,
                               description=f"roadseg {config.name}: S3 buckets and KMS key", **common)
         self.training = TrainingStack(app, f"{prefix}Training", config=config, data=self.data.buckets,
                                       description=f"roadseg {config.name}: training and tuning pipelines", **common)
-        self.inference = InferenceStack(app, f"{prefix}Inference", config=config, data=self.data.buckets,
+        self.inference = InferenceStack(app, inference_stack_name(config), config=config, data=self.data.buckets,
                                         training=self.training.pipelines,
                                         description=f"roadseg {config.name}: GPU endpoints, rollout, monitoring",
                                         **common)

@@ -29,6 +29,32 @@ NO_VPC = ("The function talks only to regional AWS APIs (S3, SageMaker runtime) 
           "with IAM auth; a VPC would need NAT or interface endpoints without narrowing access.")
 
 
+def preprocessor_environment(config: EnvironmentConfig, scheme: ClassScheme, *, inference_bucket: str,
+                             async_endpoint_name: str, realtime_endpoint_name: str) -> dict[str, str]:
+    """The environment every preprocessor function gets (pure: the local rehearsal builds it the same way).
+
+    ``MODEL_PACKAGE_VERSION`` and ``POWERTOOLS_SERVICE_NAME`` are added per function by the stack.
+    """
+    cfg = config.preprocessing
+    return {
+        "POWERTOOLS_METRICS_NAMESPACE": "roadseg",
+        "INFERENCE_BUCKET": inference_bucket,
+        "ASYNC_INPUT_PREFIX": INFERENCE.async_input, "RESULTS_PREFIX": INFERENCE.results,
+        "QUARANTINE_PREFIX": INFERENCE.quarantine, "FAILURES_PREFIX": INFERENCE.failures,
+        "ASYNC_ENDPOINT_NAME": async_endpoint_name, "REALTIME_ENDPOINT_NAME": realtime_endpoint_name,
+        "CLASS_NAMES": json.dumps(list(scheme.names)),
+        "CLASS_COLORS": json.dumps([list(c.color) for c in scheme.classes]),
+        "IGNORE_INDEX": str(scheme.ignore_index),
+        "TARGET_WIDTH": str(cfg.target_width), "TARGET_HEIGHT": str(cfg.target_height),
+        "ROI": ",".join(str(v) for v in cfg.roi) if cfg.roi else "",
+        "MAX_INPUT_BYTES": str(cfg.max_input_bytes), "MAX_INPUT_PIXELS": str(cfg.max_input_pixels),
+        "JPEG_QUALITY": str(cfg.jpeg_quality), "KEY_PATTERN": cfg.key_pattern,
+        "VRU_MIN_PIXELS": str(cfg.vru_min_pixels),
+        "WRITE_OVERLAY": str(cfg.write_overlay).lower(),
+        "RESTORE_ORIGINAL_SIZE": str(cfg.restore_original_size).lower(),
+    }
+
+
 @dataclass(frozen=True)
 class PreprocessorsProps:
     config: EnvironmentConfig
@@ -104,24 +130,10 @@ class Preprocessors(Construct):
                       description="POST a JPEG/PNG frame (SigV4-signed, service lambda) for its mask")
 
     def environment(self) -> dict[str, str]:
-        props, cfg = self.props, self.props.config.preprocessing
-        return {
-            "POWERTOOLS_METRICS_NAMESPACE": "roadseg",
-            "INFERENCE_BUCKET": props.buckets.inference.bucket_name,
-            "ASYNC_INPUT_PREFIX": INFERENCE.async_input, "RESULTS_PREFIX": INFERENCE.results,
-            "QUARANTINE_PREFIX": INFERENCE.quarantine, "FAILURES_PREFIX": INFERENCE.failures,
-            "ASYNC_ENDPOINT_NAME": props.async_endpoint_name, "REALTIME_ENDPOINT_NAME": props.realtime_endpoint_name,
-            "CLASS_NAMES": json.dumps(list(props.scheme.names)),
-            "CLASS_COLORS": json.dumps([list(c.color) for c in props.scheme.classes]),
-            "IGNORE_INDEX": str(props.scheme.ignore_index),
-            "TARGET_WIDTH": str(cfg.target_width), "TARGET_HEIGHT": str(cfg.target_height),
-            "ROI": ",".join(str(v) for v in cfg.roi) if cfg.roi else "",
-            "MAX_INPUT_BYTES": str(cfg.max_input_bytes), "MAX_INPUT_PIXELS": str(cfg.max_input_pixels),
-            "JPEG_QUALITY": str(cfg.jpeg_quality), "KEY_PATTERN": cfg.key_pattern,
-            "VRU_MIN_PIXELS": str(cfg.vru_min_pixels),
-            "WRITE_OVERLAY": str(cfg.write_overlay).lower(),
-            "RESTORE_ORIGINAL_SIZE": str(cfg.restore_original_size).lower(),
-        }
+        props = self.props
+        return preprocessor_environment(
+            props.config, props.scheme, inference_bucket=props.buckets.inference.bucket_name,
+            async_endpoint_name=props.async_endpoint_name, realtime_endpoint_name=props.realtime_endpoint_name)
 
     def _queue(self, construct_id: str, *, dead_letter: sqs.DeadLetterQueue | None,
                visibility: cdk.Duration | None = None) -> sqs.Queue:

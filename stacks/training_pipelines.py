@@ -77,6 +77,11 @@ def model_package_group_name(config: EnvironmentConfig) -> str:
     return f"{config.prefix}-segmentation"
 
 
+def pipeline_names(config: EnvironmentConfig) -> tuple[str, str]:
+    """(training pipeline, tuning pipeline)."""
+    return f"{config.prefix}-training", f"{config.prefix}-tuning"
+
+
 class TrainingPipelines(Construct):
     """Everything a pipeline execution needs, from raw frames to a registered, gated model package."""
 
@@ -119,10 +124,11 @@ class TrainingPipelines(Construct):
             "CodeEntryUri": self.entry_script.s3_object_url,
             "CodePackageUri": self.package.s3_object_url,
         }
-        self.training_pipeline = self._pipeline("TrainingPipeline", f"{config.prefix}-training",
+        training_name, tuning_name = pipeline_names(config)
+        self.training_pipeline = self._pipeline("TrainingPipeline", training_name,
                                                 build_training_pipeline(self.settings), placeholders,
                                                 "Prepare, train, transform, evaluate, gate and register")
-        self.tuning_pipeline = self._pipeline("TuningPipeline", f"{config.prefix}-tuning",
+        self.tuning_pipeline = self._pipeline("TuningPipeline", tuning_name,
                                               build_tuning_pipeline(self.settings), placeholders,
                                               "Prepare, tune, evaluate the best model, gate and register")
 

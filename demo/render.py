@@ -1,0 +1,216 @@
+"""The rehearsal's printed summary, its JSON twin, and the frame | overlay pictures (labelled stand-in output)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+
+from demo.standin import LABEL, NOTE, TILE
+from training.cli import format_table
+
+if TYPE_CHECKING:
+    from demo.rehearsal import Report
+
+PANEL_WIDTH = 640
+README_PICTURE_LIMIT = 300 * 1024
+BAR = (24, 26, 30)
+TEXT = (235, 235, 235)
+WARN = (255, 196, 0)
+
+
+def _font(size: int) -> Any:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def side_by_side(frame: Image.Image, overlay: Image.Image, target: Path, *, noise: float, title: str) -> Path:
+    """``frame | overlay`` with a title bar and a caption that says the overlay is stand-in output."""
+    width = min(PANEL_WIDTH, frame.width)
+    height = round(frame.height * width / frame.width)
+    left = frame.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+    right = overlay.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+    gap, bar = 4, 22
+    canvas = Image.new("RGB", (2 * width + gap, height + 2 * bar), BAR)
+    canvas.paste(left, (0, bar))
+    canvas.paste(right, (width + gap, bar))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(13)
+    draw.text((6, 4), f"frame as the endpoint receives it: {title}", fill=TEXT, font=font)
+    draw.text((width + gap + 6, 4), "overlay written by postprocess.handler", fill=TEXT, font=font)
+    draw.text((6, height + bar + 4),
+              f"{LABEL} output: scene ground truth with {noise:.0%} of {TILE}x{TILE} tiles perturbed - "
+              "not a model prediction (roadseg local rehearsal)", fill=WARN, font=font)
+    info = PngInfo()
+    info.add_text("Description", f"roadseg local rehearsal: {NOTE}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(target, format="PNG", pnginfo=info)
+    return target
+
+
+def readme_picture(source: Path, target: Path) -> Path:
+    """A commit-sized copy (palette PNG under 300 KB) of one side-by-side picture for the README."""
+    image = Image.open(source).convert("RGB")
+    info = PngInfo()
+    info.add_text("Description", f"roadseg local rehearsal (make demo): {NOTE}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for colors, scale in ((256, 1.0), (128, 1.0), (128, 0.75), (64, 0.5)):
+        sized = image if scale == 1.0 else image.resize((round(image.width * scale), round(image.height * scale)),
+                                                        Image.Resampling.BILINEAR)
+        palette = sized.quantize(colors=colors, method=Image.Quantize.FASTOCTREE)  # median cut speckles flat areas
+        palette.save(target, format="PNG", optimize=True, pnginfo=info)
+        if target.stat().st_size <= README_PICTURE_LIMIT:
+            break
+    return target
+
+
+# ----------------------------------------------------------------------------------------- summary
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "-"
+
+
+def _indent(lines: Sequence[str], by: str = "  ") -> list[str]:
+    return [by + line for line in lines]
+
+
+def class_table(report: Report) -> list[tuple[str, int, float]]:
+    """(class, frames where it was found, mean pixel fraction over processed frames), most frequent first."""
+    processed = [f.result for f in report.frames if f.result]
+    totals: dict[str, tuple[int, float]] = {}
+    for result in processed:
+        for name, fraction in (result.get("class_fractions") or {}).items():
+            count, total = totals.get(name, (0, 0.0))
+            totals[name] = (count + 1, total + fraction)
+    rows = [(name, count, total / max(1, len(processed))) for name, (count, total) in totals.items()]
+    return sorted(rows, key=lambda r: (-r[2], r[0]))
+
+
+def format_summary(report: Report) -> str:
+    o = report.options
+    good, broken = report.count("good"), report.count("broken")
+    lines = [
+        f"roadseg local rehearsal: env {report.env} (prefix {report.prefix}, region {report.region}), "
+        f"moto server {report.endpoint_url or '-'} "
+        f"({'STILL RUNNING' if report.server_running_after else 'stopped'})",
+        f"{LABEL}: every mask is scene ground truth with {o.noise:.0%} of {TILE}x{TILE} tiles perturbed - "
+        "stand-in output, not a model",
+        "",
+        "Frames",
+        f"  in           {good + broken:3d}  ({good} camera frames {o.width}x{o.height}, JPEG and PNG, + {broken} "
+        "broken files)",
+        f"  submitted    {report.async_invocations:3d}  async invocations by ingest.handler "
+        f"({report.ingest_batches} SQS batch(es), {report.ingest_item_failures} item failures, "
+        f"{report.test_events} s3:TestEvent ignored)",
+        f"  processed    {report.count(status='processed'):3d}  result JSON + overlay by postprocess.handler "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(report.postprocess_outcomes.items())) or 'none'})",
+        f"  quarantined  {report.count(status='quarantined'):3d}  copy + .reason.json under quarantine/",
+    ]
+    quarantined = [f for f in report.frames if f.status == "quarantined"]
+    if quarantined:
+        rows = [[f.key, (f.reason or {}).get("code", "?"), (f.reason or {}).get("reason", "")] for f in quarantined]
+        lines += _indent(format_table(["KEY", "CODE", "REASON"], rows), "    ")
+    lines.append(f"  failed       {report.count(status='failed'):3d}")
+    pending = [f.key for f in report.frames if f.status == "pending"]
+    if pending:
+        lines.append(f"  NOT FINISHED {len(pending):3d}  {', '.join(pending)}")
+
+    classes = class_table(report)
+    if classes:
+        lines += ["", f"Classes found in {report.count(status='processed')} processed frames (stand-in masks)"]
+        rows = [[name, f"{count}/{report.count(status='processed')}", _pct(mean)] for name, count, mean in classes]
+        lines += _indent(format_table(["CLASS", "FRAMES", "MEAN AREA"], rows))
+        rows = []
+        for f in report.frames:
+            if not f.result:
+                continue
+            vru = f.result["vulnerable_road_users"]
+            size = f.result["inference_size"]
+            rows.append([f.key, f"{size['width']}x{size['height']}", _pct(f.result.get("drivable_area_fraction")),
+                         ", ".join(sorted({o["class"] for o in vru["objects"]})) or "-",
+                         str(len(f.result["class_fractions"]))])
+        lines += ["", "Per frame"]
+        lines += _indent(format_table(["FRAME KEY", "INFERENCE", "ROAD", "VULNERABLE ROAD USERS", "CLASSES"], rows))
+    rt = report.realtime
+    if rt:
+        summary = rt.get("summary") or {}
+        lines += ["", f"Real-time front: HTTP {rt.get('status_code')} for {rt.get('key')} (drivable "
+                      f"{_pct(summary.get('drivable_area_fraction'))}, "
+                      f"{len(summary.get('class_fractions') or {})} classes, vulnerable road users "
+                      f"{'present' if (summary.get('vulnerable_road_users') or {}).get('present') else 'none'})"]
+
+    lines += ["", "Pipelines (moto records executions as Succeeded at once; no step runs)"]
+    rows = [[run.name, run.status, run.execution_arn.rsplit("/", 1)[-1],
+             ", ".join(f"{k}={v}" for k, v in run.parameters.items()), str(len(run.declared_parameters))]
+            for run in report.pipelines]
+    lines += _indent(format_table(["PIPELINE", "STATUS", "EXECUTION", "PARAMETERS GIVEN", "DECLARED"], rows))
+
+    lines += ["", "Registry and rollout"]
+    ev = report.evaluation
+    if ev:
+        floors = ", ".join(f"{name} {value:.2f} (>= {floor:.2f})" if value is not None and value >= 0
+                           else f"{name} absent (>= {floor:.2f})" for name, (value, floor) in ev["safety"].items())
+        lines.append(f"  model package {report.model_package_arn.split('/', 1)[-1]}: stand-in mIoU {ev['mIoU']:.3f} "
+                     f"(gate >= {ev['min_miou']:.2f}); {floors}")
+    for result in report.rollout:
+        if result["action"] == "updated":
+            detail = (f"UpdateStack {result['stack_name']} {result.get('previous_model_package_arn')!r} -> "
+                      f"{result['model_package_arn']} (previous template, token {result.get('client_request_token')})")
+        else:
+            detail = result.get("reason", "")
+        lines.append(f"  approval event, delivery {result['delivery']}: {result['action']:8s} {detail}")
+    lines.append(f"  UpdateStack calls: {len(report.update_stack_calls)}; stack parameter now "
+                 f"{report.stack_parameter_after!r}")
+
+    lines += ["", "Time per stage (seconds)"]
+    rows = [[title, f"{seconds:6.2f}"] for title, seconds in report.stages]
+    rows.append(["total (wall)", f"{report.wall_seconds:6.2f}"])
+    lines += _indent(format_table(["STAGE", "SECONDS"], rows))
+    problems = report.problems
+    lines += ["", f"Outputs in {o.out}/ (results/, quarantine/, side-by-side/, realtime/, pipelines/, registry/, "
+                  "rollout/, logs/, summary.json)"]
+    lines.append("Rehearsal " + ("PASSED" if not problems else "FAILED:\n  " + "\n  ".join(problems)))
+    return "\n".join(lines)
+
+
+def summary_document(report: Report) -> dict[str, Any]:
+    def rel(path: Path | None) -> str | None:
+        return str(path.relative_to(report.options.out)) if path else None
+
+    return {
+        "stand_in": True,
+        "note": f"{LABEL}: {NOTE}; AWS emulated by moto on 127.0.0.1",
+        "env": report.env, "prefix": report.prefix, "region": report.region,
+        "frames": [{"key": f.key, "kind": f.kind, "status": f.status, "identity": f.identity,
+                    "result": rel(f.result_path), "overlay": rel(f.overlay_path),
+                    "side_by_side": rel(f.side_by_side_path), "quarantine_reason": f.reason}
+                   for f in report.frames],
+        "counts": {"in": len(report.frames), "processed": report.count(status="processed"),
+                   "quarantined": report.count(status="quarantined"), "failed": report.count(status="failed")},
+        "classes": [{"class": n, "frames": c, "mean_fraction": round(m, 6)} for n, c, m in class_table(report)],
+        "pipelines": [{"name": r.name, "execution_arn": r.execution_arn, "status": r.status,
+                       "parameters": r.parameters, "declared_parameters": r.declared_parameters}
+                      for r in report.pipelines],
+        "model_package_arn": report.model_package_arn,
+        "evaluation": report.evaluation,
+        "rollout": report.rollout,
+        "update_stack_calls": report.update_stack_calls,
+        "realtime": {k: v for k, v in report.realtime.items() if k != "mask_path"},
+        "stages_seconds": {title: round(seconds, 3) for title, seconds in report.stages},
+        "wall_seconds": round(report.wall_seconds, 3),
+        "problems": report.problems,
+    }
+
+
+def write_summary(report: Report, out: Path) -> str:
+    text = format_summary(report)
+    (out / "summary.txt").write_text(text + "\n")
+    (out / "summary.json").write_text(json.dumps(summary_document(report), indent=1, default=str))
+    return text

@@ -1,0 +1,196 @@
+"""The local rehearsal (make demo), run once small: counts, documents, rollout, and nothing left running."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo.__main__ import main as demo_main
+from demo.rehearsal import BROKEN_VEHICLE, Names, Options, Report, _fn_sub, run
+from demo.render import README_PICTURE_LIMIT, readme_picture
+from demo.standin import degrade
+from stacks.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAMES, WIDTH, HEIGHT = 4, 640, 320
+# What ingest must say about each file training/scenes.py's write_broken_frames() writes.
+BROKEN_CODES = {"empty.jpg": "empty", "truncated.jpg": "truncated", "truncated.png": "truncated",
+                "notes.jpg": "unsupported_format", "animated.gif": "unsupported_format"}
+TRAINING_PARAMETERS = {"DatasetLayout": "cityscapes", "Epochs": "2"}
+TUNING_PARAMETERS = {"DatasetLayout": "cityscapes", "Epochs": "3"}
+
+
+def _server_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "_server_entry" in t.name]
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory) -> tuple[Report, dict[str, str | None]]:
+    out = tmp_path_factory.mktemp("demo-out")
+    before = {name: os.environ.get(name) for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_CONFIG_FILE")}
+    report = run(Options(env="dev", frames=FRAMES, width=WIDTH, height=HEIGHT, out=out), echo=lambda _: None)
+    return report, before
+
+
+def test_rehearsal_passes(rehearsal):
+    report, _ = rehearsal
+    assert report.problems == []
+    assert (report.count("good"), report.count("broken")) == (FRAMES, len(BROKEN_CODES))
+    assert report.count(status="processed") == FRAMES and report.count(status="quarantined") == len(BROKEN_CODES)
+    summary = json.loads((report.options.out / "summary.json").read_text())
+    assert summary["stand_in"] is True and "not a model" in summary["note"]
+    assert summary["counts"] == {"in": FRAMES + len(BROKEN_CODES), "processed": FRAMES,
+                                 "quarantined": len(BROKEN_CODES), "failed": 0}
+    text = (report.options.out / "summary.txt").read_text()
+    assert "STAND-IN SEGMENTER" in text and "Rehearsal PASSED" in text
+
+
+def test_every_good_frame_has_a_plausible_result_and_overlay(rehearsal):
+    report, _ = rehearsal
+    good = [f for f in report.frames if f.kind == "good"]
+    assert {Path(f.key).suffix for f in good} == {".jpg", ".png"}
+    for frame in good:
+        result = json.loads(frame.result_path.read_text())
+        assert result["frame_key"] == frame.key and result["mode"] == "async"
+        assert result["vehicle"].startswith("veh-") and result["camera"] in ("front", "left", "right", "rear")
+        assert result["original_size"] == {"width": WIDTH, "height": HEIGHT}
+        assert result["inference_size"] == {"width": WIDTH, "height": HEIGHT}  # dev: 1024x512, never upscaled
+        assert result["model_package_version"] == "1"  # the package the rollout deployed
+        fractions = result["class_fractions"]
+        assert fractions["road"] > 0.05 and fractions["sky"] > 0.05
+        assert result["drivable_area_fraction"] == fractions["road"]
+        assert abs(sum(fractions.values()) - 1) < 1e-3
+        assert result["vulnerable_road_users"]["present"]  # every generated scene has at least one person
+        assert result["overlay_uri"].endswith(".overlay.jpg")
+        overlay = Image.open(frame.overlay_path)
+        assert overlay.format == "JPEG" and overlay.size == (WIDTH, HEIGHT)
+        picture = Image.open(frame.side_by_side_path)
+        assert picture.format == "PNG" and picture.width > 2 * min(WIDTH, 640) - 1
+        assert "stand-in" in picture.info["Description"]
+
+
+def test_every_broken_file_is_quarantined_with_a_reason(rehearsal):
+    report, _ = rehearsal
+    broken = {Path(f.key).name: f for f in report.frames if f.kind == "broken"}
+    assert set(broken) == set(BROKEN_CODES)
+    for name, frame in broken.items():
+        assert frame.key.startswith(f"incoming/{BROKEN_VEHICLE}/")
+        reason = json.loads(frame.reason_path.read_text())
+        assert frame.reason_path.name == f"{name}.reason.json"
+        assert reason["code"] == BROKEN_CODES[name] and reason["reason"] and reason["source_key"] == frame.key
+        assert (frame.reason_path.parent / name).exists()  # the copy of the refused file
+
+
+def test_both_pipeline_executions_carry_the_given_parameters(rehearsal):
+    report, _ = rehearsal
+    runs = {run.name: run for run in report.pipelines}
+    assert set(runs) == {"roadseg-dev-training", "roadseg-dev-tuning"}
+    for name, expected in (("roadseg-dev-training", TRAINING_PARAMETERS), ("roadseg-dev-tuning", TUNING_PARAMETERS)):
+        run_ = runs[name]
+        assert run_.status == "Succeeded" and f":pipeline/{name}/execution/" in run_.execution_arn
+        assert run_.parameters == {"InputDataS3Uri": "s3://roadseg-dev-datasets/raw/rehearsal-cityscapes/",
+                                   **expected}
+        assert set(run_.parameters) <= set(run_.declared_parameters)
+        definition = json.loads(run_.definition_path.read_text())
+        body = json.dumps(definition)
+        assert "${" not in body  # every placeholder substituted
+        assert "arn:aws:iam::123456789012:role/roadseg-dev-sagemaker-execution" in body
+
+
+def test_approval_rolls_out_once_and_the_redelivered_event_is_skipped(rehearsal):
+    report, _ = rehearsal
+    arn = report.model_package_arn
+    assert arn.endswith(":model-package/roadseg-dev-segmentation/1")
+    assert [r["action"] for r in report.rollout] == ["updated", "skipped"]
+    assert report.rollout[1]["reason"] == "already deployed"
+    assert len(report.update_stack_calls) == 1
+    call = report.update_stack_calls[0]
+    assert call["StackName"] == "RoadsegDevInference" and call["UsePreviousTemplate"] is True
+    assert call["Parameters"] == [{"ParameterKey": "ModelPackageArn", "ParameterValue": arn}]
+    assert (report.stack_parameter_before, report.stack_parameter_after) == ("", arn)
+    event = json.loads((report.options.out / "rollout" / "event.json").read_text())
+    assert event["source"] == "aws.sagemaker" and event["detail-type"] == "SageMaker Model Package State Change"
+    assert event["detail"]["ModelApprovalStatus"] == "Approved" and event["resources"] == [arn]
+    evaluation = json.loads((report.options.out / "registry" / "evaluation.json").read_text())
+    assert evaluation["stand_in"] is True and 0.5 < evaluation["metrics"]["mIoU"] <= 1
+
+
+def test_stand_in_output_is_labelled(rehearsal):
+    report, _ = rehearsal
+    labels = report.stand_in_labels
+    assert labels["key"].startswith("async-output/") and labels["key"].endswith(".out")
+    assert labels["metadata"]["stand-in"] == "true"
+    assert labels["tags"] == {"roadseg-demo": "stand-in-segmenter"}
+    assert "STAND-IN SEGMENTER" in (report.options.out / "logs" / "rehearsal.log").read_text()
+    response = json.loads((report.options.out / "realtime" / "frame-0.response.json").read_text())
+    assert report.realtime["status_code"] == 200 and response["stand_in"] is True
+    assert response["summary"]["mode"] == "realtime" and response["summary"]["class_fractions"]["road"] > 0
+    mask = np.asarray(Image.open(report.realtime["mask_path"]))
+    assert mask.shape == (HEIGHT, WIDTH) and mask.max() < 19
+
+
+def test_the_server_is_stopped_and_the_environment_restored(rehearsal):
+    report, before = rehearsal
+    assert report.server_running_after is False
+    assert _server_threads() == []
+    port = int(report.endpoint_url.rsplit(":", 1)[1])
+    with socket.socket() as probe, pytest.raises(OSError):
+        probe.settimeout(1)
+        probe.connect(("127.0.0.1", port))
+    assert {name: os.environ.get(name) for name in before} == before
+
+
+def test_names_come_from_the_typed_config():
+    for env in ("dev", "prod"):
+        config = load_config(env)
+        names = Names.from_config(config)
+        assert names.region == (config.region or "us-east-1")
+        assert names.inference_bucket == f"{config.prefix}-inference"
+        assert names.model_package_group == f"{config.prefix}-segmentation"
+        assert (names.realtime_endpoint, names.async_endpoint) == (f"{config.prefix}-realtime",
+                                                                   f"{config.prefix}-async")
+    assert Names.from_config(load_config("prod")).inference_stack == "RoadsegProdInference"
+
+
+def test_fn_sub_substitutes_placeholders_and_unescapes_literals():
+    assert _fn_sub("a ${Role} b ${!Literal}", {"Role": "r"}) == "a r b ${Literal}"
+    with pytest.raises(RuntimeError, match="Missing"):
+        _fn_sub("${Missing}", {})
+
+
+def test_degrade_moves_tiles_without_inventing_classes():
+    rng = np.random.default_rng(0)
+    mask = np.zeros((64, 128), np.uint8)
+    mask[:, 64:] = 1
+    noisy = degrade(mask, 0.25, rng)
+    assert set(np.unique(noisy)) <= {0, 1}
+    changed = np.mean(noisy != mask)
+    assert 0 < changed < 0.25
+    assert np.array_equal(degrade(mask, 0.0, rng), mask)
+    with pytest.raises(ValueError):
+        degrade(mask, 1.5, rng)
+
+
+def test_readme_picture_is_commit_sized(rehearsal, tmp_path):
+    report, _ = rehearsal
+    first = next(f for f in report.frames if f.side_by_side_path)
+    target = readme_picture(first.side_by_side_path, tmp_path / "picture.png")
+    assert target.stat().st_size <= README_PICTURE_LIMIT
+    committed = ROOT / "docs" / "demo-overlay.png"
+    assert committed.stat().st_size <= README_PICTURE_LIMIT
+    image = Image.open(io.BytesIO(committed.read_bytes()))
+    assert "stand-in" in image.info.get("Description", "")
+
+
+def test_invalid_arguments_exit_2(capsys):
+    assert demo_main(["--noise", "2"]) == 2
+    assert demo_main(["--frames", "0", "--out", "/nonexistent-demo-out"]) == 2
+    assert "error" in capsys.readouterr().err
