@@ -159,13 +159,7 @@ def submit_frame(
             bad = BadFrame("too_large_bytes", f"more than {exc.limit} bytes")
             return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=exc.size)
         except ClientError as exc:
-            if not aws.is_not_found(exc):
-                raise
-            logger.warning(
-                "frame object no longer exists, nothing to process", extra={"error_code": aws.error_code(exc)}
-            )
-            metrics.add_metric(name="FramesMissing", unit=MetricUnit.Count, value=1)
-            return "missing"
+            return _object_gone(exc, "process")
         options = PrepareOptions(
             target_size=settings.target_size,
             roi=settings.roi,
@@ -254,13 +248,7 @@ def _quarantine(
     try:
         s3.copy(source, settings.inference_bucket, target)  # managed copy: multipart above 5 GB
     except ClientError as exc:
-        if not aws.is_not_found(exc):
-            raise
-        logger.warning(
-            "frame object no longer exists, nothing to quarantine", extra={"error_code": aws.error_code(exc)}
-        )
-        metrics.add_metric(name="FramesMissing", unit=MetricUnit.Count, value=1)
-        return "missing"
+        return _object_gone(exc, "quarantine")
     document = build_quarantine_document(
         source_bucket=bucket,
         source_key=key,
@@ -288,3 +276,12 @@ def _quarantine(
         },
     )
     return "quarantined"
+
+
+def _object_gone(exc: ClientError, task: str) -> str:
+    """A frame deleted between its event and our read is logged and counted, not retried; other errors raise."""
+    if not aws.is_not_found(exc):
+        raise exc
+    logger.warning(f"frame object no longer exists, nothing to {task}", extra={"error_code": aws.error_code(exc)})
+    metrics.add_metric(name="FramesMissing", unit=MetricUnit.Count, value=1)
+    return "missing"
