@@ -16,7 +16,7 @@ from stacks.compliance import acknowledge_policy, nag_account_region, nag_arn
 from stacks.config import ConfigError, EnvironmentConfig
 from stacks.images import images_mapping
 from stacks.layout import ARTIFACTS, DATASETS
-from training.classes import ClassScheme, scheme_from_config
+from training.classes import ClassScheme, classes_json, scheme_from_config
 from training.hyperparameters import HyperparameterError, Hyperparameters
 from training.pipelines import PipelineSettings, build_training_pipeline, build_tuning_pipeline
 
@@ -70,6 +70,7 @@ def pipeline_settings(config: EnvironmentConfig, scheme: ClassScheme) -> Pipelin
         tuning_max_jobs=training.tuning.max_jobs,
         tuning_max_parallel_jobs=training.tuning.max_parallel_jobs,
         incremental=training.incremental,
+        custom_classes_json=classes_json(scheme) if config.classes.scheme == "custom" else None,
     )
 
 

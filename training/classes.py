@@ -261,9 +261,42 @@ def load_classes_file(path: str | Path) -> list[tuple[str, RGB]]:
     """Read a custom class list (JSON ``[{"name": ..., "color": [r, g, b]}, ...]``) for the CLIs."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read the class list {path}: {exc}") from None
+    return parse_classes_json(text, source=str(path))
+
+
+def parse_classes_json(text: str, source: str = "--classes-json") -> list[tuple[str, RGB]]:
+    """Parse a custom class list given inline (the pipelines pass it to the processing steps this way)."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"cannot read the class list {source}: {exc}") from None
     if not isinstance(raw, list) or not all(isinstance(i, Mapping) and {"name", "color"} <= i.keys() for i in raw):
-        raise ValueError(f'{path}: expected a JSON list of {{"name": ..., "color": [r, g, b]}} objects')
+        raise ValueError(f'{source}: expected a JSON list of {{"name": ..., "color": [r, g, b]}} objects')
     return _custom_entries(raw)
+
+
+def classes_json(scheme: ClassScheme) -> str:
+    """The inverse of parse_classes_json, for a custom scheme."""
+    return json.dumps([{"name": c.name, "color": list(c.color)} for c in scheme.classes], separators=(",", ":"))
+
+
+def add_scheme_arguments(parser: Any) -> None:
+    """--scheme plus the two ways to give a custom class list, shared by the prepare and evaluate CLIs."""
+    parser.add_argument("--scheme", default="cityscapes", choices=list(SCHEME_NAMES))
+    parser.add_argument("--classes-file", type=Path, help='scheme custom: JSON [{"name": ..., "color": [r, g, b]}]')
+    parser.add_argument("--classes-json", help="scheme custom: the same list inline")
+
+
+def scheme_from_arguments(args: Any) -> ClassScheme:
+    """The scheme the CLI arguments name; ValueError with the reason when they are inconsistent."""
+    custom = None
+    if args.classes_file and args.classes_json:
+        raise ValueError("give the custom classes once: --classes-file or --classes-json, not both")
+    if args.classes_file:
+        custom = load_classes_file(args.classes_file)
+    elif args.classes_json:
+        custom = parse_classes_json(args.classes_json)
+    return get_scheme(args.scheme, custom)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from training.classes import CITYSCAPES, ClassScheme, get_scheme, load_classes_file
+from training.classes import CITYSCAPES, ClassScheme, add_scheme_arguments, scheme_from_arguments
 
 PREDICTION_EXTENSIONS = (".jpg", ".jpeg", ".png")
 ABSENT_GATE_VALUE = -1.0
@@ -204,11 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ground-truth", required=True, type=Path, help="validation_annotation PNGs")
     parser.add_argument("--predictions", required=True, type=Path, help="batch transform output (<base>.jpg.out)")
     parser.add_argument("--output", required=True, type=Path)
-    parser.add_argument("--scheme", default="cityscapes", choices=["cityscapes", "camvid", "custom"])
-    parser.add_argument("--classes-file", type=Path, help='scheme custom: JSON [{"name": ..., "color": [r, g, b]}]')
+    add_scheme_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        scheme = get_scheme(args.scheme, load_classes_file(args.classes_file) if args.classes_file else None)
+        scheme = scheme_from_arguments(args)
     except ValueError as exc:
         parser.error(str(exc))
     try:

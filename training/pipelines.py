@@ -187,6 +187,8 @@ class PipelineSettings:
     tuning_max_jobs: int
     tuning_max_parallel_jobs: int
     incremental: bool = False
+    # scheme "custom": the class list as JSON (training.classes.classes_json), handed to Prepare and Evaluate.
+    custom_classes_json: str | None = None
 
     def __post_init__(self) -> None:
         problems = [*_hyperparameter_problems(self), *_settings_problems(self)]
@@ -374,8 +376,7 @@ def _prepare_step(sdk: _Sdk, settings: PipelineSettings, params: _Parameters) ->
             # report.json goes to the `report` output, where the PreparationReport property file reads it.
             "--report-dir",
             "/opt/ml/processing/output/report",
-            "--scheme",
-            settings.class_scheme,
+            *_scheme_arguments(settings),
             "--max-bad-fraction",
             _decimal(settings.max_bad_pair_fraction),
         ],
@@ -568,12 +569,17 @@ def _evaluate_step(
             predictions,
             "--output",
             output,
-            "--scheme",
-            settings.class_scheme,
+            *_scheme_arguments(settings),
         ],
     )
     report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
     return ProcessingStep(name=EVALUATE, step_args=step_args, property_files=[report]), report
+
+
+def _scheme_arguments(settings: PipelineSettings) -> list[str]:
+    """--scheme, plus the class list inline for a custom scheme (the container has no config file)."""
+    custom = ["--classes-json", settings.custom_classes_json] if settings.custom_classes_json else []
+    return ["--scheme", settings.class_scheme, *custom]
 
 
 def _quality_gate(
@@ -761,6 +767,8 @@ def _settings_problems(settings: PipelineSettings) -> Iterator[str]:
         parameter_names[parameter] = name
         if not 0 <= floor <= 1:
             yield f"IoU floor of {name!r} ({floor}) must be within 0..1"
+    if (settings.class_scheme == "custom") != bool(settings.custom_classes_json):
+        yield "custom_classes_json must be given exactly when class_scheme is 'custom'"
     if settings.use_spot_instances and settings.max_wait_seconds < settings.max_runtime_seconds:
         yield f"max_wait_seconds ({settings.max_wait_seconds}) must be >= max_runtime_seconds with spot instances"
     if not 1 <= settings.tuning_max_parallel_jobs <= settings.tuning_max_jobs:

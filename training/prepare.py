@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from training.classes import CITYSCAPES, ClassScheme, get_scheme, load_classes_file
+from training.classes import CITYSCAPES, ClassScheme, add_scheme_arguments, scheme_from_arguments
 
 SPLITS = ("train", "validation")
 OUTPUT_DIRS = ("train", "validation", "train_annotation", "validation_annotation", "label_map")
@@ -493,8 +493,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", required=True, type=Path, help="dataset root")
     parser.add_argument("--output", required=True, type=Path, help="empty output directory")
     parser.add_argument("--split-file", type=Path, help="generic layout: JSON or CSV split (default input/split.json)")
-    parser.add_argument("--scheme", default="cityscapes", choices=["cityscapes", "camvid", "custom"])
-    parser.add_argument("--classes-file", type=Path, help='scheme custom: JSON [{"name": ..., "color": [r, g, b]}]')
+    add_scheme_arguments(parser)
     parser.add_argument("--max-bad-fraction", type=float, default=0.05, help="fail above this dropped fraction")
     parser.add_argument("--jpeg-quality", type=int, default=95)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes")
@@ -507,8 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        custom = load_classes_file(args.classes_file) if args.classes_file else None
-        scheme = get_scheme(args.scheme, custom)
+        scheme = scheme_from_arguments(args)
     except ValueError as exc:
         parser.error(str(exc))
     try:

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from stacks.config import GPU_FAMILIES, instance_family
+from stacks.config import GPU_FAMILIES, ClassesConfig, ConfigError, instance_family, load_config
+from stacks.training_pipelines import pipeline_settings, resolve_scheme
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -101,3 +102,20 @@ def test_pass_role_is_limited_to_sagemaker(template):
     passes = [s for s in role_statements(template) if "iam:PassRole" in as_list(s["Action"])]
     assert passes and all(s["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
                           for s in passes)
+
+
+def test_custom_scheme_reaches_the_pipelines_with_its_classes():
+    config = load_config("dev").model_copy(update={"classes": ClassesConfig(
+        scheme="custom", custom=[{"name": "road", "color": [1, 2, 3]}, {"name": "curb", "color": [4, 5, 6]}],
+        safety_critical_iou_floors={"curb": 0.3})})
+    settings = pipeline_settings(config, resolve_scheme(config))
+    assert settings.num_classes == 2 and settings.hyperparameters["num_classes"] == "2"
+    assert json.loads(settings.custom_classes_json) == [{"name": "road", "color": [1, 2, 3]},
+                                                         {"name": "curb", "color": [4, 5, 6]}]
+
+
+def test_safety_floor_for_a_class_outside_the_scheme_fails_with_the_allowed_names():
+    config = load_config("dev").model_copy(update={"classes": ClassesConfig(
+        scheme="camvid", safety_critical_iou_floors={"person": 0.5})})
+    with pytest.raises(ConfigError, match=r"\['person'\] are not classes of the 'camvid' scheme \(allowed: sky"):
+        resolve_scheme(config)

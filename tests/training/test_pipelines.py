@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from training.classes import classes_json, custom_scheme, parse_classes_json
 from training.pipelines import (
     CODE_DIR,
     PLACEHOLDERS,
@@ -884,3 +885,22 @@ def test_num_classes_hyperparameter_is_filled_in_when_absent():
     hyperparameters = {k: v for k, v in BASE.hyperparameters.items() if k != "num_classes"}
     definition = json.loads(fn_sub(build_training_pipeline(dataclasses.replace(BASE, hyperparameters=hyperparameters))))
     assert steps(definition)["TrainSegmentation"]["Arguments"]["HyperParameters"]["num_classes"] == "19"
+
+
+def test_custom_scheme_passes_its_class_list_to_prepare_and_evaluate():
+    classes = custom_scheme("lanes", [("road", (128, 64, 128)), ("lane marking", (255, 255, 255)), ("curb", (9, 9, 9))])
+    settings = dataclasses.replace(BASE, class_scheme="custom", num_classes=3, safety_iou_floors={"curb": 0.2},
+                                   hyperparameters={**BASE.hyperparameters, "num_classes": "3"},
+                                   custom_classes_json=classes_json(classes))
+    definition = json.loads(fn_sub(build_training_pipeline(settings)))
+    for step_name in ("PrepareDataset", "EvaluateModel"):
+        args = steps(definition)[step_name]["Arguments"]["AppSpecification"]["ContainerArguments"]
+        given = args[args.index("--classes-json") + 1]
+        assert args[args.index("--scheme") + 1] == "custom"
+        assert parse_classes_json(given) == [("road", (128, 64, 128)), ("lane marking", (255, 255, 255)),
+                                             ("curb", (9, 9, 9))]
+
+
+def test_custom_scheme_without_its_class_list_is_rejected():
+    with pytest.raises(ValueError, match="custom_classes_json must be given exactly when class_scheme is 'custom'"):
+        dataclasses.replace(BASE, class_scheme="custom")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import training.prepare as prepare_module
-from training.classes import CAMVID, CITYSCAPES
+from training.classes import CAMVID, CITYSCAPES, classes_json
 from training.prepare import PreparationError, main, prepare_dataset, read_split_file
 from training.scenes import generate_scene, write_broken_frames
 
@@ -394,3 +394,23 @@ def test_cli_as_module_has_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "input directory" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_cli_custom_classes_inline(generic_tree, tmp_path, capsys):
+    root, _ = generic_tree
+    inline = classes_json(CITYSCAPES)  # the same classes, given as a custom list
+    code = main(["--layout", "generic", "--input", str(root), "--output", str(tmp_path / "out"), "--workers", "1",
+                 "--scheme", "custom", "--classes-json", inline])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["scheme"] == "custom" and report["classes"] == list(CITYSCAPES.names)
+
+
+def test_cli_custom_classes_given_twice_is_an_error(generic_tree, tmp_path, capsys):
+    root, _ = generic_tree
+    (tmp_path / "classes.json").write_text('[{"name": "a", "color": [0, 0, 0]}, {"name": "b", "color": [1, 1, 1]}]')
+    with pytest.raises(SystemExit) as exc:
+        main(["--layout", "generic", "--input", str(root), "--output", str(tmp_path / "out"), "--scheme", "custom",
+              "--classes-file", str(tmp_path / "classes.json"), "--classes-json", "[]"])
+    assert exc.value.code == 2
+    assert "--classes-file or --classes-json, not both" in capsys.readouterr().err
