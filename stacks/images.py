@@ -6,7 +6,6 @@ CloudFormation mapping keyed by region and are picked with Fn::FindInMap on AWS:
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -17,9 +16,8 @@ from constructs import Construct
 from stacks.compliance import partition_of
 from stacks.config import ConfigError, EnvironmentConfig
 
-# The SDK creates a boto3 client at import time: it needs a region, and must never look for credentials.
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+# The SDK's image-URI table, imported where the SDK's offline import traps are handled.
+from training.pipelines import image_uris
 
 ALGORITHM = "semantic-segmentation"
 # Prepare/Evaluate need Python with numpy and Pillow: the AWS PyTorch CPU training image has both.
@@ -47,8 +45,6 @@ def _repository_arn(uri: str) -> str:
 @cache
 def images_by_region() -> dict[str, RegionImages]:
     """Regions where both the algorithm and the processing image are published (commercial, GovCloud, China)."""
-    from sagemaker.core import image_uris
-
     found = {}
     for region in image_uris.config_for_framework(ALGORITHM)["versions"]["1"]["registries"]:
         if region.startswith(("us-iso",)):
