@@ -23,21 +23,15 @@ for path in (LAMBDA_DIR, Path(__file__).resolve().parent):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-# Offline AWS and Powertools settings, before any handler module (and its Logger/Metrics) is imported.
+# Powertools settings, before any handler module (and its Logger/Metrics) is imported. The offline AWS
+# settings (fake credentials, region, no instance metadata) come from tests/conftest.py, loaded first.
 os.environ.update(
     {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "roadseg-test",
         "POWERTOOLS_SERVICE_NAME": "roadseg-lambda-test",
         "POWERTOOLS_LOG_LEVEL": "INFO",
     }
 )
-os.environ.pop("AWS_PROFILE", None)
 
 from lambda_testkit import (  # noqa: E402
     BASE_ENV,
