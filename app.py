@@ -14,10 +14,10 @@ def main() -> None:
     env_name = app.node.try_get_context("env") or "dev"
     try:
         config = load_config(env_name)
+        build_app(config, app)
     except ConfigError as exc:
         print(f"roadseg: {exc}", file=sys.stderr)
         sys.exit(2)
-    build_app(config, app)
     app.synth()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import aws_cdk as cdk
 
 from stacks.compliance import add_compliance_checks
-from stacks.config import EnvironmentConfig
+from stacks.config import ConfigError, EnvironmentConfig
 from stacks.data_stack import DataStack
 from stacks.inference_stack import InferenceStack
 from stacks.training_stack import TrainingStack
@@ -31,6 +31,16 @@ def inference_stack_name(config: EnvironmentConfig) -> str:
     return f"{stack_name_prefix(config)}Inference"
 
 
+SCALING_CONTEXT = "scaling"  # `-c scaling=off`: the first of two deploys that change an endpoint's instance type
+
+
+def scaling_suspended(app: cdk.App) -> bool:
+    value = str(app.node.try_get_context(SCALING_CONTEXT) or "on")
+    if value not in ("on", "off"):
+        raise ConfigError(f"context {SCALING_CONTEXT}={value!r}: use 'on' (default) or 'off'")
+    return value == "off"
+
+
 class RoadsegStacks:
     """The stacks of one environment, with typed references between them."""
 
@@ -43,7 +53,7 @@ class RoadsegStacks:
         self.training = TrainingStack(app, f"{prefix}Training", config=config, data=self.data.buckets,
                                       description=f"roadseg {config.name}: training and tuning pipelines", **common)
         self.inference = InferenceStack(app, inference_stack_name(config), config=config, data=self.data.buckets,
-                                        training=self.training.pipelines,
+                                        training=self.training.pipelines, suspend_scaling=scaling_suspended(app),
                                         description=f"roadseg {config.name}: GPU endpoints, rollout, monitoring",
                                         **common)
 

@@ -28,6 +28,8 @@ class AsyncEndpointProps:
     buckets: SharedBuckets
     success_topic: sns.ITopic
     error_topic: sns.ITopic
+    # The first of the two deploys that change the instance type: no scalable target (README).
+    suspend_scaling: bool = False
 
 
 class AsyncEndpoint(Construct):
@@ -60,23 +62,24 @@ class AsyncEndpoint(Construct):
                                                           buckets.key.key_arn)
 
         self.backlog_without_capacity = cw.Alarm(
-            self, "HasBacklogWithoutCapacity",
+            self, "HasBacklogWithoutCapacity", alarm_name=f"{name}-backlog-without-capacity",
             metric=endpoint_metric(name, "HasBacklogWithoutCapacity", "Average", variant_dimension=False),
             threshold=1, evaluation_periods=1, datapoints_to_alarm=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             alarm_description="Async requests are waiting and the endpoint has no instance: scale out from zero",
         )
+        # InvocationFailures is published per endpoint *and variant* (the queue metrics above per endpoint only).
         self.failed_invocations = cw.Alarm(
-            self, "InvocationFailures",
-            metric=endpoint_metric(name, "InvocationFailures", "Sum", variant_dimension=False),
+            self, "InvocationFailures", alarm_name=f"{name}-invocation-failures",
+            metric=endpoint_metric(name, "InvocationFailures", "Sum"),
             threshold=1, evaluation_periods=2,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             alarm_description="Async endpoint invocations failed",
         )
         self.oldest_request_age = cw.Alarm(
-            self, "ApproximateAgeOfOldestRequest",
+            self, "ApproximateAgeOfOldestRequest", alarm_name=f"{name}-oldest-request-age",
             metric=endpoint_metric(name, "ApproximateAgeOfOldestRequest", "Maximum", variant_dimension=False,
                                    period=cdk.Duration.minutes(5)),
             threshold=cfg.invocation_timeout_seconds, evaluation_periods=3,
@@ -85,16 +88,21 @@ class AsyncEndpoint(Construct):
             alarm_description="Async requests wait longer than the invocation timeout",
         )
         self.alarms = [self.failed_invocations, self.oldest_request_age, self.backlog_without_capacity]
+        self.rollback_alarms = [self.failed_invocations]
+        self.rollback_alarm_names = [f"{name}-invocation-failures"]  # literal: the alarms exist only with a model
+        # Scaled to zero, a retained count would make the new fleet empty: nothing to judge during the bake.
         self.endpoint = endpoint(self, "Endpoint", name, self.endpoint_config.attr_endpoint_config_name,
-                                 [self.failed_invocations])
-
+                                 self.rollback_alarms, retain_instance_count=cfg.min_capacity > 0)
+        self.scaling = None
+        if props.suspend_scaling:
+            return
         self.scaling = instance_count_target(self, self.endpoint, cfg.min_capacity, cfg.max_capacity)
         # Backlog per instance, dimension EndpointName only (the async metric has no VariantName).
         self.scaling.scale_to_track_metric(
             "BacklogPerInstance",
             target_value=cfg.target_backlog_per_instance,
-            custom_metric=cw.Metric(namespace="AWS/SageMaker", metric_name="ApproximateBacklogSizePerInstance",
-                                    dimensions_map={"EndpointName": name}, statistic="Average"),
+            custom_metric=endpoint_metric(name, "ApproximateBacklogSizePerInstance", "Average",
+                                          variant_dimension=False),
             scale_in_cooldown=cdk.Duration.seconds(cfg.scale_in_cooldown_seconds),
             scale_out_cooldown=cdk.Duration.seconds(cfg.scale_out_cooldown_seconds),
         )

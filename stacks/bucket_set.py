@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aws_cdk as cdk
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -56,14 +55,6 @@ class BucketSet(Construct):
             removal_policy=self._removal,
             pending_window=cdk.Duration.days(30 if cfg.retain else 7),
         )
-
-        # S3 event notifications to the KMS-encrypted ingest queue are encrypted by S3 itself with this key.
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="S3EventNotificationsToEncryptedQueues",
-            principals=[iam.ServicePrincipal("s3.amazonaws.com")],
-            actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}},
-        ))
 
         # S3 server access logging only delivers to SSE-S3 buckets, hence no KMS key here.
         self.access_logs = self._bucket(

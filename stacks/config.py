@@ -182,9 +182,18 @@ class AsyncEndpointConfig(_Capacity):
     scale_out_cooldown_seconds: NonNegativeInt = 300
 
 
+# AWS keeps at least 100 units of an account's Lambda concurrency unreserved, and new accounts often have a
+# quota of far less than the default 1,000, so a reservation can fail the first deploy ("decreases account's
+# UnreservedConcurrentExecution below its minimum value"). Reservations are therefore opt-in; the ingest path is
+# bounded by its event source's maximum concurrency instead, which takes nothing from the unreserved pool.
+# https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
+LAMBDA_UNRESERVED_MINIMUM = 100
+
+
 class FunctionConfig(_Strict):
     memory_mb: Annotated[int, Field(ge=128, le=10240)] = 1024
-    reserved_concurrency: Annotated[int, Field(ge=1, le=1000)] = 10
+    # None: no reservation (the function shares the account's unreserved pool).
+    reserved_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
     timeout_seconds: Annotated[int, Field(ge=3, le=900)] = 60
 
 
@@ -206,9 +215,13 @@ class PreprocessingConfig(_Strict):
     batch_size: Annotated[int, Field(ge=1, le=100)] = 10
     max_receive_count: Annotated[int, Field(ge=1, le=100)] = 5
     tracing: bool = False
-    ingest: FunctionConfig = FunctionConfig(memory_mb=1024, reserved_concurrency=10)
-    postprocess: FunctionConfig = FunctionConfig(memory_mb=1024, reserved_concurrency=10)
-    realtime: FunctionConfig = FunctionConfig(memory_mb=1536, reserved_concurrency=20, timeout_seconds=60)
+    # How many ingest functions the SQS event source runs at most (ScalingConfig.MaximumConcurrency, 2..1000):
+    # bounds the load on the async endpoint without reserving account concurrency.
+    # https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html
+    ingest_max_concurrency: Annotated[int, Field(ge=2, le=1000)] = 10
+    ingest: FunctionConfig = FunctionConfig(memory_mb=1024)
+    postprocess: FunctionConfig = FunctionConfig(memory_mb=1024)
+    realtime: FunctionConfig = FunctionConfig(memory_mb=1536, timeout_seconds=60)
 
     @field_validator("key_pattern")
     @classmethod
@@ -257,6 +270,12 @@ class EnvironmentConfig(_Strict):
     @property
     def retain(self) -> bool:
         return self.removal_policy is RemovalPolicy.retain
+
+    @property
+    def reserved_lambda_concurrency(self) -> int:
+        """Units of account concurrency this environment's functions reserve (0 unless configured)."""
+        cfg = self.preprocessing
+        return sum(fn.reserved_concurrency or 0 for fn in (cfg.ingest, cfg.postprocess, cfg.realtime))
 
 
 def available_environments(config_dir: Path = CONFIG_DIR) -> list[str]:

@@ -9,6 +9,12 @@ from aws_cdk import aws_sagemaker as sagemaker
 
 from stacks.compliance import acknowledge_all_packs
 from stacks.config import NVME_FAMILIES, instance_family
+from stacks.metric_catalogue import metric
+
+# "If the update would change the instance type for any model that is a target for auto scaling, the update
+# fails": an instance-type change deploys in two steps, the first without scalable targets (README).
+SCALING_UPDATE_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html"
+GUARDRAILS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html"
 
 VARIANT = "AllTraffic"
 # Blue/green: shift all traffic at once, then bake; any rollback alarm in that window restores the old fleet.
@@ -46,14 +52,22 @@ def blue_green(rollback_alarms: list[cw.Alarm]) -> sagemaker.CfnEndpoint.Deploym
     )
 
 
-def endpoint(scope, construct_id: str, name: str, config_name: str,
-             rollback_alarms: list[cw.Alarm]) -> sagemaker.CfnEndpoint:
+def endpoint(scope, construct_id: str, name: str, config_name: str, rollback_alarms: list[cw.Alarm], *,
+             retain_instance_count: bool = True) -> sagemaker.CfnEndpoint:
     """The endpoint keeps a fixed name (it is updated in place, never replaced; alarms and clients use the name);
     models and endpoint configs get generated names so each rollout creates fresh ones.
-    RetainAllVariantProperties: a stack update (new model) keeps the instance count the autoscaler chose."""
+
+    RetainAllVariantProperties: a stack update (new model) keeps the instance count the autoscaler chose.
+    ``retain_instance_count=False`` excludes the count, so the new fleet starts with the endpoint config's initial
+    count: an async endpoint scaled to zero would otherwise bake a fleet of zero instances, which receives no
+    request and cannot trip a rollback alarm (the green fleet gets one instance instead; see AsyncEndpoint)."""
+    exclude = None
+    if not retain_instance_count:
+        exclude = [sagemaker.CfnEndpoint.VariantPropertyProperty(variant_property_type="DesiredInstanceCount")]
     return sagemaker.CfnEndpoint(
         scope, construct_id, endpoint_name=name, endpoint_config_name=config_name,
-        retain_all_variant_properties=True, deployment_config=blue_green(rollback_alarms))
+        retain_all_variant_properties=True, exclude_retained_variant_properties=exclude,
+        deployment_config=blue_green(rollback_alarms))
 
 
 def instance_count_target(scope, endpoint_resource: sagemaker.CfnEndpoint, min_capacity: int,
@@ -72,6 +86,6 @@ def instance_count_target(scope, endpoint_resource: sagemaker.CfnEndpoint, min_c
 
 def endpoint_metric(endpoint_name: str, metric_name: str, statistic: str, *, variant_dimension: bool = True,
                     period: cdk.Duration | None = None) -> cw.Metric:
+    """An AWS/SageMaker endpoint metric; the catalogue refuses a dimension set AWS does not publish it with."""
     dims = {"EndpointName": endpoint_name, **({"VariantName": VARIANT} if variant_dimension else {})}
-    return cw.Metric(namespace="AWS/SageMaker", metric_name=metric_name, dimensions_map=dims, statistic=statistic,
-                     period=period or cdk.Duration.minutes(1))
+    return metric("AWS/SageMaker", metric_name, dims, statistic=statistic, period=period)

@@ -11,6 +11,7 @@ from stacks.bucket_set import BucketSet
 from stacks.config import EnvironmentConfig
 from stacks.images import images_mapping
 from stacks.monitoring import Monitoring, MonitoringProps
+from stacks.operations_key import OperationsKey, OperationsKeyProps
 from stacks.preprocessors import Preprocessors, PreprocessorsProps
 from stacks.realtime_endpoint import RealtimeEndpoint, RealtimeEndpointProps
 from stacks.registry_model import RegistryModel, RegistryModelProps, apply_condition
@@ -24,28 +25,35 @@ def endpoint_names(config: EnvironmentConfig) -> tuple[str, str]:
 
 class InferenceStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, data: BucketSet,
-                 training: TrainingPipelines, **kwargs) -> None:
+                 training: TrainingPipelines, suspend_scaling: bool = False, **kwargs) -> None:
+        """``suspend_scaling``: leave the endpoints' scalable targets out, the first of the two deploys that change
+        an autoscaled endpoint's instance type (README, "Changing an endpoint's instance type")."""
         super().__init__(scope, construct_id, **kwargs)
         self.realtime_name, self.async_name = endpoint_names(config)
         buckets = data.share_with(self)
         self.model = RegistryModel(self, "Model", RegistryModelProps(
             buckets=buckets, algorithm_repository_arn=images_mapping(self, config).get("AlgorithmRepository")))
+        # Log groups, topics and queues that AWS services write into use this stack's own key (see the module).
+        self.operations_key = OperationsKey(self, "OperationsKey", OperationsKeyProps(
+            prefix=config.prefix, retain=config.retain))
+        key = self.operations_key.key
         # Topics exist with or without a model, so subscribers (the result postprocessor) never dangle.
-        self.success_topic = sns.Topic(self, "AsyncSuccess", master_key=buckets.key, enforce_ssl=True,
+        self.success_topic = sns.Topic(self, "AsyncSuccess", master_key=key, enforce_ssl=True,
                                        display_name=f"{config.prefix} async inference succeeded")
-        self.error_topic = sns.Topic(self, "AsyncError", master_key=buckets.key, enforce_ssl=True,
+        self.error_topic = sns.Topic(self, "AsyncError", master_key=key, enforce_ssl=True,
                                      display_name=f"{config.prefix} async inference failed")
 
         serving = Construct(self, "Serving")  # everything below exists only while a model is approved
         self.realtime = RealtimeEndpoint(serving, "Realtime", RealtimeEndpointProps(
             config=config.realtime_endpoint, endpoint_name=self.realtime_name, model_name=self.model.model_name,
-            buckets=buckets))
+            buckets=buckets, suspend_scaling=suspend_scaling))
         self.async_endpoint = AsyncEndpoint(serving, "Async", AsyncEndpointProps(
             config=config.async_endpoint, endpoint_name=self.async_name, model_name=self.model.model_name,
             model_role=self.model.role, buckets=buckets, success_topic=self.success_topic,
-            error_topic=self.error_topic))
+            error_topic=self.error_topic, suspend_scaling=suspend_scaling))
+        self.model.allow_reading_alarms(self.realtime.rollback_alarm_names + self.async_endpoint.rollback_alarm_names)
         self.monitoring = Monitoring(self, "Monitoring", MonitoringProps(
-            prefix=config.prefix, key=buckets.key,
+            prefix=config.prefix, key=self.operations_key,
             pipeline_names=[training.training_pipeline.pipeline_name, training.tuning_pipeline.pipeline_name]))
         self.monitoring.add_section("Real-time endpoint", self.realtime.alarms)
         self.monitoring.add_section("Asynchronous endpoint", self.async_endpoint.alarms)
@@ -54,12 +62,13 @@ class InferenceStack(cdk.Stack):
 
         self.rollout = ApprovalRollout(self, "Rollout", ApprovalRolloutProps(
             config=config, model_package_group=training.settings.model_package_group, model_role=self.model.role,
-            key=buckets.key, endpoint_names=(self.realtime_name, self.async_name)))
+            key=self.operations_key, endpoint_names=(self.realtime_name, self.async_name)))
         self.monitoring.add_section("Rollout", self.rollout.alarms)
 
         self.preprocessors = Preprocessors(self, "Preprocessors", PreprocessorsProps(
-            config=config, scheme=training.scheme, buckets=buckets, realtime_endpoint_name=self.realtime_name,
-            async_endpoint_name=self.async_name, success_topic=self.success_topic, error_topic=self.error_topic))
+            config=config, scheme=training.scheme, buckets=buckets, key=self.operations_key,
+            realtime_endpoint_name=self.realtime_name, async_endpoint_name=self.async_name,
+            success_topic=self.success_topic, error_topic=self.error_topic))
         self.monitoring.add_section("Lambda preprocessors", self.preprocessors.alarms)
         # Results name the model that produced them: the version is the last part of the package ARN.
         version = cdk.Fn.condition_if(self.model.has_model.logical_id,

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import aws_cdk as cdk
 import jsii
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.compliance import acknowledge_all_packs
 from stacks.config import EnvironmentConfig
+from stacks.operations_key import OperationsKey
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the latest Python runtime of this aws-cdk-lib (cdk-nag AwsSolutions-L1)
@@ -71,11 +72,23 @@ _RETENTION = {
 }
 
 
-def function_log_group(scope: Construct, construct_id: str, config: EnvironmentConfig, key: kms.IKey) -> logs.LogGroup:
-    """A KMS-encrypted log group with the environment's retention, kept in retaining environments."""
+def function_log_group(scope: Construct, construct_id: str, config: EnvironmentConfig,
+                       key: OperationsKey) -> logs.LogGroup:
+    """A KMS-encrypted log group with the environment's retention, kept in retaining environments. CloudWatch Logs
+    encrypts with the key itself, so the key admits it (in the same call, so the two cannot drift apart)."""
+    key.admit_log_groups()
     return logs.LogGroup(
         scope, construct_id,
         retention=getattr(logs.RetentionDays, _RETENTION[config.retention.log_group_days]),
-        encryption_key=key,
+        encryption_key=key.key,
         removal_policy=cdk.RemovalPolicy.RETAIN if config.retain else cdk.RemovalPolicy.DESTROY,
     )
+
+
+def acknowledge_unreserved_concurrency(function: lambda_.Function) -> None:
+    """HIPAA/NIST LambdaConcurrency asks for a reservation on every function; roadseg reserves only on request."""
+    acknowledge_all_packs(function, "LambdaConcurrency",
+                          "Reserved concurrency is taken from the account's unreserved pool, of which AWS keeps 100 "
+                          "(new accounts often have far less than 1,000), so it can fail a first deploy. It is opt-in "
+                          "per function (preprocessing.<fn>.reserved_concurrency; make deploy's preflight checks the "
+                          "account); the ingest path is bounded by its event source's maximum concurrency.")

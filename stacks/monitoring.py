@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
+
+from stacks.metric_catalogue import metric
+from stacks.operations_key import OperationsKey
 
 PIPELINE_NAMESPACE = "AWS/Sagemaker/ModelBuildingPipeline"
 
@@ -17,7 +19,7 @@ PIPELINE_NAMESPACE = "AWS/Sagemaker/ModelBuildingPipeline"
 @dataclass
 class MonitoringProps:
     prefix: str
-    key: kms.IKey
+    key: OperationsKey
     pipeline_names: list[str]
     alarm_topic: sns.ITopic | None = None
     widgets: list[cw.IWidget] = field(default_factory=list)
@@ -26,15 +28,16 @@ class MonitoringProps:
 class Monitoring(Construct):
     def __init__(self, scope: Construct, construct_id: str, props: MonitoringProps) -> None:
         super().__init__(scope, construct_id)
-        self.topic = props.alarm_topic or sns.Topic(self, "AlarmTopic", master_key=props.key, enforce_ssl=True,
+        self.topic = props.alarm_topic or sns.Topic(self, "AlarmTopic", master_key=props.key.key, enforce_ssl=True,
                                                     display_name=f"{props.prefix} alarms")
+        # Alarm actions publish as cloudwatch.amazonaws.com, which must be able to use the topic's key.
+        props.key.admit_alarm_notifications()
         self._action = cw_actions.SnsAction(self.topic)
         self.pipeline_failures = [
             cw.Alarm(
                 self, f"PipelineFailed{index}",
-                metric=cw.Metric(namespace=PIPELINE_NAMESPACE, metric_name="ExecutionFailed",
-                                 dimensions_map={"PipelineName": name}, statistic="Sum",
-                                 period=cdk.Duration.minutes(5)),
+                metric=metric(PIPELINE_NAMESPACE, "ExecutionFailed", {"PipelineName": name}, statistic="Sum",
+                              period=cdk.Duration.minutes(5)),
                 threshold=1, evaluation_periods=1,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,

@@ -21,8 +21,10 @@ from constructs import Construct
 from stacks.bucket_set import SharedBuckets
 from stacks.compliance import acknowledge, acknowledge_all_packs, acknowledge_policy
 from stacks.config import EnvironmentConfig, FunctionConfig
-from stacks.lambda_code import RUNTIME, function_log_group, lambda_code
+from stacks.lambda_code import RUNTIME, acknowledge_unreserved_concurrency, function_log_group, lambda_code
 from stacks.layout import DATASETS, INFERENCE
+from stacks.metric_catalogue import metric
+from stacks.operations_key import OperationsKey
 from training.classes import ClassScheme
 
 NO_VPC = ("The function talks only to regional AWS APIs (S3, SageMaker runtime) through their public endpoints "
@@ -60,6 +62,7 @@ class PreprocessorsProps:
     config: EnvironmentConfig
     scheme: ClassScheme
     buckets: SharedBuckets
+    key: OperationsKey  # queues and log groups
     realtime_endpoint_name: str
     async_endpoint_name: str
     success_topic: sns.ITopic
@@ -78,19 +81,17 @@ class Preprocessors(Construct):
         self.ingest_queue = self._queue("IngestQueue", dead_letter=sqs.DeadLetterQueue(
             queue=self.ingest_dlq, max_receive_count=cfg.max_receive_count),
             visibility=cdk.Duration.seconds(6 * cfg.ingest.timeout_seconds))
+        # S3 encrypts its notifications with the queue's key: SqsDestination adds the key-policy statement for
+        # s3.amazonaws.com itself, because the key belongs to this stack.
         for bucket in (buckets.inference, buckets.datasets):
             bucket.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.SqsDestination(self.ingest_queue),
                                           s3.NotificationKeyFilter(prefix=INFERENCE.incoming))
-        # The key lives in the data stack, whose key policy already lets S3 use it (BucketSet).
-        cdk.Annotations.of(buckets.key).acknowledge_warning(
-            "@aws-cdk/aws-s3-notifications:sqsKMSPermissionsNotAdded",
-            "The data stack's key policy grants s3.amazonaws.com GenerateDataKey/Decrypt for this account.")
 
         self.ingest = self._function("Ingest", "ingest.handler", cfg.ingest,
                                      "Validates camera frames and submits them to the async endpoint")
         self.ingest.add_event_source(sources.SqsEventSource(
             self.ingest_queue, batch_size=cfg.batch_size, report_batch_item_failures=True,
-            max_batching_window=cdk.Duration.seconds(5)))
+            max_batching_window=cdk.Duration.seconds(5), max_concurrency=cfg.ingest_max_concurrency))
         for bucket in (buckets.inference, buckets.datasets):
             bucket.grant_read(self.ingest, f"{INFERENCE.incoming}*")
         buckets.inference.grant_read_write(self.ingest, f"{INFERENCE.async_input}*")
@@ -104,6 +105,7 @@ class Preprocessors(Construct):
         self.postprocess = self._function("Postprocess", "postprocess.handler", cfg.postprocess,
                                           "Turns async masks into result JSON (and overlays); records failures")
         self.postprocess_dlq = self._queue("PostprocessDeadLetters", dead_letter=None)
+        props.key.admit_sns_dead_letters()  # SNS itself moves undeliverable notifications into the encrypted DLQ
         for topic in (props.success_topic, props.error_topic):
             topic.add_subscription(subs.LambdaSubscription(self.postprocess, dead_letter_queue=self.postprocess_dlq))
         buckets.inference.grant_read(self.postprocess, f"{INFERENCE.async_output}*")
@@ -116,6 +118,7 @@ class Preprocessors(Construct):
         self.realtime = self._function("RealtimeFront", "realtime.handler", cfg.realtime,
                                        "Preprocesses one frame and returns its mask from the real-time endpoint")
         self.realtime_url = self.realtime.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+        self.realtime_invoke_policy = self._invoke_url_policy()
         self.realtime.add_to_role_policy(iam.PolicyStatement(
             actions=["sagemaker:InvokeEndpoint"],
             resources=[stack.format_arn(service="sagemaker", resource="endpoint",
@@ -138,7 +141,7 @@ class Preprocessors(Construct):
     def _queue(self, construct_id: str, *, dead_letter: sqs.DeadLetterQueue | None,
                visibility: cdk.Duration | None = None) -> sqs.Queue:
         queue = sqs.Queue(self, construct_id, encryption=sqs.QueueEncryption.KMS,
-                          encryption_master_key=self.props.buckets.key, enforce_ssl=True,
+                          encryption_master_key=self.props.key.key, enforce_ssl=True,
                           retention_period=cdk.Duration.days(14), dead_letter_queue=dead_letter,
                           visibility_timeout=visibility)
         if dead_letter is None:
@@ -147,28 +150,60 @@ class Preprocessors(Construct):
 
     def _function(self, construct_id: str, handler: str, fn: FunctionConfig, description: str) -> lambda_.Function:
         config = self.props.config
+        dead_letters = self._queue(f"{construct_id}FailedInvocations", dead_letter=None)
         function = lambda_.Function(
             self, construct_id, runtime=RUNTIME, code=lambda_code(), handler=handler, description=description,
             memory_size=fn.memory_mb, timeout=cdk.Duration.seconds(fn.timeout_seconds),
             reserved_concurrent_executions=fn.reserved_concurrency,
             environment={**self.environment(), "POWERTOOLS_SERVICE_NAME": f"roadseg-{construct_id.lower()}"},
-            log_group=function_log_group(self, f"{construct_id}Logs", config, self.props.buckets.key),
+            log_group=function_log_group(self, f"{construct_id}Logs", config, self.props.key),
             tracing=lambda_.Tracing.ACTIVE if config.preprocessing.tracing else lambda_.Tracing.DISABLED,
-            dead_letter_queue=self._queue(f"{construct_id}FailedInvocations", dead_letter=None),
+            dead_letter_queue=dead_letters,
         )
+        # Lambda sends failed events to the DLQ with the function's role: sqs:SendMessage (added by CDK) is not
+        # enough for an encrypted queue, the role also needs the key's GenerateDataKey and Decrypt.
+        # https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html
+        self.props.key.grant_send_to_queues(function)
         acknowledge_all_packs(function, "LambdaInsideVPC", NO_VPC)
+        if fn.reserved_concurrency is None:
+            acknowledge_unreserved_concurrency(function)
         return function
+
+    def _invoke_url_policy(self) -> iam.ManagedPolicy:
+        """What a caller of the IAM-authenticated function URL needs. Since October 2025 a new function URL
+        needs both lambda:InvokeFunctionUrl and lambda:InvokeFunction
+        (https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html)."""
+        policy = iam.ManagedPolicy(
+            self, "RealtimeFrontInvokePolicy",
+            description=f"{self.props.config.prefix}: call the real-time front's function URL (SigV4)",
+            statements=[
+                iam.PolicyStatement(sid="InvokeTheFunctionUrl", actions=["lambda:InvokeFunctionUrl"],
+                                    resources=[self.realtime.function_arn],
+                                    conditions={"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}),
+                iam.PolicyStatement(sid="InvokeTheFunction", actions=["lambda:InvokeFunction"],
+                                    resources=[self.realtime.function_arn]),
+            ])
+        cdk.CfnOutput(cdk.Stack.of(self), "RealtimeFrontInvokePolicyArn", value=policy.managed_policy_arn,
+                      description="Attach to the roles or users that call the real-time front")
+        return policy
+
+    def grant_invoke_url(self, grantee: iam.IGrantable) -> None:
+        """Let ``grantee`` call the real-time front's function URL (both actions, see _invoke_url_policy)."""
+        self.realtime.grant_invoke_url(grantee)
+        self.realtime.grant_invoke(grantee)
 
     def _errors_alarm(self, function: lambda_.Function) -> cw.Alarm:
         return cw.Alarm(self, f"{function.node.id}Errors",
-                        metric=function.metric_errors(period=cdk.Duration.minutes(5)),
+                        metric=metric("AWS/Lambda", "Errors", {"FunctionName": function.function_name},
+                                      statistic="Sum", period=cdk.Duration.minutes(5)),
                         threshold=1, evaluation_periods=1, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                         comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                         alarm_description=f"{function.node.id} function errors")
 
     def _depth_alarm(self, queue: sqs.Queue) -> cw.Alarm:
         return cw.Alarm(self, f"{queue.node.id}Depth",
-                        metric=queue.metric_approximate_number_of_messages_visible(period=cdk.Duration.minutes(5)),
+                        metric=metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": queue.queue_name},
+                                      statistic="Maximum", period=cdk.Duration.minutes(5)),
                         threshold=1, evaluation_periods=1,
                         comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                         alarm_description=f"Messages in {queue.node.id}: replay after fixing the cause (README)")

@@ -23,6 +23,8 @@ class RealtimeEndpointProps:
     model_name: str
     buckets: SharedBuckets
     latency_p90_threshold_ms: float = 1500.0
+    # The first of the two deploys that change the instance type: no scalable target (README).
+    suspend_scaling: bool = False
 
 
 class RealtimeEndpoint(Construct):
@@ -48,7 +50,7 @@ class RealtimeEndpoint(Construct):
                                                           buckets.key.key_arn)
         name = props.endpoint_name
         self.latency_p90 = cw.Alarm(
-            self, "LatencyP90",
+            self, "LatencyP90", alarm_name=f"{name}-latency-p90",
             metric=endpoint_metric(name, "ModelLatency", "p90"),  # microseconds
             threshold=props.latency_p90_threshold_ms * 1000, evaluation_periods=3,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -56,7 +58,7 @@ class RealtimeEndpoint(Construct):
             alarm_description="Real-time endpoint p90 model latency above threshold",
         )
         self.errors_5xx = cw.Alarm(
-            self, "Invocation5XXErrors",
+            self, "Invocation5XXErrors", alarm_name=f"{name}-5xx-errors",
             metric=endpoint_metric(name, "Invocation5XXErrors", "Sum"),
             threshold=1, evaluation_periods=2,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -64,8 +66,13 @@ class RealtimeEndpoint(Construct):
             alarm_description="Real-time endpoint returned 5XX errors",
         )
         self.alarms = [self.latency_p90, self.errors_5xx]
-        self.endpoint = endpoint(self, "Endpoint", name, self.endpoint_config.attr_endpoint_config_name, self.alarms)
-
+        self.rollback_alarms = list(self.alarms)
+        self.rollback_alarm_names = [f"{name}-latency-p90", f"{name}-5xx-errors"]  # literal: exist only with a model
+        self.endpoint = endpoint(self, "Endpoint", name, self.endpoint_config.attr_endpoint_config_name,
+                                 self.rollback_alarms)
+        self.scaling = None
+        if props.suspend_scaling:
+            return
         self.scaling = instance_count_target(self, self.endpoint, cfg.min_capacity, cfg.max_capacity)
         self.scaling.scale_to_track_metric(
             "InvocationsPerInstance",

@@ -93,6 +93,18 @@ class RegistryModel(Construct):
         self.model.node.add_dependency(self.role)
         self.model.cfn_options.condition = self.has_model
 
+    def allow_reading_alarms(self, alarm_names: list[str]) -> None:
+        """Deployment guardrails read the auto-rollback alarms with the model's execution role: "Ensure that your
+        IAM execution role has permission to perform the cloudwatch:DescribeAlarms action on the auto-rollback
+        alarms you specify" (https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html).
+        Without it the blue/green rollback cannot see its alarms. Names, not references: the alarms exist only
+        while a model is approved, the role always."""
+        stack = cdk.Stack.of(self)
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="ReadRollbackAlarms", actions=["cloudwatch:DescribeAlarms"],
+            resources=[stack.format_arn(service="cloudwatch", resource="alarm", resource_name=name,
+                                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME) for name in alarm_names]))
+
     @property
     def model_name(self) -> str:
         return self.model.attr_model_name

@@ -160,6 +160,12 @@ class TrainingPipelines(Construct):
         self.entry_script.grant_read(role)
         self.package.grant_read(role)
         buckets.key.grant_encrypt_decrypt(role)
+        # Jobs encrypt their ML storage volumes with the key (VolumeKmsKeyId), which SageMaker does through a grant
+        # created with the job creator's credentials: the pipeline role needs kms:CreateGrant, for AWS resources
+        # only. https://docs.aws.amazon.com/sagemaker/latest/dg/api-permissions-reference.html
+        role.add_to_policy(iam.PolicyStatement(
+            sid="VolumeKeyGrantsForJobs", actions=["kms:CreateGrant"], resources=[buckets.key.key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}))
 
         arn = stack.format_arn
         sagemaker_arn = lambda resource, name: arn(service="sagemaker", resource=resource, resource_name=name)  # noqa: E731

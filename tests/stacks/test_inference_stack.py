@@ -281,7 +281,8 @@ def test_functions_take_sizes_and_tunables_from_config(env, template):
                         ("realtime.handler", cfg.realtime)):
         _, function = function_by_handler(template, handler)
         props = function["Properties"]
-        assert (props["MemorySize"], props["ReservedConcurrentExecutions"]) == (fn.memory_mb, fn.reserved_concurrency)
+        assert props["MemorySize"] == fn.memory_mb
+        assert props.get("ReservedConcurrentExecutions") == fn.reserved_concurrency
         variables = props["Environment"]["Variables"]
         assert variables["TARGET_WIDTH"] == str(cfg.target_width)
         assert variables["KEY_PATTERN"] == cfg.key_pattern
@@ -292,6 +293,15 @@ def test_functions_take_sizes_and_tunables_from_config(env, template):
             "/", {"Ref": MODEL_PACKAGE_PARAMETER}]}]}, ""]}
     for log_group in resources(template, "AWS::Logs::LogGroup").values():
         assert log_group["Properties"]["RetentionInDays"] == env.config.retention.log_group_days
+    _, ingest = function_by_handler(template, "ingest.handler")
+    mappings = [m["Properties"] for m in resources(template, "AWS::Lambda::EventSourceMapping").values()]
+    assert [m["ScalingConfig"]["MaximumConcurrency"] for m in mappings] == [cfg.ingest_max_concurrency]
+
+
+def test_no_function_reserves_concurrency_unless_configured(env, template):
+    reserved = [f["Properties"].get("ReservedConcurrentExecutions")
+                for f in resources(template, "AWS::Lambda::Function").values()]
+    assert sum(r or 0 for r in reserved) == env.config.reserved_lambda_concurrency
 
 
 def test_postprocessor_subscribes_to_both_async_topics(template):

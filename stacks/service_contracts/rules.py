@@ -1,0 +1,477 @@
+"""Integration contracts: rules over the synthesized templates for what one AWS service needs from another.
+
+cfn-lint checks each resource's shape and cdk-nag each resource's security settings; neither sees that a log
+group's key does not admit CloudWatch Logs, or that an alarm watches a dimension set nobody publishes. Each rule
+here encodes one such contract, cites the AWS page it rests on, and reports every resource that breaks it with
+what is missing. ``tests/stacks/test_service_contracts.py`` runs every rule on every environment and feeds each
+rule a template broken the way it guards against.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from stacks.metric_catalogue import CATALOGUE
+from stacks.service_contracts.assembly import Assembly, Resource, ResourceRef
+
+LOGS_KMS_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html"
+SNS_KMS_DOC = "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services"
+SQS_KMS_DOC = ("https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/"
+               "sqs-key-management.html#compatibility-with-aws-services")
+S3_NOTIFICATION_DOC = ("https://docs.aws.amazon.com/AmazonS3/latest/userguide/"
+                       "grant-destinations-permissions-to-s3.html")
+SNS_DLQ_DOC = "https://docs.aws.amazon.com/sns/latest/dg/sns-configure-dead-letter-queue.html"
+LAMBDA_DLQ_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html"
+LAMBDA_SQS_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html"
+ASYNC_NOTIFICATION_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-create-endpoint.html"
+GUARDRAILS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html"
+SSM_PARAMETER_TYPES_DOC = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
+                           "parameters-section-structure.html#aws-ssm-parameter-types")
+SAGEMAKER_KMS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/api-permissions-reference.html"
+FUNCTION_URL_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html"
+LAMBDA_CONCURRENCY_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html"
+ASYNC_SCALING_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-autoscale.html"
+
+ACCOUNT_ARN = "arn:${AWS::Partition}:{service}:${AWS::Region}:${AWS::AccountId}:{resource}"
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    resource: str
+    message: str
+    doc: str
+
+    def __str__(self) -> str:
+        return f"[{self.rule}] {self.resource}: {self.message} ({self.doc})"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the templates alone cannot say: whether the environment pins an account (and so a known quota)."""
+
+    reserved_concurrency_declared: int = 0
+    account_pinned: bool = False
+
+
+Rule = Callable[[Assembly, Context], Iterator[Violation]]
+RULES: dict[str, Rule] = {}
+
+
+def rule(name: str) -> Callable[[Rule], Rule]:
+    def register(function: Rule) -> Rule:
+        RULES[name] = function
+        return function
+    return register
+
+
+def check(assembly: Assembly, context: Context = Context()) -> list[Violation]:
+    return [violation for function in RULES.values() for violation in function(assembly, context)]
+
+
+# -- helpers -----------------------------------------------------------------------------------------------------
+
+def _arn(service: str, resource: str) -> str:
+    return ACCOUNT_ARN.replace("{service}", service).replace("{resource}", resource)
+
+
+def _key_of(assembly: Assembly, resource: Resource, prop: str) -> Resource | None:
+    key_id = resource.properties.get(prop)
+    return assembly.target(resource.stack, key_id, "AWS::KMS::Key") if key_id else None
+
+
+def _unresolved_key(resource: Resource, prop: str, name: str, doc: str) -> Violation:
+    return Violation(name, resource.path, f"{prop} names a key outside the synthesized stacks; its policy cannot be "
+                     "checked: use a key of this app", doc)
+
+
+def _key_admits(assembly: Assembly, key: Resource, service: str, actions: list[str],
+                condition: tuple[str, str] | None = None) -> bool:
+    """Does the key policy allow ``service`` (e.g. ``logs.${AWS::Region}.amazonaws.com``) every action, and, with
+    ``condition`` = (key, ARN), a condition on that key whose pattern matches the ARN?"""
+    from fnmatch import fnmatchcase
+
+    for statement in assembly.key_policy(key):
+        if f"Service:{service}" not in statement.principals:
+            continue
+        if not all(statement.allows_action(a) for a in actions):
+            continue
+        if condition is None:
+            return True
+        condition_key, arn = condition
+        if any(fnmatchcase(arn, pattern) for pattern in statement.condition_values(condition_key)):
+            return True
+    return False
+
+
+def _role_of_function(assembly: Assembly, function: Resource) -> Resource | None:
+    return assembly.target(function.stack, function.properties.get("Role"), "AWS::IAM::Role")
+
+
+def _encrypted_queue(assembly: Assembly, stack: str, value) -> tuple[Resource, Resource | None] | None:
+    queue = assembly.target(stack, value, "AWS::SQS::Queue")
+    if queue is None or not queue.properties.get("KmsMasterKeyId"):
+        return None
+    return queue, _key_of(assembly, queue, "KmsMasterKeyId")
+
+
+def _service_writes_queue(assembly: Assembly, queue_expr, stack: str, writer: str, service: str, name: str,
+                          doc: str) -> Iterator[Violation]:
+    found = _encrypted_queue(assembly, stack, queue_expr)
+    if found is None:
+        return
+    queue, key = found
+    if key is None:
+        yield _unresolved_key(queue, "KmsMasterKeyId", name, doc)
+    elif not _key_admits(assembly, key, service, ["kms:GenerateDataKey", "kms:Decrypt"]):
+        yield Violation(name, queue.path, f"{writer} writes into this queue as {service}, but the policy of its key "
+                        f"{key.path} does not allow {service} kms:GenerateDataKey and kms:Decrypt", doc)
+
+
+# -- a. encrypted destinations written by a service ---------------------------------------------------------------
+
+@rule("log-group-key-admits-cloudwatch-logs")
+def log_group_keys(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    name = "log-group-key-admits-cloudwatch-logs"
+    for group in assembly.resources("AWS::Logs::LogGroup"):
+        if not group.properties.get("KmsKeyId"):
+            continue
+        key = _key_of(assembly, group, "KmsKeyId")
+        if key is None:
+            yield _unresolved_key(group, "KmsKeyId", name, LOGS_KMS_DOC)
+            continue
+        arn = _arn("logs", f"log-group:{group.ref()}")
+        if not _key_admits(assembly, key, "logs.${AWS::Region}.amazonaws.com",
+                           ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:GenerateDataKey",
+                            "kms:DescribeKey"],
+                           ("kms:EncryptionContext:aws:logs:arn", arn)):
+            yield Violation(name, group.path, f"the policy of its key {key.path} does not admit "
+                            "logs.<region>.amazonaws.com (kms:Encrypt*, Decrypt*, ReEncrypt*, GenerateDataKey*, "
+                            "Describe*) with an ArnLike/ArnEquals kms:EncryptionContext:aws:logs:arn condition that "
+                            "covers this log group: CREATE_FAILED", LOGS_KMS_DOC)
+
+
+@rule("alarm-topic-key-admits-cloudwatch")
+def alarm_topics(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    name = "alarm-topic-key-admits-cloudwatch"
+    reported = set()
+    for alarm in assembly.resources("AWS::CloudWatch::Alarm"):
+        actions = [a for prop in ("AlarmActions", "OKActions", "InsufficientDataActions")
+                   for a in alarm.properties.get(prop, [])]
+        for action in actions:
+            topic = assembly.target(alarm.stack, action, "AWS::SNS::Topic")
+            if topic is None or not topic.properties.get("KmsMasterKeyId") or topic.path in reported:
+                continue
+            key = _key_of(assembly, topic, "KmsMasterKeyId")
+            if key is None:
+                yield _unresolved_key(topic, "KmsMasterKeyId", name, SNS_KMS_DOC)
+            elif not _key_admits(assembly, key, "cloudwatch.amazonaws.com", ["kms:Decrypt", "kms:GenerateDataKey"]):
+                yield Violation(name, topic.path, f"alarms (e.g. {alarm.path}) publish here, but the policy of its "
+                                f"key {key.path} does not allow cloudwatch.amazonaws.com kms:Decrypt and "
+                                "kms:GenerateDataKey*: the alarm fires and notifies nobody", SNS_KMS_DOC)
+            reported.add(topic.path)
+
+
+@rule("s3-notification-queue-key-admits-s3")
+def s3_notification_queues(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    for notification in assembly.resources("Custom::S3BucketNotifications"):
+        config = notification.properties.get("NotificationConfiguration", {})
+        for queue_config in config.get("QueueConfigurations", []):
+            yield from _service_writes_queue(assembly, queue_config.get("QueueArn"), notification.stack,
+                                             f"S3 ({notification.path})", "s3.amazonaws.com",
+                                             "s3-notification-queue-key-admits-s3", S3_NOTIFICATION_DOC)
+
+
+@rule("eventbridge-dead-letter-key-admits-events")
+def eventbridge_dead_letters(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    for event_rule in assembly.resources("AWS::Events::Rule"):
+        for target in event_rule.properties.get("Targets", []):
+            dead_letter = target.get("DeadLetterConfig", {}).get("Arn")
+            if dead_letter:
+                yield from _service_writes_queue(assembly, dead_letter, event_rule.stack,
+                                                 f"EventBridge ({event_rule.path})", "events.amazonaws.com",
+                                                 "eventbridge-dead-letter-key-admits-events", SQS_KMS_DOC)
+
+
+@rule("sns-dead-letter-key-admits-sns")
+def sns_dead_letters(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    for subscription in assembly.resources("AWS::SNS::Subscription"):
+        dead_letter = (subscription.properties.get("RedrivePolicy") or {}).get("deadLetterTargetArn")
+        if dead_letter:
+            yield from _service_writes_queue(assembly, dead_letter, subscription.stack,
+                                             f"SNS ({subscription.path})", "sns.amazonaws.com",
+                                             "sns-dead-letter-key-admits-sns", SNS_DLQ_DOC)
+
+
+@rule("function-dead-letter-role-can-encrypt")
+def function_dead_letters(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    name = "function-dead-letter-role-can-encrypt"
+    for function in assembly.resources("AWS::Lambda::Function"):
+        target = (function.properties.get("DeadLetterConfig") or {}).get("TargetArn")
+        found = _encrypted_queue(assembly, function.stack, target) if target else None
+        role = _role_of_function(assembly, function)
+        if found is None or role is None:
+            continue
+        queue, key = found
+        if key is None:
+            yield _unresolved_key(queue, "KmsMasterKeyId", name, LAMBDA_DLQ_DOC)
+            continue
+        needs = (("sqs:SendMessage", assembly.arn(queue)), ("kms:GenerateDataKey", assembly.arn(key)),
+                 ("kms:Decrypt", assembly.arn(key)))
+        missing = [a for a, arn in needs if not assembly.role_allows(role, a, arn)]
+        if missing:
+            yield Violation(name, function.path, f"Lambda sends failed events to its dead-letter queue {queue.path} "
+                            f"with the function's role, which lacks {', '.join(missing)}", LAMBDA_DLQ_DOC)
+
+
+@rule("queue-consumer-can-decrypt")
+def queue_consumers(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    name = "queue-consumer-can-decrypt"
+    for mapping in assembly.resources("AWS::Lambda::EventSourceMapping"):
+        found = _encrypted_queue(assembly, mapping.stack, mapping.properties.get("EventSourceArn"))
+        function = assembly.target(mapping.stack, mapping.properties.get("FunctionName"), "AWS::Lambda::Function")
+        if found is None or function is None:
+            continue
+        queue, key = found
+        role = _role_of_function(assembly, function)
+        if key is None:
+            yield _unresolved_key(queue, "KmsMasterKeyId", name, LAMBDA_SQS_DOC)
+        elif role is None or not assembly.role_allows(role, "kms:Decrypt", assembly.arn(key)):
+            yield Violation(name, function.path, f"reads the encrypted queue {queue.path} but its role lacks "
+                            f"kms:Decrypt on {key.path}", LAMBDA_SQS_DOC)
+
+
+def _model_roles(assembly: Assembly, config: Resource) -> list[Resource]:
+    roles = []
+    for variant in config.properties.get("ProductionVariants", []):
+        model = assembly.target(config.stack, variant.get("ModelName"), "AWS::SageMaker::Model")
+        role = model and assembly.target(model.stack, model.properties.get("ExecutionRoleArn"), "AWS::IAM::Role")
+        if role is not None:
+            roles.append(role)
+    return roles
+
+
+@rule("async-notifications-publisher-can-encrypt")
+def async_notifications(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    name = "async-notifications-publisher-can-encrypt"
+    for config in assembly.resources("AWS::SageMaker::EndpointConfig"):
+        output = ((config.properties.get("AsyncInferenceConfig") or {}).get("OutputConfig") or {})
+        notification = output.get("NotificationConfig") or {}
+        for prop in ("SuccessTopic", "ErrorTopic"):
+            topic = assembly.target(config.stack, notification.get(prop), "AWS::SNS::Topic")
+            if topic is None:
+                continue
+            key = _key_of(assembly, topic, "KmsMasterKeyId")
+            for role in _model_roles(assembly, config):
+                needs = [("sns:Publish", assembly.arn(topic))]
+                if key is not None:
+                    needs += [("kms:GenerateDataKey", assembly.arn(key)), ("kms:Decrypt", assembly.arn(key))]
+                missing = [a for a, arn in needs if not assembly.role_allows(role, a, arn)]
+                if missing:
+                    yield Violation(name, config.path, f"SageMaker publishes the {prop} notifications with the model "
+                                    f"role {role.path}, which lacks {', '.join(missing)} for {topic.path}",
+                                    ASYNC_NOTIFICATION_DOC)
+
+
+# -- b. metrics --------------------------------------------------------------------------------------------------
+
+def _check_metric(namespace: str, metric_name: str, dimensions: list[str], where: str) -> Iterator[Violation]:
+    name = "metric-published-with-these-dimensions"
+    spec = CATALOGUE.get((namespace, metric_name))
+    if spec is None:
+        yield Violation(name, where, f"{namespace} {metric_name} is not in stacks/metric_catalogue.py; add it with "
+                        "the dimension sets its service publishes", "stacks/metric_catalogue.py")
+        return
+    try:
+        spec.check_dimensions(frozenset(dimensions))
+    except ValueError as exc:
+        yield Violation(name, where, f"{exc.args[0].split(' (')[0]}: the alarm or policy never sees a datapoint",
+                        spec.doc)
+
+
+@rule("metric-published-with-these-dimensions")
+def metrics(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    for alarm in assembly.resources("AWS::CloudWatch::Alarm"):
+        props = alarm.properties
+        if "MetricName" in props:
+            yield from _check_metric(props.get("Namespace", ""), props["MetricName"],
+                                     [d["Name"] for d in props.get("Dimensions", [])], alarm.path)
+        for query in props.get("Metrics", []):
+            stat = (query.get("MetricStat") or {}).get("Metric")
+            if stat:
+                yield from _check_metric(stat.get("Namespace", ""), stat.get("MetricName", ""),
+                                         [d["Name"] for d in stat.get("Dimensions", [])], alarm.path)
+    for policy in assembly.resources("AWS::ApplicationAutoScaling::ScalingPolicy"):
+        tracking = policy.properties.get("TargetTrackingScalingPolicyConfiguration") or {}
+        custom = tracking.get("CustomizedMetricSpecification")
+        if custom:
+            yield from _check_metric(custom.get("Namespace", ""), custom.get("MetricName", ""),
+                                     [d["Name"] for d in custom.get("Dimensions", [])], policy.path)
+        predefined = (tracking.get("PredefinedMetricSpecification") or {}).get("PredefinedMetricType")
+        if predefined == "SageMakerVariantInvocationsPerInstance" and _targets_async_endpoint(assembly, policy):
+            yield Violation("metric-published-with-these-dimensions", policy.path,
+                            "SageMakerVariantInvocationsPerInstance is built on InvocationsPerInstance, which async "
+                            "endpoints do not publish: track ApproximateBacklogSizePerInstance", ASYNC_SCALING_DOC)
+    for dashboard in assembly.resources("AWS::CloudWatch::Dashboard"):
+        yield from _dashboard_metrics(assembly, dashboard)
+
+
+def _targets_async_endpoint(assembly: Assembly, policy: Resource) -> bool:
+    target = assembly.target(policy.stack, policy.properties.get("ScalingTargetId"),
+                             "AWS::ApplicationAutoScaling::ScalableTarget")
+    resource_id = assembly.text(target.stack, target.properties.get("ResourceId")) if target else ""
+    for endpoint in assembly.resources("AWS::SageMaker::Endpoint"):
+        name = endpoint.properties.get("EndpointName")
+        if isinstance(name, str) and resource_id.startswith(f"endpoint/{name}/"):
+            config = assembly.target(endpoint.stack, endpoint.properties.get("EndpointConfigName"))
+            return bool(config and config.properties.get("AsyncInferenceConfig"))
+    return False
+
+
+def _dashboard_metrics(assembly: Assembly, dashboard: Resource) -> Iterator[Violation]:
+    body = assembly.text(dashboard.stack, dashboard.properties.get("DashboardBody", "{}"))
+    try:
+        widgets = json.loads(body).get("widgets", [])
+    except json.JSONDecodeError:
+        yield Violation("metric-published-with-these-dimensions", dashboard.path,
+                        "the dashboard body is not JSON after resolving its references", "stacks/monitoring.py")
+        return
+    for widget in widgets:
+        previous: list = []
+        for row in (widget.get("properties") or {}).get("metrics", []):
+            row = [item for item in row if not isinstance(item, dict)]
+            # "..." repeats the item at the same position in the previous row (CloudWatch's shorthand).
+            row = [previous[i] if item == "..." and i < len(previous) else item for i, item in enumerate(row)]
+            previous = row
+            if len(row) >= 2 and isinstance(row[0], str):
+                yield from _check_metric(row[0], row[1], [str(d) for d in row[2::2]], dashboard.path)
+
+
+# -- c. calls made on a role's behalf ----------------------------------------------------------------------------
+
+@rule("rollback-alarms-readable-by-model-role")
+def rollback_alarms(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    name = "rollback-alarms-readable-by-model-role"
+    alarms_by_name = {}
+    for alarm in assembly.resources("AWS::CloudWatch::Alarm"):
+        alarms_by_name[alarm.properties.get("AlarmName") or str(alarm.ref())] = alarm
+    for endpoint in assembly.resources("AWS::SageMaker::Endpoint"):
+        rollback = ((endpoint.properties.get("DeploymentConfig") or {}).get("AutoRollbackConfiguration") or {})
+        config = assembly.target(endpoint.stack, endpoint.properties.get("EndpointConfigName"),
+                                 "AWS::SageMaker::EndpointConfig")
+        roles = _model_roles(assembly, config) if config else []
+        for entry in rollback.get("Alarms", []):
+            resolved = assembly.resolve(endpoint.stack, entry.get("AlarmName"))
+            alarm = assembly.resource(resolved) if isinstance(resolved, ResourceRef) else alarms_by_name.get(resolved)
+            if alarm is None:
+                yield Violation(name, endpoint.path, f"rollback alarm {resolved} is not an alarm of the app",
+                                GUARDRAILS_DOC)
+                continue
+            alarm_name = alarm.properties.get("AlarmName")
+            arn = _arn("cloudwatch", f"alarm:{alarm_name or alarm.ref()}")
+            for role in roles:
+                if not assembly.role_allows(role, "cloudwatch:DescribeAlarms", arn):
+                    yield Violation(name, endpoint.path, f"deployment guardrails read the rollback alarm "
+                                    f"{alarm.path} with the model's execution role {role.path}, which lacks "
+                                    "cloudwatch:DescribeAlarms on it: the blue/green rollback cannot see it",
+                                    GUARDRAILS_DOC)
+
+
+@rule("stack-updater-can-resolve-ssm-parameters")
+def stack_updaters(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    name = "stack-updater-can-resolve-ssm-parameters"
+    for role in assembly.resources("AWS::IAM::Role"):
+        statements = assembly.identity_statements(role)
+        for stack in assembly.templates:
+            stack_arn = _arn("cloudformation", f"stack/{stack}/00000000-stack-id")
+            if not any(s.allows_action("cloudformation:UpdateStack") and s.covers_resource(stack_arn)
+                       for s in statements):
+                continue
+            for parameter in assembly.parameters(stack).values():
+                if not str(parameter.get("Type", "")).startswith("AWS::SSM::Parameter::Value"):
+                    continue
+                arn = _arn("ssm", f"parameter/{str(parameter.get('Default', '')).lstrip('/')}")
+                if not assembly.role_allows(role, "ssm:GetParameters", arn):
+                    yield Violation(name, role.path, f"updates stack {stack}, whose template has the SSM-typed "
+                                    f"parameter {parameter.get('Default')}: UpdateStack resolves it with the "
+                                    "caller's credentials, and this role lacks ssm:GetParameters on it",
+                                    SSM_PARAMETER_TYPES_DOC)
+
+
+def _pipeline_steps(assembly: Assembly, pipeline: Resource) -> list[dict]:
+    definition = pipeline.properties.get("PipelineDefinition") or {}
+    body = definition.get("PipelineDefinitionBody")
+    if body is None:
+        return []
+    try:
+        return json.loads(assembly.text(pipeline.stack, body)).get("Steps", [])
+    except json.JSONDecodeError:
+        return []
+
+
+def _volume_keys(arguments: dict) -> list[str]:
+    found = []
+    for holder in (arguments.get("ResourceConfig"), (arguments.get("ProcessingResources") or {}).get("ClusterConfig"),
+                   arguments.get("TransformResources"),
+                   (arguments.get("TrainingJobDefinition") or {}).get("ResourceConfig")):
+        if holder and holder.get("VolumeKmsKeyId"):
+            found.append(holder["VolumeKmsKeyId"])
+    return found
+
+
+@rule("volume-key-grantable-by-job-creator")
+def volume_keys(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    name = "volume-key-grantable-by-job-creator"
+    keys_by_text = {assembly.arn(k): k for k in assembly.resources("AWS::KMS::Key")}
+    for pipeline in assembly.resources("AWS::SageMaker::Pipeline"):
+        role = assembly.target(pipeline.stack, pipeline.properties.get("RoleArn"), "AWS::IAM::Role")
+        for step in _pipeline_steps(assembly, pipeline):
+            for key_text in _volume_keys(step.get("Arguments") or {}):
+                if role is not None and not assembly.role_allows(role, "kms:CreateGrant", key_text):
+                    key = keys_by_text.get(key_text)
+                    yield Violation(name, pipeline.path, f"step {step.get('Name')} encrypts its volume with "
+                                    f"{key.path if key else key_text}; the pipeline role {role.path} creates the job "
+                                    "and needs kms:CreateGrant on that key", SAGEMAKER_KMS_DOC)
+
+
+@rule("function-url-has-working-invoke-grant")
+def function_urls(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    name = "function-url-has-working-invoke-grant"
+    for url in assembly.resources("AWS::Lambda::Url"):
+        if url.properties.get("AuthType") != "AWS_IAM":
+            continue
+        function = assembly.target(url.stack, url.properties.get("TargetFunctionArn"), "AWS::Lambda::Function")
+        if function is None:
+            continue
+        arn = assembly.arn(function)
+        grants = [assembly.statements(p.stack, p.properties.get("PolicyDocument"))
+                  for p in assembly.resources("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy")]
+        if not any(any(s.allows_action("lambda:InvokeFunctionUrl") and s.covers_resource(arn) for s in statements)
+                   and any(s.allows_action("lambda:InvokeFunction") and s.covers_resource(arn) for s in statements)
+                   for statements in grants):
+            yield Violation(name, url.path, "no policy of the app lets a caller use this IAM-authenticated URL: new "
+                            "function URLs need both lambda:InvokeFunctionUrl and lambda:InvokeFunction "
+                            "(since October 2025); give operators one policy with both", FUNCTION_URL_DOC)
+
+
+# -- d. account limits -------------------------------------------------------------------------------------------
+
+@rule("reserved-concurrency-declared")
+def reserved_concurrency(assembly: Assembly, context: Context) -> Iterator[Violation]:
+    name = "reserved-concurrency-declared"
+    functions = [f for f in assembly.resources("AWS::Lambda::Function")
+                 if f.properties.get("ReservedConcurrentExecutions")]
+    total = sum(int(f.properties["ReservedConcurrentExecutions"]) for f in functions)
+    if total != context.reserved_concurrency_declared:
+        yield Violation(name, ", ".join(f.path for f in functions) or "(no function)",
+                        f"the templates reserve {total} units of Lambda concurrency, the configuration declares "
+                        f"{context.reserved_concurrency_declared}: every reservation must come from the config, "
+                        "where make deploy's preflight checks it against the account", LAMBDA_CONCURRENCY_DOC)
+    if total and not context.account_pinned:
+        yield Violation(name, ", ".join(f.path for f in functions),
+                        f"an environment without a pinned account (any new account) reserves {total} units: AWS keeps "
+                        "100 unreserved (new accounts may have a quota of far less than 1,000), so the first deploy "
+                        "can fail; leave reservations to environments whose account the preflight checks",
+                        LAMBDA_CONCURRENCY_DOC)
