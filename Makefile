@@ -2,6 +2,8 @@
 # Every target installs what it needs; nothing here calls AWS except deploy/diff.
 SHELL := /bin/bash
 ENV ?= dev
+# SCALING=off leaves the endpoints' scalable targets out: step 1 of an instance-type change (README).
+SCALING ?= on
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
@@ -30,8 +32,9 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 synth: $(VENV)/.app-installed node_modules/.installed
-	$(CDK) synth --quiet --no-notices -c env=$(ENV)
+	$(CDK) synth --quiet --no-notices -c env=$(ENV) -c scaling=$(SCALING)
 	$(PY) -m stacks.summary cdk.out
+	$(PY) -m stacks.service_contracts cdk.out --env $(ENV)
 
 test: $(VENV)/.dev-installed node_modules/.installed
 	$(VENV)/bin/ruff check .
@@ -41,10 +44,16 @@ lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
 
 diff: $(VENV)/.app-installed node_modules/.installed
-	$(CDK) diff --no-notices -c env=$(ENV)
+	$(CDK) diff --no-notices -c env=$(ENV) -c scaling=$(SCALING)
 
-deploy: $(VENV)/.app-installed node_modules/.installed
-	$(CDK) deploy --all --no-notices -c env=$(ENV) --require-approval broadening
+# Synthesize, check the account read-only (SKIP_PREFLIGHT=1 skips it), then deploy exactly what was checked.
+deploy: synth
+ifeq ($(SKIP_PREFLIGHT),1)
+	@echo "preflight skipped (SKIP_PREFLIGHT=1)"
+else
+	$(PY) -m roadseg.preflight --env $(ENV) --scaling $(SCALING) --assembly cdk.out
+endif
+	$(CDK) deploy --all --app cdk.out --no-notices --require-approval broadening
 
 bench: $(VENV)/.dev-installed
 	$(PY) bench/preprocess.py

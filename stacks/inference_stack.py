@@ -77,6 +77,8 @@ class InferenceStack(cdk.Stack):
         for function in self.preprocessors.functions:
             function.add_environment("MODEL_PACKAGE_VERSION", version)
         self.rollout.allow_updating(self.preprocessors.functions)
+        if any(e.endpoint_config.kms_key_id for e in (self.realtime, self.async_endpoint)):
+            self.rollout.allow_granting_volume_key(buckets.key)
 
         cdk.CfnOutput(self, "RealtimeEndpointName", value=self.realtime_name, condition=self.model.has_model)
         cdk.CfnOutput(self, "AsyncEndpointName", value=self.async_name, condition=self.model.has_model)

@@ -147,6 +147,14 @@ class ApprovalRollout(Construct):
     def _ssm_parameter_arn(self, name: str) -> str:
         return cdk.Stack.of(self).format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
 
+    def allow_granting_volume_key(self, key) -> None:
+        """An endpoint config with a storage-volume KmsKeyId makes CreateEndpoint/UpdateEndpoint create a KMS grant
+        with the caller's credentials (https://docs.aws.amazon.com/sagemaker/latest/dg/api-permissions-reference.html):
+        needed when the stack has no service role, for AWS resources only."""
+        self.function.add_to_role_policy(iam.PolicyStatement(
+            sid="EndpointVolumeKeyGrants", actions=["kms:CreateGrant"], resources=[key.key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}))
+
     def allow_updating(self, functions: list[lambda_.IFunction]) -> None:
         """The update also changes these functions' MODEL_PACKAGE_VERSION variable."""
         self.function.add_to_role_policy(iam.PolicyStatement(

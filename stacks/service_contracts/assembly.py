@@ -77,8 +77,11 @@ class Statement:
 class Assembly:
     """Templates by stack name (from a cloud assembly directory or from dictionaries, as the tests build them)."""
 
-    def __init__(self, templates: dict[str, dict]) -> None:
+    def __init__(self, templates: dict[str, dict], environments: dict[str, tuple[str, str]] | None = None) -> None:
+        """``environments``: (account, region) of stacks synthesized for a pinned environment, whose templates
+        carry literal ARNs (``arn:aws:logs:eu-west-1:1111...``) where env-agnostic ones carry pseudo parameters."""
         self.templates = templates
+        self.environments = environments or {}
         self._exports: dict[str, tuple[str, Any]] = {}
         for stack, template in templates.items():
             for output in template.get("Outputs", {}).values():
@@ -89,14 +92,25 @@ class Assembly:
     @classmethod
     def from_directory(cls, outdir: Path) -> Assembly:
         manifest = json.loads((outdir / "manifest.json").read_text())
-        templates = {}
+        templates, environments = {}, {}
         for name, artifact in manifest["artifacts"].items():
             if artifact.get("type") == "aws:cloudformation:stack":
-                stack_name = artifact.get("displayName") or name
                 props = artifact["properties"]
-                templates[props.get("stackName", stack_name)] = json.loads(
-                    (outdir / props["templateFile"]).read_text())
-        return cls(templates)
+                stack = props.get("stackName", artifact.get("displayName") or name)
+                templates[stack] = json.loads((outdir / props["templateFile"]).read_text())
+                account, _, region = artifact.get("environment", "").removeprefix("aws://").partition("/")
+                if account.isdigit() and not region.startswith("unknown"):
+                    environments[stack] = (account, region)
+        return cls(templates, environments)
+
+    def pseudo(self, stack: str, text: str) -> str:
+        """``text`` with ${AWS::AccountId}, ${AWS::Region} and ${AWS::Partition} as this stack's template has them."""
+        if stack not in self.environments:
+            return text
+        account, region = self.environments[stack]
+        partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+        return (text.replace("${AWS::AccountId}", account).replace("${AWS::Region}", region)
+                .replace("${AWS::Partition}", partition))
 
     # -- resources ------------------------------------------------------------------------------------------------
 
@@ -141,7 +155,7 @@ class Assembly:
         if function == "Ref":
             if argument in template.get("Resources", {}):
                 return ResourceRef(stack, argument)
-            return "${" + argument + "}"
+            return self.pseudo(stack, "${" + argument + "}")
         if function == "Fn::GetAtt":
             logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
             return ResourceRef(stack, logical_id, attribute)
@@ -171,7 +185,7 @@ class Assembly:
         if name in variables:
             return self.text(stack, variables[name])
         if name in PSEUDO_PARAMETERS:
-            return "${" + name + "}"
+            return self.pseudo(stack, "${" + name + "}")
         logical_id, _, attribute = name.partition(".")
         if logical_id in self.templates[stack].get("Resources", {}):
             return str(ResourceRef(stack, logical_id, attribute or "Ref"))

@@ -73,8 +73,9 @@ def check(assembly: Assembly, context: Context = Context()) -> list[Violation]:
 
 # -- helpers -----------------------------------------------------------------------------------------------------
 
-def _arn(service: str, resource: str) -> str:
-    return ACCOUNT_ARN.replace("{service}", service).replace("{resource}", resource)
+def _arn(assembly: Assembly, stack: str, service: str, resource: str) -> str:
+    """An ARN in ``stack``'s account and region, written the way that stack's template writes them."""
+    return assembly.pseudo(stack, ACCOUNT_ARN.replace("{service}", service).replace("{resource}", resource))
 
 
 def _key_of(assembly: Assembly, resource: Resource, prop: str) -> Resource | None:
@@ -142,8 +143,8 @@ def log_group_keys(assembly: Assembly, _: Context) -> Iterator[Violation]:
         if key is None:
             yield _unresolved_key(group, "KmsKeyId", name, LOGS_KMS_DOC)
             continue
-        arn = _arn("logs", f"log-group:{group.ref()}")
-        if not _key_admits(assembly, key, "logs.${AWS::Region}.amazonaws.com",
+        arn = _arn(assembly, group.stack, "logs", f"log-group:{group.ref()}")
+        if not _key_admits(assembly, key, assembly.pseudo(key.stack, "logs.${AWS::Region}.amazonaws.com"),
                            ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:GenerateDataKey",
                             "kms:DescribeKey"],
                            ("kms:EncryptionContext:aws:logs:arn", arn)):
@@ -370,7 +371,7 @@ def rollback_alarms(assembly: Assembly, _: Context) -> Iterator[Violation]:
                                 GUARDRAILS_DOC)
                 continue
             alarm_name = alarm.properties.get("AlarmName")
-            arn = _arn("cloudwatch", f"alarm:{alarm_name or alarm.ref()}")
+            arn = _arn(assembly, alarm.stack, "cloudwatch", f"alarm:{alarm_name or alarm.ref()}")
             for role in roles:
                 if not assembly.role_allows(role, "cloudwatch:DescribeAlarms", arn):
                     yield Violation(name, endpoint.path, f"deployment guardrails read the rollback alarm "
@@ -385,14 +386,14 @@ def stack_updaters(assembly: Assembly, _: Context) -> Iterator[Violation]:
     for role in assembly.resources("AWS::IAM::Role"):
         statements = assembly.identity_statements(role)
         for stack in assembly.templates:
-            stack_arn = _arn("cloudformation", f"stack/{stack}/00000000-stack-id")
+            stack_arn = _arn(assembly, stack, "cloudformation", f"stack/{stack}/00000000-stack-id")
             if not any(s.allows_action("cloudformation:UpdateStack") and s.covers_resource(stack_arn)
                        for s in statements):
                 continue
             for parameter in assembly.parameters(stack).values():
                 if not str(parameter.get("Type", "")).startswith("AWS::SSM::Parameter::Value"):
                     continue
-                arn = _arn("ssm", f"parameter/{str(parameter.get('Default', '')).lstrip('/')}")
+                arn = _arn(assembly, stack, "ssm", f"parameter/{str(parameter.get('Default', '')).lstrip('/')}")
                 if not assembly.role_allows(role, "ssm:GetParameters", arn):
                     yield Violation(name, role.path, f"updates stack {stack}, whose template has the SSM-typed "
                                     f"parameter {parameter.get('Default')}: UpdateStack resolves it with the "
@@ -434,6 +435,27 @@ def volume_keys(assembly: Assembly, _: Context) -> Iterator[Violation]:
                     yield Violation(name, pipeline.path, f"step {step.get('Name')} encrypts its volume with "
                                     f"{key.path if key else key_text}; the pipeline role {role.path} creates the job "
                                     "and needs kms:CreateGrant on that key", SAGEMAKER_KMS_DOC)
+
+
+@rule("endpoint-volume-key-grantable-by-updater")
+def endpoint_volume_keys(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    """Roles that update the endpoints (the rollout, when the stack has no service role) create the volume grant."""
+    name = "endpoint-volume-key-grantable-by-updater"
+    updaters = [role for role in assembly.resources("AWS::IAM::Role")
+                if any(s.allows_action("sagemaker:UpdateEndpoint") for s in assembly.identity_statements(role))]
+    for endpoint in assembly.resources("AWS::SageMaker::Endpoint"):
+        config = assembly.target(endpoint.stack, endpoint.properties.get("EndpointConfigName"),
+                                 "AWS::SageMaker::EndpointConfig")
+        key = config and _key_of(assembly, config, "KmsKeyId")
+        if key is None:
+            continue
+        endpoint_name = endpoint.properties.get("EndpointName")
+        endpoint_arn = _arn(assembly, endpoint.stack, "sagemaker", f"endpoint/{endpoint_name}")
+        for role in updaters:
+            if assembly.role_allows(role, "sagemaker:UpdateEndpoint", endpoint_arn) and \
+                    not assembly.role_allows(role, "kms:CreateGrant", assembly.arn(key)):
+                yield Violation(name, role.path, f"may update {endpoint.path}, whose config encrypts its volumes with "
+                                f"{key.path}, but lacks kms:CreateGrant on that key", SAGEMAKER_KMS_DOC)
 
 
 @rule("function-url-has-working-invoke-grant")

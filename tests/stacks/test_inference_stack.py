@@ -317,3 +317,103 @@ def test_realtime_front_requires_iam_auth(template):
     realtime_id, _ = function_by_handler(template, "realtime.handler")
     template.has_resource_properties("AWS::Lambda::Url", {
         "AuthType": "AWS_IAM", "TargetFunctionArn": {"Fn::GetAtt": [realtime_id, "Arn"]}})
+    outputs = template.to_json()["Outputs"]
+    assert "RealtimeFrontInvokePolicyArn" in outputs
+    policy = next(iter(resources(template, "AWS::IAM::ManagedPolicy").values()))
+    actions = {s["Action"] for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert actions == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
+
+
+def test_async_endpoint_scaled_to_zero_rolls_out_to_a_fresh_instance(env, template):
+    """A retained count of zero would bake an empty fleet that no request reaches and no alarm can judge."""
+    _, async_cfg = endpoint_configs(template)
+    assert async_cfg["Properties"]["ProductionVariants"][0]["InitialInstanceCount"] == 1
+    by_name = {e["Properties"]["EndpointName"]: e["Properties"] for e in
+               resources(template, "AWS::SageMaker::Endpoint").values()}
+    async_props = by_name[f"{env.config.prefix}-async"]
+    assert env.config.async_endpoint.min_capacity == 0
+    assert async_props["ExcludeRetainedVariantProperties"] == [{"VariantPropertyType": "DesiredInstanceCount"}]
+    assert "ExcludeRetainedVariantProperties" not in by_name[f"{env.config.prefix}-realtime"]
+
+
+def test_rollback_alarms_have_stable_names_the_model_role_may_read(env, template):
+    names = {a["Properties"].get("AlarmName") for a in resources(template, "AWS::CloudWatch::Alarm").values()}
+    prefix = env.config.prefix
+    expected = {f"{prefix}-realtime-latency-p90", f"{prefix}-realtime-5xx-errors",
+                f"{prefix}-async-invocation-failures"}
+    assert expected <= names
+    policy = json.dumps(resources(template, "AWS::IAM::Policy"))
+    assert all(f":alarm:{name}" in policy for name in expected)
+
+
+# -- construct branches no environment file exercises ------------------------------------------------------------
+
+def _bare_inference_template(tmp_path, overrides: dict, context: dict | None = None):
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from stacks.app_builder import build_app, cdk_json_context
+    from stacks.config import load_config
+
+    config = load_config("dev").model_copy(update=overrides)
+    app = cdk.App(outdir=str(tmp_path), context={**cdk_json_context(), "aws:cdk:bundling-stacks": [],
+                                                 **(context or {})})
+    _, stacks = build_app(config, app)
+    return Template.from_stack(stacks.inference), stacks
+
+
+@pytest.fixture(scope="module")
+def variant_template(tmp_path_factory):
+    """An async endpoint with min capacity 1 on a non-NVMe instance, and scaling suspended (SCALING=off)."""
+    from stacks.config import AsyncEndpointConfig
+
+    async_cfg = AsyncEndpointConfig(instance_type="ml.p3.2xlarge", min_capacity=1, max_capacity=2)
+    return _bare_inference_template(tmp_path_factory.mktemp("bare"), {"async_endpoint": async_cfg},
+                                    {"scaling": "off"})
+
+
+def test_scaling_off_leaves_the_scalable_targets_out(variant_template):
+    template, _ = variant_template
+    assert resources(template, "AWS::ApplicationAutoScaling::ScalableTarget") == {}
+    assert resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy") == {}
+    assert len(resources(template, "AWS::SageMaker::Endpoint")) == 2  # the endpoints themselves stay
+
+
+def test_async_endpoint_with_min_capacity_retains_its_count_and_uses_the_volume_key(variant_template):
+    template, _ = variant_template
+    _, async_cfg = endpoint_configs(template)
+    assert async_cfg["Properties"]["ProductionVariants"][0]["InitialInstanceCount"] == 1
+    assert "KmsKeyId" in async_cfg["Properties"]  # p3 has no NVMe instance store
+    async_endpoint = next(e for e in resources(template, "AWS::SageMaker::Endpoint").values()
+                          if e["Properties"]["EndpointName"].endswith("-async"))
+    assert "ExcludeRetainedVariantProperties" not in async_endpoint["Properties"]
+
+
+def test_variant_keeps_every_integration_contract(variant_template):
+    from stacks.service_contracts import Assembly, check
+
+    _, stacks = variant_template
+    assembly = Assembly({s.stack_name: cdk_template(s) for s in stacks.all})
+    assert check(assembly) == []
+    # ... and the volume-key rule notices an updater without kms:CreateGrant.
+    for template in assembly.templates.values():
+        for body in template["Resources"].values():
+            if body["Type"] == "AWS::IAM::Policy":
+                statements = body["Properties"]["PolicyDocument"]["Statement"]
+                body["Properties"]["PolicyDocument"]["Statement"] = [
+                    s for s in statements if s.get("Sid") != "EndpointVolumeKeyGrants"]
+    broken = [str(v) for v in check(assembly)]
+    assert broken and all("endpoint-volume-key-grantable-by-updater" in v and "kms:CreateGrant" in v for v in broken)
+
+
+def cdk_template(stack) -> dict:
+    from aws_cdk.assertions import Template
+
+    return Template.from_stack(stack).to_json()
+
+
+def test_scaling_context_accepts_only_on_or_off(tmp_path):
+    from stacks.config import ConfigError
+
+    with pytest.raises(ConfigError, match="scaling='maybe'"):
+        _bare_inference_template(tmp_path, {}, {"scaling": "maybe"})

@@ -1,0 +1,1 @@
+"""roadseg operator command."""
