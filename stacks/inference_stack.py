@@ -80,6 +80,8 @@ class InferenceStack(cdk.Stack):
         if any(e.endpoint_config.kms_key_id for e in (self.realtime, self.async_endpoint)):
             self.rollout.allow_granting_volume_key(buckets.key)
 
+        cdk.CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn,
+                      description="Every alarm notifies this topic: subscribe on-call addresses to it")
         cdk.CfnOutput(self, "RealtimeEndpointName", value=self.realtime_name, condition=self.model.has_model)
         cdk.CfnOutput(self, "AsyncEndpointName", value=self.async_name, condition=self.model.has_model)
         cdk.CfnOutput(self, "ServingStatus", value=cdk.Fn.condition_if(

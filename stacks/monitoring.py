@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -30,8 +31,17 @@ class Monitoring(Construct):
         super().__init__(scope, construct_id)
         self.topic = props.alarm_topic or sns.Topic(self, "AlarmTopic", master_key=props.key.key, enforce_ssl=True,
                                                     display_name=f"{props.prefix} alarms")
-        # Alarm actions publish as cloudwatch.amazonaws.com, which must be able to use the topic's key.
+        # Alarm actions publish as cloudwatch.amazonaws.com, which must be able to use the topic's key, and which
+        # the topic policy must allow: enforce_ssl replaces SNS's default policy with a deny-only one.
         props.key.admit_alarm_notifications()
+        stack = cdk.Stack.of(self)
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchAlarmsPublish", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"], resources=[self.topic.topic_arn],
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account},
+                        "ArnLike": {"aws:SourceArn": stack.format_arn(
+                            service="cloudwatch", resource="alarm", resource_name="*",
+                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)}}))
         self._action = cw_actions.SnsAction(self.topic)
         self.pipeline_failures = [
             cw.Alarm(

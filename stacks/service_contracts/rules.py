@@ -17,6 +17,7 @@ from stacks.metric_catalogue import CATALOGUE
 from stacks.service_contracts.assembly import Assembly, Resource, ResourceRef
 
 LOGS_KMS_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html"
+ALARM_SNS_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Notify_Users_Alarm_Changes.html"
 SNS_KMS_DOC = "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services"
 SQS_KMS_DOC = ("https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/"
                "sqs-key-management.html#compatibility-with-aws-services")
@@ -172,7 +173,22 @@ def alarm_topics(assembly: Assembly, _: Context) -> Iterator[Violation]:
                 yield Violation(name, topic.path, f"alarms (e.g. {alarm.path}) publish here, but the policy of its "
                                 f"key {key.path} does not allow cloudwatch.amazonaws.com kms:Decrypt and "
                                 "kms:GenerateDataKey*: the alarm fires and notifies nobody", SNS_KMS_DOC)
+            if not _topic_policy_allows(assembly, topic, "cloudwatch.amazonaws.com", "sns:Publish"):
+                yield Violation(name, topic.path, f"alarms (e.g. {alarm.path}) publish here, but a topic policy "
+                                "replaces SNS's default one without allowing cloudwatch.amazonaws.com sns:Publish: "
+                                "the alarm fires and notifies nobody", ALARM_SNS_DOC)
             reported.add(topic.path)
+
+
+def _topic_policy_allows(assembly: Assembly, topic: Resource, service: str, action: str) -> bool:
+    """No topic policy: SNS's default policy lets the owner account (and its services) publish. A topic policy
+    replaces it, so it must allow the service itself."""
+    policies = [p for p in assembly.resources("AWS::SNS::TopicPolicy")
+                if any(assembly.resolve(p.stack, t) == topic.ref() for t in p.properties.get("Topics", []))]
+    if not policies:
+        return True
+    return any(f"Service:{service}" in s.principals and s.allows_action(action)
+               for p in policies for s in assembly.statements(p.stack, p.properties.get("PolicyDocument")))
 
 
 @rule("s3-notification-queue-key-admits-s3")

@@ -137,6 +137,16 @@ def test_alarm_topic_on_a_key_that_cloudwatch_cannot_use_fails(dev):
                      lambda t: _drop_key_statements(t, _sid("CloudWatchAlarmsPublishToTopics")), "notifies nobody")
 
 
+def test_alarm_topic_whose_policy_does_not_allow_cloudwatch_fails(dev):
+    def deny_only(templates):
+        policy = _one(templates, "AWS::SNS::TopicPolicy", "MonitoringAlarmTopicPolicy")
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        policy["Properties"]["PolicyDocument"]["Statement"] = [s for s in statements if s["Effect"] == "Deny"]
+        return len(statements) == 2
+
+    _break_and_check(dev, "alarm-topic-key-admits-cloudwatch", deny_only, "topic policy")
+
+
 def test_s3_notifications_to_a_queue_whose_key_does_not_admit_s3_fail(dev):
     _break_and_check(dev, "s3-notification-queue-key-admits-s3",
                      lambda t: _drop_key_statements(t, _service("s3.amazonaws.com")), "s3.amazonaws.com")
