@@ -9,18 +9,21 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CDK := npx --no-install cdk
 
+# The CDK CLI and jsii (which every `import aws_cdk` starts) run on the Node.js pinned in package.json
+# (node_modules/.bin/node), not on the machine's: jsii no longer supports Node 20.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 # Offline: no CLI telemetry, no version check, no notices, no instance-metadata lookups, no SDK telemetry.
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := 1
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_EC2_METADATA_DISABLED := true
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: synth test lint deploy diff bench demo clean
 
-$(VENV)/.app-installed: requirements.txt
+$(VENV)/.app-installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check -r requirements.txt
+	$(PIP) install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.app-installed
@@ -38,6 +41,7 @@ synth: $(VENV)/.app-installed node_modules/.installed
 
 test: $(VENV)/.dev-installed node_modules/.installed
 	$(VENV)/bin/ruff check .
+	PYTHONPATH=lambda $(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.dev-installed
@@ -55,11 +59,11 @@ else
 endif
 	$(CDK) deploy --all --app cdk.out --no-notices --require-approval broadening
 
-bench: $(VENV)/.dev-installed
+bench: $(VENV)/.dev-installed node_modules/.installed
 	$(PY) bench/preprocess.py
 
 # Local rehearsal against moto on 127.0.0.1 (no AWS account): see README "Local rehearsal".
-demo: $(VENV)/.dev-installed
+demo: $(VENV)/.dev-installed node_modules/.installed
 	$(PY) -m demo
 
 clean:

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from contracts.lambda_env import METRICS_NAMESPACE, SERVICE_NAMES
 from demo.awsenv import patched_environ
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
-# Handler module -> POWERTOOLS_SERVICE_NAME the stack gives its function (read when the module is imported).
-SERVICE_NAMES = {"ingest": "roadseg-ingest", "postprocess": "roadseg-postprocess",
-                 "realtime": "roadseg-realtimefront", "rollout": "roadseg-rollout"}
+# SERVICE_NAMES: handler module -> POWERTOOLS_SERVICE_NAME the stack gives its function (read on import).
 HANDLER_MODULES = tuple(SERVICE_NAMES)
 
 
@@ -63,7 +62,8 @@ class Lambdas:
         self.log_path = log_path
         self.modules = {}
         for name, service in SERVICE_NAMES.items():
-            with patched_environ({"POWERTOOLS_SERVICE_NAME": service, "POWERTOOLS_METRICS_NAMESPACE": "roadseg"}):
+            environ = {"POWERTOOLS_SERVICE_NAME": service, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
+            with patched_environ(environ):
                 self.modules[name] = importlib.import_module(name)
         self.aws = importlib.import_module("roadseg_lambda.aws")
         self.settings = importlib.import_module("roadseg_lambda.settings")

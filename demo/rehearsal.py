@@ -4,9 +4,9 @@
    ingest queue, the execution role, KMS key, model package group and a stand-in of the inference stack
    (CloudFormation, one ``ModelPackageArn`` parameter), all named from ``load_config(env)``;
 2. pipelines: both definitions generated as at synth time, placeholders substituted, upserted, one
-   execution each started with parameters through ``training.cli start``;
+   execution each started with parameters through ``roadseg pipeline start``;
 3. registry and rollout: an evaluation report (``training.evaluate`` on stand-in predictions), a model
-   package with it as model metrics, approval through ``training.cli approve``, the rollout handler on
+   package with it as model metrics, approval through ``roadseg model approve``, the rollout handler on
    the EventBridge event (a real UpdateStack against moto), then the same event again (skipped);
 4. frames: generated scenes (JPEG and PNG) plus the broken files, put under incoming/;
 5. ingest: the SQS messages moto produced from the bucket notification, to ``ingest.handler`` in batches;
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -41,6 +42,10 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
+from contracts import naming
+from contracts.lambda_env import RolloutEnvironment
+from contracts.layout import ARTIFACTS, DATASETS, INFERENCE
+from contracts.naming import MODEL_PACKAGE_PARAMETER
 from demo import render
 from demo.awsenv import AwsClients, LocalMoto, local_aws
 from demo.lambdas import SERVICE_NAMES, LambdaContext, Lambdas
@@ -54,15 +59,12 @@ from demo.standin import (
     StandInSegmenter,
     degrade,
 )
-from stacks.app_builder import inference_stack_name
+from roadseg import cli
+from stacks.code_assets import processing_files
 from stacks.config import EnvironmentConfig, load_config
 from stacks.images import images_by_region
-from stacks.inference_stack import endpoint_names
-from stacks.layout import ARTIFACTS, DATASETS, INFERENCE
 from stacks.preprocessors import preprocessor_environment
-from stacks.registry_model import MODEL_PACKAGE_PARAMETER
-from stacks.training_pipelines import model_package_group_name, pipeline_names, pipeline_settings, resolve_scheme
-from training import cli
+from stacks.training_pipelines import pipeline_settings, resolve_scheme
 from training.evaluate import evaluate_dirs
 from training.scenes import generate_scene, write_broken_frames, write_cityscapes_tree
 
@@ -117,8 +119,8 @@ class Names:
     @classmethod
     def from_config(cls, config: EnvironmentConfig, account: str = "123456789012") -> Names:
         prefix, region = config.prefix, config.region or DEFAULT_REGION
-        realtime, async_ = endpoint_names(config)
-        training, tuning = pipeline_names(config)
+        realtime, async_ = naming.endpoint_names(prefix)
+        training, tuning = naming.pipeline_names(prefix)
         return cls(
             region=region,
             datasets_bucket=f"{prefix}-datasets", artifacts_bucket=f"{prefix}-artifacts",
@@ -130,8 +132,8 @@ class Names:
             execution_role=f"{prefix}-sagemaker-execution",
             realtime_endpoint=realtime, async_endpoint=async_,
             training_pipeline=training, tuning_pipeline=tuning,
-            model_package_group=model_package_group_name(config),
-            inference_stack=inference_stack_name(config),
+            model_package_group=naming.model_package_group_name(prefix),
+            inference_stack=naming.inference_stack_name(prefix),
         )
 
 
@@ -323,15 +325,15 @@ def _iso(moment: datetime) -> str:
 
 
 def _cli(argv: list[str], log: _Log) -> str:
-    """Run ``python -m training.cli`` in-process (its AWS clients come from cli.make_client: the local server)."""
-    log(f"$ python -m training.cli {' '.join(argv)}", console=False)
+    """Run the ``roadseg`` command in-process (its AWS clients reach the local server through AWS_ENDPOINT_URL)."""
+    log(f"$ roadseg {' '.join(argv)}", console=False)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(argv)
     for line in (out.getvalue() + err.getvalue()).splitlines():
         log(f"  {line}", console=False)
     if code != 0:
-        raise RehearsalError(f"training.cli {argv[0]} failed ({code}): {err.getvalue().strip()}")
+        raise RehearsalError(f"roadseg {' '.join(argv[2:4])} failed ({code}): {err.getvalue().strip()}")
     return out.getvalue()
 
 
@@ -473,7 +475,7 @@ def _pipelines(aws: AwsClients, config: EnvironmentConfig, names: Names, arns: d
             verb = "created"
         declared = [p["Name"] for p in json.loads(sm.describe_pipeline(PipelineName=name)["PipelineDefinition"])
                     .get("Parameters", [])]
-        argv = ["start", "--region", names.region, "--pipeline", name]
+        argv = ["--region", names.region, "pipeline", "start", "--pipeline", name]
         for key, value in parameters.items():
             argv += ["--param", f"{key}={value}"]
         arn = _cli(argv, log).strip().splitlines()[-1]
@@ -489,13 +491,11 @@ def _pipelines(aws: AwsClients, config: EnvironmentConfig, names: Names, arns: d
 
 
 def _zip_training_package() -> bytes:
-    """training/ as the stack ships it (the TrainingPackage asset: no caches, no cli.py)."""
+    """training/ and contracts/ as the stack ships them (the TrainingPackage asset: stacks.code_assets)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted((ROOT / "training").rglob("*.py")):
-            if "__pycache__" in path.parts or path.name == "cli.py":
-                continue
-            info = zipfile.ZipInfo(path.relative_to(ROOT / "training").as_posix(), date_time=(2020, 1, 1, 0, 0, 0))
+        for name, path in processing_files():
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
             archive.writestr(info, path.read_bytes())
     return buf.getvalue()
 
@@ -548,8 +548,8 @@ def _registry_and_rollout(aws: AwsClients, config: EnvironmentConfig, names: Nam
         CustomerMetadataProperties={"stand_in": "true", "pipeline_execution": training_run.execution_arn},
     )["ModelPackageArn"]
     report.model_package_arn = arn
-    _cli(["models", "--region", names.region, "--group", names.model_package_group, "--with-metrics"], log)
-    _cli(["approve", "--region", names.region, "--arn", arn, "--note",
+    _cli(["--region", names.region, "model", "list", "--group", names.model_package_group, "--with-metrics"], log)
+    _cli(["--region", names.region, "model", "approve", arn, "--note",
           f"local rehearsal: stand-in metrics, mIoU {evaluation['metrics']['mIoU']:.3f}"], log)
     package = sm.describe_model_package(ModelPackageName=arn)
     log(f"model package {arn.split('/', 1)[1]} registered with evaluation.json (stand-in mIoU "
@@ -561,8 +561,8 @@ def _registry_and_rollout(aws: AwsClients, config: EnvironmentConfig, names: Nam
     cfn = aws("cloudformation")
     report.stack_parameter_before = _stack_parameter(cfn, names.inference_stack)
     rollout = lambdas.rollout
-    env = {"STACK_NAME": names.inference_stack, "MODEL_PACKAGE_GROUP": names.model_package_group,
-           "PARAMETER_NAME": MODEL_PACKAGE_PARAMETER, "POWERTOOLS_SERVICE_NAME": SERVICE_NAMES["rollout"]}
+    env = RolloutEnvironment(stack_name=names.inference_stack, model_package_group=names.model_package_group,
+                             parameter_name=MODEL_PACKAGE_PARAMETER, service_name=SERVICE_NAMES["rollout"]).to_env()
     with lambdas.environment(env):
         rollout.cloudformation_client().meta.events.register(
             "provide-client-params.cloudformation.UpdateStack",
@@ -619,10 +619,10 @@ def _stack_parameter(cfn: Any, stack: str) -> str | None:
 def _function_environment(config: EnvironmentConfig, scheme: Any, names: Names, version: str) -> dict[str, str]:
     env = preprocessor_environment(config, scheme, inference_bucket=names.inference_bucket,
                                    async_endpoint_name=names.async_endpoint,
-                                   realtime_endpoint_name=names.realtime_endpoint)
-    env["MODEL_PACKAGE_VERSION"] = version  # the stack sets it from the rolled-out package ARN
-    env["WRITE_OVERLAY"] = "true"  # rehearsal override: overlays to look at (config: preprocessing.write_overlay)
-    return env
+                                   realtime_endpoint_name=names.realtime_endpoint,
+                                   model_package_version=version)  # the stack takes it from the package ARN
+    # Rehearsal override: overlays to look at (config: preprocessing.write_overlay).
+    return dataclasses.replace(env, write_overlay=True).to_env()
 
 
 # ---------------------------------------------------------------------------------------- 4. frames

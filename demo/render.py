@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from demo.standin import LABEL, NOTE, TILE
-from training.cli import format_table
+from roadseg.output import format_table
 
-if TYPE_CHECKING:
-    from demo.rehearsal import Report
+# The rehearsal hands its Report (demo/rehearsal.py) to these functions; rendering stays below it and does
+# not import it, so the two modules do not depend on each other.
+Report = Any
 
 PANEL_WIDTH = 640
 README_PICTURE_LIMIT = 300 * 1024

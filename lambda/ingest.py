@@ -53,11 +53,13 @@ from roadseg_lambda.results import build_quarantine_document, iso8601, utc_now
 from roadseg_lambda.settings import Settings, get_settings
 from roadseg_lambda.storage import ObjectTooLarge, object_tags, put_bytes, put_json, read_object
 
+from contracts.lambda_env import METRICS_NAMESPACE
+
 REQUIRED = ("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME")
 SUBMITTED_TAG = "roadseg-submitted"
 
 logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "roadseg"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 

@@ -52,11 +52,13 @@ from roadseg_lambda.results import (
 from roadseg_lambda.settings import Settings, get_settings
 from roadseg_lambda.storage import ObjectTooLarge, put_bytes, put_json, read_object
 
+from contracts.lambda_env import METRICS_NAMESPACE
+
 REQUIRED = ("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME", "CLASS_NAMES")
 MAX_MASK_BYTES = 64 * 1024 * 1024
 
 logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "roadseg"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -49,11 +49,13 @@ from roadseg_lambda.masks import (
 from roadseg_lambda.results import build_result_document, utc_now
 from roadseg_lambda.settings import get_settings
 
+from contracts.lambda_env import METRICS_NAMESPACE
+
 REQUIRED = ("REALTIME_ENDPOINT_NAME", "CLASS_NAMES")
 LAMBDA_RESPONSE_LIMIT = 6_000_000  # synchronous invocation response limit is 6 MB; keep a margin for headers
 
 logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "roadseg"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))
 
 
 @logger.inject_lambda_context(clear_state=True, correlation_id_path=correlation_paths.API_GATEWAY_REST)

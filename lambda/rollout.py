@@ -19,9 +19,10 @@ notifications left as they are), and the endpoints' deployment policy does the r
 4. ``UpdateStack`` with ``ClientRequestToken`` derived from the event id (retries of one event are one
    request to CloudFormation). "No updates are to be performed" -> skipped. Any other error is raised.
 
-Environment: STACK_NAME (required, the inference stack), MODEL_PACKAGE_GROUP (required), PARAMETER_NAME
-(default ``ModelPackageArn``). Returns ``{"action": "ignored" | "skipped" | "updated", "reason": ...,
-...}``. The decision is the pure function :func:`decide`; the handler only fetches its inputs and acts.
+Environment (``contracts.lambda_env.RolloutEnvironment``): STACK_NAME (required, the inference stack),
+MODEL_PACKAGE_GROUP (required), PARAMETER_NAME (default ``ModelPackageArn``). Returns
+``{"action": "ignored" | "skipped" | "updated", "reason": ..., ...}``. The decision is the pure function
+:func:`decide`; the handler only fetches its inputs and acts.
 
 IAM: cloudformation:DescribeStacks and cloudformation:UpdateStack on the stack; sagemaker:DescribeModelPackage
 on the group's packages; plus what the stack update itself needs (the caller's credentials are used unless
@@ -42,7 +43,10 @@ from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-DEFAULT_PARAMETER_NAME = "ModelPackageArn"
+from contracts.lambda_env import SERVICE_NAMES, EnvironmentContractError, RolloutEnvironment
+from contracts.naming import MODEL_PACKAGE_PARAMETER
+
+DEFAULT_PARAMETER_NAME = MODEL_PACKAGE_PARAMETER
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Model Package State Change"
 APPROVED = "Approved"
@@ -64,7 +68,7 @@ _BUSY_MESSAGE = re.compile(r"_IN_PROGRESS state", re.I)
 _TOKEN_CHARS = re.compile(r"[^a-zA-Z0-9-]")
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "roadseg-rollout"))
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_NAMES["rollout"]))
 
 
 class RolloutError(Exception):
@@ -228,14 +232,13 @@ def sagemaker_client() -> Any:
 
 
 def _settings() -> tuple[str, str, str]:
-    missing = [name for name in ("STACK_NAME", "MODEL_PACKAGE_GROUP") if not os.environ.get(name)]
-    if missing:
-        raise RolloutError(f"environment variable(s) {', '.join(missing)} not set")
-    return (
-        os.environ["STACK_NAME"],
-        os.environ["MODEL_PACKAGE_GROUP"],
-        os.environ.get("PARAMETER_NAME") or DEFAULT_PARAMETER_NAME,
-    )
+    try:
+        env = RolloutEnvironment.from_env(os.environ)
+    except EnvironmentContractError as exc:
+        if exc.missing:
+            raise RolloutError(f"environment variable(s) {', '.join(exc.missing)} not set") from None
+        raise RolloutError(str(exc)) from None
+    return env.stack_name, env.model_package_group, env.parameter_name
 
 
 def _result(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
+from contracts import naming
 from stacks.compliance import add_compliance_checks
 from stacks.config import ConfigError, EnvironmentConfig
 from stacks.data_stack import DataStack
@@ -21,14 +22,9 @@ def cdk_json_context() -> dict:
     return json.loads((ROOT / "cdk.json").read_text())["context"]
 
 
-def stack_name_prefix(config: EnvironmentConfig) -> str:
-    """``roadseg-dev`` -> ``RoadsegDev``: the stacks are ``<this>Data``, ``<this>Training`` and ``<this>Inference``."""
-    return "".join(part.capitalize() for part in config.prefix.split("-"))
-
-
 def inference_stack_name(config: EnvironmentConfig) -> str:
-    """The inference stack, which the rollout Lambda updates (also the local rehearsal's stand-in stack)."""
-    return f"{stack_name_prefix(config)}Inference"
+    """``contracts.naming.inference_stack_name`` of the config (kept for roadseg/preflight.py)."""
+    return naming.inference_stack_name(config.prefix)
 
 
 SCALING_CONTEXT = "scaling"  # `-c scaling=off`: the first of two deploys that change an endpoint's instance type
@@ -46,13 +42,13 @@ class RoadsegStacks:
 
     def __init__(self, app: cdk.App, config: EnvironmentConfig) -> None:
         env = cdk.Environment(account=config.account, region=config.region) if config.account else None
-        prefix = stack_name_prefix(config)
+        names = naming.stack_names(config.prefix)
         common = dict(env=env, tags={"roadseg:environment": config.name, **config.tags})
-        self.data = DataStack(app, f"{prefix}Data", config=config,
+        self.data = DataStack(app, names[naming.DATA], config=config,
                               description=f"roadseg {config.name}: S3 buckets and KMS key", **common)
-        self.training = TrainingStack(app, f"{prefix}Training", config=config, data=self.data.buckets,
+        self.training = TrainingStack(app, names[naming.TRAINING], config=config, data=self.data.buckets,
                                       description=f"roadseg {config.name}: training and tuning pipelines", **common)
-        self.inference = InferenceStack(app, inference_stack_name(config), config=config, data=self.data.buckets,
+        self.inference = InferenceStack(app, names[naming.INFERENCE], config=config, data=self.data.buckets,
                                         training=self.training.pipelines, suspend_scaling=scaling_suspended(app),
                                         description=f"roadseg {config.name}: GPU endpoints, rollout, monitoring",
                                         **common)

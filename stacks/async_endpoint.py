@@ -13,16 +13,17 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from contracts import naming
+from contracts.layout import INFERENCE
 from stacks.bucket_set import SharedBuckets
 from stacks.config import AsyncEndpointConfig
 from stacks.endpoint_common import endpoint, endpoint_metric, instance_count_target, storage_kms_key, variant
-from stacks.layout import INFERENCE
 
 
 @dataclass(frozen=True)
 class AsyncEndpointProps:
     config: AsyncEndpointConfig
-    endpoint_name: str
+    prefix: str  # the endpoint and its alarms are named from it (contracts.naming)
     model_name: str
     model_role: iam.IRole
     buckets: SharedBuckets
@@ -35,7 +36,7 @@ class AsyncEndpointProps:
 class AsyncEndpoint(Construct):
     def __init__(self, scope: Construct, construct_id: str, props: AsyncEndpointProps) -> None:
         super().__init__(scope, construct_id)
-        cfg, buckets, name = props.config, props.buckets, props.endpoint_name
+        cfg, buckets, name = props.config, props.buckets, naming.async_endpoint_name(props.prefix)
         for topic in (props.success_topic, props.error_topic):
             topic.grant_publish(props.model_role)  # SageMaker publishes notifications as the model's role
 
@@ -62,7 +63,7 @@ class AsyncEndpoint(Construct):
                                                           buckets.key.key_arn)
 
         self.backlog_without_capacity = cw.Alarm(
-            self, "HasBacklogWithoutCapacity", alarm_name=f"{name}-backlog-without-capacity",
+            self, "HasBacklogWithoutCapacity", alarm_name=naming.async_backlog_alarm_name(props.prefix),
             metric=endpoint_metric(name, "HasBacklogWithoutCapacity", "Average", variant_dimension=False),
             threshold=1, evaluation_periods=1, datapoints_to_alarm=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -71,7 +72,7 @@ class AsyncEndpoint(Construct):
         )
         # InvocationFailures is published per endpoint *and variant* (the queue metrics above per endpoint only).
         self.failed_invocations = cw.Alarm(
-            self, "InvocationFailures", alarm_name=f"{name}-invocation-failures",
+            self, "InvocationFailures", alarm_name=naming.async_failures_alarm_name(props.prefix),
             metric=endpoint_metric(name, "InvocationFailures", "Sum"),
             threshold=1, evaluation_periods=2,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -79,7 +80,7 @@ class AsyncEndpoint(Construct):
             alarm_description="Async endpoint invocations failed",
         )
         self.oldest_request_age = cw.Alarm(
-            self, "ApproximateAgeOfOldestRequest", alarm_name=f"{name}-oldest-request-age",
+            self, "ApproximateAgeOfOldestRequest", alarm_name=naming.async_oldest_request_alarm_name(props.prefix),
             metric=endpoint_metric(name, "ApproximateAgeOfOldestRequest", "Maximum", variant_dimension=False,
                                    period=cdk.Duration.minutes(5)),
             threshold=cfg.invocation_timeout_seconds, evaluation_periods=3,
@@ -89,7 +90,8 @@ class AsyncEndpoint(Construct):
         )
         self.alarms = [self.failed_invocations, self.oldest_request_age, self.backlog_without_capacity]
         self.rollback_alarms = [self.failed_invocations]
-        self.rollback_alarm_names = [f"{name}-invocation-failures"]  # literal: the alarms exist only with a model
+        # Literal names (not the alarms' tokens): the alarms exist only with a model.
+        self.rollback_alarm_names = list(naming.async_rollback_alarm_names(props.prefix))
         # Scaled to zero, a retained count would make the new fleet empty: nothing to judge during the bake.
         self.endpoint = endpoint(self, "Endpoint", name, self.endpoint_config.attr_endpoint_config_name,
                                  self.rollback_alarms, retain_instance_count=cfg.min_capacity > 0)

@@ -9,10 +9,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from contracts import naming
+from contracts.layout import INFERENCE
 from stacks.compliance import acknowledge, acknowledge_all_packs
 from stacks.config import EnvironmentConfig
-from stacks.layout import INFERENCE
 
+_ARN_EXPORTS = {"Datasets": naming.DATASETS_BUCKET_ARN_EXPORT, "Artifacts": naming.ARTIFACTS_BUCKET_ARN_EXPORT,
+                "Inference": naming.INFERENCE_BUCKET_ARN_EXPORT}
 REPLICATION_REASON = (
     "Cross-region replication is a per-organisation disaster-recovery decision (second region, second key); "
     "versioning and retained KMS keys protect against loss within the region."
@@ -35,7 +38,7 @@ class SharedBuckets:
     export_prefix: str
 
     def export_name(self, attribute: str) -> str:
-        return f"{self.export_prefix}:{attribute}"
+        return naming.export_name(self.export_prefix, attribute)
 
 
 class BucketSet(Construct):
@@ -99,8 +102,9 @@ class BucketSet(Construct):
         self.export_prefix = cfg.prefix
         for name, bucket in self._shared.items():
             cdk.CfnOutput(self, f"{name}BucketArn", value=bucket.bucket_arn,
-                          export_name=f"{self.export_prefix}:{name}BucketArn")
-        cdk.CfnOutput(self, "DataKeyArn", value=self.key.key_arn, export_name=f"{self.export_prefix}:DataKeyArn")
+                          export_name=naming.export_name(self.export_prefix, _ARN_EXPORTS[name]))
+        cdk.CfnOutput(self, "DataKeyArn", value=self.key.key_arn,
+                      export_name=naming.export_name(self.export_prefix, naming.DATA_KEY_ARN_EXPORT))
 
     @property
     def _shared(self) -> dict[str, s3.Bucket]:
@@ -111,10 +115,11 @@ class BucketSet(Construct):
         consumer_stack = cdk.Stack.of(consumer)
         consumer_stack.add_dependency(cdk.Stack.of(self))
         scope = Construct(consumer, "SharedData")
-        key = kms.Key.from_key_arn(scope, "DataKey", cdk.Fn.import_value(f"{self.export_prefix}:DataKeyArn"))
+        key = kms.Key.from_key_arn(scope, "DataKey", cdk.Fn.import_value(
+            naming.export_name(self.export_prefix, naming.DATA_KEY_ARN_EXPORT)))
         imported = {
             name: s3.Bucket.from_bucket_attributes(
-                scope, name, bucket_arn=cdk.Fn.import_value(f"{self.export_prefix}:{name}BucketArn"),
+                scope, name, bucket_arn=cdk.Fn.import_value(naming.export_name(self.export_prefix, _ARN_EXPORTS[name])),
                 encryption_key=key)
             for name in self._shared
         }

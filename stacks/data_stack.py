@@ -5,6 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
+from contracts import naming
 from stacks.bucket_set import BucketSet, BucketSetProps
 from stacks.config import EnvironmentConfig
 
@@ -13,6 +14,7 @@ class DataStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.buckets = BucketSet(self, "Buckets", BucketSetProps(config=config))
-        for name, bucket in (("Datasets", self.buckets.datasets), ("Artifacts", self.buckets.artifacts),
-                             ("Inference", self.buckets.inference)):
-            cdk.CfnOutput(self, f"{name}BucketName", value=bucket.bucket_name)
+        for output, bucket in ((naming.DATASETS_BUCKET_NAME, self.buckets.datasets),
+                               (naming.ARTIFACTS_BUCKET_NAME, self.buckets.artifacts),
+                               (naming.INFERENCE_BUCKET_NAME, self.buckets.inference)):
+            cdk.CfnOutput(self, output, value=bucket.bucket_name)

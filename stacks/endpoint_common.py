@@ -7,6 +7,7 @@ from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_sagemaker as sagemaker
 
+from contracts.naming import VARIANT_NAME
 from stacks.compliance import acknowledge_all_packs
 from stacks.config import NVME_FAMILIES, instance_family
 from stacks.metric_catalogue import metric
@@ -16,7 +17,7 @@ from stacks.metric_catalogue import metric
 SCALING_UPDATE_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html"
 GUARDRAILS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html"
 
-VARIANT = "AllTraffic"
+VARIANT = VARIANT_NAME
 # Blue/green: shift all traffic at once, then bake; any rollback alarm in that window restores the old fleet.
 BAKING_SECONDS = 600
 

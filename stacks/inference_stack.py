@@ -6,6 +6,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from contracts import naming
 from stacks.async_endpoint import AsyncEndpoint, AsyncEndpointProps
 from stacks.bucket_set import BucketSet
 from stacks.config import EnvironmentConfig
@@ -20,7 +21,8 @@ from stacks.training_pipelines import TrainingPipelines
 
 
 def endpoint_names(config: EnvironmentConfig) -> tuple[str, str]:
-    return f"{config.prefix}-realtime", f"{config.prefix}-async"
+    """``contracts.naming.endpoint_names`` of the config (kept for roadseg/preflight.py)."""
+    return naming.endpoint_names(config.prefix)
 
 
 class InferenceStack(cdk.Stack):
@@ -29,7 +31,7 @@ class InferenceStack(cdk.Stack):
         """``suspend_scaling``: leave the endpoints' scalable targets out, the first of the two deploys that change
         an autoscaled endpoint's instance type (README, "Changing an endpoint's instance type")."""
         super().__init__(scope, construct_id, **kwargs)
-        self.realtime_name, self.async_name = endpoint_names(config)
+        self.realtime_name, self.async_name = naming.endpoint_names(config.prefix)
         buckets = data.share_with(self)
         self.model = RegistryModel(self, "Model", RegistryModelProps(
             buckets=buckets, algorithm_repository_arn=images_mapping(self, config).get("AlgorithmRepository")))
@@ -45,10 +47,10 @@ class InferenceStack(cdk.Stack):
 
         serving = Construct(self, "Serving")  # everything below exists only while a model is approved
         self.realtime = RealtimeEndpoint(serving, "Realtime", RealtimeEndpointProps(
-            config=config.realtime_endpoint, endpoint_name=self.realtime_name, model_name=self.model.model_name,
+            config=config.realtime_endpoint, prefix=config.prefix, model_name=self.model.model_name,
             buckets=buckets, suspend_scaling=suspend_scaling))
         self.async_endpoint = AsyncEndpoint(serving, "Async", AsyncEndpointProps(
-            config=config.async_endpoint, endpoint_name=self.async_name, model_name=self.model.model_name,
+            config=config.async_endpoint, prefix=config.prefix, model_name=self.model.model_name,
             model_role=self.model.role, buckets=buckets, success_topic=self.success_topic,
             error_topic=self.error_topic, suspend_scaling=suspend_scaling))
         self.model.allow_reading_alarms(self.realtime.rollback_alarm_names + self.async_endpoint.rollback_alarm_names)
@@ -65,26 +67,24 @@ class InferenceStack(cdk.Stack):
             key=self.operations_key, endpoint_names=(self.realtime_name, self.async_name)))
         self.monitoring.add_section("Rollout", self.rollout.alarms)
 
-        self.preprocessors = Preprocessors(self, "Preprocessors", PreprocessorsProps(
-            config=config, scheme=training.scheme, buckets=buckets, key=self.operations_key,
-            realtime_endpoint_name=self.realtime_name, async_endpoint_name=self.async_name,
-            success_topic=self.success_topic, error_topic=self.error_topic))
-        self.monitoring.add_section("Lambda preprocessors", self.preprocessors.alarms)
         # Results name the model that produced them: the version is the last part of the package ARN.
         version = cdk.Fn.condition_if(self.model.has_model.logical_id,
                                       cdk.Fn.select(2, cdk.Fn.split("/", self.model.package_arn.value_as_string)),
                                       "").to_string()
-        for function in self.preprocessors.functions:
-            function.add_environment("MODEL_PACKAGE_VERSION", version)
+        self.preprocessors = Preprocessors(self, "Preprocessors", PreprocessorsProps(
+            config=config, scheme=training.scheme, buckets=buckets, key=self.operations_key,
+            realtime_endpoint_name=self.realtime_name, async_endpoint_name=self.async_name,
+            success_topic=self.success_topic, error_topic=self.error_topic, model_package_version=version))
+        self.monitoring.add_section("Lambda preprocessors", self.preprocessors.alarms)
         self.rollout.allow_updating(self.preprocessors.functions)
         if any(e.endpoint_config.kms_key_id for e in (self.realtime, self.async_endpoint)):
             self.rollout.allow_granting_volume_key(buckets.key)
 
-        cdk.CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn,
+        cdk.CfnOutput(self, naming.ALARM_TOPIC_ARN, value=self.monitoring.topic.topic_arn,
                       description="Every alarm notifies this topic: subscribe on-call addresses to it")
-        cdk.CfnOutput(self, "RealtimeEndpointName", value=self.realtime_name, condition=self.model.has_model)
-        cdk.CfnOutput(self, "AsyncEndpointName", value=self.async_name, condition=self.model.has_model)
-        cdk.CfnOutput(self, "ServingStatus", value=cdk.Fn.condition_if(
+        cdk.CfnOutput(self, naming.REALTIME_ENDPOINT_NAME, value=self.realtime_name, condition=self.model.has_model)
+        cdk.CfnOutput(self, naming.ASYNC_ENDPOINT_NAME, value=self.async_name, condition=self.model.has_model)
+        cdk.CfnOutput(self, naming.SERVING_STATUS, value=cdk.Fn.condition_if(
             self.model.has_model.logical_id, "Endpoints deployed for the approved model package",
             "No approved model package yet: endpoints are not deployed. Approve one in the model package group "
             "(or deploy with --parameters ModelPackageArn=<arn>).").to_string())

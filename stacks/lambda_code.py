@@ -1,9 +1,10 @@
-"""Packaging of the Lambda code in `lambda/` without Docker.
+"""Packaging of the Lambda code in `lambda/` (with `contracts/` next to `roadseg_lambda/`) without Docker.
 
 CDK's default bundling runs pip inside a Docker image; there is no Docker engine on the build machines, so a
 local bundler installs `lambda/requirements.txt` with pip for the Lambda platform (manylinux_2_28 x86_64
 wheels of the runtime's Python, which Amazon Linux 2023 runtimes load) next to the handler modules.
-Docker stays the fallback if local bundling fails.
+Docker stays the fallback if local bundling fails. The source is the staging directory of
+`stacks.code_assets` (lambda/ plus contracts/), so the asset hash covers both.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.code_assets import staged
 from stacks.compliance import acknowledge_all_packs
 from stacks.config import EnvironmentConfig
 from stacks.operations_key import OperationsKey
 
-LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the latest Python runtime of this aws-cdk-lib (cdk-nag AwsSolutions-L1)
 PYTHON_VERSION = RUNTIME.name.removeprefix("python")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt")
@@ -31,7 +32,8 @@ IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt")
 
 @jsii.implements(cdk.ILocalBundling)
 class PipLocalBundler:
-    """Installs platform wheels for the Lambda runtime with the local pip, then copies the handlers."""
+    """Installs platform wheels for the Lambda runtime with the local pip, then copies the handlers and
+    ``contracts/`` (both in the staged source)."""
 
     def __init__(self, source: Path) -> None:
         self.source = source
@@ -51,14 +53,16 @@ class PipLocalBundler:
 
 
 def lambda_code() -> lambda_.Code:
-    """One code asset for every roadseg function (handlers share roadseg_lambda and the same dependencies)."""
+    """One code asset for every roadseg function (handlers share roadseg_lambda, contracts and the same
+    dependencies)."""
+    source = staged("lambda")
     return lambda_.Code.from_asset(
-        str(LAMBDA_DIR),
+        str(source),
         exclude=["__pycache__", "*.pyc"],
         bundling=cdk.BundlingOptions(
             image=cdk.DockerImage.from_registry("scratch"),
             command=["false"],  # never used: local bundling always runs first
-            local=PipLocalBundler(LAMBDA_DIR),
+            local=PipLocalBundler(source),
         ),
     )
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from contracts.lambda_env import METRICS_NAMESPACE
+
 SAGEMAKER_ENDPOINT_METRICS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html"
 SAGEMAKER_ASYNC_METRICS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-monitor.html"
 SAGEMAKER_PIPELINE_METRICS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html"
@@ -69,7 +71,8 @@ CATALOGUE: dict[tuple[str, str], MetricSpec] = {spec.key: spec for spec in [
     *_specs("AWS/SQS", "ApproximateNumberOfMessagesVisible ApproximateAgeOfOldestMessage NumberOfMessagesSent",
             (frozenset({"QueueName"}),), SQS_METRICS_DOC),
     # roadseg's own metrics (Powertools EMF adds the `service` dimension to every metric it flushes).
-    *_specs("roadseg", "FramesQuarantinedByReason", (frozenset({"service", "Reason"}),), POWERTOOLS_METRICS_DOC),
+    *_specs(METRICS_NAMESPACE, "FramesQuarantinedByReason", (frozenset({"service", "Reason"}),),
+            POWERTOOLS_METRICS_DOC),
 ]}
 
 

@@ -3,7 +3,7 @@ IAM-authenticated HTTPS front for the real-time endpoint."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -18,11 +18,13 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from contracts import naming
+from contracts.lambda_env import SERVICE_NAMES, PreprocessorEnvironment
+from contracts.layout import DATASETS, INFERENCE
 from stacks.bucket_set import SharedBuckets
 from stacks.compliance import acknowledge, acknowledge_all_packs, acknowledge_policy
 from stacks.config import EnvironmentConfig, FunctionConfig
 from stacks.lambda_code import RUNTIME, acknowledge_unreserved_concurrency, function_log_group, lambda_code
-from stacks.layout import DATASETS, INFERENCE
 from stacks.metric_catalogue import metric
 from stacks.operations_key import OperationsKey
 from training.classes import ClassScheme
@@ -32,29 +34,27 @@ NO_VPC = ("The function talks only to regional AWS APIs (S3, SageMaker runtime) 
 
 
 def preprocessor_environment(config: EnvironmentConfig, scheme: ClassScheme, *, inference_bucket: str,
-                             async_endpoint_name: str, realtime_endpoint_name: str) -> dict[str, str]:
+                             async_endpoint_name: str, realtime_endpoint_name: str,
+                             model_package_version: str | None = None) -> PreprocessorEnvironment:
     """The environment every preprocessor function gets (pure: the local rehearsal builds it the same way).
 
-    ``MODEL_PACKAGE_VERSION`` and ``POWERTOOLS_SERVICE_NAME`` are added per function by the stack.
+    The bucket name and model package version may be CDK tokens; each function adds its own ``service_name``.
     """
     cfg = config.preprocessing
-    return {
-        "POWERTOOLS_METRICS_NAMESPACE": "roadseg",
-        "INFERENCE_BUCKET": inference_bucket,
-        "ASYNC_INPUT_PREFIX": INFERENCE.async_input, "RESULTS_PREFIX": INFERENCE.results,
-        "QUARANTINE_PREFIX": INFERENCE.quarantine, "FAILURES_PREFIX": INFERENCE.failures,
-        "ASYNC_ENDPOINT_NAME": async_endpoint_name, "REALTIME_ENDPOINT_NAME": realtime_endpoint_name,
-        "CLASS_NAMES": json.dumps(list(scheme.names)),
-        "CLASS_COLORS": json.dumps([list(c.color) for c in scheme.classes]),
-        "IGNORE_INDEX": str(scheme.ignore_index),
-        "TARGET_WIDTH": str(cfg.target_width), "TARGET_HEIGHT": str(cfg.target_height),
-        "ROI": ",".join(str(v) for v in cfg.roi) if cfg.roi else "",
-        "MAX_INPUT_BYTES": str(cfg.max_input_bytes), "MAX_INPUT_PIXELS": str(cfg.max_input_pixels),
-        "JPEG_QUALITY": str(cfg.jpeg_quality), "KEY_PATTERN": cfg.key_pattern,
-        "VRU_MIN_PIXELS": str(cfg.vru_min_pixels),
-        "WRITE_OVERLAY": str(cfg.write_overlay).lower(),
-        "RESTORE_ORIGINAL_SIZE": str(cfg.restore_original_size).lower(),
-    }
+    return PreprocessorEnvironment(
+        inference_bucket=inference_bucket,
+        async_input_prefix=INFERENCE.async_input, results_prefix=INFERENCE.results,
+        quarantine_prefix=INFERENCE.quarantine, failures_prefix=INFERENCE.failures,
+        async_endpoint_name=async_endpoint_name, realtime_endpoint_name=realtime_endpoint_name,
+        class_names=tuple(scheme.names), class_colors=tuple(tuple(c.color) for c in scheme.classes),
+        ignore_index=scheme.ignore_index,
+        target_width=cfg.target_width, target_height=cfg.target_height,
+        roi=tuple(cfg.roi) if cfg.roi else None,
+        max_input_bytes=cfg.max_input_bytes, max_input_pixels=cfg.max_input_pixels,
+        jpeg_quality=cfg.jpeg_quality, key_pattern=cfg.key_pattern, vru_min_pixels=cfg.vru_min_pixels,
+        write_overlay=cfg.write_overlay, restore_original_size=cfg.restore_original_size,
+        model_package_version=model_package_version,
+    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class PreprocessorsProps:
     async_endpoint_name: str
     success_topic: sns.ITopic
     error_topic: sns.ITopic
+    model_package_version: str | None = None  # a token: the version of the package being served
 
 
 class Preprocessors(Construct):
@@ -87,7 +88,7 @@ class Preprocessors(Construct):
             bucket.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.SqsDestination(self.ingest_queue),
                                           s3.NotificationKeyFilter(prefix=INFERENCE.incoming))
 
-        self.ingest = self._function("Ingest", "ingest.handler", cfg.ingest,
+        self.ingest = self._function("Ingest", "ingest", cfg.ingest,
                                      "Validates camera frames and submits them to the async endpoint")
         self.ingest.add_event_source(sources.SqsEventSource(
             self.ingest_queue, batch_size=cfg.batch_size, report_batch_item_failures=True,
@@ -102,7 +103,7 @@ class Preprocessors(Construct):
                                         resource_name=props.async_endpoint_name)]))
 
         # Results: async success/error notifications -> postprocess.
-        self.postprocess = self._function("Postprocess", "postprocess.handler", cfg.postprocess,
+        self.postprocess = self._function("Postprocess", "postprocess", cfg.postprocess,
                                           "Turns async masks into result JSON (and overlays); records failures")
         self.postprocess_dlq = self._queue("PostprocessDeadLetters", dead_letter=None)
         props.key.admit_sns_dead_letters()  # SNS itself moves undeliverable notifications into the encrypted DLQ
@@ -115,7 +116,7 @@ class Preprocessors(Construct):
         buckets.inference.grant_put(self.postprocess, f"{INFERENCE.failures}*")
 
         # Real-time: one frame over HTTPS (IAM auth) -> real-time endpoint -> mask + summary.
-        self.realtime = self._function("RealtimeFront", "realtime.handler", cfg.realtime,
+        self.realtime = self._function("RealtimeFront", "realtime", cfg.realtime,
                                        "Preprocesses one frame and returns its mask from the real-time endpoint")
         self.realtime_url = self.realtime.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
         self.realtime_invoke_policy = self._invoke_url_policy()
@@ -129,14 +130,15 @@ class Preprocessors(Construct):
             self._depth_alarm(q) for q in (self.ingest_dlq, self.postprocess_dlq)]
         self._acknowledge(stack)
         self._acknowledge_notification_handler(stack, [buckets.inference, buckets.datasets])
-        cdk.CfnOutput(stack, "RealtimeFrontUrl", value=self.realtime_url.url,
+        cdk.CfnOutput(stack, naming.REALTIME_FRONT_URL, value=self.realtime_url.url,
                       description="POST a JPEG/PNG frame (SigV4-signed, service lambda) for its mask")
 
-    def environment(self) -> dict[str, str]:
+    def environment(self) -> PreprocessorEnvironment:
         props = self.props
         return preprocessor_environment(
             props.config, props.scheme, inference_bucket=props.buckets.inference.bucket_name,
-            async_endpoint_name=props.async_endpoint_name, realtime_endpoint_name=props.realtime_endpoint_name)
+            async_endpoint_name=props.async_endpoint_name, realtime_endpoint_name=props.realtime_endpoint_name,
+            model_package_version=props.model_package_version)
 
     def _queue(self, construct_id: str, *, dead_letter: sqs.DeadLetterQueue | None,
                visibility: cdk.Duration | None = None) -> sqs.Queue:
@@ -148,14 +150,14 @@ class Preprocessors(Construct):
             acknowledge(queue, "AwsSolutions-SQS3", "This queue is itself a dead-letter queue.")
         return queue
 
-    def _function(self, construct_id: str, handler: str, fn: FunctionConfig, description: str) -> lambda_.Function:
+    def _function(self, construct_id: str, module: str, fn: FunctionConfig, description: str) -> lambda_.Function:
         config = self.props.config
         dead_letters = self._queue(f"{construct_id}FailedInvocations", dead_letter=None)
+        environment = dataclasses.replace(self.environment(), service_name=SERVICE_NAMES[module])
         function = lambda_.Function(
-            self, construct_id, runtime=RUNTIME, code=lambda_code(), handler=handler, description=description,
-            memory_size=fn.memory_mb, timeout=cdk.Duration.seconds(fn.timeout_seconds),
-            reserved_concurrent_executions=fn.reserved_concurrency,
-            environment={**self.environment(), "POWERTOOLS_SERVICE_NAME": f"roadseg-{construct_id.lower()}"},
+            self, construct_id, runtime=RUNTIME, code=lambda_code(), handler=f"{module}.handler",
+            description=description, memory_size=fn.memory_mb, timeout=cdk.Duration.seconds(fn.timeout_seconds),
+            reserved_concurrent_executions=fn.reserved_concurrency, environment=environment.to_env(),
             log_group=function_log_group(self, f"{construct_id}Logs", config, self.props.key),
             tracing=lambda_.Tracing.ACTIVE if config.preprocessing.tracing else lambda_.Tracing.DISABLED,
             dead_letter_queue=dead_letters,
@@ -183,7 +185,7 @@ class Preprocessors(Construct):
                 iam.PolicyStatement(sid="InvokeTheFunction", actions=["lambda:InvokeFunction"],
                                     resources=[self.realtime.function_arn]),
             ])
-        cdk.CfnOutput(cdk.Stack.of(self), "RealtimeFrontInvokePolicyArn", value=policy.managed_policy_arn,
+        cdk.CfnOutput(cdk.Stack.of(self), naming.REALTIME_FRONT_INVOKE_POLICY_ARN, value=policy.managed_policy_arn,
                       description="Attach to the roles or users that call the real-time front")
         return policy
 

@@ -10,16 +10,17 @@ from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from contracts import naming
+from contracts.layout import INFERENCE
 from stacks.bucket_set import SharedBuckets
 from stacks.config import RealtimeEndpointConfig
 from stacks.endpoint_common import endpoint, endpoint_metric, instance_count_target, storage_kms_key, variant
-from stacks.layout import INFERENCE
 
 
 @dataclass(frozen=True)
 class RealtimeEndpointProps:
     config: RealtimeEndpointConfig
-    endpoint_name: str
+    prefix: str  # the endpoint and its alarms are named from it (contracts.naming)
     model_name: str
     buckets: SharedBuckets
     latency_p90_threshold_ms: float = 1500.0
@@ -48,9 +49,9 @@ class RealtimeEndpoint(Construct):
         )
         self.endpoint_config.kms_key_id = storage_kms_key(self.endpoint_config, cfg.instance_type,
                                                           buckets.key.key_arn)
-        name = props.endpoint_name
+        name = naming.realtime_endpoint_name(props.prefix)
         self.latency_p90 = cw.Alarm(
-            self, "LatencyP90", alarm_name=f"{name}-latency-p90",
+            self, "LatencyP90", alarm_name=naming.realtime_latency_alarm_name(props.prefix),
             metric=endpoint_metric(name, "ModelLatency", "p90"),  # microseconds
             threshold=props.latency_p90_threshold_ms * 1000, evaluation_periods=3,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -58,7 +59,7 @@ class RealtimeEndpoint(Construct):
             alarm_description="Real-time endpoint p90 model latency above threshold",
         )
         self.errors_5xx = cw.Alarm(
-            self, "Invocation5XXErrors", alarm_name=f"{name}-5xx-errors",
+            self, "Invocation5XXErrors", alarm_name=naming.realtime_errors_alarm_name(props.prefix),
             metric=endpoint_metric(name, "Invocation5XXErrors", "Sum"),
             threshold=1, evaluation_periods=2,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -67,7 +68,8 @@ class RealtimeEndpoint(Construct):
         )
         self.alarms = [self.latency_p90, self.errors_5xx]
         self.rollback_alarms = list(self.alarms)
-        self.rollback_alarm_names = [f"{name}-latency-p90", f"{name}-5xx-errors"]  # literal: exist only with a model
+        # Literal names (not the alarms' tokens): the alarms exist only with a model.
+        self.rollback_alarm_names = list(naming.realtime_rollback_alarm_names(props.prefix))
         self.endpoint = endpoint(self, "Endpoint", name, self.endpoint_config.attr_endpoint_config_name,
                                  self.rollback_alarms)
         self.scaling = None

@@ -13,11 +13,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from contracts.layout import INFERENCE
+from contracts.naming import MODEL_PACKAGE_PARAMETER
 from stacks.bucket_set import SharedBuckets
 from stacks.compliance import acknowledge_policy, nag_arn
-from stacks.layout import INFERENCE
-
-MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from contracts.lambda_env import SERVICE_NAMES, RolloutEnvironment
+from contracts.naming import MODEL_PACKAGE_PARAMETER
 from stacks.compliance import acknowledge, acknowledge_all_packs, acknowledge_policy, nag_arn
 from stacks.config import EnvironmentConfig
 from stacks.lambda_code import RUNTIME, acknowledge_unreserved_concurrency, function_log_group, lambda_code
 from stacks.metric_catalogue import metric
 from stacks.operations_key import OperationsKey
-from stacks.registry_model import MODEL_PACKAGE_PARAMETER
 
 UPDATE_STACK_DOC = "https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_UpdateStack.html"
 SSM_PARAMETER_TYPES_DOC = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
@@ -64,12 +65,9 @@ class ApprovalRollout(Construct):
             timeout=cdk.Duration.seconds(60), memory_size=256,
             retry_attempts=2, dead_letter_queue=self.dead_letters,
             log_group=log_group,
-            environment={
-                "STACK_NAME": stack.stack_name,
-                "MODEL_PACKAGE_GROUP": props.model_package_group,
-                "PARAMETER_NAME": MODEL_PACKAGE_PARAMETER,
-                "POWERTOOLS_SERVICE_NAME": "roadseg-rollout",
-            },
+            environment=RolloutEnvironment(
+                stack_name=stack.stack_name, model_package_group=props.model_package_group,
+                parameter_name=MODEL_PACKAGE_PARAMETER, service_name=SERVICE_NAMES["rollout"]).to_env(),
         )
         props.key.grant_send_to_queues(self.function)  # sqs:SendMessage alone cannot write to an encrypted queue
         stack_arn = stack.format_arn(service="cloudformation", resource="stack", resource_name=f"{stack.stack_name}/*")

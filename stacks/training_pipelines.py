@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -11,16 +10,17 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from contracts import naming
+from contracts.layout import ARTIFACTS, DATASETS
 from stacks.bucket_set import SharedBuckets
+from stacks.code_assets import TRAINING_DIR, staged
 from stacks.compliance import acknowledge_policy, nag_account_region, nag_arn
 from stacks.config import ConfigError, EnvironmentConfig
 from stacks.images import images_mapping
-from stacks.layout import ARTIFACTS, DATASETS
 from training.classes import ClassScheme, classes_json, scheme_from_config
 from training.hyperparameters import HyperparameterError, Hyperparameters
 from training.pipelines import PipelineSettings, build_training_pipeline, build_tuning_pipeline
 
-TRAINING_DIR = Path(__file__).resolve().parent.parent / "training"
 # SageMaker names jobs started by a pipeline "pipelines-<execution>-<step>-..."; the role may touch only those.
 PIPELINE_JOB_PREFIX = "pipelines-"
 
@@ -53,7 +53,7 @@ def pipeline_settings(config: EnvironmentConfig, scheme: ClassScheme) -> Pipelin
     static = {k: v for k, v in hyperparameters.to_algorithm_strings().items() if k != "num_training_samples"}
     return PipelineSettings(
         prefix=config.prefix,
-        model_package_group=model_package_group_name(config),
+        model_package_group=naming.model_package_group_name(config.prefix),
         num_classes=scheme.num_classes,
         class_scheme=config.classes.scheme,
         hyperparameters=static,
@@ -72,15 +72,6 @@ def pipeline_settings(config: EnvironmentConfig, scheme: ClassScheme) -> Pipelin
         incremental=training.incremental,
         custom_classes_json=classes_json(scheme) if config.classes.scheme == "custom" else None,
     )
-
-
-def model_package_group_name(config: EnvironmentConfig) -> str:
-    return f"{config.prefix}-segmentation"
-
-
-def pipeline_names(config: EnvironmentConfig) -> tuple[str, str]:
-    """(training pipeline, tuning pipeline)."""
-    return f"{config.prefix}-training", f"{config.prefix}-tuning"
 
 
 class TrainingPipelines(Construct):
@@ -105,8 +96,8 @@ class TrainingPipelines(Construct):
             cdk.RemovalPolicy.RETAIN if config.retain else cdk.RemovalPolicy.DESTROY)
 
         self.entry_script = s3_assets.Asset(self, "ProcessingEntry", path=str(TRAINING_DIR / "processing_entry.py"))
-        self.package = s3_assets.Asset(self, "TrainingPackage", path=str(TRAINING_DIR),
-                                       exclude=["__pycache__", "*.pyc", "cli.py"])
+        # training/ and contracts/ side by side (stacks.code_assets); processing_entry.py unpacks both.
+        self.package = s3_assets.Asset(self, "TrainingPackage", path=str(staged("processing")))
 
         self.role = iam.Role(
             self, "ExecutionRole",
@@ -125,7 +116,7 @@ class TrainingPipelines(Construct):
             "CodeEntryUri": self.entry_script.s3_object_url,
             "CodePackageUri": self.package.s3_object_url,
         }
-        training_name, tuning_name = pipeline_names(config)
+        training_name, tuning_name = naming.pipeline_names(config.prefix)
         self.training_pipeline = self._pipeline("TrainingPipeline", training_name,
                                                 build_training_pipeline(self.settings), placeholders,
                                                 "Prepare, train, transform, evaluate, gate and register")

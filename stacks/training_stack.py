@@ -5,6 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
+from contracts import naming
 from stacks.bucket_set import BucketSet
 from stacks.config import EnvironmentConfig
 from stacks.training_pipelines import TrainingPipelines, TrainingPipelinesProps
@@ -18,7 +19,7 @@ class TrainingStack(cdk.Stack):
         self.pipelines = TrainingPipelines(
             self, "Pipelines", TrainingPipelinesProps(config=config, buckets=data.share_with(self))
         )
-        cdk.CfnOutput(self, "TrainingPipelineName", value=self.pipelines.training_pipeline.pipeline_name)
-        cdk.CfnOutput(self, "TuningPipelineName", value=self.pipelines.tuning_pipeline.pipeline_name)
-        cdk.CfnOutput(self, "ModelPackageGroupName", value=self.pipelines.settings.model_package_group)
-        cdk.CfnOutput(self, "ExecutionRoleArn", value=self.pipelines.role.role_arn)
+        cdk.CfnOutput(self, naming.TRAINING_PIPELINE_NAME, value=self.pipelines.training_pipeline.pipeline_name)
+        cdk.CfnOutput(self, naming.TUNING_PIPELINE_NAME, value=self.pipelines.tuning_pipeline.pipeline_name)
+        cdk.CfnOutput(self, naming.MODEL_PACKAGE_GROUP_NAME, value=self.pipelines.settings.model_package_group)
+        cdk.CfnOutput(self, naming.EXECUTION_ROLE_ARN, value=self.pipelines.role.role_arn)

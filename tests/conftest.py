@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # Nothing in the suite may reach AWS: fake credentials, a region, no instance metadata, no CDK chatter.
 OFFLINE_ENV = {
@@ -13,9 +14,13 @@ OFFLINE_ENV = {
     "AWS_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
     "SAGEMAKER_VALIDATE_ROLE": "false",
-    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
     "CDK_DISABLE_CLI_TELEMETRY": "true",
 }
 os.environ.update(OFFLINE_ENV)
 os.environ.pop("AWS_PROFILE", None)
+
+# jsii (started by `import aws_cdk`) runs on the Node.js pinned in package.json, as under make.
+NODE_BIN = Path(__file__).resolve().parent.parent / "node_modules" / ".bin"
+if (NODE_BIN / "node").exists() and not os.environ.get("PATH", "").startswith(str(NODE_BIN)):
+    os.environ["PATH"] = f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 

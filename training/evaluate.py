@@ -4,7 +4,8 @@ One confusion matrix is accumulated over the whole split (not a mean of per-imag
 let small images count as much as large ones), and every metric is derived from it. Classes that occur
 neither in the ground truth nor in the predictions are reported as "absent": they are left out of mIoU,
 and their gate value is -1.0 so that a floor on them fails instead of passing vacuously.
-Runs in a SageMaker Processing container: standard library, numpy and Pillow only.
+Runs in a SageMaker Processing container: standard library, numpy and Pillow only. The report's shape is
+``contracts.documents.EVALUATION_SCHEMAS`` (shipped with this package).
 
     python -m training.evaluate --ground-truth DIR --predictions DIR --output DIR [--scheme cityscapes]
 """
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from contracts.documents import EVALUATION_SCHEMA_VERSION
 from training.classes import CITYSCAPES, ClassScheme, add_scheme_arguments, scheme_from_arguments
 
 PREDICTION_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -188,7 +190,8 @@ def evaluate_dirs(
             cm += confusion_matrix(gt, pred, scheme.num_classes, scheme.ignore_index)
         except EvaluationError as exc:
             raise EvaluationError(f"{gt_path.name} / {pred_path.name}: {exc}") from None
-    result = {"scheme": scheme.name, "num_images": len(gt_files), **metrics_from_confusion(cm, scheme.names)}
+    result = {"schema_version": EVALUATION_SCHEMA_VERSION, "scheme": scheme.name, "num_images": len(gt_files),
+              **metrics_from_confusion(cm, scheme.names)}
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from contracts.naming import training_pipeline_name, tuning_pipeline_name
+
 # The SDK creates a boto3 client while it is imported (class body of sagemaker.ai_registry.air_hub.AIRHub),
 # which raises NoRegionError without a region: provide one for the import only (removed again below).
 _IMPORT_ENVIRONMENT = {
@@ -124,7 +126,7 @@ PLACEHOLDERS: dict[str, str] = {
     "ProcessingImage": "Python 3 image with numpy and Pillow for PrepareDataset and EvaluateModel",
     "CodeEntryUri": f"s3:// URI of the single entry script training/processing_entry.py, any key name (mounted in "
     f"{CODE_DIR} and run as python3 <script> <module> [args])",
-    "CodePackageUri": f"s3:// URI of the zip of the training/ package (mounted in {PACKAGE_DIR})",
+    "CodePackageUri": f"s3:// URI of the zip of the training/ and contracts/ packages (mounted in {PACKAGE_DIR})",
 }
 
 # Step names (the order in which they run).
@@ -198,7 +200,7 @@ class PipelineSettings:
 
 def build_training_pipeline(settings: PipelineSettings) -> str:
     """The ``<prefix>-training`` definition: JSON with ``${Placeholders}`` for ``Fn::Sub``."""
-    name = f"{settings.prefix}-training"
+    name = training_pipeline_name(settings.prefix)
     with _offline_sdk() as sdk:
         params = _Parameters.for_training(settings)
         prepare, preparation_report = _prepare_step(sdk, settings, params)
@@ -220,7 +222,7 @@ def build_training_pipeline(settings: PipelineSettings) -> str:
 
 def build_tuning_pipeline(settings: PipelineSettings) -> str:
     """The ``<prefix>-tuning`` definition: the training pipeline with a tuning job instead of one job."""
-    name = f"{settings.prefix}-tuning"
+    name = tuning_pipeline_name(settings.prefix)
     with _offline_sdk() as sdk:
         params = _Parameters.for_tuning(settings)
         prepare, preparation_report = _prepare_step(sdk, settings, params)

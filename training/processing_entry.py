@@ -1,7 +1,8 @@
 """Entry point of roadseg's SageMaker Processing steps (Prepare, Evaluate).
 
-Shipped alone as the step's `code`; the `training` package arrives as a zip input under
-/opt/ml/processing/input/package/. Usage: ``python3 processing_entry.py <prepare|evaluate> [args...]``.
+Shipped alone as the step's `code`; the `training` and `contracts` packages arrive as one zip input (both at
+its root, see stacks/code_assets.py) under /opt/ml/processing/input/package/.
+Usage: ``python3 processing_entry.py <prepare|evaluate> [args...]``.
 Self-contained on purpose (stdlib only): it runs before the package is importable.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path("/opt/ml/processing/input/package")
 MODULES = ("prepare", "evaluate")
+PACKAGES = ("training", "contracts")
 
 
 def unpack(package_dir: Path, into: Path) -> Path:
@@ -22,7 +24,10 @@ def unpack(package_dir: Path, into: Path) -> Path:
     if len(archives) != 1:
         raise SystemExit(f"expected one package zip in {package_dir}, found {[a.name for a in archives]}")
     with zipfile.ZipFile(archives[0]) as archive:
-        archive.extractall(into / "training")
+        archive.extractall(into)
+    missing = [name for name in PACKAGES if not (into / name / "__init__.py").is_file()]
+    if missing:
+        raise SystemExit(f"{archives[0].name} lacks the package(s) {', '.join(missing)} at its root")
     return into
 
 

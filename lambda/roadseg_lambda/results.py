@@ -1,5 +1,6 @@
 """The JSON documents the pipeline writes: results, failures and quarantine reasons.
 
+Their shapes and schema versions are the contract in ``contracts.documents`` (readers validate against it).
 All timestamps are ISO 8601 UTC with milliseconds and a ``Z`` suffix. ``latency_ms`` is the time from
 the frame's upload (the S3 event time; for real-time requests the API request time) to the moment the
 result document was built. Bounding boxes follow ``masks`` (exclusive x1/y1, original frame pixels).
@@ -10,10 +11,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from contracts.documents import FAILURE_SCHEMA_VERSION, QUARANTINE_SCHEMA_VERSION, RESULT_SCHEMA_VERSION
+
 from .keys import FrameKey
 from .masks import MaskStats
-
-SCHEMA_VERSION = "1.0"
 
 
 def utc_now() -> datetime:
@@ -62,7 +63,7 @@ def build_result_document(
     endpoint_latency_ms: int | None = None,
 ) -> dict:
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": RESULT_SCHEMA_VERSION,
         "inference_id": inference_id,
         "mode": mode,  # "async" | "realtime"
         "source_bucket": source_bucket,
@@ -113,7 +114,7 @@ def build_failure_document(
     model_package_version: str | None = None,
 ) -> dict:
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": FAILURE_SCHEMA_VERSION,
         "status": "failed",
         "inference_id": inference_id,
         "source_bucket": source_bucket,
@@ -146,6 +147,7 @@ def build_quarantine_document(
     inference_id: str | None = None,
 ) -> dict:
     return {
+        "schema_version": QUARANTINE_SCHEMA_VERSION,
         "source_bucket": source_bucket,
         "source_key": source_key,
         "code": code,

@@ -7,6 +7,7 @@ exactly as the Lambda runtime does.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -42,32 +43,11 @@ from lambda_testkit import (  # noqa: E402
     encode,
 )
 from roadseg_lambda import aws  # noqa: E402
-from roadseg_lambda.settings import get_settings  # noqa: E402
+from roadseg_lambda.settings import Settings, get_settings  # noqa: E402
 
-ALL_SETTINGS = (
-    "INFERENCE_BUCKET",
-    "ASYNC_INPUT_PREFIX",
-    "RESULTS_PREFIX",
-    "QUARANTINE_PREFIX",
-    "FAILURES_PREFIX",
-    "ASYNC_ENDPOINT_NAME",
-    "REALTIME_ENDPOINT_NAME",
-    "ASYNC_REQUEST_TTL_SECONDS",
-    "CLASS_NAMES",
-    "CLASS_COLORS",
-    "IGNORE_INDEX",
-    "TARGET_WIDTH",
-    "TARGET_HEIGHT",
-    "ROI",
-    "MAX_INPUT_BYTES",
-    "MAX_INPUT_PIXELS",
-    "JPEG_QUALITY",
-    "KEY_PATTERN",
-    "VRU_MIN_PIXELS",
-    "WRITE_OVERLAY",
-    "MODEL_PACKAGE_VERSION",
-    "RESTORE_ORIGINAL_SIZE",
-    "REALTIME_MAX_PAYLOAD_BYTES",
+# Every variable the functions read (the contract plus the Lambda-only tunables); Powertools' are set above.
+ALL_SETTINGS = tuple(
+    f.metadata["env"].name for f in dataclasses.fields(Settings) if not f.metadata["env"].name.startswith("POWERTOOLS_")
 )
 
 

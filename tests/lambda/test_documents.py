@@ -23,6 +23,8 @@ from roadseg_lambda.results import (
 )
 from roadseg_lambda.settings import DEFAULT_KEY_PATTERN
 
+from contracts.documents import validate_failure, validate_quarantine, validate_result
+
 BUCKET = "inference"
 INPUT = f"s3://{BUCKET}/async-input/veh-1/front/2026-01-01T00:00:00Z.jpg"
 OUTPUT = f"s3://{BUCKET}/async-output/abc.out"
@@ -93,6 +95,7 @@ def test_result_document() -> None:
     }
     assert doc["mask_uri"] == OUTPUT and doc["overlay_uri"] is None
     assert json.loads(to_json_bytes(doc)) == doc
+    assert validate_result(json.loads(to_json_bytes(doc))) == doc
 
 
 def test_quarantine_and_failure_documents() -> None:
@@ -109,7 +112,8 @@ def test_quarantine_and_failure_documents() -> None:
     assert {"source_bucket", "source_key", "code", "reason", "detected_format", "size_bytes", "quarantined_at"} <= set(
         doc
     )
-    assert doc["quarantined_at"] == "2026-01-01T00:00:00.000Z"
+    assert doc["quarantined_at"] == "2026-01-01T00:00:00.000Z" and doc["schema_version"] == "1.0"
+    assert validate_quarantine(json.loads(to_json_bytes(doc))) == doc
     assert "été" in to_json_bytes(doc).decode("utf-8")
     failure = build_failure_document(
         inference_id="abc",
@@ -122,6 +126,7 @@ def test_quarantine_and_failure_documents() -> None:
         failed_at=when,
     )
     assert failure["status"] == "failed" and failure["reason"] == "ClientError: boom" and failure["frame_key"] is None
+    assert validate_failure(json.loads(to_json_bytes(failure))) == failure
 
 
 def test_parse_success_notification() -> None:

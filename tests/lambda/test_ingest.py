@@ -35,6 +35,8 @@ from roadseg_lambda import aws
 from roadseg_lambda.keys import derive_inference_id, frame_identity
 from roadseg_lambda.settings import SettingsError, get_settings
 
+from contracts.documents import validate_quarantine, validate_result
+
 KEY = "incoming/veh-1/front cam/2026-01-01T00:00:00.000Z.jpg"
 
 
@@ -115,6 +117,7 @@ def test_end_to_end_frame_to_result(aws_env, runtime, context, capsys) -> None:
     assert postprocess.handler(sns_event(note), context) == {"outcomes": ["completed"]}
 
     result = json.loads(s3.get_object(Bucket=INFERENCE_BUCKET, Key=f"results/{identity}.json")["Body"].read())
+    validate_result(result)
     total = 80 * 107
     assert result["inference_id"] == call["InferenceId"] and result["mode"] == "async"
     assert result["frame_key"] == KEY and result["source_bucket"] == INGEST_BUCKET
@@ -220,6 +223,7 @@ def test_bad_frames_are_quarantined(aws_env, runtime, context, capsys, name) -> 
     copy = s3.get_object(Bucket=INFERENCE_BUCKET, Key=f"quarantine/{key}")["Body"].read()
     assert copy == data
     reason = json.loads(s3.get_object(Bucket=INFERENCE_BUCKET, Key=f"quarantine/{key}.reason.json")["Body"].read())
+    validate_quarantine(reason)
     assert reason["source_bucket"] == INGEST_BUCKET and reason["source_key"] == key
     assert reason["code"] == code and reason["detected_format"] == detected and reason["reason"]
     assert reason["size_bytes"] == len(data) and reason["quarantined_at"].endswith("Z")

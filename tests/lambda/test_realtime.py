@@ -24,6 +24,8 @@ from PIL import Image
 from roadseg_lambda import aws
 from roadseg_lambda.settings import get_settings
 
+from contracts.documents import validate_result
+
 
 @pytest.fixture
 def stub(lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
@@ -122,7 +124,7 @@ def test_happy_path(stub: Stubber, context, capsys) -> None:
     payload = body_of(response)
     returned = np.asarray(Image.open(io.BytesIO(base64.b64decode(payload["mask_png_base64"]))))
     assert np.array_equal(returned, mask)
-    summary = payload["summary"]
+    summary = validate_result(payload["summary"])
     assert summary["mode"] == "realtime" and summary["endpoint_name"] == REALTIME_ENDPOINT
     assert (summary["vehicle"], summary["camera"], summary["timestamp"]) == ("veh-9", "front", "2026-01-01T00:00:00Z")
     assert summary["original_size"] == {"width": 320, "height": 240} and summary["inference_size"] == {

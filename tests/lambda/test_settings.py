@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from lambda_testkit import CITYSCAPES
 from roadseg_lambda.settings import DEFAULT_KEY_PATTERN, Settings, SettingsError, default_palette, get_settings
+
+from contracts.lambda_env import PreprocessorEnvironment
 
 MINIMAL = {"CLASS_NAMES": json.dumps(CITYSCAPES)}
 
@@ -145,3 +148,13 @@ def test_default_palette_is_the_voc_colour_map() -> None:
     palette = default_palette(4)
     assert palette == ((0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0))
     assert len(set(default_palette(256))) == 256
+
+
+def test_settings_read_what_the_stack_writes() -> None:
+    """Settings is the stack's contract (contracts.lambda_env) plus two Lambda-only tunables at their defaults."""
+    written = PreprocessorEnvironment(service_name="roadseg-ingest", inference_bucket="b-1", class_names=("a", "b"),
+                                      roi=(0.0, 0.1, 1.0, 0.9), write_overlay=True, model_package_version="3")
+    settings = Settings.from_env(written.to_env())
+    assert {f.name: getattr(settings, f.name) for f in dataclasses.fields(PreprocessorEnvironment)} == {
+        f.name: getattr(written, f.name) for f in dataclasses.fields(PreprocessorEnvironment)}
+    assert settings.async_request_ttl_seconds == 21600 and settings.realtime_max_payload_bytes == 6_291_456

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Match
 
-from stacks.layout import INFERENCE
+from contracts.layout import INFERENCE
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])

@@ -90,6 +90,17 @@ def test_cdk_cli_is_offline_and_pinned():
     assert lock["packages"]["node_modules/aws-cdk"]["version"].startswith("2.")
 
 
+def test_cdk_runs_on_the_node_pinned_in_package_json():
+    """jsii no longer supports Node 20: the set-up commands install a supported Node next to the CDK CLI."""
+    pinned = json.loads((ROOT / "package.json").read_text())["devDependencies"]["node"]
+    assert int(pinned.split(".")[0]) >= 22
+    node = ROOT / "node_modules" / ".bin" / "node"
+    version = subprocess.run([str(node), "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
+    assert version == f"v{pinned}"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "export PATH := $(CURDIR)/node_modules/.bin:$(PATH)" in makefile
+
+
 def test_synth_makes_no_network_call(tmp_path):
     """Runs the real app.py in a fresh interpreter where any outbound connection raises."""
     guard = tmp_path / "guard"
@@ -107,12 +118,11 @@ def test_synth_makes_no_network_call(tmp_path):
         socket.create_connection = lambda *a, **k: _refuse(socket.socket(), a[0])
     """))
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{ROOT / 'node_modules' / '.bin'}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(tmp_path),
         "PYTHONPATH": str(guard),
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # closed loopback port: an escaped call fails fast, locally
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         "CDK_OUTDIR": str(tmp_path / "out"),
         # What the CLI passes: cdk.json's context (feature flags) plus -c values.
         "CDK_CONTEXT_JSON": json.dumps({**cdk_json_context(), "env": "dev", "aws:cdk:bundling-stacks": []}),

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
+from contracts.documents import EVALUATION_SCHEMA_VERSION, validate_evaluation
 from training.classes import CITYSCAPES, custom_scheme
 from training.evaluate import (
     EvaluationError,
@@ -174,8 +175,9 @@ def test_evaluation_json_shape(dirs):
     gt_dir, pred_dir, out = dirs
     evaluate_dirs(gt_dir, pred_dir, THREE, out)
     data = json.loads((out / "evaluation.json").read_text())
-    assert set(data) == {"scheme", "num_images", "num_classes", "classes", "metrics", "per_class", "gate",
-                         "confusion_matrix", "multiclass_classification_metrics"}
+    assert validate_evaluation(data) is data and data["schema_version"] == EVALUATION_SCHEMA_VERSION
+    assert set(data) == {"schema_version", "scheme", "num_images", "num_classes", "classes", "metrics", "per_class",
+                         "gate", "confusion_matrix", "multiclass_classification_metrics"}
     assert data["classes"] == ["road", "car", "person"] and data["num_classes"] == 3
     assert set(data["metrics"]) == {"mIoU", "pixel_accuracy", "frequency_weighted_iou", "mean_accuracy"}
     assert all(isinstance(v, float) for v in data["metrics"].values())

@@ -1,7 +1,7 @@
 """Object-key layout of the project's buckets: the one place prefixes are named.
 
-Stacks (lifecycle rules, notifications, IAM scoping), Lambdas (through environment variables) and the
-command-line tools all read these, so a prefix is never spelled twice.
+Stacks (lifecycle rules, notifications, IAM scoping), Lambdas (defaults of their environment, see
+``contracts.lambda_env``) and the command-line tools all read these, so a prefix is never spelled twice.
 """
 
 from __future__ import annotations

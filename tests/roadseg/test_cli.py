@@ -1,4 +1,5 @@
-"""training/cli.py against moto (S3, SageMaker) and botocore's Stubber (sagemaker-runtime, moto gaps)."""
+"""The roadseg command's AWS commands against moto (S3, SageMaker) and botocore's Stubber (sagemaker-runtime,
+moto gaps), called through its entry point with explicit names (name resolution: test_names.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 from PIL import Image
 
-from training import cli
+from roadseg import cli, commands, session
 from training.classes import get_scheme
 from training.recordio import encode_probabilities
 
@@ -62,11 +63,11 @@ def s3(aws):
 
 def _stub(monkeypatch, service: str) -> Stubber:
     """Replace the factory's client for one service with a stubbed one; other services stay on moto."""
-    real = cli.make_client
+    real = session.make_client
     client = boto3.client(service, region_name=REGION)
     stubber = Stubber(client)
     stubber.activate()
-    monkeypatch.setattr(cli, "make_client", lambda name, region: client if name == service else real(name, region))
+    monkeypatch.setattr(session, "make_client", lambda name, region: client if name == service else real(name, region))
     return stubber
 
 
@@ -99,7 +100,8 @@ def pipeline(sm):
 
 
 def test_start_passes_parameters_and_prints_the_arn(run, sm, pipeline):
-    rc, out, _ = run("start", "--pipeline", pipeline, "--param", "InstanceType=ml.g5.xlarge", "--param", "Epochs=30")
+    rc, out, _ = run("pipeline", "start", "--pipeline", pipeline, "--param", "InstanceType=ml.g5.xlarge",
+                     "--param", "Epochs=30")
     assert rc == 0
     arn = out.strip()
     assert arn.startswith(f"arn:aws:sagemaker:{REGION}:") and f"pipeline/{pipeline}/execution/" in arn
@@ -108,7 +110,7 @@ def test_start_passes_parameters_and_prints_the_arn(run, sm, pipeline):
 
 
 def test_start_wait_reports_the_final_state(run, pipeline):
-    rc, out, err = run("start", "--pipeline", pipeline, "--wait", "--region", REGION)
+    rc, out, err = run("--region", REGION, "pipeline", "start", "--pipeline", pipeline, "--wait")
     assert rc == 0 and "execution Succeeded" in out and "Succeeded" in err
 
 
@@ -118,19 +120,19 @@ def test_start_wait_reports_the_final_state(run, pipeline):
     ("=x", "is not Key=Value"),
 ])
 def test_start_rejects_bad_parameters(run, pipeline, param, message):
-    rc, out, err = run("start", "--pipeline", pipeline, "--param", param)
+    rc, out, err = run("pipeline", "start", "--pipeline", pipeline, "--param", param)
     assert rc == 2 and out == "" and message in err
 
 
 def test_start_of_a_missing_pipeline_prints_the_aws_error(run, aws):
-    rc, _, err = run("start", "--pipeline", "nope", "--param", "A=1")
+    rc, _, err = run("pipeline", "start", "--pipeline", "nope", "--param", "A=1")
     assert rc == 2
     assert "AWS error ValidationException in DescribePipeline: Could not find pipeline" in err
 
 
 def test_status_handles_the_missing_step_listing_of_moto(run, sm, pipeline):
     arn = sm.start_pipeline_execution(PipelineName=pipeline)["PipelineExecutionArn"]
-    rc, out, _ = run("status", "--execution", arn)
+    rc, out, _ = run("pipeline", "status", "--execution", arn)
     assert rc == 0
     assert "status:    Succeeded" in out
     assert "step details unavailable from this endpoint" in out and "has not been implemented" in out
@@ -149,7 +151,7 @@ def test_status_lists_steps_when_the_endpoint_has_them(run, monkeypatch, aws):
     stub.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": [
         {"StepName": "Evaluate", "StepStatus": "NotStarted"}]},
         {"PipelineExecutionArn": arn, "SortOrder": "Ascending", "NextToken": "n"})
-    rc, out, _ = run("status", "--execution", arn)
+    rc, out, _ = run("pipeline", "status", "--execution", arn)
     assert rc == 0
     assert "failure:   Step Train failed" in out
     lines = out.splitlines()
@@ -162,7 +164,7 @@ def test_status_lists_steps_when_the_endpoint_has_them(run, monkeypatch, aws):
 @pytest.mark.parametrize(("code", "status", "expect_rc"), [
     ("500", 500, 0),  # what moto answers as a server
     ("UnknownOperationException", 400, 0),
-    ("AccessDeniedException", 400, 2),  # a real error is not hidden
+    ("AccessDeniedException", 400, 3),  # a real error is not hidden: AWS access, exit 3
 ])
 def test_status_step_listing_errors(run, monkeypatch, aws, code, status, expect_rc):
     stub = _stub(monkeypatch, "sagemaker")
@@ -170,7 +172,7 @@ def test_status_step_listing_errors(run, monkeypatch, aws, code, status, expect_
     stub.add_response("describe_pipeline_execution", {"PipelineExecutionStatus": "Executing"})
     stub.add_client_error("list_pipeline_execution_steps", service_error_code=code, service_message="nope",
                           http_status_code=status)
-    rc, out, err = run("status", "--execution", arn)
+    rc, out, err = run("pipeline", "status", "--execution", arn)
     assert rc == expect_rc
     assert "status:    Executing" in out
     if expect_rc == 0:
@@ -180,7 +182,8 @@ def test_status_step_listing_errors(run, monkeypatch, aws, code, status, expect_
 
 
 def test_status_of_an_unknown_execution_is_an_aws_error(run, pipeline):
-    rc, out, err = run("status", "--execution", f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/x/execution/y")
+    arn = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/x/execution/y"
+    rc, out, err = run("pipeline", "status", "--execution", arn)
     assert rc == 2 and out == ""
     assert "AWS error ValidationException in DescribePipelineExecution: Could not find pipeline" in err
 
@@ -217,7 +220,7 @@ def packages(sm, s3):
 
 
 def test_models_lists_packages_with_their_metrics_uri(run, packages):
-    rc, out, _ = run("models", "--group", GROUP)
+    rc, out, _ = run("model", "list", "--group", GROUP)
     assert rc == 0
     lines = out.splitlines()
     assert lines[0].split() == ["VERSION", "APPROVAL", "STATUS", "CREATED", "METRICS", "ARN"]
@@ -228,7 +231,7 @@ def test_models_lists_packages_with_their_metrics_uri(run, packages):
 
 
 def test_models_with_metrics_shows_miou_and_safety_classes(run, packages):
-    rc, out, _ = run("models", "--group", GROUP, "--with-metrics")
+    rc, out, _ = run("model", "list", "--group", GROUP, "--with-metrics")
     assert rc == 0
     lines = out.splitlines()
     assert lines[0].split()[:5] == ["VERSION", "APPROVAL", "STATUS", "CREATED", "mIoU"]
@@ -240,7 +243,7 @@ def test_models_with_metrics_shows_miou_and_safety_classes(run, packages):
 
 def test_models_with_unreadable_metrics_warns_and_goes_on(run, packages, s3):
     s3.delete_object(Bucket=BUCKET, Key="pipelines/v2/evaluation.json")
-    rc, out, err = run("models", "--group", GROUP, "--with-metrics", "--safety-class", "person")
+    rc, out, err = run("model", "list", "--group", GROUP, "--with-metrics", "--safety-class", "person")
     assert rc == 0
     assert "version 2: cannot read metrics" in err and "NoSuchKey" in err
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
@@ -249,35 +252,34 @@ def test_models_with_unreadable_metrics_warns_and_goes_on(run, packages, s3):
 
 def test_models_of_an_empty_group(run, sm):
     sm.create_model_package_group(ModelPackageGroupName="empty")
-    rc, out, _ = run("models", "--group", "empty")
+    rc, out, _ = run("model", "list", "--group", "empty")
     assert rc == 0 and "has no model packages" in out
 
 
 def test_approve_and_reject_update_the_registry(run, sm, packages):
-    rc, out, _ = run("approve", "--arn", packages[0], "--note", "mIoU 0.61, safety floors met")
+    rc, out, _ = run("model", "approve", packages[0], "--note", "mIoU 0.61, safety floors met")
     assert rc == 0 and f"{packages[0]}: Approved" in out
     described = sm.describe_model_package(ModelPackageName=packages[0])
     assert described["ModelApprovalStatus"] == "Approved"
     assert described["ApprovalDescription"] == "mIoU 0.61, safety floors met"
 
-    rc, out, _ = run("reject", "--arn", packages[1], "--note", "person absent from validation")
+    rc, out, _ = run("model", "reject", packages[1], "--note", "person absent from validation")
     assert rc == 0 and "Rejected" in out
     assert sm.describe_model_package(ModelPackageName=packages[1])["ModelApprovalStatus"] == "Rejected"
 
 
 def test_reject_needs_a_note(run, packages):
-    with pytest.raises(SystemExit) as exc:
-        run("reject", "--arn", packages[0])
-    assert exc.value.code == 2
-    rc, _, err = run("reject", "--arn", packages[0], "--note", "  ")
+    rc, _, err = run("model", "reject", packages[0])
+    assert rc == 2 and "Missing option '--note'" in err
+    rc, _, err = run("model", "reject", packages[0], "--note", "  ")
     assert rc == 2 and "needs a --note" in err
 
 
 def test_approve_checks_the_arn_and_reports_aws_errors(run, packages):
-    rc, _, err = run("approve", "--arn", "roadseg-dev-segmentation/1")
+    rc, _, err = run("model", "approve", "roadseg-dev-segmentation/1")
     assert rc == 2 and "is not a model package ARN" in err
     missing = packages[0].rsplit("/", 1)[0] + "/99"
-    rc, _, err = run("approve", "--arn", missing)
+    rc, _, err = run("model", "approve", missing)
     assert rc == 2 and "AWS error" in err and "UpdateModelPackage" in err
 
 
@@ -292,7 +294,7 @@ def test_upload_sends_every_file_under_the_default_prefix(run, s3, tmp_path):
     (root / "masks" / "a.png").write_bytes(b"png" * 10)
     (root / "split.json").write_text("{}")
     (root / ".DS_Store").write_bytes(b"junk")
-    rc, out, _ = run("upload", "--dir", root, "--bucket", BUCKET)
+    rc, out, _ = run("data", "upload", root, "--bucket", BUCKET)
     assert rc == 0 and "uploaded 3 files" in out and f"s3://{BUCKET}/raw/mydata/" in out
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert keys == {"raw/mydata/images/a.jpg", "raw/mydata/masks/a.png", "raw/mydata/split.json"}
@@ -320,8 +322,8 @@ def test_upload_reports_progress_in_bytes(run, s3, tmp_path, monkeypatch):
         def update(self, n):
             seen["done"] += n
 
-    monkeypatch.setattr(cli, "tqdm", Bar)
-    rc, _, _ = run("upload", "--dir", root, "--bucket", BUCKET, "--prefix", "raw/custom")
+    monkeypatch.setattr(commands, "tqdm", Bar)
+    rc, _, _ = run("data", "upload", root, "--bucket", BUCKET, "--prefix", "raw/custom")
     assert rc == 0
     assert seen == {"total": 8000, "unit": "B", "done": 8000}
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
@@ -329,14 +331,14 @@ def test_upload_reports_progress_in_bytes(run, s3, tmp_path, monkeypatch):
 
 
 def test_upload_errors(run, s3, tmp_path):
-    rc, _, err = run("upload", "--dir", tmp_path / "missing", "--bucket", BUCKET)
+    rc, _, err = run("data", "upload", tmp_path / "missing", "--bucket", BUCKET)
     assert rc == 2 and "is not a directory" in err
     (tmp_path / "empty").mkdir()
-    rc, _, err = run("upload", "--dir", tmp_path / "empty", "--bucket", BUCKET)
+    rc, _, err = run("data", "upload", tmp_path / "empty", "--bucket", BUCKET)
     assert rc == 2 and "holds no files" in err
     (tmp_path / "some").mkdir()
     (tmp_path / "some" / "f").write_text("x")
-    rc, _, err = run("upload", "--dir", tmp_path / "some", "--bucket", "no-such-bucket")
+    rc, _, err = run("data", "upload", tmp_path / "some", "--bucket", "no-such-bucket")
     assert rc == 2 and "AWS error NoSuchBucket" in err
 
 
@@ -354,7 +356,7 @@ def test_invoke_writes_mask_and_overlay(run, aws, monkeypatch, tmp_path):
         {"EndpointName": "roadseg-dev-realtime", "ContentType": "image/jpeg", "Accept": "image/png",
          "Body": image.read_bytes()})
     out_dir = tmp_path / "out"
-    rc, out, _ = run("invoke", "--endpoint", "roadseg-dev-realtime", "--image", image, "--out-dir", out_dir)
+    rc, out, _ = run("endpoint", "invoke", image, "--endpoint", "roadseg-dev-realtime", "--out-dir", out_dir)
     assert rc == 0
     stub.assert_no_pending_responses()
     assert str(out_dir / "frame_mask.png") in out and str(out_dir / "frame_overlay.png") in out
@@ -376,7 +378,7 @@ def test_invoke_converts_non_jpeg_images(run, aws, monkeypatch, tmp_path):
     stub = _stub(monkeypatch, "sagemaker-runtime")
     stub.add_response("invoke_endpoint", {"Body": _body(_png(np.ones((4, 8))))},
                       {"EndpointName": "e", "ContentType": "image/jpeg", "Accept": "image/png", "Body": ANY})
-    rc, _, err = run("invoke", "--endpoint", "e", "--image", image, "--out-dir", tmp_path / "o")
+    rc, _, err = run("endpoint", "invoke", image, "--endpoint", "e", "--out-dir", tmp_path / "o")
     assert rc == 0 and "re-encoded as JPEG" in err
     assert (tmp_path / "o" / "frame_mask.png").is_file()
 
@@ -385,22 +387,22 @@ def test_invoke_refuses_payloads_over_6_mib_before_calling(run, aws, monkeypatch
     def no_client(service, region):
         raise AssertionError(f"no {service} client may be created for a refused payload")
 
-    monkeypatch.setattr(cli, "make_client", no_client)
+    monkeypatch.setattr(session, "make_client", no_client)
     big = tmp_path / "big.jpg"
-    big.write_bytes(b"\xff\xd8\xff" + b"\0" * (cli.REALTIME_PAYLOAD_LIMIT - 2))  # 6,291,457 bytes
-    rc, out, err = run("invoke", "--endpoint", "e", "--image", big, "--out-dir", tmp_path)
+    big.write_bytes(b"\xff\xd8\xff" + b"\0" * (commands.REALTIME_PAYLOAD_LIMIT - 2))  # 6,291,457 bytes
+    rc, out, err = run("endpoint", "invoke", big, "--endpoint", "e", "--out-dir", tmp_path)
     assert rc == 2 and out == ""
     assert "6,291,457 bytes, over the real-time limit of 6,291,456 bytes" in err
-    assert "training.cli submit" in err
+    assert "roadseg endpoint submit" in err
 
 
 def test_invoke_at_exactly_the_limit_is_sent(run, aws, monkeypatch, tmp_path):
     exact = tmp_path / "exact.jpg"
-    exact.write_bytes(b"\xff\xd8\xff" + b"\0" * (cli.REALTIME_PAYLOAD_LIMIT - 3))
+    exact.write_bytes(b"\xff\xd8\xff" + b"\0" * (commands.REALTIME_PAYLOAD_LIMIT - 3))
     stub = _stub(monkeypatch, "sagemaker-runtime")
     stub.add_client_error("invoke_endpoint", service_error_code="ModelError", service_message="bad image",
                           http_status_code=424)
-    rc, _, err = run("invoke", "--endpoint", "e", "--image", exact, "--out-dir", tmp_path)
+    rc, _, err = run("endpoint", "invoke", exact, "--endpoint", "e", "--out-dir", tmp_path)
     assert rc == 2 and "AWS error ModelError in InvokeEndpoint: bad image" in err
 
 
@@ -408,12 +410,12 @@ def test_invoke_rejects_a_non_png_answer(run, aws, monkeypatch, tmp_path):
     image = _jpeg_file(tmp_path / "f.jpg")
     stub = _stub(monkeypatch, "sagemaker-runtime")
     stub.add_response("invoke_endpoint", {"Body": _body(b'{"error": "x"}'), "ContentType": "application/json"})
-    rc, _, err = run("invoke", "--endpoint", "e", "--image", image, "--out-dir", tmp_path / "o")
+    rc, _, err = run("endpoint", "invoke", image, "--endpoint", "e", "--out-dir", tmp_path / "o")
     assert rc == 2 and "answered application/json, not image/png" in err
 
 
 def test_invoke_of_a_missing_file(run, aws, tmp_path):
-    rc, _, err = run("invoke", "--endpoint", "e", "--image", tmp_path / "nope.jpg", "--out-dir", tmp_path)
+    rc, _, err = run("endpoint", "invoke", tmp_path / "nope.jpg", "--endpoint", "e", "--out-dir", tmp_path)
     assert rc == 2 and "does not exist" in err
 
 
@@ -440,7 +442,7 @@ def test_submit_uploads_invokes_and_collects_png_masks(run, s3, monkeypatch, tmp
     for inference_id, mask in masks.items():  # the endpoint already answered
         s3.put_object(Bucket=BUCKET, Key=f"async-output/{inference_id}.out", Body=_png(mask))
     out_dir = tmp_path / "out"
-    rc, out, _ = run("submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, "--image", *images,
+    rc, out, _ = run("endpoint", "submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, *images,
                      "--out-dir", out_dir)
     assert rc == 0
     stub.assert_no_pending_responses()
@@ -459,7 +461,7 @@ def test_submit_probabilities_decodes_recordio(run, s3, monkeypatch, tmp_path):
     _expect_async(stub, "frame.jpg", "p1", accept="application/x-recordio-protobuf")
     s3.put_object(Bucket=BUCKET, Key="async-output/p1.out", Body=encode_probabilities(probs))
     out_dir = tmp_path / "out"
-    rc, _, _ = run("submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, "--image", image,
+    rc, _, _ = run("endpoint", "submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, image,
                    "--out-dir", out_dir, "--probabilities")
     assert rc == 0
     np.testing.assert_array_equal(np.load(out_dir / "frame_probs.npy"), probs)
@@ -475,7 +477,7 @@ def test_submit_reports_failures_and_corrupt_output(run, s3, monkeypatch, tmp_pa
     _expect_async(stub, "corrupt.jpg", "f2", accept="application/x-recordio-protobuf")
     s3.put_object(Bucket=BUCKET, Key="async-failures/f1-error.out", Body=b"ModelError: image too small")
     s3.put_object(Bucket=BUCKET, Key="async-output/f2.out", Body=encode_probabilities(np.ones((2, 2, 2)))[:30])
-    rc, _, err = run("submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, "--image", *images,
+    rc, _, err = run("endpoint", "submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, *images,
                      "--out-dir", tmp_path / "out", "--probabilities")
     assert rc == 1
     assert "bad.jpg: inference failed: ModelError: image too small" in err
@@ -487,11 +489,11 @@ def test_submit_times_out_with_the_pending_locations(run, s3, monkeypatch, tmp_p
     stub = _stub(monkeypatch, "sagemaker-runtime")
     _expect_async(stub, "slow.jpg", "s1")
     sleeps = []
-    monkeypatch.setattr(cli.time, "sleep", sleeps.append)
-    rc, _, err = run("submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, "--image", image,
+    monkeypatch.setattr(commands.time, "sleep", sleeps.append)
+    rc, _, err = run("endpoint", "submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, image,
                      "--out-dir", tmp_path / "out", "--timeout", "0")
     assert rc == 1 and sleeps == []
-    assert f"slow.jpg: no result after 0.0 s; it will appear at s3://{BUCKET}/async-output/s1.out" in err
+    assert f"slow.jpg: no result after 0 s; it will appear at s3://{BUCKET}/async-output/s1.out" in err
 
 
 def test_submit_polls_until_the_output_appears(run, s3, monkeypatch, tmp_path):
@@ -504,8 +506,8 @@ def test_submit_polls_until_the_output_appears(run, s3, monkeypatch, tmp_path):
         sleeps.append(seconds)
         s3.put_object(Bucket=BUCKET, Key="async-output/l1.out", Body=_png(np.zeros((4, 8))))
 
-    monkeypatch.setattr(cli.time, "sleep", sleep)
-    rc, _, _ = run("submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, "--image", image,
+    monkeypatch.setattr(commands.time, "sleep", sleep)
+    rc, _, _ = run("endpoint", "submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, image,
                    "--out-dir", tmp_path / "out")
     assert rc == 0 and sleeps == [5.0]
     assert (tmp_path / "out" / "late_mask.png").is_file()
@@ -514,7 +516,7 @@ def test_submit_polls_until_the_output_appears(run, s3, monkeypatch, tmp_path):
 def test_submit_refuses_colliding_names(run, s3, tmp_path):
     (tmp_path / "x").mkdir()
     a, b = _jpeg_file(tmp_path / "f.jpg"), _jpeg_file(tmp_path / "x" / "f.jpg")
-    rc, _, err = run("submit", "--endpoint", "e", "--bucket", BUCKET, "--image", a, b, "--out-dir", tmp_path)
+    rc, _, err = run("endpoint", "submit", "--endpoint", "e", "--bucket", BUCKET, a, b, "--out-dir", tmp_path)
     assert rc == 2 and "have the same name" in err
 
 
@@ -523,7 +525,7 @@ def test_submit_refuses_colliding_names(run, s3, tmp_path):
 
 def test_prepare_runs_locally(run, generic_tree, tmp_path):
     root, names = generic_tree
-    rc, out, _ = run("prepare", "--layout", "generic", "--input", root, "--output", tmp_path / "prepared",
+    rc, out, _ = run("data", "prepare", "--layout", "generic", "--input", root, "--output", tmp_path / "prepared",
                      "--workers", "2")
     assert rc == 0
     assert f"prepared {len(names['train'])} train and {len(names['validation'])} validation pairs" in out
@@ -531,27 +533,27 @@ def test_prepare_runs_locally(run, generic_tree, tmp_path):
 
 
 def test_prepare_errors_exit_2(run, tmp_path):
-    rc, _, err = run("prepare", "--layout", "generic", "--input", tmp_path / "none", "--output", tmp_path / "o")
+    rc, _, err = run("data", "prepare", "--layout", "generic", "--input", tmp_path / "none", "--output", tmp_path / "o")
     assert rc == 2 and "does not exist" in err
 
 
-def test_no_region_is_a_user_error(run, aws, monkeypatch):
+def test_no_region_is_an_aws_access_error(run, aws, monkeypatch):
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     monkeypatch.delenv("AWS_REGION", raising=False)
-    rc, _, err = run("status", "--execution", "arn:x")
-    assert rc == 2 and "no AWS region: pass --region or set AWS_DEFAULT_REGION" in err
+    rc, _, err = run("pipeline", "status", "--execution", "arn:x")
+    assert rc == 3 and "no AWS region: pass --region" in err
 
 
 def test_region_flag_reaches_the_client_factory(run, monkeypatch, aws):
     seen = []
-    real = cli.make_client
+    real = session.make_client
 
     def factory(service, region):
         seen.append((service, region))
         return real(service, region)
 
-    monkeypatch.setattr(cli, "make_client", factory)
-    rc, _, _ = run("models", "--group", "g", "--region", "eu-west-1")
+    monkeypatch.setattr(session, "make_client", factory)
+    rc, _, _ = run("--region", "eu-west-1", "model", "list", "--group", "g")
     assert rc == 0 and seen == [("sagemaker", "eu-west-1")]
 
 
@@ -567,13 +569,13 @@ def test_status_against_moto_server_mode(run, monkeypatch, tmp_path):
     try:
         host, port = server.get_host_and_port()
         url = f"http://{host}:{port}"
-        monkeypatch.setattr(cli, "make_client", lambda service, region: boto3.client(
+        monkeypatch.setattr(session, "make_client", lambda service, region: boto3.client(
             service, region_name=region, endpoint_url=url, config=Config(retries={"max_attempts": 1})))
-        sm = cli.make_client("sagemaker", REGION)
+        sm = session.make_client("sagemaker", REGION)
         sm.create_pipeline(PipelineName="p", RoleArn=ROLE, ClientRequestToken="s" * 32,
                            PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}))
         arn = sm.start_pipeline_execution(PipelineName="p")["PipelineExecutionArn"]
-        rc, out, _ = run("status", "--execution", arn, "--region", REGION)
+        rc, out, _ = run("--region", REGION, "pipeline", "status", "--execution", arn)
     finally:
         server.stop()
     assert rc == 0

@@ -1,0 +1,136 @@
+"""Every resource name, as a pure function of the environment's ``prefix`` (``config.prefix``, e.g. "roadseg-dev").
+
+The stacks create resources under these names, and the operator commands, preflight, the rollout Lambda and the
+local rehearsal find them by the same functions, so a name is never rebuilt by hand.
+"""
+
+from __future__ import annotations
+
+# Logical stack keys (what an operator command asks for) and the CloudFormation parameter the rollout updates.
+DATA, TRAINING, INFERENCE = "Data", "Training", "Inference"
+MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
+VARIANT_NAME = "AllTraffic"  # the one production variant of each endpoint
+
+# CloudFormation output keys (stack outputs, read with DescribeStacks).
+DATASETS_BUCKET_NAME = "DatasetsBucketName"
+ARTIFACTS_BUCKET_NAME = "ArtifactsBucketName"
+INFERENCE_BUCKET_NAME = "InferenceBucketName"
+TRAINING_PIPELINE_NAME = "TrainingPipelineName"
+TUNING_PIPELINE_NAME = "TuningPipelineName"
+MODEL_PACKAGE_GROUP_NAME = "ModelPackageGroupName"
+EXECUTION_ROLE_ARN = "ExecutionRoleArn"
+ALARM_TOPIC_ARN = "AlarmTopicArn"
+REALTIME_ENDPOINT_NAME = "RealtimeEndpointName"  # only while a model is approved
+ASYNC_ENDPOINT_NAME = "AsyncEndpointName"  # only while a model is approved
+SERVING_STATUS = "ServingStatus"
+REALTIME_FRONT_URL = "RealtimeFrontUrl"
+REALTIME_FRONT_INVOKE_POLICY_ARN = "RealtimeFrontInvokePolicyArn"
+
+# Which stack (logical key) holds each output.
+OUTPUT_STACKS: dict[str, str] = {
+    DATASETS_BUCKET_NAME: DATA, ARTIFACTS_BUCKET_NAME: DATA, INFERENCE_BUCKET_NAME: DATA,
+    TRAINING_PIPELINE_NAME: TRAINING, TUNING_PIPELINE_NAME: TRAINING, MODEL_PACKAGE_GROUP_NAME: TRAINING,
+    EXECUTION_ROLE_ARN: TRAINING,
+    ALARM_TOPIC_ARN: INFERENCE, REALTIME_ENDPOINT_NAME: INFERENCE, ASYNC_ENDPOINT_NAME: INFERENCE,
+    SERVING_STATUS: INFERENCE, REALTIME_FRONT_URL: INFERENCE, REALTIME_FRONT_INVOKE_POLICY_ARN: INFERENCE,
+}
+
+# Cross-stack export keys of the data stack (the export name is ``export_name(prefix, key)``).
+DATASETS_BUCKET_ARN_EXPORT = "DatasetsBucketArn"
+ARTIFACTS_BUCKET_ARN_EXPORT = "ArtifactsBucketArn"
+INFERENCE_BUCKET_ARN_EXPORT = "InferenceBucketArn"
+DATA_KEY_ARN_EXPORT = "DataKeyArn"
+
+
+def stack_name_prefix(prefix: str) -> str:
+    """``roadseg-dev`` -> ``RoadsegDev``."""
+    return "".join(part.capitalize() for part in prefix.split("-"))
+
+
+def stack_names(prefix: str) -> dict[str, str]:
+    """``roadseg-dev`` -> {"Data": "RoadsegDevData", "Training": "RoadsegDevTraining", "Inference": ...}."""
+    base = stack_name_prefix(prefix)
+    return {key: f"{base}{key}" for key in (DATA, TRAINING, INFERENCE)}
+
+
+def data_stack_name(prefix: str) -> str:
+    return stack_names(prefix)[DATA]
+
+
+def training_stack_name(prefix: str) -> str:
+    return stack_names(prefix)[TRAINING]
+
+
+def inference_stack_name(prefix: str) -> str:
+    """The stack the rollout Lambda updates (and the local rehearsal's stand-in)."""
+    return stack_names(prefix)[INFERENCE]
+
+
+def export_name(prefix: str, key: str) -> str:
+    """``roadseg-dev``, ``DataKeyArn`` -> ``roadseg-dev:DataKeyArn``: stable, so IAM acknowledgments can name it."""
+    return f"{prefix}:{key}"
+
+
+def realtime_endpoint_name(prefix: str) -> str:
+    return f"{prefix}-realtime"
+
+
+def async_endpoint_name(prefix: str) -> str:
+    return f"{prefix}-async"
+
+
+def endpoint_names(prefix: str) -> tuple[str, str]:
+    """(real-time endpoint, async endpoint)."""
+    return realtime_endpoint_name(prefix), async_endpoint_name(prefix)
+
+
+def training_pipeline_name(prefix: str) -> str:
+    return f"{prefix}-training"
+
+
+def tuning_pipeline_name(prefix: str) -> str:
+    return f"{prefix}-tuning"
+
+
+def pipeline_names(prefix: str) -> tuple[str, str]:
+    """(training pipeline, tuning pipeline)."""
+    return training_pipeline_name(prefix), tuning_pipeline_name(prefix)
+
+
+def model_package_group_name(prefix: str) -> str:
+    return f"{prefix}-segmentation"
+
+
+# Alarm names are literal (not generated) because SageMaker's blue/green rollout and the model role's
+# cloudwatch:DescribeAlarms grant refer to them by name.
+def realtime_latency_alarm_name(prefix: str) -> str:
+    return f"{realtime_endpoint_name(prefix)}-latency-p90"
+
+
+def realtime_errors_alarm_name(prefix: str) -> str:
+    return f"{realtime_endpoint_name(prefix)}-5xx-errors"
+
+
+def async_failures_alarm_name(prefix: str) -> str:
+    return f"{async_endpoint_name(prefix)}-invocation-failures"
+
+
+def async_backlog_alarm_name(prefix: str) -> str:
+    return f"{async_endpoint_name(prefix)}-backlog-without-capacity"
+
+
+def async_oldest_request_alarm_name(prefix: str) -> str:
+    return f"{async_endpoint_name(prefix)}-oldest-request-age"
+
+
+def realtime_rollback_alarm_names(prefix: str) -> tuple[str, ...]:
+    return realtime_latency_alarm_name(prefix), realtime_errors_alarm_name(prefix)
+
+
+def async_rollback_alarm_names(prefix: str) -> tuple[str, ...]:
+    return (async_failures_alarm_name(prefix),)
+
+
+def rollback_alarm_names(prefix: str) -> tuple[str, ...]:
+    """Every alarm that rolls a blue/green endpoint update back."""
+    return realtime_rollback_alarm_names(prefix) + async_rollback_alarm_names(prefix)

@@ -1,0 +1,426 @@
+"""``roadseg``: the operator command. Subcommands are grouped by what they work on:
+
+    roadseg data prepare|upload       roadseg pipeline start|status|list     roadseg model list|show|approve|reject
+    roadseg endpoint invoke|submit|status                                     roadseg env preflight|outputs|costs
+
+``--env`` (default dev) picks ``config/<env>.yaml``; names of buckets, pipelines, the model package group and
+endpoints come from the deployed stacks' outputs, and explicit options override them. Exit codes: 0 success,
+1 the job, inference or check failed, 2 bad input or usage, 3 AWS access or credentials, 130 interrupted.
+Imports stay inside the commands so that ``roadseg --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from roadseg import __version__
+from roadseg.output import Printer
+from roadseg.session import AwsAccessError, JobFailed, Session, UserError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+CREDENTIAL_ERROR_CODES = frozenset({
+    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",
+    "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch",
+    "InvalidSignatureException", "RequestExpired", "InvalidAccessKeyId", "AuthFailure"})
+
+
+def _example(*lines: str) -> str:
+    return "\b\nExample:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON document (keys in the README)")
+
+
+def _session(ctx: click.Context) -> Session:
+    return ctx.find_object(Session)
+
+
+def _printer(ctx: click.Context, as_json: bool = False) -> Printer:
+    return Printer(as_json=as_json, quiet=_session(ctx).quiet)
+
+
+def _scheme(session: Session, scheme: str | None, classes_file: Path | None):
+    from training.classes import get_scheme, load_classes_file, scheme_from_config
+
+    try:
+        if scheme is None and classes_file is None:
+            return scheme_from_config(session.config.classes)
+        custom = load_classes_file(classes_file) if classes_file else None
+        return get_scheme(scheme or "custom", custom)
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def scheme_options(function):
+    function = click.option("--classes-file", type=click.Path(path_type=Path),
+                            help='custom scheme: JSON [{"name": ..., "color": [r, g, b]}]')(function)
+    return click.option("--scheme", type=click.Choice(["cityscapes", "camvid", "custom"]),
+                        help="label scheme (default: the environment's classes.scheme)")(function)
+
+
+HELP = """roadseg: train, gate, deploy and use the road-scene segmentation models of one environment.
+
+\b
+--env (default dev) picks config/<env>.yaml; bucket, pipeline, model-group and endpoint names come from the
+deployed stacks' outputs (explicit options override them).
+Exit codes: 0 success, 1 the job or check failed, 2 bad input or usage, 3 AWS access or credentials,
+130 interrupted.
+"""
+
+
+@click.group(context_settings=CONTEXT, help=HELP)
+@click.version_option(__version__, "--version", prog_name="roadseg")
+@click.option("--env", default="dev", show_default=True, envvar="ROADSEG_ENV",
+              help="environment: config/<env>.yaml and its deployed stacks")
+@click.option("--region", help="AWS region (default: the config's, then AWS_REGION / your profile's)")
+@click.option("-v", "--verbose", count=True, help="more log output (-vv: AWS SDK debug)")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bars or notes on stderr")
+@click.pass_context
+def cli(ctx: click.Context, env: str, region: str | None, verbose: int, quiet: bool) -> None:
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr)
+        if verbose < 2:
+            for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+    ctx.obj = Session(env=env, region_override=region, quiet=quiet, verbose=bool(verbose))
+
+
+# -- data --------------------------------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def data() -> None:
+    """Prepare labelled datasets and upload them for the pipelines."""
+
+
+@data.command("prepare", epilog=_example(
+    "roadseg data prepare --layout cityscapes --input ~/cityscapes --output /tmp/cityscapes-prepared"))
+@click.option("--layout", required=True, type=click.Choice(["cityscapes", "generic"]))
+@click.option("--input", "input_dir", required=True, type=click.Path(path_type=Path), help="dataset root")
+@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path), help="empty output directory")
+@click.option("--split-file", type=click.Path(path_type=Path),
+              help="generic layout: JSON or CSV split (default input/split.json)")
+@click.option("--max-bad-fraction", type=float, default=0.05, show_default=True,
+              help="fail above this fraction of dropped pairs")
+@click.option("--workers", type=int, default=None, help="parallel processes (default: all CPUs)")
+@scheme_options
+@click.pass_context
+def data_prepare(ctx, layout, input_dir, output_dir, split_file, max_bad_fraction, workers, scheme, classes_file):
+    """Check every image/mask pair and write the algorithm's four channels plus report.json (runs locally)."""
+    import os
+
+    from roadseg import commands
+
+    session = _session(ctx)
+    commands.data_prepare(_printer(ctx), layout=layout, input_dir=input_dir, output_dir=output_dir,
+                          scheme=_scheme(session, scheme, classes_file), split_file=split_file,
+                          max_bad_fraction=max_bad_fraction, workers=workers or os.cpu_count() or 1)
+
+
+@data.command("upload", epilog=_example("roadseg data upload ~/cityscapes   # s3://<datasets bucket>/raw/cityscapes/"))
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--prefix", help="key prefix (default raw/<directory name>/)")
+@click.option("--bucket", help="override: the datasets bucket (default: the data stack's DatasetsBucketName)")
+@click.pass_context
+def data_upload(ctx, directory, prefix, bucket):
+    """Upload a directory to the environment's datasets bucket, with a progress bar."""
+    from roadseg import commands
+
+    commands.data_upload(_session(ctx), _printer(ctx), directory=directory, bucket=bucket, prefix=prefix)
+
+
+# -- pipeline ----------------------------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def pipeline() -> None:
+    """Start and follow the training and tuning pipelines."""
+
+
+@pipeline.command("start", epilog=_example(
+    "roadseg pipeline start --dataset cityscapes --param Epochs=30 --wait"))
+@click.option("--pipeline", "which", default="training", show_default=True,
+              help="training, tuning, or an explicit pipeline name")
+@click.option("--dataset", help="a tree uploaded with `roadseg data upload`: sets InputDataS3Uri to "
+                                "s3://<datasets bucket>/raw/<dataset>/")
+@click.option("--param", "params", multiple=True, metavar="Key=Value", help="pipeline parameter (repeatable)")
+@click.option("--wait", is_flag=True, help="wait until the execution ends (exit 1 unless Succeeded)")
+@click.option("--timeout", type=float, default=0, help="with --wait: give up after this many seconds (0: never)")
+@click.option("--poll-interval", type=float, default=30.0, hidden=True)
+@json_option
+@click.pass_context
+def pipeline_start(ctx, which, dataset, params, wait, timeout, poll_interval, as_json):
+    """Start an execution of the environment's training (or tuning) pipeline and print its ARN."""
+    from roadseg import commands
+
+    commands.pipeline_start(_session(ctx), _printer(ctx, as_json), pipeline=which, params=params, wait=wait,
+                            timeout=timeout, poll_interval=poll_interval, dataset=dataset)
+
+
+@pipeline.command("status", epilog=_example("roadseg pipeline status --execution <execution arn> --json"))
+@click.option("--execution", "execution_arn", required=True, metavar="ARN")
+@json_option
+@click.pass_context
+def pipeline_status(ctx, execution_arn, as_json):
+    """Show a pipeline execution and its steps."""
+    from roadseg import commands
+
+    commands.pipeline_status(_session(ctx), _printer(ctx, as_json), execution_arn=execution_arn)
+
+
+@pipeline.command("list", epilog=_example("roadseg pipeline list --limit 5"))
+@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True, help="executions per pipeline")
+@json_option
+@click.pass_context
+def pipeline_list(ctx, limit, as_json):
+    """List the latest executions of both pipelines."""
+    from roadseg import commands
+
+    commands.pipeline_list(_session(ctx), _printer(ctx, as_json), limit=limit)
+
+
+# -- model -------------------------------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def model() -> None:
+    """Review, approve and reject the registered model packages."""
+
+
+def _safety(session: Session, safety_classes: Sequence[str]) -> list[str]:
+    if safety_classes:
+        return list(safety_classes)
+    return list(session.config.classes.safety_critical_iou_floors)
+
+
+group_option = click.option("--group", help="override: the model package group (default: the training stack's)")
+safety_option = click.option("--safety-class", "safety_classes", multiple=True, metavar="NAME",
+                             help="class whose IoU to show (repeatable; default: the config's safety floors)")
+
+
+@model.command("list", epilog=_example("roadseg model list --with-metrics"))
+@click.option("--with-metrics", is_flag=True, help="read each evaluation JSON: mIoU and safety-class IoUs")
+@safety_option
+@group_option
+@json_option
+@click.pass_context
+def model_list(ctx, with_metrics, safety_classes, group, as_json):
+    """List the model packages of the environment's group, newest first."""
+    from roadseg import commands
+
+    session = _session(ctx)
+    commands.model_list(session, _printer(ctx, as_json), group=group, with_metrics=with_metrics,
+                        safety_classes=_safety(session, safety_classes) if with_metrics else [])
+
+
+@model.command("show", epilog=_example("roadseg model show 7"))
+@click.argument("package")
+@safety_option
+@group_option
+@json_option
+@click.pass_context
+def model_show(ctx, package, safety_classes, group, as_json):
+    """Show one model package (version number or ARN) with its evaluation."""
+    from roadseg import commands
+
+    session = _session(ctx)
+    commands.model_show(session, _printer(ctx, as_json), package=package, group=group,
+                        safety_classes=_safety(session, safety_classes))
+
+
+@model.command("approve", epilog=_example('roadseg model approve 7 --note "mIoU 0.71, VRU floors met"'))
+@click.argument("package")
+@click.option("--note", help="approval description")
+@group_option
+@click.pass_context
+def model_approve(ctx, package, note, group):
+    """Approve a model package (version or ARN): the rollout deploys it to both endpoints."""
+    from roadseg import commands
+
+    commands.model_set_approval(_session(ctx), _printer(ctx), package=package, group=group, status="Approved",
+                                note=note)
+
+
+@model.command("reject", epilog=_example('roadseg model reject 8 --note "rider IoU regressed"'))
+@click.argument("package")
+@click.option("--note", required=True, help="why (kept as the approval description)")
+@group_option
+@click.pass_context
+def model_reject(ctx, package, note, group):
+    """Reject a model package (version or ARN)."""
+    from roadseg import commands
+
+    commands.model_set_approval(_session(ctx), _printer(ctx), package=package, group=group, status="Rejected",
+                                note=note)
+
+
+# -- endpoint ----------------------------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def endpoint() -> None:
+    """Segment frames on the deployed endpoints and see their state."""
+
+
+@endpoint.command("invoke", epilog=_example("roadseg endpoint invoke frame.jpg --out-dir out/"))
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--out-dir", required=True, type=click.Path(path_type=Path))
+@click.option("--endpoint", "endpoint_name", help="override: the real-time endpoint")
+@scheme_options
+@click.pass_context
+def endpoint_invoke(ctx, image, out_dir, endpoint_name, scheme, classes_file):
+    """Segment one image on the real-time endpoint (request at most 6 MiB): writes the mask and an overlay."""
+    from roadseg import commands
+
+    session = _session(ctx)
+    commands.endpoint_invoke(session, _printer(ctx), endpoint=endpoint_name, image=image, out_dir=out_dir,
+                             scheme=_scheme(session, scheme, classes_file))
+
+
+@endpoint.command("submit", epilog=_example("roadseg endpoint submit a.jpg b.png --out-dir out/"))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out-dir", required=True, type=click.Path(path_type=Path))
+@click.option("--timeout", type=float, default=900, show_default=True, help="seconds to wait for results")
+@click.option("--probabilities", is_flag=True,
+              help="request class probabilities (RecordIO protobuf): writes <stem>_probs.npy too")
+@click.option("--endpoint", "endpoint_name", help="override: the async endpoint")
+@click.option("--bucket", help="override: the inference bucket (inputs go to async-input/)")
+@click.option("--input-prefix", default="async-input/", hidden=True)
+@click.option("--poll-interval", type=float, default=5.0, hidden=True)
+@scheme_options
+@click.pass_context
+def endpoint_submit(ctx, images, out_dir, timeout, probabilities, endpoint_name, bucket, input_prefix,
+                    poll_interval, scheme, classes_file):
+    """Segment images on the async endpoint through S3 and wait for the results."""
+    from roadseg import commands
+
+    session = _session(ctx)
+    commands.endpoint_submit(session, _printer(ctx), endpoint=endpoint_name, bucket=bucket, images=images,
+                             out_dir=out_dir, scheme=_scheme(session, scheme, classes_file), timeout=timeout,
+                             probabilities=probabilities, input_prefix=input_prefix, poll_interval=poll_interval)
+
+
+@endpoint.command("status", epilog=_example("roadseg endpoint status --json"))
+@json_option
+@click.pass_context
+def endpoint_status(ctx, as_json):
+    """Both endpoints: status, instance type and instance count."""
+    from roadseg import commands
+
+    commands.endpoint_status(_session(ctx), _printer(ctx, as_json))
+
+
+# -- env ---------------------------------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def env() -> None:
+    """The environment itself: deploy preflight, stack outputs, costs."""
+
+
+@env.command("preflight", epilog=_example("make synth ENV=prod && roadseg --env prod env preflight"))
+@click.option("--assembly", type=click.Path(path_type=Path), default=Path("cdk.out"), show_default=True,
+              help="cloud assembly written by make synth")
+@click.option("--scaling", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="off: the deploy leaves the scalable targets out (make deploy SCALING=off)")
+@json_option
+@click.pass_context
+def env_preflight(ctx, assembly, scaling, as_json):
+    """Read-only check that the account fits the deploy: bootstrap, quotas, Lambda concurrency, instance types."""
+    from roadseg import preflight
+
+    session = _session(ctx)
+    argv = ["--env", session.env, "--assembly", str(assembly), "--scaling", scaling]
+    argv += ["--region", session.region_override] if session.region_override else []
+    argv += ["--json"] if as_json else []
+    ctx.exit(preflight.main(argv))
+
+
+@env.command("outputs", epilog=_example("roadseg --env prod env outputs --json"))
+@json_option
+@click.pass_context
+def env_outputs(ctx, as_json):
+    """Every output of the environment's deployed stacks (the names the other commands use)."""
+    from roadseg import commands
+
+    commands.env_outputs(_session(ctx), _printer(ctx, as_json))
+
+
+@env.command("costs", epilog=_example("roadseg env costs dev prod"))
+@click.argument("environments", nargs=-1)
+@json_option
+@click.pass_context
+def env_costs(ctx, environments, as_json):
+    """What the endpoints cost per environment (idle and per 1,000 frames), from the dated price table."""
+    from roadseg import commands
+    from stacks.config import available_environments
+
+    commands.env_costs(_printer(ctx, as_json), list(environments) or available_environments())
+
+
+# -- errors and exit codes ---------------------------------------------------------------------------------------
+
+def _command_path(argv: Sequence[str]) -> str:
+    words = [a for a in argv if not a.startswith("-")][:2]
+    return " ".join(["roadseg", *words])
+
+
+def _aws_exit(exc: Exception, where: str) -> int | None:
+    """Exit code for an AWS SDK failure (None: not one). Credentials and access: 3; a request AWS refused
+    for its content (no such pipeline, bucket, ...): 2, bad input."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+    if isinstance(exc, NoCredentialsError):
+        print(f"{where}: error: no AWS credentials found (set a profile or AWS_* variables)", file=sys.stderr)
+        return 3
+    if isinstance(exc, NoRegionError):
+        print(f"{where}: error: no AWS region: pass --region or set AWS_REGION", file=sys.stderr)
+        return 3
+    client_error = exc if isinstance(exc, ClientError) else exc.__context__
+    if isinstance(client_error, ClientError) and isinstance(exc, (ClientError, Boto3Error)):
+        info = client_error.response.get("Error", {})
+        code, message = str(info.get("Code", "?")), info.get("Message", "")
+        operation = getattr(client_error, "operation_name", "")
+        print(f"{where}: AWS error {code}" + (f" in {operation}" if operation else "") + f": {message}",
+              file=sys.stderr)
+        return 3 if code in CREDENTIAL_ERROR_CODES else 2
+    if isinstance(exc, (BotoCoreError, Boto3Error)):
+        print(f"{where}: AWS error: {exc}", file=sys.stderr)
+        return 3
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    where = _command_path(argv)
+    try:
+        result = cli.main(args=argv, prog_name="roadseg", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except UserError as exc:
+        print(f"{where}: error: {exc}", file=sys.stderr)
+        return 2
+    except JobFailed as exc:
+        for line in str(exc).splitlines():
+            print(f"{where}: {line}", file=sys.stderr)
+        return 1
+    except AwsAccessError as exc:
+        print(f"{where}: error: {exc}", file=sys.stderr)
+        return 3
+    except Exception as exc:  # the AWS SDK's errors, imported only when one happens (fast start-up)
+        code = _aws_exit(exc, where)
+        if code is None:
+            raise
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""What every operator command shares: the environment's config, the region, AWS clients, and the names of the
+deployed resources, read from the stacks' outputs (DescribeStacks) so nobody copies a bucket or endpoint name.
+
+All AWS clients come from :func:`make_client`, so tests can point them at moto or stub them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class UserError(Exception):
+    """Something the user can fix: bad arguments, missing files, an environment not deployed (exit 2)."""
+
+
+class AwsAccessError(Exception):
+    """AWS cannot be used: no credentials or region, access denied, or AWS refused the request (exit 3)."""
+
+
+class JobFailed(Exception):
+    """The job, execution or inference the command waited for failed (exit 1)."""
+
+
+def make_client(service: str, region: str) -> Any:
+    """The one place AWS clients are created (tests replace it to use moto or botocore's Stubber)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(user_agent_extra="roadseg-cli", retries={"mode": "standard"},
+                    read_timeout=70 if service == "sagemaker-runtime" else 60)
+    return boto3.session.Session(region_name=region).client(service, config=config)
+
+
+def resolve_region(explicit: str | None, configured: str | None) -> str:
+    import boto3
+
+    region = (explicit or configured or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+              or boto3.session.Session().region_name)
+    if not region:
+        raise AwsAccessError("no AWS region: pass --region, set AWS_REGION, or pin region in the config")
+    return region
+
+
+# CloudFormation output keys the commands read, by stack (see stacks/*_stack.py).
+OUTPUTS = {
+    "DatasetsBucketName": "Data", "ArtifactsBucketName": "Data", "InferenceBucketName": "Data",
+    "TrainingPipelineName": "Training", "TuningPipelineName": "Training", "ModelPackageGroupName": "Training",
+    "RealtimeEndpointName": "Inference", "AsyncEndpointName": "Inference", "RealtimeFrontUrl": "Inference",
+    "AlarmTopicArn": "Inference", "ServingStatus": "Inference",
+}
+# Why an output may be missing although its stack exists.
+MISSING_OUTPUT_HINTS = {
+    "RealtimeEndpointName": "no model package is approved yet, so the endpoints are not deployed "
+                            "(roadseg model approve)",
+    "AsyncEndpointName": "no model package is approved yet, so the endpoints are not deployed "
+                         "(roadseg model approve)",
+}
+
+
+def stack_names(prefix: str) -> dict[str, str]:
+    """``roadseg-dev`` -> {"Data": "RoadsegDevData", "Training": ..., "Inference": ...}."""
+    from contracts.naming import stack_names as names
+
+    return names(prefix)
+
+
+@dataclass
+class Session:
+    """One command's view of an environment. Clients and stack outputs are fetched on first use."""
+
+    env: str
+    region_override: str | None = None
+    quiet: bool = False
+    verbose: bool = False
+    _config: Any = None
+    _region: str | None = None
+    _clients: dict[str, Any] = field(default_factory=dict)
+    _outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Any:
+        if self._config is None:
+            from stacks.config import ConfigError, load_config
+
+            try:
+                self._config = load_config(self.env)
+            except ConfigError as exc:
+                raise UserError(str(exc)) from None
+        return self._config
+
+    @property
+    def region(self) -> str:
+        if self._region is None:
+            self._region = resolve_region(self.region_override, self.config.region)
+        return self._region
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = make_client(service, self.region)
+        return self._clients[service]
+
+    def stack_outputs(self, stack: str) -> dict[str, str]:
+        """The outputs of one of this environment's stacks ("Data", "Training", "Inference")."""
+        if stack not in self._outputs:
+            from botocore.exceptions import ClientError
+
+            name = stack_names(self.config.prefix)[stack]
+            try:
+                described = self.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
+            except ClientError as exc:
+                if "does not exist" in str(exc.response.get("Error", {}).get("Message", "")):
+                    raise UserError(f"stack {name} of environment '{self.env}' is not deployed in {self.region} "
+                                    f"(make deploy ENV={self.env}), or pass the name explicitly") from None
+                raise
+            self._outputs[stack] = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        return self._outputs[stack]
+
+    def name(self, output_key: str, override: str | None = None, *, option: str = "") -> str:
+        """An explicit override, else the named output of the environment's stacks."""
+        if override:
+            return override
+        stack = OUTPUTS[output_key]
+        outputs = self.stack_outputs(stack)
+        if output_key not in outputs:
+            hint = MISSING_OUTPUT_HINTS.get(output_key, "redeploy the stack")
+            stack_name = stack_names(self.config.prefix)[stack]
+            raise UserError(f"stack {stack_name} has no output {output_key}: {hint}"
+                            + (f"; or pass {option}" if option else ""))
+        return outputs[output_key]
+
+    def all_outputs(self) -> dict[str, dict[str, str]]:
+        """Every deployed stack's outputs by stack name (stacks not deployed are left out)."""
+        found = {}
+        for stack, name in stack_names(self.config.prefix).items():
+            try:
+                found[name] = self.stack_outputs(stack)
+            except UserError:
+                continue
+        return found

@@ -1,0 +1,63 @@
+"""What the code assets contain: one file list for the stacks, the Lambda bundler and the local rehearsal.
+
+The Lambda code and the processing package each ship a project directory together with ``contracts/``, whose
+facts their code reads. An asset is a single directory, so each points at a staging directory holding exactly
+these files, built once per process. CDK's fingerprint covers only relative paths and contents, so the asset
+hash does not depend on where the staging directory is, and it changes whenever ``contracts/`` does.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LAMBDA_DIR = ROOT / "lambda"
+TRAINING_DIR = ROOT / "training"
+CONTRACTS_DIR = ROOT / "contracts"
+
+Files = list[tuple[str, Path]]  # (path inside the asset, source file)
+
+
+def _tree(directory: Path, under: str = "") -> Files:
+    files = []
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory).as_posix()
+        if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
+            continue
+        files.append((f"{under}/{relative}" if under else relative, path))
+    return files
+
+
+def lambda_files() -> Files:
+    """lambda/ at the root (handler modules, roadseg_lambda/, the bundler's requirements.txt) and contracts/."""
+    return _tree(LAMBDA_DIR) + _tree(CONTRACTS_DIR, "contracts")
+
+
+def processing_files() -> Files:
+    """training/ and contracts/ as packages at the root of the zip."""
+    return _tree(TRAINING_DIR, "training") + _tree(CONTRACTS_DIR, "contracts")
+
+
+def stage(files: Files, into: Path) -> Path:
+    for name, source in files:
+        target = into / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return into
+
+
+ASSETS: dict[str, Callable[[], Files]] = {"lambda": lambda_files, "processing": processing_files}
+
+
+@functools.cache
+def staged(asset: str) -> Path:
+    """The staging directory of ``asset`` ("lambda" or "processing"), one per process: the same path for every
+    function, so CDK bundles the Lambda code once. Removed when the process (the synth) ends."""
+    directory = Path(tempfile.mkdtemp(prefix=f"roadseg-{asset}-asset-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return stage(ASSETS[asset](), directory)

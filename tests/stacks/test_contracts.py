@@ -1,0 +1,111 @@
+"""The synthesized templates keep the contracts: what each Lambda is configured with parses with the code that reads
+it, resources carry the names contracts.naming gives them, and both code assets ship contracts/."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts import naming
+from contracts.lambda_env import SERVICE_NAMES, RolloutEnvironment
+from stacks.config import available_environments
+from stacks.training_pipelines import resolve_scheme
+
+LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
+if str(LAMBDA_DIR) not in sys.path:
+    sys.path.insert(0, str(LAMBDA_DIR))
+
+from roadseg_lambda.settings import Settings  # noqa: E402
+
+ENVIRONMENTS = available_environments()
+# CDK tokens in the preprocessors' environment (resolved by CloudFormation), replaced by what they resolve to.
+TOKEN_SAMPLES = {"INFERENCE_BUCKET": "roadseg-dev-inferencebucket-1a2b3c4d", "MODEL_PACKAGE_VERSION": "7"}
+PREPROCESSORS = ("ingest", "postprocess", "realtime")
+
+
+def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Handler module -> the function's properties."""
+    return {r["Properties"]["Handler"].split(".")[0]: r["Properties"]
+            for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
+            and r["Properties"].get("Handler", "").endswith(".handler")}
+
+
+@pytest.mark.parametrize("env_name", ENVIRONMENTS)
+def test_preprocessor_environment_parses_with_the_lambda_settings(synth, env_name: str) -> None:
+    env = synth(env_name)
+    config, cfg = env.config, env.config.preprocessing
+    scheme = resolve_scheme(config)
+    by_module = functions(env.template(env.stacks.inference).to_json())
+    for module in PREPROCESSORS:
+        variables = by_module[module]["Environment"]["Variables"]
+        tokens = {name for name, value in variables.items() if not isinstance(value, str)}
+        assert tokens == set(TOKEN_SAMPLES), module
+        settings = Settings.from_env({**variables, **TOKEN_SAMPLES})
+        assert settings.service_name == SERVICE_NAMES[module]
+        assert (settings.realtime_endpoint_name, settings.async_endpoint_name) == naming.endpoint_names(config.prefix)
+        assert settings.class_names == tuple(scheme.names) and settings.ignore_index == scheme.ignore_index
+        assert settings.class_colors == tuple(tuple(c.color) for c in scheme.classes)
+        assert settings.target_size == (cfg.target_width, cfg.target_height)
+        assert settings.roi == (tuple(cfg.roi) if cfg.roi else None)
+        assert settings.key_pattern.pattern == cfg.key_pattern
+        assert (settings.write_overlay, settings.restore_original_size) == (cfg.write_overlay,
+                                                                            cfg.restore_original_size)
+        assert settings.require("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME", "REALTIME_ENDPOINT_NAME", "CLASS_NAMES")
+
+
+@pytest.mark.parametrize("env_name", ENVIRONMENTS)
+def test_rollout_environment_parses(synth, env_name: str) -> None:
+    env = synth(env_name)
+    variables = functions(env.template(env.stacks.inference).to_json())["rollout"]["Environment"]["Variables"]
+    prefix = env.config.prefix
+    assert RolloutEnvironment.from_env(variables) == RolloutEnvironment(
+        stack_name=naming.inference_stack_name(prefix), model_package_group=naming.model_package_group_name(prefix),
+        parameter_name=naming.MODEL_PACKAGE_PARAMETER, service_name=SERVICE_NAMES["rollout"])
+
+
+@pytest.mark.parametrize("env_name", ENVIRONMENTS)
+def test_resources_carry_their_contract_names(synth, env_name: str) -> None:
+    env = synth(env_name)
+    prefix, stacks = env.config.prefix, env.stacks
+    names = naming.stack_names(prefix)
+    assert [s.stack_name for s in stacks.all] == [names[naming.DATA], names[naming.TRAINING], names[naming.INFERENCE]]
+    for stack, key in zip(stacks.all, (naming.DATA, naming.TRAINING, naming.INFERENCE)):
+        outputs = set(env.template(stack).to_json().get("Outputs", {}))
+        assert {k for k, s in naming.OUTPUT_STACKS.items() if s == key} <= outputs, stack.stack_name
+    training = env.template(stacks.training).to_json()["Resources"].values()
+    assert {r["Properties"]["PipelineName"] for r in training if r["Type"] == "AWS::SageMaker::Pipeline"} == set(
+        naming.pipeline_names(prefix))
+    assert [r["Properties"]["ModelPackageGroupName"] for r in training
+            if r["Type"] == "AWS::SageMaker::ModelPackageGroup"] == [naming.model_package_group_name(prefix)]
+    inference = env.template(stacks.inference).to_json()["Resources"]
+    endpoints = [r["Properties"] for r in inference.values() if r["Type"] == "AWS::SageMaker::Endpoint"]
+    assert {e["EndpointName"] for e in endpoints} == set(naming.endpoint_names(prefix))
+    rollback = {inference[a["AlarmName"]["Ref"]]["Properties"]["AlarmName"] for e in endpoints
+                for a in e["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]}
+    assert rollback == set(naming.rollback_alarm_names(prefix))
+
+
+def file_assets(outdir: Path, stack_name: str) -> list[Path]:
+    manifest = json.loads((outdir / f"{stack_name}.assets.json").read_text())
+    return [outdir / a["source"]["path"] for a in manifest["files"].values() if a["source"]["packaging"] == "zip"]
+
+
+def test_lambda_code_asset_ships_contracts_next_to_roadseg_lambda(synth) -> None:
+    env = synth(ENVIRONMENTS[0])
+    (code,) = file_assets(env.outdir, env.stacks.inference.stack_name)  # bundling skipped: the staged source
+    for name in ("ingest.py", "rollout.py", "requirements.txt", "roadseg_lambda/settings.py",
+                 "contracts/__init__.py", "contracts/lambda_env.py", "contracts/documents.py", "contracts/layout.py"):
+        assert (code / name).is_file(), name
+
+
+def test_processing_asset_ships_training_and_contracts(synth) -> None:
+    env = synth(ENVIRONMENTS[0])
+    (package,) = file_assets(env.outdir, env.stacks.training.stack_name)
+    for name in ("training/__init__.py", "training/evaluate.py", "training/prepare.py", "contracts/__init__.py",
+                 "contracts/documents.py"):
+        assert (package / name).is_file(), name
+    assert not list(package.rglob("__pycache__"))
