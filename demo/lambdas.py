@@ -1,4 +1,4 @@
-"""The Lambda handlers exactly as packaged (``lambda/`` on sys.path), run in-process with the stack's environment.
+"""The Lambda handlers exactly as packaged (``lambda/<handler>.py``), run in-process with the stack's environment.
 
 Their Powertools log lines and EMF metric documents (JSON on stdout in Lambda) go to a log file instead of
 the console; the per-function environment is set only for the duration of each invocation.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import logging
 import sys
 import uuid
@@ -55,16 +56,26 @@ class _CurrentStdout:
         sys.stdout.flush()
 
 
+def _load_handler(name: str) -> Any:
+    """Import ``lambda/<name>.py`` under its own name, as the Lambda runtime does (``roadseg_lambda`` and
+    ``contracts``, which it imports, are installed packages)."""
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(LAMBDA_DIR / f"{name}.py"):
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, LAMBDA_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 class Lambdas:
     def __init__(self, log_path: Path) -> None:
-        if str(LAMBDA_DIR) not in sys.path:
-            sys.path.insert(0, str(LAMBDA_DIR))
         self.log_path = log_path
         self.modules = {}
         for name, service in SERVICE_NAMES.items():
             environ = {"POWERTOOLS_SERVICE_NAME": service, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE}
             with patched_environ(environ):
-                self.modules[name] = importlib.import_module(name)
+                self.modules[name] = _load_handler(name)
         self.aws = importlib.import_module("roadseg_lambda.aws")
         self.settings = importlib.import_module("roadseg_lambda.settings")
         self.metadata = importlib.import_module("roadseg_lambda.metadata")

@@ -8,6 +8,8 @@ Self-contained on purpose (stdlib only): it runs before the package is importabl
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import runpy
 import sys
 import tempfile
@@ -31,11 +33,21 @@ def unpack(package_dir: Path, into: Path) -> Path:
     return into
 
 
+def load_packages(root: Path) -> None:
+    """Import both packages from the unpacked root (their submodules then resolve through the packages'
+    __path__), without putting the root on sys.path."""
+    for name in PACKAGES[::-1]:  # contracts first: training imports it
+        spec = importlib.machinery.PathFinder.find_spec(name, [str(root)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+
+
 def main(argv: list[str], package_dir: Path = PACKAGE_DIR) -> None:
     if not argv or argv[0] not in MODULES:
         raise SystemExit(f"usage: processing_entry.py <{'|'.join(MODULES)}> [args...]")
     root = unpack(package_dir, Path(tempfile.mkdtemp(prefix="roadseg-")))
-    sys.path.insert(0, str(root))
+    load_packages(root)
     sys.argv = [f"training.{argv[0]}", *argv[1:]]
     runpy.run_module(f"training.{argv[0]}", run_name="__main__", alter_sys=True)
 

@@ -1,8 +1,8 @@
-"""Fixtures of the Lambda tests: lambda/ on sys.path, offline AWS env, real images, moto buckets and queues.
+"""Fixtures of the Lambda tests: offline AWS env, real images, moto buckets and queues.
 
-``lambda`` is a Python keyword, so the code directory is not a package: it goes on sys.path and the
-tests import ``roadseg_lambda`` and the handler modules (``ingest``, ``postprocess``, ``realtime``)
-exactly as the Lambda runtime does.
+``lambda`` is a Python keyword, so the code directory is not a package: pytest's ``pythonpath`` (pyproject.toml)
+holds it, and the tests import ``roadseg_lambda`` and the handler modules (``ingest``, ``postprocess``,
+``realtime``) exactly as the Lambda runtime does.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ import numpy as np
 import pytest
 
 LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
-for path in (LAMBDA_DIR, Path(__file__).resolve().parent):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
 
 # Powertools settings, before any handler module (and its Logger/Metrics) is imported. The offline AWS
 # settings (fake credentials, region, no instance metadata) come from tests/conftest.py, loaded first.

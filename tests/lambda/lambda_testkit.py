@@ -1,4 +1,4 @@
-"""Helpers shared by the Lambda tests (imported by name: conftest puts this directory on sys.path)."""
+"""Helpers shared by the Lambda tests (imported by name: this directory is on pytest's pythonpath)."""
 
 from __future__ import annotations
 

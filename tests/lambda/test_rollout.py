@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
-from pathlib import Path
 
 import boto3
 import pytest
@@ -13,10 +11,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 
-# The handlers live in lambda/ (the function's code root), which is not a package.
-LAMBDA_DIR = str(Path(__file__).resolve().parents[2] / "lambda")
-if LAMBDA_DIR not in sys.path:
-    sys.path.insert(0, LAMBDA_DIR)
+# The handlers live in lambda/ (the function's code root, on pytest's pythonpath), which is not a package.
 rollout = importlib.import_module("rollout")
 RolloutError, RolloutRetryableError, decide = rollout.RolloutError, rollout.RolloutRetryableError, rollout.decide
 CLIENT_FACTORIES = (rollout.cloudformation_client, rollout.sagemaker_client)

@@ -4,22 +4,16 @@ it, resources carry the names contracts.naming gives them, and both code assets 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from roadseg_lambda.settings import Settings
 
 from contracts import naming
 from contracts.lambda_env import SERVICE_NAMES, RolloutEnvironment
 from stacks.config import available_environments
 from stacks.training_pipelines import resolve_scheme
-
-LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
-if str(LAMBDA_DIR) not in sys.path:
-    sys.path.insert(0, str(LAMBDA_DIR))
-
-from roadseg_lambda.settings import Settings  # noqa: E402
 
 ENVIRONMENTS = available_environments()
 # CDK tokens in the preprocessors' environment (resolved by CloudFormation), replaced by what they resolve to.
