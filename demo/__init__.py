@@ -9,7 +9,4 @@ produces is labelled as stand-in output. See ``demo/rehearsal.py`` for the stage
 
 from __future__ import annotations
 
-import os
 
-# aws_cdk (imported for the stacks' naming functions) prints a large banner on node 20 otherwise.
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")

@@ -354,6 +354,26 @@ def _fn_sub(template: str, values: dict[str, str]) -> str:
 # ------------------------------------------------------------------------------------- 1. resources
 
 
+@dataclass(frozen=True)
+class IngestWiring:
+    """The ingest path's settings as the rehearsal provisions them; tests/demo checks each against the
+    synthesized inference template, so the two cannot drift apart."""
+
+    visibility_timeout_seconds: int
+    max_receive_count: int
+    retention_seconds: int
+    notification_events: tuple[str, ...]
+    notification_prefix: str
+    notifying_buckets: int  # both data buckets notify the ingest queue
+
+    @classmethod
+    def from_config(cls, config: EnvironmentConfig) -> IngestWiring:
+        pre = config.preprocessing
+        return cls(visibility_timeout_seconds=6 * pre.ingest.timeout_seconds, max_receive_count=pre.max_receive_count,
+                   retention_seconds=14 * 86400, notification_events=("s3:ObjectCreated:*",),
+                   notification_prefix=INFERENCE.incoming, notifying_buckets=2)
+
+
 def _create_resources(aws: AwsClients, config: EnvironmentConfig, names: Names, log: _Log) -> dict[str, str]:
     s3, sqs, sns = aws("s3"), aws("sqs"), aws("sns")
     key_arn = aws("kms").create_key(Description=f"{config.prefix}: datasets, model artifacts and inference data")[
@@ -367,20 +387,20 @@ def _create_resources(aws: AwsClients, config: EnvironmentConfig, names: Names, 
             s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [{
                 "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
                 "BucketKeyEnabled": True}]})
-    pre = config.preprocessing
-    encrypted = {"KmsMasterKeyId": key_arn, "MessageRetentionPeriod": str(14 * 86400)}
+    wiring = IngestWiring.from_config(config)
+    encrypted = {"KmsMasterKeyId": key_arn, "MessageRetentionPeriod": str(wiring.retention_seconds)}
     dlq_url = sqs.create_queue(QueueName=names.ingest_dlq, Attributes=encrypted)["QueueUrl"]
     dlq_arn = _queue_arn(sqs, dlq_url)
     queue_url = sqs.create_queue(QueueName=names.ingest_queue, Attributes={
         **encrypted,
-        "VisibilityTimeout": str(6 * pre.ingest.timeout_seconds),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(pre.max_receive_count)}),
+        "VisibilityTimeout": str(wiring.visibility_timeout_seconds),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(wiring.max_receive_count)}),
     })["QueueUrl"]
     queue_arn = _queue_arn(sqs, queue_url)
-    for bucket in (names.inference_bucket, names.datasets_bucket):  # the stack notifies from both buckets
+    for bucket in (names.inference_bucket, names.datasets_bucket)[:wiring.notifying_buckets]:
         s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [{
-            "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"],
-            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": INFERENCE.incoming}]}}}]})
+            "QueueArn": queue_arn, "Events": list(wiring.notification_events),
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": wiring.notification_prefix}]}}}]})
     success_arn = sns.create_topic(Name=names.success_topic, Attributes={"KmsMasterKeyId": key_arn})["TopicArn"]
     error_arn = sns.create_topic(Name=names.error_topic, Attributes={"KmsMasterKeyId": key_arn})["TopicArn"]
     # In AWS both topics invoke the postprocess Lambda; here an SQS queue collects what they deliver.
@@ -405,7 +425,7 @@ def _create_resources(aws: AwsClients, config: EnvironmentConfig, names: Names, 
     aws("cloudformation").create_stack(StackName=names.inference_stack, TemplateBody=json.dumps(template),
                                        Tags=[{"Key": "roadseg:environment", "Value": config.name}])
     log(f"buckets {names.datasets_bucket}, {names.artifacts_bucket}, {names.inference_bucket}; queue "
-        f"{names.ingest_queue} (DLQ {names.ingest_dlq}, maxReceiveCount {pre.max_receive_count}); topics "
+        f"{names.ingest_queue} (DLQ {names.ingest_dlq}, maxReceiveCount {wiring.max_receive_count}); topics "
         f"{names.success_topic}, {names.error_topic}; S3 {INFERENCE.incoming} -> {names.ingest_queue}; "
         f"stack {names.inference_stack} ({MODEL_PACKAGE_PARAMETER}='')")
     return {"queue_url": queue_url, "queue_arn": queue_arn, "dlq_url": dlq_url, "success_topic": success_arn,

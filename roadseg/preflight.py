@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -188,14 +187,11 @@ class Names:
 
 
 def deployment_names(config: EnvironmentConfig) -> Names:
-    """Imported here, not at the top: the naming functions' modules import aws_cdk (a few seconds)."""
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")  # as demo/ and the Makefile
-    from stacks.app_builder import inference_stack_name
-    from stacks.endpoint_common import VARIANT
-    from stacks.inference_stack import endpoint_names
+    from contracts import naming
 
-    realtime, async_ = endpoint_names(config)
-    return Names(inference_stack_name(config), (("realtime_endpoint", realtime), ("async_endpoint", async_)), VARIANT)
+    realtime, async_ = naming.endpoint_names(config.prefix)
+    return Names(naming.inference_stack_name(config.prefix), (("realtime_endpoint", realtime),
+                                                              ("async_endpoint", async_)), naming.VARIANT_NAME)
 
 
 # --------------------------------------------------------------------------------------------- AWS facts

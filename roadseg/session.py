@@ -43,13 +43,6 @@ def resolve_region(explicit: str | None, configured: str | None) -> str:
     return region
 
 
-# CloudFormation output keys the commands read, by stack (see stacks/*_stack.py).
-OUTPUTS = {
-    "DatasetsBucketName": "Data", "ArtifactsBucketName": "Data", "InferenceBucketName": "Data",
-    "TrainingPipelineName": "Training", "TuningPipelineName": "Training", "ModelPackageGroupName": "Training",
-    "RealtimeEndpointName": "Inference", "AsyncEndpointName": "Inference", "RealtimeFrontUrl": "Inference",
-    "AlarmTopicArn": "Inference", "ServingStatus": "Inference",
-}
 # Why an output may be missing although its stack exists.
 MISSING_OUTPUT_HINTS = {
     "RealtimeEndpointName": "no model package is approved yet, so the endpoints are not deployed "
@@ -121,7 +114,9 @@ class Session:
         """An explicit override, else the named output of the environment's stacks."""
         if override:
             return override
-        stack = OUTPUTS[output_key]
+        from contracts.naming import OUTPUT_STACKS
+
+        stack = OUTPUT_STACKS[output_key]
         outputs = self.stack_outputs(stack)
         if output_key not in outputs:
             hint = MISSING_OUTPUT_HINTS.get(output_key, "redeploy the stack")

@@ -24,3 +24,57 @@ NODE_BIN = Path(__file__).resolve().parent.parent / "node_modules" / ".bin"
 if (NODE_BIN / "node").exists() and not os.environ.get("PATH", "").startswith(str(NODE_BIN)):
     os.environ["PATH"] = f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
+
+
+# -- one synthesized app per environment, shared by every test directory ------------------------------------------
+
+import json  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@dataclass
+class SynthesizedEnv:
+    config: Any  # stacks.config.EnvironmentConfig
+    stacks: Any  # stacks.app_builder.RoadsegStacks
+    outdir: Path
+
+    def template(self, stack: Any):
+        from aws_cdk.assertions import Template
+
+        return Template.from_json(json.loads((self.outdir / stack.template_file).read_text()))
+
+    @property
+    def template_files(self) -> list[Path]:
+        return sorted(self.outdir.glob("*.template.json"))
+
+
+def synthesize(env_name: str, outdir: Path) -> SynthesizedEnv:
+    """The app of one environment, as `make synth` builds it but without Lambda bundling (pip downloads)."""
+    import aws_cdk as cdk  # imported here: only the tests that synthesize pay for jsii
+
+    from stacks.app_builder import build_app, cdk_json_context
+    from stacks.config import load_config
+
+    app = cdk.App(outdir=str(outdir), context={**cdk_json_context(), "env": env_name, "aws:cdk:bundling-stacks": []})
+    config = load_config(env_name)
+    app, stacks = build_app(config, app)
+    app.synth()
+    return SynthesizedEnv(config=config, stacks=stacks, outdir=outdir)
+
+
+_synthesized: dict[str, SynthesizedEnv] = {}
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory):
+    """synth(env_name) -> SynthesizedEnv, synthesized once per session (cdk-nag runs as part of it)."""
+
+    def get(env_name: str) -> SynthesizedEnv:
+        if env_name not in _synthesized:
+            _synthesized[env_name] = synthesize(env_name, tmp_path_factory.mktemp(f"cdk-{env_name}"))
+        return _synthesized[env_name]
+
+    return get
