@@ -8,28 +8,28 @@ key and what is allowed (``ConfigError``), never as a pydantic traceback.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from training.classes import MAX_CLASSES, MIN_CLASSES, SCHEME_NAMES, get_scheme, scheme_from_config
+
+# The instance-family facts are defined once in training/instances.py; re-exported here for existing importers.
+from training.instances import GPU_FAMILIES as GPU_FAMILIES
+from training.instances import NVME_FAMILIES as NVME_FAMILIES
+from training.instances import instance_family as instance_family
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 ML_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[0-9]*(x?large|medium|small|metal)$")
-# Families with a GPU (training is GPU-only for this algorithm; the endpoints are GPU by design).
-GPU_FAMILIES = ("p2", "p3", "p3dn", "p4d", "p4de", "p5", "g4dn", "g5", "g6", "g6e")
-# GPU instances with local NVMe instance storage: CreateEndpointConfig rejects a storage-volume KmsKeyId.
-NVME_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5")
 
 
 class ConfigError(ValueError):
     """A configuration file is missing or invalid; the message says where and how to fix it."""
-
-
-def instance_family(instance_type: str) -> str:
-    return instance_type.split(".")[1]
 
 
 def _ml_instance(value: str) -> str:
@@ -64,9 +64,14 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
+IoUFloor = Annotated[float, Field(ge=0, le=1)]
+
+
 class CustomClass(_Strict):
     name: Annotated[str, Field(min_length=1, pattern=r"^[a-z][a-z0-9_ ]*$")]
     color: tuple[int, int, int]
+    # A vulnerable road user (pedestrian, cyclist, ...): the scheme's vulnerable_road_users.
+    vulnerable: bool = False
 
     @field_validator("color")
     @classmethod
@@ -77,27 +82,48 @@ class CustomClass(_Strict):
 
 
 class ClassesConfig(_Strict):
-    """Which label scheme the model predicts (see training/classes.py)."""
+    """Which label scheme the model predicts (see training/classes.py) and the quality gate's class floors."""
 
-    scheme: Literal["cityscapes", "camvid", "custom"] = "cityscapes"
+    scheme: Literal[SCHEME_NAMES] = "cityscapes"
     custom: list[CustomClass] | None = None
-    # Classes whose IoU must reach a floor before a model may be registered (safety-critical).
-    safety_critical_iou_floors: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
-        default_factory=lambda: {"person": 0.5, "rider": 0.4, "bicycle": 0.4, "motorcycle": 0.3}
-    )
+    # IoU floor per safety-critical class: a model below any floor is not registered. Left out (or null): the
+    # scheme's defaults (ClassScheme.safety_iou_floors; cityscapes: person, rider, bicycle, motorcycle; camvid:
+    # pedestrian, bicyclist). Scheme custom has none: it must list its floors, or {} to gate on mIoU only.
+    # After validation this is always the mapping in force, never None.
+    safety_critical_iou_floors: dict[str, IoUFloor] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scheme_default_floors(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or data.get("safety_critical_iou_floors") is not None:
+            return data
+        data = {k: v for k, v in data.items() if k != "safety_critical_iou_floors"}
+        scheme = data.get("scheme", "cityscapes")
+        if scheme in SCHEME_NAMES and scheme != "custom":  # custom: checked below; an unknown name by `scheme`
+            data["safety_critical_iou_floors"] = dict(get_scheme(scheme).safety_iou_floors)
+        return data
 
     @model_validator(mode="after")
     def _custom_consistent(self) -> ClassesConfig:
         if self.scheme == "custom":
             if not self.custom:
                 raise ValueError("scheme 'custom' needs a 'custom' list of classes (name and color)")
-            if not 2 <= len(self.custom) <= 254:
-                raise ValueError(f"num_classes must be within 2..254, the custom list has {len(self.custom)}")
+            if not MIN_CLASSES <= len(self.custom) <= MAX_CLASSES:
+                raise ValueError(
+                    f"num_classes must be within {MIN_CLASSES}..{MAX_CLASSES}, the custom list has {len(self.custom)}"
+                )
             names = [c.name for c in self.custom]
             if len(set(names)) != len(names):
                 raise ValueError("custom class names must be unique")
+            if "safety_critical_iou_floors" not in self.model_fields_set:
+                example = ", ".join(f"{c.name}: 0.5" for c in self.custom if c.vulnerable) or "<class name>: 0.5"
+                raise ValueError(
+                    "scheme 'custom' has no default safety floors: set classes.safety_critical_iou_floors to the IoU "
+                    f"floor of each safety-critical class (e.g. {{{example}}}), or to {{}} to gate on mIoU only"
+                )
         elif self.custom is not None:
             raise ValueError(f"'custom' classes are only allowed with scheme 'custom', not '{self.scheme}'")
+        scheme_from_config(self).check_class_names(self.safety_critical_iou_floors, "safety_critical_iou_floors")
         return self
 
 

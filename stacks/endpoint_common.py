@@ -9,8 +9,8 @@ from aws_cdk import aws_sagemaker as sagemaker
 
 from contracts.naming import VARIANT_NAME
 from stacks.compliance import acknowledge_all_packs
-from stacks.config import NVME_FAMILIES, instance_family
 from stacks.metric_catalogue import metric
+from training.instances import has_local_instance_storage
 
 # "If the update would change the instance type for any model that is a target for auto scaling, the update
 # fails": an instance-type change deploys in two steps, the first without scalable targets (README).
@@ -25,7 +25,7 @@ BAKING_SECONDS = 600
 def storage_kms_key(config: sagemaker.CfnEndpointConfig, instance_type: str, key_arn: str) -> str | None:
     """Instances with local NVMe storage reject a storage-volume KmsKeyId (their instance-store volumes are
     hardware-encrypted); every other instance type gets the project's key."""
-    if instance_family(instance_type) in NVME_FAMILIES:
+    if has_local_instance_storage(instance_type):
         acknowledge_all_packs(config, "SageMakerEndpointConfigurationKMSKeyConfigured",
                               f"{instance_type} uses local NVMe instance storage, which is encrypted by the hardware; "
                               "CreateEndpointConfig rejects a KmsKeyId for it. Outputs are encrypted with the key.")

@@ -32,13 +32,17 @@ class TrainingPipelinesProps:
 
 
 def resolve_scheme(config: EnvironmentConfig) -> ClassScheme:
+    """The config's class scheme, with its safety floors checked against it.
+
+    A loaded config has passed the same check (``ClassesConfig``); this one guards configs assembled in code
+    without validation (``model_copy(update=...)``, ``model_construct``).
+    """
     scheme = scheme_from_config(config.classes)
-    unknown = sorted(set(config.classes.safety_critical_iou_floors) - set(scheme.names))
-    if unknown:
-        raise ConfigError(
-            f"config/{config.name}.yaml: classes.safety_critical_iou_floors: {unknown} are not classes of the "
-            f"'{scheme.name}' scheme (allowed: {', '.join(scheme.names)})"
-        )
+    try:
+        scheme.check_class_names(config.classes.safety_critical_iou_floors,
+                                 f"config/{config.name}.yaml: classes.safety_critical_iou_floors")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return scheme
 
 

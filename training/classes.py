@@ -21,8 +21,6 @@ MIN_CLASSES = 2
 MAX_CLASSES = 254  # the algorithm's num_classes range; 255 is the ignore value
 SCHEME_NAMES = ("cityscapes", "camvid", "custom")
 
-# Classes whose errors hurt people first: their IoU is gated separately (see config safety floors).
-VULNERABLE_ROAD_USERS = ("person", "rider", "bicycle", "motorcycle")
 DRIVABLE_CLASSES = ("road",)
 
 RGB = tuple[int, int, int]
@@ -43,15 +41,27 @@ class ClassScheme:
 
     ``label_id_to_train_id`` is set for datasets whose raw annotations use other IDs (Cityscapes
     labelIds); raw IDs it does not list map to ``ignore_index``.
+
+    ``vulnerable_road_users`` are the classes whose errors hurt people first (pedestrians, cyclists, ...).
+    ``safety_iou_floors`` are the scheme's default IoU floors of the quality gate, class name -> floor in 0..1:
+    the environment config's ``classes.safety_critical_iou_floors`` defaults to them. A custom scheme has none
+    (its config must state its floors).
     """
 
     name: str
     classes: tuple[SegClass, ...]
     ignore_index: int = IGNORE_INDEX
     label_id_to_train_id: Mapping[int, int] | None = field(default=None, hash=False)
+    vulnerable_road_users: tuple[str, ...] = ()
+    safety_iou_floors: Mapping[str, float] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         _check_classes(self.name, self.classes, self.ignore_index)
+        object.__setattr__(self, "vulnerable_road_users", tuple(self.vulnerable_road_users))
+        self.check_class_names(self.vulnerable_road_users, "vulnerable_road_users")
+        if len(set(self.vulnerable_road_users)) != len(self.vulnerable_road_users):
+            raise ValueError(f"scheme '{self.name}': vulnerable road users {self.vulnerable_road_users} repeat a class")
+        object.__setattr__(self, "safety_iou_floors", check_iou_floors(self, self.safety_iou_floors))
         if self.label_id_to_train_id is not None:
             mapping = dict(self.label_id_to_train_id)
             for label_id, train_id in mapping.items():
@@ -72,6 +82,14 @@ class ClassScheme:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.classes)
+
+    def check_class_names(self, names: Iterable[str], what: str) -> None:
+        """ValueError ``<what>: [...] are not classes of the '<scheme>' scheme (allowed: ...)`` for unknown names."""
+        unknown = sorted(set(names) - set(self.names))
+        if unknown:
+            raise ValueError(
+                f"{what}: {unknown} are not classes of the '{self.name}' scheme (allowed: {', '.join(self.names)})"
+            )
 
     def index(self, name: str) -> int:
         """Train ID of a class name; a typo fails with the list of valid names."""
@@ -145,6 +163,15 @@ def _check_classes(scheme: str, classes: Sequence[SegClass], ignore_index: int) 
             raise ValueError(f"scheme '{scheme}': class '{c.name}' colour {c.color!r} must be three ints in 0..255")
 
 
+def check_iou_floors(scheme: ClassScheme, floors: Mapping[str, float]) -> Mapping[str, float]:
+    """``floors`` as a read-only mapping once every name is a class of ``scheme`` and every floor is in 0..1."""
+    scheme.check_class_names(floors, "safety_iou_floors")
+    bad = {n: f for n, f in floors.items() if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1}
+    if bad:
+        raise ValueError(f"scheme '{scheme.name}': IoU floors must be numbers within 0..1, got {bad}")
+    return MappingProxyType({n: float(f) for n, f in floors.items()})
+
+
 def _classes(entries: Iterable[tuple[str, RGB]]) -> tuple[SegClass, ...]:
     return tuple(SegClass(i, name, tuple(color)) for i, (name, color) in enumerate(entries))
 
@@ -181,6 +208,8 @@ CITYSCAPES = ClassScheme(
         7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
         23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
     },
+    vulnerable_road_users=("person", "rider", "bicycle", "motorcycle"),
+    safety_iou_floors={"person": 0.5, "rider": 0.4, "bicycle": 0.4, "motorcycle": 0.3},
 )
 
 # The 11-class CamVid variant used by SegNet and most CamVid benchmarks, with its usual colours.
@@ -201,13 +230,18 @@ CAMVID = ClassScheme(
             ("bicyclist", (0, 128, 192)),
         ]
     ),
+    # CamVid's 11 classes have no separate rider or motorcycle: a cyclist and their bicycle are "bicyclist".
+    vulnerable_road_users=("pedestrian", "bicyclist"),
+    safety_iou_floors={"pedestrian": 0.5, "bicyclist": 0.4},
 )
 
 _BUILT_IN = {"cityscapes": CITYSCAPES, "camvid": CAMVID}
 
 
-def custom_scheme(name: str, classes: Sequence[tuple[str, RGB]]) -> ClassScheme:
-    """A user-defined scheme; classes get train IDs in list order."""
+def custom_scheme(
+    name: str, classes: Sequence[tuple[str, RGB]], vulnerable_road_users: Sequence[str] = ()
+) -> ClassScheme:
+    """A user-defined scheme; classes get train IDs in list order. It has no default IoU floors."""
     entries = list(classes)
     if not MIN_CLASSES <= len(entries) <= MAX_CLASSES:
         raise ValueError(
@@ -221,7 +255,11 @@ def custom_scheme(name: str, classes: Sequence[tuple[str, RGB]]) -> ClassScheme:
         color = entry[1]
         if not isinstance(color, Sequence) or len(color) != 3:
             raise ValueError(f"custom scheme '{name}': class '{entry[0]}' colour {color!r} must be [r, g, b]")
-    return ClassScheme(name=name, classes=_classes((n, tuple(c)) for n, c in entries))
+    return ClassScheme(
+        name=name,
+        classes=_classes((n, tuple(c)) for n, c in entries),
+        vulnerable_road_users=tuple(vulnerable_road_users),
+    )
 
 
 def _custom_entries(custom: Iterable[Any]) -> list[tuple[str, RGB]]:
@@ -238,13 +276,30 @@ def _custom_entries(custom: Iterable[Any]) -> list[tuple[str, RGB]]:
     return entries
 
 
+def _custom_vulnerable(custom: Iterable[Any]) -> list[str]:
+    """Names of the custom classes flagged ``vulnerable`` (config objects or dicts; pairs carry no flag)."""
+    names = []
+    for item in custom:
+        flag = item.get("vulnerable", False) if isinstance(item, Mapping) else getattr(item, "vulnerable", False)
+        if flag is True:
+            names.append(item["name"] if isinstance(item, Mapping) else item.name)
+        elif flag is not False:
+            raise ValueError(f"custom class {item!r}: 'vulnerable' must be true or false")
+    return names
+
+
 def get_scheme(name: str, custom: Iterable[Any] | None = None) -> ClassScheme:
-    """Scheme by name: "cityscapes", "camvid", or "custom" with its class list."""
+    """Scheme by name: "cityscapes", "camvid", or "custom" with its class list.
+
+    Custom classes are config objects (``.name``, ``.color``, optional ``.vulnerable``), dicts with the same
+    keys, or ``(name, colour)`` pairs; those flagged ``vulnerable`` are the scheme's vulnerable road users.
+    """
     key = name.strip().lower()
     if key == "custom":
         if not custom:
             raise ValueError("scheme 'custom' needs its class list: pairs of name and (r, g, b) colour")
-        return custom_scheme("custom", _custom_entries(custom))
+        custom = list(custom)
+        return custom_scheme("custom", _custom_entries(custom), _custom_vulnerable(custom))
     if key not in _BUILT_IN:
         raise ValueError(f"unknown class scheme '{name}'; choose one of {', '.join(SCHEME_NAMES)}")
     if custom:

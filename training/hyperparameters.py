@@ -16,6 +16,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+# The algorithm's segmentation heads (hyperparameter `algorithm`; deeplab is DeepLabV3), its backbones and
+# optimizers: the one list of each (config validation, pipeline parameter enum, tuning ranges).
+HEADS: tuple[str, ...] = ("fcn", "psp", "deeplab")
+BACKBONES: tuple[str, ...] = ("resnet-50", "resnet-101")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adagrad", "nag", "rmsprop", "sgd")
+
 # Defaults of the algorithm itself (used for the hyperparameters an earlier job did not set).
 ALGORITHM_DEFAULTS: dict[str, str] = {"backbone": "resnet-50", "algorithm": "fcn", "crop_size": "240"}
 
@@ -23,14 +29,14 @@ ALGORITHM_DEFAULTS: dict[str, str] = {"backbone": "resnet-50", "algorithm": "fcn
 ALLOWED: dict[str, str] = {
     "num_classes": "an integer within 2..254",
     "num_training_samples": "a positive integer (the number of training images)",
-    "backbone": "resnet-50, resnet-101",
-    "algorithm": "fcn, psp, deeplab",
+    "backbone": ", ".join(BACKBONES),
+    "algorithm": ", ".join(HEADS),
     "use_pretrained_model": "True, False",
     "base_size": "an integer > 16",
     "crop_size": "an integer > 16 (rounded up to a multiple of 8)",
     "epochs": "a positive integer",
     "learning_rate": "a number with 0 < x <= 1",
-    "optimizer": "adam, adagrad, nag, rmsprop, sgd",
+    "optimizer": ", ".join(OPTIMIZERS),
     "lr_scheduler": "poly, cosine, step",
     "lr_scheduler_step": 'comma-separated increasing positive epochs, e.g. "10,20" (only with lr_scheduler=step)',
     "lr_scheduler_factor": "a number within 0..1 (lr_scheduler=step only)",
@@ -83,14 +89,14 @@ class Hyperparameters(BaseModel):
 
     num_classes: Annotated[int, Field(ge=2, le=254)]
     num_training_samples: Annotated[int, Field(gt=0)]
-    backbone: Literal["resnet-50", "resnet-101"] = "resnet-50"
-    algorithm: Literal["fcn", "psp", "deeplab"] = "deeplab"
+    backbone: Literal[BACKBONES] = "resnet-50"
+    algorithm: Literal[HEADS] = "deeplab"
     use_pretrained_model: bool = True
     base_size: Annotated[int, Field(gt=16)] = 520
     crop_size: Annotated[int, Field(gt=16)] = 240
     epochs: Annotated[int, Field(gt=0)] = 10
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.001
-    optimizer: Literal["adam", "adagrad", "nag", "rmsprop", "sgd"] = "sgd"
+    optimizer: Literal[OPTIMIZERS] = "sgd"
     lr_scheduler: Literal["poly", "cosine", "step"] = "poly"
     lr_scheduler_step: str | None = None
     lr_scheduler_factor: Annotated[float, Field(ge=0, le=1)] = 0.1
@@ -276,7 +282,7 @@ def check_incremental(previous: Mapping[str, str], new: Hyperparameters) -> None
 
 @dataclass(frozen=True)
 class TunableRange:
-    """A recommended search range for automatic model tuning."""
+    """A search range of automatic model tuning (the tuning pipeline's ParameterRanges)."""
 
     name: str
     kind: Literal["continuous", "integer", "categorical"]
@@ -293,11 +299,13 @@ class TunableRange:
         return {"Name": self.name, "MinValue": _render(lo), "MaxValue": _render(hi), "ScalingType": self.scaling}
 
 
+# The tuning pipeline's search space (training.pipelines turns these into the SDK's parameter ranges), within
+# the ranges the AWS semantic-segmentation tuning guide recommends.
 TUNABLE_RANGES: tuple[TunableRange, ...] = (
     TunableRange("learning_rate", "continuous", 1e-4, 1e-1, scaling="Logarithmic"),
-    TunableRange("mini_batch_size", "integer", 4, 32, scaling="Linear"),
-    TunableRange("momentum", "continuous", 0.9, 0.999, scaling="Linear"),
-    TunableRange("weight_decay", "continuous", 1e-5, 1e-3, scaling="Logarithmic"),
+    TunableRange("mini_batch_size", "integer", 4, 32),
+    TunableRange("momentum", "continuous", 0.9, 0.999),
+    TunableRange("weight_decay", "continuous", 1e-5, 1e-3),
     TunableRange("optimizer", "categorical", values=("sgd", "adam", "rmsprop")),
-    TunableRange("algorithm", "categorical", values=("fcn", "psp", "deeplab")),
+    TunableRange("algorithm", "categorical", values=HEADS),
 )

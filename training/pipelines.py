@@ -38,6 +38,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from contracts.naming import training_pipeline_name, tuning_pipeline_name
+from training.hyperparameters import HEADS, TUNABLE_RANGES, TunableRange
+from training.instances import has_local_instance_storage
 
 # The SDK creates a boto3 client while it is imported (class body of sagemaker.ai_registry.air_hub.AIRHub),
 # which raises NoRegionError without a region: provide one for the import only (removed again below).
@@ -153,18 +155,21 @@ CHANNEL_CONTENT_TYPES = {
 MODEL_CHANNEL_CONTENT_TYPE = "application/x-sagemaker-model"
 OBJECTIVE_METRIC = "validation:mIOU"
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
-HEADS = ("fcn", "psp", "deeplab")
 # GPU instance types listed in the model package besides the transform instance type.
 INFERENCE_INSTANCE_TYPES = ("ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.p3.2xlarge")
-# Search space of the tuning pipeline (ranges from the AWS semantic-segmentation tuning guide).
-TUNING_RANGES = {
-    "learning_rate": ContinuousParameter(1e-4, 1e-1, scaling_type="Logarithmic"),
-    "optimizer": CategoricalParameter(["sgd", "adam", "rmsprop"]),
-    "mini_batch_size": IntegerParameter(4, 32),
-    "momentum": ContinuousParameter(0.9, 0.999),
-    "weight_decay": ContinuousParameter(1e-5, 1e-3),
-    "algorithm": CategoricalParameter(list(HEADS)),
-}
+
+
+def _sdk_range(tunable: TunableRange):
+    """One of training.hyperparameters.TUNABLE_RANGES as the SDK's parameter range."""
+    if tunable.kind == "categorical":
+        return CategoricalParameter(list(tunable.values))
+    if tunable.kind == "integer":
+        return IntegerParameter(int(tunable.min), int(tunable.max), scaling_type=tunable.scaling)
+    return ContinuousParameter(tunable.min, tunable.max, scaling_type=tunable.scaling)
+
+
+# Search space of the tuning pipeline: defined next to the hyperparameters it ranges over.
+TUNING_RANGES = {r.name: _sdk_range(r) for r in TUNABLE_RANGES}
 
 
 @dataclass(frozen=True)
@@ -695,21 +700,6 @@ def _artifact_uri(pipeline_name: str, name: str) -> list:
 
 def _checkpoint_uri(pipeline_name: str) -> list:
     return ["s3:/", _SENTINELS.artifacts_bucket, "checkpoints", pipeline_name, ExecutionVariables.PIPELINE_EXECUTION_ID]
-
-
-# Instance families with local NVMe instance storage: SageMaker rejects a storage-volume KmsKeyId for them
-# ("You can't request a VolumeKmsKeyId when using an instance type with local storage", API reference of
-# ResourceConfig, TransformResources, ProcessingClusterConfig); their local storage is hardware-encrypted.
-# Besides these, every family whose attribute letters contain "d" (c5d, m5d, m6id, g4dn, p3dn, p4d, ...).
-_NVME_FAMILIES = frozenset(
-    {"g5", "g6", "g6e", "gr6", "p5", "p5e", "p5en", "trn1", "trn1n", "trn2", "inf2", "i3", "i3en", "i4i"}
-)
-
-
-def has_local_instance_storage(instance_type: str) -> bool:
-    family = instance_type.split(".")[1] if instance_type.count(".") >= 2 else instance_type
-    match = re.fullmatch(r"([a-z]+)(\d+)([a-z]*)", family)
-    return family in _NVME_FAMILIES or bool(match and "d" in match.group(3))
 
 
 def _volume_kms_key(default_instance_type: str) -> str | None:

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+import stacks.config
+import training.instances
 from stacks.config import CONFIG_DIR, ConfigError, available_environments, load_config
+from training.classes import scheme_from_config
+
+TWO_CUSTOM = [{"name": "road", "color": [1, 2, 3]}, {"name": "walker", "color": [4, 5, 6]}]
 
 
 def write_env(tmp_path: Path, name: str, changes: dict) -> Path:
@@ -54,6 +59,15 @@ def test_prod_retains_and_dev_destroys():
         ({"classes.scheme": "custom", "classes.custom": [{"name": f"c{i}", "color": [0, 0, 0]} for i in range(255)]},
          "classes", "num_classes must be within 2..254"),
         ({"classes.scheme": "kitti"}, "classes.scheme", "'cityscapes', 'camvid' or 'custom'"),
+        ({"classes.scheme": "custom", "classes.custom": TWO_CUSTOM}, "classes",
+         "scheme 'custom' has no default safety floors: set classes.safety_critical_iou_floors"),
+        ({"classes.scheme": "camvid", "classes.safety_critical_iou_floors": {"person": 0.5}}, "classes",
+         "['person'] are not classes of the 'camvid' scheme (allowed: sky, building"),
+        ({"classes.safety_critical_iou_floors": {"person": 1.5}}, "classes.safety_critical_iou_floors.person",
+         "less than or equal to 1"),
+        ({"classes.scheme": "custom", "classes.safety_critical_iou_floors": {},
+          "classes.custom": [{**TWO_CUSTOM[0], "vulnerable": "maybe"}, TWO_CUSTOM[1]]}, "classes.custom.0.vulnerable",
+         "valid boolean"),
         ({"preprocessing.roi": [0, 0, 1.2, 0.5]}, "preprocessing.roi", "fractions of the frame"),
         ({"preprocessing.key_pattern": "^(?P<vehicle>.+)$"}, "preprocessing.key_pattern", "named groups"),
     ],
@@ -84,3 +98,35 @@ def test_broken_yaml_is_reported_with_the_file(tmp_path):
     (tmp_path / "dev.yaml").write_text("prefix: [unclosed\n")
     with pytest.raises(ConfigError, match=r"dev\.yaml: not valid YAML"):
         load_config("dev", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("classes", "floors"),
+    [
+        ({"scheme": "cityscapes"}, {"person": 0.5, "rider": 0.4, "bicycle": 0.4, "motorcycle": 0.3}),
+        ({"scheme": "camvid"}, {"pedestrian": 0.5, "bicyclist": 0.4}),
+        ({"scheme": "camvid", "safety_critical_iou_floors": None}, {"pedestrian": 0.5, "bicyclist": 0.4}),
+        ({"scheme": "camvid", "safety_critical_iou_floors": {"bicyclist": 0.6}}, {"bicyclist": 0.6}),
+        ({"scheme": "custom", "custom": TWO_CUSTOM, "safety_critical_iou_floors": {}}, {}),
+        ({"scheme": "custom", "custom": TWO_CUSTOM, "safety_critical_iou_floors": {"walker": 0.45}}, {"walker": 0.45}),
+    ],
+    ids=["cityscapes-defaults", "camvid-defaults", "null-is-defaults", "explicit-wins", "custom-none", "custom"],
+)
+def test_safety_floors_default_to_the_schemes_and_explicit_ones_win(tmp_path, classes, floors):
+    (tmp_path / "dev.yaml").write_text(yaml.safe_dump({"prefix": "roadseg-dev", "classes": classes}))
+    assert load_config("dev", tmp_path).classes.safety_critical_iou_floors == floors
+
+
+def test_custom_classes_flag_their_vulnerable_road_users(tmp_path):
+    custom = [TWO_CUSTOM[0], {**TWO_CUSTOM[1], "vulnerable": True}]
+    config_dir = write_env(tmp_path, "dev", {"classes.scheme": "custom", "classes.custom": custom,
+                                             "classes.safety_critical_iou_floors": {"walker": 0.5}})
+    classes = load_config("dev", config_dir).classes
+    assert [c.vulnerable for c in classes.custom] == [False, True]
+    assert scheme_from_config(classes).vulnerable_road_users == ("walker",)
+
+
+def test_instance_families_are_the_ones_of_training_instances():
+    assert stacks.config.GPU_FAMILIES is training.instances.GPU_FAMILIES
+    assert stacks.config.NVME_FAMILIES is training.instances.NVME_FAMILIES
+    assert stacks.config.instance_family is training.instances.instance_family

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import aws_cdk as cdk
 import pytest
+from aws_cdk.assertions import Template
+from pydantic import ValidationError
 
+from stacks.app_builder import build_app, cdk_json_context
 from stacks.config import GPU_FAMILIES, ClassesConfig, ConfigError, instance_family, load_config
 from stacks.training_pipelines import pipeline_settings, resolve_scheme
 
@@ -115,7 +119,65 @@ def test_custom_scheme_reaches_the_pipelines_with_its_classes():
 
 
 def test_safety_floor_for_a_class_outside_the_scheme_fails_with_the_allowed_names():
-    config = load_config("dev").model_copy(update={"classes": ClassesConfig(
-        scheme="camvid", safety_critical_iou_floors={"person": 0.5})})
-    with pytest.raises(ConfigError, match=r"\['person'\] are not classes of the 'camvid' scheme \(allowed: sky"):
+    message = r"\['person'\] are not classes of the 'camvid' scheme \(allowed: sky"
+    with pytest.raises(ValidationError, match=message):  # when the config is validated (load_config: ConfigError)
+        ClassesConfig(scheme="camvid", safety_critical_iou_floors={"person": 0.5})
+    # A config assembled in code without validation is still caught at synth.
+    unvalidated = ClassesConfig.model_construct(scheme="camvid", custom=None,
+                                                safety_critical_iou_floors={"person": 0.5})
+    config = load_config("dev").model_copy(update={"classes": unvalidated})
+    with pytest.raises(ConfigError, match=message):
         resolve_scheme(config)
+
+
+@pytest.fixture(scope="module")
+def camvid_only(tmp_path_factory):
+    """An environment whose config names nothing but its prefix and `classes: {scheme: camvid}`, synthesized."""
+    config_dir = tmp_path_factory.mktemp("camvid-config")
+    (config_dir / "dev.yaml").write_text("prefix: roadseg-camvid\nclasses:\n  scheme: camvid\n")
+    config = load_config("dev", config_dir)
+    outdir = tmp_path_factory.mktemp("cdk-camvid")
+    app = cdk.App(outdir=str(outdir), context={**cdk_json_context(), "env": "dev", "aws:cdk:bundling-stacks": []})
+    app, stacks = build_app(config, app)
+    app.synth()
+    template = Template.from_json(json.loads((outdir / stacks.training.template_file).read_text()))
+    return config, substituted_definitions(template)
+
+
+def test_camvid_only_config_synthesizes_with_camvid_safety_floors(camvid_only):
+    config, definitions = camvid_only
+    assert config.classes.safety_critical_iou_floors == {"pedestrian": 0.5, "bicyclist": 0.4}
+    assert set(definitions) == {"roadseg-camvid-training", "roadseg-camvid-tuning"}
+    for definition in definitions.values():
+        parameters = {p["Name"]: p for p in definition["Parameters"]}
+        floors = {name: p["DefaultValue"] for name, p in parameters.items() if name.startswith("MinIoU")}
+        assert floors == {"MinIoUPedestrian": 0.5, "MinIoUBicyclist": 0.4}
+        assert parameters["MinMIoU"]["DefaultValue"] == config.training.min_miou
+        gate = next(step for step in definition["Steps"] if step["Name"] == "QualityGate")
+        pairs = [(c["LeftValue"]["Std:JsonGet"]["Path"], c["RightValue"]) for c in gate["Arguments"]["Conditions"]]
+        assert pairs == [("gate.mIoU", {"Get": "Parameters.MinMIoU"}),
+                         ("gate.pedestrian", {"Get": "Parameters.MinIoUPedestrian"}),
+                         ("gate.bicyclist", {"Get": "Parameters.MinIoUBicyclist"})]
+        evaluate = next(step for step in definition["Steps"] if step["Name"] == "EvaluateModel")
+        arguments = evaluate["Arguments"]["AppSpecification"]["ContainerArguments"]
+        assert arguments[arguments.index("--scheme") + 1] == "camvid"
+
+
+def test_explicit_safety_floors_override_the_scheme_defaults():
+    config = load_config("dev").model_copy(update={"classes": ClassesConfig(
+        scheme="camvid", safety_critical_iou_floors={"pedestrian": 0.7})})
+    settings = pipeline_settings(config, resolve_scheme(config))
+    assert dict(settings.safety_iou_floors) == {"pedestrian": 0.7}
+    assert dict(load_config("prod").classes.safety_critical_iou_floors) == {
+        "person": 0.6, "rider": 0.45, "bicycle": 0.5, "motorcycle": 0.4}
+
+
+def test_custom_scheme_without_floors_gates_on_miou_only_when_it_says_so():
+    custom = [{"name": "road", "color": [1, 2, 3]}, {"name": "walker", "color": [4, 5, 6], "vulnerable": True}]
+    with pytest.raises(ValidationError, match=r"scheme 'custom' has no default safety floors.*\{walker: 0.5\}"):
+        ClassesConfig(scheme="custom", custom=custom)
+    config = load_config("dev").model_copy(update={"classes": ClassesConfig(
+        scheme="custom", custom=custom, safety_critical_iou_floors={})})
+    scheme = resolve_scheme(config)
+    assert scheme.vulnerable_road_users == ("walker",)
+    assert dict(pipeline_settings(config, scheme).safety_iou_floors) == {}

@@ -12,7 +12,6 @@ from training.classes import (
     CAMVID,
     CITYSCAPES,
     DRIVABLE_CLASSES,
-    VULNERABLE_ROAD_USERS,
     ClassScheme,
     SegClass,
     custom_scheme,
@@ -160,6 +159,51 @@ def test_load_classes_file(tmp_path):
         load_classes_file(tmp_path / "missing.json")
 
 
-def test_safety_constants_name_cityscapes_classes():
-    for name in (*VULNERABLE_ROAD_USERS, *DRIVABLE_CLASSES):
-        CITYSCAPES.index(name)
+def test_drivable_classes_are_classes_of_every_built_in_scheme():
+    for scheme in (CITYSCAPES, CAMVID):
+        for name in DRIVABLE_CLASSES:
+            scheme.index(name)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "vulnerable", "floors"),
+    [
+        (CITYSCAPES, ("person", "rider", "bicycle", "motorcycle"),
+         {"person": 0.5, "rider": 0.4, "bicycle": 0.4, "motorcycle": 0.3}),
+        (CAMVID, ("pedestrian", "bicyclist"), {"pedestrian": 0.5, "bicyclist": 0.4}),
+    ],
+    ids=["cityscapes", "camvid"],
+)
+def test_each_built_in_scheme_carries_its_vulnerable_road_users_and_floors(scheme, vulnerable, floors):
+    assert scheme.vulnerable_road_users == vulnerable
+    assert dict(scheme.safety_iou_floors) == floors
+    for name in (*vulnerable, *floors):
+        scheme.index(name)
+    with pytest.raises(TypeError):
+        scheme.safety_iou_floors["person"] = 0.0  # shared constants are read-only
+
+
+def test_custom_scheme_vulnerable_classes_from_flags_and_no_default_floors():
+    scheme = get_scheme("custom", [{"name": "road", "color": [1, 2, 3]},
+                                   {"name": "pedestrian", "color": [4, 5, 6], "vulnerable": True},
+                                   SimpleNamespace(name="cyclist", color=(7, 8, 9), vulnerable=True),
+                                   ("curb", (0, 0, 0))])
+    assert scheme.vulnerable_road_users == ("pedestrian", "cyclist")
+    assert dict(scheme.safety_iou_floors) == {}
+    assert get_scheme("custom", [("a", (1, 1, 1)), ("b", (2, 2, 2))]).vulnerable_road_users == ()
+    with pytest.raises(ValueError, match="'vulnerable' must be true or false"):
+        get_scheme("custom", [{"name": "a", "color": [1, 1, 1], "vulnerable": "yes"}, ("b", (2, 2, 2))])
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"vulnerable_road_users": ("a", "person")}, r"vulnerable_road_users: \['person'\] are not classes of the 'x'"),
+        ({"vulnerable_road_users": ("a", "a")}, "repeat a class"),
+        ({"safety_iou_floors": {"zebra": 0.5}}, r"safety_iou_floors: \['zebra'\] are not classes .*allowed: a, b"),
+        ({"safety_iou_floors": {"a": 1.5}}, "IoU floors must be numbers within 0..1"),
+    ],
+)
+def test_scheme_rejects_vulnerable_classes_and_floors_outside_it(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ClassScheme("x", (SegClass(0, "a", (0, 0, 0)), SegClass(1, "b", (1, 1, 1))), **changes)

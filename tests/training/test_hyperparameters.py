@@ -289,7 +289,7 @@ def test_tunable_ranges():
     lr = by_name["learning_rate"]
     assert (lr.kind, lr.min, lr.max, lr.scaling) == ("continuous", 1e-4, 1e-1, "Logarithmic")
     assert by_name["mini_batch_size"].as_parameter_range() == {
-        "Name": "mini_batch_size", "MinValue": "4", "MaxValue": "32", "ScalingType": "Linear"}
+        "Name": "mini_batch_size", "MinValue": "4", "MaxValue": "32", "ScalingType": "Auto"}
     assert by_name["optimizer"].as_parameter_range() == {"Name": "optimizer", "Values": ["sgd", "adam", "rmsprop"]}
     assert by_name["weight_decay"].as_parameter_range()["MinValue"] == "0.00001"
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from training.classes import classes_json, custom_scheme, parse_classes_json
+from training.hyperparameters import TUNABLE_RANGES
 from training.pipelines import (
     CODE_DIR,
     PLACEHOLDERS,
@@ -595,6 +596,23 @@ def test_tuning_job_objective_ranges_and_limits(tuning):
     assert (integer["mini_batch_size"]["MinValue"], integer["mini_batch_size"]["MaxValue"]) == ("4", "32")
     categorical = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
     assert categorical == {"optimizer": ["sgd", "adam", "rmsprop"], "algorithm": ["fcn", "psp", "deeplab"]}
+
+
+def test_tuning_ranges_are_the_tunable_ranges_of_the_hyperparameters(tuning):
+    ranges = steps(tuning)["TuneSegmentation"]["Arguments"]["HyperParameterTuningJobConfig"]["ParameterRanges"]
+    kinds = {"continuous": "ContinuousParameterRanges", "integer": "IntegerParameterRanges",
+             "categorical": "CategoricalParameterRanges"}
+    generated = {r["Name"]: (kind, r) for kind, items in ranges.items() for r in items}
+    assert set(generated) == {r.name for r in TUNABLE_RANGES}
+    for tunable in TUNABLE_RANGES:
+        kind, item = generated[tunable.name]
+        assert kind == kinds[tunable.kind], tunable.name
+        expected = tunable.as_parameter_range()
+        if tunable.kind == "categorical":
+            assert item["Values"] == expected["Values"]
+        else:
+            assert item["ScalingType"] == expected["ScalingType"], tunable.name
+            assert (float(item["MinValue"]), float(item["MaxValue"])) == (tunable.min, tunable.max), tunable.name
 
 
 def test_tuning_training_job_definition(tuning):

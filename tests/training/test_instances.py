@@ -1,0 +1,23 @@
+"""Instance families: one definition for the config check, the pipelines and the endpoint configs."""
+
+from __future__ import annotations
+
+import pytest
+
+import training.pipelines
+from training.instances import GPU_FAMILIES, NVME_FAMILIES, has_local_instance_storage, instance_family
+
+
+def test_nvme_families_are_the_gpu_families_with_local_storage():
+    assert set(NVME_FAMILIES) == {"g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5"}
+    assert set(NVME_FAMILIES) <= set(GPU_FAMILIES)
+    assert not has_local_instance_storage("ml.p3.2xlarge") and not has_local_instance_storage("p2")
+
+
+def test_the_pipelines_use_the_one_definition():
+    assert training.pipelines.has_local_instance_storage is has_local_instance_storage
+
+
+@pytest.mark.parametrize(("value", "family"), [("ml.g4dn.xlarge", "g4dn"), ("ml.p4de.24xlarge", "p4de"), ("g5", "g5")])
+def test_instance_family(value, family):
+    assert instance_family(value) == family
