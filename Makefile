@@ -61,6 +61,7 @@ endif
 
 bench: $(VENV)/.dev-installed node_modules/.installed
 	$(PY) bench/preprocess.py
+	$(PY) bench/capacity.py
 
 # Local rehearsal against moto on 127.0.0.1 (no AWS account): see README "Local rehearsal".
 demo: $(VENV)/.dev-installed node_modules/.installed

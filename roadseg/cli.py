@@ -311,6 +311,42 @@ def endpoint_status(ctx, as_json):
     commands.endpoint_status(_session(ctx), _printer(ctx, as_json))
 
 
+@endpoint.command("bench", epilog=_example(
+    "roadseg endpoint bench --kind realtime --concurrency 4 --duration 120",
+    "roadseg --env prod endpoint bench --kind async --concurrency 32 --duration 600 --json"))
+@click.option("--kind", type=click.Choice(["realtime", "async"]), default="realtime", show_default=True,
+              help="which endpoint of the environment")
+@click.option("--concurrency", type=click.IntRange(1, 512), default=4, show_default=True,
+              help="requests in flight at once (one thread each)")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True,
+              help="seconds to send for; requests in flight then finish")
+@click.option("--frames", type=click.IntRange(1, 1000), default=8, show_default=True,
+              help="distinct generated scenes, sent round robin")
+@click.option("--source-size", default="2048x1024", show_default=True, metavar="WxH",
+              help="camera frame size of the scenes, before the ingest preprocessing fits them to the serving size")
+@click.option("--requests", "max_requests", type=click.IntRange(1), help="stop after this many requests")
+@click.option("--timeout", type=float, default=900, show_default=True, help="async: seconds to wait for one result")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="folder of the result file (default: config/measurements/, which the cost table reads)")
+@click.option("--endpoint", "endpoint_name", help="override: the endpoint (default: the inference stack's, per --kind)")
+@click.option("--bucket", help="override: the inference bucket (async inputs go to async-input/bench/)")
+@click.option("--seed", type=int, default=0, hidden=True)
+@click.option("--poll-interval", type=float, default=0.5, hidden=True)
+@click.option("--instance-poll", type=float, default=15.0, hidden=True)
+@json_option
+@click.pass_context
+def endpoint_bench(ctx, kind, concurrency, duration, frames, source_size, max_requests, timeout, out_dir,
+                   endpoint_name, bucket, seed, poll_interval, instance_poll, as_json):
+    """Measure an endpoint with frames at the serving resolution: latency p50/p90/p99, frames/s (overall and per
+    instance), errors and throttles; writes endpoint-<env>-<kind>-<UTC time>.json for the cost table."""
+    from roadseg.endpoint_bench import run_bench
+
+    run_bench(_session(ctx), _printer(ctx, as_json), kind=kind, concurrency=concurrency, duration=duration,
+              frames=frames, source_size=source_size, out_dir=out_dir, endpoint=endpoint_name, bucket=bucket,
+              timeout=timeout, max_requests=max_requests, seed=seed, poll_interval=poll_interval,
+              instance_poll=instance_poll)
+
+
 # -- env ---------------------------------------------------------------------------------------------------------
 
 @cli.group(context_settings=CONTEXT)
@@ -356,6 +392,34 @@ def env_costs(ctx, environments, as_json):
     from stacks.config import available_environments
 
     commands.env_costs(_printer(ctx, as_json), list(environments) or available_environments())
+
+
+@env.command("capacity", epilog=_example(
+    "roadseg --env prod env capacity --rate 400 --plot prod-400fps.png   # 100 vehicles x 2 cameras x 2 Hz",
+    "roadseg env capacity --burst 36000@600 --frames-per-second 9 --startup-seconds 420",
+    "roadseg env capacity --profile weekday.csv --json   # CSV hour,frames_per_second, 24 rows"))
+@click.option("--rate", type=float, help="steady upload rate, frames per second")
+@click.option("--burst", metavar="N@START[+WINDOW]",
+              help="N frames from START seconds, spread over WINDOW seconds (default 60)")
+@click.option("--profile", type=click.Path(path_type=Path), help="daily profile: CSV hour,frames_per_second (24 rows)")
+@click.option("--hours", type=float, help="simulated hours (default 24; a burst: 2 after it starts)")
+@click.option("--frames-per-second", type=float,
+              help="measured frames/s per instance (default: the cost table's figure, see env costs)")
+@click.option("--startup-seconds", type=float, default=360, show_default=True,
+              help="instance start-up until it serves (an estimate)")
+@click.option("--ingest-seconds-per-batch", type=float,
+              help="ingest function duration per SQS batch (default 0.25 s x batch size, an estimate)")
+@click.option("--plot", type=click.Path(path_type=Path), help="write a PNG of backlog and instances over time")
+@json_option
+@click.pass_context
+def env_capacity(ctx, rate, burst, profile, hours, frames_per_second, startup_seconds, ingest_seconds_per_batch, plot,
+                 as_json):
+    """Simulate the async path under the environment's scaling policy: latency, instances, cost, Lambda and S3 load."""
+    from roadseg import capacity
+
+    capacity.command(_printer(ctx, as_json), _session(ctx).config, rate=rate, burst=burst, profile=profile,
+                     hours=hours, frames_per_second=frames_per_second, startup_seconds=startup_seconds,
+                     ingest_seconds_per_batch=ingest_seconds_per_batch, plot=plot)
 
 
 # -- errors and exit codes ---------------------------------------------------------------------------------------

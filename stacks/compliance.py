@@ -1,16 +1,24 @@
 """Compliance gates run at every synth: cdk-nag 3.x packs through CDK policy validation.
 
 cdk-nag 3 no longer uses Aspects or NagSuppressions: the packs are validation plugins and each finding is
-acknowledged on the construct it concerns, one rule at a time, with a reason (``acknowledge``).
+acknowledged on the construct it concerns, one rule at a time, with a reason (``acknowledge``). A grant and the
+IAM5 findings it creates are acknowledged in the same call (``acknowledged``, behind ``RoadsegFunction.grant_*``),
+computed from the statements the grant adds, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 from constructs import IConstruct
 
 NAG_PACKS = (AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks)
+T = TypeVar("T")
 
 
 def add_compliance_checks(app: cdk.App) -> None:
@@ -52,9 +60,94 @@ def acknowledge_policy(owner: IConstruct, actions: list[str], resources: dict[st
         acknowledge(owner, f"AwsSolutions-IAM5[Action::{action}]", GRANT_ACTION_REASONS[action])
     for resource, reason in resources.items():
         acknowledge(owner, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
-    acknowledge_all_packs(owner, "IAMNoInlinePolicy",
-                          "The policy is generated for and attached to exactly this one role (CDK grants); a "
-                          "managed policy would add a reusable artifact without narrowing permissions.")
+    acknowledge_inline_policy(owner)
+
+
+INLINE_POLICY_REASON = ("The policy is generated for and attached to exactly this one role (CDK grants); a managed "
+                        "policy would add a reusable artifact without narrowing permissions.")
+
+
+def acknowledge_inline_policy(owner: IConstruct) -> None:
+    """HIPAA/NIST IAMNoInlinePolicy on a role whose default policy CDK's grants generate."""
+    acknowledge_all_packs(owner, "IAMNoInlinePolicy", INLINE_POLICY_REASON)
+
+
+def nag_flatten(value: Any) -> str:
+    """A resolved CloudFormation value as cdk-nag writes it into finding ids (a port of cdk-nag's
+    ``flattenCfnReference``): ``Fn::Join`` joined, ``Ref`` as ``<Name>``, ``Fn::GetAtt`` as ``<Resource.Attr>``,
+    ``Fn::ImportValue`` as the export name, ``${X}`` of ``Fn::Sub`` as ``<X>``."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.replace("${", "<").replace("}", ">")
+    if isinstance(value, Mapping):
+        if "Fn::Join" in value:
+            delimiter, items = value["Fn::Join"]
+            return delimiter.join(nag_flatten(item) for item in items)
+        if "Fn::Sub" in value:
+            return nag_flatten(value["Fn::Sub"])
+        if "Fn::GetAtt" in value:
+            resource, attribute = value["Fn::GetAtt"]
+            return f"<{nag_flatten(resource)}.{nag_flatten(attribute)}>"
+        if "Fn::ImportValue" in value:
+            return nag_flatten(value["Fn::ImportValue"])
+        if "Ref" in value:
+            return f"<{nag_flatten(value['Ref'])}>"
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def iam5_findings(scope: IConstruct, statements: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The AwsSolutions-IAM5 findings (``Action::<action>``, ``Resource::<flattened ARN>``) that cdk-nag reports
+    for these policy statements (statement JSON; tokens are resolved in ``scope``'s stack)."""
+    findings: set[str] = set()
+    for statement in cdk.Stack.of(scope).resolve(list(statements)) or []:
+        if statement.get("Effect") != "Allow":
+            continue
+        findings.update(f"Action::{a}" for a in _as_list(statement.get("Action")) if "*" in a)
+        findings.update(f"Resource::{r}" for r in map(nag_flatten, _as_list(statement.get("Resource"))) if "*" in r)
+    return findings
+
+
+def _default_policy_statements(role: iam.IRole) -> list[dict]:
+    policy = role.node.try_find_child("DefaultPolicy")
+    document = policy.document.to_json() if isinstance(policy, iam.Policy) else None
+    return list((document or {}).get("Statement", []))
+
+
+def acknowledged(role: iam.IRole, change: Callable[[], T], *, reasons: str | Mapping[str, str],
+                 action_reasons: Mapping[str, str] = GRANT_ACTION_REASONS) -> T:
+    """Run ``change`` (a CDK grant to ``role``, or ``role``'s ``add_to_policy``) and acknowledge on the role exactly
+    the AwsSolutions-IAM5 findings the statements it adds to the role's default policy create: each wildcard
+    action with its reason from ``action_reasons``, each wildcard resource with ``reasons`` (one reason for all of
+    them, or a reason per resource as written in the statement). The grant and its acknowledgments are one call,
+    so they cannot drift apart; an action or resource without a reason, or a reason for a resource the change
+    does not add, raises ``ValueError``."""
+    before = _default_policy_statements(role)
+    result = change()
+    added = _default_policy_statements(role)[len(before):]
+    created = iam5_findings(role, added)
+    per_resource: dict[str, str] = {}
+    if not isinstance(reasons, str):
+        stack = cdk.Stack.of(role)
+        per_resource = {f"Resource::{nag_flatten(stack.resolve(resource))}": reason
+                        for resource, reason in reasons.items()}
+        stale = sorted(set(per_resource) - created)
+        if stale:
+            raise ValueError(f"reasons given for {stale}, which the change does not create ({sorted(created)})")
+    for finding in sorted(created - iam5_findings(role, before)):
+        kind, _, subject = finding.partition("::")
+        if kind == "Action":
+            reason = action_reasons.get(subject)
+        else:
+            reason = reasons if isinstance(reasons, str) else per_resource.get(finding)
+        if reason is None:
+            raise ValueError(f"{role.node.path}: no reason for the AwsSolutions-IAM5 finding {finding}")
+        acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
+    return result
 
 
 def nag_account_region(scope: IConstruct) -> tuple[str, str]:

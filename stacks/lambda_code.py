@@ -22,7 +22,6 @@ from constructs import Construct
 
 from stacks.code_assets import staged
 from stacks.compliance import acknowledge_all_packs
-from stacks.config import EnvironmentConfig
 from stacks.operations_key import OperationsKey
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the latest Python runtime of this aws-cdk-lib (cdk-nag AwsSolutions-L1)
@@ -76,16 +75,17 @@ _RETENTION = {
 }
 
 
-def function_log_group(scope: Construct, construct_id: str, config: EnvironmentConfig,
-                       key: OperationsKey) -> logs.LogGroup:
-    """A KMS-encrypted log group with the environment's retention, kept in retaining environments. CloudWatch Logs
-    encrypts with the key itself, so the key admits it (in the same call, so the two cannot drift apart)."""
+def function_log_group(scope: Construct, construct_id: str, *, key: OperationsKey, retention_days: int,
+                       retain: bool) -> logs.LogGroup:
+    """A KMS-encrypted log group keeping events ``retention_days`` (a CloudWatch Logs retention), itself kept on
+    stack deletion when ``retain``. CloudWatch Logs encrypts with the key itself, so the key admits it (in the
+    same call, so the two cannot drift apart)."""
     key.admit_log_groups()
     return logs.LogGroup(
         scope, construct_id,
-        retention=getattr(logs.RetentionDays, _RETENTION[config.retention.log_group_days]),
+        retention=getattr(logs.RetentionDays, _RETENTION[retention_days]),
         encryption_key=key.key,
-        removal_policy=cdk.RemovalPolicy.RETAIN if config.retain else cdk.RemovalPolicy.DESTROY,
+        removal_policy=cdk.RemovalPolicy.RETAIN if retain else cdk.RemovalPolicy.DESTROY,
     )
 
 

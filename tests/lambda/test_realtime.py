@@ -106,8 +106,16 @@ def mask_response(mask: np.ndarray) -> dict[str, Any]:
 EXPECTED_PARAMS = {"EndpointName": REALTIME_ENDPOINT, "Body": ANY, "ContentType": "image/jpeg", "Accept": "image/png"}
 
 
+def headers_of(response: dict) -> dict[str, str]:
+    """Function URL responses carry ``headers``; REST API (v1) responses, as Powertools' APIGatewayRestResolver
+    builds them, ``multiValueHeaders`` (the one place the resolver-based handler answers differently)."""
+    if "multiValueHeaders" in response:
+        return {name: ", ".join(values) for name, values in response["multiValueHeaders"].items()}
+    return response["headers"]
+
+
 def body_of(response: dict) -> dict:
-    assert response["headers"]["Content-Type"] == "application/json" and response["isBase64Encoded"] is False
+    assert headers_of(response)["Content-Type"] == "application/json" and response["isBase64Encoded"] is False
     return json.loads(response["body"])
 
 
@@ -187,7 +195,17 @@ def test_bad_frames_are_400(stub: Stubber, context, body, base64_encoded, code) 
 
 def test_get_is_405(stub: Stubber, context) -> None:
     response = realtime.handler(rest_event(b"", method="GET"), context)
-    assert response["statusCode"] == 405 and response["headers"]["Allow"] == "POST"
+    assert response["statusCode"] == 405 and headers_of(response)["Allow"] == "POST"
+    assert body_of(response)["error"] == "method_not_allowed"
+
+
+def test_function_url_get_is_405_and_responses_use_single_value_headers(stub: Stubber, context) -> None:
+    event = function_url_event(b"")
+    event["requestContext"]["http"]["method"] = "GET"
+    response = realtime.handler(event, context)
+    assert response["statusCode"] == 405
+    assert response["headers"] == {"Content-Type": "application/json", "Allow": "POST"}
+    assert "multiValueHeaders" not in response
 
 
 @pytest.mark.parametrize(
@@ -206,7 +224,7 @@ def test_endpoint_errors(stub: Stubber, context, capsys, code, status, message, 
     assert response["statusCode"] == expected
     payload = body_of(response)
     assert code in payload["message"] and message in payload["message"]
-    assert ("Retry-After" in response["headers"]) == (expected == 503)
+    assert ("Retry-After" in headers_of(response)) == (expected == 503)
     assert emitted_metrics(capsys.readouterr().out)["RealtimeEndpointErrors"] == [1.0]
 
 

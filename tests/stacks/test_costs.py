@@ -1,7 +1,9 @@
-"""stacks/costs.py: the README's cost table is what the function computes from the dated price table."""
+"""stacks/costs.py: the README's cost table is what the function computes from the dated price table and the
+throughput measurements of config/measurements/ (roadseg endpoint bench)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 import yaml
 
 from stacks.config import ConfigError, load_config
-from stacks.costs import PRICES_FILE, cost_table, endpoint_costs, load_prices
+from stacks.costs import MEASUREMENTS_DIR, PRICES_FILE, cost_table, endpoint_costs, load_measurements, load_prices
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCK = re.compile(r"<!-- costs:begin -->\n(.*?)\n<!-- costs:end -->", re.S)
@@ -23,7 +25,7 @@ def test_readme_cost_table_matches_the_function_for_dev_and_prod():
 
 
 def test_price_table_is_dated_and_covers_the_configured_instance_types():
-    prices = load_prices()
+    prices = load_prices(measurements_dir=None)
     assert prices.as_of.isoformat() == "2026-11-01" and prices.currency == "USD"
     for itype in ("ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.p3.2xlarge", "ml.g5.xlarge"):
         assert prices.price(itype) > 0 and prices.throughput(itype) > 0
@@ -32,7 +34,7 @@ def test_price_table_is_dated_and_covers_the_configured_instance_types():
 
 
 def test_idle_cost_and_cost_per_1000_frames():
-    prices = load_prices()
+    prices = load_prices(measurements_dir=None)
     realtime, async_ = endpoint_costs(load_config("prod"), prices)
     hourly = prices.price("ml.g4dn.xlarge")
     assert realtime.endpoint == "real-time" and realtime.min_capacity == 2
@@ -43,11 +45,12 @@ def test_idle_cost_and_cost_per_1000_frames():
 
 
 def test_throughput_assumption_can_be_overridden():
-    prices = load_prices()
+    prices = load_prices(measurements_dir=None)
     base = endpoint_costs(load_config("dev"), prices)[0]
     doubled = endpoint_costs(load_config("dev"), prices, {"ml.g4dn.xlarge": 2 * base.frames_per_second})[0]
     assert doubled.usd_per_1000_frames == pytest.approx(base.usd_per_1000_frames / 2)
     assert doubled.idle_usd_per_month == base.idle_usd_per_month
+    assert (base.frames_per_second_label, doubled.frames_per_second_label) == ("assumed", "given")
 
 
 def test_unknown_instance_type_and_bad_file_name_the_problem(tmp_path):
@@ -60,3 +63,67 @@ def test_unknown_instance_type_and_bad_file_name_the_problem(tmp_path):
     bad.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="usd_per_instance_hour.ml.g4dn.xlarge"):
         load_prices(bad)
+
+
+def _measurement(directory: Path, name: str, **changes) -> Path:
+    """A result file as `roadseg endpoint bench` writes it (the fields the cost table reads, and a few more)."""
+    doc = {"schema_version": "1.0", "env": "dev", "region": "us-east-1", "kind": "realtime",
+           "endpoint": "roadseg-dev-realtime", "instance_type": "ml.g4dn.xlarge", "head": "deeplab",
+           "resolution": [1024, 512], "source_resolution": [2048, 1024], "target_size": [1024, 512], "roi": None,
+           "concurrency": 4, "duration": 60.0, "counts": {"requests": 600, "ok": 600, "errors": 0},
+           "latency_ms": {"p50": 300.0, "p90": 350.0, "p99": 420.0}, "frames_per_second": 10.0,
+           "frames_per_second_per_instance": 10.0, "measured_at": "2026-12-01T10:00:00Z", **changes}
+    path = directory / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_without_measurements_every_row_is_labelled_assumed():
+    assert load_prices().measurements == load_measurements(MEASUREMENTS_DIR)  # read by default
+    table = cost_table([load_config("dev"), load_config("prod")], load_prices(measurements_dir=None))
+    rows = [line for line in table.splitlines() if line.startswith("| dev |") or line.startswith("| prod |")]
+    assert len(rows) == 4 and all(row.endswith("| assumed |") for row in rows)
+    header = table.splitlines()[2]
+    assert "| serving resolution | head |" in header and header.endswith("| frames/s per instance | frames/s figure |")
+    assert "| 1024x512 (ROI 0,0,1,0.88) | deeplab |" in rows[2]
+
+
+def test_the_newest_matching_measurement_replaces_the_assumption(tmp_path):
+    _measurement(tmp_path, "endpoint-dev-realtime-20261201T100000Z.json")
+    _measurement(tmp_path, "endpoint-dev-realtime-20261202T100000Z.json", measured_at="2026-12-02T10:00:00Z",
+                 frames_per_second_per_instance=12.5)
+    # Newer, but not at dev's serving settings or of no use: ignored.
+    _measurement(tmp_path, "endpoint-dev-realtime-20261203T100000Z.json", measured_at="2026-12-03T10:00:00Z",
+                 head="fcn", frames_per_second_per_instance=30.0)
+    _measurement(tmp_path, "endpoint-prod-realtime-20261204T100000Z.json", measured_at="2026-12-04T10:00:00Z",
+                 env="prod", roi=[0.0, 0.0, 1.0, 0.88], resolution=[1024, 451], frames_per_second_per_instance=14.0)
+    _measurement(tmp_path, "endpoint-dev-realtime-20261205T100000Z.json", measured_at="2026-12-05T10:00:00Z",
+                 target_size=[512, 256], resolution=[512, 256], frames_per_second_per_instance=40.0)
+    _measurement(tmp_path, "endpoint-dev-realtime-20261206T100000Z.json", measured_at="2026-12-06T10:00:00Z",
+                 frames_per_second_per_instance=None)
+    prices = load_prices(measurements_dir=tmp_path)
+    assert len(prices.measurements) == 6
+    realtime, async_ = endpoint_costs(load_config("dev"), prices)
+    assert realtime.frames_per_second == 12.5 and realtime.frames_per_second_label == "measured 2026-12-02"
+    assert realtime.measurement == "endpoint-dev-realtime-20261202T100000Z.json"
+    hourly = prices.price("ml.g4dn.xlarge")
+    assert realtime.usd_per_1000_frames == pytest.approx(hourly / (12.5 * 3600) * 1000)
+    assert async_.frames_per_second == prices.throughput("ml.g4dn.xlarge") and async_.frames_per_second_label == (
+        "assumed")
+    # prod's real-time endpoint (the same instance type, with an ROI) takes the prod measurement, dev's does not.
+    prod_realtime = endpoint_costs(load_config("prod"), prices)[0]
+    assert prod_realtime.frames_per_second == 14.0 and prod_realtime.frames_per_second_label == "measured 2026-12-04"
+    table = cost_table([load_config("dev")], prices)
+    assert "| dev | real-time | ml.g4dn.xlarge | 1-1 | 1024x512 | deeplab | 0.736 | 537.28 | 0.016 | 12.5 " \
+           "| measured 2026-12-02 |" in table
+    assert "| dev | async | ml.g4dn.xlarge | 0-2 | 1024x512 | deeplab | 0.736 | 0.00 | 0.034 | 6 | assumed |" in table
+
+
+def test_a_broken_measurement_file_names_the_file_and_the_key(tmp_path):
+    _measurement(tmp_path, "endpoint-dev-realtime-20261201T100000Z.json", kind="batch")
+    with pytest.raises(ConfigError, match=r"endpoint-dev-realtime-20261201T100000Z.json: kind"):
+        load_prices(measurements_dir=tmp_path)
+    (tmp_path / "endpoint-dev-realtime-20261201T100000Z.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read the measurement"):
+        load_measurements(tmp_path)
+    assert load_measurements(tmp_path / "missing") == () and load_measurements(None) == ()

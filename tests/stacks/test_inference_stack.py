@@ -417,3 +417,20 @@ def test_scaling_context_accepts_only_on_or_off(tmp_path):
 
     with pytest.raises(ConfigError, match="scaling='maybe'"):
         _bare_inference_template(tmp_path, {}, {"scaling": "maybe"})
+
+
+@pytest.mark.parametrize("function", ["ingest", "postprocess", "realtime", "rollout"])
+def test_function_roles_acknowledge_exactly_their_wildcard_findings(env, template, function):
+    """Grants record their cdk-nag acknowledgments (RoadsegFunction.grant_*/allow): none missing, none extra."""
+    from stacks.compliance import iam5_findings
+
+    stack = env.stacks.inference
+    fn = stack.rollout.function if function == "rollout" else getattr(stack.preprocessors, function)
+    role_id = stack.get_logical_id(fn.role.node.default_child)
+    statements = [s for p in resources(template, "AWS::IAM::Policy").values()
+                  if p["Properties"]["Roles"] == [{"Ref": role_id}]
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    acknowledged = {rule.removeprefix("Annotation::AwsSolutions-IAM5[").removesuffix("]")
+                    for entry in fn.role.node.metadata if entry.type == "aws:cdk:acknowledged-rules"
+                    for rule in entry.data if rule.startswith("Annotation::AwsSolutions-IAM5[")}
+    assert statements and acknowledged == iam5_findings(stack, statements)

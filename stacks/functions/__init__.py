@@ -1,0 +1,1 @@
+"""One construct per roadseg Lambda function, each built on :class:`RoadsegFunction`."""
