@@ -169,6 +169,16 @@ def _endpoint_name(raw: str) -> str:
     return raw
 
 
+def _vru_classes(raw: str) -> tuple[str, ...]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValueError('must be a JSON list of class names, e.g. ["person", "rider"]') from None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError("must be a JSON list of non-empty strings (may be empty)")
+    return tuple(value)
+
+
 def _class_names(raw: str) -> tuple[str, ...]:
     try:
         value = json.loads(raw)
@@ -248,6 +258,11 @@ def _format_json_list(value: tuple) -> str:
     return json.dumps([list(v) if isinstance(v, tuple) else v for v in value]) if value else ""
 
 
+def json_list(value: tuple) -> str:
+    """A JSON list, "[]" included (an empty VRU list means "none", unlike an unset variable)."""
+    return json.dumps(list(value))
+
+
 def _format_roi(value: tuple[float, float, float, float]) -> str:
     return ",".join(str(float(v)) for v in value)
 
@@ -300,6 +315,10 @@ class PreprocessorEnvironment(EnvironmentCodec):
     key_pattern: re.Pattern[str] = variable("KEY_PATTERN", re.compile(DEFAULT_KEY_PATTERN), _key_pattern,
                                             _format_pattern)
     vru_min_pixels: int = variable("VRU_MIN_PIXELS", 50, int_range(1, 2**40))
+    # The scheme's vulnerable road users (names from CLASS_NAMES); unset: the built-in VRU names of the
+    # Cityscapes and CamVid schemes (roadseg_lambda.masks).
+    vru_classes: tuple[str, ...] | None = variable("VRU_CLASSES", None, _vru_classes, json_list,
+                                                   omit_if_none=True)
     write_overlay: bool = variable("WRITE_OVERLAY", False, parse_bool, _format_bool)
     restore_original_size: bool = variable("RESTORE_ORIGINAL_SIZE", False, parse_bool, _format_bool)
     model_package_version: str | None = variable("MODEL_PACKAGE_VERSION", None, _optional_text)
@@ -321,6 +340,12 @@ class PreprocessorEnvironment(EnvironmentCodec):
         if names and colors is not None and len(colors) != len(names):
             problems.append(f"CLASS_COLORS: has {len(colors)} colours but CLASS_NAMES has {len(names)} classes; "
                             "give one [r, g, b] per class")
+        vru = values.get("vru_classes")
+        if names and vru:
+            unknown = sorted(set(vru) - set(names))
+            if unknown:
+                problems.append(f"VRU_CLASSES: {unknown} are not in CLASS_NAMES; list vulnerable road users by "
+                                "their class names")
         if names and isinstance(ignore, int) and ignore < len(names):
             problems.append(f"IGNORE_INDEX: {ignore} is a class index (CLASS_NAMES has {len(names)} classes); "
                             f"use a value >= {len(names)}, usually 255")

@@ -148,6 +148,7 @@ def process_notification(note: AsyncNotification, settings: Settings) -> str:
         ignore_index=settings.ignore_index,
         vru_min_pixels=settings.vru_min_pixels,
         geometry=geometry,
+        vru_classes=settings.vru_classes,
     )
     mask_uri = note.output_location
     if settings.restore_original_size:

@@ -260,7 +260,8 @@ def segmentation_payload(settings: Settings, prepared: PreparedFrame, mask: Any,
     """(response payload, latency in ms, whether vulnerable road users are present) for one decoded mask."""
     geometry = Geometry(original_size=prepared.original_size, crop_box=prepared.crop_box)
     stats = mask_statistics(mask, settings.class_names, ignore_index=settings.ignore_index,
-                            vru_min_pixels=settings.vru_min_pixels, geometry=geometry)
+                            vru_min_pixels=settings.vru_min_pixels, geometry=geometry,
+                            vru_classes=settings.vru_classes)
     if settings.restore_original_size:
         mask_png = encode_mask_png(restore_to_original(mask, geometry, settings.ignore_index))
     summary = build_result_document(

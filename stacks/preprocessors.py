@@ -40,6 +40,7 @@ def preprocessor_environment(config: EnvironmentConfig, scheme: ClassScheme, *, 
         roi=tuple(cfg.roi) if cfg.roi else None,
         max_input_bytes=cfg.max_input_bytes, max_input_pixels=cfg.max_input_pixels,
         jpeg_quality=cfg.jpeg_quality, key_pattern=cfg.key_pattern, vru_min_pixels=cfg.vru_min_pixels,
+        vru_classes=tuple(scheme.vulnerable_road_users),
         write_overlay=cfg.write_overlay, restore_original_size=cfg.restore_original_size,
         model_package_version=model_package_version,
     )

@@ -143,6 +143,7 @@ def mask_statistics(
     ignore_index: int = 255,
     vru_min_pixels: int = 50,
     geometry: Geometry | None = None,
+    vru_classes: Sequence[str] | None = None,
 ) -> MaskStats:
     if mask.ndim != 2:
         raise MaskError("mask_not_single_channel", f"expected a 2-D class-index array, got shape {mask.shape}")
@@ -169,8 +170,11 @@ def mask_statistics(
         drivable_fraction = round(float(counts[drivable].sum()) / total, 6) if total else 0.0
 
     objects = []
+    # The scheme's own VRU classes when the stack names them (VRU_CLASSES), else the built-in names.
+    vru = set(vru_classes) if vru_classes is not None else {n for n in class_names
+                                                            if normalise_class_name(n) in VRU_CLASS_NAMES}
     for index, name in enumerate(class_names):
-        if normalise_class_name(name) not in VRU_CLASS_NAMES or counts[index] < max(1, vru_min_pixels):
+        if name not in vru or counts[index] < max(1, vru_min_pixels):
             continue
         hit = mask == index
         rows = np.flatnonzero(hit.any(axis=1))

@@ -25,7 +25,7 @@ STACK_VARIABLES = {
     "RESULTS_PREFIX", "QUARANTINE_PREFIX", "FAILURES_PREFIX", "ASYNC_ENDPOINT_NAME", "REALTIME_ENDPOINT_NAME",
     "CLASS_NAMES", "CLASS_COLORS", "IGNORE_INDEX", "TARGET_WIDTH", "TARGET_HEIGHT", "ROI", "MAX_INPUT_BYTES",
     "MAX_INPUT_PIXELS", "JPEG_QUALITY", "KEY_PATTERN", "VRU_MIN_PIXELS", "WRITE_OVERLAY", "RESTORE_ORIGINAL_SIZE",
-    "MODEL_PACKAGE_VERSION",
+    "MODEL_PACKAGE_VERSION", "VRU_CLASSES",
 }
 
 
@@ -35,7 +35,8 @@ def deployed(**changes: object) -> PreprocessorEnvironment:
         service_name=SERVICE_NAMES["ingest"], inference_bucket="roadseg-dev-inference-1a2b",
         async_endpoint_name="roadseg-dev-async", realtime_endpoint_name="roadseg-dev-realtime",
         class_names=CITYSCAPES, target_width=910, target_height=512, max_input_bytes=10_000_000,
-        max_input_pixels=30_000_000, jpeg_quality=85, vru_min_pixels=20, model_package_version="7")
+        max_input_pixels=30_000_000, jpeg_quality=85, vru_min_pixels=20, model_package_version="7",
+        vru_classes=("person", "rider", "bicycle", "motorcycle"))
     values.update(changes)
     return PreprocessorEnvironment(**values)  # type: ignore[arg-type]
 
@@ -48,10 +49,13 @@ def deployed(**changes: object) -> PreprocessorEnvironment:
         deployed(roi=(0.0, 0.25, 1.0, 0.85)),
         deployed(roi=None, write_overlay=True, restore_original_size=True, model_package_version=None),
         deployed(class_names=("road", "person", "bicycle"), class_colors=((1, 2, 3), (4, 5, 6), (7, 8, 9)),
-                 ignore_index=3),
-        deployed(class_names=("lane", "kerb"), key_pattern=r"^(?P<vehicle>\w+)_(?P<camera>\w+)_(?P<timestamp>\d+)$"),
+                 ignore_index=3, vru_classes=("person", "bicycle")),
+        deployed(class_names=("lane", "kerb"), vru_classes=(),
+                 key_pattern=r"^(?P<vehicle>\w+)_(?P<camera>\w+)_(?P<timestamp>\d+)$"),
+        deployed(vru_classes=("person", "rider")),
+        deployed(class_names=("road", "walker"), vru_classes=()),
     ],
-    ids=["defaults", "deployed", "roi", "no-roi-flags-on", "custom-colors", "custom-pattern"],
+    ids=["defaults", "deployed", "roi", "no-roi-flags-on", "custom-colors", "custom-pattern", "vru", "no-vru"],
 )
 def test_round_trip(environment: PreprocessorEnvironment) -> None:
     env = environment.to_env()
@@ -140,3 +144,10 @@ def test_rollout_names_missing_required_variables() -> None:
         RolloutEnvironment.from_env({"PARAMETER_NAME": "ModelPackageArn", "STACK_NAME": ""})
     assert info.value.missing == ("STACK_NAME", "MODEL_PACKAGE_GROUP")
     assert "STACK_NAME: required but not set" in str(info.value)
+
+
+def test_vru_classes_must_be_classes() -> None:
+    env = deployed(vru_classes=("person",)).to_env()
+    env["VRU_CLASSES"] = json.dumps(["walker"])
+    with pytest.raises(EnvironmentContractError, match=r"VRU_CLASSES: \['walker'\] are not in CLASS_NAMES"):
+        PreprocessorEnvironment.from_env(env)

@@ -103,6 +103,14 @@ def test_camvid_names_are_vulnerable_road_users() -> None:
     assert stats.drivable_area_fraction == 0.0
 
 
+def test_a_schemes_own_vru_classes_replace_the_built_in_names() -> None:
+    names = ["road", "walker", "person"]
+    mask = np.array([[1] * 60 + [2] * 60], dtype=np.uint8)
+    stats = mask_statistics(mask, names, vru_min_pixels=50, vru_classes=("walker",))
+    assert [o.class_name for o in stats.vru_objects] == ["walker"]  # "person" is not one of this scheme's VRUs
+    assert mask_statistics(mask, names, vru_min_pixels=50, vru_classes=()).vru_objects == ()
+
+
 def test_boxes_map_back_to_original_coordinates() -> None:
     # a 4x2 mask covering the crop box (100, 50)-(180, 90) of a 200x100 frame: 20 original px per mask px
     geometry = Geometry(original_size=(200, 100), crop_box=(100, 50, 180, 90))

@@ -46,6 +46,7 @@ def test_preprocessor_environment_parses_with_the_lambda_settings(synth, env_nam
         assert settings.target_size == (cfg.target_width, cfg.target_height)
         assert settings.roi == (tuple(cfg.roi) if cfg.roi else None)
         assert settings.key_pattern.pattern == cfg.key_pattern
+        assert settings.vru_classes == tuple(scheme.vulnerable_road_users)  # the scheme's, not built-in names
         assert (settings.write_overlay, settings.restore_original_size) == (cfg.write_overlay,
                                                                             cfg.restore_original_size)
         assert settings.require("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME", "REALTIME_ENDPOINT_NAME", "CLASS_NAMES")
