@@ -7,8 +7,9 @@
   the model registry (model metrics).
 
 Each document carries ``schema_version``. A schema lists the keys a reader may rely on and their types; extra keys
-are allowed, so adding one is not a new version, while removing or retyping one is. The validators are plain
-Python (no jsonschema in the Lambda bundle or the processing container).
+are allowed, so adding one is not a new version, while removing or retyping one is. A key that readers may rely on
+from now on is a new minor version (evaluation 1.1 adds ``head`` and ``serving``); the validators keep accepting the
+older versions. The validators are plain Python (no jsonschema in the Lambda bundle or the processing container).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 RESULT_SCHEMA_VERSION = "1.0"
 FAILURE_SCHEMA_VERSION = "1.0"
 QUARANTINE_SCHEMA_VERSION = "1.0"
-EVALUATION_SCHEMA_VERSION = "1.0"
+EVALUATION_SCHEMA_VERSION = "1.1"
 
 
 class DocumentError(ValueError):
@@ -194,21 +195,37 @@ QUARANTINE_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 
+_EVALUATION_1_0: dict[str, Any] = {
+    "schema_version": STR,
+    "scheme": STR,
+    "num_images": INT,
+    "num_classes": INT,
+    "classes": ListOf(STR),
+    "metrics": {"mIoU": NUMBER, "pixel_accuracy": NUMBER, "frequency_weighted_iou": NUMBER,
+                "mean_accuracy": NUMBER},
+    "per_class": MapOf({"iou": Nullable(NUMBER), "accuracy": Nullable(NUMBER), "support": INT, "predicted": INT,
+                        "status": STR}),
+    "gate": MapOf(NUMBER),  # "mIoU" and one value per class: what the quality gate reads
+    "confusion_matrix": ListOf(ListOf(INT)),
+    "multiclass_classification_metrics": {"accuracy": {"value": NUMBER, "standard_deviation": STR}},
+}
+# What was measured: 1.1 adds the segmentation head of the model and how its predictions were made. ``serving`` is
+# null only when the predictions were scored as given, at the annotations' resolution (local runs, the rehearsal); the
+# pipelines always measure the serving path: validation frames prepared exactly as the ingest function prepares them
+# (target size, ROI, JPEG quality), masks mapped back to the annotations (nearest neighbour, undoing scale and crop),
+# pixels outside the ROI not scored (the service never sees them).
+_SERVING = {
+    "target_size": _SIZE,  # the size frames are fitted inside (TARGET_WIDTH x TARGET_HEIGHT)
+    "roi": Nullable(ListOf(NUMBER, 4)),  # [left, top, right, bottom] fractions of the frame; null: the whole frame
+    "jpeg_quality": INT,
+    "inference_sizes": ListOf({"width": INT, "height": INT, "images": INT}),  # what the model saw, per size
+    "restored_with": STR,  # "nearest"
+    "outside_roi": STR,  # "not_scored"
+    "pixels_outside_roi": INT,  # labelled pixels left out because they lie outside the ROI
+}
 EVALUATION_SCHEMAS: dict[str, dict[str, Any]] = {
-    "1.0": {
-        "schema_version": STR,
-        "scheme": STR,
-        "num_images": INT,
-        "num_classes": INT,
-        "classes": ListOf(STR),
-        "metrics": {"mIoU": NUMBER, "pixel_accuracy": NUMBER, "frequency_weighted_iou": NUMBER,
-                    "mean_accuracy": NUMBER},
-        "per_class": MapOf({"iou": Nullable(NUMBER), "accuracy": Nullable(NUMBER), "support": INT, "predicted": INT,
-                            "status": STR}),
-        "gate": MapOf(NUMBER),  # "mIoU" and one value per class: what the quality gate reads
-        "confusion_matrix": ListOf(ListOf(INT)),
-        "multiclass_classification_metrics": {"accuracy": {"value": NUMBER, "standard_deviation": STR}},
-    },
+    "1.0": _EVALUATION_1_0,
+    "1.1": {**_EVALUATION_1_0, "head": Nullable(STR), "serving": Nullable(_SERVING)},
 }
 
 

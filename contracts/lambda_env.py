@@ -25,6 +25,10 @@ Preprocessor variables (name: default, meaning):
 - WRITE_OVERLAY: false, RESTORE_ORIGINAL_SIZE: false ("true"/"false", also 1/0/yes/no)
 - MODEL_PACKAGE_VERSION: empty, copied into result documents
 
+``FRAME_PREPARATION_VARIABLES`` are the ones ``prepare_frame`` is configured with. The ingest function, the real-time
+front, the quality gate's PrepareServingValidation step (a Processing job environment) and the roadseg command all
+read them through this codec, so every path into the model turns a frame into the same bytes.
+
 Rollout variables: STACK_NAME (required), MODEL_PACKAGE_GROUP (required), PARAMETER_NAME ("ModelPackageArn").
 """
 
@@ -45,6 +49,10 @@ METRICS_NAMESPACE = "roadseg"
 # Handler module -> POWERTOOLS_SERVICE_NAME of its function (the `service` dimension of its metrics).
 SERVICE_NAMES = {"ingest": "roadseg-ingest", "postprocess": "roadseg-postprocess",
                  "realtime": "roadseg-realtimefront", "rollout": "roadseg-rollout"}
+
+# What roadseg_lambda.imaging.prepare_frame is configured with (roadseg_lambda.settings.Settings.prepare_options).
+FRAME_PREPARATION_VARIABLES = ("TARGET_WIDTH", "TARGET_HEIGHT", "ROI", "MAX_INPUT_BYTES", "MAX_INPUT_PIXELS",
+                               "JPEG_QUALITY")
 
 Codec = TypeVar("Codec", bound="EnvironmentCodec")
 
@@ -333,6 +341,11 @@ class PreprocessorEnvironment(EnvironmentCodec):
     def target_size(self) -> tuple[int, int]:
         return (self.target_width, self.target_height)
 
+    def frame_preparation_env(self) -> dict[str, str]:
+        """The ``FRAME_PREPARATION_VARIABLES`` of ``to_env()``: what a job that prepares frames needs."""
+        env = self.to_env()
+        return {name: env[name] for name in FRAME_PREPARATION_VARIABLES}
+
     @classmethod
     def _cross_check(cls, values: Mapping[str, Any]) -> list[str]:
         problems = []
@@ -350,6 +363,18 @@ class PreprocessorEnvironment(EnvironmentCodec):
             problems.append(f"IGNORE_INDEX: {ignore} is a class index (CLASS_NAMES has {len(names)} classes); "
                             f"use a value >= {len(names)}, usually 255")
         return problems
+
+
+def frame_preparation_environment(preprocessing: Any) -> PreprocessorEnvironment:
+    """The frame-preparation fields of a config's ``preprocessing`` section (``stacks.config.PreprocessingConfig``, or
+    anything with those attributes); every other field keeps its default. The one mapping from the config to what
+    ``prepare_frame`` does: the preprocessors' environment, the gate's serving step and the roadseg command start here.
+    """
+    return PreprocessorEnvironment(
+        target_width=preprocessing.target_width, target_height=preprocessing.target_height,
+        roi=tuple(float(v) for v in preprocessing.roi) if preprocessing.roi else None,
+        max_input_bytes=preprocessing.max_input_bytes, max_input_pixels=preprocessing.max_input_pixels,
+        jpeg_quality=preprocessing.jpeg_quality)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from roadseg_lambda import aws
-from roadseg_lambda.imaging import BadFrame, PrepareOptions, prepare_frame, sniff_format
+from roadseg_lambda.imaging import BadFrame, prepare_frame, sniff_format
 from roadseg_lambda.keys import (
     decode_event_key,
     derive_inference_id,
@@ -162,15 +162,8 @@ def submit_frame(
             return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=exc.size)
         except ClientError as exc:
             return _object_gone(exc, "process")
-        options = PrepareOptions(
-            target_size=settings.target_size,
-            roi=settings.roi,
-            max_bytes=settings.max_input_bytes,
-            max_pixels=settings.max_input_pixels,
-            jpeg_quality=settings.jpeg_quality,
-        )
         try:
-            prepared = prepare_frame(data, options)
+            prepared = prepare_frame(data, settings.prepare_options())
             metadata = build_async_input_metadata(
                 inference_id=inference_id,
                 source_bucket=bucket,

@@ -46,7 +46,7 @@ from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from roadseg_lambda import aws
-from roadseg_lambda.imaging import BadFrame, PreparedFrame, PrepareOptions, prepare_frame
+from roadseg_lambda.imaging import BadFrame, PreparedFrame, prepare_frame
 from roadseg_lambda.keys import content_inference_id, parse_frame_key
 from roadseg_lambda.masks import (
     Geometry,
@@ -233,9 +233,7 @@ def read_request(request: BaseProxyEvent) -> FrameRequest:
 
 def prepare(body: bytes, settings: Settings) -> PreparedFrame:
     """The inference JPEG; ``BadFrame`` for a frame the pipeline refuses, ``PayloadTooLarge`` above the limit."""
-    prepared = prepare_frame(body, PrepareOptions(
-        target_size=settings.target_size, roi=settings.roi, max_bytes=settings.max_input_bytes,
-        max_pixels=settings.max_input_pixels, jpeg_quality=settings.jpeg_quality))
+    prepared = prepare_frame(body, settings.prepare_options())
     if len(prepared.jpeg) > settings.realtime_max_payload_bytes:
         raise PayloadTooLarge(len(prepared.jpeg), settings.realtime_max_payload_bytes)
     return prepared

@@ -407,20 +407,23 @@ def model_set_approval(session: Session, out: Printer, *, package: str, group: s
 # -- endpoint ----------------------------------------------------------------------------------------------------
 
 def _too_large(path: Path, size: int) -> str:
-    return (f"{path.name} is {size:,} bytes, over the real-time limit of {REALTIME_PAYLOAD_LIMIT:,} bytes (6 MiB): "
+    return (f"{path.name} is {size:,} bytes after the ingest preprocessing, over the real-time limit of "
+            f"{REALTIME_PAYLOAD_LIMIT:,} bytes (6 MiB): "
             f"use the async endpoint instead: roadseg endpoint submit {path} --out-dir <dir>")
 
 
 def endpoint_invoke(session: Session, out: Printer, *, endpoint: str | None, image: Path, out_dir: Path,
                     scheme) -> None:
-    from roadseg.imaging import decode_mask_png, jpeg_payload, write_outputs
+    """Send what the ingest function would send for ``image`` (roadseg.imaging.serving_request) and write the mask
+    restored to the original frame, with its overlay."""
+    from roadseg.imaging import decode_mask_png, ingest_settings, serving_request, write_outputs
 
-    body, converted = jpeg_payload(image)
+    request = serving_request(Path(image), ingest_settings(session.config))
+    body = request.body
     if len(body) > REALTIME_PAYLOAD_LIMIT:
         raise UserError(_too_large(image, len(body)))
     endpoint = session.name("RealtimeEndpointName", endpoint, option="--endpoint")
-    if converted:
-        out.warn(f"{image.name} is not a JPEG: sending it re-encoded as JPEG (quality 95)")
+    out.info(request.describe())
     response = session.client("sagemaker-runtime").invoke_endpoint(
         EndpointName=endpoint, ContentType="image/jpeg", Accept="image/png", Body=body)
     result = response["Body"].read()
@@ -428,15 +431,15 @@ def endpoint_invoke(session: Session, out: Printer, *, endpoint: str | None, ima
     if content_type and content_type != "image/png":
         raise UserError(f"endpoint {endpoint} answered {content_type}, not image/png: "
                         f"{result[:200].decode('utf-8', 'replace')}")
-    mask = decode_mask_png(result, f"the response of {endpoint}")
-    for written in write_outputs(body, mask, image.stem, out_dir, scheme):
+    mask = request.restore(decode_mask_png(result, f"the response of {endpoint}"), scheme.ignore_index)
+    for written in write_outputs(request.source, mask, image.stem, out_dir, scheme):
         out.line(str(written))
 
 
 @dataclass
 class _Pending:
     path: Path
-    body: bytes
+    request: Any  # roadseg.imaging.ServingRequest
     output: str
     failure: str | None
 
@@ -462,23 +465,24 @@ def _read_object(s3: Any, uri: str) -> bytes:
 def endpoint_submit(session: Session, out: Printer, *, endpoint: str | None, bucket: str | None,
                     images: Sequence[Path], out_dir: Path, scheme, timeout: float, probabilities: bool,
                     input_prefix: str, poll_interval: float) -> None:
-    from roadseg.imaging import jpeg_payload
+    from roadseg.imaging import ingest_settings, serving_request
     from training.recordio import CONTENT_TYPE as RECORDIO_CONTENT_TYPE
 
     paths = [Path(p) for p in images]
     names: dict[str, Path] = {}
-    for path in paths:
-        if path.name in names:
-            raise UserError(f"{path} and {names[path.name]} have the same name: their async inputs would collide")
-        names[path.name] = path
-    payloads = []
-    for path in paths:
-        body, converted = jpeg_payload(path)
-        if len(body) > ASYNC_PAYLOAD_LIMIT:
-            raise UserError(f"{path.name} is {len(body):,} bytes, over the async input limit of 1 GB")
-        if converted:
-            out.warn(f"{path.name} is not a JPEG: submitting it re-encoded as JPEG (quality 95)")
-        payloads.append(body)
+    for path in paths:  # each goes to async-input/<stem>.jpg and comes back as <stem>_mask.png
+        if path.stem in names:
+            raise UserError(f"{path} and {names[path.stem]} have the same name (without extension): their async "
+                            "inputs and outputs would collide")
+        names[path.stem] = path
+    settings = ingest_settings(session.config)
+    requests = []
+    for path in paths:  # what the ingest function would upload under async-input/ for this file
+        request = serving_request(path, settings)
+        if len(request.body) > ASYNC_PAYLOAD_LIMIT:
+            raise UserError(f"{path.name} is {len(request.body):,} bytes, over the async input limit of 1 GB")
+        out.info(request.describe())
+        requests.append(request)
     endpoint = session.name("AsyncEndpointName", endpoint, option="--endpoint")
     bucket = session.name("InferenceBucketName", bucket, option="--bucket")
     prefix = input_prefix.lstrip("/")
@@ -487,13 +491,13 @@ def endpoint_submit(session: Session, out: Printer, *, endpoint: str | None, buc
     accept = RECORDIO_CONTENT_TYPE if probabilities else "image/png"
     s3, runtime = session.client("s3"), session.client("sagemaker-runtime")
     pending: dict[str, _Pending] = {}
-    for path, body in zip(paths, payloads):
-        key = prefix + path.name
-        s3.upload_fileobj(io.BytesIO(body), bucket, key)
+    for path, request in zip(paths, requests):
+        key = f"{prefix}{path.stem}.jpg"
+        s3.upload_fileobj(io.BytesIO(request.body), bucket, key)
         response = runtime.invoke_endpoint_async(
             EndpointName=endpoint, InputLocation=f"s3://{bucket}/{key}", ContentType="image/jpeg", Accept=accept)
         inference_id = response.get("InferenceId") or key
-        pending[inference_id] = _Pending(path, body, response["OutputLocation"], response.get("FailureLocation"))
+        pending[inference_id] = _Pending(path, request, response["OutputLocation"], response.get("FailureLocation"))
         out.info(f"submitted {path.name}: {inference_id} -> {response['OutputLocation']}")
 
     failures: list[str] = []
@@ -530,7 +534,7 @@ def _collect(s3: Any, out: Printer, item: _Pending, probabilities: bool, out_dir
     body = _read_object(s3, item.output)
     stem = item.path.stem
     try:
-        if probabilities:
+        if probabilities:  # saved as the endpoint answered: at the inference size, over the ROI
             probs = decode_probabilities(body)
             out_dir.mkdir(parents=True, exist_ok=True)
             probs_path = out_dir / f"{stem}_probs.npy"
@@ -541,7 +545,8 @@ def _collect(s3: Any, out: Printer, item: _Pending, probabilities: bool, out_dir
             mask = decode_mask_png(body, item.output)
     except (RecordIOError, UserError) as exc:
         return [f"{item.path.name}: cannot decode {item.output}: {exc}"]
-    for written in write_outputs(item.body, mask, stem, out_dir, scheme):
+    mask = item.request.restore(mask, scheme.ignore_index)
+    for written in write_outputs(item.request.source, mask, stem, out_dir, scheme):
         out.line(str(written))
     return []
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from roadseg.imaging import ingest_settings
 from roadseg.output import Printer
 from roadseg.session import JobFailed, Session, UserError
 
@@ -85,27 +86,9 @@ def camera_frame(width: int, height: int, seed: int) -> bytes:
     return buf.getvalue()
 
 
-def ingest_settings(config: Any) -> Any:
-    """The settings the ingest function reads from its environment, for this environment's ``preprocessing``:
-    written and read through the same contract (``contracts.lambda_env``) the stack and the function use."""
-    from roadseg_lambda.settings import Settings
-
-    from contracts.lambda_env import PreprocessorEnvironment
-
-    pre = config.preprocessing
-    environment = PreprocessorEnvironment(
-        target_width=pre.target_width, target_height=pre.target_height, roi=tuple(pre.roi) if pre.roi else None,
-        max_input_bytes=pre.max_input_bytes, max_input_pixels=pre.max_input_pixels, jpeg_quality=pre.jpeg_quality,
-        key_pattern=pre.key_pattern)
-    return Settings.from_env(environment.to_env())
-
-
 def prepare_options(settings: Any) -> Any:
     """``PrepareOptions`` exactly as lambda/ingest.py builds them from its settings."""
-    from roadseg_lambda.imaging import PrepareOptions
-
-    return PrepareOptions(target_size=settings.target_size, roi=settings.roi, max_bytes=settings.max_input_bytes,
-                          max_pixels=settings.max_input_pixels, jpeg_quality=settings.jpeg_quality)
+    return settings.prepare_options()
 
 
 def bench_frames(config: Any, count: int, source_size: tuple[int, int], seed: int) -> list[Any]:

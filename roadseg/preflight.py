@@ -479,11 +479,15 @@ def sagemaker_quota_needs(config: EnvironmentConfig) -> list[QuotaNeed]:
                                tuple(f"{key}.instance_type" for key, _ in parts),
                                tuple(f"{key}.max_capacity" for key, _ in parts)))
     training = config.training
-    usage = "spot training job usage" if training.use_spot_instances else "training job usage"
+    # Tuning jobs run on demand (a shared checkpoint prefix rules out spot there, see training/pipelines.py);
+    # the training pipeline's one job runs on spot when the config says so.
     parallel = training.tuning.max_parallel_jobs
-    needs.append(QuotaNeed(f"{training.instance_type} for {usage}", max(1, parallel),
+    needs.append(QuotaNeed(f"{training.instance_type} for training job usage", max(1, parallel),
                            f"tuning.max_parallel_jobs {parallel}", ("training.instance_type",),
                            ("training.tuning.max_parallel_jobs",)))
+    if training.use_spot_instances:
+        needs.append(QuotaNeed(f"{training.instance_type} for spot training job usage", 1,
+                               "the training pipeline's spot job", ("training.instance_type",)))
     needs.append(QuotaNeed(f"{training.transform_instance_type} for transform job usage", 1, "",
                            ("training.transform_instance_type",)))
     needs.append(QuotaNeed(f"{training.processing_instance_type} for processing job usage", 1, "",

@@ -1,9 +1,11 @@
 """What the code assets contain: one file list for the stacks, the Lambda bundler and the local rehearsal.
 
 The Lambda code and the processing package each ship a project directory together with ``contracts/``, whose
-facts their code reads. An asset is a single directory, so each points at a staging directory holding exactly
-these files, built once per process. CDK's fingerprint covers only relative paths and contents, so the asset
-hash does not depend on where the staging directory is, and it changes whenever ``contracts/`` does.
+facts their code reads; the processing package also ships ``roadseg_lambda/``, so that the quality gate prepares
+frames and restores masks with the functions' own code (training/serving.py, training/evaluate.py). An asset is a
+single directory, so each points at a staging directory holding exactly these files, built once per process. CDK's
+fingerprint covers only relative paths and contents, so the asset hash does not depend on where the staging directory
+is, and it changes whenever ``contracts/`` does.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_DIR = ROOT / "lambda"
+LAMBDA_LIBRARY_DIR = LAMBDA_DIR / "roadseg_lambda"
 TRAINING_DIR = ROOT / "training"
 CONTRACTS_DIR = ROOT / "contracts"
 
@@ -39,8 +42,9 @@ def lambda_files() -> Files:
 
 
 def processing_files() -> Files:
-    """training/ and contracts/ as packages at the root of the zip."""
-    return _tree(TRAINING_DIR, "training") + _tree(CONTRACTS_DIR, "contracts")
+    """training/, roadseg_lambda/ (without the handler modules) and contracts/ as packages at the root of the zip."""
+    return (_tree(TRAINING_DIR, "training") + _tree(LAMBDA_LIBRARY_DIR, "roadseg_lambda")
+            + _tree(CONTRACTS_DIR, "contracts"))
 
 
 def stage(files: Files, into: Path) -> Path:

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from training.classes import MAX_CLASSES, MIN_CLASSES, SCHEME_NAMES, get_scheme, scheme_from_config
 
 # The instance-family facts are defined once in training/instances.py; re-exported here for existing importers.
+from training.instances import ALGORITHM_DOCS, HOSTING_FAMILIES, INFERENCE_CPU_FAMILIES, TRAINING_FAMILIES
 from training.instances import GPU_FAMILIES as GPU_FAMILIES
 from training.instances import NVME_FAMILIES as NVME_FAMILIES
 from training.instances import instance_family as instance_family
@@ -40,15 +41,35 @@ def _ml_instance(value: str) -> str:
     return value
 
 
-def _gpu_instance(value: str) -> str:
+def _documented_instance(value: str, families: tuple[str, ...], use: str) -> str:
+    """An instance type of one of the families the Semantic Segmentation algorithm documents for ``use``."""
     _ml_instance(value)
-    if instance_family(value) not in GPU_FAMILIES:
-        raise ValueError(f"'{value}' has no GPU: use one of the families {', '.join(GPU_FAMILIES)}")
-    return value
+    family = instance_family(value)
+    if family in families:
+        return value
+    allowed = f"use one of the families {', '.join(families)}"
+    if family not in GPU_FAMILIES:
+        cpu = "" if use == "training" else \
+            f" (CPU {', '.join(INFERENCE_CPU_FAMILIES)} is documented too, but roadseg hosts on GPUs by design)"
+        raise ValueError(f"'{value}' has no GPU: {allowed}, the GPU families the Semantic Segmentation algorithm "
+                         f"documents for {use}{cpu}; see {ALGORITHM_DOCS}")
+    raise ValueError(f"'{value}': the Semantic Segmentation algorithm does not document {family} for {use}: {allowed}; "
+                     f"see {ALGORITHM_DOCS}")
+
+
+def _training_instance(value: str) -> str:
+    return _documented_instance(value, TRAINING_FAMILIES, "training")
+
+
+def _hosting_instance(value: str) -> str:
+    return _documented_instance(value, HOSTING_FAMILIES, "inference")
 
 
 MlInstance = Annotated[str, AfterValidator(_ml_instance)]
-GpuInstance = Annotated[str, AfterValidator(_gpu_instance)]
+# The instance matrix (training.instances): training GPU-only on the documented families; the endpoints and the
+# validation transform on the documented GPU inference families.
+TrainingInstance = Annotated[str, AfterValidator(_training_instance)]
+HostingInstance = Annotated[str, AfterValidator(_hosting_instance)]
 
 
 class _Strict(BaseModel):
@@ -149,14 +170,16 @@ class TuningConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    instance_type: GpuInstance = "ml.p3.2xlarge"
+    instance_type: TrainingInstance = "ml.p3.2xlarge"
     volume_size_gb: Annotated[int, Field(ge=10, le=16384)] = 100
     max_runtime_hours: Annotated[int, Field(ge=1, le=120)] = 24
     use_spot_instances: bool = False
     max_wait_hours: Annotated[int, Field(ge=1, le=240)] = 48
     processing_instance_type: MlInstance = "ml.m5.xlarge"
-    transform_instance_type: GpuInstance = "ml.g4dn.xlarge"
-    # Algorithm hyperparameters that differ from training/hyperparameters.py defaults.
+    transform_instance_type: HostingInstance = "ml.g4dn.xlarge"
+    # Algorithm hyperparameters that differ from the defaults: training/hyperparameters.py's, with base_size,
+    # crop_size and the batch sizes derived from preprocessing.target_width/target_height and instance_type
+    # (ServingContract). A value given here wins, with a warning at synth when it breaks that contract.
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     min_miou: Annotated[float, Field(ge=0, le=1)] = 0.5
     max_bad_pair_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05
@@ -175,7 +198,7 @@ class TrainingConfig(_Strict):
 
 
 class _Capacity(_Strict):
-    instance_type: GpuInstance = "ml.g4dn.xlarge"
+    instance_type: HostingInstance = "ml.g4dn.xlarge"
     min_capacity: NonNegativeInt = 1
     max_capacity: NonNegativeInt = 2
 

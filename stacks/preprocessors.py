@@ -4,13 +4,14 @@ IAM-authenticated HTTPS front for the real-time endpoint. Each function is its o
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from contracts.lambda_env import PreprocessorEnvironment
+from contracts.lambda_env import PreprocessorEnvironment, frame_preparation_environment
 from contracts.layout import INFERENCE
 from stacks.bucket_set import SharedBuckets
 from stacks.config import EnvironmentConfig
@@ -29,17 +30,17 @@ def preprocessor_environment(config: EnvironmentConfig, scheme: ClassScheme, *, 
     The bucket name and model package version may be CDK tokens; each function adds its own ``service_name``.
     """
     cfg = config.preprocessing
-    return PreprocessorEnvironment(
+    # The frame preparation (target size, ROI, limits, JPEG quality) from the one mapping the quality gate's serving
+    # step and the roadseg command use too (contracts.lambda_env.frame_preparation_environment).
+    return dataclasses.replace(
+        frame_preparation_environment(cfg),
         inference_bucket=inference_bucket,
         async_input_prefix=INFERENCE.async_input, results_prefix=INFERENCE.results,
         quarantine_prefix=INFERENCE.quarantine, failures_prefix=INFERENCE.failures,
         async_endpoint_name=async_endpoint_name, realtime_endpoint_name=realtime_endpoint_name,
         class_names=tuple(scheme.names), class_colors=tuple(tuple(c.color) for c in scheme.classes),
         ignore_index=scheme.ignore_index,
-        target_width=cfg.target_width, target_height=cfg.target_height,
-        roi=tuple(cfg.roi) if cfg.roi else None,
-        max_input_bytes=cfg.max_input_bytes, max_input_pixels=cfg.max_input_pixels,
-        jpeg_quality=cfg.jpeg_quality, key_pattern=cfg.key_pattern, vru_min_pixels=cfg.vru_min_pixels,
+        key_pattern=cfg.key_pattern, vru_min_pixels=cfg.vru_min_pixels,
         vru_classes=tuple(scheme.vulnerable_road_users),
         write_overlay=cfg.write_overlay, restore_original_size=cfg.restore_original_size,
         model_package_version=model_package_version,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -11,6 +12,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from contracts import naming
+from contracts.lambda_env import frame_preparation_environment
 from contracts.layout import ARTIFACTS, DATASETS
 from stacks.bucket_set import SharedBuckets
 from stacks.code_assets import TRAINING_DIR, staged
@@ -18,7 +20,7 @@ from stacks.compliance import acknowledge_policy, nag_account_region, nag_arn
 from stacks.config import ConfigError, EnvironmentConfig
 from stacks.images import images_mapping
 from training.classes import ClassScheme, classes_json, scheme_from_config
-from training.hyperparameters import HyperparameterError, Hyperparameters
+from training.hyperparameters import HyperparameterError, ServingContract, contract_hyperparameters
 from training.pipelines import PipelineSettings, build_training_pipeline, build_tuning_pipeline
 
 # SageMaker names jobs started by a pipeline "pipelines-<execution>-<step>-..."; the role may touch only those.
@@ -46,14 +48,32 @@ def resolve_scheme(config: EnvironmentConfig) -> ClassScheme:
     return scheme
 
 
+class ServingContractWarning(UserWarning):
+    """An explicit training.hyperparameters value breaks the serving-resolution contract (it still wins)."""
+
+
+def serving_contract(config: EnvironmentConfig) -> ServingContract:
+    """The serving resolution (preprocessing.target_width/target_height) and training instance training derives from."""
+    return ServingContract(config.preprocessing.target_width, config.preprocessing.target_height,
+                           config.training.instance_type)
+
+
 def pipeline_settings(config: EnvironmentConfig, scheme: ClassScheme) -> PipelineSettings:
+    """The pipelines' settings; base_size, crop_size and the batch sizes derive from the serving contract.
+
+    Explicit training.hyperparameters win; each one that breaks the contract is reported with ``warnings.warn``
+    (ServingContractWarning: printed on stderr during synth, collected by ``pytest.warns`` in the tests).
+    """
     training = config.training
     try:
-        hyperparameters = Hyperparameters.from_mapping(
-            training.hyperparameters, num_classes=scheme.num_classes, num_training_samples=1
+        hyperparameters, broken = contract_hyperparameters(
+            training.hyperparameters, serving_contract(config), num_classes=scheme.num_classes, num_training_samples=1
         )
     except HyperparameterError as exc:
         raise ConfigError(f"config/{config.name}.yaml: training.hyperparameters: {exc}") from None
+    for problem in broken:
+        warnings.warn(f"config/{config.name}.yaml: training.hyperparameters: {problem}", ServingContractWarning,
+                      stacklevel=2)
     static = {k: v for k, v in hyperparameters.to_algorithm_strings().items() if k != "num_training_samples"}
     return PipelineSettings(
         prefix=config.prefix,
@@ -75,6 +95,8 @@ def pipeline_settings(config: EnvironmentConfig, scheme: ClassScheme) -> Pipelin
         tuning_max_parallel_jobs=training.tuning.max_parallel_jobs,
         incremental=training.incremental,
         custom_classes_json=classes_json(scheme) if config.classes.scheme == "custom" else None,
+        # The gate's serving step prepares the validation frames exactly as the ingest function does.
+        serving_preprocessing=frame_preparation_environment(config.preprocessing),
     )
 
 
@@ -100,7 +122,8 @@ class TrainingPipelines(Construct):
             cdk.RemovalPolicy.RETAIN if config.retain else cdk.RemovalPolicy.DESTROY)
 
         self.entry_script = s3_assets.Asset(self, "ProcessingEntry", path=str(TRAINING_DIR / "processing_entry.py"))
-        # training/ and contracts/ side by side (stacks.code_assets); processing_entry.py unpacks both.
+        # training/, roadseg_lambda/ and contracts/ side by side (stacks.code_assets); processing_entry.py unpacks
+        # them.
         self.package = s3_assets.Asset(self, "TrainingPackage", path=str(staged("processing")))
 
         self.role = iam.Role(

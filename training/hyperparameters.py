@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from training.instances import gpu_count, training_gpu
+
 # The algorithm's segmentation heads (hyperparameter `algorithm`; deeplab is DeepLabV3), its backbones and
 # optimizers: the one list of each (config validation, pipeline parameter enum, tuning ranges).
 HEADS: tuple[str, ...] = ("fcn", "psp", "deeplab")
@@ -309,3 +311,146 @@ TUNABLE_RANGES: tuple[TunableRange, ...] = (
     TunableRange("optimizer", "categorical", values=("sgd", "adam", "rmsprop")),
     TunableRange("algorithm", "categorical", values=HEADS),
 )
+
+
+def tuning_ranges(max_mini_batch_size: int) -> tuple[TunableRange, ...]:
+    """TUNABLE_RANGES with mini_batch_size capped at what fits the training GPU(s).
+
+    The cap is the pipelines' mini_batch_size (the serving contract's estimate for the configured instance type, or
+    an explicit override). The floor stays 4, lowered to a quarter of a small cap but never below 2 (batch
+    normalisation on one sample per GPU is not worth trying); with a cap of 2 or less mini_batch_size is not
+    searched at all (it stays a static hyperparameter).
+    """
+    ranges = []
+    for tunable in TUNABLE_RANGES:
+        if tunable.name == "mini_batch_size":
+            high = min(int(tunable.max), max_mini_batch_size)
+            low = max(2, min(int(tunable.min), high // 4))
+            if high <= low:
+                continue
+            tunable = TunableRange(tunable.name, tunable.kind, low, high, scaling=tunable.scaling)
+        ranges.append(tunable)
+    return tuple(ranges)
+
+
+# --------------------------------------------------------------------------------------------------
+# One resolution contract: training derives from the serving resolution
+# --------------------------------------------------------------------------------------------------
+# The frames the endpoints see are preprocessing.target_width x target_height (the serving resolution). The
+# algorithm rescales each training image so that its long side is base_size x random(0.5, 2.0) and trains on square
+# crops of crop_size (segmentation-hyperparameters:
+# https://docs.aws.amazon.com/sagemaker/latest/dg/segmentation-hyperparameters.html). So:
+#   base_size  = the serving long side: the mean training scale is the inference scale (GluonCV's convention for
+#                driving scenes, e.g. Cityscapes base_size 2048 = the frame width it is evaluated at).
+#   crop_size  = 512 (a driving-scene crop: enough context for road users; GluonCV's Cityscapes crops are 768),
+#                capped at the serving short side (rounded down to a multiple of 8, the algorithm rounds up): a crop
+#                taller than the frame the model serves is mostly padding. The cap wins over the 480 floor, which
+#                only a serving short side below 480 can break.
+#   mini_batch_size, validation_mini_batch_size = what fits the configured training instance's GPU memory
+#                (training.instances.TRAINING_GPUS, ESTIMATES until measured), scaled by the crop area, 3/4 for
+#                resnet-101, times the instance's GPUs: the algorithm's page does not say whether mini_batch_size is
+#                per GPU; its sibling image classification splits it across the GPUs of one instance
+#                (https://docs.aws.amazon.com/sagemaker/latest/dg/IC-Hyperparameter.html), and so does GluonCV.
+# Explicit training.hyperparameters values win; those that break the contract are reported by
+# serving_contract_warnings (and warned about at synth).
+DRIVING_CROP = 512
+MIN_DRIVING_CROP = 480
+BASE_SIZE_TOLERANCE = 0.25  # base_size further than this fraction from the serving long side breaks the contract
+_BACKBONE_BATCH_FACTOR = {"resnet-50": 1.0, "resnet-101": 0.75}  # ESTIMATE: deeper backbone, more activations
+
+
+@dataclass(frozen=True)
+class ServingContract:
+    """The serving resolution and the training instance the training hyperparameters derive from."""
+
+    serving_width: int
+    serving_height: int
+    training_instance_type: str
+
+    @property
+    def long_side(self) -> int:
+        return max(self.serving_width, self.serving_height)
+
+    @property
+    def short_side(self) -> int:
+        return min(self.serving_width, self.serving_height)
+
+    @property
+    def resolution(self) -> str:
+        return f"{self.serving_width}x{self.serving_height}"
+
+    def base_size(self) -> int:
+        return max(17, self.long_side)
+
+    def crop_size(self) -> int:
+        return max(24, min(DRIVING_CROP, self.short_side // 8 * 8))
+
+    def crop_floor(self) -> int:
+        """The smallest crop_size the contract accepts: 480, or the default when the serving frame is smaller."""
+        return min(MIN_DRIVING_CROP, self.crop_size())
+
+    def mini_batch_size(self, crop_size: int, backbone: str = "resnet-50") -> int:
+        """Training samples per step that fit the instance's GPU memory (an ESTIMATE, see TRAINING_GPUS)."""
+        gpu = training_gpu(self.training_instance_type)
+        per_gpu = gpu.batch_at_512 * (DRIVING_CROP / crop_size) ** 2 * _BACKBONE_BATCH_FACTOR.get(backbone, 1.0)
+        return max(1, int(per_gpu)) * gpu_count(self.training_instance_type)
+
+    def defaults(self, explicit: Mapping[str, Any] | None = None) -> dict[str, int]:
+        """The contract's base_size, crop_size and batch sizes, given the explicit values they depend on."""
+        explicit = explicit or {}
+        crop = _rounded_crop(explicit["crop_size"]) if "crop_size" in explicit else self.crop_size()
+        batch = self.mini_batch_size(crop, str(explicit.get("backbone", "resnet-50")).strip())
+        return {"base_size": self.base_size(), "crop_size": crop, "mini_batch_size": batch,
+                "validation_mini_batch_size": batch}
+
+
+def _rounded_crop(value: Any) -> int:
+    try:
+        return -(-int(str(value).strip()) // 8) * 8
+    except ValueError:
+        return DRIVING_CROP  # not a number: Hyperparameters reports it
+
+
+def serving_contract_warnings(
+    hyperparameters: Hyperparameters, explicit: set[str], contract: ServingContract
+) -> list[str]:
+    """One line per explicit hyperparameter that breaks the serving contract (the defaults never do)."""
+    problems = []
+    hp, long_side, short_side = hyperparameters, contract.long_side, contract.short_side
+    serving = f"the serving resolution {contract.resolution} (preprocessing.target_width/target_height)"
+    if "base_size" in explicit and abs(hp.base_size - long_side) > BASE_SIZE_TOLERANCE * long_side:
+        problems.append(
+            f"base_size {hp.base_size} is {abs(hp.base_size - long_side) / long_side:.0%} away from the long side of "
+            f"{serving}: training scales (base_size x 0.5..2.0) no longer centre on the scale the model serves at; "
+            f"remove it to use {contract.base_size()}"
+        )
+    if "crop_size" in explicit and hp.crop_size > short_side:
+        problems.append(
+            f"crop_size {hp.crop_size} is above the short side ({short_side}) of {serving}: crops larger than the "
+            f"served frame are mostly padding; remove it to use {contract.crop_size()}"
+        )
+    elif "crop_size" in explicit and hp.crop_size < contract.crop_floor():
+        problems.append(
+            f"crop_size {hp.crop_size} is below {contract.crop_floor()}: too little context for driving scenes at "
+            f"{serving}; remove it to use {contract.crop_size()}"
+        )
+    fit = contract.mini_batch_size(hp.crop_size, hp.backbone)
+    for name in ("mini_batch_size", "validation_mini_batch_size"):
+        if name in explicit and getattr(hp, name) > fit:
+            problems.append(
+                f"{name} {getattr(hp, name)} is above the {fit} estimated to fit {contract.training_instance_type} "
+                f"at crop_size {hp.crop_size} with {hp.backbone} (an ESTIMATE, see training/instances.py): the job "
+                "may run out of GPU memory"
+            )
+    return problems
+
+
+def contract_hyperparameters(
+    mapping: Mapping[str, Any] | None, contract: ServingContract, **required: Any
+) -> tuple[Hyperparameters, list[str]]:
+    """Hyperparameters with the serving contract's defaults under the explicit ``mapping``, and the contract's
+    warnings about explicit values that break it. ``required`` as in :meth:`Hyperparameters.from_mapping`."""
+    explicit = dict(mapping or {})
+    derived = {k: v for k, v in contract.defaults(explicit).items() if k not in explicit}
+    hyperparameters = Hyperparameters.from_mapping({**derived, **explicit}, **required)
+    return hyperparameters, serving_contract_warnings(hyperparameters, set(explicit), contract)

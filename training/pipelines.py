@@ -6,6 +6,13 @@ Two pipelines share one set of steps::
                        -> EvaluateModel -> QualityGate -> RegisterModel | GateFailed
     <prefix>-tuning:   PrepareDataset -> TuneSegmentation (best job) -> CreateCandidateModel -> ... (same)
 
+    both:              PrepareDataset -> PrepareServingValidation -> TransformValidation (beside the training)
+
+The gate measures what ships: PrepareServingValidation turns the validation images into exactly what the ingest
+function sends the endpoints (training/serving.py: ``prepare_frame`` with the environment's preprocessing), the
+transform runs on those, and EvaluateModel maps each mask back to the annotation the way the postprocess function
+restores masks, scoring the ROI only (training/evaluate.py).
+
 The definitions are built with the SageMaker Python SDK v3 under a ``PipelineSession`` (which records
 requests instead of sending them) with no credentials and no network: every deployment-specific value
 (role, buckets, KMS key, images, code locations) is generated as a unique literal *sentinel* that passes
@@ -33,12 +40,13 @@ import re
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from contracts.lambda_env import PreprocessorEnvironment
 from contracts.naming import training_pipeline_name, tuning_pipeline_name
-from training.hyperparameters import HEADS, TUNABLE_RANGES, TunableRange
+from training.hyperparameters import HEADS, TunableRange, tuning_ranges
 from training.instances import has_local_instance_storage
 
 # The SDK creates a boto3 client while it is imported (class body of sagemaker.ai_registry.air_hub.AIRHub),
@@ -125,14 +133,17 @@ PLACEHOLDERS: dict[str, str] = {
     "KmsKeyArn": "ARN of the project KMS key (job outputs, and storage volumes of instance types without "
     "local NVMe storage)",
     "AlgorithmImage": "semantic-segmentation image URI of the deployment region (training, model, registry)",
-    "ProcessingImage": "Python 3 image with numpy and Pillow for PrepareDataset and EvaluateModel",
+    "ProcessingImage": "Python 3 image with numpy and Pillow for PrepareDataset, PrepareServingValidation and "
+    "EvaluateModel",
     "CodeEntryUri": f"s3:// URI of the single entry script training/processing_entry.py, any key name (mounted in "
     f"{CODE_DIR} and run as python3 <script> <module> [args])",
-    "CodePackageUri": f"s3:// URI of the zip of the training/ and contracts/ packages (mounted in {PACKAGE_DIR})",
+    "CodePackageUri": f"s3:// URI of the zip of the training/, roadseg_lambda/ and contracts/ packages (mounted in "
+    f"{PACKAGE_DIR})",
 }
 
 # Step names (the order in which they run).
 PREPARE = "PrepareDataset"
+SERVE = "PrepareServingValidation"
 TRAIN = "TrainSegmentation"
 TUNE = "TuneSegmentation"
 CREATE_MODEL = "CreateCandidateModel"
@@ -143,16 +154,23 @@ REGISTER = "RegisterModel"
 FAIL = "GateFailed"
 
 PREPARED_CHANNELS = ("train", "validation", "train_annotation", "validation_annotation", "label_map")
-# Content types the algorithm expects per channel (JPEG images, PNG class-index masks, JSON label maps;
-# the label_map content type is not documented by AWS).
+# The channels passed to the algorithm, with their content types (JPEG images, PNG class-index masks): the four
+# mandatory ones. label_map is optional and left out: the label map PrepareDataset writes ({"scale": "1"}) is the
+# algorithm's default ("If you don't provide a label map, the algorithm assumes a scale of 1",
+# https://docs.aws.amazon.com/sagemaker/latest/dg/semantic-segmentation.html), and AWS documents no content type for
+# it (the built-in algorithms' content types list only image/jpeg, image/png, application/x-image and
+# application/x-recordio for this algorithm: https://docs.aws.amazon.com/sagemaker/latest/dg/cdf-training.html).
 CHANNEL_CONTENT_TYPES = {
     "train": "image/jpeg",
     "validation": "image/jpeg",
     "train_annotation": "image/png",
     "validation_annotation": "image/png",
-    "label_map": "application/json",
 }
 MODEL_CHANNEL_CONTENT_TYPE = "application/x-sagemaker-model"
+# PrepareServingValidation's outputs: the serving-resolution JPEGs (the transform's input) and geometry.json.
+SERVING_VALIDATION = "serving_validation"
+SERVING_GEOMETRY = "serving_geometry"
+SERVING_OUTPUTS = (SERVING_VALIDATION, SERVING_GEOMETRY)
 OBJECTIVE_METRIC = "validation:mIOU"
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 # GPU instance types listed in the model package besides the transform instance type.
@@ -168,8 +186,12 @@ def _sdk_range(tunable: TunableRange):
     return ContinuousParameter(tunable.min, tunable.max, scaling_type=tunable.scaling)
 
 
-# Search space of the tuning pipeline: defined next to the hyperparameters it ranges over.
-TUNING_RANGES = {r.name: _sdk_range(r) for r in TUNABLE_RANGES}
+def _tuning_ranges(settings: PipelineSettings) -> dict:
+    """Search space of the tuning pipeline (defined next to the hyperparameters it ranges over), mini_batch_size
+    capped at the settings' mini_batch_size: what fits the training instance (training.hyperparameters.ServingContract)
+    or an explicit override."""
+    fits = int(settings.hyperparameters.get("mini_batch_size", "16"))
+    return {r.name: _sdk_range(r) for r in tuning_ranges(fits)}
 
 
 @dataclass(frozen=True)
@@ -196,6 +218,9 @@ class PipelineSettings:
     incremental: bool = False
     # scheme "custom": the class list as JSON (training.classes.classes_json), handed to Prepare and Evaluate.
     custom_classes_json: str | None = None
+    # How the ingest function prepares frames (its FRAME_PREPARATION_VARIABLES): PrepareServingValidation prepares
+    # the validation images with exactly these (contracts.lambda_env.frame_preparation_environment of the config).
+    serving_preprocessing: PreprocessorEnvironment = field(default_factory=PreprocessorEnvironment)
 
     def __post_init__(self) -> None:
         problems = [*_hyperparameter_problems(self), *_settings_problems(self)]
@@ -217,11 +242,12 @@ def build_training_pipeline(settings: PipelineSettings) -> str:
             "mini_batch_size": params.mini_batch_size.to_string(),
             "num_training_samples": _num_training_samples(preparation_report),
         }
-        trainer = _model_trainer(sdk, settings, name, params, hyperparameters)
+        trainer = _model_trainer(sdk, settings, name, params, hyperparameters, spot=settings.use_spot_instances)
         channels = _training_channels(prepare, params.previous_model)
         train = TrainingStep(name=TRAIN, step_args=trainer.train(input_data_config=channels))
         model_data = train.properties.ModelArtifacts.S3ModelArtifacts
-        steps = [prepare, train, *_evaluate_and_register(sdk, settings, name, params, prepare, model_data)]
+        steps = [prepare, train, *_evaluate_and_register(sdk, settings, name, params, prepare, model_data,
+                                                         head=params.algorithm)]
         return _render(sdk, name, params, steps)
 
 
@@ -236,12 +262,21 @@ def build_tuning_pipeline(settings: PipelineSettings) -> str:
             "epochs": params.epochs.to_string(),
             "num_training_samples": _num_training_samples(preparation_report),
         }
-        trainer = _model_trainer(sdk, settings, name, params, hyperparameters)
+        # Tuning runs on demand and without checkpoints, whatever training.use_spot_instances says. The training
+        # jobs of a tuning job share one TrainingJobDefinition, so one CheckpointConfig.S3Uri: the SDK copies it
+        # verbatim (sagemaker.train.tuner._build_training_job_definition), the API reference documents no per-job
+        # suffix (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_HyperParameterTrainingJobDefinition.html,
+        # API_CheckpointConfig.html), and SageMaker copies whatever is under the URI into every job when it starts
+        # (https://docs.aws.amazon.com/sagemaker/latest/dg/model-checkpoints.html): parallel jobs would resume from
+        # each other's checkpoints of another head. Spot without checkpoints would restart interrupted jobs from
+        # scratch, and SageMaker caps MaxWaitTimeInSeconds at an hour for built-in algorithms that do not checkpoint
+        # (https://docs.aws.amazon.com/sagemaker/latest/dg/model-managed-spot-training.html).
+        trainer = _model_trainer(sdk, settings, name, params, hyperparameters, spot=False)
         tuner = HyperparameterTuner(
             model_trainer=trainer,
             objective_metric_name=OBJECTIVE_METRIC,  # built-in metric: no metric definitions
             objective_type="Maximize",
-            hyperparameter_ranges=TUNING_RANGES,  # the tuner drops these from the static hyperparameters
+            hyperparameter_ranges=_tuning_ranges(settings),  # the tuner drops these from the static hyperparameters
             strategy="Bayesian",
             max_jobs=settings.tuning_max_jobs,  # literal ints: the SDK rejects pipeline parameters here
             max_parallel_jobs=settings.tuning_max_parallel_jobs,
@@ -257,7 +292,8 @@ def build_tuning_pipeline(settings: PipelineSettings) -> str:
             s3_bucket=_SENTINELS.artifacts_bucket,
             prefix=Join(on="/", values=_artifact_prefix(name, "training")),
         )
-        steps = [prepare, tune, *_evaluate_and_register(sdk, settings, name, params, prepare, model_data)]
+        steps = [prepare, tune, *_evaluate_and_register(sdk, settings, name, params, prepare, model_data,
+                                                        head=_tuned_head(settings, tune))]
         return _render(sdk, name, params, steps)
 
 
@@ -402,10 +438,16 @@ def _num_training_samples(preparation_report: PropertyFile) -> Join:
 
 
 def _model_trainer(
-    sdk: _Sdk, settings: PipelineSettings, pipeline_name: str, params: _Parameters, hyperparameters: Mapping
+    sdk: _Sdk,
+    settings: PipelineSettings,
+    pipeline_name: str,
+    params: _Parameters,
+    hyperparameters: Mapping,
+    *,
+    spot: bool,
 ) -> ModelTrainer:
-    """The built-in algorithm (no source code) with the project's storage, encryption and spot settings."""
-    spot = settings.use_spot_instances
+    """The built-in algorithm (no source code) with the project's storage and encryption; on spot capacity with
+    checkpoints under checkpoints/<pipeline>/<execution id> if ``spot`` (one training job per execution only)."""
     return ModelTrainer(
         training_image=_SENTINELS.algorithm_image,
         role=_SENTINELS.role_arn,
@@ -468,10 +510,26 @@ class _TuningStep(TuningStep):
         return request
 
 
+def _tuned_head(settings: PipelineSettings, tune: TuningStep):
+    """The segmentation head of the tuning pipeline's candidate: the tuned ``algorithm`` of the job whose model is
+    evaluated (TrainingJobSummaries[0], as get_top_model_s3_uri(top_k=0)), or the static one if it is not tuned."""
+    if "algorithm" in _tuning_ranges(settings):
+        return tune.properties.TrainingJobSummaries[0].TunedHyperParameters["algorithm"]
+    return settings.hyperparameters.get("algorithm", "fcn")  # the algorithm's own default head
+
+
 def _evaluate_and_register(
-    sdk: _Sdk, settings: PipelineSettings, pipeline_name: str, params: _Parameters, prepare: ProcessingStep, model_data
+    sdk: _Sdk,
+    settings: PipelineSettings,
+    pipeline_name: str,
+    params: _Parameters,
+    prepare: ProcessingStep,
+    model_data,
+    *,
+    head,
 ) -> list:
-    """CreateCandidateModel -> TransformValidation -> EvaluateModel -> QualityGate (RegisterModel | GateFailed)."""
+    """PrepareServingValidation, CreateCandidateModel -> TransformValidation -> EvaluateModel -> QualityGate
+    (RegisterModel | GateFailed). ``head``: the candidate's ``algorithm`` (a parameter or a property), recorded."""
     builder = ModelBuilder(
         image_uri=_SENTINELS.algorithm_image,
         s3_model_data_url=model_data,
@@ -480,9 +538,11 @@ def _evaluate_and_register(
         network=Networking(enable_network_isolation=True),
         log_level=logging.ERROR,  # its default (DEBUG) overrides the SDK logger level set by _quiet_sdk
     )
+    serving = _serving_step(sdk, settings, params, prepare)
     create_model = ModelStep(name=CREATE_MODEL, step_args=builder.build())
-    transform = _transform_step(sdk, settings, pipeline_name, params, prepare, create_model)
-    evaluate, evaluation_report = _evaluate_step(sdk, settings, pipeline_name, params, prepare, transform)
+    transform = _transform_step(sdk, settings, pipeline_name, params, serving, create_model)
+    evaluate, evaluation_report = _evaluate_step(sdk, settings, pipeline_name, params, prepare, serving, transform,
+                                                 head=head)
     evaluation_json = Join(
         on="/",
         values=[evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, "evaluation.json"],
@@ -509,7 +569,39 @@ def _evaluate_and_register(
     gate = _quality_gate(
         params, evaluation_report, if_passed=register, if_failed=_gate_failed(params, evaluation_report)
     )
-    return [create_model, transform, evaluate, gate]
+    return [serving, create_model, transform, evaluate, gate]
+
+
+def _serving_step(
+    sdk: _Sdk, settings: PipelineSettings, params: _Parameters, prepare: ProcessingStep
+) -> ProcessingStep:
+    """PrepareServingValidation: each validation image as the ingest function sends it (``<name>.jpg``, its
+    ``prepare_frame`` with the environment's preprocessing, passed as the functions' own environment variables) and
+    ``geometry.json`` (per frame: original size, crop box, inference size) under s3://<datasets>/prepared/<execution
+    id>/serving_validation/ and serving_geometry/ (training/serving.py)."""
+    validation = "/opt/ml/processing/input/validation"
+    processor = _processor(
+        sdk, settings, f"{settings.prefix}-serving", params, env=settings.serving_preprocessing.frame_preparation_env()
+    )
+    step_args = processor.run(
+        inputs=[
+            *_code_inputs(),
+            _processing_input(
+                "validation", prepare.properties.ProcessingOutputConfig.Outputs["validation"].S3Output.S3Uri, validation
+            ),
+        ],
+        outputs=[_processing_output(name, Join(on="/", values=_prepared_prefix(name))) for name in SERVING_OUTPUTS],
+        arguments=[
+            "serving",
+            "--input",
+            validation,
+            "--output",
+            f"/opt/ml/processing/output/{SERVING_VALIDATION}",
+            "--geometry-dir",
+            f"/opt/ml/processing/output/{SERVING_GEOMETRY}",
+        ],
+    )
+    return ProcessingStep(name=SERVE, step_args=step_args)
 
 
 def _transform_step(
@@ -517,10 +609,10 @@ def _transform_step(
     settings: PipelineSettings,
     pipeline_name: str,
     params: _Parameters,
-    prepare: ProcessingStep,
+    serving: ProcessingStep,
     create_model: ModelStep,
 ) -> TransformStep:
-    """TransformValidation: one PNG class-index mask per validation JPEG (``<name>.jpg.out``), on a GPU."""
+    """TransformValidation: one PNG class-index mask per serving-resolution JPEG (``<name>.jpg.out``), on a GPU."""
     transformer = Transformer(
         model_name=create_model.properties.ModelName,
         instance_count=1,
@@ -535,7 +627,7 @@ def _transform_step(
         sagemaker_session=sdk.session,
     )
     step_args = transformer.transform(
-        data=prepare.properties.ProcessingOutputConfig.Outputs["validation"].S3Output.S3Uri,
+        data=serving.properties.ProcessingOutputConfig.Outputs[SERVING_VALIDATION].S3Output.S3Uri,
         data_type="S3Prefix",
         content_type="image/jpeg",
         split_type="None",
@@ -549,11 +641,16 @@ def _evaluate_step(
     pipeline_name: str,
     params: _Parameters,
     prepare: ProcessingStep,
+    serving: ProcessingStep,
     transform: TransformStep,
+    *,
+    head,
 ) -> tuple[ProcessingStep, PropertyFile]:
-    """EvaluateModel: predictions vs. validation annotations -> evaluation.json (metrics and gate values)."""
+    """EvaluateModel: predictions, mapped back with the serving geometry, vs. validation annotations -> evaluation.json
+    (metrics and gate values, the serving resolution, ROI and head)."""
     ground_truth = "/opt/ml/processing/input/ground_truth"
     predictions = "/opt/ml/processing/input/predictions"
+    geometry = "/opt/ml/processing/input/serving_geometry"
     output = "/opt/ml/processing/output/evaluation"
     step_args = _processor(sdk, settings, f"{settings.prefix}-evaluate", params).run(
         inputs=[
@@ -564,6 +661,11 @@ def _evaluate_step(
                 ground_truth,
             ),
             _processing_input("predictions", transform.properties.TransformOutput.S3OutputPath, predictions),
+            _processing_input(
+                SERVING_GEOMETRY,
+                serving.properties.ProcessingOutputConfig.Outputs[SERVING_GEOMETRY].S3Output.S3Uri,
+                geometry,
+            ),
         ],
         outputs=[
             _processing_output("evaluation", Join(on="/", values=_artifact_uri(pipeline_name, "evaluation")), output)
@@ -574,6 +676,10 @@ def _evaluate_step(
             ground_truth,
             "--predictions",
             predictions,
+            "--serving-geometry",
+            f"{geometry}/geometry.json",
+            "--head",
+            head,
             "--output",
             output,
             *_scheme_arguments(settings),
@@ -623,7 +729,9 @@ def _gate_failed(params: _Parameters, evaluation_report: PropertyFile) -> FailSt
 # --------------------------------------------------------------------------------------------------
 
 
-def _processor(sdk: _Sdk, settings: PipelineSettings, base_job_name: str, params: _Parameters) -> Processor:
+def _processor(
+    sdk: _Sdk, settings: PipelineSettings, base_job_name: str, params: _Parameters, env: Mapping[str, str] | None = None
+) -> Processor:
     """``python3 <entry script> <module> [args]`` in the processing image, isolated from the network.
 
     A plain Processor with the code as an input: ScriptProcessor(code=...) would run the script by the
@@ -642,6 +750,7 @@ def _processor(sdk: _Sdk, settings: PipelineSettings, base_job_name: str, params
         base_job_name=base_job_name,
         sagemaker_session=sdk.session,
         network_config=NetworkConfig(enable_network_isolation=True),
+        env=dict(env) if env else None,
     )
 
 

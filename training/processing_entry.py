@@ -1,8 +1,9 @@
-"""Entry point of roadseg's SageMaker Processing steps (Prepare, Evaluate).
+"""Entry point of roadseg's SageMaker Processing steps (PrepareDataset, PrepareServingValidation, EvaluateModel).
 
-Shipped alone as the step's `code`; the `training` and `contracts` packages arrive as one zip input (both at
-its root, see stacks/code_assets.py) under /opt/ml/processing/input/package/.
-Usage: ``python3 processing_entry.py <prepare|evaluate> [args...]``.
+Shipped alone as the step's `code`; the `training`, `roadseg_lambda` and `contracts` packages arrive as one zip input
+(all at its root, see stacks/code_assets.py) under /opt/ml/processing/input/package/. roadseg_lambda is the Lambda
+functions' own library: the serving step prepares frames and the evaluation restores masks with their code.
+Usage: ``python3 processing_entry.py <prepare|serving|evaluate> [args...]``.
 Self-contained on purpose (stdlib only): it runs before the package is importable.
 """
 
@@ -17,8 +18,9 @@ import zipfile
 from pathlib import Path
 
 PACKAGE_DIR = Path("/opt/ml/processing/input/package")
-MODULES = ("prepare", "evaluate")
-PACKAGES = ("training", "contracts")
+MODULES = ("prepare", "serving", "evaluate")
+# Loaded in reverse order: contracts first (both others import it), then roadseg_lambda (training imports it).
+PACKAGES = ("training", "roadseg_lambda", "contracts")
 
 
 def unpack(package_dir: Path, into: Path) -> Path:
@@ -34,9 +36,9 @@ def unpack(package_dir: Path, into: Path) -> Path:
 
 
 def load_packages(root: Path) -> None:
-    """Import both packages from the unpacked root (their submodules then resolve through the packages'
+    """Import the packages from the unpacked root (their submodules then resolve through the packages'
     __path__), without putting the root on sys.path."""
-    for name in PACKAGES[::-1]:  # contracts first: training imports it
+    for name in PACKAGES[::-1]:  # contracts first: the others import it
         spec = importlib.machinery.PathFinder.find_spec(name, [str(root)])
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

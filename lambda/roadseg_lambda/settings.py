@@ -28,6 +28,8 @@ from contracts.lambda_env import (
 )
 from contracts.lambda_env import EnvironmentContractError as SettingsError
 
+from .imaging import PrepareOptions
+
 SAGEMAKER_REALTIME_BODY_LIMIT = 6_291_456
 
 # Names a handler may pass to get_settings() / Settings.require().
@@ -49,6 +51,12 @@ class Settings(PreprocessorEnvironment):
     async_request_ttl_seconds: int = variable("ASYNC_REQUEST_TTL_SECONDS", 21600, int_range(60, 21600))
     realtime_max_payload_bytes: int = variable("REALTIME_MAX_PAYLOAD_BYTES", SAGEMAKER_REALTIME_BODY_LIMIT,
                                                int_range(1, SAGEMAKER_REALTIME_BODY_LIMIT))
+
+    def prepare_options(self) -> PrepareOptions:
+        """What ``prepare_frame`` does with a frame under these settings: the one mapping, used by the ingest function,
+        the real-time front, the gate's serving step (training/serving.py) and the roadseg command."""
+        return PrepareOptions(target_size=self.target_size, roi=self.roi, max_bytes=self.max_input_bytes,
+                              max_pixels=self.max_input_pixels, jpeg_quality=self.jpeg_quality)
 
     def require(self, *names: str) -> Settings:
         """Raise SettingsError naming every variable in ``names`` that is not set."""

@@ -179,6 +179,29 @@ def test_evaluation_keys_the_gate_reads_are_checked(evaluation_document: dict[st
         assert info.value.key == key, str(info.value)
 
 
+def test_evaluation_1_1_records_what_was_measured_and_1_0_stays_readable(evaluation_document: dict[str, Any]) -> None:
+    assert EVALUATION_SCHEMA_VERSION == "1.1"
+    assert evaluation_document["head"] is None and evaluation_document["serving"] is None  # scored as given
+    for key in ("head", "serving"):
+        with pytest.raises(DocumentError) as info:
+            validate_evaluation(_without(evaluation_document, key))
+        assert info.value.key == key
+    # Reports written before 1.1 (no head, no serving) are still valid documents of their version.
+    old = {k: v for k, v in evaluation_document.items() if k not in ("head", "serving")}
+    assert validate_evaluation({**old, "schema_version": "1.0"})
+    serving = {"target_size": {"width": 1024, "height": 512}, "roi": [0.0, 0.0, 1.0, 0.88], "jpeg_quality": 90,
+               "inference_sizes": [{"width": 1024, "height": 451, "images": 500}], "restored_with": "nearest",
+               "outside_roi": "not_scored", "pixels_outside_roi": 12345}
+    measured = {**evaluation_document, "head": "deeplab", "serving": serving}
+    assert validate_evaluation(measured) is measured
+    with pytest.raises(DocumentError) as info:
+        validate_evaluation({**measured, "serving": {**serving, "roi": [0, 1]}})
+    assert info.value.key == "serving.roi"
+    with pytest.raises(DocumentError) as info:
+        validate_evaluation(_without(measured, "serving.target_size"))
+    assert info.value.key == "serving.target_size"
+
+
 def test_extra_keys_are_allowed_and_non_objects_refused(evaluation_document: dict[str, Any]) -> None:
     assert validate_evaluation({**evaluation_document, "stand_in": True, "note": "rehearsal"})
     with pytest.raises(DocumentError, match="must be a JSON object"):

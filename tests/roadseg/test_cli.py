@@ -11,18 +11,23 @@ import boto3
 import numpy as np
 import pytest
 from botocore.response import StreamingBody
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 from moto import mock_aws
 from PIL import Image
+from roadseg_lambda.imaging import PrepareOptions, prepare_frame
 
 from roadseg import cli, commands, session
+from stacks import config as stacks_config
 from training.classes import get_scheme
 from training.recordio import encode_probabilities
+from training.scenes import generate_scene
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/roadseg-test"
 BUCKET = "roadseg-test-bucket"
 CITYSCAPES = get_scheme("cityscapes")
+# config/dev.yaml's preprocessing (the defaults): what the ingest function does with a frame there.
+DEV_OPTIONS = PrepareOptions(target_size=(1024, 512), roi=None, jpeg_quality=90)
 
 
 @pytest.fixture
@@ -77,7 +82,7 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _jpeg_file(path: Path, width: int = 8, height: int = 4, colour=(100, 100, 100)) -> Path:
+def _jpeg_file(path: Path, width: int = 32, height: int = 16, colour=(100, 100, 100)) -> Path:
     Image.new("RGB", (width, height), colour).save(path, "JPEG", quality=95)
     return path
 
@@ -343,22 +348,42 @@ def test_upload_errors(run, s3, tmp_path):
 
 
 # -------------------------------------------------------------------------------------- invoke
+# Both commands send what the ingest function sends (prepare_frame with the environment's preprocessing; dev: fitted
+# into 1024x512, whole frame, JPEG quality 90) and restore the mask to the original frame (tests/lambda shows the
+# ingest upload is the same bytes).
 
 
-def test_invoke_writes_mask_and_overlay(run, aws, monkeypatch, tmp_path):
+def _served(path: Path, options: PrepareOptions = DEV_OPTIONS) -> bytes:
+    return prepare_frame(path.read_bytes(), options).jpeg
+
+
+def _with_preprocessing(monkeypatch, **changes) -> None:
+    """The dev environment with other ``preprocessing`` settings (what session.config loads)."""
+    real = stacks_config.load_config
+
+    def load(env, *args, **kwargs):
+        config = real(env, *args, **kwargs)
+        return config.model_copy(update={"preprocessing": config.preprocessing.model_copy(update=changes)})
+
+    monkeypatch.setattr(stacks_config, "load_config", load)
+
+
+def test_invoke_sends_the_ingest_frame_and_writes_mask_and_overlay(run, aws, monkeypatch, tmp_path):
     image = _jpeg_file(tmp_path / "frame.jpg")
-    mask = np.zeros((4, 8), dtype=np.uint8)
-    mask[:, 4:] = 11  # person
+    body = _served(image)
+    assert body != image.read_bytes()  # re-encoded as the ingest function does, even a JPEG
+    mask = np.zeros((16, 32), dtype=np.uint8)
+    mask[:, 16:] = 11  # person
     mask[0, 0] = 255  # ignore: left as the image
     stub = _stub(monkeypatch, "sagemaker-runtime")
     stub.add_response(
         "invoke_endpoint", {"Body": _body(_png(mask)), "ContentType": "image/png"},
-        {"EndpointName": "roadseg-dev-realtime", "ContentType": "image/jpeg", "Accept": "image/png",
-         "Body": image.read_bytes()})
+        {"EndpointName": "roadseg-dev-realtime", "ContentType": "image/jpeg", "Accept": "image/png", "Body": body})
     out_dir = tmp_path / "out"
-    rc, out, _ = run("endpoint", "invoke", image, "--endpoint", "roadseg-dev-realtime", "--out-dir", out_dir)
+    rc, out, err = run("endpoint", "invoke", image, "--endpoint", "roadseg-dev-realtime", "--out-dir", out_dir)
     assert rc == 0
     stub.assert_no_pending_responses()
+    assert "frame.jpg: 32x16 sent as a 32x16 JPEG" in err
     assert str(out_dir / "frame_mask.png") in out and str(out_dir / "frame_overlay.png") in out
     with Image.open(out_dir / "frame_mask.png") as written:
         assert written.mode == "P"
@@ -368,41 +393,83 @@ def test_invoke_writes_mask_and_overlay(run, aws, monkeypatch, tmp_path):
         overlay, source = np.asarray(ov.convert("RGB"), dtype=int), np.asarray(src.convert("RGB"), dtype=int)
     palette = np.asarray(CITYSCAPES.palette()).reshape(256, 3)
     np.testing.assert_allclose(overlay[1, 1], np.rint(source[1, 1] * 0.5 + palette[0] * 0.5), atol=1)
-    np.testing.assert_allclose(overlay[2, 6], np.rint(source[2, 6] * 0.5 + palette[11] * 0.5), atol=1)
+    np.testing.assert_allclose(overlay[2, 20], np.rint(source[2, 20] * 0.5 + palette[11] * 0.5), atol=1)
     np.testing.assert_array_equal(overlay[0, 0], source[0, 0])
 
 
-def test_invoke_converts_non_jpeg_images(run, aws, monkeypatch, tmp_path):
-    image = tmp_path / "frame.png"
-    Image.new("RGB", (8, 4), (10, 200, 10)).save(image)
+def test_invoke_scales_and_crops_like_ingest_and_maps_the_mask_back(run, aws, monkeypatch, tmp_path):
+    _with_preprocessing(monkeypatch, target_width=32, target_height=16, roi=(0.0, 0.25, 1.0, 1.0), jpeg_quality=80)
+    image = tmp_path / "frame.jpg"
+    Image.fromarray(generate_scene(128, 64, seed=3)[0]).save(image, quality=95)
+    # 128x64 without its top quarter (128x48) fitted into 32x16: 32x12.
+    body = _served(image, PrepareOptions(target_size=(32, 16), roi=(0.0, 0.25, 1.0, 1.0), jpeg_quality=80))
+    assert Image.open(io.BytesIO(body)).size == (32, 12)
+    mask = np.zeros((12, 32), dtype=np.uint8)
+    mask[:, 16:] = 11
     stub = _stub(monkeypatch, "sagemaker-runtime")
-    stub.add_response("invoke_endpoint", {"Body": _body(_png(np.ones((4, 8))))},
-                      {"EndpointName": "e", "ContentType": "image/jpeg", "Accept": "image/png", "Body": ANY})
+    stub.add_response("invoke_endpoint", {"Body": _body(_png(mask)), "ContentType": "image/png"},
+                      {"EndpointName": "e", "ContentType": "image/jpeg", "Accept": "image/png", "Body": body})
     rc, _, err = run("endpoint", "invoke", image, "--endpoint", "e", "--out-dir", tmp_path / "o")
-    assert rc == 0 and "re-encoded as JPEG" in err
+    assert rc == 0
+    stub.assert_no_pending_responses()
+    assert "frame.jpg: 128x64 sent as a 32x12 JPEG" in err and "ROI [0, 16, 128, 64]" in err
+    expected = np.full((64, 128), 255, dtype=np.uint8)  # outside the ROI: nothing predicted
+    expected[16:, :64], expected[16:, 64:] = 0, 11  # each mask pixel back over the 4x4 it stood for
+    with Image.open(tmp_path / "o" / "frame_mask.png") as written:
+        np.testing.assert_array_equal(np.asarray(written), expected)
+    with Image.open(tmp_path / "o" / "frame_overlay.png") as ov, Image.open(image) as src:
+        assert ov.size == (128, 64)
+        np.testing.assert_array_equal(np.asarray(ov.convert("RGB"))[:16], np.asarray(src.convert("RGB"))[:16])
+
+
+def test_invoke_sends_png_frames_as_ingest_does(run, aws, monkeypatch, tmp_path):
+    image = tmp_path / "frame.png"
+    Image.new("RGB", (32, 16), (10, 200, 10)).save(image)
+    stub = _stub(monkeypatch, "sagemaker-runtime")
+    stub.add_response("invoke_endpoint", {"Body": _body(_png(np.ones((16, 32))))},
+                      {"EndpointName": "e", "ContentType": "image/jpeg", "Accept": "image/png", "Body": _served(image)})
+    rc, _, err = run("endpoint", "invoke", image, "--endpoint", "e", "--out-dir", tmp_path / "o")
+    assert rc == 0 and "frame.png: 32x16 sent as a 32x16 JPEG" in err
     assert (tmp_path / "o" / "frame_mask.png").is_file()
 
 
-def test_invoke_refuses_payloads_over_6_mib_before_calling(run, aws, monkeypatch, tmp_path):
+def _no_clients(monkeypatch) -> None:
     def no_client(service, region):
-        raise AssertionError(f"no {service} client may be created for a refused payload")
+        raise AssertionError(f"no {service} client may be created for a refused frame")
 
     monkeypatch.setattr(session, "make_client", no_client)
-    big = tmp_path / "big.jpg"
-    big.write_bytes(b"\xff\xd8\xff" + b"\0" * (commands.REALTIME_PAYLOAD_LIMIT - 2))  # 6,291,457 bytes
-    rc, out, err = run("endpoint", "invoke", big, "--endpoint", "e", "--out-dir", tmp_path)
+
+
+def test_invoke_refuses_what_ingest_would_quarantine_before_calling(run, aws, monkeypatch, tmp_path):
+    _no_clients(monkeypatch)
+    small = _jpeg_file(tmp_path / "small.jpg", width=8, height=4)
+    rc, out, err = run("endpoint", "invoke", small, "--endpoint", "e", "--out-dir", tmp_path)
     assert rc == 2 and out == ""
-    assert "6,291,457 bytes, over the real-time limit of 6,291,456 bytes" in err
+    assert "small.jpg: the ingest preprocessing refuses this frame (too_small)" in err
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff" + b"\0" * 100)
+    rc, _, err = run("endpoint", "invoke", broken, "--endpoint", "e", "--out-dir", tmp_path)
+    assert rc == 2 and "refuses this frame (unreadable)" in err
+
+
+def test_invoke_refuses_payloads_over_the_limit_before_calling(run, aws, monkeypatch, tmp_path):
+    _no_clients(monkeypatch)
+    image = _jpeg_file(tmp_path / "big.jpg")
+    size = len(_served(image))
+    monkeypatch.setattr(commands, "REALTIME_PAYLOAD_LIMIT", size - 1)
+    rc, out, err = run("endpoint", "invoke", image, "--endpoint", "e", "--out-dir", tmp_path)
+    assert rc == 2 and out == ""
+    assert f"{size:,} bytes after the ingest preprocessing, over the real-time limit of {size - 1:,} bytes" in err
     assert "roadseg endpoint submit" in err
 
 
 def test_invoke_at_exactly_the_limit_is_sent(run, aws, monkeypatch, tmp_path):
-    exact = tmp_path / "exact.jpg"
-    exact.write_bytes(b"\xff\xd8\xff" + b"\0" * (commands.REALTIME_PAYLOAD_LIMIT - 3))
+    image = _jpeg_file(tmp_path / "exact.jpg")
+    monkeypatch.setattr(commands, "REALTIME_PAYLOAD_LIMIT", len(_served(image)))
     stub = _stub(monkeypatch, "sagemaker-runtime")
     stub.add_client_error("invoke_endpoint", service_error_code="ModelError", service_message="bad image",
                           http_status_code=424)
-    rc, _, err = run("endpoint", "invoke", exact, "--endpoint", "e", "--out-dir", tmp_path)
+    rc, _, err = run("endpoint", "invoke", image, "--endpoint", "e", "--out-dir", tmp_path)
     assert rc == 2 and "AWS error ModelError in InvokeEndpoint: bad image" in err
 
 
@@ -438,7 +505,7 @@ def test_submit_uploads_invokes_and_collects_png_masks(run, s3, monkeypatch, tmp
     stub = _stub(monkeypatch, "sagemaker-runtime")
     _expect_async(stub, "a.jpg", "id-a")
     _expect_async(stub, "b.jpg", "id-b")
-    masks = {"id-a": np.full((4, 8), 13, dtype=np.uint8), "id-b": np.full((4, 8), 0, dtype=np.uint8)}
+    masks = {"id-a": np.full((16, 32), 13, dtype=np.uint8), "id-b": np.full((16, 32), 0, dtype=np.uint8)}
     for inference_id, mask in masks.items():  # the endpoint already answered
         s3.put_object(Bucket=BUCKET, Key=f"async-output/{inference_id}.out", Body=_png(mask))
     out_dir = tmp_path / "out"
@@ -446,7 +513,8 @@ def test_submit_uploads_invokes_and_collects_png_masks(run, s3, monkeypatch, tmp
                      "--out-dir", out_dir)
     assert rc == 0
     stub.assert_no_pending_responses()
-    assert s3.get_object(Bucket=BUCKET, Key="async-input/a.jpg")["Body"].read() == images[0].read_bytes()
+    # The async input is what the ingest function would upload under async-input/ for this file.
+    assert s3.get_object(Bucket=BUCKET, Key="async-input/a.jpg")["Body"].read() == _served(images[0])
     for stem, inference_id in (("a", "id-a"), ("b", "id-b")):
         with Image.open(out_dir / f"{stem}_mask.png") as written:
             np.testing.assert_array_equal(np.asarray(written), masks[inference_id])
@@ -454,9 +522,29 @@ def test_submit_uploads_invokes_and_collects_png_masks(run, s3, monkeypatch, tmp
         assert str(out_dir / f"{stem}_mask.png") in out
 
 
+def test_submit_sends_png_frames_scaled_and_cropped_like_ingest_and_maps_masks_back(run, s3, monkeypatch, tmp_path):
+    _with_preprocessing(monkeypatch, target_width=32, target_height=16, roi=(0.0, 0.25, 1.0, 1.0))
+    image = tmp_path / "cam.png"
+    Image.fromarray(generate_scene(128, 64, seed=8)[0]).save(image)
+    stub = _stub(monkeypatch, "sagemaker-runtime")
+    _expect_async(stub, "cam.jpg", "id-c")  # a JPEG now, named as ingest names its inputs
+    mask = np.full((12, 32), 13, dtype=np.uint8)
+    s3.put_object(Bucket=BUCKET, Key="async-output/id-c.out", Body=_png(mask))
+    rc, _, err = run("endpoint", "submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, image,
+                     "--out-dir", tmp_path / "out")
+    assert rc == 0 and "cam.png: 128x64 sent as a 32x12 JPEG" in err
+    stub.assert_no_pending_responses()
+    sent = s3.get_object(Bucket=BUCKET, Key="async-input/cam.jpg")["Body"].read()
+    assert sent == _served(image, PrepareOptions(target_size=(32, 16), roi=(0.0, 0.25, 1.0, 1.0)))
+    expected = np.full((64, 128), 255, dtype=np.uint8)
+    expected[16:] = 13
+    with Image.open(tmp_path / "out" / "cam_mask.png") as written:
+        np.testing.assert_array_equal(np.asarray(written), expected)
+
+
 def test_submit_probabilities_decodes_recordio(run, s3, monkeypatch, tmp_path):
     image = _jpeg_file(tmp_path / "frame.jpg")
-    probs = np.random.default_rng(1).random((19, 4, 8), dtype=np.float32)
+    probs = np.random.default_rng(1).random((19, 16, 32), dtype=np.float32)
     stub = _stub(monkeypatch, "sagemaker-runtime")
     _expect_async(stub, "frame.jpg", "p1", accept="application/x-recordio-protobuf")
     s3.put_object(Bucket=BUCKET, Key="async-output/p1.out", Body=encode_probabilities(probs))
@@ -504,7 +592,7 @@ def test_submit_polls_until_the_output_appears(run, s3, monkeypatch, tmp_path):
 
     def sleep(seconds):  # the endpoint finishes while we wait
         sleeps.append(seconds)
-        s3.put_object(Bucket=BUCKET, Key="async-output/l1.out", Body=_png(np.zeros((4, 8))))
+        s3.put_object(Bucket=BUCKET, Key="async-output/l1.out", Body=_png(np.zeros((16, 32))))
 
     monkeypatch.setattr(commands.time, "sleep", sleep)
     rc, _, _ = run("endpoint", "submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, image,

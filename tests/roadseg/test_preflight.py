@@ -102,17 +102,19 @@ def test_lambda_concurrency_counts_deployed_reservations_as_available():
     assert not preflight.check_lambda_concurrency("dev", {}, LambdaAccount(50, 50), REGION).passed
 
 
-def test_quota_needs_double_endpoints_and_pick_spot_training():
+def test_quota_needs_double_endpoints_tuning_on_demand_and_spot_training():
     needs = {n.name: n for n in preflight.sagemaker_quota_needs(make_config())}
     assert needs["ml.g4dn.xlarge for endpoint usage"].amount == 2 * 1 + 2 * 2
-    assert needs["ml.g4dn.xlarge for spot training job usage"].amount == 3
+    assert needs["ml.g4dn.xlarge for training job usage"].amount == 3  # tuning's parallel jobs run on demand
+    assert needs["ml.g4dn.xlarge for spot training job usage"].amount == 1  # the training pipeline's job
     assert needs["ml.g4dn.xlarge for transform job usage"].amount == 1
     assert needs["ml.m5.xlarge for processing job usage"].amount == 1
     on_demand = make_config(training={"instance_type": "ml.p3.2xlarge", "use_spot_instances": False},
-                            async_endpoint={"instance_type": "ml.g5.xlarge", "max_capacity": 3})
+                            async_endpoint={"instance_type": "ml.g4dn.2xlarge", "max_capacity": 3})
     needs = {n.name: n.amount for n in preflight.sagemaker_quota_needs(on_demand)}
     assert needs["ml.p3.2xlarge for training job usage"] == 2  # default max_parallel_jobs
-    assert needs["ml.g4dn.xlarge for endpoint usage"] == 2 and needs["ml.g5.xlarge for endpoint usage"] == 6
+    assert "ml.p3.2xlarge for spot training job usage" not in needs
+    assert needs["ml.g4dn.xlarge for endpoint usage"] == 2 and needs["ml.g4dn.2xlarge for endpoint usage"] == 6
 
 
 def test_sagemaker_quota_pass_low_missing_and_not_adjustable():

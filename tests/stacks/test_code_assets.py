@@ -1,5 +1,5 @@
 """stacks.code_assets: the staged code assets hash the same wherever they are staged, and the processing package
-runs from its zip with training/ and contracts/ alone."""
+runs from its zip with training/, roadseg_lambda/ and contracts/ alone."""
 
 from __future__ import annotations
 
@@ -17,7 +17,16 @@ import numpy as np
 from PIL import Image
 
 from contracts.documents import validate_evaluation
-from stacks.code_assets import CONTRACTS_DIR, TRAINING_DIR, lambda_files, processing_files, stage
+from contracts.lambda_env import PreprocessorEnvironment
+from stacks.code_assets import (
+    CONTRACTS_DIR,
+    LAMBDA_LIBRARY_DIR,
+    TRAINING_DIR,
+    lambda_files,
+    processing_files,
+    stage,
+)
+from training.scenes import generate_scene
 
 
 def test_staging_is_deterministic(tmp_path: Path) -> None:
@@ -34,7 +43,13 @@ def test_asset_file_lists() -> None:
     lambda_names = {name for name, _ in lambda_files()}
     assert {"ingest.py", "roadseg_lambda/settings.py", "contracts/lambda_env.py"} <= lambda_names
     processing_names = {name for name, _ in processing_files()}
-    assert {"training/evaluate.py", "training/processing_entry.py", "contracts/documents.py"} <= processing_names
+    assert {"training/evaluate.py", "training/processing_entry.py", "training/serving.py", "contracts/documents.py",
+            "roadseg_lambda/imaging.py", "roadseg_lambda/masks.py", "roadseg_lambda/settings.py"} <= processing_names
+    # The gate prepares frames and restores masks with the functions' own library, not with the handlers.
+    library = {f"roadseg_lambda/{p.relative_to(LAMBDA_LIBRARY_DIR).as_posix()}"
+               for p in LAMBDA_LIBRARY_DIR.rglob("*.py") if "__pycache__" not in p.parts}
+    assert library <= processing_names
+    assert not {"ingest.py", "postprocess.py", "realtime.py", "rollout.py", "requirements.txt"} & processing_names
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in lambda_names | processing_names)
     assert {f"contracts/{p.name}" for p in CONTRACTS_DIR.glob("*.py")} <= lambda_names & processing_names
 
@@ -76,3 +91,66 @@ def test_processing_entry_runs_evaluate_from_the_package_alone(tmp_path: Path) -
     assert not report["training"].startswith(repository) and not report["contracts"].startswith(repository)
     assert Path(report["training"]).parent.parent == Path(report["contracts"]).parent.parent  # one unpacked root
     validate_evaluation(json.loads((out / "evaluation.json").read_text()))
+
+
+def _run_entry(package_dir: Path, tmp_path: Path, argv: list[str], environment: dict[str, str]) -> dict:
+    """processing_entry.main(argv) in an isolated interpreter, as the Processing container runs it; which files the
+    packages were imported from."""
+    script = textwrap.dedent(f"""
+        import importlib.util, json, sys
+        from pathlib import Path
+        spec = importlib.util.spec_from_file_location("processing_entry", {str(TRAINING_DIR / "processing_entry.py")!r})
+        entry = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(entry)
+        try:
+            entry.main({argv!r}, Path({str(package_dir)!r}))
+        except SystemExit as exc:
+            code = exc.code
+        print(json.dumps({{"code": code, **{{name: sys.modules[name].__file__ for name in entry.PACKAGES}}}}))
+    """)
+    run = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, **environment, "TMPDIR": str(tmp_path)}, timeout=120)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["code"] in (0, None), run.stderr
+    repository = str(TRAINING_DIR.parent)
+    roots = {Path(report[name]).parent.parent for name in ("training", "roadseg_lambda", "contracts")}
+    assert len(roots) == 1 and not str(roots.pop()).startswith(repository)  # one unpacked root, not the checkout
+    return report
+
+
+def test_processing_entry_runs_the_serving_step_and_the_evaluation_from_the_package_alone(tmp_path: Path) -> None:
+    """PrepareServingValidation then EvaluateModel, as the pipeline runs them: frame preparation from the functions'
+    variables, masks at the serving resolution mapped back, evaluation.json with the serving resolution, ROI, head."""
+    package_dir = tmp_path / "package"
+    package_dir.mkdir()
+    with zipfile.ZipFile(package_dir / "0f3a9c.zip", "w") as archive:
+        for name, path in processing_files():
+            archive.write(path, name)
+    validation, gt, serving, geometry, pred, out = (tmp_path / n for n in (
+        "validation", "gt", "serving", "geometry", "pred", "out"))
+    for folder in (validation, gt, pred):
+        folder.mkdir()
+    rgb, label = generate_scene(96, 48, seed=7)
+    Image.fromarray(rgb).save(validation / "a.jpg", quality=95)
+    Image.fromarray(generate_scene(96, 48, seed=8)[0]).save(validation / "b.jpg", quality=95)  # two: a process pool
+    Image.fromarray(label).save(gt / "a.png")
+    variables = PreprocessorEnvironment(target_width=48, target_height=24, roi=(0.0, 0.0, 1.0, 0.75),
+                                        jpeg_quality=85).frame_preparation_env()
+    _run_entry(package_dir, tmp_path, ["serving", "--input", str(validation), "--output", str(serving),
+                                       "--geometry-dir", str(geometry), "--workers", "2"], variables)
+    frame = json.loads((geometry / "geometry.json").read_text())["frames"]["a"]
+    assert frame == {"original_size": {"width": 96, "height": 48}, "crop_box": [0, 0, 96, 36],
+                     "inference_size": {"width": 48, "height": 18}}
+    with Image.open(serving / "a.jpg") as sent, Image.open(serving / "b.jpg") as other:
+        assert sent.size == other.size == (48, 18)
+    Image.fromarray(label[:36:2, ::2]).save(pred / "a.jpg.out", format="PNG")  # a mask at the serving resolution
+    _run_entry(package_dir, tmp_path, ["evaluate", "--ground-truth", str(gt), "--predictions", str(pred),
+                                       "--serving-geometry", str(geometry / "geometry.json"), "--head", "deeplab",
+                                       "--output", str(out)], {})
+    report = validate_evaluation(json.loads((out / "evaluation.json").read_text()))
+    assert report["head"] == "deeplab"
+    assert report["serving"]["target_size"] == {"width": 48, "height": 24}
+    assert report["serving"]["roi"] == [0.0, 0.0, 1.0, 0.75]
+    assert report["serving"]["inference_sizes"] == [{"width": 48, "height": 18, "images": 1}]
+    assert report["serving"]["pixels_outside_roi"] == int(np.count_nonzero(label[36:] != 255))

@@ -130,3 +130,69 @@ def test_instance_families_are_the_ones_of_training_instances():
     assert stacks.config.GPU_FAMILIES is training.instances.GPU_FAMILIES
     assert stacks.config.NVME_FAMILIES is training.instances.NVME_FAMILIES
     assert stacks.config.instance_family is training.instances.instance_family
+
+
+DOCS = "https://docs.aws.amazon.com/sagemaker/latest/dg/semantic-segmentation.html#semantic-segmentation-instances"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        # Training: GPU only, the families the algorithm's page names (P2, P3, G4dn, G5).
+        ("training.instance_type", "ml.m5.xlarge", "'ml.m5.xlarge' has no GPU: use one of the families p2, p3, g4dn, "
+                                                   "g5, the GPU families the Semantic Segmentation algorithm "
+                                                   "documents for training"),
+        ("training.instance_type", "ml.p4d.24xlarge", "'ml.p4d.24xlarge': the Semantic Segmentation algorithm does "
+                                                      "not document p4d for training: use one of the families p2, p3, "
+                                                      "g4dn, g5"),
+        ("training.instance_type", "ml.g6.xlarge", "does not document g6 for training"),
+        ("training.instance_type", "ml.p3dn.24xlarge", "does not document p3dn for training"),
+        # Hosting (endpoints and the validation transform): the documented GPU inference families (P3, G4dn).
+        ("realtime_endpoint.instance_type", "ml.m5.xlarge", "'ml.m5.xlarge' has no GPU: use one of the families p3, "
+                                                            "g4dn, the GPU families the Semantic Segmentation "
+                                                            "algorithm documents for inference (CPU c5, m5 is "
+                                                            "documented too, but roadseg hosts on GPUs by design)"),
+        ("realtime_endpoint.instance_type", "ml.g5.xlarge", "does not document g5 for inference: use one of the "
+                                                            "families p3, g4dn"),
+        ("async_endpoint.instance_type", "ml.c5.2xlarge", "has no GPU: use one of the families p3, g4dn"),
+        ("async_endpoint.instance_type", "ml.g6e.xlarge", "does not document g6e for inference"),
+        ("training.transform_instance_type", "ml.p2.xlarge", "does not document p2 for inference"),
+        ("training.transform_instance_type", "ml.m5.xlarge", "has no GPU: use one of the families p3, g4dn"),
+    ],
+)
+def test_instance_matrix_allows_only_the_families_the_algorithm_documents(tmp_path, key, value, expected):
+    config_dir = write_env(tmp_path, "dev", {key: value})
+    with pytest.raises(ConfigError) as excinfo:
+        load_config("dev", config_dir)
+    message = str(excinfo.value)
+    assert f"{config_dir / 'dev.yaml'}: {key}: " in message
+    assert expected in message and DOCS in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("training.instance_type", "ml.p2.xlarge"),
+        ("training.instance_type", "ml.p3.16xlarge"),
+        ("training.instance_type", "ml.g4dn.12xlarge"),
+        ("training.instance_type", "ml.g5.48xlarge"),
+        ("training.transform_instance_type", "ml.p3.2xlarge"),
+        ("realtime_endpoint.instance_type", "ml.g4dn.2xlarge"),
+        ("async_endpoint.instance_type", "ml.p3.2xlarge"),
+    ],
+)
+def test_instance_matrix_accepts_the_documented_families(tmp_path, key, value):
+    config = load_config("dev", write_env(tmp_path, "dev", {key: value}))
+    node = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    assert node == value
+
+
+def test_shipped_environments_are_inside_the_instance_matrix():
+    for env in available_environments():
+        config = load_config(env)
+        assert training.instances.instance_family(config.training.instance_type) in training.instances.TRAINING_FAMILIES
+        for instance_type in (config.training.transform_instance_type, config.realtime_endpoint.instance_type,
+                              config.async_endpoint.instance_type):
+            assert training.instances.instance_family(instance_type) in training.instances.HOSTING_FAMILIES

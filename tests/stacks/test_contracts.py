@@ -11,7 +11,7 @@ import pytest
 from roadseg_lambda.settings import Settings
 
 from contracts import naming
-from contracts.lambda_env import SERVICE_NAMES, RolloutEnvironment
+from contracts.lambda_env import FRAME_PREPARATION_VARIABLES, SERVICE_NAMES, RolloutEnvironment
 from stacks.config import available_environments
 from stacks.training_pipelines import resolve_scheme
 
@@ -50,6 +50,27 @@ def test_preprocessor_environment_parses_with_the_lambda_settings(synth, env_nam
         assert (settings.write_overlay, settings.restore_original_size) == (cfg.write_overlay,
                                                                             cfg.restore_original_size)
         assert settings.require("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME", "REALTIME_ENDPOINT_NAME", "CLASS_NAMES")
+
+
+@pytest.mark.parametrize("env_name", ENVIRONMENTS)
+def test_the_gate_prepares_frames_with_the_functions_variables(synth, env_name: str) -> None:
+    """PrepareServingValidation's job environment is, variable for variable, the frame preparation the
+    preprocessor functions are deployed with (tests/lambda/test_serving_parity.py: same variables, same bytes)."""
+    env = synth(env_name)
+    by_module = functions(env.template(env.stacks.inference).to_json())
+    training = env.template(env.stacks.training).to_json()["Resources"].values()
+    pipelines = [r["Properties"] for r in training if r["Type"] == "AWS::SageMaker::Pipeline"]
+    assert len(pipelines) == 2
+    for pipeline in pipelines:
+        body, _ = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+        [step] = [s for s in json.loads(body)["Steps"] if s["Name"] == "PrepareServingValidation"]
+        gate = step["Arguments"]["Environment"]
+        assert set(gate) == set(FRAME_PREPARATION_VARIABLES)
+        for module in PREPROCESSORS:
+            variables = by_module[module]["Environment"]["Variables"]
+            assert gate == {name: variables[name] for name in FRAME_PREPARATION_VARIABLES}, module
+    if env.config.preprocessing.roi:  # prod cuts the hood off: the gate scores the same region
+        assert gate["ROI"] == ",".join(str(float(v)) for v in env.config.preprocessing.roi)
 
 
 @pytest.mark.parametrize("env_name", ENVIRONMENTS)
@@ -97,10 +118,13 @@ def test_lambda_code_asset_ships_contracts_next_to_roadseg_lambda(synth) -> None
         assert (code / name).is_file(), name
 
 
-def test_processing_asset_ships_training_and_contracts(synth) -> None:
+def test_processing_asset_ships_training_roadseg_lambda_and_contracts(synth) -> None:
     env = synth(ENVIRONMENTS[0])
     (package,) = file_assets(env.outdir, env.stacks.training.stack_name)
-    for name in ("training/__init__.py", "training/evaluate.py", "training/prepare.py", "contracts/__init__.py",
-                 "contracts/documents.py"):
+    for name in ("training/__init__.py", "training/evaluate.py", "training/prepare.py", "training/serving.py",
+                 "roadseg_lambda/__init__.py", "roadseg_lambda/imaging.py", "roadseg_lambda/masks.py",
+                 "roadseg_lambda/settings.py", "contracts/__init__.py", "contracts/documents.py",
+                 "contracts/lambda_env.py"):
         assert (package / name).is_file(), name
+    assert not (package / "ingest.py").exists() and not (package / "requirements.txt").exists()  # handlers stay out
     assert not list(package.rglob("__pycache__"))

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from stacks.app_builder import build_app, cdk_json_context
 from stacks.config import GPU_FAMILIES, ClassesConfig, ConfigError, instance_family, load_config
-from stacks.training_pipelines import pipeline_settings, resolve_scheme
+from stacks.training_pipelines import ServingContractWarning, pipeline_settings, resolve_scheme
+from training.instances import HOSTING_FAMILIES, TRAINING_FAMILIES
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -47,7 +48,8 @@ def test_both_pipelines_exist_with_a_definition_for_every_placeholder(env, templ
 def test_training_pipeline_steps_in_order(env, template):
     definition = substituted_definitions(template)[f"{env.config.prefix}-training"]
     assert [(step["Name"], step["Type"]) for step in definition["Steps"]] == [
-        ("PrepareDataset", "Processing"), ("TrainSegmentation", "Training"), ("CreateCandidateModel", "Model"),
+        ("PrepareDataset", "Processing"), ("TrainSegmentation", "Training"),
+        ("PrepareServingValidation", "Processing"), ("CreateCandidateModel", "Model"),
         ("TransformValidation", "Transform"), ("EvaluateModel", "Processing"), ("QualityGate", "Condition")]
     condition = definition["Steps"][-1]
     assert [s["Type"] for s in condition["Arguments"]["IfSteps"]] == ["RegisterModel"]
@@ -60,6 +62,76 @@ def test_training_uses_gpu_instances(env):
     cfg = env.config.training
     for instance_type in (cfg.instance_type, cfg.transform_instance_type):
         assert instance_family(instance_type) in GPU_FAMILIES
+    assert instance_family(cfg.instance_type) in TRAINING_FAMILIES
+    assert instance_family(cfg.transform_instance_type) in HOSTING_FAMILIES
+
+
+def hyperparameters_of(definitions: dict[str, dict], prefix: str) -> tuple[dict, dict]:
+    train = next(s for s in definitions[f"{prefix}-training"]["Steps"] if s["Name"] == "TrainSegmentation")
+    tune = next(s for s in definitions[f"{prefix}-tuning"]["Steps"] if s["Name"] == "TuneSegmentation")
+    return train["Arguments"]["HyperParameters"], tune["Arguments"]["TrainingJobDefinition"]["StaticHyperParameters"]
+
+
+def test_the_definitions_show_the_hyperparameters_derived_from_the_serving_resolution(env, template):
+    # dev: g4dn.xlarge (T4 16 GiB), prod: p3.2xlarge (V100 16 GiB); both serve 1024x512.
+    assert (env.config.preprocessing.target_width, env.config.preprocessing.target_height) == (1024, 512)
+    definitions = substituted_definitions(template)
+    train, tune = hyperparameters_of(definitions, env.config.prefix)
+    for static in (train, tune):
+        assert (static["base_size"], static["crop_size"], static["validation_mini_batch_size"]) == ("1024", "512", "6")
+    parameters = {p["Name"]: p for p in definitions[f"{env.config.prefix}-training"]["Parameters"]}
+    assert parameters["MiniBatchSize"]["DefaultValue"] == 6  # the training pipeline's mini_batch_size
+    ranges = definitions[f"{env.config.prefix}-tuning"]["Steps"]
+    tuning = next(s for s in ranges if s["Name"] == "TuneSegmentation")["Arguments"]["HyperParameterTuningJobConfig"]
+    batch = next(r for r in tuning["ParameterRanges"]["IntegerParameterRanges"] if r["Name"] == "mini_batch_size")
+    assert (batch["MinValue"], batch["MaxValue"]) == ("2", "6")
+
+
+def test_tuning_never_shares_a_checkpoint_prefix(env, template):
+    definitions = substituted_definitions(template)
+    tune = next(s for s in definitions[f"{env.config.prefix}-tuning"]["Steps"] if s["Name"] == "TuneSegmentation")
+    job = tune["Arguments"]["TrainingJobDefinition"]
+    assert "CheckpointConfig" not in job and not job.get("EnableManagedSpotTraining", False)
+    train = next(s for s in definitions[f"{env.config.prefix}-training"]["Steps"] if s["Name"] == "TrainSegmentation")
+    assert ("CheckpointConfig" in train["Arguments"]) == env.config.training.use_spot_instances
+
+
+def _with_training(**changes):
+    config = load_config("dev")
+    return config.model_copy(update={"training": config.training.model_copy(update=changes)})
+
+
+def test_overrides_that_break_the_serving_contract_win_with_a_warning():
+    config = _with_training(hyperparameters={"algorithm": "deeplab", "crop_size": 240, "base_size": 520})
+    with pytest.warns(ServingContractWarning) as record:
+        settings = pipeline_settings(config, resolve_scheme(config))
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 2 and all(m.startswith("config/dev.yaml: training.hyperparameters: ") for m in messages)
+    assert "base_size 520 is 49% away from the long side of the serving resolution 1024x512" in messages[0]
+    assert "crop_size 240 is below 480" in messages[1]
+    assert (settings.hyperparameters["crop_size"], settings.hyperparameters["base_size"]) == ("240", "520")
+    # The batch sizes follow the smaller crop: 6 x (512/240)^2 on a T4.
+    assert settings.hyperparameters["mini_batch_size"] == "27"
+
+
+def test_overrides_that_keep_the_contract_and_the_shipped_configs_warn_nothing(recwarn):
+    for config in (load_config("dev"), load_config("prod"),
+                   _with_training(hyperparameters={"crop_size": 480, "mini_batch_size": 4})):
+        pipeline_settings(config, resolve_scheme(config))
+    assert not [w for w in recwarn if issubclass(w.category, ServingContractWarning)]
+
+
+@pytest.mark.parametrize(("instance_type", "batch"), [
+    ("ml.p2.xlarge", "4"), ("ml.p3.2xlarge", "6"), ("ml.g4dn.2xlarge", "6"), ("ml.g5.2xlarge", "8"),
+    ("ml.p3.8xlarge", "24"), ("ml.g5.48xlarge", "64"),
+])
+def test_batch_size_defaults_per_training_instance(instance_type, batch):
+    config = load_config("dev")
+    config = config.model_copy(update={"training": type(config.training).model_validate(
+        {**config.training.model_dump(), "instance_type": instance_type})})
+    settings = pipeline_settings(config, resolve_scheme(config))
+    hyperparameters = settings.hyperparameters
+    assert hyperparameters["mini_batch_size"] == hyperparameters["validation_mini_batch_size"] == batch
 
 
 def test_model_package_group(env, template):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from training.classes import classes_json, custom_scheme, parse_classes_json
-from training.hyperparameters import TUNABLE_RANGES
+from training.hyperparameters import TUNABLE_RANGES, tuning_ranges
 from training.pipelines import (
     CODE_DIR,
     PLACEHOLDERS,
@@ -288,6 +288,7 @@ def test_training_pipeline_steps_in_order(training):
     assert top == [
         ("PrepareDataset", "Processing"),
         ("TrainSegmentation", "Training"),
+        ("PrepareServingValidation", "Processing"),
         ("CreateCandidateModel", "Model"),
         ("TransformValidation", "Transform"),
         ("EvaluateModel", "Processing"),
@@ -303,6 +304,7 @@ def test_tuning_pipeline_steps_in_order(tuning):
     assert top == [
         ("PrepareDataset", "Processing"),
         ("TuneSegmentation", "Tuning"),
+        ("PrepareServingValidation", "Processing"),
         ("CreateCandidateModel", "Model"),
         ("TransformValidation", "Transform"),
         ("EvaluateModel", "Processing"),
@@ -322,9 +324,13 @@ def test_dependencies_follow_property_references(pipeline, training, tuning):
     expected = {
         "PrepareDataset": set(),
         job: {"PrepareDataset"},
+        "PrepareServingValidation": {"PrepareDataset"},  # beside the training, not after it
         "CreateCandidateModel": {job},
-        "TransformValidation": {"CreateCandidateModel", "PrepareDataset"},
-        "EvaluateModel": {"PrepareDataset", "TransformValidation"},
+        # The transform reads the serving-resolution frames, never PrepareDataset's full-resolution channel.
+        "TransformValidation": {"CreateCandidateModel", "PrepareServingValidation"},
+        # Evaluate maps the masks back with the serving geometry; the tuning pipeline's head is the tuned one.
+        "EvaluateModel": {"PrepareDataset", "PrepareServingValidation", "TransformValidation"}
+        | ({job} if pipeline == "tuning" else set()),
         "RegisterModel": {job, "EvaluateModel"},
         "GateFailed": {"EvaluateModel"},
     }
@@ -495,19 +501,18 @@ def test_training_hyperparameters(training):
     assert not {"true", "false"} & set(literal)
 
 
+ALGORITHM_CHANNELS = ["train", "validation", "train_annotation", "validation_annotation"]
+
+
 def test_training_channels_and_content_types(training):
     channels = steps(training)["TrainSegmentation"]["Arguments"]["InputDataConfig"]
-    assert [c["ChannelName"] for c in channels] == [
-        "train",
-        "validation",
-        "train_annotation",
-        "validation_annotation",
-        "label_map",
-    ]
+    # label_map is not passed: the map PrepareDataset writes is the algorithm's default, and AWS documents no
+    # content type for that channel.
+    assert [c["ChannelName"] for c in channels] == ALGORITHM_CHANNELS
     for channel in channels:
         name = channel["ChannelName"]
-        expected = "image/jpeg" if name in IMAGE_CONTENT else "image/png" if name in ANNOTATION_CONTENT else None
-        assert channel["ContentType"] == (expected or "application/json"), name
+        assert channel["ContentType"] == ("image/jpeg" if name in IMAGE_CONTENT else "image/png"), name
+        assert name in IMAGE_CONTENT | ANNOTATION_CONTENT
         assert channel["InputMode"] == "File"
         source = channel["DataSource"]["S3DataSource"]
         assert source["S3Uri"] == {
@@ -563,7 +568,7 @@ def test_no_volume_kms_key_on_instance_types_with_local_nvme_storage():
         by_name = steps(json.loads(fn_sub(builder(settings))))
         args = by_name[job]["Arguments"]
         assert "VolumeKmsKeyId" not in args.get("TrainingJobDefinition", args)["ResourceConfig"]
-        for processing in ("PrepareDataset", "EvaluateModel"):
+        for processing in ("PrepareDataset", "PrepareServingValidation", "EvaluateModel"):
             assert "VolumeKmsKeyId" not in by_name[processing]["Arguments"]["ProcessingResources"]["ClusterConfig"]
         # Output encryption does not depend on the instance type.
         assert args.get("TrainingJobDefinition", args)["OutputDataConfig"]["KmsKeyId"] == SUBSTITUTES["KmsKeyArn"]
@@ -593,7 +598,8 @@ def test_tuning_job_objective_ranges_and_limits(tuning):
         1e-3,
     )
     integer = {r["Name"]: r for r in ranges["IntegerParameterRanges"]}
-    assert (integer["mini_batch_size"]["MinValue"], integer["mini_batch_size"]["MaxValue"]) == ("4", "32")
+    # Capped at the settings' mini_batch_size (8: what fits, or an explicit value), floor a quarter of it (>= 2).
+    assert (integer["mini_batch_size"]["MinValue"], integer["mini_batch_size"]["MaxValue"]) == ("2", "8")
     categorical = {r["Name"]: r["Values"] for r in ranges["CategoricalParameterRanges"]}
     assert categorical == {"optimizer": ["sgd", "adam", "rmsprop"], "algorithm": ["fcn", "psp", "deeplab"]}
 
@@ -603,8 +609,9 @@ def test_tuning_ranges_are_the_tunable_ranges_of_the_hyperparameters(tuning):
     kinds = {"continuous": "ContinuousParameterRanges", "integer": "IntegerParameterRanges",
              "categorical": "CategoricalParameterRanges"}
     generated = {r["Name"]: (kind, r) for kind, items in ranges.items() for r in items}
-    assert set(generated) == {r.name for r in TUNABLE_RANGES}
-    for tunable in TUNABLE_RANGES:
+    expected_ranges = tuning_ranges(int(BASE.hyperparameters["mini_batch_size"]))
+    assert set(generated) == {r.name for r in TUNABLE_RANGES} == {r.name for r in expected_ranges}
+    for tunable in expected_ranges:
         kind, item = generated[tunable.name]
         assert kind == kinds[tunable.kind], tunable.name
         expected = tunable.as_parameter_range()
@@ -613,6 +620,14 @@ def test_tuning_ranges_are_the_tunable_ranges_of_the_hyperparameters(tuning):
         else:
             assert item["ScalingType"] == expected["ScalingType"], tunable.name
             assert (float(item["MinValue"]), float(item["MaxValue"])) == (tunable.min, tunable.max), tunable.name
+
+
+def test_tuning_keeps_a_batch_size_too_small_to_search_static():
+    settings = dataclasses.replace(BASE, hyperparameters={**BASE.hyperparameters, "mini_batch_size": "2"})
+    tune = steps(json.loads(fn_sub(build_tuning_pipeline(settings))))["TuneSegmentation"]["Arguments"]
+    integer = tune["HyperParameterTuningJobConfig"]["ParameterRanges"].get("IntegerParameterRanges", [])
+    assert "mini_batch_size" not in {r["Name"] for r in integer}
+    assert tune["TrainingJobDefinition"]["StaticHyperParameters"]["mini_batch_size"] == "2"
 
 
 def test_tuning_training_job_definition(tuning):
@@ -628,13 +643,7 @@ def test_tuning_training_job_definition(tuning):
         "num_training_samples": _num_training_samples(),
     }
     assert not {"learning_rate", "algorithm", "mini_batch_size", "optimizer"} & set(static)
-    assert [c["ChannelName"] for c in definition["InputDataConfig"]] == [
-        "train",
-        "validation",
-        "train_annotation",
-        "validation_annotation",
-        "label_map",
-    ]
+    assert [c["ChannelName"] for c in definition["InputDataConfig"]] == ALGORITHM_CHANNELS
     assert all(c["InputMode"] == "File" and c["ContentType"] for c in definition["InputDataConfig"])
     assert "MetricDefinitions" not in definition["AlgorithmSpecification"]  # built-in objective metric
     # Kept although the SDK's tuner drops them (see pipelines._TuningStep):
@@ -648,9 +657,22 @@ def test_tuning_training_job_definition(tuning):
         "KmsKeyId": SUBSTITUTES["KmsKeyArn"],
         "CompressionType": "GZIP",
     }
-    assert definition["EnableManagedSpotTraining"] is True
-    assert definition["StoppingCondition"]["MaxWaitTimeInSeconds"] == 16 * 3600
-    assert "CheckpointConfig" in definition
+    # BASE trains on spot; tuning does not (see test_tuning_jobs_share_no_checkpoint_prefix).
+    assert not definition.get("EnableManagedSpotTraining", False)
+    assert definition["StoppingCondition"] == {"MaxRuntimeInSeconds": 8 * 3600}
+    assert "CheckpointConfig" not in definition
+
+
+def test_tuning_jobs_share_no_checkpoint_prefix(training, tuning):
+    # All training jobs of a tuning job share its TrainingJobDefinition, so a CheckpointConfig there would be one
+    # prefix for jobs of different heads: tuning runs on demand without checkpoints even where training uses spot.
+    assert BASE.use_spot_instances
+    train = steps(training)["TrainSegmentation"]["Arguments"]
+    assert train["EnableManagedSpotTraining"] is True and "CheckpointConfig" in train
+    definition = steps(tuning)["TuneSegmentation"]["Arguments"]["TrainingJobDefinition"]
+    assert "CheckpointConfig" not in definition and not definition.get("EnableManagedSpotTraining", False)
+    assert "MaxWaitTimeInSeconds" not in definition["StoppingCondition"]
+    assert "checkpoints" not in json.dumps(steps(tuning)["TuneSegmentation"])
 
 
 def test_tuning_candidate_is_the_best_training_job(tuning):
@@ -686,11 +708,14 @@ def test_transform_validation(pipeline, training, tuning):
     definition = {"training": training, "tuning": tuning}[pipeline]
     args = steps(definition)["TransformValidation"]["Arguments"]
     assert args["ModelName"] == {"Get": "Steps.CreateCandidateModel.ModelName"}
-    assert args["TransformInput"] == {
+    assert args["TransformInput"] == {  # the frames as the service receives them
         "DataSource": {
             "S3DataSource": {
                 "S3DataType": "S3Prefix",
-                "S3Uri": {"Get": "Steps.PrepareDataset.ProcessingOutputConfig.Outputs['validation'].S3Output.S3Uri"},
+                "S3Uri": {
+                    "Get": "Steps.PrepareServingValidation.ProcessingOutputConfig.Outputs['serving_validation']"
+                    ".S3Output.S3Uri"
+                },
             }
         },
         "ContentType": "image/jpeg",
@@ -715,6 +740,67 @@ def test_transform_validation(pipeline, training, tuning):
     assert args["BatchStrategy"] == "SingleRecord"
 
 
+# What EvaluateModel records as the head: the Algorithm parameter, or the tuned algorithm of the evaluated job.
+HEADS = {
+    "training": get("Algorithm"),
+    "tuning": {"Get": "Steps.TuneSegmentation.TrainingJobSummaries[0].TunedHyperParameters['algorithm']"},
+}
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_serving_step_prepares_validation_as_ingest_does(pipeline, training, tuning):
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    step = steps(definition)["PrepareServingValidation"]
+    args = step["Arguments"]
+    assert args["AppSpecification"]["ImageUri"] == SUBSTITUTES["ProcessingImage"]
+    assert args["AppSpecification"]["ContainerEntrypoint"] == PROCESSING_ENTRYPOINT
+    assert args["AppSpecification"]["ContainerArguments"] == [
+        "serving",
+        "--input",
+        "/opt/ml/processing/input/validation",
+        "--output",
+        "/opt/ml/processing/output/serving_validation",
+        "--geometry-dir",
+        "/opt/ml/processing/output/serving_geometry",
+    ]
+    # prepare_frame's options travel as the ingest function's own variables (contracts.lambda_env).
+    assert args["Environment"] == BASE.serving_preprocessing.frame_preparation_env() == {
+        "TARGET_WIDTH": "1024", "TARGET_HEIGHT": "512", "ROI": "", "MAX_INPUT_BYTES": "20971520",
+        "MAX_INPUT_PIXELS": "40000000", "JPEG_QUALITY": "90"}
+    inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
+    assert set(inputs) == {"code", "package", "validation"}
+    assert inputs["validation"]["S3Uri"] == {
+        "Get": "Steps.PrepareDataset.ProcessingOutputConfig.Outputs['validation'].S3Output.S3Uri"
+    }
+    assert inputs["validation"]["LocalPath"] == "/opt/ml/processing/input/validation"
+    assert inputs["package"]["S3Uri"] == SUBSTITUTES["CodePackageUri"]
+    outputs = {o["OutputName"]: o["S3Output"] for o in args["ProcessingOutputConfig"]["Outputs"]}
+    assert list(outputs) == ["serving_validation", "serving_geometry"]
+    for name, output in outputs.items():
+        assert output["LocalPath"] == f"/opt/ml/processing/output/{name}"
+        assert output["S3Uri"] == join("s3:/", "test-datasets-bucket", "prepared", EXECUTION_ID, name, on="/")
+    assert args["ProcessingOutputConfig"]["KmsKeyId"] == SUBSTITUTES["KmsKeyArn"]
+    assert args["ProcessingResources"]["ClusterConfig"]["InstanceType"] == get("ProcessingInstanceType")
+    assert args["NetworkConfig"]["EnableNetworkIsolation"] is True
+    assert "PropertyFiles" not in step or not step["PropertyFiles"]
+
+
+def test_serving_step_carries_the_configured_preprocessing():
+    from contracts.lambda_env import PreprocessorEnvironment
+
+    configured = PreprocessorEnvironment(target_width=960, target_height=480, roi=(0.0, 0.1, 1.0, 0.88),
+                                         jpeg_quality=80, max_input_pixels=30_000_000)
+    settings = dataclasses.replace(BASE, serving_preprocessing=configured)
+    for builder in (build_training_pipeline, build_tuning_pipeline):
+        environment = steps(json.loads(fn_sub(builder(settings))))["PrepareServingValidation"]["Arguments"][
+            "Environment"]
+        assert environment == {"TARGET_WIDTH": "960", "TARGET_HEIGHT": "480", "ROI": "0.0,0.1,1.0,0.88",
+                               "MAX_INPUT_BYTES": "20971520", "MAX_INPUT_PIXELS": "30000000", "JPEG_QUALITY": "80"}
+    # No other job gets the functions' variables.
+    by_name = steps(json.loads(fn_sub(build_training_pipeline(settings))))
+    assert all("Environment" not in by_name[name]["Arguments"] for name in ("PrepareDataset", "EvaluateModel"))
+
+
 @pytest.mark.parametrize("pipeline", ["training", "tuning"])
 def test_evaluate_step(pipeline, training, tuning):
     definition = {"training": training, "tuning": tuning}[pipeline]
@@ -728,12 +814,20 @@ def test_evaluate_step(pipeline, training, tuning):
         "/opt/ml/processing/input/ground_truth",
         "--predictions",
         "/opt/ml/processing/input/predictions",
+        "--serving-geometry",
+        "/opt/ml/processing/input/serving_geometry/geometry.json",
+        "--head",
+        HEADS[pipeline],
         "--output",
         "/opt/ml/processing/output/evaluation",
         "--scheme",
         "cityscapes",
     ]
     inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
+    assert inputs["serving_geometry"]["S3Uri"] == {
+        "Get": "Steps.PrepareServingValidation.ProcessingOutputConfig.Outputs['serving_geometry'].S3Output.S3Uri"
+    }
+    assert inputs["serving_geometry"]["LocalPath"] == "/opt/ml/processing/input/serving_geometry"
     assert inputs["ground_truth"]["S3Uri"] == {
         "Get": "Steps.PrepareDataset.ProcessingOutputConfig.Outputs['validation_annotation'].S3Output.S3Uri"
     }
