@@ -1,4 +1,6 @@
-"""Prints one line per synthesized stack (name, resource count): `python -m stacks.summary cdk.out`."""
+"""What `make synth` prints: one line per synthesized stack (name, resource count), then per pipeline its steps,
+the training hyperparameters derived from the serving resolution, and the resolution the gate measures at:
+`python -m stacks.summary cdk.out`."""
 
 from __future__ import annotations
 
@@ -18,6 +20,38 @@ def summarize(outdir: Path) -> list[tuple[str, int]]:
     return sorted(rows)
 
 
+def pipeline_lines(outdir: Path) -> list[str]:
+    """Steps, derived hyperparameters and the gate's serving resolution of each pipeline definition."""
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    lines = []
+    for artifact in manifest["artifacts"].values():
+        if artifact.get("type") != "aws:cloudformation:stack":
+            continue
+        template = json.loads((outdir / artifact["properties"]["templateFile"]).read_text())
+        for resource in template.get("Resources", {}).values():
+            if resource.get("Type") != "AWS::SageMaker::Pipeline":
+                continue
+            body = resource["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]
+            definition = json.loads(body["Fn::Sub"][0] if isinstance(body, dict) else body)
+            name = resource["Properties"].get("PipelineName", "?")
+            steps = {step["Name"]: step for step in definition.get("Steps", [])}
+            defaults = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])}
+            lines.append(f"{name}: {' -> '.join(steps)}")
+            arguments = next((s["Arguments"] for s in steps.values() if s["Type"] in ("Training", "Tuning")), {})
+            static = arguments.get("HyperParameters") or arguments.get("TrainingJobDefinition", {}).get(
+                "StaticHyperParameters", {})
+            derived = {k: static[k] for k in ("base_size", "crop_size", "validation_mini_batch_size") if k in static}
+            if "MiniBatchSize" in defaults:
+                derived["mini_batch_size"] = defaults["MiniBatchSize"]
+            lines.append("  hyperparameters: " + ", ".join(f"{k}={v}" for k, v in derived.items()))
+            serving = steps.get("PrepareServingValidation", {}).get("Arguments", {}).get("Environment", {})
+            if serving:
+                roi = serving.get("ROI") or "whole frame"
+                lines.append(f"  gate measures at {serving.get('TARGET_WIDTH')}x{serving.get('TARGET_HEIGHT')} "
+                             f"(ROI {roi}, JPEG quality {serving.get('JPEG_QUALITY')}), as ingest sends")
+    return lines
+
+
 def main(argv: list[str]) -> int:
     outdir = Path(argv[0] if argv else "cdk.out")
     if not (outdir / "manifest.json").is_file():
@@ -25,6 +59,8 @@ def main(argv: list[str]) -> int:
         return 2
     for name, count in summarize(outdir):
         print(f"{name:<40} {count:>4} resources")
+    for line in pipeline_lines(outdir):
+        print(line)
     return 0
 
 
