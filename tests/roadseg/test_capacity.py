@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from roadseg import capacity, cli
+from roadseg import capacity
 from roadseg.capacity import CapacityInputError, Fleet, Ingest
 from stacks.config import load_config
 from stacks.costs import endpoint_costs, load_prices
@@ -218,15 +218,6 @@ def test_plot_without_matplotlib_is_drawn_with_pillow(tmp_path, monkeypatch):
 
 # -- the command ----------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def run(capsys):
-    def _run(*argv) -> tuple[int, str, str]:
-        rc = cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return rc, out, err
-
-    return _run
 
 
 def test_command_json_and_plot(run, tmp_path):

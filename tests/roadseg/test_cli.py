@@ -16,7 +16,7 @@ from moto import mock_aws
 from PIL import Image
 from roadseg_lambda.imaging import PrepareOptions, prepare_frame
 
-from roadseg import cli, commands, session
+from roadseg import commands, session
 from stacks import config as stacks_config
 from training.classes import get_scheme
 from training.recordio import encode_probabilities
@@ -31,27 +31,11 @@ DEV_OPTIONS = PrepareOptions(target_size=(1024, 512), roi=None, jpeg_quality=90)
 
 
 @pytest.fixture
-def aws(monkeypatch, tmp_path):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION,
-                       "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
-                       "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials")}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def aws(offline_aws_env, monkeypatch, tmp_path):
     with mock_aws():
         yield
 
 
-@pytest.fixture
-def run(capsys):
-    def _run(*argv: str) -> tuple[int, str, str]:
-        rc = cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return rc, out, err
-
-    return _run
 
 
 @pytest.fixture

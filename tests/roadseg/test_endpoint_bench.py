@@ -21,7 +21,7 @@ from moto import mock_aws
 from PIL import Image
 from roadseg_lambda.imaging import PrepareOptions, prepare_frame
 
-from roadseg import cli, endpoint_bench, session
+from roadseg import endpoint_bench, session
 from stacks.config import load_config
 from stacks.costs import Measurement, cost_table, endpoint_costs, load_prices
 from training.scenes import generate_scene
@@ -37,27 +37,11 @@ FAST = ["--concurrency", "2", "--poll-interval", "0.02", "--instance-poll", "0.2
 
 
 @pytest.fixture
-def aws(monkeypatch, tmp_path):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
-                       "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials")}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def aws(offline_aws_env, monkeypatch, tmp_path):
     with mock_aws():
         yield
 
 
-@pytest.fixture
-def run(capsys):
-    def _run(*argv: str) -> tuple[int, str, str]:
-        rc = cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return rc, out, err
-
-    return _run
 
 
 def _endpoint(region: str, name: str, kind: str, *, instances: int = 1, instance_type: str = "ml.g4dn.xlarge") -> str:

@@ -13,8 +13,6 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
-from roadseg import cli
-
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/roadseg-test"
 OUTPUTS = {
@@ -61,15 +59,6 @@ def deployed(aws):
     return s3, sm
 
 
-@pytest.fixture
-def run(capsys):
-    def _run(*argv) -> tuple[int, str, str]:
-        rc = cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return rc, out, err
-
-    return _run
 
 
 def test_upload_finds_the_datasets_bucket_in_the_data_stack(run, deployed, tmp_path):

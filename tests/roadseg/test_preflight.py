@@ -247,15 +247,8 @@ class _WithAccountSettings:
 
 
 @pytest.fixture
-def aws(monkeypatch, tmp_path):
+def aws(offline_aws_env, monkeypatch, tmp_path):
     """moto for everything; Service Quotas answered by a Stubber from `quotas`; Lambda's account limits settable."""
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
-                       "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
-                       "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials")}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         state = _AwsState()
         real = preflight.make_client
