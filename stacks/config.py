@@ -7,6 +7,7 @@ key and what is allowed (``ConfigError``), never as a pydantic traceback.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from enum import StrEnum
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stacks.network_config import IsolatedNetworkConfig
 from training.classes import MAX_CLASSES, MIN_CLASSES, SCHEME_NAMES, get_scheme, scheme_from_config
 
 # The instance-family facts are defined once in training/instances.py; re-exported here for existing importers.
@@ -25,6 +27,8 @@ from training.instances import NVME_FAMILIES as NVME_FAMILIES
 from training.instances import instance_family as instance_family
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+# Another folder of environment files for load_config (e.g. config/examples), as `-c config_dir=` is for synth.
+CONFIG_DIR_VARIABLE = "ROADSEG_CONFIG_DIR"
 
 ML_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[0-9]*(x?large|medium|small|metal)$")
 
@@ -292,6 +296,69 @@ class PreprocessingConfig(_Strict):
         return value
 
 
+# -- delivery: the promotion pipeline (stacks/delivery), opt-in ------------------------------------------------------
+
+CODESTAR_CONNECTION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:[0-9]{12}:connection/[A-Za-z0-9-]+$")
+
+
+class DeliverySourceConfig(_Strict):
+    """Where the pipeline pulls the project from: a CodeStar (CodeConnections) connection with an ``owner/name``
+    repository, or a CodeCommit repository in the tools account."""
+
+    connection_arn: str | None = None
+    repository: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$")]
+    branch: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\s~^:?*\[\\]+$")] = "main"
+    codecommit: bool = False
+
+    @field_validator("connection_arn")
+    @classmethod
+    def _connection(cls, value: str | None) -> str | None:
+        if value is not None and not CODESTAR_CONNECTION_ARN.match(value):
+            raise ValueError(f"'{value}' is not a CodeStar connection ARN: use arn:aws:codeconnections:<region>:"
+                             "<account>:connection/<id> (Developer Tools > Settings > Connections)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DeliverySourceConfig:
+        if self.codecommit == (self.connection_arn is not None):
+            raise ValueError("set exactly one of 'connection_arn' (with repository: owner/name) or 'codecommit: true' "
+                             "(with repository: the CodeCommit repository name)")
+        if self.connection_arn is not None and "/" not in self.repository:
+            raise ValueError(f"repository '{self.repository}': a connection source needs owner/name")
+        if self.codecommit and "/" in self.repository:
+            raise ValueError(f"repository '{self.repository}': a CodeCommit repository name has no '/'")
+        return self
+
+
+EnvironmentName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,15}$")]
+
+
+class DeliveryConfig(_Strict):
+    """The promotion pipeline: runs in this file's ``account``/``region`` (the tools account) and deploys the
+    ``stages`` in order, each an environment whose own config file (same folder) pins its account and region."""
+
+    source: DeliverySourceConfig
+    stages: Annotated[list[EnvironmentName], Field(min_length=1, max_length=10)]
+    # Stages preceded by a manual approval. Left out (or null): every stage named prod.
+    manual_approval_before: list[EnvironmentName] | None = None
+
+    @model_validator(mode="after")
+    def _stages(self) -> DeliveryConfig:
+        if len(set(self.stages)) != len(self.stages):
+            raise ValueError(f"stages must be unique, got {self.stages}")
+        unknown = sorted(set(self.manual_approval_before or ()) - set(self.stages))
+        if unknown:
+            raise ValueError(f"manual_approval_before names {unknown}, which are not stages ({self.stages})")
+        return self
+
+    @property
+    def approval_stages(self) -> list[str]:
+        if self.manual_approval_before is None:
+            return [stage for stage in self.stages if stage == "prod"]
+        return list(self.manual_approval_before)
+
+
 class EnvironmentConfig(_Strict):
     """Everything that differs between deployments of roadseg."""
 
@@ -307,6 +374,10 @@ class EnvironmentConfig(_Strict):
     async_endpoint: AsyncEndpointConfig = AsyncEndpointConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
     tags: dict[str, str] = Field(default_factory=dict)
+    # The promotion pipeline (stacks/delivery); this file's account/region are then the tools account.
+    delivery: DeliveryConfig | None = None
+    # Isolated-network mode (stacks/network.py): absent, nothing runs in a VPC.
+    network: IsolatedNetworkConfig | None = None
 
     @model_validator(mode="after")
     def _account_needs_region(self) -> EnvironmentConfig:
@@ -314,6 +385,15 @@ class EnvironmentConfig(_Strict):
             raise ValueError("'account' is set without 'region': set both, or neither for an env-agnostic synth")
         if self.name != "dev" and not (self.account and self.region):
             raise ValueError(f"environment '{self.name}' must pin 'account' and 'region' (only dev may leave them out)")
+        return self
+
+    @model_validator(mode="after")
+    def _delivery_stages(self) -> EnvironmentConfig:
+        if self.delivery is not None and not self.account:
+            raise ValueError("delivery: set 'account' and 'region' of this file to the tools account that runs the "
+                             "pipeline")
+        if self.delivery is not None and self.name in self.delivery.stages:
+            raise ValueError(f"delivery.stages: '{self.name}' is the tools environment itself, not a stage")
         return self
 
     @property
@@ -345,6 +425,8 @@ def _format_error(path: Path, error: ValidationError) -> str:
 
 
 def load_config(env: str, config_dir: Path = CONFIG_DIR) -> EnvironmentConfig:
+    if config_dir == CONFIG_DIR and os.environ.get(CONFIG_DIR_VARIABLE):  # the delivery pipeline's steps
+        config_dir = Path(os.environ[CONFIG_DIR_VARIABLE])
     path = config_dir / f"{env}.yaml"
     if not path.is_file():
         raise ConfigError(

@@ -12,6 +12,7 @@ from stacks.bucket_set import BucketSet
 from stacks.config import EnvironmentConfig
 from stacks.images import images_mapping
 from stacks.monitoring import Monitoring, MonitoringProps
+from stacks.network import NetworkStack, place_functions_in
 from stacks.operations_key import OperationsKey, OperationsKeyProps
 from stacks.preprocessors import Preprocessors, PreprocessorsProps
 from stacks.realtime_endpoint import RealtimeEndpoint, RealtimeEndpointProps
@@ -27,14 +28,22 @@ def endpoint_names(config: EnvironmentConfig) -> tuple[str, str]:
 
 class InferenceStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, data: BucketSet,
-                 training: TrainingPipelines, suspend_scaling: bool = False, **kwargs) -> None:
+                 training: TrainingPipelines, suspend_scaling: bool = False, network: NetworkStack | None = None,
+                 **kwargs) -> None:
         """``suspend_scaling``: leave the endpoints' scalable targets out, the first of the two deploys that change
-        an autoscaled endpoint's instance type (README, "Changing an endpoint's instance type")."""
+        an autoscaled endpoint's instance type (README, "Changing an endpoint's instance type"). ``network``:
+        isolated-network mode, the model and every function run in its private subnets."""
         super().__init__(scope, construct_id, **kwargs)
+        # First: SSM-typed parameters of an imported network exist before the rollout lists them, and no function
+        # can be created outside the VPC.
+        placement = network.placement(self) if network else None
+        if placement is not None:
+            place_functions_in(self, placement.function)
         self.realtime_name, self.async_name = naming.endpoint_names(config.prefix)
         buckets = data.share_with(self)
         self.model = RegistryModel(self, "Model", RegistryModelProps(
-            buckets=buckets, algorithm_repository_arn=images_mapping(self, config).get("AlgorithmRepository")))
+            buckets=buckets, algorithm_repository_arn=images_mapping(self, config).get("AlgorithmRepository"),
+            vpc_config=placement.sagemaker_vpc_config() if placement else None))
         # Log groups, topics and queues that AWS services write into use this stack's own key (see the module).
         self.operations_key = OperationsKey(self, "OperationsKey", OperationsKeyProps(
             prefix=config.prefix, retain=config.retain))

@@ -17,12 +17,15 @@ from contracts.layout import INFERENCE
 from contracts.naming import MODEL_PACKAGE_PARAMETER
 from stacks.bucket_set import SharedBuckets
 from stacks.compliance import acknowledge_policy, nag_arn
+from stacks.network import VPC_WILDCARD_REASON, allow_sagemaker_vpc
 
 
 @dataclass(frozen=True)
 class RegistryModelProps:
     buckets: SharedBuckets
     algorithm_repository_arn: str
+    # Isolated-network mode: {"subnets": [...], "security_group_ids": [...]} (stacks.network.Placement)
+    vpc_config: dict[str, list[str]] | None = None
 
 
 def apply_condition(scope: Construct, condition: cdk.CfnCondition) -> None:
@@ -66,11 +69,14 @@ class RegistryModel(Construct):
             actions=["cloudwatch:PutMetricData"], resources=["*"],
             conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}}))
 
+        if props.vpc_config:
+            allow_sagemaker_vpc(self.role)
         prefix = buckets.export_prefix
         acknowledge_policy(self.role, actions=["s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*",
                                                "kms:GenerateDataKey*", "kms:ReEncrypt*"], resources={
             "*": "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource scoping; "
-                 "PutMetricData is limited to SageMaker namespaces by condition.",
+                 "PutMetricData is limited to SageMaker namespaces by condition."
+                 + (VPC_WILDCARD_REASON if props.vpc_config else ""),
             f"{prefix}:ArtifactsBucketArn/*": "Model packages reference model.tar.gz files anywhere under the "
                                               "artifacts bucket's pipeline outputs.",
             f"{prefix}:InferenceBucketArn/{INFERENCE.async_input}*": "Async requests are read from this prefix.",
@@ -88,6 +94,7 @@ class RegistryModel(Construct):
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 model_package_name=self.package_arn.value_as_string),
             enable_network_isolation=True,
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(**props.vpc_config) if props.vpc_config else None,
         )
         self.model.node.add_dependency(self.role)
         self.model.cfn_options.condition = self.has_model

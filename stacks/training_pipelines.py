@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -19,9 +20,15 @@ from stacks.code_assets import TRAINING_DIR, staged
 from stacks.compliance import acknowledge_policy, nag_account_region, nag_arn
 from stacks.config import ConfigError, EnvironmentConfig
 from stacks.images import images_mapping
+from stacks.network import VPC_WILDCARD_REASON, Placement, allow_sagemaker_vpc
 from training.classes import ClassScheme, classes_json, scheme_from_config
 from training.hyperparameters import HyperparameterError, ServingContract, contract_hyperparameters
-from training.pipelines import PipelineSettings, build_training_pipeline, build_tuning_pipeline
+from training.pipelines import (
+    PipelineSettings,
+    build_training_pipeline,
+    build_tuning_pipeline,
+    network_placeholder_names,
+)
 
 # SageMaker names jobs started by a pipeline "pipelines-<execution>-<step>-..."; the role may touch only those.
 PIPELINE_JOB_PREFIX = "pipelines-"
@@ -31,6 +38,7 @@ PIPELINE_JOB_PREFIX = "pipelines-"
 class TrainingPipelinesProps:
     config: EnvironmentConfig
     buckets: SharedBuckets
+    network: Placement | None = None  # isolated-network mode: the jobs' subnets and security groups
 
 
 def resolve_scheme(config: EnvironmentConfig) -> ClassScheme:
@@ -109,6 +117,10 @@ class TrainingPipelines(Construct):
         stack = cdk.Stack.of(self)
         self.scheme = resolve_scheme(config)
         self.settings = pipeline_settings(config, self.scheme)
+        if props.network is not None:
+            self.settings = dataclasses.replace(
+                self.settings, vpc_subnet_count=len(props.network.subnet_ids),
+                vpc_security_group_count=len(props.network.security_group_ids))
 
         self.images = images_mapping(self, config)
 
@@ -131,7 +143,7 @@ class TrainingPipelines(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"roadseg {config.name}: SageMaker pipelines, processing, training and transform jobs",
         )
-        self._grant(config, buckets, stack)
+        self._grant(config, buckets, stack, in_vpc=props.network is not None)
 
         placeholders = {
             "RoleArn": self.role.role_arn,
@@ -143,6 +155,11 @@ class TrainingPipelines(Construct):
             "CodeEntryUri": self.entry_script.s3_object_url,
             "CodePackageUri": self.package.s3_object_url,
         }
+        if props.network is not None:
+            subnets, groups = network_placeholder_names(self.settings)
+            placeholders.update(zip(subnets, props.network.subnet_ids, strict=True))
+            placeholders.update(zip(groups, props.network.security_group_ids, strict=True))
+            allow_sagemaker_vpc(self.role)
         training_name, tuning_name = naming.pipeline_names(config.prefix)
         self.training_pipeline = self._pipeline("TrainingPipeline", training_name,
                                                 build_training_pipeline(self.settings), placeholders,
@@ -168,7 +185,7 @@ class TrainingPipelines(Construct):
         pipeline.node.add_dependency(self.model_package_group)
         return pipeline
 
-    def _grant(self, config: EnvironmentConfig, buckets: SharedBuckets, stack: cdk.Stack) -> None:
+    def _grant(self, config: EnvironmentConfig, buckets: SharedBuckets, stack: cdk.Stack, *, in_vpc: bool) -> None:
         role = self.role
         # Data: read raw datasets, write prepared channels; read/write pipeline artifacts and checkpoints.
         buckets.datasets.grant_read(role, f"{DATASETS.raw}*")
@@ -242,7 +259,8 @@ class TrainingPipelines(Construct):
         acknowledge_policy(role, actions=["s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*",
                                           "s3:DeleteObject*", "kms:GenerateDataKey*", "kms:ReEncrypt*"], resources={
             "*": "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource scoping; "
-                 "PutMetricData is limited to SageMaker namespaces by condition.",
+                 "PutMetricData is limited to SageMaker namespaces by condition."
+                 + (VPC_WILDCARD_REASON if in_vpc else ""),
             f"{shared}:DatasetsBucketArn/raw/*": "Read-only: the labelled source datasets pipelines prepare.",
             f"{shared}:DatasetsBucketArn/prepared/*": "The Prepare step writes each execution's channels here.",
             f"{shared}:ArtifactsBucketArn/pipelines/*": "Training output, predictions and evaluation reports.",

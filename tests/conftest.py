@@ -18,6 +18,7 @@ OFFLINE_ENV = {
 }
 os.environ.update(OFFLINE_ENV)
 os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("ROADSEG_CONFIG_DIR", None)  # the suite reads config/ (the delivery pipeline sets it for its steps)
 
 # jsii (started by `import aws_cdk`) runs on the Node.js pinned in package.json, as under make.
 NODE_BIN = Path(__file__).resolve().parent.parent / "node_modules" / ".bin"

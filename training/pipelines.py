@@ -141,6 +141,25 @@ PLACEHOLDERS: dict[str, str] = {
     f"{PACKAGE_DIR})",
 }
 
+# Isolated-network mode (PipelineSettings.vpc_subnet_count > 0): every processing, training, tuning job and the
+# candidate model (so the transform job) gets a VpcConfig whose subnets and security groups are these placeholders,
+# numbered from 0 (Subnet0, Subnet1, ...; SecurityGroup0, ...). Network isolation stays on: SageMaker then moves the
+# job's data through the VPC (S3 gateway endpoint) while the container itself has no network
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/train-vpc.html,
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_VpcConfig.html: 1..16 subnets, 1..5 groups).
+MAX_VPC_SUBNETS, MAX_VPC_SECURITY_GROUPS = 16, 5
+NETWORK_PLACEHOLDERS: dict[str, str] = {
+    "Subnet<i>": "ID of the i-th private subnet the jobs and the candidate model run in (isolated-network mode)",
+    "SecurityGroup<i>": "ID of the i-th security group of the jobs and the candidate model (isolated-network mode)",
+}
+
+
+def network_placeholder_names(settings: PipelineSettings) -> tuple[list[str], list[str]]:
+    """The subnet and security-group placeholders the definitions of ``settings`` use (empty without a VPC)."""
+    return ([f"Subnet{i}" for i in range(settings.vpc_subnet_count)],
+            [f"SecurityGroup{i}" for i in range(settings.vpc_security_group_count)])
+
+
 # Step names (the order in which they run).
 PREPARE = "PrepareDataset"
 SERVE = "PrepareServingValidation"
@@ -221,6 +240,10 @@ class PipelineSettings:
     # How the ingest function prepares frames (its FRAME_PREPARATION_VARIABLES): PrepareServingValidation prepares
     # the validation images with exactly these (contracts.lambda_env.frame_preparation_environment of the config).
     serving_preprocessing: PreprocessorEnvironment = field(default_factory=PreprocessorEnvironment)
+    # Isolated-network mode: how many subnets and security groups the jobs' VpcConfig names (NETWORK_PLACEHOLDERS);
+    # 0 and 0: no VpcConfig (the default).
+    vpc_subnet_count: int = 0
+    vpc_security_group_count: int = 0
 
     def __post_init__(self) -> None:
         problems = [*_hyperparameter_problems(self), *_settings_problems(self)]
@@ -473,7 +496,7 @@ def _model_trainer(
         checkpoint_config=CheckpointConfig(s3_uri=Join(on="/", values=_checkpoint_uri(pipeline_name)))
         if spot
         else None,
-        networking=Networking(enable_network_isolation=True),  # the built-in algorithm needs no network
+        networking=_networking(settings),  # the built-in algorithm needs no network
         training_input_mode="File",
     )
 
@@ -535,7 +558,7 @@ def _evaluate_and_register(
         s3_model_data_url=model_data,
         role_arn=_SENTINELS.role_arn,
         sagemaker_session=sdk.session,
-        network=Networking(enable_network_isolation=True),
+        network=_networking(settings),
         log_level=logging.ERROR,  # its default (DEBUG) overrides the SDK logger level set by _quiet_sdk
     )
     serving = _serving_step(sdk, settings, params, prepare)
@@ -749,9 +772,29 @@ def _processor(
         max_runtime_in_seconds=settings.max_runtime_seconds,
         base_job_name=base_job_name,
         sagemaker_session=sdk.session,
-        network_config=NetworkConfig(enable_network_isolation=True),
+        network_config=NetworkConfig(enable_network_isolation=True, **_vpc_arguments(settings)),
         env=dict(env) if env else None,
     )
+
+
+def _vpc_arguments(settings: PipelineSettings) -> dict[str, list[str]]:
+    """``subnets``/``security_group_ids`` as sentinels (replaced by NETWORK_PLACEHOLDERS), nothing without a VPC."""
+    if not settings.vpc_subnet_count:
+        return {}
+    return {"subnets": [_subnet_sentinel(i) for i in range(settings.vpc_subnet_count)],
+            "security_group_ids": [_security_group_sentinel(i) for i in range(settings.vpc_security_group_count)]}
+
+
+def _networking(settings: PipelineSettings) -> Networking:
+    return Networking(enable_network_isolation=True, **_vpc_arguments(settings))
+
+
+def _subnet_sentinel(index: int) -> str:
+    return f"subnet-roadseg{index:02d}sentinel"
+
+
+def _security_group_sentinel(index: int) -> str:
+    return f"sg-roadseg{index:02d}sentinel"
 
 
 def _code_inputs() -> list[ProcessingInput]:
@@ -870,6 +913,11 @@ def _settings_problems(settings: PipelineSettings) -> Iterator[str]:
             yield f"IoU floor of {name!r} ({floor}) must be within 0..1"
     if (settings.class_scheme == "custom") != bool(settings.custom_classes_json):
         yield "custom_classes_json must be given exactly when class_scheme is 'custom'"
+    if settings.vpc_subnet_count or settings.vpc_security_group_count:
+        if not (1 <= settings.vpc_subnet_count <= MAX_VPC_SUBNETS
+                and 1 <= settings.vpc_security_group_count <= MAX_VPC_SECURITY_GROUPS):
+            yield (f"a VpcConfig needs 1..{MAX_VPC_SUBNETS} subnets and 1..{MAX_VPC_SECURITY_GROUPS} security groups, "
+                   f"got {settings.vpc_subnet_count} and {settings.vpc_security_group_count}")
     if settings.use_spot_instances and settings.max_wait_seconds < settings.max_runtime_seconds:
         yield f"max_wait_seconds ({settings.max_wait_seconds}) must be >= max_runtime_seconds with spot instances"
     if not 1 <= settings.tuning_max_parallel_jobs <= settings.tuning_max_jobs:
@@ -911,6 +959,8 @@ class _Sentinels:
             self.processing_image: "ProcessingImage",
             self.datasets_bucket: "DatasetsBucket",
             self.artifacts_bucket: "ArtifactsBucket",
+            **{_subnet_sentinel(i): f"Subnet{i}" for i in range(MAX_VPC_SUBNETS)},
+            **{_security_group_sentinel(i): f"SecurityGroup{i}" for i in range(MAX_VPC_SECURITY_GROUPS)},
         }
 
 

@@ -29,6 +29,7 @@ from stacks.compliance import acknowledge, acknowledge_all_packs, acknowledge_in
 from stacks.config import FunctionConfig
 from stacks.lambda_code import RUNTIME, acknowledge_unreserved_concurrency, function_log_group, lambda_code
 from stacks.metric_catalogue import metric
+from stacks.network import FunctionPlacement, acknowledge_vpc_function, function_placement
 from stacks.operations_key import OperationsKey
 
 BASIC_EXECUTION_ROLE_FINDING = ("AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
@@ -45,12 +46,15 @@ class RoadsegFunctionProps:
     key: OperationsKey  # encrypts the log group and the failed-invocation queue
     log_retention_days: int  # a CloudWatch Logs retention (stacks.config.RetentionConfig.log_group_days)
     retain: bool  # keep the log group when the stack is deleted
-    no_vpc_reason: str  # why the function runs outside a VPC (HIPAA/NIST LambdaInsideVPC)
+    no_vpc_reason: str  # why the function runs outside a VPC (HIPAA/NIST LambdaInsideVPC), when it does
     tracing: bool = False  # X-Ray active tracing
     retry_attempts: int | None = None  # retries of asynchronous invocations (None: Lambda's default, 2)
     # Construct ids of the companions (siblings of the function); None: "<id>Logs", "<id>FailedInvocations".
     log_group_id: str | None = None
     dead_letter_queue_id: str | None = None
+    # Isolated-network mode: the private subnets and security groups; None: the stack's (stacks.network
+    # place_functions_in), outside that mode none (the function runs in Lambda's own network).
+    placement: FunctionPlacement | None = None
 
 
 def encrypted_queue(scope: Construct, construct_id: str, key: OperationsKey, *,
@@ -76,6 +80,7 @@ class RoadsegFunction(lambda_.Function):
         # Lambda sends events that failed every retry here, with the function's role (granted below).
         dead_letters = encrypted_queue(scope, props.dead_letter_queue_id or f"{construct_id}FailedInvocations",
                                        props.key)
+        placement = props.placement or function_placement(scope)
         log_group = function_log_group(scope, props.log_group_id or f"{construct_id}Logs", key=props.key,
                                        retention_days=props.log_retention_days, retain=props.retain)
         super().__init__(
@@ -84,16 +89,21 @@ class RoadsegFunction(lambda_.Function):
             reserved_concurrent_executions=fn.reserved_concurrency, environment=_variables(props.environment),
             log_group=log_group, tracing=lambda_.Tracing.ACTIVE if props.tracing else lambda_.Tracing.DISABLED,
             dead_letter_queue=dead_letters, retry_attempts=props.retry_attempts,
+            vpc=placement.vpc if placement else None, vpc_subnets=placement.subnets if placement else None,
+            security_groups=placement.security_groups if placement else None,
         )
         self.failed_invocations = dead_letters
         # sqs:SendMessage (added by CDK) is not enough for an encrypted queue: the role also needs the key's
         # GenerateDataKey and Decrypt (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html).
         props.key.grant_send_to_queues(self)
 
-        acknowledge_all_packs(self, "LambdaInsideVPC", props.no_vpc_reason)
+        role = self._own_role
+        if placement is None:
+            acknowledge_all_packs(self, "LambdaInsideVPC", props.no_vpc_reason)
+        else:
+            acknowledge_vpc_function(self, role)
         if fn.reserved_concurrency is None:
             acknowledge_unreserved_concurrency(self)
-        role = self._own_role
         acknowledge(role, BASIC_EXECUTION_ROLE_FINDING,
                     "Grants only CreateLogStream/PutLogEvents, which every function needs for its own log group.")
         acknowledge_inline_policy(role)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from stacks.metric_catalogue import CATALOGUE
 from stacks.service_contracts.assembly import Assembly, Resource, ResourceRef
@@ -513,3 +514,171 @@ def reserved_concurrency(assembly: Assembly, context: Context) -> Iterator[Viola
                         "100 unreserved (new accounts may have a quota of far less than 1,000), so the first deploy "
                         "can fail; leave reservations to environments whose account the preflight checks",
                         LAMBDA_CONCURRENCY_DOC)
+
+
+# -- e. isolated-network mode ------------------------------------------------------------------------------------
+
+PRIVATELINK_DOC = "https://docs.aws.amazon.com/vpc/latest/privatelink/aws-services-privatelink-support.html"
+SAGEMAKER_VPC_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/infrastructure-give-access.html"
+LAMBDA_VPC_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html"
+# IAM action (service prefix, or prefix:Action pattern, most specific first) -> the VPC endpoint service that serves
+# it, com.amazonaws.<region>.<name> (PRIVATELINK_DOC). None: no endpoint needed from inside the VPC (IAM checks
+# iam:PassRole, it is no call; Lambda and SageMaker manage ENIs with ec2:* from the AWS side).
+ENDPOINT_FOR_ACTION: tuple[tuple[str, str | None], ...] = (
+    ("sagemaker:InvokeEndpoint*", "sagemaker.runtime"),
+    ("sagemaker:*", "sagemaker.api"),
+    ("ecr:GetAuthorizationToken", "ecr.api"),
+    ("ecr:*", "ecr.dkr"),
+    ("s3:*", "s3"),
+    ("kms:*", "kms"),
+    ("logs:*", "logs"),
+    ("cloudwatch:*", "monitoring"),
+    ("sqs:*", "sqs"),
+    ("sns:*", "sns"),
+    ("sts:*", "sts"),
+    ("ssm:*", "ssm"),
+    ("cloudformation:*", "cloudformation"),
+    ("lambda:*", "lambda"),
+    ("events:*", "events"),
+    ("application-autoscaling:*", "application-autoscaling"),
+    ("xray:*", "xray"),
+    ("iam:*", None),
+    ("ec2:*", None),
+)
+
+
+# Granted to a stack updater (the rollout) for CloudFormation, which makes these calls itself, from the AWS side,
+# while it updates the stack with the caller's credentials (forward access sessions): the function's own code calls
+# only CloudFormation and SageMaker (lambda/rollout.py). Counted as calls for any role that cannot UpdateStack.
+CALLED_BY_CLOUDFORMATION = ("lambda:GetFunction", "lambda:GetFunctionConfiguration",
+                            "lambda:UpdateFunctionConfiguration")
+FORWARD_ACCESS_DOC = "https://docs.aws.amazon.com/IAM/latest/UserGuide/access_forward_access_sessions.html"
+
+
+def endpoint_for_action(action: str) -> str | None:
+    from fnmatch import fnmatchcase
+
+    for pattern, endpoint in ENDPOINT_FOR_ACTION:
+        if fnmatchcase(action.lower(), pattern.lower()):
+            return endpoint
+    return action.split(":", 1)[0]  # unknown service: assume its endpoint is named after the prefix
+
+
+def _step_vpc_configs(steps: list[dict]) -> Iterator[tuple[dict, dict | None]]:
+    """(step, its VpcConfig or None) for each job or model step, Condition branches included."""
+    for step in steps:
+        arguments = step.get("Arguments") or {}
+        kind = step.get("Type")
+        if kind == "Condition":
+            yield from _step_vpc_configs([*(arguments.get("IfSteps") or []), *(arguments.get("ElseSteps") or []),
+                                          *(step.get("IfSteps") or []), *(step.get("ElseSteps") or [])])
+        elif kind == "Processing":
+            yield step, (arguments.get("NetworkConfig") or {}).get("VpcConfig")
+        elif kind == "Training":
+            yield step, arguments.get("VpcConfig")
+        elif kind == "Tuning":
+            yield step, (arguments.get("TrainingJobDefinition") or {}).get("VpcConfig")
+        elif kind == "Model" and ("PrimaryContainer" in arguments or "Containers" in arguments):
+            yield step, arguments.get("VpcConfig")
+
+
+def _complete(vpc_config: Any) -> bool:
+    if not isinstance(vpc_config, dict):
+        return False
+    subnets = vpc_config.get("Subnets", vpc_config.get("SubnetIds"))
+    return bool(subnets) and bool(vpc_config.get("SecurityGroupIds"))
+
+
+def _custom_resource_providers(assembly: Assembly) -> set[tuple[str, str]]:
+    """Functions CloudFormation invokes as custom-resource providers at deploy time (CDK's bucket-notification
+    handler): they run no workload, take no VpcConfig from this app, and are left out of the VPC rule."""
+    found = set()
+    for resource in assembly.resources():
+        if resource.type.startswith("Custom::") or resource.type == "AWS::CloudFormation::CustomResource":
+            target = assembly.target(resource.stack, resource.properties.get("ServiceToken"), "AWS::Lambda::Function")
+            if target is not None:
+                found.add((target.stack, target.logical_id))
+    return found
+
+
+def isolated(assembly: Assembly) -> bool:
+    """Isolated-network mode, read from the templates: any VPC endpoint, or any function or model in a VPC."""
+    return any(True for _ in assembly.resources("AWS::EC2::VPCEndpoint")) or any(
+        r.properties.get("VpcConfig") for r in assembly.resources("AWS::Lambda::Function", "AWS::SageMaker::Model"))
+
+
+@rule("isolated-network-everything-in-the-vpc")
+def everything_in_the_vpc(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    """In isolated mode every function, SageMaker model and pipeline job runs in the VPC (subnets and security
+    groups), so none of them reaches AWS except through the endpoints."""
+    name = "isolated-network-everything-in-the-vpc"
+    if not isolated(assembly):
+        return
+    providers = _custom_resource_providers(assembly)
+    for function in assembly.resources("AWS::Lambda::Function"):
+        if (function.stack, function.logical_id) not in providers and \
+                not _complete(function.properties.get("VpcConfig")):
+            yield Violation(name, function.path, "runs outside the VPC (no VpcConfig with subnets and security "
+                            "groups) in an isolated-network environment", LAMBDA_VPC_DOC)
+    for model in assembly.resources("AWS::SageMaker::Model"):
+        if not _complete(model.properties.get("VpcConfig")):
+            yield Violation(name, model.path, "has no VpcConfig in an isolated-network environment: its endpoints "
+                            "would run outside the VPC", SAGEMAKER_VPC_DOC)
+    for pipeline in assembly.resources("AWS::SageMaker::Pipeline"):
+        for step, vpc_config in _step_vpc_configs(_pipeline_steps(assembly, pipeline)):
+            if not _complete(vpc_config):
+                yield Violation(name, pipeline.path, f"step {step.get('Name')} ({step.get('Type')}) has no VpcConfig "
+                                "in an isolated-network environment", SAGEMAKER_VPC_DOC)
+
+
+def _endpoint_services(assembly: Assembly) -> set[str]:
+    """``sagemaker.runtime``, ``s3``, ... of every VPC endpoint (the part after com.amazonaws.<region>.)."""
+    found = set()
+    for endpoint in assembly.resources("AWS::EC2::VPCEndpoint"):
+        service = assembly.text(endpoint.stack, endpoint.properties.get("ServiceName"))
+        parts = service.split(".", 3)
+        if len(parts) == 4:
+            found.add(parts[3])
+    return found
+
+
+def _callers_in_the_vpc(assembly: Assembly) -> Iterator[tuple[str, Resource]]:
+    """(what, its role) for every function, model and pipeline (its jobs) that runs in a VPC."""
+    for function in assembly.resources("AWS::Lambda::Function"):
+        role = _role_of_function(assembly, function)
+        if function.properties.get("VpcConfig") and role is not None:
+            yield function.path, role
+    for model in assembly.resources("AWS::SageMaker::Model"):
+        role = assembly.target(model.stack, model.properties.get("ExecutionRoleArn"), "AWS::IAM::Role")
+        if model.properties.get("VpcConfig") and role is not None:
+            yield model.path, role
+    for pipeline in assembly.resources("AWS::SageMaker::Pipeline"):
+        role = assembly.target(pipeline.stack, pipeline.properties.get("RoleArn"), "AWS::IAM::Role")
+        if role is not None and any(v for _, v in _step_vpc_configs(_pipeline_steps(assembly, pipeline))):
+            yield f"{pipeline.path} (its jobs)", role
+
+
+@rule("isolated-network-endpoint-for-every-called-service")
+def endpoints_for_called_services(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    """Every AWS service that a role of something in the VPC may call has a VPC endpoint (ENDPOINT_FOR_ACTION):
+    the subnets have no other way out. Conservative: a role's every allowed action counts as a call."""
+    name = "isolated-network-endpoint-for-every-called-service"
+    if not isolated(assembly):
+        return
+    available = _endpoint_services(assembly)
+    missing: dict[str, set[str]] = {}
+    for caller, role in _callers_in_the_vpc(assembly):
+        statements = assembly.identity_statements(role)
+        updater = any(s.allows_action("cloudformation:UpdateStack") for s in statements)
+        for statement in statements:
+            if statement.effect != "Allow":
+                continue
+            for action in statement.actions:
+                if updater and action in CALLED_BY_CLOUDFORMATION:
+                    continue
+                endpoint = endpoint_for_action(action)
+                if endpoint is not None and endpoint not in available:
+                    missing.setdefault(endpoint, set()).add(f"{caller} ({action})")
+    for endpoint, callers in sorted(missing.items()):
+        yield Violation(name, ", ".join(sorted(callers)), f"may call a service with no VPC endpoint in this "
+                        f"isolated network: add com.amazonaws.<region>.{endpoint}", PRIVATELINK_DOC)

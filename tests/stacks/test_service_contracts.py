@@ -282,3 +282,57 @@ def test_import_values_resolve_to_the_exporting_stacks_resource():
         "{{Data/Key.Arn}}/x-${AWS::Region}"
     assert assembly.text("Use", {"Fn::Join": ["", [{"Ref": "AWS::Partition"}, ":", {"Ref": "Queue"}]]}) == \
         "${AWS::Partition}:{{Use/Queue.Ref}}"
+
+
+# -- isolated-network mode ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def isolated_env(isolated_synth):
+    env = isolated_synth("isolated-create")
+    return env, env.templates()
+
+
+def _isolated_violations(templates, rule_name):
+    return list(RULES[rule_name](Assembly(templates), Context(account_pinned=True)))
+
+
+def test_isolated_rules_say_nothing_outside_isolated_mode(dev):
+    env, templates = dev
+    for rule_name in ("isolated-network-everything-in-the-vpc", "isolated-network-endpoint-for-every-called-service"):
+        assert _violations(env, templates, rule_name) == []
+
+
+def test_isolated_mode_without_the_runtime_endpoint_fails(isolated_env):
+    _, templates = isolated_env
+    rule_name = "isolated-network-endpoint-for-every-called-service"
+    assert _isolated_violations(templates, rule_name) == []
+    broken = copy.deepcopy(templates)
+    for stack, logical_id, body in list(_resources(broken, "AWS::EC2::VPCEndpoint")):
+        if str(body["Properties"]["ServiceName"]).endswith("sagemaker.runtime"):
+            del broken[stack]["Resources"][logical_id]
+    (violation,) = _isolated_violations(broken, rule_name)
+    assert "sagemaker.runtime" in str(violation) and "sagemaker:InvokeEndpointAsync" in violation.resource
+    assert "sagemaker:InvokeEndpoint)" in violation.resource  # the real-time front too
+    assert violation.doc.startswith("https://docs.aws.amazon.com/")
+
+
+def test_isolated_mode_with_a_function_or_job_outside_the_vpc_fails(isolated_env):
+    _, templates = isolated_env
+    rule_name = "isolated-network-everything-in-the-vpc"
+    assert _isolated_violations(templates, rule_name) == []
+    broken = copy.deepcopy(templates)
+    ingest = next(body for _, lid, body in _resources(broken, "AWS::Lambda::Function") if lid.startswith(
+        "PreprocessorsIngest"))
+    del ingest["Properties"]["VpcConfig"]
+    model = next(body for _, _, body in _resources(broken, "AWS::SageMaker::Model"))
+    del model["Properties"]["VpcConfig"]
+    pipeline = next(body for _, lid, body in _resources(broken, "AWS::SageMaker::Pipeline") if "Training" in lid)
+    sub = pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    definition = json.loads(sub[0])
+    prepare = next(s for s in definition["Steps"] if s["Name"] == "PrepareDataset")
+    del prepare["Arguments"]["NetworkConfig"]["VpcConfig"]
+    sub[0] = json.dumps(definition)
+    violations = _isolated_violations(broken, rule_name)
+    text = "\n".join(map(str, violations))
+    assert len(violations) == 3, text
+    assert "PreprocessorsIngest" in text and "Model" in text and "step PrepareDataset (Processing)" in text
