@@ -125,6 +125,19 @@ def _resolve(scope: Construct, value: str, value_type: ssm.ParameterValueType) -
 
 
 class NetworkStack(cdk.Stack):
+    @property
+    def availability_zones(self) -> list[str]:
+        """The zones constructs ask the stack for (interface endpoints, subnets): the configured ones, else the
+        region's first two resolved by CloudFormation. CDK's default would look them up in the account at synth
+        (the CLI's availability-zones context provider), which needs credentials."""
+        network = getattr(self, "network", None)
+        if network is not None:
+            zones = (network.created().availability_zones if network.mode == "create"
+                     else network.import_.availability_zones)
+            if zones:
+                return list(zones)
+        return [cdk.Fn.select(i, cdk.Fn.get_azs()) for i in range(2)]
+
     def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, data: BucketSet,
                  **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)

@@ -75,6 +75,14 @@ def test_example_synthesizes_with_zero_unacknowledged_nag_findings(isolated_synt
 
 
 @pytest.mark.parametrize("name", ISOLATED_EXAMPLES)
+def test_example_needs_no_context_lookup(isolated_synth, name):
+    """The CLI would resolve missing context (e.g. the account's availability zones) with AWS calls: synth must
+    need none, so it runs without credentials."""
+    manifest = json.loads((isolated_synth(name).outdir / "manifest.json").read_text())
+    assert not manifest.get("missing"), manifest.get("missing")
+
+
+@pytest.mark.parametrize("name", ISOLATED_EXAMPLES)
 def test_example_passes_cfn_lint(isolated_synth, name):
     env = isolated_synth(name)
     args = ManualArgs(ignore_checks=list(CFN_LINT_IGNORED), regions=[env.config.region])
