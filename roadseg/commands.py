@@ -444,7 +444,8 @@ class _Pending:
     failure: str | None
 
 
-def _object_exists(s3: Any, uri: str) -> bool:
+def object_exists(s3: Any, uri: str) -> bool:
+    """Whether an s3:// URI names an object (HeadObject; missing codes answer False, other errors raise)."""
     from botocore.exceptions import ClientError
 
     bucket, key = parse_s3_uri(uri)
@@ -505,9 +506,9 @@ def endpoint_submit(session: Session, out: Printer, *, endpoint: str | None, buc
     with tqdm(total=len(pending), unit="image", desc="async inference", disable=True if out.quiet else None) as bar:
         while pending:
             for inference_id, item in list(pending.items()):
-                if _object_exists(s3, item.output):
+                if object_exists(s3, item.output):
                     failures.extend(_collect(s3, out, item, probabilities, out_dir, scheme))
-                elif item.failure and _object_exists(s3, item.failure):
+                elif item.failure and object_exists(s3, item.failure):
                     reason = _read_object(s3, item.failure)[:500].decode("utf-8", "replace").strip()
                     failures.append(f"{item.path.name}: inference failed: {reason or '(empty failure file)'} "
                                     f"({item.failure})")

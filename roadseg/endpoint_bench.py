@@ -58,7 +58,6 @@ FATAL_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnrecognizedC
                          "ValidationError", "ValidationException", "InvalidSignatureException",
                          "SignatureDoesNotMatch"})
 USABLE_STATES = ("InService", "Updating", "SystemUpdating", "RollingBack")
-MISSING_OBJECT_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 # -- frames ------------------------------------------------------------------------------------------------------
@@ -229,18 +228,9 @@ def send_realtime(runtime: Any, target: Target, frame: Any) -> Outcome:
 
 
 def _exists(s3: Any, uri: str | None) -> bool:
-    from botocore.exceptions import ClientError
+    from roadseg.commands import object_exists
 
-    if not uri:
-        return False
-    bucket, key = uri[5:].split("/", 1)
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-        return True
-    except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code")) in MISSING_OBJECT_CODES:
-            return False
-        raise
+    return bool(uri) and object_exists(s3, uri)
 
 
 def send_async(runtime: Any, s3: Any, target: Target, frame: Any, seq: int, abort: threading.Event) -> Outcome:
