@@ -410,16 +410,41 @@ def env_costs(ctx, environments, as_json):
 @click.option("--ingest-seconds-per-batch", type=float,
               help="ingest function duration per SQS batch (default 0.25 s x batch size, an estimate)")
 @click.option("--plot", type=click.Path(path_type=Path), help="write a PNG of backlog and instances over time")
+@click.option("--min-capacity", type=int, help="what if: async_endpoint.min_capacity")
+@click.option("--max-capacity", type=int, help="what if: async_endpoint.max_capacity")
+@click.option("--ingest-max-concurrency", type=int, help="what if: preprocessing.ingest_max_concurrency")
 @json_option
 @click.pass_context
 def env_capacity(ctx, rate, burst, profile, hours, frames_per_second, startup_seconds, ingest_seconds_per_batch, plot,
-                 as_json):
+                 min_capacity, max_capacity, ingest_max_concurrency, as_json):
     """Simulate the async path under the environment's scaling policy: latency, instances, cost, Lambda and S3 load."""
     from roadseg import capacity
 
-    capacity.command(_printer(ctx, as_json), _session(ctx).config, rate=rate, burst=burst, profile=profile,
+    config = _what_if(_session(ctx).config, min_capacity=min_capacity, max_capacity=max_capacity,
+                      ingest_max_concurrency=ingest_max_concurrency)
+    capacity.command(_printer(ctx, as_json), config, rate=rate, burst=burst, profile=profile,
                      hours=hours, frames_per_second=frames_per_second, startup_seconds=startup_seconds,
                      ingest_seconds_per_batch=ingest_seconds_per_batch, plot=plot)
+
+
+def _what_if(config, **changes):
+    """The environment's config with what-if values, validated like the file (an invalid one exits 2)."""
+    from pydantic import ValidationError
+
+    async_changes = {k: v for k in ("min_capacity", "max_capacity") if (v := changes.get(k)) is not None}
+    ingest = changes.get("ingest_max_concurrency")
+    if not async_changes and ingest is None:
+        return config
+    try:
+        async_endpoint = type(config.async_endpoint).model_validate(
+            {**config.async_endpoint.model_dump(), **async_changes})
+        preprocessing = config.preprocessing if ingest is None else type(config.preprocessing).model_validate(
+            {**config.preprocessing.model_dump(), "ingest_max_concurrency": ingest})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        raise UserError(f"what-if values: {problems}") from None
+    return config.model_copy(update={"async_endpoint": async_endpoint, "preprocessing": preprocessing})
 
 
 # -- errors and exit codes ---------------------------------------------------------------------------------------

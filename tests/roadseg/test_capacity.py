@@ -268,3 +268,16 @@ def test_command_bad_input_exits_2(run, argv, message):
 def test_command_help_has_an_example(run):
     rc, out, _ = run("env", "capacity", "--help")
     assert rc == 0 and "Example:" in out and "roadseg " in out.split("Example:")[1]
+
+
+def test_what_if_flags_override_the_environment_and_are_validated(run):
+    rc, out, _ = run("--env", "prod", "env", "capacity", "--rate", "400", "--hours", "2", "--min-capacity", "58",
+                     "--max-capacity", "64", "--ingest-max-concurrency", "120", "--json")
+    report = json.loads(out)
+    assert rc == 0
+    assert (report["scaling"]["min_capacity"], report["scaling"]["max_capacity"]) == (58, 64)
+    assert report["ingest"]["max_concurrency"] == 120
+    rc, _, err = run("env", "capacity", "--rate", "10", "--min-capacity", "5", "--max-capacity", "2")
+    assert rc == 2 and "min_capacity (5) must be <= max_capacity (2)" in err
+    rc, _, err = run("env", "capacity", "--rate", "10", "--ingest-max-concurrency", "1")
+    assert rc == 2 and "ingest_max_concurrency" in err
