@@ -87,7 +87,8 @@ from typing import Any
 
 import numpy as np
 
-SCALING_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-autoscale.html"
+from stacks.aws_docs import ASYNC_SCALING_DOC as SCALING_DOC
+
 TARGET_TRACKING_DOC = ("https://docs.aws.amazon.com/autoscaling/application/userguide/"
                        "target-tracking-scaling-policy-overview.html")
 S3_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html"

@@ -35,6 +35,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
+from stacks.aws_docs import SCALING_UPDATE_DOC as SCALING_DOC
 from stacks.config import LAMBDA_UNRESERVED_MINIMUM, ConfigError, EnvironmentConfig, load_config
 
 PROG = "roadseg-preflight"
@@ -50,7 +51,6 @@ LAMBDA_QUOTA_NAME, LAMBDA_SERVICE_CODE, LAMBDA_QUOTA_CODE = "Concurrent executio
 SAGEMAKER_SERVICE_CODE = "sagemaker"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 # "If the update would change the instance type for any model that is a target for auto scaling, the update fails."
-SCALING_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html"
 
 # Everything the preflight calls (IAM action names); all of them only read.
 READ_ACTIONS = (

@@ -14,8 +14,6 @@ from training.instances import has_local_instance_storage
 
 # "If the update would change the instance type for any model that is a target for auto scaling, the update
 # fails": an instance-type change deploys in two steps, the first without scalable targets (README).
-SCALING_UPDATE_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html"
-GUARDRAILS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html"
 
 VARIANT = VARIANT_NAME
 # Blue/green: shift all traffic at once, then bake; any rollback alarm in that window restores the old fleet.

@@ -6,6 +6,7 @@ A service that writes into a destination encrypted with a customer-managed key u
 by CDK). Keeping this key in the stack that owns those destinations puts each statement next to the resource it
 serves; the data key (``BucketSet``) stays for the buckets. Each ``admit_*`` method adds one statement, with the
 AWS page that requires it; the integration contracts (``stacks/service_contracts``) check the result.
+Pages cited as ``aws_docs.<NAME>`` are in stacks/aws_docs.py.
 """
 
 from __future__ import annotations
@@ -16,12 +17,6 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
-
-LOGS_KMS_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html"
-SNS_KMS_DOC = "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services"
-SQS_KMS_DOC = ("https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/"
-               "sqs-key-management.html#compatibility-with-aws-services")
-SNS_DLQ_DOC = "https://docs.aws.amazon.com/sns/latest/dg/sns-configure-dead-letter-queue.html"
 
 
 @dataclass(frozen=True)
@@ -49,8 +44,9 @@ class OperationsKey(Construct):
 
     def admit_log_groups(self) -> None:
         """CloudWatch Logs encrypts log events itself, as logs.<region>.amazonaws.com, with the log group's ARN
-        in the encryption context (LOGS_KMS_DOC). Log group names are generated (fixed names would collide when a
-        retained group outlives its stack), so the condition admits this account's log groups in this region."""
+        in the encryption context (aws_docs.LOGS_KMS_DOC). Log group names are generated (fixed names would collide
+        when a retained group outlives its stack), so the condition admits this account's log groups in this
+        region."""
         stack = cdk.Stack.of(self)
         self._admit("CloudWatchLogsEncryptLogGroups", iam.PolicyStatement(
             sid="CloudWatchLogsEncryptLogGroups",
@@ -63,27 +59,27 @@ class OperationsKey(Construct):
         ))
 
     def admit_alarm_notifications(self) -> None:
-        """CloudWatch alarm actions publish to an encrypted topic as cloudwatch.amazonaws.com (SNS_KMS_DOC)."""
+        """CloudWatch alarm actions publish to an encrypted topic as cloudwatch.amazonaws.com (aws_docs.SNS_KMS_DOC)."""
         self._admit("CloudWatchAlarmsPublishToTopics", self._service_statement(
             "CloudWatchAlarmsPublishToTopics", "cloudwatch.amazonaws.com", ["kms:Decrypt", "kms:GenerateDataKey*"],
             {"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}}))
 
     def admit_eventbridge_dead_letters(self) -> None:
         """EventBridge sends undeliverable events to an encrypted dead-letter queue as events.amazonaws.com
-        (SQS_KMS_DOC). No source condition: the pages do not say which source ARN EventBridge presents to KMS
+        (aws_docs.SQS_KMS_DOC). No source condition: the pages do not say which source ARN EventBridge presents to KMS
         for a dead-letter delivery, and a wrong guess would drop the events the queue exists to keep."""
         self._admit("EventBridgeSendToDeadLetterQueues", self._service_statement(
             "EventBridgeSendToDeadLetterQueues", "events.amazonaws.com", ["kms:Decrypt", "kms:GenerateDataKey"]))
 
     def admit_sns_dead_letters(self) -> None:
         """SNS moves undeliverable messages to a subscription's encrypted dead-letter queue as sns.amazonaws.com
-        (SNS_DLQ_DOC, actions from SQS_KMS_DOC; no source condition, for the reason given above)."""
+        (aws_docs.SNS_DLQ_DOC, actions from aws_docs.SQS_KMS_DOC; no source condition, for the reason given above)."""
         self._admit("SnsSendToDeadLetterQueues", self._service_statement(
             "SnsSendToDeadLetterQueues", "sns.amazonaws.com", ["kms:Decrypt", "kms:GenerateDataKey"]))
 
     def grant_send_to_queues(self, grantee: iam.IGrantable) -> None:
         """A principal that sends to a queue encrypted with this key needs kms:GenerateDataKey and kms:Decrypt
-        besides sqs:SendMessage (SQS_KMS_DOC): e.g. Lambda writing failed invocations to a function's DLQ with
+        besides sqs:SendMessage (aws_docs.SQS_KMS_DOC): e.g. Lambda writing failed invocations to a function's DLQ with
         the function's role (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html)."""
         self.key.grant(grantee, "kms:GenerateDataKey", "kms:Decrypt")
 

@@ -2,6 +2,7 @@
 
 CloudFormation stays the owner of the endpoints: the Lambda re-deploys the stack's previous template with the
 new parameter value, and the endpoints' blue/green policy with rollback alarms does the rest.
+Pages cited as ``aws_docs.<NAME>`` are in stacks/aws_docs.py.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from stacks.functions.roadseg_function import RoadsegFunction, RoadsegFunctionPr
 from stacks.operations_key import OperationsKey
 
 UPDATE_STACK_DOC = "https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_UpdateStack.html"
-SSM_PARAMETER_TYPES_DOC = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
-                           "parameters-section-structure.html#aws-ssm-parameter-types")
 
 FUNCTION_NO_VPC = ("The function calls only regional AWS APIs (CloudFormation); it handles no data plane "
                    "traffic, so a VPC adds cost without narrowing what it can reach.")
@@ -67,7 +66,7 @@ class ApprovalRollout(Construct):
             reasons={stack_arn: "This one stack; the trailing wildcard is the stack id CloudFormation assigns at "
                                 "creation."})
         # UpdateStack resolves the template's SSM-typed parameters (CDK's BootstrapVersion) with the caller's
-        # credentials (SSM_PARAMETER_TYPES_DOC; CDK's own deploy role holds ssm:GetParameters for this reason).
+        # credentials (aws_docs.SSM_PARAMETER_TYPES_DOC; CDK's own deploy role holds ssm:GetParameters for this reason).
         self.function.allow(iam.PolicyStatement(
             sid="ResolveSsmTypedParameters", actions=["ssm:GetParameters"],
             resources=[self._ssm_parameter_arn(name) for name in ssm_parameter_names(stack)]))

@@ -1,5 +1,7 @@
 """Real-time front: one frame over HTTPS (function URL, IAM auth) -> this function -> real-time endpoint -> mask
-and summary."""
+and summary.
+Pages cited as ``aws_docs.<NAME>`` are in stacks/aws_docs.py.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +18,6 @@ from stacks.config import EnvironmentConfig
 from stacks.functions.preprocessor import preprocessor_function_props
 from stacks.functions.roadseg_function import RoadsegFunction
 from stacks.operations_key import OperationsKey
-
-URL_AUTH_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html"
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class RealtimeFront(RoadsegFunction):
 
     def _invoke_url_policy(self, scope: Construct, construct_id: str, prefix: str) -> iam.ManagedPolicy:
         """What a caller of the IAM-authenticated function URL needs: since October 2025 a new function URL needs
-        both lambda:InvokeFunctionUrl and lambda:InvokeFunction (URL_AUTH_DOC)."""
+        both lambda:InvokeFunctionUrl and lambda:InvokeFunction (aws_docs.FUNCTION_URL_DOC)."""
         policy = iam.ManagedPolicy(
             scope, construct_id,
             description=f"{prefix}: call the real-time front's function URL (SigV4)",
@@ -68,5 +68,5 @@ class RealtimeFront(RoadsegFunction):
     def grant_invoke_url(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` call the function URL: lambda:InvokeFunctionUrl (URL auth type AWS_IAM) and
         lambda:InvokeFunction, which CDK grants only for calls made through the function URL
-        (``lambda:InvokedViaFunctionUrl``), as URL_AUTH_DOC asks."""
+        (``lambda:InvokedViaFunctionUrl``), as aws_docs.FUNCTION_URL_DOC asks."""
         return super().grant_invoke_url(grantee)

@@ -14,27 +14,27 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from stacks.aws_docs import (
+    ASYNC_SCALING_DOC,
+    FUNCTION_URL_DOC,
+    GUARDRAILS_DOC,
+    LOGS_KMS_DOC,
+    SNS_DLQ_DOC,
+    SNS_KMS_DOC,
+    SQS_KMS_DOC,
+    SSM_PARAMETER_TYPES_DOC,
+)
 from stacks.metric_catalogue import CATALOGUE
 from stacks.service_contracts.assembly import Assembly, Resource, ResourceRef
 
-LOGS_KMS_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html"
 ALARM_SNS_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Notify_Users_Alarm_Changes.html"
-SNS_KMS_DOC = "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services"
-SQS_KMS_DOC = ("https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/"
-               "sqs-key-management.html#compatibility-with-aws-services")
 S3_NOTIFICATION_DOC = ("https://docs.aws.amazon.com/AmazonS3/latest/userguide/"
                        "grant-destinations-permissions-to-s3.html")
-SNS_DLQ_DOC = "https://docs.aws.amazon.com/sns/latest/dg/sns-configure-dead-letter-queue.html"
 LAMBDA_DLQ_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html"
 LAMBDA_SQS_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html"
 ASYNC_NOTIFICATION_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-create-endpoint.html"
-GUARDRAILS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html"
-SSM_PARAMETER_TYPES_DOC = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
-                           "parameters-section-structure.html#aws-ssm-parameter-types")
 SAGEMAKER_KMS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/api-permissions-reference.html"
-FUNCTION_URL_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html"
 LAMBDA_CONCURRENCY_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html"
-ASYNC_SCALING_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-autoscale.html"
 
 ACCOUNT_ARN = "arn:${AWS::Partition}:{service}:${AWS::Region}:${AWS::AccountId}:{resource}"
 
