@@ -107,6 +107,8 @@ def sniff_format(data: bytes) -> str:
     if data[4:8] == b"ftyp":
         return "heif" if data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis") else "iso-bmff"
     head = data[:512]
+    if not head.strip(b"\x00"):
+        return "zeros"  # an all-zero head (a pre-allocated or wiped file) is not text
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -151,13 +153,21 @@ def prepare_frame(data: bytes, options: PrepareOptions | None = None) -> Prepare
     crop = _crop_box((orig_w, orig_h), opts.roi)
     crop_w, crop_h = crop[2] - crop[0], crop[3] - crop[1]
     out_size = fit_size((crop_w, crop_h), opts.target_size)
+    if min(out_size) < MIN_SIDE:
+        # An extreme aspect ratio (a 30000x16 strip fits 1024x512 as 1024x1) leaves nothing to segment.
+        raise BadFrame(
+            "too_small",
+            f"{crop_w}x{crop_h} would be sent for inference as {out_size[0]}x{out_size[1]}, under {MIN_SIDE} pixels"
+            f" on a side (inference size {opts.target_size[0]}x{opts.target_size[1]}); crop or re-encode the frame",
+            fmt,
+        )
 
     if fmt == "jpeg":
         draft = _draft_scale((crop_w, crop_h), out_size)
         if draft > 1:
             im.draft("RGB", (raw_w // draft, raw_h // draft))
             conversions.append(f"jpeg_draft_1/{draft}")
-    _load(im, fmt)
+    _load(im, fmt, data)
 
     if orientation != 1:
         im = ImageOps.exif_transpose(im)
@@ -231,11 +241,27 @@ def _open(data: bytes, fmt: str) -> Image.Image:
         raise _decoder_error(exc, fmt) from None
 
 
-def _load(im: Image.Image, fmt: str) -> None:
+def _load(im: Image.Image, fmt: str, data: bytes = b"") -> None:
     try:
         im.load()
     except Exception as exc:  # noqa: BLE001 - OSError, SyntaxError, ValueError, EOFError, zlib/struct errors
+        if data and _tail_is_text(data):
+            # A valid header followed by text (an HTML error page written over an upload) is not a short file.
+            raise BadFrame(
+                "unreadable",
+                f"{fmt.upper()} header followed by text (an HTML or error page?), not image data; upload it again",
+                fmt,
+            ) from None
         raise _decoder_error(exc, fmt) from None
+
+
+def _tail_is_text(data: bytes) -> bool:
+    tail = data[-256:]
+    try:
+        text = tail.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return len(text.strip()) >= 16 and all(ch.isprintable() or ch in "\r\n\t" for ch in text)
 
 
 def _decoder_error(exc: Exception, fmt: str) -> BadFrame:
@@ -258,18 +284,36 @@ def _orientation(im: Image.Image) -> int:
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
 
+_ROWS_PER_CHUNK = 256
+
+
+def _sixteen_to_eight(arr: np.ndarray) -> np.ndarray:
+    """16-bit samples scale down by 256 (>> 8); a plain convert("L") would clip everything above 255.
+
+    Row chunks in the source's own dtype keep the temporaries to a few MB: a whole-frame int64 copy of a
+    40-megapixel frame alone is 320 MB. Peak: Pillow's decoded image, its array view and the 8-bit output
+    (about 5 bytes per pixel for I;16 sources, 9 for 32-bit "I").
+    """
+    if arr.dtype.itemsize == 1:
+        return np.ascontiguousarray(arr, dtype=np.uint8)
+    out = np.empty(arr.shape, dtype=np.uint8)
+    signed = arr.dtype.kind == "i"
+    for start in range(0, arr.shape[0], _ROWS_PER_CHUNK):
+        rows = arr[start : start + _ROWS_PER_CHUNK] >> 8
+        if signed or arr.dtype.itemsize > 2:
+            np.clip(rows, 0, 255, out=rows)
+        out[start : start + _ROWS_PER_CHUNK] = rows
+    return out
+
+
 def _normalise_mode(im: Image.Image, conversions: list[str]) -> Image.Image:
     """Bring any decodable mode to L, RGB or CMYK (the last two converted to RGB after the resize)."""
     mode = im.mode
     if mode in ("RGB", "L", "CMYK"):
         return im
     if mode in _SIXTEEN_BIT:
-        arr = np.asarray(im)
-        if arr.dtype.itemsize > 1:
-            # 16-bit samples scale down by 256 (>> 8); a plain convert("L") would clip everything above 255.
-            arr = (arr.astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
         conversions.append("16bit_to_8bit")
-        return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8), "L")
+        return Image.fromarray(_sixteen_to_eight(np.asarray(im)), "L")
     if mode in ("LA", "La", "PA"):
         conversions.append("dropped_alpha")
         return im.convert("L") if mode != "PA" else im.convert("RGB")

@@ -312,3 +312,61 @@ def test_corrupt_png_crc() -> None:
 )
 def test_sniff_format(data: bytes, name: str) -> None:
     assert sniff_format(data) == name
+
+
+# -- mends found with a drive's edge-case frames (issue 13) ----------------------------------------------------------
+
+
+def test_an_extreme_strip_is_refused_rather_than_sent_as_a_one_pixel_frame() -> None:
+    strip = encode(Image.new("RGB", (30000, 16), (90, 90, 90)), "PNG")
+    bad = refused(strip, target_size=(1024, 512))
+    assert bad.code == "too_small"
+    assert "1024x1" in bad.reason and "30000x16" in bad.reason
+
+
+def test_a_strip_that_still_fits_above_the_minimum_is_prepared() -> None:
+    frame = prepare_frame(encode(Image.new("RGB", (2048, 64), (90, 90, 90)), "PNG"), PrepareOptions((1024, 512)))
+    assert frame.output_size == (1024, 32)
+
+
+def test_zero_bytes_are_not_called_text() -> None:
+    zeros = b"\x00" * (1024 * 1024)
+    assert sniff_format(zeros) == "zeros"
+    bad = refused(zeros)
+    assert bad.code == "unsupported_format" and bad.detected_format == "zeros"
+
+
+def test_a_jpeg_header_followed_by_html_is_unreadable_not_truncated() -> None:
+    rng = np.random.default_rng(7)
+    jpeg = encode(Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)), "JPEG")
+    page = b"<!DOCTYPE html><html><body>" + b"Access denied. " * 300 + b"</body></html>\n"
+    bad = refused(jpeg[: len(jpeg) // 2] + page)
+    assert bad.code == "unreadable" and "followed by text" in bad.reason
+    # A JPEG that really stops short keeps its code.
+    assert refused(jpeg[: len(jpeg) // 2]).code == "truncated"
+
+
+def test_sixteen_bit_conversion_keeps_temporaries_small() -> None:
+    import tracemalloc
+
+    from roadseg_lambda.imaging import _sixteen_to_eight
+
+    height, width = 2500, 4000  # 10 megapixels: the old int64 path allocated 80 MB on top of the output
+    source = np.random.default_rng(3).integers(0, 65536, (height, width), dtype=np.uint16)
+    tracemalloc.start()
+    try:
+        out = _sixteen_to_eight(source)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(out, (source >> 8).astype(np.uint8))
+    output_bytes = height * width
+    chunk_bytes = 256 * width * source.itemsize
+    assert peak <= output_bytes + 3 * chunk_bytes, f"peak {peak} bytes for a {output_bytes}-byte output"
+
+
+def test_thirty_two_bit_greyscale_is_clipped_not_wrapped() -> None:
+    from roadseg_lambda.imaging import _sixteen_to_eight
+
+    values = np.array([[-5, 0, 255 << 8, 70000 << 8]], dtype=np.int32)
+    assert _sixteen_to_eight(values).tolist() == [[0, 0, 255, 255]]
