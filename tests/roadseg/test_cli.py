@@ -382,23 +382,23 @@ def test_invoke_sends_the_ingest_frame_and_writes_mask_and_overlay(run, aws, mon
 
 
 def test_invoke_scales_and_crops_like_ingest_and_maps_the_mask_back(run, aws, monkeypatch, tmp_path):
-    _with_preprocessing(monkeypatch, target_width=32, target_height=16, roi=(0.0, 0.25, 1.0, 1.0), jpeg_quality=80)
+    _with_preprocessing(monkeypatch, target_width=64, target_height=32, roi=(0.0, 0.25, 1.0, 1.0), jpeg_quality=80)
     image = tmp_path / "frame.jpg"
     Image.fromarray(generate_scene(128, 64, seed=3)[0]).save(image, quality=95)
-    # 128x64 without its top quarter (128x48) fitted into 32x16: 32x12.
-    body = _served(image, PrepareOptions(target_size=(32, 16), roi=(0.0, 0.25, 1.0, 1.0), jpeg_quality=80))
-    assert Image.open(io.BytesIO(body)).size == (32, 12)
-    mask = np.zeros((12, 32), dtype=np.uint8)
-    mask[:, 16:] = 11
+    # 128x64 without its top quarter (128x48) fitted into 64x32: 64x24.
+    body = _served(image, PrepareOptions(target_size=(64, 32), roi=(0.0, 0.25, 1.0, 1.0), jpeg_quality=80))
+    assert Image.open(io.BytesIO(body)).size == (64, 24)
+    mask = np.zeros((24, 64), dtype=np.uint8)
+    mask[:, 32:] = 11
     stub = _stub(monkeypatch, "sagemaker-runtime")
     stub.add_response("invoke_endpoint", {"Body": _body(_png(mask)), "ContentType": "image/png"},
                       {"EndpointName": "e", "ContentType": "image/jpeg", "Accept": "image/png", "Body": body})
     rc, _, err = run("endpoint", "invoke", image, "--endpoint", "e", "--out-dir", tmp_path / "o")
     assert rc == 0
     stub.assert_no_pending_responses()
-    assert "frame.jpg: 128x64 sent as a 32x12 JPEG" in err and "ROI [0, 16, 128, 64]" in err
+    assert "frame.jpg: 128x64 sent as a 64x24 JPEG" in err and "ROI [0, 16, 128, 64]" in err
     expected = np.full((64, 128), 255, dtype=np.uint8)  # outside the ROI: nothing predicted
-    expected[16:, :64], expected[16:, 64:] = 0, 11  # each mask pixel back over the 4x4 it stood for
+    expected[16:, :64], expected[16:, 64:] = 0, 11  # each mask pixel back over the 2x2 it stood for
     with Image.open(tmp_path / "o" / "frame_mask.png") as written:
         np.testing.assert_array_equal(np.asarray(written), expected)
     with Image.open(tmp_path / "o" / "frame_overlay.png") as ov, Image.open(image) as src:
@@ -507,19 +507,19 @@ def test_submit_uploads_invokes_and_collects_png_masks(run, s3, monkeypatch, tmp
 
 
 def test_submit_sends_png_frames_scaled_and_cropped_like_ingest_and_maps_masks_back(run, s3, monkeypatch, tmp_path):
-    _with_preprocessing(monkeypatch, target_width=32, target_height=16, roi=(0.0, 0.25, 1.0, 1.0))
+    _with_preprocessing(monkeypatch, target_width=64, target_height=32, roi=(0.0, 0.25, 1.0, 1.0))
     image = tmp_path / "cam.png"
     Image.fromarray(generate_scene(128, 64, seed=8)[0]).save(image)
     stub = _stub(monkeypatch, "sagemaker-runtime")
     _expect_async(stub, "cam.jpg", "id-c")  # a JPEG now, named as ingest names its inputs
-    mask = np.full((12, 32), 13, dtype=np.uint8)
+    mask = np.full((24, 64), 13, dtype=np.uint8)
     s3.put_object(Bucket=BUCKET, Key="async-output/id-c.out", Body=_png(mask))
     rc, _, err = run("endpoint", "submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, image,
                      "--out-dir", tmp_path / "out")
-    assert rc == 0 and "cam.png: 128x64 sent as a 32x12 JPEG" in err
+    assert rc == 0 and "cam.png: 128x64 sent as a 64x24 JPEG" in err
     stub.assert_no_pending_responses()
     sent = s3.get_object(Bucket=BUCKET, Key="async-input/cam.jpg")["Body"].read()
-    assert sent == _served(image, PrepareOptions(target_size=(32, 16), roi=(0.0, 0.25, 1.0, 1.0)))
+    assert sent == _served(image, PrepareOptions(target_size=(64, 32), roi=(0.0, 0.25, 1.0, 1.0)))
     expected = np.full((64, 128), 255, dtype=np.uint8)
     expected[16:] = 13
     with Image.open(tmp_path / "out" / "cam_mask.png") as written:
