@@ -109,13 +109,16 @@ def sniff_format(data: bytes) -> str:
     head = data[:512]
     if not head.strip(b"\x00"):
         return "zeros"  # an all-zero head (a pre-allocated or wiped file) is not text
+    return "text" if _printable_text(head.rstrip(b"\x00")) is not None else "unknown"
+
+
+def _printable_text(chunk: bytes) -> str | None:
+    """``chunk`` as text when it is printable UTF-8 (tabs and line breaks allowed), else None."""
     try:
-        text = head.decode("utf-8")
+        text = chunk.decode("utf-8")
     except UnicodeDecodeError:
-        text = None
-    if text is not None and all(ch.isprintable() or ch in "\r\n\t" for ch in text.rstrip("\x00")):
-        return "text"
-    return "unknown"
+        return None
+    return text if all(ch.isprintable() or ch in "\r\n\t" for ch in text) else None
 
 
 def prepare_frame(data: bytes, options: PrepareOptions | None = None) -> PreparedFrame:
@@ -256,12 +259,8 @@ def _load(im: Image.Image, fmt: str, data: bytes = b"") -> None:
 
 
 def _tail_is_text(data: bytes) -> bool:
-    tail = data[-256:]
-    try:
-        text = tail.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return len(text.strip()) >= 16 and all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    text = _printable_text(data[-256:])
+    return text is not None and len(text.strip()) >= 16
 
 
 def _decoder_error(exc: Exception, fmt: str) -> BadFrame:
