@@ -8,6 +8,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CDK := npx --no-install cdk
+# The export environment (training/export.py): Python 3.11 with MXNet 1.9.1, from a wheelhouse downloaded once for the
+# ExportModel job's Linux image; the local .venv-export installs the very same files (--no-index --no-deps).
+EXPORT_PYTHON ?= python3.11
+EXPORT_VENV := .venv-export
+EXPORT_WHEELS := .wheelhouse/export
+EXPORT_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64,--platform $(p))
 
 # The CDK CLI and jsii (which every `import aws_cdk` starts) run on the Node.js pinned in package.json
 # (node_modules/.bin/node), not on the machine's: jsii no longer supports Node 20.
@@ -30,16 +36,27 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.app-installed
 	$(PIP) install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+$(EXPORT_WHEELS).downloaded: training/export-requirements.txt
+	rm -rf $(EXPORT_WHEELS) && mkdir -p $(EXPORT_WHEELS)
+	$(EXPORT_PYTHON) -m pip download -q --disable-pip-version-check --only-binary=:all: --no-deps \
+		$(EXPORT_PLATFORMS) --python-version 3.11 --implementation cp -r $< -d $(EXPORT_WHEELS)
+	touch $@
+
+$(EXPORT_VENV)/.installed: $(EXPORT_WHEELS).downloaded
+	rm -rf $(EXPORT_VENV) && $(EXPORT_PYTHON) -m venv $(EXPORT_VENV)
+	$(EXPORT_VENV)/bin/pip install -q --disable-pip-version-check --no-index --no-deps $(EXPORT_WHEELS)/*.whl
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-synth: $(VENV)/.app-installed node_modules/.installed
+synth: $(VENV)/.app-installed node_modules/.installed $(EXPORT_WHEELS).downloaded
 	$(CDK) synth --quiet --no-notices -c env=$(ENV) -c scaling=$(SCALING)
 	$(PY) -m stacks.summary cdk.out
 	$(PY) -m stacks.service_contracts cdk.out --env $(ENV)
 
-test: $(VENV)/.dev-installed node_modules/.installed
+test: $(VENV)/.dev-installed node_modules/.installed $(EXPORT_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	PYTHONPATH=lambda $(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
@@ -59,7 +76,7 @@ else
 endif
 	$(CDK) deploy --all --app cdk.out --no-notices --require-approval broadening
 
-bench: $(VENV)/.dev-installed node_modules/.installed
+bench: $(VENV)/.dev-installed node_modules/.installed $(EXPORT_VENV)/.installed
 	$(PY) bench/preprocess.py
 	$(PY) bench/capacity.py
 

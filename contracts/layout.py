@@ -32,6 +32,8 @@ class InferenceLayout:
     failures: str = "failures/"            # failure records per frame
     quarantine: str = "quarantine/"        # rejected frames + reason JSON
     data_capture: str = "data-capture/"    # real-time endpoint request/response samples
+    drives: str = "drives/"                # drive logs (ROS 1/2 bags, MCAP): drives/<vehicle>/<drive>.<ext>
+    drive_outputs: str = "drive-outputs/"  # per drive: manifest, timeline, scenes, review videos, summary
 
     @property
     def expiring_outputs(self) -> tuple[str, ...]:

@@ -23,6 +23,9 @@ LAMBDA_LIBRARY_DIR = LAMBDA_DIR / "roadseg_lambda"
 TRAINING_DIR = ROOT / "training"
 CONTRACTS_DIR = ROOT / "contracts"
 
+# The export environment's wheels (training/export-requirements.txt), downloaded by `make synth` / `make test`.
+EXPORT_WHEELHOUSE = ROOT / ".wheelhouse" / "export"
+
 Files = list[tuple[str, Path]]  # (path inside the asset, source file)
 
 
@@ -65,3 +68,17 @@ def staged(asset: str) -> Path:
     directory = Path(tempfile.mkdtemp(prefix=f"roadseg-{asset}-asset-"))
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     return stage(ASSETS[asset](), directory)
+
+
+class MissingWheelhouse(RuntimeError):
+    """The export wheelhouse has not been downloaded (a synth outside the Makefile)."""
+
+
+def export_wheelhouse() -> Path:
+    """The directory of the export environment's wheels; a clear error when the set-up has not downloaded them."""
+    if not any(EXPORT_WHEELHOUSE.glob("mxnet-*.whl")):
+        raise MissingWheelhouse(
+            f"{EXPORT_WHEELHOUSE} holds no MXNet wheel: run `make synth` (it downloads the export environment's "
+            "wheels listed in training/export-requirements.txt), then synthesize again"
+        )
+    return EXPORT_WHEELHOUSE

@@ -173,6 +173,30 @@ class TuningConfig(_Strict):
         return self
 
 
+# SageMaker Neo's target devices for an MXNet graph that roadseg offers (botocore's TargetDevice enum has no ml_g5,
+# ml_g6 or jetson_orin: newer GPUs take the bundle's ONNX graph to TensorRT / Triton instead, see README).
+NeoTarget = Literal["ml_c5", "ml_m5", "ml_g4dn", "ml_p3", "ml_inf1", "jetson_xavier", "jetson_nano", "jetson_tx2"]
+
+
+class ExportConfig(_Strict):
+    """The ExportModel step (training/export.py): every model that passes the quality gate becomes an edge bundle
+    (MXNet graph for Neo, ONNX, classes, preprocessing, parity report) at the serving resolution."""
+
+    # Parity of ONNX Runtime with MXNet on the serving validation frames: the step fails beyond these.
+    max_logit_difference: Annotated[float, Field(gt=0, le=10)] = 0.01
+    min_argmax_agreement: Annotated[float, Field(ge=0.9, le=1)] = 0.999
+    parity_frames: Annotated[int, Field(ge=1, le=100)] = 8
+    # Neo compilation jobs created from the exported graph when a model package is approved (empty: none).
+    neo_targets: list[NeoTarget] = Field(default_factory=list)
+
+    @field_validator("neo_targets")
+    @classmethod
+    def _unique_targets(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("neo_targets: each target at most once")
+        return value
+
+
 class TrainingConfig(_Strict):
     instance_type: TrainingInstance = "ml.p3.2xlarge"
     volume_size_gb: Annotated[int, Field(ge=10, le=16384)] = 100
@@ -190,6 +214,7 @@ class TrainingConfig(_Strict):
     # Adds the algorithm's `model` channel (PreviousModelS3Uri parameter) to the training pipeline.
     incremental: bool = False
     tuning: TuningConfig = TuningConfig()
+    export: ExportConfig = ExportConfig()
 
     @model_validator(mode="after")
     def _spot_wait(self) -> TrainingConfig:

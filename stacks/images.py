@@ -22,6 +22,9 @@ from training.pipelines import image_uris
 ALGORITHM = "semantic-segmentation"
 # Prepare/Evaluate need Python with numpy and Pillow: the AWS PyTorch CPU training image has both.
 PROCESSING_FRAMEWORK, PROCESSING_VERSION, PROCESSING_PY = "pytorch", "2.6.0", "py312"
+# ExportModel needs Python 3.11 (MXNet 1.9.1's ceiling) with venv and pip: the PyTorch 2.5 CPU training image. Only its
+# interpreter is used; the export environment comes from the shipped wheels.
+EXPORT_VERSION, EXPORT_PY = "2.5", "py311"
 
 _URI = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.(?P<domain>[a-z.]+)/(?P<repo>[^:]+):")
 
@@ -32,6 +35,8 @@ class RegionImages:
     algorithm_repository_arn: str
     processing: str
     processing_repository_arn: str
+    export: str
+    export_repository_arn: str
 
 
 def _repository_arn(uri: str) -> str:
@@ -44,7 +49,7 @@ def _repository_arn(uri: str) -> str:
 
 @cache
 def images_by_region() -> dict[str, RegionImages]:
-    """Regions where both the algorithm and the processing image are published (commercial, GovCloud, China)."""
+    """Regions where the algorithm, processing and export images are all published (commercial, GovCloud, China)."""
     found = {}
     for region in image_uris.config_for_framework(ALGORITHM)["versions"]["1"]["registries"]:
         if region.startswith(("us-iso",)):
@@ -54,9 +59,12 @@ def images_by_region() -> dict[str, RegionImages]:
             processing = image_uris.retrieve(PROCESSING_FRAMEWORK, region, version=PROCESSING_VERSION,
                                              py_version=PROCESSING_PY, instance_type="ml.m5.xlarge",
                                              image_scope="training")
+            export = image_uris.retrieve(PROCESSING_FRAMEWORK, region, version=EXPORT_VERSION, py_version=EXPORT_PY,
+                                         instance_type="ml.m5.xlarge", image_scope="training")
         except ValueError:
             continue
-        found[region] = RegionImages(algorithm, _repository_arn(algorithm), processing, _repository_arn(processing))
+        found[region] = RegionImages(algorithm, _repository_arn(algorithm), processing, _repository_arn(processing),
+                                     export, _repository_arn(export))
     return found
 
 
@@ -72,7 +80,8 @@ def images_mapping(scope: Construct, config: EnvironmentConfig) -> RegionImagesM
                           f"published in '{config.region}' (allowed: {', '.join(available)})")
     mapping = cdk.CfnMapping(stack, "Images", mapping={
         region: {"Algorithm": images.algorithm, "AlgorithmRepository": images.algorithm_repository_arn,
-                 "Processing": images.processing, "ProcessingRepository": images.processing_repository_arn}
+                 "Processing": images.processing, "ProcessingRepository": images.processing_repository_arn,
+                 "Export": images.export, "ExportRepository": images.export_repository_arn}
         for region, images in available.items() if config.region in (None, region)
     })
     return RegionImagesMapping(mapping)

@@ -16,7 +16,7 @@ from contracts import naming
 from contracts.lambda_env import frame_preparation_environment
 from contracts.layout import ARTIFACTS, DATASETS
 from stacks.bucket_set import SharedBuckets
-from stacks.code_assets import TRAINING_DIR, staged
+from stacks.code_assets import TRAINING_DIR, export_wheelhouse, staged
 from stacks.compliance import acknowledge_policy, nag_account_region, nag_arn
 from stacks.config import ConfigError, EnvironmentConfig
 from stacks.images import images_mapping
@@ -105,6 +105,9 @@ def pipeline_settings(config: EnvironmentConfig, scheme: ClassScheme) -> Pipelin
         custom_classes_json=classes_json(scheme) if config.classes.scheme == "custom" else None,
         # The gate's serving step prepares the validation frames exactly as the ingest function does.
         serving_preprocessing=frame_preparation_environment(config.preprocessing),
+        export_max_logit_difference=training.export.max_logit_difference,
+        export_min_argmax_agreement=training.export.min_argmax_agreement,
+        export_parity_frames=training.export.parity_frames,
     )
 
 
@@ -137,6 +140,9 @@ class TrainingPipelines(Construct):
         # training/, roadseg_lambda/ and contracts/ side by side (stacks.code_assets); processing_entry.py unpacks
         # them.
         self.package = s3_assets.Asset(self, "TrainingPackage", path=str(staged("processing")))
+        # The export environment's wheels (make synth downloads them for the export image's platform): ExportModel
+        # installs them into a venv with no network access (training/processing_entry.py).
+        self.export_wheels = s3_assets.Asset(self, "ExportWheels", path=str(export_wheelhouse()))
 
         self.role = iam.Role(
             self, "ExecutionRole",
@@ -154,6 +160,8 @@ class TrainingPipelines(Construct):
             "ProcessingImage": self.image("Processing"),
             "CodeEntryUri": self.entry_script.s3_object_url,
             "CodePackageUri": self.package.s3_object_url,
+            "ExportImage": self.image("Export"),
+            "ExportWheelsUri": self.export_wheels.s3_object_url,
         }
         if props.network is not None:
             subnets, groups = network_placeholder_names(self.settings)
@@ -194,6 +202,7 @@ class TrainingPipelines(Construct):
         buckets.artifacts.grant_read_write(role, f"{ARTIFACTS.checkpoints}*")
         self.entry_script.grant_read(role)
         self.package.grant_read(role)
+        self.export_wheels.grant_read(role)
         buckets.key.grant_encrypt_decrypt(role)
         # Jobs encrypt their ML storage volumes with the key (VolumeKmsKeyId), which SageMaker does through a grant
         # created with the job creator's credentials: the pipeline role needs kms:CreateGrant, for AWS resources
@@ -208,7 +217,8 @@ class TrainingPipelines(Construct):
         role.add_to_policy(iam.PolicyStatement(
             sid="PullAlgorithmAndProcessingImages",
             actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-            resources=[self.image("AlgorithmRepository"), self.image("ProcessingRepository")],
+            resources=[self.image("AlgorithmRepository"), self.image("ProcessingRepository"),
+                       self.image("ExportRepository")],
         ))
         role.add_to_policy(iam.PolicyStatement(
             sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"],

@@ -59,7 +59,9 @@ def synthesize(env_name: str, outdir: Path) -> SynthesizedEnv:
     from stacks.app_builder import build_app, cdk_json_context
     from stacks.config import load_config
 
-    app = cdk.App(outdir=str(outdir), context={**cdk_json_context(), "env": env_name, "aws:cdk:bundling-stacks": []})
+    # No asset staging: the assets are referenced where they are (the export wheelhouse is ~200 MB).
+    app = cdk.App(outdir=str(outdir), context={**cdk_json_context(), "env": env_name, "aws:cdk:bundling-stacks": [],
+                                              "aws:cdk:disable-asset-staging": True})
     config = load_config(env_name)
     app, stacks = build_app(config, app)
     app.synth()

@@ -3,7 +3,7 @@
 Two pipelines share one set of steps::
 
     <prefix>-training: PrepareDataset -> TrainSegmentation -> CreateCandidateModel -> TransformValidation
-                       -> EvaluateModel -> QualityGate -> RegisterModel | GateFailed
+                       -> EvaluateModel -> QualityGate -> (ExportModel -> RegisterModel) | GateFailed
     <prefix>-tuning:   PrepareDataset -> TuneSegmentation (best job) -> CreateCandidateModel -> ... (same)
 
     both:              PrepareDataset -> PrepareServingValidation -> TransformValidation (beside the training)
@@ -12,6 +12,10 @@ The gate measures what ships: PrepareServingValidation turns the validation imag
 function sends the endpoints (training/serving.py: ``prepare_frame`` with the environment's preprocessing), the
 transform runs on those, and EvaluateModel maps each mask back to the annotation the way the postprocess function
 restores masks, scoring the ROI only (training/evaluate.py).
+
+Only a model that passes the gate is exported and registered: ExportModel (training/export.py) rebuilds the GluonCV
+network at the serving resolution, writes the edge bundle (MXNet graph for Neo, ONNX, classes, preprocessing, parity
+report; contracts/bundle.py) and fails on a parity miss; the model package records the bundle (``EdgeBundle``).
 
 The definitions are built with the SageMaker Python SDK v3 under a ``PipelineSession`` (which records
 requests instead of sending them) with no credentials and no network: every deployment-specific value
@@ -123,6 +127,9 @@ for _key in _IMPORT_ENVIRONMENT:
 CODE_DIR = "/opt/ml/processing/input/code"
 PACKAGE_DIR = "/opt/ml/processing/input/package"
 PROCESSING_ENTRYPOINT = ["/bin/sh", "-c", f'exec python3 {CODE_DIR}/*.py "$@"', "processing-entry"]
+# ExportModel: the export environment's wheels (training/export-requirements.txt, one zip), installed by the entry
+# script into a virtual environment without network access (processing_entry.py).
+WHEELS_DIR = "/opt/ml/processing/input/wheels"
 
 PLACEHOLDERS: dict[str, str] = {
     "RoleArn": "ARN of the SageMaker execution role that runs every step",
@@ -139,6 +146,8 @@ PLACEHOLDERS: dict[str, str] = {
     f"{CODE_DIR} and run as python3 <script> <module> [args])",
     "CodePackageUri": f"s3:// URI of the zip of the training/, roadseg_lambda/ and contracts/ packages (mounted in "
     f"{PACKAGE_DIR})",
+    "ExportImage": "Python 3.11 image for ExportModel (MXNet 1.9.1 runs on Python <= 3.11 only)",
+    "ExportWheelsUri": f"s3:// URI of the zip of the export environment's wheels (mounted in {WHEELS_DIR})",
 }
 
 # Isolated-network mode (PipelineSettings.vpc_subnet_count > 0): every processing, training, tuning job and the
@@ -169,6 +178,7 @@ CREATE_MODEL = "CreateCandidateModel"
 TRANSFORM = "TransformValidation"
 EVALUATE = "EvaluateModel"
 GATE = "QualityGate"
+EXPORT = "ExportModel"
 REGISTER = "RegisterModel"
 FAIL = "GateFailed"
 
@@ -244,6 +254,10 @@ class PipelineSettings:
     # 0 and 0: no VpcConfig (the default).
     vpc_subnet_count: int = 0
     vpc_security_group_count: int = 0
+    # ExportModel's parity check of ONNX Runtime against MXNet on the serving validation frames (config export.*).
+    export_max_logit_difference: float = 0.01
+    export_min_argmax_agreement: float = 0.999
+    export_parity_frames: int = 8
 
     def __post_init__(self) -> None:
         problems = [*_hyperparameter_problems(self), *_settings_problems(self)]
@@ -552,7 +566,8 @@ def _evaluate_and_register(
     head,
 ) -> list:
     """PrepareServingValidation, CreateCandidateModel -> TransformValidation -> EvaluateModel -> QualityGate
-    (RegisterModel | GateFailed). ``head``: the candidate's ``algorithm`` (a parameter or a property), recorded."""
+    (ExportModel -> RegisterModel | GateFailed). ``head``: the candidate's ``algorithm`` (a parameter or a property),
+    recorded."""
     builder = ModelBuilder(
         image_uri=_SENTINELS.algorithm_image,
         s3_model_data_url=model_data,
@@ -570,6 +585,7 @@ def _evaluate_and_register(
         on="/",
         values=[evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, "evaluation.json"],
     )
+    export = _export_step(sdk, settings, pipeline_name, params, serving, evaluate, model_data)
     # The same builder: register() without an earlier build() looks the default bucket up in S3.
     register = ModelStep(
         name=REGISTER,
@@ -586,13 +602,75 @@ def _evaluate_and_register(
             customer_metadata_properties={
                 "ClassScheme": settings.class_scheme,
                 "NumClasses": str(settings.num_classes),
+                # The edge bundle of this model: an approval carries it (and the rollout compiles it for Neo).
+                "EdgeBundle": export.properties.ProcessingOutputConfig.Outputs[EXPORT_BUNDLE].S3Output.S3Uri,
             },
         ),
     )
     gate = _quality_gate(
-        params, evaluation_report, if_passed=register, if_failed=_gate_failed(params, evaluation_report)
+        params, evaluation_report, if_passed=[export, register], if_failed=_gate_failed(params, evaluation_report)
     )
     return [serving, create_model, transform, evaluate, gate]
+
+
+EXPORT_BUNDLE = "bundle"
+
+
+def _export_step(
+    sdk: _Sdk,
+    settings: PipelineSettings,
+    pipeline_name: str,
+    params: _Parameters,
+    serving: ProcessingStep,
+    evaluate: ProcessingStep,
+    model_data,
+) -> ProcessingStep:
+    """ExportModel: the candidate's ``model.tar.gz`` -> the edge bundle under pipelines/<name>/<execution>/bundle/
+    (training/export.py), in the Python 3.11 export image with the shipped wheels. Fails when the parameters do not
+    match the rebuilt network or ONNX Runtime disagrees with MXNet on the serving validation frames."""
+    model, validation = "/opt/ml/processing/input/model", "/opt/ml/processing/input/serving_validation"
+    evaluation, output = "/opt/ml/processing/input/evaluation", f"/opt/ml/processing/output/{EXPORT_BUNDLE}"
+    # The serving resolution, ROI and limits reach the export as the serving step's (the functions') environment.
+    processor = _processor(sdk, settings, f"{settings.prefix}-export", params,
+                           env=settings.serving_preprocessing.frame_preparation_env(), image=_SENTINELS.export_image)
+    step_args = processor.run(
+        inputs=[
+            *_code_inputs(),
+            _processing_input("wheels", _SENTINELS.export_wheels_uri, WHEELS_DIR),
+            _processing_input("model", model_data, model),
+            _processing_input(
+                "serving_validation",
+                serving.properties.ProcessingOutputConfig.Outputs[SERVING_VALIDATION].S3Output.S3Uri,
+                validation,
+            ),
+            _processing_input(
+                "evaluation",
+                evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri,
+                evaluation,
+            ),
+        ],
+        outputs=[_processing_output(EXPORT_BUNDLE, Join(on="/", values=_artifact_uri(pipeline_name, EXPORT_BUNDLE)),
+                                    output)],
+        arguments=[
+            "export",
+            "--model",
+            model,
+            "--validation",
+            validation,
+            "--evaluation",
+            f"{evaluation}/evaluation.json",
+            "--output",
+            output,
+            "--max-logit-difference",
+            _decimal(settings.export_max_logit_difference),
+            "--min-argmax-agreement",
+            _decimal(settings.export_min_argmax_agreement),
+            "--max-parity-frames",
+            str(settings.export_parity_frames),
+            *_scheme_arguments(settings),
+        ],
+    )
+    return ProcessingStep(name=EXPORT, step_args=step_args)
 
 
 def _serving_step(
@@ -719,7 +797,7 @@ def _scheme_arguments(settings: PipelineSettings) -> list[str]:
 
 
 def _quality_gate(
-    params: _Parameters, evaluation_report: PropertyFile, *, if_passed: ModelStep, if_failed: FailStep
+    params: _Parameters, evaluation_report: PropertyFile, *, if_passed: list, if_failed: FailStep
 ) -> ConditionStep:
     """QualityGate: mIoU >= MinMIoU and, for every safety-critical class, IoU >= MinIoU<Class> (all must hold)."""
     conditions = [
@@ -729,7 +807,7 @@ def _quality_gate(
             for name, floor in params.class_floors
         ),
     ]
-    return ConditionStep(name=GATE, conditions=conditions, if_steps=[if_passed], else_steps=[if_failed])
+    return ConditionStep(name=GATE, conditions=conditions, if_steps=if_passed, else_steps=[if_failed])
 
 
 def _gate_failed(params: _Parameters, evaluation_report: PropertyFile) -> FailStep:
@@ -753,7 +831,12 @@ def _gate_failed(params: _Parameters, evaluation_report: PropertyFile) -> FailSt
 
 
 def _processor(
-    sdk: _Sdk, settings: PipelineSettings, base_job_name: str, params: _Parameters, env: Mapping[str, str] | None = None
+    sdk: _Sdk,
+    settings: PipelineSettings,
+    base_job_name: str,
+    params: _Parameters,
+    env: Mapping[str, str] | None = None,
+    image: str | None = None,
 ) -> Processor:
     """``python3 <entry script> <module> [args]`` in the processing image, isolated from the network.
 
@@ -762,7 +845,7 @@ def _processor(
     """
     return Processor(
         role=_SENTINELS.role_arn,
-        image_uri=_SENTINELS.processing_image,
+        image_uri=image or _SENTINELS.processing_image,
         entrypoint=PROCESSING_ENTRYPOINT,
         instance_count=1,
         instance_type=params.processing_instance_type,
@@ -941,22 +1024,26 @@ class _Sentinels:
     # Real image URIs (from the SDK's offline table), so that nothing validates against a fake.
     algorithm_image: str
     processing_image: str
+    export_image: str
     role_arn: str = "arn:aws:iam::123456789012:role/roadseg-sentinel-role"
     datasets_bucket: str = "roadseg-sentinel-datasets"
     artifacts_bucket: str = "roadseg-sentinel-artifacts"
     kms_key_arn: str = "arn:aws:kms:us-east-1:123456789012:key/roadseg-sentinel-kms"
     code_entry_uri: str = "s3://roadseg-sentinel-code/entry/processing_entry.py"
     code_package_uri: str = "s3://roadseg-sentinel-code/package/training.zip"
+    export_wheels_uri: str = "s3://roadseg-sentinel-code/wheels/export.zip"
 
     def placeholders(self) -> dict[str, str]:
         """sentinel -> placeholder, most specific first (URIs before the buckets they contain)."""
         return {
             self.code_entry_uri: "CodeEntryUri",
             self.code_package_uri: "CodePackageUri",
+            self.export_wheels_uri: "ExportWheelsUri",
             self.role_arn: "RoleArn",
             self.kms_key_arn: "KmsKeyArn",
             self.algorithm_image: "AlgorithmImage",
             self.processing_image: "ProcessingImage",
+            self.export_image: "ExportImage",
             self.datasets_bucket: "DatasetsBucket",
             self.artifacts_bucket: "ArtifactsBucket",
             **{_subnet_sentinel(i): f"Subnet{i}" for i in range(MAX_VPC_SUBNETS)},
@@ -1080,6 +1167,12 @@ def _make_sentinels() -> _Sentinels:
                 version="2.8",
                 py_version="py312",
                 instance_type="ml.m5.xlarge",
+                image_scope="training",
+            ),
+            # Python 3.11 (MXNet 1.9.1's ceiling): the PyTorch 2.5 CPU training image; the export installs its own
+            # pinned environment into a venv, so only the interpreter comes from the image.
+            export_image=image_uris.retrieve(
+                "pytorch", _REGION, version="2.5", py_version="py311", instance_type="ml.m5.xlarge",
                 image_scope="training",
             ),
         )

@@ -1,24 +1,34 @@
-"""Entry point of roadseg's SageMaker Processing steps (PrepareDataset, PrepareServingValidation, EvaluateModel).
+"""Entry point of roadseg's SageMaker Processing steps (PrepareDataset, PrepareServingValidation, EvaluateModel,
+ExportModel).
 
 Shipped alone as the step's `code`; the `training`, `roadseg_lambda` and `contracts` packages arrive as one zip input
 (all at its root, see stacks/code_assets.py) under /opt/ml/processing/input/package/. roadseg_lambda is the Lambda
 functions' own library: the serving step prepares frames and the evaluation restores masks with their code.
-Usage: ``python3 processing_entry.py <prepare|serving|evaluate> [args...]``.
+Usage: ``python3 processing_entry.py <prepare|serving|evaluate|export> [args...]``.
 Self-contained on purpose (stdlib only): it runs before the package is importable.
+
+``export`` runs where MXNet runs: the image's Python 3.11 creates a virtual environment, installs the export wheels
+(one zip under /opt/ml/processing/input/wheels/, training/export-requirements.txt) with ``--no-index --no-deps`` (the
+job has no network access) and runs this script again inside it.
 """
 
 from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import os
 import runpy
+import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 PACKAGE_DIR = Path("/opt/ml/processing/input/package")
-MODULES = ("prepare", "serving", "evaluate")
+MODULES = ("prepare", "serving", "evaluate", "export")
+WHEELS_DIR = Path("/opt/ml/processing/input/wheels")
+EXPORT_PYTHON = (3, 11)
+IN_EXPORT_ENV = "ROADSEG_IN_EXPORT_ENV"
 # Loaded in reverse order: contracts first (both others import it), then roadseg_lambda (training imports it).
 PACKAGES = ("training", "roadseg_lambda", "contracts")
 
@@ -45,9 +55,36 @@ def load_packages(root: Path) -> None:
         spec.loader.exec_module(module)
 
 
+def export_environment(wheels_dir: Path, into: Path) -> Path:
+    """A venv at ``into`` with exactly the shipped wheels; its python. SystemExit with the reason on any failure."""
+    if sys.version_info[:2] != EXPORT_PYTHON:
+        raise SystemExit(f"export needs Python {'.'.join(map(str, EXPORT_PYTHON))} (MXNet 1.9.1), this image has "
+                         f"{sys.version.split()[0]}: use the export image (training/pipelines.py ExportImage)")
+    archives = sorted(wheels_dir.glob("*.zip"))
+    if len(archives) != 1:
+        raise SystemExit(f"expected one wheels zip in {wheels_dir}, found {[a.name for a in archives]}")
+    wheels = into / "wheels"
+    with zipfile.ZipFile(archives[0]) as archive:
+        archive.extractall(wheels)
+    found = sorted(str(w) for w in wheels.glob("*.whl"))
+    if not found:
+        raise SystemExit(f"{archives[0].name} holds no wheels")
+    venv = into / "venv"
+    for command in ([sys.executable, "-m", "venv", str(venv)],
+                    [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index", "--no-deps",
+                     "--disable-pip-version-check", "--quiet", *found]):
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command[:4])} ...: failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return venv / "bin" / "python"
+
+
 def main(argv: list[str], package_dir: Path = PACKAGE_DIR) -> None:
     if not argv or argv[0] not in MODULES:
         raise SystemExit(f"usage: processing_entry.py <{'|'.join(MODULES)}> [args...]")
+    if argv[0] == "export" and not os.environ.get(IN_EXPORT_ENV):
+        python = export_environment(WHEELS_DIR, Path(tempfile.mkdtemp(prefix="roadseg-export-")))
+        os.execve(python, [str(python), __file__, *argv], {**os.environ, IN_EXPORT_ENV: "1"})
     root = unpack(package_dir, Path(tempfile.mkdtemp(prefix="roadseg-")))
     load_packages(root)
     sys.argv = [f"training.{argv[0]}", *argv[1:]]

@@ -40,7 +40,8 @@ def isolated_synth(tmp_path_factory):
         if name not in _isolated:
             outdir = tmp_path_factory.mktemp(f"cdk-{name}")
             app = cdk.App(outdir=str(outdir),
-                          context={**cdk_json_context(), "env": name, "aws:cdk:bundling-stacks": []})
+                          context={**cdk_json_context(), "env": name, "aws:cdk:bundling-stacks": [],
+                                   "aws:cdk:disable-asset-staging": True})
             config = load_config(name, EXAMPLES_DIR)
             app, stacks = build_app(config, app)
             app.synth()

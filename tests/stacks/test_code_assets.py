@@ -3,6 +3,7 @@ runs from its zip with training/, roadseg_lambda/ and contracts/ alone."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import aws_cdk as cdk
 import numpy as np
+import pytest
 from PIL import Image
 
 from contracts.documents import validate_evaluation
 from contracts.lambda_env import PreprocessorEnvironment
 from stacks.code_assets import (
     CONTRACTS_DIR,
+    EXPORT_WHEELHOUSE,
     LAMBDA_LIBRARY_DIR,
     TRAINING_DIR,
     lambda_files,
@@ -154,3 +157,39 @@ def test_processing_entry_runs_the_serving_step_and_the_evaluation_from_the_pack
     assert report["serving"]["roi"] == [0.0, 0.0, 1.0, 0.75]
     assert report["serving"]["inference_sizes"] == [{"width": 48, "height": 18, "images": 1}]
     assert report["serving"]["pixels_outside_roi"] == int(np.count_nonzero(label[36:] != 255))
+
+
+def _load_entry():
+    spec = importlib.util.spec_from_file_location("processing_entry_under_test", TRAINING_DIR / "processing_entry.py")
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    return entry
+
+
+def test_export_environment_installs_the_shipped_wheels_without_an_index(tmp_path: Path) -> None:
+    """ExportModel's bootstrap: one zip of wheels -> a venv holding exactly them (pip --no-index: no network)."""
+    entry = _load_entry()
+    (wheel,) = EXPORT_WHEELHOUSE.glob("six-*.whl")  # a small pure wheel of the real wheelhouse
+    wheels_dir = tmp_path / "wheels"
+    wheels_dir.mkdir()
+    with zipfile.ZipFile(wheels_dir / "9d8c7b.zip", "w") as archive:  # a CDK directory asset: a zip, any name
+        archive.write(wheel, wheel.name)
+    python = entry.export_environment(wheels_dir, tmp_path / "env")
+    run = subprocess.run([str(python), "-c", "import six, sys; print(six.__version__, sys.prefix)"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    version, prefix = run.stdout.split()
+    assert wheel.name.startswith(f"six-{version}-") and prefix == str(tmp_path / "env" / "venv")
+
+
+def test_export_environment_refuses_what_it_cannot_install(tmp_path: Path) -> None:
+    entry = _load_entry()
+    with pytest.raises(SystemExit, match="expected one wheels zip"):
+        entry.export_environment(tmp_path, tmp_path / "env")
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as archive:
+        archive.writestr("README", "no wheels here")
+    with pytest.raises(SystemExit, match="holds no wheels"):
+        entry.export_environment(tmp_path, tmp_path / "env")
+    entry.EXPORT_PYTHON = (3, 99)
+    with pytest.raises(SystemExit, match=r"export needs Python 3\.99 \(MXNet 1\.9\.1\), this image has 3\.11"):
+        entry.export_environment(tmp_path, tmp_path / "env")

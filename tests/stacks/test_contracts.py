@@ -105,6 +105,9 @@ def test_resources_carry_their_contract_names(synth, env_name: str) -> None:
     assert rollback == set(naming.rollback_alarm_names(prefix))
 
 
+EXPORT_REQUIREMENTS = Path(__file__).resolve().parents[2] / "training" / "export-requirements.txt"
+
+
 def file_assets(outdir: Path, stack_name: str) -> list[Path]:
     manifest = json.loads((outdir / f"{stack_name}.assets.json").read_text())
     return [outdir / a["source"]["path"] for a in manifest["files"].values() if a["source"]["packaging"] == "zip"]
@@ -120,7 +123,12 @@ def test_lambda_code_asset_ships_contracts_next_to_roadseg_lambda(synth) -> None
 
 def test_processing_asset_ships_training_roadseg_lambda_and_contracts(synth) -> None:
     env = synth(ENVIRONMENTS[0])
-    (package,) = file_assets(env.outdir, env.stacks.training.stack_name)
+    assets = file_assets(env.outdir, env.stacks.training.stack_name)
+    (package,) = [a for a in assets if (a / "training").is_dir()]
+    (wheels,) = [a for a in assets if a != package]  # the export environment's wheels, ExportModel installs them
+    assert sorted(w.name.split("-")[0] for w in wheels.glob("*.whl")) == sorted(
+        line.split("==")[0].replace("-", "_").lower() for line in EXPORT_REQUIREMENTS.read_text().splitlines()
+        if line and not line.startswith("#"))
     for name in ("training/__init__.py", "training/evaluate.py", "training/prepare.py", "training/serving.py",
                  "roadseg_lambda/__init__.py", "roadseg_lambda/imaging.py", "roadseg_lambda/masks.py",
                  "roadseg_lambda/settings.py", "contracts/__init__.py", "contracts/documents.py",

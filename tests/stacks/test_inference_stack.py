@@ -357,7 +357,7 @@ def _bare_inference_template(tmp_path, overrides: dict, context: dict | None = N
 
     config = load_config("dev").model_copy(update=overrides)
     app = cdk.App(outdir=str(tmp_path), context={**cdk_json_context(), "aws:cdk:bundling-stacks": [],
-                                                 **(context or {})})
+                                                 "aws:cdk:disable-asset-staging": True, **(context or {})})
     _, stacks = build_app(config, app)
     return Template.from_stack(stacks.inference), stacks
 

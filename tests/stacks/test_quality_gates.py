@@ -72,7 +72,7 @@ def test_nag_acknowledgments_name_one_finding_with_a_reason(synth, env_name):
 
 
 def test_an_unacknowledged_finding_fails_synth(tmp_path):
-    app = cdk.App(outdir=str(tmp_path), context=cdk_json_context())
+    app = cdk.App(outdir=str(tmp_path), context={**cdk_json_context(), "aws:cdk:disable-asset-staging": True})
     stack = cdk.Stack(app, "Insecure")
     sqs.Queue(stack, "PlainQueue", encryption=sqs.QueueEncryption.UNENCRYPTED)
     add_compliance_checks(app)

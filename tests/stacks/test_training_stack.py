@@ -209,7 +209,8 @@ def camvid_only(tmp_path_factory):
     (config_dir / "dev.yaml").write_text("prefix: roadseg-camvid\nclasses:\n  scheme: camvid\n")
     config = load_config("dev", config_dir)
     outdir = tmp_path_factory.mktemp("cdk-camvid")
-    app = cdk.App(outdir=str(outdir), context={**cdk_json_context(), "env": "dev", "aws:cdk:bundling-stacks": []})
+    app = cdk.App(outdir=str(outdir), context={**cdk_json_context(), "env": "dev", "aws:cdk:bundling-stacks": [],
+                                                "aws:cdk:disable-asset-staging": True})
     app, stacks = build_app(config, app)
     app.synth()
     template = Template.from_json(json.loads((outdir / stacks.training.template_file).read_text()))

@@ -25,6 +25,7 @@ from training.pipelines import (
     CODE_DIR,
     PLACEHOLDERS,
     PROCESSING_ENTRYPOINT,
+    WHEELS_DIR,
     PipelineSettings,
     build_training_pipeline,
     build_tuning_pipeline,
@@ -75,6 +76,8 @@ SUBSTITUTES = {
     "ProcessingImage": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/roadseg-processing:1",
     "CodeEntryUri": "s3://test-assets/3f9a0c5d1e.py",  # a CDK file asset keeps no name
     "CodePackageUri": "s3://test-assets/8b7e6d.zip",
+    "ExportImage": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.5-cpu-py311",
+    "ExportWheelsUri": "s3://test-assets/5c4d3e.zip",
 }
 SENTINEL_FRAGMENTS = ("roadseg-sentinel", "123456789012", "811284229777", "763104351884", "pytorch-training")
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
@@ -295,7 +298,8 @@ def test_training_pipeline_steps_in_order(training):
         ("QualityGate", "Condition"),
     ]
     gate = training["Steps"][-1]["Arguments"]
-    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("RegisterModel", "RegisterModel")]
+    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("ExportModel", "Processing"),
+                                                                 ("RegisterModel", "RegisterModel")]
     assert [(s["Name"], s["Type"]) for s in gate["ElseSteps"]] == [("GateFailed", "Fail")]
 
 
@@ -311,7 +315,8 @@ def test_tuning_pipeline_steps_in_order(tuning):
         ("QualityGate", "Condition"),
     ]
     gate = tuning["Steps"][-1]["Arguments"]
-    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("RegisterModel", "RegisterModel")]
+    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("ExportModel", "Processing"),
+                                                                 ("RegisterModel", "RegisterModel")]
     assert [(s["Name"], s["Type"]) for s in gate["ElseSteps"]] == [("GateFailed", "Fail")]
 
 
@@ -331,7 +336,9 @@ def test_dependencies_follow_property_references(pipeline, training, tuning):
         # Evaluate maps the masks back with the serving geometry; the tuning pipeline's head is the tuned one.
         "EvaluateModel": {"PrepareDataset", "PrepareServingValidation", "TransformValidation"}
         | ({job} if pipeline == "tuning" else set()),
-        "RegisterModel": {job, "EvaluateModel"},
+        # Only a gated model is exported, from the artifact that was evaluated, with the frames it was judged on.
+        "ExportModel": {job, "PrepareServingValidation", "EvaluateModel"},
+        "RegisterModel": {job, "EvaluateModel", "ExportModel"},
         "GateFailed": {"EvaluateModel"},
     }
     for name, upstream in expected.items():
@@ -913,7 +920,62 @@ def test_register_model(pipeline, training, tuning):
             on="/",
         ),
     }
-    assert args["CustomerMetadataProperties"] == {"ClassScheme": "cityscapes", "NumClasses": "19"}
+    assert args["CustomerMetadataProperties"] == {
+        "ClassScheme": "cityscapes",
+        "NumClasses": "19",
+        "EdgeBundle": {"Get": "Steps.ExportModel.ProcessingOutputConfig.Outputs['bundle'].S3Output.S3Uri"},
+    }
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_export_step_turns_the_gated_model_into_an_edge_bundle(pipeline, training, tuning):
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    by_name = steps(definition)
+    args = by_name["ExportModel"]["Arguments"]
+    # Python 3.11 for MXNet, the same entry script, the functions' frame preparation (the serving resolution).
+    assert args["AppSpecification"]["ImageUri"] == SUBSTITUTES["ExportImage"]
+    assert args["AppSpecification"]["ContainerEntrypoint"] == PROCESSING_ENTRYPOINT
+    assert args["Environment"] == BASE.serving_preprocessing.frame_preparation_env()
+    assert args["AppSpecification"]["ContainerArguments"] == [
+        "export",
+        "--model", "/opt/ml/processing/input/model",
+        "--validation", "/opt/ml/processing/input/serving_validation",
+        "--evaluation", "/opt/ml/processing/input/evaluation/evaluation.json",
+        "--output", "/opt/ml/processing/output/bundle",
+        "--max-logit-difference", "0.01",
+        "--min-argmax-agreement", "0.999",
+        "--max-parity-frames", "8",
+        "--scheme", "cityscapes",
+    ]
+    inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
+    assert inputs["wheels"]["S3Uri"] == SUBSTITUTES["ExportWheelsUri"]
+    assert inputs["wheels"]["LocalPath"] == WHEELS_DIR
+    candidate = by_name["CreateCandidateModel"]["Arguments"]["PrimaryContainer"]["ModelDataUrl"]
+    assert inputs["model"]["S3Uri"] == candidate  # the evaluated artifact, nothing else
+    assert inputs["serving_validation"]["S3Uri"] == {
+        "Get": "Steps.PrepareServingValidation.ProcessingOutputConfig.Outputs['serving_validation'].S3Output.S3Uri"
+    }
+    assert inputs["evaluation"]["S3Uri"] == {
+        "Get": "Steps.EvaluateModel.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"
+    }
+    [output] = args["ProcessingOutputConfig"]["Outputs"]
+    assert output["OutputName"] == "bundle"
+    assert output["S3Output"]["S3Uri"] == join(
+        "s3:/", "test-artifacts-bucket", "pipelines", f"roadseg-test-{pipeline}", EXECUTION_ID, "bundle", on="/"
+    )
+    assert args["ProcessingOutputConfig"]["KmsKeyId"] == SUBSTITUTES["KmsKeyArn"]
+    # The wheels arrive as an input: the container needs no network, as every other step.
+    assert args["NetworkConfig"]["EnableNetworkIsolation"] is True
+
+
+def test_export_parity_thresholds_come_from_the_settings():
+    settings = dataclasses.replace(BASE, export_max_logit_difference=0.05, export_min_argmax_agreement=0.99,
+                                   export_parity_frames=3)
+    arguments = steps(json.loads(fn_sub(build_training_pipeline(settings))))["ExportModel"]["Arguments"][
+        "AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--max-logit-difference") + 1] == "0.05"
+    assert arguments[arguments.index("--min-argmax-agreement") + 1] == "0.99"
+    assert arguments[arguments.index("--max-parity-frames") + 1] == "3"
 
 
 @pytest.mark.parametrize("pipeline", ["training", "tuning"])
