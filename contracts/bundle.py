@@ -18,6 +18,7 @@ Standard library only: the export job (Python 3.11 with MXNet), the processing i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 BUNDLE_SCHEMA_VERSION = "1.0"
@@ -57,7 +58,7 @@ BUNDLE = BundleLayout()
 
 def neo_data_input_config(height: int, width: int) -> str:
     """Neo's ``InputConfig.DataInputConfig`` for the exported graph (batch of one, NCHW)."""
-    return '{"%s": [1, 3, %d, %d]}' % (INPUT_NAME, height, width)
+    return json.dumps({INPUT_NAME: [1, 3, height, width]})
 
 
 def bundle_uri(artifacts_prefix: str) -> str:

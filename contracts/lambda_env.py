@@ -187,6 +187,16 @@ def _vru_classes(raw: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _neo_targets(raw: str) -> tuple[str, ...]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValueError('must be a JSON list of Neo target devices, e.g. ["ml_g4dn", "jetson_xavier"]') from None
+    if not isinstance(value, list) or not all(isinstance(v, str) and re.fullmatch(r"[a-z0-9_]+", v) for v in value):
+        raise ValueError("must be a JSON list of Neo target device names (lower case, digits, '_'; may be empty)")
+    return tuple(value)
+
+
 def _class_names(raw: str) -> tuple[str, ...]:
     try:
         value = json.loads(raw)
@@ -385,3 +395,9 @@ class RolloutEnvironment(EnvironmentCodec):
     model_package_group: str = variable("MODEL_PACKAGE_GROUP")
     parameter_name: str = variable("PARAMETER_NAME", MODEL_PACKAGE_PARAMETER)
     service_name: str | None = variable("POWERTOOLS_SERVICE_NAME", None, omit_if_none=True)
+    # SageMaker Neo: compile the approved package's edge bundle for these targets (training.export.neo_targets),
+    # with this role, encrypting the output with this key, under this job-name prefix. Empty: no compilation.
+    neo_targets: tuple[str, ...] = variable("NEO_TARGETS", (), _neo_targets, json_list)
+    neo_role_arn: str | None = variable("NEO_ROLE_ARN", None, omit_if_none=True)
+    neo_kms_key_arn: str | None = variable("NEO_KMS_KEY_ARN", None, omit_if_none=True)
+    neo_job_prefix: str | None = variable("NEO_JOB_PREFIX", None, omit_if_none=True)

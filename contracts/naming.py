@@ -134,3 +134,17 @@ def async_rollback_alarm_names(prefix: str) -> tuple[str, ...]:
 def rollback_alarm_names(prefix: str) -> tuple[str, ...]:
     """Every alarm that rolls a blue/green endpoint update back."""
     return realtime_rollback_alarm_names(prefix) + async_rollback_alarm_names(prefix)
+
+
+def neo_compilation_job_prefix(prefix: str) -> str:
+    """Neo compilation jobs the rollout creates for approved packages start with this (IAM scopes on it)."""
+    return f"{prefix}-neo-"
+
+
+def neo_compilation_job_name(prefix: str, version: int, target: str) -> str:
+    """One job per package version and target: a redelivered approval finds it and creates nothing twice.
+    SageMaker job names: 1-63 letters, digits and '-' (targets such as ml_g4dn carry '_')."""
+    name = f"{neo_compilation_job_prefix(prefix)}v{version}-{target.replace('_', '-')}"
+    if len(name) > 63:
+        raise ValueError(f"compilation job name {name!r} is over 63 characters: shorten the prefix")
+    return name

@@ -19,10 +19,17 @@ notifications left as they are), and the endpoints' deployment policy does the r
 4. ``UpdateStack`` with ``ClientRequestToken`` derived from the event id (retries of one event are one
    request to CloudFormation). "No updates are to be performed" -> skipped. Any other error is raised.
 
+5. SageMaker Neo (only with NEO_TARGETS): for an approved package, rolled out now or before, one compilation job per
+   target from its edge bundle (``EdgeBundle`` and ``ServingSize`` in the package's customer metadata, written by the
+   pipeline's ExportModel/RegisterModel steps): input ``<bundle>neo/model.tar.gz`` (framework MXNET 1.8, data
+   ``[1, 3, H, W]``), output ``<bundle>compiled/<target>/``. Job names are per version and target, so a redelivered
+   event finds its jobs (ResourceInUse) and creates nothing twice. :func:`compilation_jobs` is the pure part.
+
 Environment (``contracts.lambda_env.RolloutEnvironment``): STACK_NAME (required, the inference stack),
-MODEL_PACKAGE_GROUP (required), PARAMETER_NAME (default ``ModelPackageArn``). Returns
-``{"action": "ignored" | "skipped" | "updated", "reason": ..., ...}``. The decision is the pure function
-:func:`decide`; the handler only fetches its inputs and acts.
+MODEL_PACKAGE_GROUP (required), PARAMETER_NAME (default ``ModelPackageArn``), NEO_TARGETS, NEO_ROLE_ARN,
+NEO_KMS_KEY_ARN, NEO_JOB_PREFIX. Returns ``{"action": "ignored" | "skipped" | "updated", "reason": ...,
+"compilation_jobs": [...], ...}``. The decision is the pure function :func:`decide`; the handler only fetches its
+inputs and acts.
 
 IAM: cloudformation:DescribeStacks and cloudformation:UpdateStack on the stack; sagemaker:DescribeModelPackage
 on the group's packages; plus what the stack update itself needs (the caller's credentials are used unless
@@ -43,6 +50,7 @@ from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from contracts.bundle import BUNDLE, NEO_FRAMEWORK, NEO_FRAMEWORK_VERSION, neo_data_input_config
 from contracts.lambda_env import SERVICE_NAMES, EnvironmentContractError, RolloutEnvironment
 from contracts.naming import MODEL_PACKAGE_PARAMETER
 
@@ -64,6 +72,10 @@ BLOCKED_STATES = frozenset(
     }
 )
 NO_UPDATES = "No updates are to be performed"
+# The model package's customer metadata that the pipeline writes (training/pipelines.py RegisterModel).
+EDGE_BUNDLE_KEY, SERVING_SIZE_KEY = "EdgeBundle", "ServingSize"
+NEO_MAX_RUNTIME_SECONDS = 900
+_SERVING_SIZE = re.compile(r"^(\d{2,4})x(\d{2,4})$")
 _BUSY_MESSAGE = re.compile(r"_IN_PROGRESS state", re.I)
 _TOKEN_CHARS = re.compile(r"[^a-zA-Z0-9-]")
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
@@ -218,6 +230,49 @@ def decide(
     )
 
 
+def compilation_jobs(
+    metadata: Mapping[str, str] | None,
+    version: int | None,
+    *,
+    targets: Sequence[str],
+    job_prefix: str,
+    role_arn: str,
+    kms_key_arn: str | None,
+) -> list[dict[str, Any]]:
+    """CreateCompilationJob requests for an approved package's edge bundle, one per Neo target; RolloutError when
+    the package does not say where its bundle is or at which size it was exported."""
+    if not targets:
+        return []
+    metadata = metadata or {}
+    bundle, size = metadata.get(EDGE_BUNDLE_KEY), _SERVING_SIZE.match(metadata.get(SERVING_SIZE_KEY, ""))
+    if not bundle or not bundle.startswith("s3://") or size is None or version is None:
+        raise RolloutError(
+            f"the package (version {version}) has no {EDGE_BUNDLE_KEY} s3:// URI and {SERVING_SIZE_KEY} WxH in its "
+            f"customer metadata (got {dict(metadata)}): only packages registered by the pipeline's ExportModel step "
+            "can be compiled; compile it by hand or set training.export.neo_targets to []"
+        )
+    bundle = bundle.rstrip("/") + "/"
+    width, height = int(size[1]), int(size[2])
+    jobs = []
+    for target in targets:
+        output = {"S3OutputLocation": f"{bundle}compiled/{target}/", "TargetDevice": target}
+        if kms_key_arn:
+            output["KmsKeyId"] = kms_key_arn
+        jobs.append({
+            "CompilationJobName": f"{job_prefix}v{version}-{target.replace('_', '-')}",
+            "RoleArn": role_arn,
+            "InputConfig": {
+                "S3Uri": bundle + BUNDLE.neo_archive,
+                "DataInputConfig": neo_data_input_config(height, width),
+                "Framework": NEO_FRAMEWORK,
+                "FrameworkVersion": NEO_FRAMEWORK_VERSION,
+            },
+            "OutputConfig": output,
+            "StoppingCondition": {"MaxRuntimeInSeconds": NEO_MAX_RUNTIME_SECONDS},
+        })
+    return jobs
+
+
 # ------------------------------------------------------------------------------------------- handler
 
 
@@ -231,14 +286,34 @@ def sagemaker_client() -> Any:
     return boto3.client("sagemaker", config=_CLIENT_CONFIG)
 
 
-def _settings() -> tuple[str, str, str]:
+def _environment() -> RolloutEnvironment:
     try:
         env = RolloutEnvironment.from_env(os.environ)
     except EnvironmentContractError as exc:
         if exc.missing:
             raise RolloutError(f"environment variable(s) {', '.join(exc.missing)} not set") from None
         raise RolloutError(str(exc)) from None
-    return env.stack_name, env.model_package_group, env.parameter_name
+    if env.neo_targets and not (env.neo_role_arn and env.neo_job_prefix):
+        raise RolloutError("NEO_TARGETS is set without NEO_ROLE_ARN and NEO_JOB_PREFIX")
+    return env
+
+
+def _compile(env: RolloutEnvironment, package: Mapping[str, Any], version: int | None) -> list[dict[str, str]]:
+    """Create the package's Neo compilation jobs (none without NEO_TARGETS); an existing one is left as it is."""
+    requests = compilation_jobs(package.get("CustomerMetadataProperties"), version, targets=env.neo_targets,
+                                job_prefix=env.neo_job_prefix or "", role_arn=env.neo_role_arn or "",
+                                kms_key_arn=env.neo_kms_key_arn)
+    created = []
+    for request in requests:
+        name = request["CompilationJobName"]
+        try:
+            sagemaker_client().create_compilation_job(**request)
+            created.append({"name": name, "target": request["OutputConfig"]["TargetDevice"], "state": "created"})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceInUse":
+                raise
+            created.append({"name": name, "target": request["OutputConfig"]["TargetDevice"], "state": "exists"})
+    return created
 
 
 def _result(
@@ -257,14 +332,16 @@ def _result(
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    stack_name, group, parameter_name = _settings()
+    env = _environment()
+    stack_name, group, parameter_name = env.stack_name, env.model_package_group, env.parameter_name
     logger.append_keys(event_id=(event or {}).get("id") if isinstance(event, dict) else None)
     ignored = screen(event, group)
     if ignored is not None:
         return _result(ignored, stack_name)
 
     arn = ApprovalEvent.parse(event).arn
-    approval = sagemaker_client().describe_model_package(ModelPackageName=arn).get("ModelApprovalStatus")
+    package = sagemaker_client().describe_model_package(ModelPackageName=arn)
+    approval = package.get("ModelApprovalStatus")
     stacks = cloudformation_client().describe_stacks(StackName=stack_name)["Stacks"]
     if not stacks:
         raise RolloutError(f"stack {stack_name} not found")
@@ -277,8 +354,10 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         parameter_name=parameter_name,
         current_approval_status=approval,
     )
-    if decision.action in ("ignored", "skipped"):
+    if decision.action == "ignored":
         return _result(decision, stack_name)
+    if decision.action == "skipped":
+        return _result(decision, stack_name, compilation_jobs=_compile(env, package, decision.model_package_version))
     if decision.action == "retry":
         raise RolloutRetryableError(f"{stack_name}: {decision.reason}; retry rolling out {arn}")
     if decision.action == "blocked":
@@ -295,7 +374,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     except ClientError as exc:
         message = str(exc.response.get("Error", {}).get("Message", ""))
         if NO_UPDATES.lower() in message.lower():
-            return _result(decision, stack_name, action="skipped", reason="no updates are to be performed")
+            return _result(decision, stack_name, action="skipped", reason="no updates are to be performed",
+                           compilation_jobs=_compile(env, package, decision.model_package_version))
         if _BUSY_MESSAGE.search(message):
             raise RolloutRetryableError(f"{stack_name}: {message}; retry rolling out {arn}") from exc
         raise
@@ -306,4 +386,5 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         stack_id=response.get("StackId"),
         previous_model_package_arn=decision.previous_arn,
         client_request_token=decision.client_request_token,
+        compilation_jobs=_compile(env, package, decision.model_package_version),
     )

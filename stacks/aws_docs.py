@@ -12,3 +12,6 @@ ASYNC_SCALING_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/async-infer
 FUNCTION_URL_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html"
 SSM_PARAMETER_TYPES_DOC = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
                            "parameters-section-structure.html#aws-ssm-parameter-types")
+# CreateCompilationJob's RoleArn: SageMaker reads the input and writes the output in S3, writes logs to CloudWatch Logs
+# and publishes CloudWatch metrics with it; the caller needs iam:PassRole.
+NEO_COMPILATION_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateCompilationJob.html"

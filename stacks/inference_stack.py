@@ -73,7 +73,7 @@ class InferenceStack(cdk.Stack):
 
         self.rollout = ApprovalRollout(self, "Rollout", ApprovalRolloutProps(
             config=config, model_package_group=training.settings.model_package_group, model_role=self.model.role,
-            key=self.operations_key, endpoint_names=(self.realtime_name, self.async_name)))
+            key=self.operations_key, endpoint_names=(self.realtime_name, self.async_name), buckets=buckets))
         self.monitoring.add_section("Rollout", self.rollout.alarms)
 
         # Results name the model that produced them: the version is the last part of the package ARN.

@@ -17,7 +17,10 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from contracts.lambda_env import SERVICE_NAMES, RolloutEnvironment
-from contracts.naming import MODEL_PACKAGE_PARAMETER
+from contracts.layout import ARTIFACTS
+from contracts.naming import MODEL_PACKAGE_PARAMETER, neo_compilation_job_prefix
+from stacks.bucket_set import SharedBuckets
+from stacks.compliance import acknowledge_inline_policy, acknowledged
 from stacks.config import EnvironmentConfig, FunctionConfig
 from stacks.functions.roadseg_function import RoadsegFunction, RoadsegFunctionProps
 from stacks.operations_key import OperationsKey
@@ -35,6 +38,8 @@ class ApprovalRolloutProps:
     model_role: iam.IRole
     key: OperationsKey  # the DLQ and the log group
     endpoint_names: tuple[str, ...]
+    # Where the edge bundles are (Neo compilation, only with training.export.neo_targets).
+    buckets: SharedBuckets | None = None
 
 
 class ApprovalRollout(Construct):
@@ -42,6 +47,8 @@ class ApprovalRollout(Construct):
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         cfg = props.config
+        neo_targets = tuple(cfg.training.export.neo_targets)
+        self.neo_role = self._neo_role(props) if neo_targets else None
         # The function's dead-letter queue is also the rule target's: EventBridge (events it cannot deliver) and
         # Lambda (invocations that failed every retry, sent with the function's role) both write into it.
         props.key.admit_eventbridge_dead_letters()
@@ -53,7 +60,11 @@ class ApprovalRollout(Construct):
             function=FunctionConfig(memory_mb=256, timeout_seconds=60),
             environment=RolloutEnvironment(
                 stack_name=stack.stack_name, model_package_group=props.model_package_group,
-                parameter_name=MODEL_PACKAGE_PARAMETER, service_name=SERVICE_NAMES["rollout"]),
+                parameter_name=MODEL_PACKAGE_PARAMETER, service_name=SERVICE_NAMES["rollout"],
+                neo_targets=neo_targets,
+                neo_role_arn=self.neo_role.role_arn if self.neo_role else None,
+                neo_kms_key_arn=props.buckets.key.key_arn if self.neo_role else None,
+                neo_job_prefix=neo_compilation_job_prefix(cfg.prefix) if neo_targets else None),
             key=props.key, log_retention_days=cfg.retention.log_group_days, retain=cfg.retain,
             no_vpc_reason=FUNCTION_NO_VPC, retry_attempts=2,
             log_group_id="Logs", dead_letter_queue_id="DeadLetters"))  # the ids they had before RoadsegFunction
@@ -95,6 +106,16 @@ class ApprovalRollout(Construct):
                      endpoint_configs: "CloudFormation generates the endpoint-config names during the update.",
                      packages: "Versions of this project's model package group only."})
 
+        if self.neo_role is not None:
+            jobs = stack.format_arn(service="sagemaker", resource="compilation-job",
+                                    resource_name=f"{neo_compilation_job_prefix(cfg.prefix)}*")
+            self.function.allow(iam.PolicyStatement(
+                sid="CompileApprovedBundles", actions=["sagemaker:CreateCompilationJob"], resources=[jobs]),
+                reasons={jobs: "Compilation jobs of this project: <prefix>-neo-v<version>-<target>."})
+            self.function.allow(iam.PolicyStatement(
+                sid="PassOnlyTheNeoRole", actions=["iam:PassRole"], resources=[self.neo_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
+
         self.rule = events.Rule(
             self, "OnApproval",
             description="Model package approved in the roadseg group",
@@ -111,6 +132,30 @@ class ApprovalRollout(Construct):
             description="A model approval could not be rolled out: see the rollout DLQ and function logs")
         self.errors = self.function.errors_alarm(description="The rollout function failed")
         self.alarms = [self.dlq_depth, self.errors]
+
+    def _neo_role(self, props: ApprovalRolloutProps) -> iam.Role:
+        """The role SageMaker Neo compiles with: read the bundles, write the compiled models next to them, logs and
+        metrics (what CreateCompilationJob's RoleArn needs: aws_docs.NEO_COMPILATION_DOC)."""
+        if props.buckets is None:
+            raise ValueError("training.export.neo_targets needs the buckets (ApprovalRolloutProps.buckets)")
+        stack, buckets = cdk.Stack.of(self), props.buckets
+        role = iam.Role(self, "NeoRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                        description="roadseg: SageMaker Neo compiles approved edge bundles")
+        reason = "Edge bundles lie under pipelines/<pipeline>/<execution>/bundle/, compiled models beside them."
+        acknowledged(role, lambda: buckets.artifacts.grant_read(role, f"{ARTIFACTS.pipelines}*"), reasons=reason)
+        acknowledged(role, lambda: buckets.artifacts.grant_put(role, f"{ARTIFACTS.pipelines}*"), reasons=reason)
+        acknowledged(role, lambda: buckets.key.grant_encrypt_decrypt(role), reasons="The project key.")
+        logs = stack.format_arn(service="logs", resource="log-group", resource_name="/aws/sagemaker/*",
+                                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+        acknowledged(role, lambda: role.add_to_policy(iam.PolicyStatement(
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[logs])), reasons="SageMaker's log groups (/aws/sagemaker/CompilationJobs).")
+        acknowledged(role, lambda: role.add_to_policy(iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}})),
+            reasons="PutMetricData supports no resource scoping; limited to SageMaker namespaces by condition.")
+        acknowledge_inline_policy(role)
+        return role
 
     def _ssm_parameter_arn(self, name: str) -> str:
         return cdk.Stack.of(self).format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))

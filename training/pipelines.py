@@ -602,8 +602,14 @@ def _evaluate_and_register(
             customer_metadata_properties={
                 "ClassScheme": settings.class_scheme,
                 "NumClasses": str(settings.num_classes),
-                # The edge bundle of this model: an approval carries it (and the rollout compiles it for Neo).
+                # The edge bundle of this model: an approval carries it (and the rollout compiles it for Neo). Values
+                # are 1-256 characters of letters, digits, spaces and _.:/=+-@ (CustomerMetadataMap in botocore's
+                # sagemaker model; https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateModelPackage.html):
+                # the longest bundle URI fits (tests/training/test_pipelines.py).
                 "EdgeBundle": export.properties.ProcessingOutputConfig.Outputs[EXPORT_BUNDLE].S3Output.S3Uri,
+                # The network's fixed input size (the serving resolution): Neo's data shape [1, 3, H, W].
+                "ServingSize": f"{settings.serving_preprocessing.target_width}x"
+                               f"{settings.serving_preprocessing.target_height}",
             },
         ),
     )

@@ -340,3 +340,99 @@ def test_missing_environment_is_reported(monkeypatch):
     monkeypatch.delenv("MODEL_PACKAGE_GROUP", raising=False)
     with pytest.raises(RolloutError, match="STACK_NAME, MODEL_PACKAGE_GROUP not set"):
         rollout.handler(event(), None)
+
+
+# ------------------------------------------------------------------------- Neo compilation of the edge bundle
+
+BUNDLE = "s3://roadseg-dev-artifacts/pipelines/roadseg-dev-training/abc123def456/bundle"
+METADATA = {"ClassScheme": "cityscapes", "NumClasses": "19", "EdgeBundle": BUNDLE, "ServingSize": "1024x512"}
+NEO_ROLE = "arn:aws:iam::123456789012:role/roadseg-dev-neo"
+KEY = "arn:aws:kms:us-east-1:123456789012:key/1111-2222"
+
+
+def test_compilation_jobs_compile_the_bundle_graph_at_the_serving_size_per_target():
+    jobs = rollout.compilation_jobs(METADATA, 7, targets=("ml_g4dn", "jetson_xavier"), job_prefix="roadseg-dev-neo-",
+                                    role_arn=NEO_ROLE, kms_key_arn=KEY)
+    assert [j["CompilationJobName"] for j in jobs] == ["roadseg-dev-neo-v7-ml-g4dn", "roadseg-dev-neo-v7-jetson-xavier"]
+    first = jobs[0]
+    assert first["InputConfig"] == {"S3Uri": f"{BUNDLE}/neo/model.tar.gz",
+                                    "DataInputConfig": '{"data": [1, 3, 512, 1024]}',
+                                    "Framework": "MXNET", "FrameworkVersion": "1.8"}
+    assert first["OutputConfig"] == {"S3OutputLocation": f"{BUNDLE}/compiled/ml_g4dn/", "TargetDevice": "ml_g4dn",
+                                     "KmsKeyId": KEY}
+    assert first["RoleArn"] == NEO_ROLE and first["StoppingCondition"] == {"MaxRuntimeInSeconds": 900}
+    # Each request is valid for the SageMaker API as botocore describes it.
+    sm = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(sm)
+    for job in jobs:
+        stub.add_response("create_compilation_job", {"CompilationJobArn": f"arn:x:{job['CompilationJobName']}"}, job)
+    with stub:
+        for job in jobs:
+            sm.create_compilation_job(**job)
+    assert rollout.compilation_jobs(METADATA, 7, targets=(), job_prefix="p-", role_arn=NEO_ROLE, kms_key_arn=None) == []
+
+
+@pytest.mark.parametrize("metadata", [None, {"ClassScheme": "cityscapes"}, {**METADATA, "ServingSize": "big"},
+                                      {**METADATA, "EdgeBundle": "/local/path"}])
+def test_a_package_without_its_bundle_cannot_be_compiled(metadata):
+    with pytest.raises(RolloutError, match="EdgeBundle s3:// URI and ServingSize WxH"):
+        rollout.compilation_jobs(metadata, 7, targets=("ml_g4dn",), job_prefix="p-", role_arn=NEO_ROLE,
+                                 kms_key_arn=None)
+
+
+def _neo_stubbed(monkeypatch, parameters, metadata=METADATA) -> tuple[Stubber, Stubber]:
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    sm = boto3.client("sagemaker", region_name=REGION)
+    cfn_stub, sm_stub = Stubber(cfn), Stubber(sm)
+    sm_stub.add_response("describe_model_package", {
+        "ModelPackageName": GROUP, "ModelPackageArn": NEW_ARN, "CreationTime": 0, "ModelPackageStatus": "Completed",
+        "ModelPackageStatusDetails": {"ValidationStatuses": []}, "ModelApprovalStatus": "Approved",
+        "CustomerMetadataProperties": metadata}, {"ModelPackageName": NEW_ARN})
+    cfn_stub.add_response("describe_stacks", {"Stacks": [{
+        "StackName": STACK, "CreationTime": 0, "StackStatus": "UPDATE_COMPLETE", "Parameters": parameters}]},
+        {"StackName": STACK})
+    monkeypatch.setattr(rollout, "cloudformation_client", lambda: cfn)
+    monkeypatch.setattr(rollout, "sagemaker_client", lambda: sm)
+    monkeypatch.setenv("NEO_TARGETS", '["ml_g4dn", "jetson_xavier"]')
+    monkeypatch.setenv("NEO_ROLE_ARN", NEO_ROLE)
+    monkeypatch.setenv("NEO_KMS_KEY_ARN", KEY)
+    monkeypatch.setenv("NEO_JOB_PREFIX", "roadseg-dev-neo-")
+    return cfn_stub, sm_stub
+
+
+def test_an_approval_rolls_out_then_compiles_and_a_redelivery_creates_nothing_twice(env, monkeypatch):
+    cfn_stub, sm_stub = _neo_stubbed(monkeypatch, PARAMETERS)
+    cfn_stub.add_response("update_stack", {"StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/x/1"})
+    jobs = rollout.compilation_jobs(METADATA, 2, targets=("ml_g4dn", "jetson_xavier"),
+                                    job_prefix="roadseg-dev-neo-", role_arn=NEO_ROLE, kms_key_arn=KEY)
+    sm_stub.add_response("create_compilation_job", {"CompilationJobArn": "arn:job/1"}, jobs[0])
+    sm_stub.add_client_error("create_compilation_job", "ResourceInUse", "already exists", expected_params=jobs[1])
+    with cfn_stub, sm_stub:
+        result = rollout.handler(event(), None)
+    assert result["action"] == "updated"
+    assert result["compilation_jobs"] == [
+        {"name": "roadseg-dev-neo-v2-ml-g4dn", "target": "ml_g4dn", "state": "created"},
+        {"name": "roadseg-dev-neo-v2-jetson-xavier", "target": "jetson_xavier", "state": "exists"}]
+
+    # Redelivered after a failure to compile: the package is already deployed, the jobs are still made sure of.
+    deployed = [{**PARAMETERS[0], "ParameterValue": NEW_ARN}, *PARAMETERS[1:]]
+    cfn_stub, sm_stub = _neo_stubbed(monkeypatch, deployed)
+    for job in jobs:
+        sm_stub.add_client_error("create_compilation_job", "ResourceInUse", "exists", expected_params=job)
+    with cfn_stub, sm_stub:
+        again = rollout.handler(event(), None)
+    assert again["action"] == "skipped" and [j["state"] for j in again["compilation_jobs"]] == ["exists", "exists"]
+
+
+def test_compilation_errors_other_than_an_existing_job_reach_the_dlq(env, monkeypatch):
+    deployed = [{**PARAMETERS[0], "ParameterValue": NEW_ARN}, *PARAMETERS[1:]]
+    cfn_stub, sm_stub = _neo_stubbed(monkeypatch, deployed)
+    sm_stub.add_client_error("create_compilation_job", "AccessDeniedException", "not allowed")
+    with cfn_stub, sm_stub, pytest.raises(rollout.ClientError, match="AccessDenied"):
+        rollout.handler(event(), None)
+
+
+def test_neo_targets_without_a_role_are_a_configuration_error(env, monkeypatch):
+    monkeypatch.setenv("NEO_TARGETS", '["ml_g4dn"]')
+    with pytest.raises(RolloutError, match="NEO_TARGETS is set without NEO_ROLE_ARN and NEO_JOB_PREFIX"):
+        rollout.handler(event(), None)

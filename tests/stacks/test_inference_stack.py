@@ -434,3 +434,39 @@ def test_function_roles_acknowledge_exactly_their_wildcard_findings(env, templat
                     for entry in fn.role.node.metadata if entry.type == "aws:cdk:acknowledged-rules"
                     for rule in entry.data if rule.startswith("Annotation::AwsSolutions-IAM5[")}
     assert statements and acknowledged == iam5_findings(stack, statements)
+
+
+def test_neo_targets_give_the_rollout_a_compilation_role_scoped_to_the_bundles(tmp_path):
+    from stacks.config import load_config
+
+    training = load_config("dev").training.model_copy(update={
+        "export": load_config("dev").training.export.model_copy(update={"neo_targets": ["ml_g4dn", "jetson_xavier"]})})
+    template, stacks = _bare_inference_template(tmp_path, {"training": training})
+    variables = next(f["Properties"]["Environment"]["Variables"]
+                     for f in resources(template, "AWS::Lambda::Function").values()
+                     if f["Properties"]["Handler"] == "rollout.handler")
+    assert json.loads(variables["NEO_TARGETS"]) == ["ml_g4dn", "jetson_xavier"]
+    assert variables["NEO_JOB_PREFIX"] == "roadseg-dev-neo-"
+    roles = {k: r for k, r in resources(template, "AWS::IAM::Role").items() if "NeoRole" in k}
+    (neo_role,) = roles
+    assert variables["NEO_ROLE_ARN"] == {"Fn::GetAtt": [neo_role, "Arn"]}
+    statements = [s for p in resources(template, "AWS::IAM::Policy").values()
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    (create,) = [s for s in statements if s.get("Sid") == "CompileApprovedBundles"]
+    assert create["Action"] == "sagemaker:CreateCompilationJob"
+    assert ":compilation-job/roadseg-dev-neo-*" in json.dumps(create["Resource"])
+    (passes,) = [s for s in statements if s.get("Sid") == "PassOnlyTheNeoRole"]
+    assert passes["Resource"] == {"Fn::GetAtt": [neo_role, "Arn"]}
+    assert passes["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    # Neo reads the bundles and writes the compiled models under pipelines/ only, with the project key.
+    neo_policy = json.dumps([p for p in resources(template, "AWS::IAM::Policy").values()
+                             if {"Ref": neo_role} in p["Properties"]["Roles"]])
+    assert "/pipelines/*" in neo_policy and "s3:PutObject" in neo_policy and "kms:Decrypt" in neo_policy
+    assert "cloudwatch:PutMetricData" in neo_policy and "logs:PutLogEvents" in neo_policy
+
+
+def test_without_neo_targets_there_is_no_compilation(synth):
+    env = synth("dev")
+    template = env.template(env.stacks.inference).to_json()
+    assert not [k for k in template["Resources"] if "NeoRole" in k]
+    assert "CreateCompilationJob" not in json.dumps(template)

@@ -52,10 +52,26 @@ def test_training_pipeline_steps_in_order(env, template):
         ("PrepareServingValidation", "Processing"), ("CreateCandidateModel", "Model"),
         ("TransformValidation", "Transform"), ("EvaluateModel", "Processing"), ("QualityGate", "Condition")]
     condition = definition["Steps"][-1]
-    assert [s["Type"] for s in condition["Arguments"]["IfSteps"]] == ["RegisterModel"]
+    assert [(s["Name"], s["Type"]) for s in condition["Arguments"]["IfSteps"]] == [
+        ("ExportModel", "Processing"), ("RegisterModel", "RegisterModel")]
     assert [s["Type"] for s in condition["Arguments"]["ElseSteps"]] == ["Fail"]
     # one gate condition for mIoU and one per safety-critical class
     assert len(condition["Arguments"]["Conditions"]) == 1 + len(env.config.classes.safety_critical_iou_floors)
+
+
+def test_export_step_gets_the_python_311_image_and_the_shipped_wheels(env, template):
+    """The stack fills ExportImage from its Images mapping (PyTorch 2.5 py311) and ExportWheelsUri with the wheel
+    asset, which the pipeline role may read; the role may pull the export image."""
+    body, variables = next(iter(template.find_resources("AWS::SageMaker::Pipeline").values()))["Properties"][
+        "PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    assert variables["ExportImage"] == {"Fn::FindInMap": ["Images", {"Ref": "AWS::Region"}, "Export"]}
+    assert "ExportWheelsUri" in variables and "${ExportWheelsUri}" in body and "${ExportImage}" in body
+    images = template.to_json()["Mappings"]["Images"]
+    assert all(":2.5-cpu-py311" in region["Export"] for region in images.values())
+    statements = [s for p in template.find_resources("AWS::IAM::Policy").values()
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    (pull,) = [s for s in statements if s.get("Sid") == "PullAlgorithmAndProcessingImages"]
+    assert {"Fn::FindInMap": ["Images", {"Ref": "AWS::Region"}, "ExportRepository"]} in pull["Resource"]
 
 
 def test_training_uses_gpu_instances(env):

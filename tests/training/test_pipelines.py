@@ -924,6 +924,7 @@ def test_register_model(pipeline, training, tuning):
         "ClassScheme": "cityscapes",
         "NumClasses": "19",
         "EdgeBundle": {"Get": "Steps.ExportModel.ProcessingOutputConfig.Outputs['bundle'].S3Output.S3Uri"},
+        "ServingSize": "1024x512",
     }
 
 
@@ -968,7 +969,18 @@ def test_export_step_turns_the_gated_model_into_an_edge_bundle(pipeline, trainin
     assert args["NetworkConfig"]["EnableNetworkIsolation"] is True
 
 
-def test_export_parity_thresholds_come_from_the_settings():
+def test_the_longest_edge_bundle_uri_is_a_valid_model_package_metadata_value():
+    """CustomerMetadataMap values: 1..256 characters of [\\p{L}\\p{Z}\\p{N}_.:/=+-@] (botocore's sagemaker model)."""
+    import botocore.session
+
+    from contracts.naming import tuning_pipeline_name
+
+    value_shape = botocore.session.get_session().get_service_model("sagemaker").shape_for("CustomerMetadataMap").value
+    longest_bucket, longest_prefix = "b" * 63, "p" * 21  # S3's limit; config's prefix pattern {1,20} after a letter
+    execution_id = "a1b2c3d4e5f6"  # the last part of a pipeline execution ARN
+    uri = "/".join(["s3:/", longest_bucket, "pipelines", tuning_pipeline_name(longest_prefix), execution_id, "bundle"])
+    assert len(uri) <= value_shape.metadata["max"] == 256
+    assert re.fullmatch(r"[\w\s.:/=+\-@]+", uri)
     settings = dataclasses.replace(BASE, export_max_logit_difference=0.05, export_min_argmax_agreement=0.99,
                                    export_parity_frames=3)
     arguments = steps(json.loads(fn_sub(build_training_pipeline(settings))))["ExportModel"]["Arguments"][
