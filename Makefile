@@ -13,6 +13,8 @@ CDK := npx --no-install cdk
 EXPORT_PYTHON ?= python3.11
 EXPORT_VENV := .venv-export
 EXPORT_WHEELS := .wheelhouse/export
+# The drive jobs' libraries (training/drive-requirements.txt) for the processing image's Python 3.12.
+DRIVE_WHEELS := .wheelhouse/drives
 EXPORT_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64,--platform $(p))
 
 # The CDK CLI and jsii (which every `import aws_cdk` starts) run on the Node.js pinned in package.json
@@ -42,6 +44,12 @@ $(EXPORT_WHEELS).downloaded: training/export-requirements.txt
 		$(EXPORT_PLATFORMS) --python-version 3.11 --implementation cp -r $< -d $(EXPORT_WHEELS)
 	touch $@
 
+$(DRIVE_WHEELS).downloaded: training/drive-requirements.txt
+	rm -rf $(DRIVE_WHEELS) && mkdir -p $(DRIVE_WHEELS)
+	$(EXPORT_PYTHON) -m pip download -q --disable-pip-version-check --only-binary=:all: --no-deps \
+		$(EXPORT_PLATFORMS) --python-version 3.12 --implementation cp -r $< -d $(DRIVE_WHEELS)
+	touch $@
+
 $(EXPORT_VENV)/.installed: $(EXPORT_WHEELS).downloaded
 	rm -rf $(EXPORT_VENV) && $(EXPORT_PYTHON) -m venv $(EXPORT_VENV)
 	$(EXPORT_VENV)/bin/pip install -q --disable-pip-version-check --no-index --no-deps $(EXPORT_WHEELS)/*.whl
@@ -51,12 +59,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-synth: $(VENV)/.app-installed node_modules/.installed $(EXPORT_WHEELS).downloaded
+synth: $(VENV)/.app-installed node_modules/.installed $(EXPORT_WHEELS).downloaded $(DRIVE_WHEELS).downloaded
 	$(CDK) synth --quiet --no-notices -c env=$(ENV) -c scaling=$(SCALING)
 	$(PY) -m stacks.summary cdk.out
 	$(PY) -m stacks.service_contracts cdk.out --env $(ENV)
 
-test: $(VENV)/.dev-installed node_modules/.installed $(EXPORT_VENV)/.installed
+test: $(VENV)/.dev-installed node_modules/.installed $(EXPORT_VENV)/.installed $(DRIVE_WHEELS).downloaded
 	$(VENV)/bin/ruff check .
 	PYTHONPATH=lambda $(VENV)/bin/lint-imports
 	$(PY) -m pytest -q

@@ -133,10 +133,16 @@ def test_rollout_round_trip_and_defaults() -> None:
                                      service_name=SERVICE_NAMES["rollout"])
     env = environment.to_env()
     assert env == {"STACK_NAME": "RoadsegDevInference", "MODEL_PACKAGE_GROUP": "roadseg-dev-segmentation",
-                   "PARAMETER_NAME": "ModelPackageArn", "POWERTOOLS_SERVICE_NAME": "roadseg-rollout"}
+                   "PARAMETER_NAME": "ModelPackageArn", "POWERTOOLS_SERVICE_NAME": "roadseg-rollout",
+                   "NEO_TARGETS": "[]"}  # explicit: no Neo compilation
     assert RolloutEnvironment.from_env(env) == environment
     assert RolloutEnvironment.from_env({**env, "PARAMETER_NAME": "Other"}) == dataclasses.replace(
         environment, parameter_name="Other")
+    neo = dataclasses.replace(environment, neo_targets=("ml_g4dn", "jetson_xavier"), neo_role_arn="arn:role",
+                              neo_kms_key_arn="arn:key", neo_job_prefix="roadseg-dev-neo-")
+    assert RolloutEnvironment.from_env(neo.to_env()) == neo
+    with pytest.raises(EnvironmentContractError, match="NEO_TARGETS"):
+        RolloutEnvironment.from_env({**env, "NEO_TARGETS": '["ml g4dn"]'})
 
 
 def test_rollout_names_missing_required_variables() -> None:
