@@ -1,0 +1,1 @@
+"""Drive logs (ROS 1 bags, ROS 2 bags, MCAP files) turned into camera frames for the ingest path."""
