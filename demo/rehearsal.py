@@ -454,11 +454,17 @@ def _pipelines(aws: AwsClients, config: EnvironmentConfig, names: Names, arns: d
     package_key = f"{hashlib.sha256(package).hexdigest()}.zip"
     s3.put_object(Bucket=names.assets_bucket, Key=entry_key, Body=entry)
     s3.put_object(Bucket=names.assets_bucket, Key=package_key, Body=package)
+    # moto runs no processing job, so ExportModel's wheels are never installed here: the rehearsal ships their list
+    # (the stack ships the wheels themselves, stacks/training_pipelines.py).
+    wheels = _zip_export_requirements()
+    wheels_key = f"{hashlib.sha256(wheels).hexdigest()}.zip"
+    s3.put_object(Bucket=names.assets_bucket, Key=wheels_key, Body=wheels)
     values = {
         "RoleArn": arns["role"], "DatasetsBucket": names.datasets_bucket, "ArtifactsBucket": names.artifacts_bucket,
         "KmsKeyArn": arns["key"], "AlgorithmImage": images.algorithm, "ProcessingImage": images.processing,
         "CodeEntryUri": f"s3://{names.assets_bucket}/{entry_key}",
         "CodePackageUri": f"s3://{names.assets_bucket}/{package_key}",
+        "ExportImage": images.export, "ExportWheelsUri": f"s3://{names.assets_bucket}/{wheels_key}",
     }
     if set(values) != set(PLACEHOLDERS):
         raise RehearsalError(f"placeholders changed: the pipelines expect {sorted(PLACEHOLDERS)}")
@@ -508,6 +514,13 @@ def _pipelines(aws: AwsClients, config: EnvironmentConfig, names: Names, arns: d
         log(f"pipeline {name} {verb} ({len(declared)} parameters, {len(json.loads(definition)['Steps'])} top-level "
             f"steps); execution {arn.rsplit('/', 1)[-1]} {run.status} with "
             + ", ".join(f"{k}={v}" for k, v in run.parameters.items()))
+
+
+def _zip_export_requirements() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.write(ROOT / "training" / "export-requirements.txt", "export-requirements.txt")
+    return buffer.getvalue()
 
 
 def _zip_training_package() -> bytes:
