@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
+
+from contracts.documents import BOOL, INT, NUMBER, STR, DocumentError, ListOf, MapOf, Nullable, _validate
 
 BUNDLE_SCHEMA_VERSION = "1.0"
 PREPROCESSING_SCHEMA_VERSION = "1.0"
@@ -64,3 +67,90 @@ def neo_data_input_config(height: int, width: int) -> str:
 def bundle_uri(artifacts_prefix: str) -> str:
     """The bundle's S3 prefix under a pipeline execution's artifacts (``.../bundle/``)."""
     return artifacts_prefix.rstrip("/") + "/bundle/"
+
+
+# ------------------------------------------------------------------------------------------- documents
+# The bundle's JSON documents, validated the way contracts.documents validates the others (extra keys allowed;
+# removing or retyping a key is a new version).
+
+_NETWORK_SIZE = {"width": INT, "height": INT}
+
+BUNDLE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "1.0": {
+        "schema_version": STR,
+        "head": STR,  # fcn | psp | deeplab (the algorithm hyperparameter)
+        "backbone": STR,  # resnet-50 | resnet-101
+        "aux_in_checkpoint": BOOL,  # the checkpoint had GluonCV's auxiliary head (never exported)
+        "scheme": STR,
+        "num_classes": INT,
+        "network_size": _NETWORK_SIZE,
+        "input_name": STR,
+        "onnx": {"status": STR, "reason": Nullable(STR), "opset": Nullable(INT)},  # status: exported | unavailable
+        "parity": {"status": STR, "frames": INT, "max_abs_logit_difference": Nullable(NUMBER),
+                   "argmax_agreement": Nullable(NUMBER)},
+        "neo": {"framework": STR, "framework_version": STR, "data_input_config": STR, "archive": STR},
+        "gate": {"mIoU": NUMBER, "pixel_accuracy": NUMBER},
+        "versions": MapOf(STR),
+        "files": MapOf({"sha256": STR, "bytes": INT}),  # path relative to the bundle -> digest and size
+    },
+}
+
+PREPROCESSING_SCHEMAS: dict[str, dict[str, Any]] = {
+    "1.0": {
+        "schema_version": STR,
+        # FRAME_PREPARATION_VARIABLES exactly as the serving step (and the ingest function) got them.
+        "frame_preparation": {"function": STR, "environment": MapOf(STR)},
+        "input": {"name": STR, "dtype": STR, "layout": STR, "shape": ListOf(INT, 4), "width": INT, "height": INT,
+                  "channel_order": STR, "scale": NUMBER, "mean": ListOf(NUMBER, 3), "std": ListOf(NUMBER, 3),
+                  "fit": STR},
+        "output": {"dtype": STR, "layout": STR, "shape": ListOf(INT, 4), "meaning": STR, "mask": STR,
+                   "ignore_index": INT},
+    },
+}
+
+PARITY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "1.0": {
+        "schema_version": STR,
+        "status": STR,  # passed | failed | skipped (no model.onnx)
+        "reason": Nullable(STR),
+        "reference": STR,
+        "runtime": Nullable({"name": STR, "version": STR, "provider": STR}),
+        "network_size": _NETWORK_SIZE,
+        "thresholds": {"max_logit_difference": NUMBER, "min_argmax_agreement": NUMBER},
+        "frames": ListOf({"name": STR, "width": INT, "height": INT, "max_abs_logit_difference": NUMBER,
+                          "argmax_agreement": NUMBER}),
+        "overall": {"frames": INT, "max_abs_logit_difference": Nullable(NUMBER),
+                    "min_argmax_agreement": Nullable(NUMBER), "argmax_agreement": Nullable(NUMBER)},
+    },
+}
+
+ONNX_STATUSES = ("exported", "unavailable")
+PARITY_STATUSES = ("passed", "failed", "skipped")
+
+
+def _one_of(document: str, key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise DocumentError(document, key, f"must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def validate_bundle(doc: Any) -> dict[str, Any]:
+    """bundle.json; also: an exported ONNX model is listed among the files, an unavailable one says why."""
+    _validate("bundle", doc, BUNDLE_SCHEMAS)
+    _one_of("bundle", "onnx.status", doc["onnx"]["status"], ONNX_STATUSES)
+    _one_of("bundle", "parity.status", doc["parity"]["status"], PARITY_STATUSES)
+    exported = doc["onnx"]["status"] == "exported"
+    if exported and BUNDLE.onnx not in doc["files"]:
+        raise DocumentError("bundle", "files", f"onnx.status is exported but {BUNDLE.onnx} is not listed")
+    if not exported and not doc["onnx"]["reason"]:
+        raise DocumentError("bundle", "onnx.reason", "must say why there is no ONNX model")
+    return doc
+
+
+def validate_preprocessing(doc: Any) -> dict[str, Any]:
+    return _validate("preprocessing", doc, PREPROCESSING_SCHEMAS)
+
+
+def validate_parity(doc: Any) -> dict[str, Any]:
+    _validate("parity", doc, PARITY_SCHEMAS)
+    _one_of("parity", "status", doc["status"], PARITY_STATUSES)
+    return doc

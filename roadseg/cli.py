@@ -2,6 +2,8 @@
 
     roadseg data prepare|upload       roadseg pipeline start|status|list     roadseg model list|show|approve|reject
     roadseg endpoint invoke|submit|status                                     roadseg env preflight|outputs|costs
+    roadseg segment PATH... --bundle DIR|s3://...  (ONNX Runtime here, with the service's pre- and postprocessing)
+    roadseg drive upload|status|scenes|fetch      (whole drive logs: ROS 1/ROS 2 bags, MCAP)
 
 ``--env`` (default dev) picks ``config/<env>.yaml``; names of buckets, pipelines, the model package group and
 endpoints come from the deployed stacks' outputs, and explicit options override them. Exit codes: 0 success,
@@ -345,6 +347,97 @@ def endpoint_bench(ctx, kind, concurrency, duration, frames, source_size, max_re
               frames=frames, source_size=source_size, out_dir=out_dir, endpoint=endpoint_name, bucket=bucket,
               timeout=timeout, max_requests=max_requests, seed=seed, poll_interval=poll_interval,
               instance_poll=instance_poll)
+
+
+# -- segment -----------------------------------------------------------------------------------------------------
+
+@cli.command("segment", context_settings=CONTEXT, epilog=_example(
+    "roadseg segment ~/drives/0412/ --bundle s3://<artifacts>/pipelines/<pipeline>/<execution>/bundle/ --output out/",
+    "roadseg segment a.jpg b.png --bundle ./bundle --device cpu --no-overlay"))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--bundle", required=True, metavar="DIR|s3://BUCKET/PREFIX/",
+              help="the edge bundle the ExportModel step wrote (a folder, or an S3 prefix downloaded for the run)")
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("segmented"),
+              show_default=True, help="results folder; paths below it mirror the inputs' paths")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="ONNX Runtime provider: auto takes CUDA when the installed onnxruntime-gpu has it")
+@click.option("--overlay/--no-overlay", default=True, show_default=True, help="write <name>.overlay.jpg")
+@click.pass_context
+def segment(ctx, paths, bundle, output_dir, device, overlay):
+    """Segment image files and folders (.jpg/.jpeg/.png, recursively) with an edge bundle's ONNX model, through the
+    service's own frame preparation and postprocessing: <name>.json (result document), <name>.mask.png (class
+    indices at the original size) and <name>.overlay.jpg per frame. Refused frames are reported with the ingest
+    function's codes and make the exit code 1."""
+    from roadseg.segment import segment_paths
+
+    segment_paths(_session(ctx), _printer(ctx), paths=paths, bundle=bundle, output_dir=output_dir, device=device,
+                  overlay=overlay)
+
+
+# -- drive -------------------------------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def drive() -> None:
+    """Whole drives: upload a ROS 1/ROS 2 bag or MCAP log, follow it, read its scenes, fetch its timeline and videos."""
+
+
+bucket_option = click.option("--bucket", help="override: the inference bucket (default: the data stack's "
+                                              "InferenceBucketName)")
+
+
+@drive.command("upload", epilog=_example("roadseg drive upload ~/logs/2026-12-03-0912.mcap --vehicle car-7",
+                                         "roadseg drive upload ~/logs/rosbag2_2026_12_03/ --vehicle car-7 --drive d1"))
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--vehicle", required=True, help="vehicle name (letters, digits, '.', '_', '-')")
+@click.option("--drive", "drive_name", help="drive name (default: the file's stem or the bag directory's name)")
+@bucket_option
+@click.pass_context
+def drive_upload(ctx, path, vehicle, drive_name, bucket):
+    """Upload a drive log under drives/<vehicle>/ with a progress bar; its arrival starts the extraction (a ROS 2
+    bag directory's metadata.yaml is uploaded last)."""
+    from roadseg import drives
+
+    drives.drive_upload(_session(ctx), _printer(ctx), path=path, vehicle=vehicle, drive=drive_name, bucket=bucket)
+
+
+@drive.command("status", epilog=_example("roadseg drive status car-7/2026-12-03-0912"))
+@click.argument("drive_id")
+@click.option("--table", "table_name", help="override: the drives table (default <prefix>-drives)")
+@json_option
+@click.pass_context
+def drive_status(ctx, drive_id, table_name, as_json):
+    """Frames extracted, processed, quarantined and failed, what remains and the estimated time left."""
+    from roadseg import drives
+
+    drives.drive_status(_session(ctx), _printer(ctx, as_json), drive=drive_id, table_name=table_name)
+
+
+@drive.command("scenes", epilog=_example("roadseg drive scenes car-7/2026-12-03-0912 --kind vru_in_drivable_ahead"))
+@click.argument("drive_id")
+@click.option("--kind", type=click.Choice(["vru_in_drivable_ahead", "drivable_ahead_collapse"]),
+              help="only scenes of this kind")
+@bucket_option
+@json_option
+@click.pass_context
+def drive_scenes(ctx, drive_id, kind, bucket, as_json):
+    """The drive's scenes: windows where a vulnerable road user is in the drivable area ahead, or the drivable
+    area ahead collapses."""
+    from roadseg import drives
+
+    drives.drive_scenes(_session(ctx), _printer(ctx, as_json), drive=drive_id, bucket=bucket, kind=kind)
+
+
+@drive.command("fetch", epilog=_example("roadseg drive fetch car-7/2026-12-03-0912 --out-dir drive-out/"))
+@click.argument("drive_id")
+@click.option("--out-dir", type=click.Path(path_type=Path), default=Path("drive-out"), show_default=True)
+@click.option("--videos/--no-videos", default=True, show_default=True, help="also fetch the review videos")
+@bucket_option
+@click.pass_context
+def drive_fetch(ctx, drive_id, out_dir, videos, bucket):
+    """Download the drive's summary, scenes, timeline (Parquet) and review videos."""
+    from roadseg import drives
+
+    drives.drive_fetch(_session(ctx), _printer(ctx), drive=drive_id, bucket=bucket, out_dir=out_dir, videos=videos)
 
 
 # -- env ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,239 @@
+"""``roadseg drive``: upload a drive log and follow it through extraction, inference and the drive builder.
+
+Where things are is written once in contracts/drives.py (log keys, the drive id, the outputs under
+``drive-outputs/<vehicle>/<drive>/``); this module only moves files and reads state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from contracts.drives import LOG_SUFFIXES, ROS2_METADATA, DriveId, DriveKeyError, DriveOutputs, drive_of_log_key
+from contracts.layout import INFERENCE
+from roadseg.output import Printer
+from roadseg.session import Session, UserError
+
+
+@dataclass(frozen=True)
+class DriveUpload:
+    """The files of one drive log and the keys they go to, in upload order."""
+
+    drive: DriveId
+    files: tuple[tuple[Path, str], ...]  # (local file, key); a ROS 2 bag's metadata.yaml comes last
+
+    @property
+    def trigger_key(self) -> str:
+        """The key whose arrival starts the extraction (the last one uploaded)."""
+        return self.files[-1][1]
+
+
+def plan_upload(path: Path, vehicle: str, drive: str | None = None) -> DriveUpload:
+    """What uploading ``path`` (an .mcap or .bag file, or a ROS 2 bag directory) means; UserError for anything
+    else. The drive name defaults to the file's stem or the directory's name."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix not in LOG_SUFFIXES:
+            raise UserError(f"{path}: a drive log is an .mcap file, a ROS 1 .bag or a ROS 2 bag directory "
+                            f"(with {ROS2_METADATA}); got a {path.suffix or 'suffix-less'} file")
+        name = drive or path.stem
+        key = f"{INFERENCE.drives}{vehicle}/{name}{path.suffix}"
+        files = ((path, key),)
+    elif path.is_dir():
+        metadata = path / ROS2_METADATA
+        if not metadata.is_file():
+            raise UserError(f"{path}: a ROS 2 bag directory holds {ROS2_METADATA} (not found); upload .mcap or "
+                            ".bag files directly")
+        name = drive or path.name
+        prefix = f"{INFERENCE.drives}{vehicle}/{name}/"
+        storage = sorted(p for p in path.iterdir() if p.is_file() and p.name != ROS2_METADATA
+                         and not p.name.startswith("."))
+        if not storage:
+            raise UserError(f"{path}: the bag directory holds no storage files next to {ROS2_METADATA}")
+        # metadata.yaml last: its arrival starts the extraction, which then finds every storage file in place.
+        files = (*((p, prefix + p.name) for p in storage), (metadata, prefix + ROS2_METADATA))
+    else:
+        raise UserError(f"{path} does not exist")
+    try:
+        parsed = drive_of_log_key(files[-1][1])
+    except DriveKeyError as exc:
+        raise UserError(f"{exc} (choose --vehicle / --drive names of letters, digits, '.', '_' or '-')") from None
+    return DriveUpload(drive=parsed, files=tuple(files))
+
+
+def drive_upload(session: Session, out: Printer, *, path: Path, vehicle: str, drive: str | None,
+                 bucket: str | None) -> DriveUpload:
+    from boto3.s3.transfer import TransferConfig
+
+    plan = plan_upload(path, vehicle, drive)
+    bucket = session.name("InferenceBucketName", bucket, option="--bucket")
+    s3 = session.client("s3")
+    total = sum(p.stat().st_size for p, _ in plan.files)
+    config = TransferConfig(multipart_threshold=64 * 1024**2, max_concurrency=8)
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"upload {plan.drive}",
+              disable=True if out.quiet else None) as bar:
+        for local, key in plan.files:
+            s3.upload_file(str(local), bucket, key, Callback=bar.update, Config=config)
+    out.line(f"uploaded drive {plan.drive} ({len(plan.files)} file(s)) to s3://{bucket}/{plan.trigger_key}: "
+             f"the extraction starts now; follow it with `roadseg drive status {plan.drive}`")
+    return plan
+
+
+def parse_drive(text: str) -> DriveId:
+    try:
+        return DriveId.parse(text)
+    except DriveKeyError as exc:
+        raise UserError(str(exc)) from None
+
+
+# -- state -------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DriveProgress:
+    """Where a drive stands, from its DRIVE item (contracts/drive_table.py)."""
+
+    drive: str
+    status: str
+    extracted: int | None  # None while the extraction runs
+    processed: int
+    quarantined: int
+    failed: int
+    build_job: str | None
+
+    @property
+    def done(self) -> int:
+        return self.processed + self.quarantined + self.failed
+
+    @property
+    def complete(self) -> bool:
+        return self.extracted is not None and self.done >= self.extracted
+
+    def eta_seconds(self, elapsed_seconds: float | None) -> float | None:
+        """Seconds left at the rate seen so far (frames done over the time since the extraction ended); None when
+        nothing can be said yet."""
+        if self.extracted is None or not elapsed_seconds or elapsed_seconds <= 0 or self.done == 0:
+            return None
+        return max(self.extracted - self.done, 0) * elapsed_seconds / self.done
+
+
+def drive_progress(drive: str, item: dict[str, Any] | None) -> DriveProgress:
+    """The progress of ``drive`` from its DRIVE item as DynamoDB's resource layer returns it; UserError when there is
+    none (the log was never uploaded, or under another name)."""
+    from contracts import drive_table as table
+
+    if not item:
+        raise UserError(f"no drive {drive}: upload its log with `roadseg drive upload` (the drive id is "
+                        "<vehicle>/<drive>, as printed by the upload)")
+    extracted = item.get(table.EXTRACTED)
+    return DriveProgress(
+        drive=drive,
+        status=str(item.get(table.STATUS, "unknown")),
+        extracted=None if extracted is None else int(extracted),
+        processed=int(item.get(table.PROCESSED, 0)),
+        quarantined=int(item.get(table.QUARANTINED, 0)),
+        failed=int(item.get(table.FAILED, 0)),
+        build_job=item.get(table.BUILD_JOB),
+    )
+
+
+def drive_status(session: Session, out: Printer, *, drive: str, table_name: str | None) -> DriveProgress:
+    from contracts import drive_table as table
+    from contracts.naming import drives_table_name
+
+    drive_id = parse_drive(drive)
+    name = table_name or drives_table_name(session.config.prefix)
+    response = session.client("dynamodb").get_item(
+        TableName=name, Key={table.PARTITION_KEY: {"S": str(drive_id)}, table.SORT_KEY: {"S": table.DRIVE_ITEM}},
+        ConsistentRead=True)
+    progress = drive_progress(str(drive_id), _plain(response.get("Item")))
+    extracted = "extraction running" if progress.extracted is None else str(progress.extracted)
+    out.table(["drive", "status", "extracted", "processed", "quarantined", "failed", "remaining"],
+              [[progress.drive, progress.status, extracted, progress.processed, progress.quarantined, progress.failed,
+                "-" if progress.extracted is None else max(progress.extracted - progress.done, 0)]])
+    out.document({**dataclasses.asdict(progress), "done": progress.done, "complete": progress.complete})
+    if progress.build_job:
+        out.line(f"drive builder: processing job {progress.build_job}")
+    if progress.complete:
+        outputs = DriveOutputs(drive_id)
+        out.line(f"every frame is accounted for; outputs under s3://<inference bucket>/{outputs.prefix} "
+                 f"(`roadseg drive fetch {drive_id}`)")
+    return progress
+
+
+def _plain(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A low-level DynamoDB item as plain Python values."""
+    if item is None:
+        return None
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {key: deserializer.deserialize(value) for key, value in item.items()}
+
+
+# -- outputs -----------------------------------------------------------------------------------------------------
+
+def drive_scenes(session: Session, out: Printer, *, drive: str, bucket: str | None,
+                 kind: str | None) -> list[dict[str, Any]]:
+    import json
+
+    from contracts.documents import DocumentError
+    from contracts.drive_timeline import validate_drive_scenes
+
+    drive_id = parse_drive(drive)
+    bucket = session.name("InferenceBucketName", bucket, option="--bucket")
+    key = DriveOutputs(drive_id).scenes
+    body = _get(session, bucket, key, f"the scenes of {drive_id} are not built yet (`roadseg drive status {drive_id}`)")
+    try:
+        document = validate_drive_scenes(json.loads(body))
+    except (ValueError, DocumentError) as exc:
+        raise UserError(f"s3://{bucket}/{key}: {exc}") from None
+    scenes = [s for s in document["scenes"] if kind is None or s["kind"] == kind]
+    out.table(["camera", "kind", "start", "duration s", "frames", "classes", "peak frame"],
+              [[s["camera"], s["kind"], s["start"], f"{s['duration_s']:.1f}", s["frames"], ", ".join(s["classes"]),
+                s["peak_frame_key"]] for s in scenes],
+              title=f"{len(scenes)} scene(s) of {drive_id}")
+    out.document({"drive_id": str(drive_id), "scenes": scenes})
+    return scenes
+
+
+def drive_fetch(session: Session, out: Printer, *, drive: str, bucket: str | None, out_dir: Path,
+                videos: bool) -> list[Path]:
+    drive_id = parse_drive(drive)
+    bucket = session.name("InferenceBucketName", bucket, option="--bucket")
+    outputs = DriveOutputs(drive_id)
+    s3 = session.client("s3")
+    keys = [outputs.summary, outputs.scenes, outputs.timeline]
+    if videos:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=outputs.prefix + "videos/")
+        keys += [o["Key"] for page in pages for o in page.get("Contents", [])]
+    sizes = {}
+    for key in keys:
+        try:
+            sizes[key] = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        except s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise UserError(f"s3://{bucket}/{key} does not exist: the drive is not built yet "
+                                f"(`roadseg drive status {drive_id}`)") from None
+            raise
+    written = []
+    with tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, unit_divisor=1024, desc=f"fetch {drive_id}",
+              disable=True if out.quiet else None) as bar:
+        for key in keys:
+            target = Path(out_dir) / key[len(outputs.prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, key, str(target), Callback=bar.update)
+            written.append(target)
+    out.line(f"fetched {len(written)} file(s) of {drive_id} into {out_dir}")
+    return written
+
+
+def _get(session: Session, bucket: str, key: str, missing: str) -> bytes:
+    s3 = session.client("s3")
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        raise UserError(f"s3://{bucket}/{key} does not exist: {missing}") from None
