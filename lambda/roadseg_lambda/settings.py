@@ -10,6 +10,8 @@ Lambda-only tunables (name: default, meaning):
 
 - ASYNC_REQUEST_TTL_SECONDS: 21600, RequestTTLSeconds of InvokeEndpointAsync (60..21600)
 - REALTIME_MAX_PAYLOAD_BYTES: 6291456 (1..6291456, the SageMaker real-time body limit)
+- INGEST_RECORD_CONCURRENCY: 10 (1..10, SQS's largest batch): records of one batch the ingest function handles at
+  once (their S3 and SageMaker calls overlap; 1: one after another)
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Settings(PreprocessorEnvironment):
     async_request_ttl_seconds: int = variable("ASYNC_REQUEST_TTL_SECONDS", 21600, int_range(60, 21600))
     realtime_max_payload_bytes: int = variable("REALTIME_MAX_PAYLOAD_BYTES", SAGEMAKER_REALTIME_BODY_LIMIT,
                                                int_range(1, SAGEMAKER_REALTIME_BODY_LIMIT))
+    ingest_record_concurrency: int = variable("INGEST_RECORD_CONCURRENCY", 10, int_range(1, 10))
 
     def prepare_options(self) -> PrepareOptions:
         """What ``prepare_frame`` does with a frame under these settings: the one mapping, used by the ingest function,
