@@ -24,6 +24,7 @@ Preprocessor variables (name: default, meaning):
 - VRU_MIN_PIXELS: 50 (mask pixels at inference resolution)
 - WRITE_OVERLAY: false, RESTORE_ORIGINAL_SIZE: false ("true"/"false", also 1/0/yes/no)
 - MODEL_PACKAGE_VERSION: empty, copied into result documents
+- DRIVES_TABLE: unset, the drives table (contracts.drive_table); unset: frames of drives are not counted
 
 ``FRAME_PREPARATION_VARIABLES`` are the ones ``prepare_frame`` is configured with. The ingest function, the real-time
 front, the quality gate's PrepareServingValidation step (a Processing job environment) and the roadseg command all
@@ -48,7 +49,7 @@ KEY_PATTERN_GROUPS = ("vehicle", "camera", "timestamp")
 METRICS_NAMESPACE = "roadseg"
 # Handler module -> POWERTOOLS_SERVICE_NAME of its function (the `service` dimension of its metrics).
 SERVICE_NAMES = {"ingest": "roadseg-ingest", "postprocess": "roadseg-postprocess",
-                 "realtime": "roadseg-realtimefront", "rollout": "roadseg-rollout"}
+                 "realtime": "roadseg-realtimefront", "rollout": "roadseg-rollout", "drives": "roadseg-drives"}
 
 # What roadseg_lambda.imaging.prepare_frame is configured with (roadseg_lambda.settings.Settings.prepare_options).
 FRAME_PREPARATION_VARIABLES = ("TARGET_WIDTH", "TARGET_HEIGHT", "ROI", "MAX_INPUT_BYTES", "MAX_INPUT_PIXELS",
@@ -166,6 +167,15 @@ def _prefix(raw: str) -> str:
     if raw.startswith("/"):
         raise ValueError("must be an S3 key prefix without a leading '/', e.g. 'results/'")
     return raw if raw.endswith("/") else raw + "/"
+
+
+_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+
+
+def _table_name(raw: str) -> str:
+    if not _TABLE.match(raw):
+        raise ValueError("must be a DynamoDB table name (3-255 letters, digits, '_', '-', '.')")
+    return raw
 
 
 _ENDPOINT = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -340,6 +350,9 @@ class PreprocessorEnvironment(EnvironmentCodec):
     write_overlay: bool = variable("WRITE_OVERLAY", False, parse_bool, _format_bool)
     restore_original_size: bool = variable("RESTORE_ORIGINAL_SIZE", False, parse_bool, _format_bool)
     model_package_version: str | None = variable("MODEL_PACKAGE_VERSION", None, _optional_text)
+    # The drives table (contracts.drive_table): ingest and postprocess count each drive frame's outcome in it.
+    # Unset: no drive tracking (frames with drive metadata are processed like any other).
+    drives_table: str | None = variable("DRIVES_TABLE", None, _table_name, omit_if_none=True)
 
     def __post_init__(self) -> None:
         if self.class_colors is None:
@@ -401,3 +414,58 @@ class RolloutEnvironment(EnvironmentCodec):
     neo_role_arn: str | None = variable("NEO_ROLE_ARN", None, omit_if_none=True)
     neo_kms_key_arn: str | None = variable("NEO_KMS_KEY_ARN", None, omit_if_none=True)
     neo_job_prefix: str | None = variable("NEO_JOB_PREFIX", None, omit_if_none=True)
+
+
+def _json_object(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValueError("must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    return value
+
+
+def _json_dumps(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _optional_float(raw: str) -> float | None:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number of frames per second, e.g. 10") from None
+    if not 0 < value <= 1000:
+        raise ValueError("must be within 0 (exclusive)..1000")
+    return value
+
+
+@dataclass(frozen=True)
+class DrivesEnvironment(EnvironmentCodec):
+    """What the drive functions (lambda/drives.py: launcher and completion) are configured with: the table, the
+    bucket, and everything the two Processing job requests need (roadseg_lambda.drive_jobs builds them)."""
+
+    drives_table: str = variable("DRIVES_TABLE", parse=_table_name)
+    inference_bucket: str = variable("INFERENCE_BUCKET", parse=_bucket)
+    job_prefix: str = variable("JOB_PREFIX")  # contracts.naming.drive_job_prefix's environment prefix
+    extraction_role_arn: str = variable("EXTRACTION_ROLE_ARN")
+    builder_role_arn: str = variable("BUILDER_ROLE_ARN")
+    processing_image: str = variable("PROCESSING_IMAGE")
+    code_entry_uri: str = variable("CODE_ENTRY_URI")  # s3:// of training/processing_entry.py
+    code_package_uri: str = variable("CODE_PACKAGE_URI")  # s3:// of the processing package zip
+    drive_wheels_uri: str = variable("DRIVE_WHEELS_URI")  # s3:// of the drive wheelhouse zip
+    kms_key_arn: str = variable("KMS_KEY_ARN")  # volumes and outputs of both jobs
+    extraction_instance_type: str = variable("EXTRACTION_INSTANCE_TYPE", "ml.m5.xlarge")
+    extraction_max_instances: int = variable("EXTRACTION_MAX_INSTANCES", 4, int_range(1, 100))
+    builder_instance_type: str = variable("BUILDER_INSTANCE_TYPE", "ml.m5.xlarge")
+    volume_size_gb: int = variable("VOLUME_SIZE_GB", 100, int_range(1, 16384))
+    max_runtime_seconds: int = variable("MAX_RUNTIME_SECONDS", 4 * 3600, int_range(60, 5 * 86400))
+    rate_hz: float | None = variable("RATE_HZ", None, _optional_float, omit_if_none=True)
+    # {"/topic": "camera"} (training.drives.extract --cameras-json); empty: every image topic.
+    cameras: dict[str, Any] = variable("CAMERAS", None, _json_object, _json_dumps, omit_if_none=True)
+    # Extra arguments of the builder (scene thresholds: {"--min-frames": "3", ...}).
+    builder_arguments: dict[str, Any] = variable("BUILDER_ARGUMENTS", None, _json_object, _json_dumps,
+                                                 omit_if_none=True)
+    glue_database: str | None = variable("GLUE_DATABASE", None, omit_if_none=True)
+    glue_table: str | None = variable("GLUE_TABLE", None, omit_if_none=True)
+    service_name: str | None = variable("POWERTOOLS_SERVICE_NAME", None, omit_if_none=True)

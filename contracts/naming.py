@@ -6,6 +6,8 @@ local rehearsal find them by the same functions, so a name is never rebuilt by h
 
 from __future__ import annotations
 
+import hashlib
+
 # Logical stack keys (what an operator command asks for) and the CloudFormation parameter the rollout updates.
 DATA, TRAINING, INFERENCE = "Data", "Training", "Inference"
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
@@ -148,3 +150,29 @@ def neo_compilation_job_name(prefix: str, version: int, target: str) -> str:
     if len(name) > 63:
         raise ValueError(f"compilation job name {name!r} is over 63 characters: shorten the prefix")
     return name
+
+
+def drives_table_name(prefix: str) -> str:
+    """The drives table (contracts.drive_table): counters and per-frame outcomes of whole drives."""
+    return f"{prefix}-drives"
+
+
+def drive_job_prefix(prefix: str) -> str:
+    """Processing jobs of whole drives (extraction, build) start with this (IAM scopes on it)."""
+    return f"{prefix}-drive-"
+
+
+def drive_job_name(prefix: str, kind: str, drive_id: str) -> str:
+    """One job per drive and kind ("extract" or "build"): deterministic, so a redelivered event finds it
+    (ResourceInUse) and starts nothing twice. The drive id enters as a digest (job names: 1-63 letters, digits, '-')."""
+    if kind not in ("extract", "build"):
+        raise ValueError(f"unknown drive job kind {kind!r} (extract or build)")
+    name = f"{drive_job_prefix(prefix)}{kind}-{hashlib.sha256(drive_id.encode()).hexdigest()[:24]}"
+    if len(name) > 63:
+        raise ValueError(f"drive job name {name!r} is over 63 characters: shorten the prefix")
+    return name
+
+
+def drives_glue_database_name(prefix: str) -> str:
+    """Glue database of the drive timeline table (letters, digits and '_' only)."""
+    return prefix.replace("-", "_") + "_drives"

@@ -22,6 +22,10 @@ the S3 metadata/tag check above already make re-deliveries harmless.
 IAM needed on the inference bucket: s3:GetObject, s3:PutObject, s3:GetObjectTagging, s3:PutObjectTagging
 (async input prefix), s3:PutObject (quarantine prefix); on the ingest bucket s3:GetObject and
 s3:GetObjectVersion; sagemaker:InvokeEndpointAsync on the async endpoint.
+
+Drives: a frame whose S3 user metadata names a drive (contracts.drives.DRIVE_ID_METADATA) carries the id on into the
+async input's metadata (postprocess counts its outcome); a quarantined one is counted here, exactly once
+(roadseg_lambda.drive_counts), when DRIVES_TABLE is set: dynamodb:PutItem and dynamodb:UpdateItem on that table.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event, S3Eve
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from roadseg_lambda import aws
+from roadseg_lambda import aws, drive_counts
 from roadseg_lambda.imaging import BadFrame, prepare_frame, sniff_format
 from roadseg_lambda.keys import (
     decode_event_key,
@@ -48,11 +52,12 @@ from roadseg_lambda.keys import (
     quarantine_keys,
     s3_uri,
 )
-from roadseg_lambda.metadata import MetadataTooLarge, build_async_input_metadata
+from roadseg_lambda.metadata import MetadataTooLarge, build_async_input_metadata, drive_of_metadata
 from roadseg_lambda.results import build_quarantine_document, iso8601, utc_now
 from roadseg_lambda.settings import Settings, get_settings
-from roadseg_lambda.storage import ObjectTooLarge, object_tags, put_bytes, put_json, read_object
+from roadseg_lambda.storage import ObjectTooLarge, object_tags, put_bytes, put_json, read_object_with_metadata
 
+from contracts.drive_table import QUARANTINED
 from contracts.lambda_env import METRICS_NAMESPACE
 
 REQUIRED = ("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME")
@@ -154,14 +159,18 @@ def submit_frame(
     if state == "absent":
         if isinstance(size, int) and size > settings.max_input_bytes:
             bad = BadFrame("too_large_bytes", f"{size} bytes exceeds the limit of {settings.max_input_bytes} bytes")
-            return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=size)
+            return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=size,
+                               drive_id=_drive_id(settings, lambda: _head_metadata(s3, bucket, key, version_id)))
         try:
-            data = read_object(s3, bucket, key, version_id=version_id, limit=settings.max_input_bytes)
-        except ObjectTooLarge as exc:
-            bad = BadFrame("too_large_bytes", f"more than {exc.limit} bytes")
-            return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=exc.size)
+            data, source_metadata = read_object_with_metadata(s3, bucket, key, version_id=version_id,
+                                                              limit=settings.max_input_bytes)
+        except ObjectTooLarge as too_large:
+            bad = BadFrame("too_large_bytes", f"more than {too_large.limit} bytes")
+            return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=too_large.size,
+                               drive_id=_drive_id(settings, too_large.metadata.copy))
         except ClientError as exc:
             return _object_gone(exc, "process")
+        drive_id = _drive_id(settings, lambda: source_metadata)
         try:
             prepared = prepare_frame(data, settings.prepare_options())
             metadata = build_async_input_metadata(
@@ -172,12 +181,13 @@ def submit_frame(
                 prepared=prepared,
                 uploaded_at=uploaded_at,
                 submitted_at=iso8601(utc_now()),
+                drive_id=drive_id,  # postprocess counts the frame's outcome for its drive
             )
         except BadFrame as bad:
-            return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=len(data))
+            return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=len(data), drive_id=drive_id)
         except MetadataTooLarge as exc:
             bad = BadFrame("key_too_long", str(exc), sniff_format(data))
-            return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=len(data))
+            return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=len(data), drive_id=drive_id)
         put_bytes(s3, out_bucket, keys.async_input, prepared.jpeg, "image/jpeg", metadata)
         logger.info(
             "frame prepared",
@@ -234,6 +244,7 @@ def _quarantine(
     bad: BadFrame,
     *,
     size: int | None,
+    drive_id: str | None = None,
 ) -> str:
     s3 = aws.s3_client()
     target, reason_key = quarantine_keys(key, settings.quarantine_prefix)
@@ -256,6 +267,7 @@ def _quarantine(
         quarantined_at=utc_now(),
     )
     put_json(s3, settings.inference_bucket, reason_key, document)
+    _count_drive_frame(settings, drive_id, key, documents={"quarantine": target, "quarantine_reason": reason_key})
     metrics.add_metric(name="FramesQuarantined", unit=MetricUnit.Count, value=1)
     with single_metric(
         name="FramesQuarantinedByReason", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
@@ -271,6 +283,38 @@ def _quarantine(
         },
     )
     return "quarantined"
+
+
+def _drive_id(settings: Settings, metadata: Any) -> str | None:
+    """The frame's drive (its S3 user metadata, ``metadata()``) when drives are tracked; None otherwise, or when the
+    value is not a drive id (logged: the frame is then processed like any other)."""
+    if not settings.drives_table:
+        return None
+    try:
+        return drive_of_metadata(metadata())
+    except ValueError as exc:
+        logger.warning("frame metadata names no valid drive: not counted for a drive", extra={"error": str(exc)})
+        return None
+
+
+def _head_metadata(s3: Any, bucket: str, key: str, version_id: str | None) -> dict[str, str]:
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id and version_id != "null":
+        kwargs["VersionId"] = version_id
+    try:
+        return dict(s3.head_object(**kwargs).get("Metadata") or {})
+    except ClientError as exc:
+        if aws.is_not_found(exc):
+            return {}
+        raise
+
+
+def _count_drive_frame(settings: Settings, drive_id: str | None, key: str, *, documents: dict[str, str]) -> None:
+    """Count a quarantined drive frame exactly once (roadseg_lambda.drive_counts); no call without a drive."""
+    counted = drive_counts.count_frame(settings.drives_table, drive_id, key, QUARANTINED, client=aws.dynamodb_client,
+                                       documents=documents, recorded_at=iso8601(utc_now()))
+    if counted != drive_counts.UNTRACKED:
+        logger.info("drive frame outcome", extra={"drive_id": drive_id, "outcome": QUARANTINED, "counted": counted})
 
 
 def _object_gone(exc: ClientError, task: str) -> str:

@@ -17,7 +17,9 @@ AWS errors (throttling, permissions) ARE raised: Lambda's asynchronous invocatio
 then hands it to the function's on-failure destination / DLQ configured by the stack.
 
 IAM needed on the inference bucket: s3:GetObject (async input and output prefixes), s3:PutObject
-(results and failures prefixes).
+(results and failures prefixes). Drives: a frame whose async input names a drive (ingest copies the id) is counted
+as processed or failed exactly once (roadseg_lambda.drive_counts) when DRIVES_TABLE is set: dynamodb:PutItem and
+dynamodb:UpdateItem on that table.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sns_event import SNSEventRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from roadseg_lambda import aws
+from roadseg_lambda import aws, drive_counts
 from roadseg_lambda.keys import FrameKey, object_keys, parse_frame_key, parse_s3_uri, s3_uri
 from roadseg_lambda.masks import (
     Geometry,
@@ -46,12 +48,15 @@ from roadseg_lambda.notifications import FAILED, AsyncNotification, Notification
 from roadseg_lambda.results import (
     build_failure_document,
     build_result_document,
+    iso8601,
     parse_iso8601,
     utc_now,
 )
 from roadseg_lambda.settings import Settings, get_settings
 from roadseg_lambda.storage import ObjectTooLarge, put_bytes, put_json, read_object
 
+from contracts.drive_table import FAILED as DRIVE_FAILED
+from contracts.drive_table import PROCESSED
 from contracts.lambda_env import METRICS_NAMESPACE
 
 REQUIRED = ("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME", "CLASS_NAMES")
@@ -122,6 +127,7 @@ def process_notification(note: AsyncNotification, settings: Settings) -> str:
         reason = note.failure_reason or "the endpoint reported a failure without a reason"
         logger.warning("async inference failed", extra={"failure_reason": reason})
         _write_failure(s3, settings, keys.failure, note, meta, frame, "inference_failed", reason)
+        _count_drive_frame(settings, meta, DRIVE_FAILED, {"failure": keys.failure})
         return "failed"
     if meta is None:
         _count("MissingAsyncInputs")
@@ -139,6 +145,7 @@ def process_notification(note: AsyncNotification, settings: Settings) -> str:
         _count("InvalidMasks")
         logger.error("endpoint output is not a usable mask", extra={"code": code, "error": str(exc)})
         _write_failure(s3, settings, keys.failure, note, meta, frame, code, str(exc))
+        _count_drive_frame(settings, meta, DRIVE_FAILED, {"failure": keys.failure})
         return "failed"
 
     geometry = Geometry(original_size=meta.original_size, crop_box=meta.crop_box)
@@ -181,6 +188,8 @@ def process_notification(note: AsyncNotification, settings: Settings) -> str:
         endpoint_latency_ms=note.endpoint_latency_ms,
     )
     put_json(s3, settings.inference_bucket, keys.result, document)
+    _count_drive_frame(settings, meta, PROCESSED, {"result": keys.result, "mask": _key_of(mask_uri),
+                                                   "overlay": _key_of(overlay_uri)})
     _count("ResultsWritten")
     if stats.vru_present:
         _count("FramesWithVulnerableRoadUsers")
@@ -239,6 +248,23 @@ def _write_failure(
     )
     put_json(s3, settings.inference_bucket, key, document)
     logger.info("failure document written", extra={"failure_key": key, "code": code})
+
+
+def _key_of(uri: str | None) -> str | None:
+    return parse_s3_uri(uri)[1] if uri else None
+
+
+def _count_drive_frame(settings: Settings, meta: AsyncInputMetadata | None, outcome: str,
+                       documents: dict[str, str | None]) -> None:
+    """Count the outcome of a drive's frame exactly once (roadseg_lambda.drive_counts); no call for a frame without
+    a drive, or without DRIVES_TABLE. A notification whose async input is gone names no frame and no drive."""
+    if meta is None:
+        return
+    counted = drive_counts.count_frame(settings.drives_table, meta.drive_id, meta.source_key, outcome,
+                                       client=aws.dynamodb_client, documents=documents,
+                                       recorded_at=iso8601(utc_now()))
+    if counted != drive_counts.UNTRACKED:
+        logger.info("drive frame outcome", extra={"drive_id": meta.drive_id, "outcome": outcome, "counted": counted})
 
 
 def _count(name: str) -> None:

@@ -10,6 +10,7 @@ from contracts import naming
 from stacks.async_endpoint import AsyncEndpoint, AsyncEndpointProps
 from stacks.bucket_set import BucketSet
 from stacks.config import EnvironmentConfig
+from stacks.drives import DriveTable, DriveTableProps
 from stacks.images import images_mapping
 from stacks.monitoring import Monitoring, MonitoringProps
 from stacks.network import NetworkStack, place_functions_in
@@ -80,10 +81,14 @@ class InferenceStack(cdk.Stack):
         version = cdk.Fn.condition_if(self.model.has_model.logical_id,
                                       cdk.Fn.select(2, cdk.Fn.split("/", self.model.package_arn.value_as_string)),
                                       "").to_string()
+        # Whole drives: the counters every drive frame's outcome is recorded in (stacks/drives.py).
+        self.drives = DriveTable(self, "Drives", DriveTableProps(prefix=config.prefix, key=buckets.key,
+                                                                 retain=config.retain))
         self.preprocessors = Preprocessors(self, "Preprocessors", PreprocessorsProps(
             config=config, scheme=training.scheme, buckets=buckets, key=self.operations_key,
             realtime_endpoint_name=self.realtime_name, async_endpoint_name=self.async_name,
-            success_topic=self.success_topic, error_topic=self.error_topic, model_package_version=version))
+            success_topic=self.success_topic, error_topic=self.error_topic, model_package_version=version,
+            drives=self.drives))
         self.monitoring.add_section("Lambda preprocessors", self.preprocessors.alarms)
         self.rollout.allow_updating(self.preprocessors.functions)
         if any(e.endpoint_config.kms_key_id for e in (self.realtime, self.async_endpoint)):

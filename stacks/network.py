@@ -58,6 +58,8 @@ ENDPOINT_SERVICES: tuple[EndpointService, ...] = (
                     "https://docs.aws.amazon.com/sagemaker/latest/dg/interface-vpc-endpoint.html"),
     EndpointService("SageMakerRuntime", "sagemaker.runtime", "ingest (InvokeEndpointAsync), real-time front "
                     "(InvokeEndpoint)", "https://docs.aws.amazon.com/sagemaker/latest/dg/interface-vpc-endpoint.html"),
+    EndpointService("DynamoDb", "dynamodb", "ingest and postprocess (drive counters: TransactWriteItems)",
+                    "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/privatelink-interface-endpoints.html"),
     EndpointService("Sts", "sts", "SDK credential exchanges (AssumeRole*) inside the VPC",
                     "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_sts_vpce.html"),
     EndpointService("Logs", "logs", "CloudWatch Logs agents of jobs and endpoints in the VPC",

@@ -15,6 +15,7 @@ from contracts.lambda_env import PreprocessorEnvironment, frame_preparation_envi
 from contracts.layout import INFERENCE
 from stacks.bucket_set import SharedBuckets
 from stacks.config import EnvironmentConfig
+from stacks.drives import DriveTable
 from stacks.functions.ingest import IngestFunction, IngestFunctionProps
 from stacks.functions.postprocess import PostprocessFunction, PostprocessFunctionProps
 from stacks.functions.realtime_front import RealtimeFront, RealtimeFrontProps
@@ -24,7 +25,8 @@ from training.classes import ClassScheme
 
 def preprocessor_environment(config: EnvironmentConfig, scheme: ClassScheme, *, inference_bucket: str,
                              async_endpoint_name: str, realtime_endpoint_name: str,
-                             model_package_version: str | None = None) -> PreprocessorEnvironment:
+                             model_package_version: str | None = None,
+                             drives_table: str | None = None) -> PreprocessorEnvironment:
     """The environment every preprocessor function gets (pure: the local rehearsal builds it the same way).
 
     The bucket name and model package version may be CDK tokens; each function adds its own ``service_name``.
@@ -44,6 +46,7 @@ def preprocessor_environment(config: EnvironmentConfig, scheme: ClassScheme, *, 
         vru_classes=tuple(scheme.vulnerable_road_users),
         write_overlay=cfg.write_overlay, restore_original_size=cfg.restore_original_size,
         model_package_version=model_package_version,
+        drives_table=drives_table,
     )
 
 
@@ -58,6 +61,7 @@ class PreprocessorsProps:
     success_topic: sns.ITopic
     error_topic: sns.ITopic
     model_package_version: str | None = None  # a token: the version of the package being served
+    drives: DriveTable | None = None  # ingest and postprocess count drive frames' outcomes in it
 
 
 class Preprocessors(Construct):
@@ -72,9 +76,12 @@ class Preprocessors(Construct):
             config=config, environment=environment, buckets=props.buckets, key=props.key,
             success_topic=props.success_topic, error_topic=props.error_topic))
         self.realtime = RealtimeFront(self, "RealtimeFront", RealtimeFrontProps(
-            config=config, environment=environment, key=props.key,
+            config=config, environment=dataclasses.replace(environment, drives_table=None), key=props.key,
             realtime_endpoint_name=props.realtime_endpoint_name))
 
+        if props.drives is not None:
+            props.drives.grant_count_outcomes(self.ingest)  # quarantined drive frames
+            props.drives.grant_count_outcomes(self.postprocess)  # processed and failed drive frames
         self.functions = [self.ingest, self.postprocess, self.realtime]
         # Function errors first, then the dead-letter queues: the dashboard section's order.
         self.alarms = [f.errors for f in self.functions] + [self.ingest.dead_letters_depth,
@@ -85,7 +92,8 @@ class Preprocessors(Construct):
         return preprocessor_environment(
             props.config, props.scheme, inference_bucket=props.buckets.inference.bucket_name,
             async_endpoint_name=props.async_endpoint_name, realtime_endpoint_name=props.realtime_endpoint_name,
-            model_package_version=props.model_package_version)
+            model_package_version=props.model_package_version,
+            drives_table=props.drives.table_name if props.drives else None)
 
     def grant_invoke_url(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` call the real-time front's function URL (``RealtimeFront.grant_invoke_url``)."""

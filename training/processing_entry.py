@@ -4,7 +4,11 @@ ExportModel).
 Shipped alone as the step's `code`; the `training`, `roadseg_lambda` and `contracts` packages arrive as one zip input
 (all at its root, see stacks/code_assets.py) under /opt/ml/processing/input/package/. roadseg_lambda is the Lambda
 functions' own library: the serving step prepares frames and the evaluation restores masks with their code.
-Usage: ``python3 processing_entry.py <prepare|serving|evaluate|export> [args...]``.
+Usage: ``python3 processing_entry.py <prepare|serving|evaluate|export|drive-job> [args...]``.
+
+``drive-job`` (training.drives.job: the whole-drive extraction and builder jobs) runs in the image's own Python 3.12
+with the drive wheels (one zip under /opt/ml/processing/input/wheels/, training/drive-requirements.txt) installed
+with ``pip install --no-index --no-deps --target <dir>`` and that directory on PYTHONPATH.
 Self-contained on purpose (stdlib only): it runs before the package is importable.
 
 ``export`` runs where MXNet runs: the image's Python 3.11 creates a virtual environment, installs the export wheels
@@ -25,7 +29,10 @@ import zipfile
 from pathlib import Path
 
 PACKAGE_DIR = Path("/opt/ml/processing/input/package")
-MODULES = ("prepare", "serving", "evaluate", "export")
+MODULES = ("prepare", "serving", "evaluate", "export", "drive-job")
+# Module of each argument that is not training.<argument>.
+MODULE_PATHS = {"drive-job": "training.drives.job"}
+IN_DRIVE_ENV = "ROADSEG_IN_DRIVE_ENV"
 WHEELS_DIR = Path("/opt/ml/processing/input/wheels")
 EXPORT_PYTHON = (3, 11)
 IN_EXPORT_ENV = "ROADSEG_IN_EXPORT_ENV"
@@ -79,16 +86,43 @@ def export_environment(wheels_dir: Path, into: Path) -> Path:
     return venv / "bin" / "python"
 
 
+def drive_environment(wheels_dir: Path, into: Path) -> Path:
+    """The drive wheels (training/drive-requirements.txt, one zip under ``wheels_dir``) installed with
+    ``pip install --no-index --no-deps --target``: the directory to put on PYTHONPATH. SystemExit on any failure."""
+    archives = sorted(wheels_dir.glob("*.zip"))
+    if len(archives) != 1:
+        raise SystemExit(f"expected one wheels zip in {wheels_dir}, found {[a.name for a in archives]}")
+    wheels = into / "wheels"
+    with zipfile.ZipFile(archives[0]) as archive:
+        archive.extractall(wheels)
+    found = sorted(str(w) for w in wheels.glob("*.whl"))
+    if not found:
+        raise SystemExit(f"{archives[0].name} holds no wheels")
+    target = into / "site"
+    command = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--disable-pip-version-check",
+               "--quiet", "--target", str(target), *found]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"pip install --target {target} ...: failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return target
+
+
 def main(argv: list[str], package_dir: Path = PACKAGE_DIR) -> None:
     if not argv or argv[0] not in MODULES:
         raise SystemExit(f"usage: processing_entry.py <{'|'.join(MODULES)}> [args...]")
     if argv[0] == "export" and not os.environ.get(IN_EXPORT_ENV):
         python = export_environment(WHEELS_DIR, Path(tempfile.mkdtemp(prefix="roadseg-export-")))
         os.execve(python, [str(python), __file__, *argv], {**os.environ, IN_EXPORT_ENV: "1"})
+    if argv[0] == "drive-job" and not os.environ.get(IN_DRIVE_ENV):
+        site = drive_environment(WHEELS_DIR, Path(tempfile.mkdtemp(prefix="roadseg-drive-")))
+        path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+        os.execve(sys.executable, [sys.executable, __file__, *argv],
+                  {**os.environ, "PYTHONPATH": path, IN_DRIVE_ENV: "1"})
     root = unpack(package_dir, Path(tempfile.mkdtemp(prefix="roadseg-")))
     load_packages(root)
-    sys.argv = [f"training.{argv[0]}", *argv[1:]]
-    runpy.run_module(f"training.{argv[0]}", run_name="__main__", alter_sys=True)
+    module = MODULE_PATHS.get(argv[0], f"training.{argv[0]}")
+    sys.argv = [module, *argv[1:]]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":

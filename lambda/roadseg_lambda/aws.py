@@ -1,6 +1,7 @@
 """boto3 clients (created lazily, once per process) and classification of AWS errors.
 
-The handlers get their clients only through ``s3_client()`` and ``runtime_client()`` so that tests can
+The handlers get their clients only through ``s3_client()``, ``runtime_client()``, ``dynamodb_client()`` and
+``sagemaker_client()`` so that tests can
 replace them (``monkeypatch.setattr(aws, "runtime_client", ...)``) or reset them with ``reset_clients()``.
 """
 
@@ -64,8 +65,26 @@ def _cached_runtime() -> Any:
     return boto3.client("sagemaker-runtime", config=_RUNTIME_CONFIG)
 
 
+@lru_cache(maxsize=1)
+def _cached_dynamodb() -> Any:
+    return boto3.client("dynamodb", config=_S3_CONFIG)
+
+
+@lru_cache(maxsize=1)
+def _cached_sagemaker() -> Any:
+    return boto3.client("sagemaker", config=_S3_CONFIG)
+
+
 def s3_client() -> Any:
     return _cached_s3()
+
+
+def dynamodb_client() -> Any:
+    return _cached_dynamodb()
+
+
+def sagemaker_client() -> Any:
+    return _cached_sagemaker()
 
 
 def runtime_client() -> Any:
@@ -76,6 +95,8 @@ def reset_clients() -> None:
     """Forget the clients (tests: new clients inside each moto context)."""
     _cached_s3.cache_clear()
     _cached_runtime.cache_clear()
+    _cached_dynamodb.cache_clear()
+    _cached_sagemaker.cache_clear()
 
 
 def error_code(exc: BaseException) -> str | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
+from contracts.drives import DRIVE_ID_METADATA, DriveId, DriveKeyError
+
 from .imaging import PreparedFrame
 from .keys import FrameKey
 
@@ -38,6 +40,19 @@ class AsyncInputMetadata:
     uploaded_at: str | None  # when the frame reached the ingest bucket (S3 event time)
     submitted_at: str | None  # when ingest submitted the async inference
     source_format: str | None
+    drive_id: str | None = None  # the frame's drive (contracts.drives.DRIVE_ID_METADATA), when it came from one
+
+
+def drive_of_metadata(meta: dict[str, str] | None) -> str | None:
+    """The drive id in an object's user metadata (a frame the extraction job wrote); None when absent.
+    ValueError when present but not a drive id."""
+    value = {k.lower(): v for k, v in (meta or {}).items()}.get(DRIVE_ID_METADATA)
+    if not value:
+        return None
+    try:
+        return str(DriveId.parse(value))
+    except DriveKeyError as exc:
+        raise ValueError(f"metadata '{DRIVE_ID_METADATA}': {exc}") from None
 
 
 def build_async_input_metadata(
@@ -49,6 +64,7 @@ def build_async_input_metadata(
     prepared: PreparedFrame,
     uploaded_at: str | None,
     submitted_at: str,
+    drive_id: str | None = None,
 ) -> dict[str, str]:
     meta = {
         "inference-id": inference_id,
@@ -69,6 +85,7 @@ def build_async_input_metadata(
         "camera": frame.camera,
         "timestamp": frame.timestamp,
         "uploaded-at": uploaded_at,
+        DRIVE_ID_METADATA: drive_id,
     }
     meta.update({k: v for k, v in optional.items() if v})
     for name in _QUOTED:
@@ -123,4 +140,5 @@ def parse_async_input_metadata(meta: dict[str, str]) -> AsyncInputMetadata:
         uploaded_at=lowered.get("uploaded-at") or None,
         submitted_at=lowered.get("submitted-at") or None,
         source_format=lowered.get("source-format") or None,
+        drive_id=lowered.get(DRIVE_ID_METADATA) or None,
     )

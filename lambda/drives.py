@@ -1,0 +1,275 @@
+"""Whole drives: the launcher (S3 "Object Created" under drives/ -> the extraction job) and the completion function
+(the drives table's stream -> the drive builder). Handlers ``drives.launch_handler`` and ``drives.completion_handler``.
+
+Each is fetch -> pure decision -> act:
+
+- launch: ``decide_launch(key)`` (contracts.drives.drive_of_log_key; anything else under drives/ is logged and
+  ignored), then the DRIVE item is created (status ``extracting``, the log keys; only if it does not exist, so
+  counters are never reset) and the extraction Processing job started (roadseg_lambda.drive_jobs). The job name is
+  deterministic per drive: a redelivered event gets ResourceInUse, which means "already launched".
+- completion: ``decide_completion(drive_item)`` on each new image of a DRIVE item (the event source mapping filters
+  out FRAME items): when the extraction has ended and processed + quarantined + failed == extracted, ``status`` moves
+  ``extracted`` -> ``building`` with a conditional update (exactly one invocation wins), then the builder's input
+  manifest file (the documents named by the drive's FRAME items + the drive manifest) is written, the timeline
+  table's partitions of the drive are registered (glue:BatchCreatePartition, existing ones kept) and the builder
+  started. A DRIVE image already ``building`` (the claim's own stream record, a retry after a failed start) starts
+  the builder again, which the deterministic name makes harmless.
+
+Errors are raised: S3's asynchronous invocation retries (then the function's failed-invocation queue), the stream's
+event source mapping retries (then its on-failure queue).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+from roadseg_lambda import aws, drive_jobs
+from roadseg_lambda.results import iso8601, utc_now
+
+from contracts import drive_table as T
+from contracts.drives import DriveId, DriveKeyError, DriveOutputs, drive_of_log_key
+from contracts.lambda_env import METRICS_NAMESPACE, DrivesEnvironment
+from contracts.naming import drive_job_name
+
+logger = Logger()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))
+
+
+@lru_cache(maxsize=1)
+def environment() -> DrivesEnvironment:
+    return DrivesEnvironment.from_env(os.environ)
+
+
+def _code(exc: BaseException) -> str | None:
+    return aws.error_code(exc)
+
+
+# ------------------------------------------------------------------------------------------------- launch
+
+
+def decide_launch(key: str) -> DriveId | None:
+    """The drive a created object starts, or None for an object under drives/ that is not a drive log."""
+    try:
+        return drive_of_log_key(key)
+    except DriveKeyError:
+        return None
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def launch_handler(event: dict, context: LambdaContext) -> dict:
+    env = environment()
+    outcomes = []
+    for record in event.get("Records") or []:
+        key = unquote_plus(record["s3"]["object"]["key"])
+        drive = decide_launch(key)
+        if drive is None:
+            logger.info("not a drive log, ignored", extra={"key": key})
+            outcomes.append("ignored")
+            continue
+        with logger.append_context_keys(drive_id=str(drive), key=key):
+            outcomes.append(launch(env, drive, key))
+    return {"outcomes": outcomes}
+
+
+def launch(env: DrivesEnvironment, drive: DriveId, key: str) -> str:
+    s3, sagemaker = aws.s3_client(), aws.sagemaker_client()
+    log_keys = [key]
+    if key.endswith("/" + drive_jobs.ROS2_METADATA):  # a ROS 2 bag directory: all of its objects
+        prefix = key[: -len(drive_jobs.ROS2_METADATA)]
+        log_keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=env.inference_bucket,
+                                                                                      Prefix=prefix)
+                    for o in page.get("Contents", [])]
+    shard_uri = None
+    shards = drive_jobs.shard_keys(log_keys)
+    if shards:
+        shard_key = DriveOutputs(drive).prefix + drive_jobs.EXTRACT_INPUTS
+        s3.put_object(Bucket=env.inference_bucket, Key=shard_key, ContentType="application/json",
+                      Body=json.dumps(drive_jobs.input_manifest(env.inference_bucket, shards)).encode())
+        shard_uri = drive_jobs.s3_uri(env.inference_bucket, shard_key)
+    request = drive_jobs.extraction_request(env, drive, log_keys, shard_manifest_uri=shard_uri)
+    created = create_drive_item(env, drive, log_keys, request["ProcessingJobName"])
+    started = start_job(sagemaker, request)
+    _count("DriveExtractionsStarted" if started else "DriveExtractionsAlreadyStarted")
+    logger.info("drive extraction", extra={"job": request["ProcessingJobName"], "started": started,
+                                           "item_created": created, "instances":
+                                           request["ProcessingResources"]["ClusterConfig"]["InstanceCount"]})
+    return "launched" if started else "already_launched"
+
+
+def create_drive_item(env: DrivesEnvironment, drive: DriveId, log_keys: list[str], job: str) -> bool:
+    """The DRIVE item, only if absent (a redelivery or a later upload never resets the counters)."""
+    try:
+        aws.dynamodb_client().put_item(
+            TableName=env.drives_table,
+            Item={T.PARTITION_KEY: {"S": str(drive)}, T.SORT_KEY: {"S": T.DRIVE_ITEM},
+                  T.STATUS: {"S": T.EXTRACTING}, T.LOG_KEYS: {"L": [{"S": k} for k in log_keys]},
+                  T.EXTRACTION_JOB: {"S": job}, "created_at": {"S": iso8601(utc_now())}},
+            ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": T.PARTITION_KEY})
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def start_job(sagemaker: Any, request: dict[str, Any]) -> bool:
+    """True: started now; False: a job of that name exists (launched before)."""
+    try:
+        sagemaker.create_processing_job(**request)
+    except ClientError as exc:
+        if _code(exc) == "ResourceInUse":
+            return False
+        raise
+    return True
+
+
+# --------------------------------------------------------------------------------------------- completion
+
+
+@dataclass(frozen=True)
+class Completion:
+    action: str  # "ignore" | "wait" | "claim" | "launch" | "inconsistent"
+    drive_id: str | None = None
+    reason: str = ""
+
+
+def decide_completion(item: dict[str, Any]) -> Completion:
+    """What a new image of a drives-table item asks for (plain Python values, numbers as int/Decimal)."""
+    if item.get(T.SORT_KEY) != T.DRIVE_ITEM:
+        return Completion("ignore", reason="not a DRIVE item")
+    drive_id, status = item.get(T.PARTITION_KEY), item.get(T.STATUS)
+    if status == T.BUILDING:
+        return Completion("launch", drive_id, "building: (re)start the builder, idempotent by name")
+    if status != T.EXTRACTION_ENDED or item.get(T.EXTRACTED) is None:
+        return Completion("wait", drive_id, f"extraction not ended (status {status!r})")
+    extracted = int(item[T.EXTRACTED])
+    done = sum(int(item.get(outcome) or 0) for outcome in T.OUTCOMES)
+    if done < extracted:
+        return Completion("wait", drive_id, f"{done} of {extracted} frames have an outcome")
+    if done > extracted:
+        return Completion("inconsistent", drive_id, f"{done} outcomes for {extracted} extracted frames")
+    return Completion("claim", drive_id, f"all {extracted} frames have an outcome")
+
+
+_DESERIALIZER = TypeDeserializer()
+
+
+def new_image(record: dict[str, Any]) -> dict[str, Any] | None:
+    image = (record.get("dynamodb") or {}).get("NewImage")
+    return {k: _DESERIALIZER.deserialize(v) for k, v in image.items()} if image else None
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def completion_handler(event: dict, context: LambdaContext) -> dict:
+    env = environment()
+    outcomes = []
+    for record in event.get("Records") or []:
+        item = new_image(record)
+        decision = decide_completion(item or {})
+        with logger.append_context_keys(drive_id=decision.drive_id):
+            outcomes.append(act_on_completion(env, decision))
+    return {"outcomes": outcomes}
+
+
+def act_on_completion(env: DrivesEnvironment, decision: Completion) -> str:
+    if decision.action in ("ignore", "wait"):
+        return decision.action
+    if decision.action == "inconsistent":
+        _count("DriveCountInconsistencies")
+        logger.error("drive counters exceed the extracted frames: not built", extra={"reason": decision.reason})
+        return decision.action
+    drive = DriveId.parse(str(decision.drive_id))
+    if decision.action == "claim" and not claim(env, drive):
+        logger.info("another invocation claimed the build")
+        return "claimed_elsewhere"
+    return "built" if start_builder(env, drive) else "already_building"
+
+
+def claim(env: DrivesEnvironment, drive: DriveId) -> bool:
+    """status extracted -> building, only if it is still extracted: exactly one caller gets True."""
+    try:
+        aws.dynamodb_client().update_item(
+            TableName=env.drives_table, Key={T.PARTITION_KEY: {"S": str(drive)}, T.SORT_KEY: {"S": T.DRIVE_ITEM}},
+            UpdateExpression="SET #status = :building, #job = :job",
+            ConditionExpression="#status = :extracted",
+            ExpressionAttributeNames={"#status": T.STATUS, "#job": T.BUILD_JOB},
+            ExpressionAttributeValues={":building": {"S": T.BUILDING}, ":extracted": {"S": T.EXTRACTION_ENDED},
+                                       ":job": {"S": drive_job_name(env.job_prefix, "build",
+                                                                               str(drive))}})
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def frame_documents(env: DrivesEnvironment, drive: DriveId) -> list[dict[str, str]]:
+    """The ``documents`` of every FRAME item of the drive."""
+    paginator = aws.dynamodb_client().get_paginator("query")
+    found = []
+    for page in paginator.paginate(
+            TableName=env.drives_table, KeyConditionExpression="#pk = :drive AND begins_with(#item, :frame)",
+            ExpressionAttributeNames={"#pk": T.PARTITION_KEY, "#item": T.SORT_KEY, "#docs": T.DOCUMENTS},
+            ExpressionAttributeValues={":drive": {"S": str(drive)}, ":frame": {"S": T.FRAME_ITEM_PREFIX}},
+            ProjectionExpression="#docs"):
+        for item in page.get("Items", []):
+            documents = item.get(T.DOCUMENTS, {}).get("M", {})
+            found.append({role: value["S"] for role, value in documents.items() if "S" in value})
+    return found
+
+
+def start_builder(env: DrivesEnvironment, drive: DriveId) -> bool:
+    s3, bucket = aws.s3_client(), env.inference_bucket
+    keys = drive_jobs.build_input_keys(drive, frame_documents(env, drive))
+    manifest_key = DriveOutputs(drive).prefix + drive_jobs.BUILD_INPUTS
+    s3.put_object(Bucket=bucket, Key=manifest_key, ContentType="application/json",
+                  Body=json.dumps(drive_jobs.input_manifest(bucket, keys)).encode())
+    if env.glue_database and env.glue_table:
+        register_partitions(env, drive)
+    request = drive_jobs.build_request(env, drive, drive_jobs.s3_uri(bucket, manifest_key))
+    started = start_job(aws.sagemaker_client(), request)
+    _count("DriveBuildsStarted" if started else "DriveBuildsAlreadyStarted")
+    logger.info("drive build", extra={"job": request["ProcessingJobName"], "started": started,
+                                      "documents": len(keys)})
+    return started
+
+
+def register_partitions(env: DrivesEnvironment, drive: DriveId) -> int:
+    """Add the drive's (vehicle, camera, date) partitions to the timeline table (existing ones are kept): the
+    builder writes under them. The partitions come from the drive manifest's cameras and stamps."""
+    import boto3  # the Glue client only here: the other paths never pay for it
+
+    body = aws.s3_client().get_object(Bucket=env.inference_bucket, Key=DriveOutputs(drive).manifest)["Body"].read()
+    partitions = drive_jobs.timeline_partitions(drive, json.loads(body))
+    if not partitions:
+        return 0
+    glue = boto3.client("glue")
+    table = glue.get_table(DatabaseName=env.glue_database, Name=env.glue_table)["Table"]
+    requests = drive_jobs.partition_inputs(table["StorageDescriptor"], [p for p in partitions])
+    created = 0
+    for start in range(0, len(requests), 100):  # BatchCreatePartition takes up to 100
+        batch = requests[start:start + 100]
+        errors = glue.batch_create_partition(DatabaseName=env.glue_database, TableName=env.glue_table,
+                                             PartitionInputList=batch).get("Errors", [])
+        unexpected = [e for e in errors if e.get("ErrorDetail", {}).get("ErrorCode") != "AlreadyExistsException"]
+        if unexpected:
+            raise RuntimeError(f"glue:BatchCreatePartition failed for {unexpected}")
+        created += len(batch) - len(errors)
+    logger.info("timeline partitions", extra={"partitions": len(requests), "created": created})
+    return created
+
+
+def _count(name: str) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)

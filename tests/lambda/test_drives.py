@@ -1,0 +1,207 @@
+"""Whole drives: the pure decisions and job requests (validated against botocore's SageMaker model with Stubber), the
+launcher and completion handlers under moto + Stubber, and the extraction job's end-of-share update."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import drives
+import pytest
+from botocore.stub import Stubber
+from roadseg_lambda import aws, drive_jobs
+
+from contracts import drive_table as T
+from contracts.drives import DriveId, DriveOutputs
+from contracts.lambda_env import DrivesEnvironment
+from training.drives import job
+
+BUCKET = "roadseg-inference-test"
+TABLE = "roadseg-test-drives"
+DRIVE = DriveId("car-7", "2026-12-03")
+ENV = DrivesEnvironment(
+    drives_table=TABLE, inference_bucket=BUCKET, job_prefix="roadseg-test",
+    extraction_role_arn="arn:aws:iam::123456789012:role/extract", builder_role_arn="arn:aws:iam::123456789012:role/b",
+    processing_image="123456789012.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312",
+    code_entry_uri="s3://assets/entry.py", code_package_uri="s3://assets/package.zip",
+    drive_wheels_uri="s3://assets/wheels.zip", kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/abc",
+    extraction_max_instances=3, cameras={"/cam/front/compressed": "front"}, rate_hz=2.0)
+
+
+def valid_for_botocore(request: dict[str, Any]) -> None:
+    """Stubber validates the parameters against the CreateProcessingJob model (raises ParamValidationError)."""
+    client = boto3.client("sagemaker")
+    with Stubber(client) as stub:
+        stub.add_response("create_processing_job", {"ProcessingJobArn": "arn:x"}, request)
+        client.create_processing_job(**request)
+
+
+# ------------------------------------------------------------------------------------------- decisions
+
+
+@pytest.mark.parametrize(("item", "action"), [
+    ({"item": "FRAME#incoming/x.jpg"}, "ignore"),
+    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracting", "processed": 3}, "wait"),
+    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 4, "processed": 3}, "wait"),
+    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 4, "processed": 2,
+      "quarantined": 1, "failed": 1}, "claim"),
+    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 0}, "claim"),
+    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 1, "processed": 2}, "inconsistent"),
+    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "building", "extracted": 1, "processed": 1}, "launch"),
+])
+def test_decide_completion(item, action) -> None:
+    assert drives.decide_completion(item).action == action
+
+
+@pytest.mark.parametrize(("key", "drive"), [
+    ("drives/car-7/2026-12-03.mcap", "car-7/2026-12-03"), ("drives/car-7/d1.bag", "car-7/d1"),
+    ("drives/car-7/d2/metadata.yaml", "car-7/d2"), ("drives/car-7/d2/d2_0.mcap", None), ("drives/readme.txt", None)])
+def test_decide_launch(key, drive) -> None:
+    found = drives.decide_launch(key)
+    assert (str(found) if found else None) == drive
+
+
+# ------------------------------------------------------------------------------------------- requests
+
+
+def test_single_log_extraction_request() -> None:
+    request = drive_jobs.extraction_request(ENV, DRIVE, ["drives/car-7/2026-12-03.mcap"])
+    valid_for_botocore(request)
+    assert request["ProcessingJobName"] == drive_jobs.extraction_request(ENV, DRIVE, ["x.mcap"])["ProcessingJobName"]
+    assert request["NetworkConfig"]["EnableNetworkIsolation"] is False
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+    logs = request["ProcessingInputs"][-1]["S3Input"]
+    assert logs["S3Uri"] == f"s3://{BUCKET}/drives/car-7/2026-12-03.mcap"
+    args = request["AppSpecification"]["ContainerArguments"]
+    assert args[:3] == ["extract", "--drive-id", "car-7/2026-12-03"] and "--rate-hz" in args
+    assert args[args.index("--manifest-key") + 1] == DriveOutputs(DRIVE).manifest
+
+
+def test_ros2_directories_are_one_input_or_sharded_mcap_files() -> None:
+    sqlite = ["drives/car-7/d/metadata.yaml", "drives/car-7/d/d_0.db3", "drives/car-7/d/d_1.db3"]
+    request = drive_jobs.extraction_request(ENV, DriveId("car-7", "d"), sqlite)
+    valid_for_botocore(request)
+    assert request["ProcessingInputs"][-1]["S3Input"]["S3Uri"] == f"s3://{BUCKET}/drives/car-7/d/"
+    mcaps = ["drives/car-7/d/metadata.yaml"] + [f"drives/car-7/d/d_{i}.mcap" for i in range(5)]
+    assert drive_jobs.shard_keys(mcaps) == mcaps[1:]
+    with pytest.raises(ValueError, match="manifest file"):
+        drive_jobs.extraction_request(ENV, DriveId("car-7", "d"), mcaps)
+    request = drive_jobs.extraction_request(ENV, DriveId("car-7", "d"), mcaps, shard_manifest_uri="s3://b/m")
+    valid_for_botocore(request)
+    logs = request["ProcessingInputs"][-1]["S3Input"]
+    assert (logs["S3DataType"], logs["S3DataDistributionType"]) == ("ManifestFile", "ShardedByS3Key")
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3  # capped
+
+
+def test_build_request_is_isolated_and_writes_drive_outputs_and_the_timeline() -> None:
+    request = drive_jobs.build_request(ENV, DRIVE, f"s3://{BUCKET}/drive-outputs/car-7/2026-12-03/build.manifest")
+    valid_for_botocore(request)
+    assert request["NetworkConfig"] == {"EnableNetworkIsolation": True}
+    assert request["ProcessingInputs"][-1]["S3Input"]["S3DataType"] == "ManifestFile"
+    outputs = {o["OutputName"]: o["S3Output"]["S3Uri"] for o in request["ProcessingOutputConfig"]["Outputs"]}
+    assert outputs == {"drive": f"s3://{BUCKET}/{DriveOutputs(DRIVE).prefix}",
+                       "timeline": f"s3://{BUCKET}/drive-outputs/timeline/"}
+
+
+def test_input_manifest_lists_documents_not_quarantined_frames() -> None:
+    keys = drive_jobs.build_input_keys(DRIVE, [{"result": "results/a.json", "mask": "async-output/a.out"},
+                                               {"quarantine": "quarantine/incoming/b.jpg",
+                                                "quarantine_reason": "quarantine/incoming/b.jpg.reason.json"}])
+    assert drive_jobs.input_manifest(BUCKET, keys) == [
+        {"prefix": f"s3://{BUCKET}/"}, "async-output/a.out", DriveOutputs(DRIVE).manifest,
+        "quarantine/incoming/b.jpg.reason.json", "results/a.json"]
+
+
+def test_timeline_partitions_span_each_cameras_days() -> None:
+    manifest = {"cameras": {"front": {"extracted": 2, "first_stamp": "2026-12-03T23:59:00.000000000Z",
+                                      "last_stamp": "2026-12-04T00:01:00.000000000Z"},
+                            "rear": {"extracted": 0, "first_stamp": None, "last_stamp": None}}}
+    assert drive_jobs.timeline_partitions(DRIVE, manifest) == [
+        {"vehicle": "car-7", "camera": "front", "date": "2026-12-03"},
+        {"vehicle": "car-7", "camera": "front", "date": "2026-12-04"}]
+
+
+# ------------------------------------------------------------------------------------------- handlers
+
+
+@pytest.fixture
+def moto_aws(monkeypatch):
+    from moto import mock_aws
+
+    for name, value in ENV.to_env().items():
+        monkeypatch.setenv(name, value)
+    drives.environment.cache_clear()
+    with mock_aws():
+        s3, ddb = boto3.client("s3"), boto3.client("dynamodb")
+        s3.create_bucket(Bucket=BUCKET)
+        ddb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": T.PARTITION_KEY, "KeyType": "HASH"},
+                                    {"AttributeName": T.SORT_KEY, "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": T.PARTITION_KEY, "AttributeType": "S"},
+                                               {"AttributeName": T.SORT_KEY, "AttributeType": "S"}])
+        aws.reset_clients()
+        sagemaker = boto3.client("sagemaker")
+        monkeypatch.setattr(aws, "sagemaker_client", lambda: sagemaker)
+        yield {"s3": s3, "ddb": ddb, "sagemaker": sagemaker}
+        aws.reset_clients()
+    drives.environment.cache_clear()
+
+
+def s3_event(key: str) -> dict:
+    return {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": key}}}]}
+
+
+def drive_item(ddb) -> dict:
+    return ddb.get_item(TableName=TABLE, Key={T.PARTITION_KEY: {"S": str(DRIVE)}, T.SORT_KEY: {"S": T.DRIVE_ITEM}})[
+        "Item"]
+
+
+def test_launch_creates_the_item_and_one_job_under_redelivery(moto_aws, context) -> None:
+    stub = Stubber(moto_aws["sagemaker"])
+    key = "drives/car-7/2026-12-03.mcap"
+    expected = drive_jobs.extraction_request(ENV, DRIVE, [key])
+    stub.add_response("create_processing_job", {"ProcessingJobArn": "arn:job"}, expected)
+    stub.add_client_error("create_processing_job", "ResourceInUse", expected_params=expected)
+    with stub:
+        assert drives.launch_handler(s3_event(key), context) == {"outcomes": ["launched"]}
+        moto_aws["ddb"].update_item(TableName=TABLE, Key={T.PARTITION_KEY: {"S": str(DRIVE)},
+                                                          T.SORT_KEY: {"S": T.DRIVE_ITEM}},
+                                    UpdateExpression="ADD #p :one", ExpressionAttributeNames={"#p": "processed"},
+                                    ExpressionAttributeValues={":one": {"N": "1"}})
+        assert drives.launch_handler(s3_event(key), context) == {"outcomes": ["already_launched"]}
+        assert drives.launch_handler(s3_event("drives/car-7/notes.txt"), context) == {"outcomes": ["ignored"]}
+    item = drive_item(moto_aws["ddb"])
+    assert item[T.STATUS] == {"S": T.EXTRACTING} and item["processed"] == {"N": "1"}  # not reset
+
+
+def test_completion_claims_once_and_starts_the_builder(moto_aws, context) -> None:
+    s3, ddb = moto_aws["s3"], moto_aws["ddb"]
+    s3.put_object(Bucket=BUCKET, Key=DriveOutputs(DRIVE).manifest, Body=json.dumps({"cameras": {}}))
+    ddb.put_item(TableName=TABLE, Item={T.PARTITION_KEY: {"S": str(DRIVE)}, T.SORT_KEY: {"S": T.DRIVE_ITEM},
+                                        T.STATUS: {"S": "extracted"}, "extracted": {"N": "1"},
+                                        "processed": {"N": "1"}})
+    ddb.put_item(TableName=TABLE, Item={T.PARTITION_KEY: {"S": str(DRIVE)}, T.SORT_KEY: {"S": "FRAME#incoming/a.jpg"},
+                                        T.DOCUMENTS: {"M": {"result": {"S": "results/a.json"}}}})
+    image = {"dynamodb": {"NewImage": drive_item(ddb)}}
+    manifest_uri = f"s3://{BUCKET}/{DriveOutputs(DRIVE).prefix}{drive_jobs.BUILD_INPUTS}"
+    stub = Stubber(moto_aws["sagemaker"])
+    stub.add_response("create_processing_job", {"ProcessingJobArn": "arn:job"},
+                      drive_jobs.build_request(ENV, DRIVE, manifest_uri))
+    with stub:
+        assert drives.completion_handler({"Records": [image, image]}, context) == {
+            "outcomes": ["built", "claimed_elsewhere"]}
+    assert drive_item(ddb)[T.STATUS] == {"S": T.BUILDING}
+    listed = json.loads(s3.get_object(Bucket=BUCKET, Key=manifest_uri.split("/", 3)[3])["Body"].read())
+    assert listed == [{"prefix": f"s3://{BUCKET}/"}, DriveOutputs(DRIVE).manifest, "results/a.json"]
+
+
+def test_extraction_share_counts_once_per_host_and_ends_with_the_last(moto_aws) -> None:
+    ddb = moto_aws["ddb"]
+    ddb.put_item(TableName=TABLE, Item={T.PARTITION_KEY: {"S": str(DRIVE)}, T.SORT_KEY: {"S": T.DRIVE_ITEM},
+                                        T.STATUS: {"S": T.EXTRACTING}})
+    assert job.record_share(ddb, TABLE, str(DRIVE), "algo-1", 5, 2) is False
+    assert job.record_share(ddb, TABLE, str(DRIVE), "algo-1", 5, 2) is False  # rerun: not counted twice
+    assert job.record_share(ddb, TABLE, str(DRIVE), "algo-2", 3, 2) is True
+    item = drive_item(ddb)
+    assert item["extracted"] == {"N": "8"} and item[T.STATUS] == {"S": T.EXTRACTION_ENDED}
