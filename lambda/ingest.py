@@ -32,16 +32,18 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event, S3EventRecord
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from roadseg_lambda import aws, drive_counts
+from roadseg_lambda.batch import ConcurrentBatchProcessor
 from roadseg_lambda.imaging import BadFrame, prepare_frame, sniff_format
 from roadseg_lambda.keys import (
     decode_event_key,
@@ -65,7 +67,7 @@ SUBMITTED_TAG = "roadseg-submitted"
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+_metrics_lock = threading.Lock()
 
 
 class MalformedMessage(ValueError):
@@ -75,8 +77,17 @@ class MalformedMessage(ValueError):
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
-    get_settings(*REQUIRED)  # a configuration error fails the whole invocation, loudly
+    settings = get_settings(*REQUIRED)  # a configuration error fails the whole invocation, loudly
+    # A drive's burst fills whole batches: the records' S3 and SageMaker calls overlap (roadseg_lambda.batch).
+    processor = ConcurrentBatchProcessor(event_type=EventType.SQS, max_workers=settings.ingest_record_concurrency,
+                                         raise_on_entire_batch_failure=False)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
+def _count(name: str) -> None:
+    """One more of ``name`` in this invocation's metrics (records run in threads; Metrics is not thread-safe)."""
+    with _metrics_lock:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -86,10 +97,10 @@ def record_handler(record: SQSRecord) -> None:
         body = None
     if isinstance(body, dict) and body.get("Event") == "s3:TestEvent":
         logger.info("ignoring s3:TestEvent", extra={"bucket": body.get("Bucket")})
-        metrics.add_metric(name="S3TestEvents", unit=MetricUnit.Count, value=1)
+        _count("S3TestEvents")
         return
     if not isinstance(body, dict) or not isinstance(body.get("Records"), list):
-        metrics.add_metric(name="MalformedMessages", unit=MetricUnit.Count, value=1)
+        _count("MalformedMessages")
         logger.error("SQS message is not an S3 event notification", extra={"message_id": record.message_id})
         raise MalformedMessage(f"message {record.message_id} is not an S3 event notification")
     for s3_record in S3Event(body).records:
@@ -106,25 +117,28 @@ def process_s3_record(s3_record: S3EventRecord) -> None:
     key = decode_event_key(obj.key)
     version_id = obj.get("versionId") or None
     inference_id = derive_inference_id(bucket, key, version_id, obj.get("eTag"))
-    with logger.append_context_keys(frame_key=key, inference_id=inference_id, source_bucket=bucket):
-        try:
-            submit_frame(
-                settings,
-                bucket=bucket,
-                key=key,
-                version_id=version_id,
-                size=obj.get("size"),
-                inference_id=inference_id,
-                uploaded_at=s3_record.get("eventTime"),
-            )
-        except Exception as exc:
-            if aws.is_transient(exc):
-                metrics.add_metric(name="TransientErrors", unit=MetricUnit.Count, value=1)
-                logger.warning("transient error, the message will be retried", extra={"error": repr(exc)})
-            else:
-                metrics.add_metric(name="ProcessingErrors", unit=MetricUnit.Count, value=1)
-                logger.exception("frame processing failed, the message will be retried")
-            raise
+    # Per-thread log keys (append_context_keys changes keys every thread shares).
+    logger.thread_safe_append_keys(frame_key=key, inference_id=inference_id, source_bucket=bucket)
+    try:
+        submit_frame(
+            settings,
+            bucket=bucket,
+            key=key,
+            version_id=version_id,
+            size=obj.get("size"),
+            inference_id=inference_id,
+            uploaded_at=s3_record.get("eventTime"),
+        )
+    except Exception as exc:
+        if aws.is_transient(exc):
+            _count("TransientErrors")
+            logger.warning("transient error, the message will be retried", extra={"error": repr(exc)})
+        else:
+            _count("ProcessingErrors")
+            logger.exception("frame processing failed, the message will be retried")
+        raise
+    finally:
+        logger.thread_safe_remove_keys(["frame_key", "inference_id", "source_bucket"])
 
 
 def submit_frame(
@@ -153,7 +167,7 @@ def submit_frame(
     state = _submission_state(s3, out_bucket, keys.async_input, inference_id)
     if state == "submitted":
         logger.info("already submitted, skipping", extra={"async_input_key": keys.async_input})
-        metrics.add_metric(name="FramesAlreadySubmitted", unit=MetricUnit.Count, value=1)
+        _count("FramesAlreadySubmitted")
         return "already_submitted"
 
     if state == "absent":
@@ -214,7 +228,7 @@ def submit_frame(
         Key=keys.async_input,
         Tagging={"TagSet": [{"Key": SUBMITTED_TAG, "Value": inference_id}]},
     )
-    metrics.add_metric(name="FramesSubmitted", unit=MetricUnit.Count, value=1)
+    _count("FramesSubmitted")
     logger.info(
         "async inference submitted",
         extra={"async_input_key": keys.async_input, "output_location": response.get("OutputLocation")},
@@ -268,7 +282,7 @@ def _quarantine(
     )
     put_json(s3, settings.inference_bucket, reason_key, document)
     _count_drive_frame(settings, drive_id, key, documents={"quarantine": target, "quarantine_reason": reason_key})
-    metrics.add_metric(name="FramesQuarantined", unit=MetricUnit.Count, value=1)
+    _count("FramesQuarantined")
     with single_metric(
         name="FramesQuarantinedByReason", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
     ) as reason_metric:
@@ -322,5 +336,5 @@ def _object_gone(exc: ClientError, task: str) -> str:
     if not aws.is_not_found(exc):
         raise exc
     logger.warning(f"frame object no longer exists, nothing to {task}", extra={"error_code": aws.error_code(exc)})
-    metrics.add_metric(name="FramesMissing", unit=MetricUnit.Count, value=1)
+    _count("FramesMissing")
     return "missing"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -200,6 +202,55 @@ def test_partial_batch_failure(aws_env, runtime, context) -> None:
     response = ingest.handler(sqs_event(good + bad), context)
     assert response == {"batchItemFailures": [{"itemIdentifier": bad[0]["messageId"]}]}
     assert len(runtime.calls) == 2
+
+
+class _OverlapRuntime(RecordingRuntime):
+    """Holds each invocation 50 ms and records how many were in flight at once."""
+
+    def __init__(self, real: Any):
+        super().__init__(real)
+        self.in_flight = self.peak = 0
+        self.lock = threading.Lock()
+
+    def invoke_endpoint_async(self, **kwargs: Any) -> dict:
+        with self.lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            time.sleep(0.05)
+            return super().invoke_endpoint_async(**kwargs)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_records_of_a_batch_overlap_and_each_frame_is_submitted_once(aws_env, context, monkeypatch, capsys) -> None:
+    recorder = _OverlapRuntime(boto3.client("sagemaker-runtime"))
+    monkeypatch.setattr(aws, "runtime_client", lambda: recorder)
+    monkeypatch.setenv("INGEST_RECORD_CONCURRENCY", "4")
+    get_settings.cache_clear()
+    records = []
+    for i in range(8):
+        records += upload_frame(aws_env, f"incoming/veh-1/front/{i}.jpg", encode(camera_array(96, 64, seed=i), "JPEG"))
+    response = ingest.handler(sqs_event(records), context)
+    assert response == {"batchItemFailures": []}
+    assert recorder.peak == 4  # no more than configured, and really side by side
+    assert sorted(c["InferenceId"] for c in recorder.calls) == sorted(_event_inference_id(r) for r in records)
+    # Each record's log lines carry its own frame key, whichever thread handled it.
+    submitted = [r for r in log_records(capsys.readouterr().out) if r["message"] == "async inference submitted"]
+    assert sorted(r["frame_key"] for r in submitted) == sorted(f"incoming/veh-1/front/{i}.jpg" for i in range(8))
+
+
+def test_one_record_at_a_time_when_configured(aws_env, context, monkeypatch) -> None:
+    recorder = _OverlapRuntime(boto3.client("sagemaker-runtime"))
+    monkeypatch.setattr(aws, "runtime_client", lambda: recorder)
+    monkeypatch.setenv("INGEST_RECORD_CONCURRENCY", "1")
+    get_settings.cache_clear()
+    records = []
+    for i in range(3):
+        records += upload_frame(aws_env, f"incoming/veh-1/side/{i}.jpg", encode(camera_array(96, 64, seed=i), "JPEG"))
+    assert ingest.handler(sqs_event(records), context) == {"batchItemFailures": []}
+    assert recorder.peak == 1 and len(recorder.calls) == 3
 
 
 def _bad_inputs() -> dict[str, tuple[bytes, str, str]]:
