@@ -33,14 +33,11 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from contracts.bundle import BUNDLE, INPUT_NAME  # noqa: E402
-from training.bundle_runtime import network_input  # noqa: E402
-from training.export import (  # noqa: E402
+from contracts.bundle import BUNDLE, INPUT_NAME
+from training.bundle_runtime import network_input
+from training.export import (
     HEAD_CLASSES,
     NetworkSpec,
     build_network,
@@ -49,7 +46,7 @@ from training.export import (  # noqa: E402
     export_onnx,
     load_exported,
 )
-from training.scenes import generate_scene  # noqa: E402
+from training.scenes import generate_scene
 
 
 def frames(width: int, height: int, count: int) -> list[np.ndarray]:

@@ -33,13 +33,10 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from training.drives.extract import LocalDirectorySink, extract_drive  # noqa: E402
+from training.drives.extract import LocalDirectorySink, extract_drive
 
 WIDTH, HEIGHT = 640, 480
 T0 = 1_796_292_900 * 1_000_000_000
