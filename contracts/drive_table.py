@@ -34,6 +34,7 @@ STATUS = "status"
 LOG_KEYS = "log_keys"
 EXTRACTION_JOB = "extraction_job"
 BUILD_JOB = "build_job"
+CREATED_AT = "created_at"  # ISO 8601 UTC, when the launcher created the item (the operator command's ETA starts there)
 # Attributes of a FRAME item.
 OUTCOME = "outcome"
 DOCUMENTS = "documents"  # role ("result", "mask", "overlay", "failure", "quarantine", "quarantine_reason") -> S3 key

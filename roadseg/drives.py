@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,7 @@ class DriveProgress:
     quarantined: int
     failed: int
     build_job: str | None
+    created_at: str | None = None  # ISO 8601 UTC
 
     @property
     def done(self) -> int:
@@ -113,8 +115,8 @@ class DriveProgress:
         return self.extracted is not None and self.done >= self.extracted
 
     def eta_seconds(self, elapsed_seconds: float | None) -> float | None:
-        """Seconds left at the rate seen so far (frames done over the time since the extraction ended); None when
-        nothing can be said yet."""
+        """Seconds left at the rate seen so far (frames done over ``elapsed_seconds`` since the drive started); None
+        while the number of frames is unknown or nothing is done yet."""
         if self.extracted is None or not elapsed_seconds or elapsed_seconds <= 0 or self.done == 0:
             return None
         return max(self.extracted - self.done, 0) * elapsed_seconds / self.done
@@ -137,7 +139,21 @@ def drive_progress(drive: str, item: dict[str, Any] | None) -> DriveProgress:
         quarantined=int(item.get(table.QUARANTINED, 0)),
         failed=int(item.get(table.FAILED, 0)),
         build_job=item.get(table.BUILD_JOB),
+        created_at=item.get(table.CREATED_AT),
     )
+
+
+def elapsed_since(iso: str | None, now: datetime) -> float | None:
+    """Seconds from ``iso`` (ISO 8601, Z or offset) to ``now``; None when absent or unreadable."""
+    if not iso:
+        return None
+    try:
+        start = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    return (now - start).total_seconds()
 
 
 def drive_status(session: Session, out: Printer, *, drive: str, table_name: str | None) -> DriveProgress:
@@ -150,11 +166,14 @@ def drive_status(session: Session, out: Printer, *, drive: str, table_name: str 
         TableName=name, Key={table.PARTITION_KEY: {"S": str(drive_id)}, table.SORT_KEY: {"S": table.DRIVE_ITEM}},
         ConsistentRead=True)
     progress = drive_progress(str(drive_id), _plain(response.get("Item")))
+    eta = progress.eta_seconds(elapsed_since(progress.created_at, datetime.now(UTC)))
     extracted = "extraction running" if progress.extracted is None else str(progress.extracted)
-    out.table(["drive", "status", "extracted", "processed", "quarantined", "failed", "remaining"],
+    out.table(["drive", "status", "extracted", "processed", "quarantined", "failed", "remaining", "ETA"],
               [[progress.drive, progress.status, extracted, progress.processed, progress.quarantined, progress.failed,
-                "-" if progress.extracted is None else max(progress.extracted - progress.done, 0)]])
-    out.document({**dataclasses.asdict(progress), "done": progress.done, "complete": progress.complete})
+                "-" if progress.extracted is None else max(progress.extracted - progress.done, 0),
+                "-" if eta is None else _duration(eta)]])
+    out.document({**dataclasses.asdict(progress), "done": progress.done, "complete": progress.complete,
+                  "eta_seconds": None if eta is None else round(eta, 1)})
     if progress.build_job:
         out.line(f"drive builder: processing job {progress.build_job}")
     if progress.complete:
@@ -162,6 +181,12 @@ def drive_status(session: Session, out: Printer, *, drive: str, table_name: str 
         out.line(f"every frame is accounted for; outputs under s3://<inference bucket>/{outputs.prefix} "
                  f"(`roadseg drive fetch {drive_id}`)")
     return progress
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def _plain(item: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -13,7 +14,7 @@ from moto import mock_aws
 from contracts import drive_table as table
 from contracts.drives import DriveId, DriveOutputs
 from contracts.naming import drives_table_name
-from roadseg.drives import drive_progress, plan_upload
+from roadseg.drives import drive_progress, elapsed_since, plan_upload
 from roadseg.session import UserError
 
 BUCKET = "roadseg-dev-inference-test"
@@ -93,15 +94,25 @@ def _drive_item(dynamodb, **values) -> None:
     dynamodb.put_item(TableName=TABLE, Item=item)
 
 
-def test_status_counts_what_remains(aws, run):
+def test_status_counts_what_remains_and_estimates_the_time_left(aws, run):
     _, dynamodb = aws
-    _drive_item(dynamodb, status=table.EXTRACTION_ENDED, extracted=120, processed=80, quarantined=3, failed=1)
+    started = (datetime.now(UTC) - timedelta(seconds=84)).isoformat().replace("+00:00", "Z")
+    _drive_item(dynamodb, status=table.EXTRACTION_ENDED, extracted=120, processed=80, quarantined=3, failed=1,
+                created_at=started)
     rc, out, _ = run("drive", "status", "car-7/d1")
     assert rc == 0
     assert "extracted" in out and "120" in out and "36" in out  # 120 - 84 remain
     rc, out, _ = run("drive", "status", "car-7/d1", "--json")
     document = json.loads(out)
     assert (document["done"], document["complete"], document["status"]) == (84, False, "extracted")
+    assert document["eta_seconds"] == pytest.approx(36.0, abs=2.0)  # 84 frames in 84 s: 36 more take 36 s
+
+
+def test_elapsed_since_reads_the_launchers_timestamps():
+    now = datetime(2026, 12, 3, 10, 0, 30, tzinfo=UTC)
+    assert elapsed_since("2026-12-03T10:00:00.000Z", now) == 30.0
+    assert elapsed_since("2026-12-03T10:00:00+00:00", now) == 30.0
+    assert elapsed_since(None, now) is None and elapsed_since("yesterday", now) is None
 
 
 def test_status_of_an_unknown_drive_says_how_to_start_one(aws, run):
