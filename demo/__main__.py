@@ -1,4 +1,4 @@
-"""``python -m demo [--frames 8] [--out demo-out] [--env dev]``: the local rehearsal (``make demo``).
+"""``python -m demo [--frames 8] [--out demo-out] [--env dev] [--no-drive]``: the local rehearsal (``make demo``).
 
 Exit status 0 when every stage behaved as the deployed system must (good frames processed, broken frames
 quarantined, one rollout update then one skip, ...), 1 when something did not, 2 when it could not run.
@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fraction of 8x8 mask tiles the stand-in segmenter perturbs (default 0.05)")
     parser.add_argument("--readme-picture", type=Path, metavar="PNG",
                         help="also write the first frame's side-by-side picture here (docs/demo-overlay.png)")
+    parser.add_argument("--no-drive", dest="drive", action="store_false",
+                        help="skip the drive stage (a generated two-camera MCAP drive through extraction, ingest, "
+                             "the stand-in endpoint, the drives table and the drive builder)")
+    parser.add_argument("--drive-seconds", type=float, default=3.0, help="length of the drive (default 3)")
+    parser.add_argument("--drive-hz", type=float, default=5.0, help="frames per second per camera (default 5)")
     return parser
 
 
@@ -40,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m demo: error: --noise must be within 0..1", file=sys.stderr)
         return 2
     options = Options(env=args.env, frames=args.frames, width=args.width, height=args.height, out=args.out,
-                      seed=args.seed, noise=args.noise, readme_picture=args.readme_picture)
+                      seed=args.seed, noise=args.noise, readme_picture=args.readme_picture,
+                      drive=args.drive, drive_seconds=args.drive_seconds, drive_hz=args.drive_hz)
     try:
         report = run(options)
     except (RehearsalError, ConfigError) as exc:

@@ -104,7 +104,7 @@ class Lambdas:
             yield self
         finally:
             self.aws.runtime_client = original_runtime
-            for client in (self.aws._cached_s3, *factories):
+            for client in (self.aws._cached_s3, getattr(self.aws, "_cached_dynamodb", self.aws._cached_s3), *factories):
                 if client.cache_info().currsize:
                     with contextlib.suppress(Exception):
                         client().close()

@@ -14,7 +14,9 @@
    notification on the success topic);
 7. postprocess: the notifications (via an SQS tap on the topics) to ``postprocess.handler``;
 8. real-time: one frame through ``realtime.handler`` (function URL event), answered by the stand-in;
-9. outputs: results, overlays, quarantine and side-by-side pictures into the local output folder.
+9. outputs: results, overlays, quarantine and side-by-side pictures into the local output folder;
+10. drive (``--no-drive`` skips it): a generated two-camera MCAP drive through extraction, the same ingest / async /
+    postprocess path with the drives table counting, the drive builder, and its outputs (demo/drive.py).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from contracts.layout import ARTIFACTS, DATASETS, INFERENCE
 from contracts.naming import MODEL_PACKAGE_PARAMETER
 from demo import render
 from demo.awsenv import AwsClients, LocalMoto, local_aws
+from demo.drive import DriveError, DriveOptions, DriveReport, rehearse_drive
 from demo.lambdas import SERVICE_NAMES, LambdaContext, Lambdas
 from demo.standin import (
     LABEL,
@@ -75,7 +78,7 @@ FIRST_TIMESTAMP = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 BROKEN_VEHICLE = "veh-900"
 # Output subfolders this rehearsal owns (only these are cleared before a run: --out may be any folder).
 OUTPUT_PARTS = ("results", "quarantine", "failures", "realtime", "side-by-side", "pipelines", "registry",
-                "rollout", "logs", "summary.txt", "summary.json", "README.txt")
+                "rollout", "drive", "logs", "summary.txt", "summary.json", "README.txt")
 
 
 class RehearsalError(RuntimeError):
@@ -92,6 +95,9 @@ class Options:
     seed: int = 2026
     noise: float = 0.05
     readme_picture: Path | None = None
+    drive: bool = True  # the drive stage (demo/drive.py)
+    drive_seconds: float = 3.0
+    drive_hz: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,7 @@ class Names:
     tuning_pipeline: str
     model_package_group: str
     inference_stack: str
+    drives_table: str
 
     @classmethod
     def from_config(cls, config: EnvironmentConfig, account: str = "123456789012") -> Names:
@@ -134,6 +141,7 @@ class Names:
             training_pipeline=training, tuning_pipeline=tuning,
             model_package_group=naming.model_package_group_name(prefix),
             inference_stack=naming.inference_stack_name(prefix),
+            drives_table=naming.drives_table_name(prefix),
         )
 
 
@@ -189,6 +197,7 @@ class Report:
     server_running_after: bool | None = None
     wall_seconds: float = 0.0
     readme_picture: Path | None = None
+    drive: DriveReport | None = None
 
     def count(self, kind: str | None = None, status: str | None = None) -> int:
         return sum(1 for f in self.frames
@@ -213,6 +222,8 @@ class Report:
             found.append(f"real-time front answered {self.realtime.get('status_code')}")
         if any(run.status != "Succeeded" for run in self.pipelines) or len(self.pipelines) != 2:
             found.append("pipeline executions did not both succeed")
+        if self.options.drive:
+            found += self.drive.problems if self.drive is not None else ["the drive stage did not finish"]
         if self.server_running_after:
             found.append("the moto server thread is still running")
         return found
@@ -236,6 +247,8 @@ def run(options: Options, echo: Callable[[str], None] = print) -> Report:
         raise RehearsalError("--frames must be at least 1")
     if options.width < 64 or options.height < 32:
         raise RehearsalError("frames must be at least 64x32 pixels")
+    if options.drive and not (0 < options.drive_seconds <= 60 and 0 < options.drive_hz <= 30):
+        raise RehearsalError("--drive-seconds must be within 0..60 and --drive-hz within 0..30")
     config = load_config(options.env)
     scheme = resolve_scheme(config)
     if scheme.name != "cityscapes":
@@ -295,6 +308,10 @@ def run(options: Options, echo: Callable[[str], None] = print) -> Report:
                     _realtime(config, names, lambdas, runtime, env, frames[0], report, out, log)
                 with stage("outputs: download results, render side-by-side"):
                     _collect(aws, names, report, out, options, log)
+                if options.drive:
+                    with stage("drive: MCAP -> extract -> ingest/async/postprocess -> counts -> build"):
+                        report.drive = _drive(aws, config, scheme, names, arns, lambdas, runtime, segmenter, env,
+                                              options, out, log)
     finally:
         if server is not None:
             report.server_running_after = server.running
@@ -422,12 +439,22 @@ def _create_resources(aws: AwsClients, config: EnvironmentConfig, names: Names, 
         "Resources": {"ServingPlaceholder": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
         "Outputs": {"ServedModelPackageArn": {"Value": {"Ref": MODEL_PACKAGE_PARAMETER}}},
     }
+    from contracts import drive_table
+
+    aws("dynamodb").create_table(  # the drives table (stacks/drives.py DriveTable)
+        TableName=names.drives_table, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": drive_table.PARTITION_KEY, "KeyType": "HASH"},
+                   {"AttributeName": drive_table.SORT_KEY, "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": drive_table.PARTITION_KEY, "AttributeType": "S"},
+                              {"AttributeName": drive_table.SORT_KEY, "AttributeType": "S"}],
+        SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_arn},
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
     aws("cloudformation").create_stack(StackName=names.inference_stack, TemplateBody=json.dumps(template),
                                        Tags=[{"Key": "roadseg:environment", "Value": config.name}])
     log(f"buckets {names.datasets_bucket}, {names.artifacts_bucket}, {names.inference_bucket}; queue "
         f"{names.ingest_queue} (DLQ {names.ingest_dlq}, maxReceiveCount {wiring.max_receive_count}); topics "
         f"{names.success_topic}, {names.error_topic}; S3 {INFERENCE.incoming} -> {names.ingest_queue}; "
-        f"stack {names.inference_stack} ({MODEL_PACKAGE_PARAMETER}='')")
+        f"table {names.drives_table}; stack {names.inference_stack} ({MODEL_PACKAGE_PARAMETER}='')")
     return {"queue_url": queue_url, "queue_arn": queue_arn, "dlq_url": dlq_url, "success_topic": success_arn,
             "error_topic": error_arn, "tap_url": tap_url, "tap_arn": tap_arn, "role": role_arn, "key": key_arn,
             **{f"subscription:{arn}": sub for arn, sub in subscriptions.items()}}
@@ -653,7 +680,8 @@ def _function_environment(config: EnvironmentConfig, scheme: Any, names: Names, 
     env = preprocessor_environment(config, scheme, inference_bucket=names.inference_bucket,
                                    async_endpoint_name=names.async_endpoint,
                                    realtime_endpoint_name=names.realtime_endpoint,
-                                   model_package_version=version)  # the stack takes it from the package ARN
+                                   model_package_version=version,  # the stack takes it from the package ARN
+                                   drives_table=names.drives_table)
     # Rehearsal override: overlays to look at (config: preprocessing.write_overlay).
     return dataclasses.replace(env, write_overlay=True).to_env()
 
@@ -873,3 +901,39 @@ def _collect(aws: AwsClients, names: Names, report: Report, out: Path, options: 
         "side-by-side/ frame | overlay pictures; pipelines/ registry/ rollout/ logs/: the other stages\n")
     log(f"outputs in {out}/: {report.count(status='processed')} results with overlays, "
         f"{report.count(status='quarantined')} quarantine reasons")
+
+
+# ------------------------------------------------------------------------------------------ 10. drive
+
+
+def _drive(aws: AwsClients, config: EnvironmentConfig, scheme: Any, names: Names, arns: dict[str, str],
+           lambdas: Lambdas, runtime: StandInRuntime, segmenter: StandInSegmenter, env: dict[str, str],
+           options: Options, out: Path, log: _Log) -> DriveReport:
+    """The drive stage (demo/drive.py) with stages 5-7 above as its ingest / async / postprocess path."""
+    pre = config.preprocessing
+
+    def process() -> dict[str, Any]:
+        # Stages 5-7 on what the drive's frames queued, counted apart: the report's frame counts stay the frames'.
+        scratch = Report(options=options, env=report_env, prefix=config.prefix, region=names.region, names=names)
+        earlier, runtime.async_requests = runtime.async_requests, []
+        try:
+            _ingest(aws, config, names, arns, lambdas, runtime, env, scratch, log)
+            _answer_async(aws, names, arns, runtime, segmenter, lambdas, scratch, log)
+            _postprocess(aws, names, arns, lambdas, env, scratch, log)
+        finally:
+            runtime.async_requests = earlier + runtime.async_requests
+        return {"ingest_batches": scratch.ingest_batches, "ingest_item_failures": scratch.ingest_item_failures,
+                "async_invocations": scratch.async_invocations, "async_answers": scratch.async_answers,
+                "postprocess_outcomes": scratch.postprocess_outcomes}
+
+    report_env = config.name
+    drive_options = DriveOptions(seconds=options.drive_seconds, hz=options.drive_hz, width=options.width,
+                                 height=options.height, seed=options.seed, noise=options.noise,
+                                 inference_size=(pre.target_width, pre.target_height),
+                                 vru_min_pixels=pre.vru_min_pixels)
+    try:
+        return rehearse_drive(aws, bucket=names.inference_bucket, table=names.drives_table, scheme=scheme,
+                              options=drive_options, segmenter=segmenter, process=process,
+                              decide_completion=lambdas.drives.decide_completion, out=out, log=log)
+    except DriveError as exc:
+        raise RehearsalError(str(exc)) from None

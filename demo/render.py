@@ -55,6 +55,25 @@ def side_by_side(frame: Image.Image, overlay: Image.Image, target: Path, *, nois
     return target
 
 
+def video_frame(picture: Image.Image, target: Path, *, title: str, noise: float) -> Path:
+    """One decoded review-video frame with a title bar and a caption that says the overlay is stand-in output."""
+    width = max(PANEL_WIDTH, min(PANEL_WIDTH * 2, picture.width))  # room for the caption on small frames
+    height = round(picture.height * width / picture.width)
+    bar = 22
+    canvas = Image.new("RGB", (width, height + 2 * bar), BAR)
+    canvas.paste(picture.convert("RGB").resize((width, height), Image.Resampling.BILINEAR), (0, bar))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(13)
+    draw.text((6, 4), f"drive review video (drive builder): {title}", fill=TEXT, font=font)
+    draw.text((6, height + bar + 4), f"{LABEL} output: scene ground truth with {noise:.0%} of {TILE}x{TILE} tiles "
+              "perturbed - not a model prediction (roadseg local rehearsal)", fill=WARN, font=font)
+    info = PngInfo()
+    info.add_text("Description", f"roadseg local rehearsal, drive review video frame: {NOTE}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(target, format="PNG", pnginfo=info)
+    return target
+
+
 def readme_picture(source: Path, target: Path) -> Path:
     """A commit-sized copy (palette PNG under 300 KB) of one side-by-side picture for the README."""
     image = Image.open(source).convert("RGB")
@@ -147,6 +166,8 @@ def format_summary(report: Report) -> str:
                       f"{len(summary.get('class_fractions') or {})} classes, vulnerable road users "
                       f"{'present' if (summary.get('vulnerable_road_users') or {}).get('present') else 'none'})"]
 
+    lines += drive_lines(getattr(report, "drive", None), o.out)
+
     lines += ["", "Pipelines (moto records executions as Succeeded at once; no step runs)"]
     rows = [[run.name, run.status, run.execution_arn.rsplit("/", 1)[-1],
              ", ".join(f"{k}={v}" for k, v in run.parameters.items()), str(len(run.declared_parameters))]
@@ -176,9 +197,53 @@ def format_summary(report: Report) -> str:
     lines += _indent(format_table(["STAGE", "SECONDS"], rows))
     problems = report.problems
     lines += ["", f"Outputs in {o.out}/ (results/, quarantine/, side-by-side/, realtime/, pipelines/, registry/, "
-                  "rollout/, logs/, summary.json)"]
+                  f"rollout/, {'drive/, ' if getattr(report, 'drive', None) else ''}logs/, summary.json)"]
     lines.append("Rehearsal " + ("PASSED" if not problems else "FAILED:\n  " + "\n  ".join(problems)))
     return "\n".join(lines)
+
+
+def drive_lines(drive: Any, out: Path) -> list[str]:
+    """The drive stage's section (demo/drive.py's DriveReport); nothing when the stage did not run."""
+    if drive is None:
+        return []
+    o = drive.options
+
+    def rel(path: Path | None) -> str:
+        return str(path.relative_to(out)) if path else "-"
+
+    cameras = ", ".join(sorted({p.camera for p in drive.planned}))
+    lines = ["", f"Drive {drive.drive_id}: generated MCAP, {len(drive.planned)} frames ({cameras} x "
+                 f"{o.frames_per_camera} at {o.hz:g} Hz, {o.width}x{o.height}); masks from the {LABEL}"]
+    totals = drive.manifest.get("totals") or {}
+    lines.append(f"  log          {drive.mcap_key} ({drive.mcap_bytes // 1024} KiB): {totals.get('messages', 0)} "
+                 f"messages -> {totals.get('extracted', 0)} frames under incoming/ with drive-id metadata "
+                 f"(extraction {drive.manifest.get('status', '-')})")
+    c = drive.counters
+    if c:
+        completion = drive.completion
+        lines.append(f"  counts       extracted {c.get('extracted')} = processed {c.get('processed')} + quarantined "
+                     f"{c.get('quarantined')} + failed {c.get('failed')}: "
+                     f"{'reconciled' if drive.reconciled else 'NOT RECONCILED'} ({drive.frame_items} FRAME items)"
+                     + (f"; completion function: {completion['action']}" if completion else ""))
+    summary = drive.summary
+    if summary:
+        t, tr = summary["totals"], summary["time_range"]
+        counts = ", ".join(f"{kind} {n}" for kind, n in summary["scenes"]["counts"].items())
+        lines.append(f"  summary      {t['total']} frames ({t['processed']} processed, {t['quarantined']} quarantined, "
+                     f"{t['failed']} failed) over {tr['duration_s']:.1f} s; drivable ahead "
+                     f"{_pct(summary.get('drivable_ahead_fraction_mean'))} (mean); scenes: {counts}")
+    for scene in drive.vru_scenes[:1]:
+        lines.append(f"  scene        {scene['camera']} {scene['start'][11:23]}-{scene['end'][11:23]} "
+                     f"({scene['duration_s']:.1f} s, {scene['frames']} frames): {', '.join(scene['classes'])} in the "
+                     f"drivable area ahead (peak {scene['peak_vru_ahead_pixels']} px, {scene['peak_frame_key']})")
+    videos = [f"{rel(path)}" for name, path in sorted(drive.files.items()) if name.startswith("video:")]
+    if videos or "frame" in drive.files:
+        lines.append(f"  video        {', '.join(videos) or '-'}; frame {drive.frame_picture.get('index', '-')} "
+                     f"({drive.frame_picture.get('time', '-')}): {rel(drive.files.get('frame'))}")
+    if drive.uploaded:
+        lines.append(f"  outputs      {len(drive.uploaded)} objects under drive-outputs/ (summary.json, scenes.json, "
+                     "timeline.parquet, videos/, timeline table); copies in drive/")
+    return lines
 
 
 def summary_document(report: Report) -> dict[str, Any]:
@@ -204,6 +269,7 @@ def summary_document(report: Report) -> dict[str, Any]:
         "rollout": report.rollout,
         "update_stack_calls": report.update_stack_calls,
         "realtime": {k: v for k, v in report.realtime.items() if k != "mask_path"},
+        "drive": report.drive.document(report.options.out) if getattr(report, "drive", None) else None,
         "stages_seconds": {title: round(seconds, 3) for title, seconds in report.stages},
         "wall_seconds": round(report.wall_seconds, 3),
         "problems": report.problems,

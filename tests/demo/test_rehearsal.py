@@ -21,6 +21,7 @@ from stacks.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES, WIDTH, HEIGHT = 4, 640, 320
+DRIVE_SECONDS, DRIVE_HZ = 2.0, 3.0  # 2 cameras x 6 frames
 # What ingest must say about each file training/scenes.py's write_broken_frames() writes.
 BROKEN_CODES = {"empty.jpg": "empty", "truncated.jpg": "truncated", "truncated.png": "truncated",
                 "notes.jpg": "unsupported_format", "animated.gif": "unsupported_format"}
@@ -36,7 +37,8 @@ def _server_threads() -> list[threading.Thread]:
 def rehearsal(tmp_path_factory) -> tuple[Report, dict[str, str | None]]:
     out = tmp_path_factory.mktemp("demo-out")
     before = {name: os.environ.get(name) for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_CONFIG_FILE")}
-    report = run(Options(env="dev", frames=FRAMES, width=WIDTH, height=HEIGHT, out=out), echo=lambda _: None)
+    report = run(Options(env="dev", frames=FRAMES, width=WIDTH, height=HEIGHT, out=out, drive_seconds=DRIVE_SECONDS,
+                         drive_hz=DRIVE_HZ), echo=lambda _: None)
     return report, before
 
 
@@ -47,6 +49,7 @@ def test_rehearsal_passes(rehearsal):
     assert report.count(status="processed") == FRAMES and report.count(status="quarantined") == len(BROKEN_CODES)
     summary = json.loads((report.options.out / "summary.json").read_text())
     assert summary["stand_in"] is True and "not a model" in summary["note"]
+    assert summary["drive"]["stand_in"] is True and summary["drive"]["problems"] == []
     assert summary["counts"] == {"in": FRAMES + len(BROKEN_CODES), "processed": FRAMES,
                                  "quarantined": len(BROKEN_CODES), "failed": 0}
     text = (report.options.out / "summary.txt").read_text()
@@ -193,4 +196,81 @@ def test_readme_picture_is_commit_sized(rehearsal, tmp_path):
 def test_invalid_arguments_exit_2(capsys):
     assert demo_main(["--noise", "2"]) == 2
     assert demo_main(["--frames", "0", "--out", "/nonexistent-demo-out"]) == 2
+    assert demo_main(["--drive-hz", "0", "--out", "/nonexistent-demo-out"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ the drive stage
+
+
+def test_the_drive_log_is_a_real_mcap(rehearsal):
+    from mcap.reader import make_reader
+
+    report, _ = rehearsal
+    drive = report.drive
+    assert drive is not None and drive.problems == []
+    with drive.mcap_path.open("rb") as handle:
+        reader = make_reader(handle)
+        summary = reader.get_summary()
+        topics = {channel.topic for channel in summary.channels.values()}
+        schemas = {schema.name for schema in summary.schemas.values()}
+        messages = list(reader.iter_messages())
+    assert topics == {"/cam/front/image_raw/compressed", "/cam/rear/image_raw/compressed"}
+    assert schemas == {"sensor_msgs/msg/CompressedImage"}
+    per_camera = round(DRIVE_SECONDS * DRIVE_HZ)
+    assert len(messages) == 2 * per_camera == len(drive.planned)
+    assert drive.mcap_key == "drives/veh-100/rehearsal-drive.mcap"
+
+
+def test_drive_frames_arrive_under_incoming_with_the_drive_id(rehearsal):
+    report, _ = rehearsal
+    drive = report.drive
+    assert len(drive.frame_keys) == len(drive.planned)
+    for key in drive.frame_keys:
+        assert key.startswith("incoming/veh-100/front/") or key.startswith("incoming/veh-100/rear/")
+        assert key.endswith("Z.jpg")
+    manifest = json.loads((report.options.out / "drive" / "manifest.json").read_text())
+    assert manifest["drive_id"] == "veh-100/rehearsal-drive" and manifest["status"] == "complete"
+    assert manifest["destination"] == "s3://roadseg-dev-inference/"
+    assert {name: camera["extracted"] for name, camera in manifest["cameras"].items()} == {
+        "front": len(drive.planned) // 2, "rear": len(drive.planned) // 2}
+    # read back from moto with HeadObject while it ran, for every frame
+    assert drive.frame_metadata == {"drive-id": "veh-100/rehearsal-drive"}
+
+
+def test_drive_counts_reconcile_in_the_drives_table(rehearsal):
+    report, _ = rehearsal
+    drive = report.drive
+    c = drive.counters
+    assert c["extracted"] == len(drive.planned) == c["processed"] + c["quarantined"] + c["failed"]
+    assert c["processed"] == len(drive.planned) and drive.frame_items == len(drive.planned)
+    assert drive.reconciled and drive.status == "extracted"
+    assert drive.completion["action"] == "claim"
+    assert drive.path_counts["postprocess_outcomes"] == {"completed": len(drive.planned)}
+    # the main frames were not counted for any drive, and their numbers are the frames' alone
+    assert report.async_invocations == FRAMES
+
+
+def test_drive_builder_summary_scene_video_and_frame(rehearsal):
+    import av
+
+    from contracts.drive_timeline import validate_drive_scenes, validate_drive_summary
+
+    report, _ = rehearsal
+    drive, folder = report.drive, report.options.out / "drive"
+    summary = validate_drive_summary(json.loads((folder / "summary.json").read_text()))
+    assert summary["drive_id"] == "veh-100/rehearsal-drive" and summary["cameras"] == ["front", "rear"]
+    assert summary["totals"]["total"] == len(drive.planned) == summary["totals"]["processed"]
+    scenes = validate_drive_scenes(json.loads((folder / "scenes.json").read_text()))["scenes"]
+    ahead = [s for s in scenes if s["kind"] == "vru_in_drivable_ahead"]
+    assert ahead and ahead[0]["camera"] == "front" and {"person", "rider"} & set(ahead[0]["classes"])
+    assert "drive-outputs/veh-100/rehearsal-drive/summary.json" in drive.uploaded
+    assert "drive-outputs/veh-100/rehearsal-drive/videos/front.mp4" in drive.uploaded
+    for camera in ("front", "rear"):
+        with av.open(str(folder / "videos" / f"{camera}.mp4")) as container:
+            frames = list(container.decode(video=0))
+        assert len(frames) == len(drive.planned) // 2
+    picture = Image.open(folder / "scene-frame.png")
+    assert picture.format == "PNG" and "stand-in" in picture.info["Description"]
+    text = (report.options.out / "summary.txt").read_text()
+    assert "Drive veh-100/rehearsal-drive" in text and "reconciled" in text and "scene-frame.png" in text
