@@ -440,6 +440,18 @@ def _optional_float(raw: str) -> float | None:
     return value
 
 
+def _id_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated AWS resource ids (subnet-..., sg-...); empty: none."""
+    ids = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if any(not re.fullmatch(r"[a-z]+-[0-9a-zA-Z]+", i) for i in ids):
+        raise ValueError("must be comma-separated AWS ids such as subnet-0abc,subnet-0def")
+    return ids
+
+
+def _format_id_list(value: tuple[str, ...]) -> str:
+    return ",".join(value)
+
+
 @dataclass(frozen=True)
 class DrivesEnvironment(EnvironmentCodec):
     """What the drive functions (lambda/drives.py: launcher and completion) are configured with: the table, the
@@ -466,6 +478,9 @@ class DrivesEnvironment(EnvironmentCodec):
     # Extra arguments of the builder (scene thresholds: {"--min-frames": "3", ...}).
     builder_arguments: dict[str, Any] = variable("BUILDER_ARGUMENTS", None, _json_object, _json_dumps,
                                                  omit_if_none=True)
+    # Isolated-network mode: the drive jobs' VpcConfig (the jobs run in the VPC's private subnets); empty: no VPC.
+    job_subnets: tuple[str, ...] = variable("JOB_SUBNETS", (), _id_list, _format_id_list)
+    job_security_groups: tuple[str, ...] = variable("JOB_SECURITY_GROUPS", (), _id_list, _format_id_list)
     glue_database: str | None = variable("GLUE_DATABASE", None, omit_if_none=True)
     glue_table: str | None = variable("GLUE_TABLE", None, omit_if_none=True)
     service_name: str | None = variable("POWERTOOLS_SERVICE_NAME", None, omit_if_none=True)

@@ -45,3 +45,11 @@ class InferenceLayout:
 DATASETS = DatasetsLayout()
 ARTIFACTS = ArtifactsLayout()
 INFERENCE = InferenceLayout()
+
+
+# SageMaker Processing jobs run ``python3 <entry script> <module> [args]`` (training/processing_entry.py). The entry
+# script is one S3 object downloaded into PROCESSING_CODE_DIR under its own key name, which the stack does not control
+# (a CDK file asset is stored as <hash>.py): the shell runs whichever .py file arrived there. The pipelines and the
+# drive jobs' requests (roadseg_lambda.drive_jobs) use this one entrypoint.
+PROCESSING_CODE_DIR = "/opt/ml/processing/input/code"
+PROCESSING_ENTRYPOINT = ("/bin/sh", "-c", f'exec python3 {PROCESSING_CODE_DIR}/*.py "$@"', "processing-entry")

@@ -25,6 +25,8 @@ CONTRACTS_DIR = ROOT / "contracts"
 
 # The export environment's wheels (training/export-requirements.txt), downloaded by `make synth` / `make test`.
 EXPORT_WHEELHOUSE = ROOT / ".wheelhouse" / "export"
+# The drive jobs' wheels (training/drive-requirements.txt, cp312 manylinux), downloaded by `make synth` / `make test`.
+DRIVE_WHEELHOUSE = ROOT / ".wheelhouse" / "drives"
 
 Files = list[tuple[str, Path]]  # (path inside the asset, source file)
 
@@ -71,7 +73,7 @@ def staged(asset: str) -> Path:
 
 
 class MissingWheelhouse(RuntimeError):
-    """The export wheelhouse has not been downloaded (a synth outside the Makefile)."""
+    """A wheelhouse (export, drives) has not been downloaded (a synth outside the Makefile)."""
 
 
 def export_wheelhouse() -> Path:
@@ -82,3 +84,13 @@ def export_wheelhouse() -> Path:
             "wheels listed in training/export-requirements.txt), then synthesize again"
         )
     return EXPORT_WHEELHOUSE
+
+
+def drive_wheelhouse() -> Path:
+    """The directory of the drive jobs' wheels; a clear error when the set-up has not downloaded them."""
+    if not any(DRIVE_WHEELHOUSE.glob("rosbags-*.whl")):
+        raise MissingWheelhouse(
+            f"{DRIVE_WHEELHOUSE} holds no rosbags wheel: run `make synth` (it downloads the drive jobs' wheels listed "
+            "in training/drive-requirements.txt), then synthesize again"
+        )
+    return DRIVE_WHEELHOUSE

@@ -321,6 +321,63 @@ class PreprocessingConfig(_Strict):
         return value
 
 
+# -- whole drives (stacks/drive_processing.py) ------------------------------------------------------------------------
+
+CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class SceneThresholds(_Strict):
+    """The drive builder's scene detection (training/drives/build.py); unset: the builder's own default."""
+
+    touch_px: Annotated[int, Field(ge=0, le=64)] | None = None
+    collapse_below: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_gap_frames: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    min_duration_s: Annotated[float, Field(ge=0, le=3600)] | None = None
+    min_frames: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    top_scenes: Annotated[int, Field(ge=0, le=100)] | None = None
+
+    def builder_arguments(self) -> dict[str, str]:
+        """The builder's command-line options of the thresholds that are set."""
+        options = {"touch_px": "--touch-px", "collapse_below": "--collapse-below",
+                   "max_gap_frames": "--max-gap-frames", "min_duration_s": "--min-duration",
+                   "min_frames": "--min-frames", "top_scenes": "--top-scenes"}
+        return {option: f"{value:g}" if isinstance(value, float) else str(value)
+                for name, option in options.items() if (value := getattr(self, name)) is not None}
+
+
+class DrivesConfig(_Strict):
+    """Whole drives: logs under drives/ of the inference bucket -> extraction job -> frames -> builder job."""
+
+    # ROS topic -> camera name (the frames' <camera> key part); empty: every image topic, named after its topic.
+    cameras: dict[str, str] = Field(default_factory=dict)
+    # Frames per second kept per camera (None: every frame of the log).
+    rate_hz: Annotated[float, Field(gt=0, le=1000)] | None = None
+    extraction_instance_type: MlInstance = "ml.m5.xlarge"
+    # Split MCAP files of one drive are shared out over at most this many instances (ShardedByS3Key).
+    extraction_max_instances: Annotated[int, Field(ge=1, le=100)] = 4
+    builder_instance_type: MlInstance = "ml.m5.xlarge"
+    volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = 100
+    max_runtime_hours: Annotated[int, Field(ge=1, le=120)] = 4
+    scenes: SceneThresholds = SceneThresholds()
+    launcher: FunctionConfig = FunctionConfig(memory_mb=256, timeout_seconds=60)
+    completion: FunctionConfig = FunctionConfig(memory_mb=512, timeout_seconds=300)
+    # Retries of a failed batch of stream records before it goes to the completion function's dead-letter queue.
+    stream_retry_attempts: Annotated[int, Field(ge=0, le=100)] = 5
+
+    @field_validator("cameras")
+    @classmethod
+    def _cameras(cls, value: dict[str, str]) -> dict[str, str]:
+        for topic, camera in value.items():
+            if not topic.startswith("/"):
+                raise ValueError(f"cameras: topic {topic!r} must be a ROS topic name starting with '/'")
+            if not CAMERA_NAME.match(camera):
+                raise ValueError(f"cameras: camera name {camera!r} of {topic} must be 1-63 letters, digits, '_', "
+                                 "'.', '-' (it becomes a part of the frame keys and a timeline partition)")
+        if len(set(value.values())) != len(value):
+            raise ValueError("cameras: each camera name at most once (two topics would write the same frames)")
+        return value
+
+
 # -- delivery: the promotion pipeline (stacks/delivery), opt-in ------------------------------------------------------
 
 CODESTAR_CONNECTION_ARN = re.compile(
@@ -398,6 +455,7 @@ class EnvironmentConfig(_Strict):
     realtime_endpoint: RealtimeEndpointConfig = RealtimeEndpointConfig()
     async_endpoint: AsyncEndpointConfig = AsyncEndpointConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
+    drives: DrivesConfig = DrivesConfig()
     tags: dict[str, str] = Field(default_factory=dict)
     # The promotion pipeline (stacks/delivery); this file's account/region are then the tools account.
     delivery: DeliveryConfig | None = None
@@ -428,8 +486,9 @@ class EnvironmentConfig(_Strict):
     @property
     def reserved_lambda_concurrency(self) -> int:
         """Units of account concurrency this environment's functions reserve (0 unless configured)."""
-        cfg = self.preprocessing
-        return sum(fn.reserved_concurrency or 0 for fn in (cfg.ingest, cfg.postprocess, cfg.realtime))
+        cfg, drives = self.preprocessing, self.drives
+        return sum(fn.reserved_concurrency or 0
+                   for fn in (cfg.ingest, cfg.postprocess, cfg.realtime, drives.launcher, drives.completion))
 
 
 def available_environments(config_dir: Path = CONFIG_DIR) -> list[str]:

@@ -10,6 +10,7 @@ from contracts import naming
 from stacks.async_endpoint import AsyncEndpoint, AsyncEndpointProps
 from stacks.bucket_set import BucketSet
 from stacks.config import EnvironmentConfig
+from stacks.drive_processing import DriveProcessing, DriveProcessingProps, scheme_arguments
 from stacks.drives import DriveTable, DriveTableProps
 from stacks.images import images_mapping
 from stacks.monitoring import Monitoring, MonitoringProps
@@ -20,6 +21,7 @@ from stacks.realtime_endpoint import RealtimeEndpoint, RealtimeEndpointProps
 from stacks.registry_model import RegistryModel, RegistryModelProps, apply_condition
 from stacks.rollout import ApprovalRollout, ApprovalRolloutProps
 from stacks.training_pipelines import TrainingPipelines
+from training.classes import classes_json
 
 
 def endpoint_names(config: EnvironmentConfig) -> tuple[str, str]:
@@ -90,6 +92,15 @@ class InferenceStack(cdk.Stack):
             success_topic=self.success_topic, error_topic=self.error_topic, model_package_version=version,
             drives=self.drives))
         self.monitoring.add_section("Lambda preprocessors", self.preprocessors.alarms)
+        # Whole drives: logs under drives/ -> extraction job -> frames; all outcomes counted -> builder job.
+        self.drive_processing = DriveProcessing(self, "DriveProcessing", DriveProcessingProps(
+            prefix=config.prefix, drives=config.drives, buckets=buckets, table=self.drives, key=self.operations_key,
+            images=images_mapping(self, config), log_retention_days=config.retention.log_group_days,
+            retain=config.retain, scheme_arguments=scheme_arguments(
+                config.classes.scheme,
+                classes_json(training.scheme) if config.classes.scheme == "custom" else None),
+            vpc_config=placement.sagemaker_vpc_config() if placement else None))
+        self.monitoring.add_section("Whole drives", self.drive_processing.alarms)
         self.rollout.allow_updating(self.preprocessors.functions)
         if any(e.endpoint_config.kms_key_id for e in (self.realtime, self.async_endpoint)):
             self.rollout.allow_granting_volume_key(buckets.key)

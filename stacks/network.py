@@ -58,7 +58,7 @@ ENDPOINT_SERVICES: tuple[EndpointService, ...] = (
                     "https://docs.aws.amazon.com/sagemaker/latest/dg/interface-vpc-endpoint.html"),
     EndpointService("SageMakerRuntime", "sagemaker.runtime", "ingest (InvokeEndpointAsync), real-time front "
                     "(InvokeEndpoint)", "https://docs.aws.amazon.com/sagemaker/latest/dg/interface-vpc-endpoint.html"),
-    EndpointService("DynamoDb", "dynamodb", "ingest and postprocess (drive counters: TransactWriteItems)",
+    EndpointService("DynamoDb", "dynamodb", "ingest, postprocess and the drive functions (the drives table)",
                     "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/privatelink-interface-endpoints.html"),
     EndpointService("Sts", "sts", "SDK credential exchanges (AssumeRole*) inside the VPC",
                     "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_sts_vpce.html"),
@@ -81,6 +81,8 @@ ENDPOINT_SERVICES: tuple[EndpointService, ...] = (
                     "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/vpc-interface-endpoints.html"),
     EndpointService("Ssm", "ssm", "SSM parameters read from the VPC (operators' tooling)",
                     "https://docs.aws.amazon.com/systems-manager/latest/userguide/setup-create-vpc.html"),
+    EndpointService("Glue", "glue", "the drive completion function (GetTable, BatchCreatePartition of the timeline)",
+                    "https://docs.aws.amazon.com/glue/latest/dg/vpc-interface-endpoints.html"),
 )
 XRAY = EndpointService("XRay", "xray", "active tracing of the functions (preprocessing.tracing)",
                        "https://docs.aws.amazon.com/xray/latest/devguide/xray-security-vpc-endpoint.html")

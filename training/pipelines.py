@@ -49,6 +49,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from contracts.lambda_env import PreprocessorEnvironment
+from contracts.layout import PROCESSING_CODE_DIR
+from contracts.layout import PROCESSING_ENTRYPOINT as _ENTRYPOINT
 from contracts.naming import training_pipeline_name, tuning_pipeline_name
 from training.hyperparameters import HEADS, TunableRange, tuning_ranges
 from training.instances import has_local_instance_storage
@@ -124,9 +126,9 @@ for _key in _IMPORT_ENVIRONMENT:
 # PrepareDataset and EvaluateModel run ``python3 <entry script> <module> [args]``. The entry script is one
 # S3 object (CodeEntryUri) downloaded into CODE_DIR under its own key name, which the stack does not control
 # (a CDK file asset is stored as <hash>.py): the shell runs whichever .py file arrived there.
-CODE_DIR = "/opt/ml/processing/input/code"
+CODE_DIR = PROCESSING_CODE_DIR
 PACKAGE_DIR = "/opt/ml/processing/input/package"
-PROCESSING_ENTRYPOINT = ["/bin/sh", "-c", f'exec python3 {CODE_DIR}/*.py "$@"', "processing-entry"]
+PROCESSING_ENTRYPOINT = list(_ENTRYPOINT)
 # ExportModel: the export environment's wheels (training/export-requirements.txt, one zip), installed by the entry
 # script into a virtual environment without network access (processing_entry.py).
 WHEELS_DIR = "/opt/ml/processing/input/wheels"

@@ -25,10 +25,11 @@ from typing import Any
 
 from contracts.drive_timeline import TIMELINE_TABLE_PREFIX
 from contracts.drives import ROS2_METADATA, DriveId, DriveOutputs
-from contracts.layout import INFERENCE
+from contracts.layout import INFERENCE, PROCESSING_CODE_DIR, PROCESSING_ENTRYPOINT
 from contracts.naming import drive_job_name
 
-ENTRY = "/opt/ml/processing/input/code/processing_entry.py"
+# The entry script keeps its asset's key name (<hash>.py): the shared entrypoint runs whichever .py arrived.
+ENTRYPOINT = list(PROCESSING_ENTRYPOINT)
 PACKAGE_DIR = "/opt/ml/processing/input/package"
 WHEELS_DIR = "/opt/ml/processing/input/wheels"
 LOGS_DIR = "/opt/ml/processing/input/logs"
@@ -37,6 +38,17 @@ OUTPUT_DIR = "/opt/ml/processing/output/drive-outputs"
 MANIFEST_OUTPUT_DIR = "/opt/ml/processing/output/manifest"
 BUILD_INPUTS = "build-inputs.manifest"  # under the drive's DriveOutputs prefix
 EXTRACT_INPUTS = "extract-inputs.manifest"
+
+
+def _network(env: Any, *, isolated: bool) -> dict[str, Any]:
+    """NetworkConfig: network isolation as given; in isolated-network mode the VPC's subnets and security groups
+    (the jobs then reach S3 and DynamoDB through the VPC's endpoints)."""
+    network: dict[str, Any] = {"EnableNetworkIsolation": isolated}
+    if not isolated:
+        network["EnableInterContainerTrafficEncryption"] = True
+    if env.job_subnets:
+        network["VpcConfig"] = {"Subnets": list(env.job_subnets), "SecurityGroupIds": list(env.job_security_groups)}
+    return network
 
 
 def s3_uri(bucket: str, key: str) -> str:
@@ -51,7 +63,7 @@ def _input(name: str, uri: str, local: str, *, data_type: str = "S3Prefix",
 
 
 def _code_inputs(env: Any) -> list[dict[str, Any]]:
-    return [_input("code", env.code_entry_uri, "/opt/ml/processing/input/code"),
+    return [_input("code", env.code_entry_uri, PROCESSING_CODE_DIR),
             _input("package", env.code_package_uri, PACKAGE_DIR),
             _input("wheels", env.drive_wheels_uri, WHEELS_DIR)]
 
@@ -109,13 +121,13 @@ def extraction_request(env: Any, drive: DriveId, log_keys: Sequence[str], *, sha
         "ProcessingJobName": drive_job_name(env.job_prefix, "extract", str(drive)),
         "RoleArn": env.extraction_role_arn,
         "AppSpecification": {"ImageUri": env.processing_image,
-                             "ContainerEntrypoint": ["python3", ENTRY, "drive-job"],
-                             "ContainerArguments": arguments},
+                             "ContainerEntrypoint": ENTRYPOINT,
+                             "ContainerArguments": ["drive-job", *arguments]},
         "ProcessingInputs": _code_inputs(env) + logs,
         "ProcessingResources": _resources(env, env.extraction_instance_type, count),
         "StoppingCondition": {"MaxRuntimeInSeconds": env.max_runtime_seconds},
         # OFF on purpose (see the module docstring): frames need S3 user metadata, the counters need DynamoDB.
-        "NetworkConfig": {"EnableNetworkIsolation": False, "EnableInterContainerTrafficEncryption": True},
+        "NetworkConfig": _network(env, isolated=False),
         "Tags": [{"Key": "roadseg:drive", "Value": str(drive)}],
     }
 
@@ -136,8 +148,8 @@ def build_request(env: Any, drive: DriveId, input_manifest_uri: str) -> dict[str
         "ProcessingJobName": drive_job_name(env.job_prefix, "build", str(drive)),
         "RoleArn": env.builder_role_arn,
         "AppSpecification": {"ImageUri": env.processing_image,
-                             "ContainerEntrypoint": ["python3", ENTRY, "drive-job"],
-                             "ContainerArguments": arguments},
+                             "ContainerEntrypoint": ENTRYPOINT,
+                             "ContainerArguments": ["drive-job", *arguments]},
         "ProcessingInputs": _code_inputs(env) + [
             _input("documents", input_manifest_uri, DOCUMENTS_DIR, data_type="ManifestFile")],
         "ProcessingOutputConfig": {"KmsKeyId": env.kms_key_arn, "Outputs": [
@@ -150,7 +162,7 @@ def build_request(env: Any, drive: DriveId, input_manifest_uri: str) -> dict[str
         ]},
         "ProcessingResources": _resources(env, env.builder_instance_type, 1),
         "StoppingCondition": {"MaxRuntimeInSeconds": env.max_runtime_seconds},
-        "NetworkConfig": {"EnableNetworkIsolation": True},
+        "NetworkConfig": _network(env, isolated=True),
         "Tags": [{"Key": "roadseg:drive", "Value": str(drive)}],
     }
 

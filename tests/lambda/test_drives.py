@@ -3,6 +3,7 @@ launcher and completion handlers under moto + Stubber, and the extraction job's 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -14,7 +15,8 @@ from roadseg_lambda import aws, drive_jobs
 
 from contracts import drive_table as T
 from contracts.drives import DriveId, DriveOutputs
-from contracts.lambda_env import DrivesEnvironment
+from contracts.lambda_env import DrivesEnvironment, EnvironmentContractError
+from contracts.layout import PROCESSING_ENTRYPOINT
 from training.drives import job
 
 BUCKET = "roadseg-inference-test"
@@ -73,8 +75,10 @@ def test_single_log_extraction_request() -> None:
     assert request["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
     logs = request["ProcessingInputs"][-1]["S3Input"]
     assert logs["S3Uri"] == f"s3://{BUCKET}/drives/car-7/2026-12-03.mcap"
+    # The entry script keeps its asset's hashed key name: the pipelines' entrypoint runs whichever .py arrived.
+    assert request["AppSpecification"]["ContainerEntrypoint"] == list(PROCESSING_ENTRYPOINT)
     args = request["AppSpecification"]["ContainerArguments"]
-    assert args[:3] == ["extract", "--drive-id", "car-7/2026-12-03"] and "--rate-hz" in args
+    assert args[:4] == ["drive-job", "extract", "--drive-id", "car-7/2026-12-03"] and "--rate-hz" in args
     assert args[args.index("--manifest-key") + 1] == DriveOutputs(DRIVE).manifest
 
 
@@ -102,6 +106,20 @@ def test_build_request_is_isolated_and_writes_drive_outputs_and_the_timeline() -
     outputs = {o["OutputName"]: o["S3Output"]["S3Uri"] for o in request["ProcessingOutputConfig"]["Outputs"]}
     assert outputs == {"drive": f"s3://{BUCKET}/{DriveOutputs(DRIVE).prefix}",
                        "timeline": f"s3://{BUCKET}/drive-outputs/timeline/"}
+
+
+def test_isolated_network_mode_places_both_jobs_in_the_vpc() -> None:
+    env = dataclasses.replace(ENV, job_subnets=("subnet-0a1", "subnet-0b2"), job_security_groups=("sg-0c3",))
+    assert DrivesEnvironment.from_env(env.to_env()) == env
+    vpc = {"Subnets": ["subnet-0a1", "subnet-0b2"], "SecurityGroupIds": ["sg-0c3"]}
+    extract = drive_jobs.extraction_request(env, DRIVE, ["drives/car-7/2026-12-03.mcap"])
+    build = drive_jobs.build_request(env, DRIVE, f"s3://{BUCKET}/m")
+    for request in (extract, build):
+        valid_for_botocore(request)
+        assert request["NetworkConfig"]["VpcConfig"] == vpc
+    assert build["NetworkConfig"]["EnableNetworkIsolation"] is True
+    with pytest.raises(EnvironmentContractError, match="JOB_SUBNETS"):
+        DrivesEnvironment.from_env({**env.to_env(), "JOB_SUBNETS": "subnet 1"})
 
 
 def test_input_manifest_lists_documents_not_quarantined_frames() -> None:

@@ -22,6 +22,7 @@ from contracts.documents import validate_evaluation
 from contracts.lambda_env import PreprocessorEnvironment
 from stacks.code_assets import (
     CONTRACTS_DIR,
+    DRIVE_WHEELHOUSE,
     EXPORT_WHEELHOUSE,
     LAMBDA_LIBRARY_DIR,
     TRAINING_DIR,
@@ -193,3 +194,38 @@ def test_export_environment_refuses_what_it_cannot_install(tmp_path: Path) -> No
     entry.EXPORT_PYTHON = (3, 99)
     with pytest.raises(SystemExit, match=r"export needs Python 3\.99 \(MXNet 1\.9\.1\), this image has 3\.11"):
         entry.export_environment(tmp_path, tmp_path / "env")
+
+
+def test_drive_environment_installs_the_shipped_wheels_with_target_and_no_index(tmp_path: Path) -> None:
+    """The drive-job module's bootstrap: one zip of wheels -> ``pip install --no-index --no-deps --target``, and the
+    package imports from that directory alone (-S: no site-packages, where the test venv has its own copy)."""
+    entry = _load_entry()
+    (wheel,) = DRIVE_WHEELHOUSE.glob("mcap-*-py3-none-any.whl")  # a small pure wheel of the real wheelhouse
+    wheels_dir = tmp_path / "wheels"
+    wheels_dir.mkdir()
+    with zipfile.ZipFile(wheels_dir / "5e4d3c.zip", "w") as archive:  # a CDK directory asset: a zip, any name
+        archive.write(wheel, wheel.name)
+    site = entry.drive_environment(wheels_dir, tmp_path / "drive")
+    assert site == tmp_path / "drive" / "site"
+    run = subprocess.run([sys.executable, "-S", "-c", "import mcap; print(mcap.__file__)"], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(site)})
+    assert run.returncode == 0, run.stderr
+    assert Path(run.stdout.strip()).is_relative_to(site)
+
+
+def test_drive_environment_refuses_what_it_cannot_install(tmp_path: Path) -> None:
+    entry = _load_entry()
+    with pytest.raises(SystemExit, match="expected one wheels zip"):
+        entry.drive_environment(tmp_path, tmp_path / "drive")
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as archive:
+        archive.writestr("README", "no wheels here")
+    with pytest.raises(SystemExit, match="holds no wheels"):
+        entry.drive_environment(tmp_path, tmp_path / "drive")
+
+
+def test_missing_drive_wheelhouse_says_how_to_get_it(monkeypatch, tmp_path: Path) -> None:
+    import stacks.code_assets as code_assets
+
+    monkeypatch.setattr(code_assets, "DRIVE_WHEELHOUSE", tmp_path)
+    with pytest.raises(code_assets.MissingWheelhouse, match="run `make synth`"):
+        code_assets.drive_wheelhouse()

@@ -196,3 +196,33 @@ def test_shipped_environments_are_inside_the_instance_matrix():
         for instance_type in (config.training.transform_instance_type, config.realtime_endpoint.instance_type,
                               config.async_endpoint.instance_type):
             assert training.instances.instance_family(instance_type) in training.instances.HOSTING_FAMILIES
+
+
+# -- drives: (stacks/drive_processing.py) ---------------------------------------------------------------------------
+
+
+def test_drives_defaults_synthesize_and_scene_thresholds_become_builder_options(tmp_path):
+    drives = load_config("dev").drives
+    assert drives.cameras == {} and drives.extraction_max_instances >= 1
+    assert drives.scenes.builder_arguments() == {}
+    config = load_config("dev", write_env(tmp_path, "dev", {
+        "drives.cameras": {"/camera/front/image_raw": "front"}, "drives.rate_hz": 10,
+        "drives.scenes": {"collapse_below": 0.25, "min_frames": 3, "min_duration_s": 0.5}}))
+    assert config.drives.cameras == {"/camera/front/image_raw": "front"}
+    assert config.drives.scenes.builder_arguments() == {"--collapse-below": "0.25", "--min-frames": "3",
+                                                        "--min-duration": "0.5"}
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"drives.cameras": {"camera/front": "front"}}, "must be a ROS topic name starting with '/'"),
+    ({"drives.cameras": {"/a": "front/left"}}, "camera name 'front/left'"),
+    ({"drives.cameras": {"/a": "front", "/b": "front"}}, "each camera name at most once"),
+    ({"drives.extraction_instance_type": "m5.xlarge"}, "is not a SageMaker instance type"),
+    ({"drives.extraction_max_instances": 0}, "drives.extraction_max_instances"),
+    ({"drives.rate_hz": 0}, "drives.rate_hz"),
+    ({"drives.scenes": {"collapse_below": 2}}, "drives.scenes.collapse_below"),
+    ({"drives.scenes": {"min_gap": 2}}, "unknown key"),
+])
+def test_invalid_drives_values_are_named(tmp_path, changes, expected):
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        load_config("dev", write_env(tmp_path, "dev", changes))

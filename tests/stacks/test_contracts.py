@@ -19,6 +19,7 @@ ENVIRONMENTS = available_environments()
 # CDK tokens in the preprocessors' environment (resolved by CloudFormation), replaced by what they resolve to.
 TOKEN_SAMPLES = {"INFERENCE_BUCKET": "roadseg-dev-inferencebucket-1a2b3c4d", "MODEL_PACKAGE_VERSION": "7"}
 PREPROCESSORS = ("ingest", "postprocess", "realtime")
+DRIVES_TABLE = "roadseg-dev-drives"
 
 
 def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -37,8 +38,12 @@ def test_preprocessor_environment_parses_with_the_lambda_settings(synth, env_nam
     for module in PREPROCESSORS:
         variables = by_module[module]["Environment"]["Variables"]
         tokens = {name for name, value in variables.items() if not isinstance(value, str)}
-        assert tokens == set(TOKEN_SAMPLES), module
-        settings = Settings.from_env({**variables, **TOKEN_SAMPLES})
+        # ingest and postprocess count drive frames in the drives table (a Ref); the real-time front does not.
+        counts_drives = module in ("ingest", "postprocess")
+        assert tokens == set(TOKEN_SAMPLES) | ({"DRIVES_TABLE"} if counts_drives else set()), module
+        settings = Settings.from_env({**variables, **TOKEN_SAMPLES, **({"DRIVES_TABLE": DRIVES_TABLE} if counts_drives
+                                                                       else {})})
+        assert settings.drives_table == (DRIVES_TABLE if counts_drives else None)
         assert settings.service_name == SERVICE_NAMES[module]
         assert (settings.realtime_endpoint_name, settings.async_endpoint_name) == naming.endpoint_names(config.prefix)
         assert settings.class_names == tuple(scheme.names) and settings.ignore_index == scheme.ignore_index
@@ -115,7 +120,8 @@ def file_assets(outdir: Path, stack_name: str) -> list[Path]:
 
 def test_lambda_code_asset_ships_contracts_next_to_roadseg_lambda(synth) -> None:
     env = synth(ENVIRONMENTS[0])
-    (code,) = file_assets(env.outdir, env.stacks.inference.stack_name)  # bundling skipped: the staged source
+    # Bundling skipped: the staged source; the drive path's processing package and wheels are the other zips.
+    (code,) = [a for a in file_assets(env.outdir, env.stacks.inference.stack_name) if (a / "ingest.py").is_file()]
     for name in ("ingest.py", "rollout.py", "requirements.txt", "roadseg_lambda/settings.py",
                  "contracts/__init__.py", "contracts/lambda_env.py", "contracts/documents.py", "contracts/layout.py"):
         assert (code / name).is_file(), name

@@ -179,7 +179,7 @@ def test_every_function_model_and_job_runs_in_the_vpc(isolated_synth, name):
     functions = {lid: b["Properties"] for _, lid, b in _resources(templates, "AWS::Lambda::Function")}
     in_vpc = {lid for lid, p in functions.items() if p.get("VpcConfig")}
     assert {lid for lid in functions if not lid.startswith("BucketNotificationsHandler")} == in_vpc
-    assert len(in_vpc) == 4  # ingest, postprocess, real-time front, rollout
+    assert len(in_vpc) == 6  # ingest, postprocess, real-time front, rollout, drive launcher and completion
     for lid in in_vpc:
         vpc_config = functions[lid]["VpcConfig"]
         assert len(vpc_config["SubnetIds"]) == 2 and len(vpc_config["SecurityGroupIds"]) == 1, lid
