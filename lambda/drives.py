@@ -114,7 +114,7 @@ def create_drive_item(env: DrivesEnvironment, drive: DriveId, log_keys: list[str
             TableName=env.drives_table,
             Item={T.PARTITION_KEY: {"S": str(drive)}, T.SORT_KEY: {"S": T.DRIVE_ITEM},
                   T.STATUS: {"S": T.EXTRACTING}, T.LOG_KEYS: {"L": [{"S": k} for k in log_keys]},
-                  T.EXTRACTION_JOB: {"S": job}, "created_at": {"S": iso8601(utc_now())}},
+                  T.EXTRACTION_JOB: {"S": job}, T.CREATED_AT: {"S": iso8601(utc_now())}},
             ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": T.PARTITION_KEY})
     except ClientError as exc:
         if _code(exc) == "ConditionalCheckFailedException":

@@ -1,7 +1,8 @@
 """The whole-drive Processing jobs' own steps around extract.py and build.py (which stay job-agnostic).
 
-``extract``: runs training.drives.extract on this instance's share of the logs, uploads the manifest to
-``DriveOutputs(drive).manifest`` (instance 1; the others to ``manifests/<host>.json`` next to it) and records the end
+``extract``: runs training.drives.extract on this instance's share of the logs, uploads its share of the manifest to
+``manifests/<host>.json`` next to ``DriveOutputs(drive).manifest``; the last instance to finish merges the shares into
+the drive's manifest (``merge_manifests``) and records the end
 of this share on the DRIVE item of the drives table in ONE conditional update: ``ADD extracted :n,
 extracted_hosts :{host}`` only if this host is not yet in ``extracted_hosts`` (a rerun of the step counts nothing
 twice); the instance whose update completes the set of hosts sets ``status`` = ``extracted`` (conditional on
@@ -19,11 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from contracts import drive_table as T
+from contracts.drives import validate_drive_manifest
 
 RESOURCE_CONFIG = Path("/opt/ml/config/resourceconfig.json")
 EXTRACTED_HOSTS = "extracted_hosts"
@@ -54,14 +56,20 @@ def end_update(table: str, drive_id: str) -> dict[str, Any]:
             "ExpressionAttributeValues": {":extracted": {"S": T.EXTRACTION_ENDED}, ":extracting": {"S": T.EXTRACTING}}}
 
 
-def record_share(client: Any, table: str, drive_id: str, host: str, extracted: int, instances: int) -> bool:
-    """Count this host's frames; end the extraction when every host has. True when this call ended it."""
+def record_share(client: Any, table: str, drive_id: str, host: str, extracted: int, instances: int,
+                 before_end: Callable[[list[str]], None] | None = None) -> bool:
+    """Count this host's frames; end the extraction when every host has (after ``before_end(hosts)``, which writes
+    the drive's merged manifest: the builder must find it once the drive can complete). True when this call ended
+    it."""
     try:
         item = client.update_item(**share_update(table, drive_id, host, extracted))["Attributes"]
     except client.exceptions.ConditionalCheckFailedException:
         item = client.get_item(TableName=table, Key=share_update(table, drive_id, host, 0)["Key"])["Item"]
-    if len(item.get(EXTRACTED_HOSTS, {}).get("SS", [])) < instances:
+    hosts = sorted(item.get(EXTRACTED_HOSTS, {}).get("SS", []))
+    if len(hosts) < instances:
         return False
+    if before_end is not None:
+        before_end(hosts)
     try:
         client.update_item(**end_update(table, drive_id))
     except client.exceptions.ConditionalCheckFailedException:
@@ -85,16 +93,84 @@ def run_extract(argv: Sequence[str]) -> int:
     known, _ = extract._parser().parse_known_args(rest)
     manifest = json.loads(Path(known.manifest).read_text())
     host = current_host()
-    key = ours.manifest_key
-    if host != "algo-1":
-        key = f"{key.rsplit('/', 1)[0]}/manifests/{host}.json"
-    boto3.client("s3").put_object(Bucket=known.bucket, Key=key, Body=json.dumps(manifest).encode(),
-                                  ContentType="application/json")
+    s3 = boto3.client("s3")
+    key = share_key(ours.manifest_key, host)
+    s3.put_object(Bucket=known.bucket, Key=key, Body=json.dumps(manifest).encode(), ContentType="application/json")
+
+    def write_drive_manifest(hosts: list[str]) -> None:
+        shares = [json.loads(s3.get_object(Bucket=known.bucket, Key=share_key(ours.manifest_key, h))["Body"].read())
+                  for h in hosts]
+        s3.put_object(Bucket=known.bucket, Key=ours.manifest_key, Body=json.dumps(merge_manifests(shares)).encode(),
+                      ContentType="application/json")
+
     ended = record_share(boto3.client("dynamodb"), ours.table, manifest["drive_id"], host,
-                         int(manifest["totals"]["extracted"]), ours.instances)
+                         int(manifest["totals"]["extracted"]), ours.instances, before_end=write_drive_manifest)
     print(f"drive {manifest['drive_id']}: {manifest['totals']['extracted']} frames on {host}; "
           f"manifest s3://{known.bucket}/{key}; extraction {'ended' if ended else 'share recorded'}")
     return 0
+
+
+def share_key(manifest_key: str, host: str) -> str:
+    """Where one instance's share of the manifest goes: ``manifests/<host>.json`` next to the drive's manifest."""
+    return f"{manifest_key.rsplit('/', 1)[0]}/manifests/{host}.json"
+
+
+_CAMERA_SUMS = ("messages", "messages_read", "messages_lost", "extracted", "out_of_order", "stamps_from_log_time",
+                "bytes_written")
+
+
+def merge_manifests(shares: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One drive manifest from the shares of a split drive's instances (pure): logs, topics, problems and per-camera
+    counts added up, stamps and time range widened; validated, so the counts still reconcile."""
+    if not shares:
+        raise ValueError("no manifest shares to merge")
+    drives = {share["drive_id"] for share in shares}
+    if len(drives) != 1:
+        raise ValueError(f"manifest shares of different drives: {sorted(drives)}")
+    first = shares[0]
+    statuses = {share["status"] for share in shares}
+    merged: dict[str, Any] = {
+        "schema_version": first["schema_version"], "drive_id": first["drive_id"],
+        "status": statuses.pop() if len(statuses) == 1 else ("complete" if statuses <= {"complete",
+                                                             "no_image_topics"} else "partial"),
+        "created_at": max(share["created_at"] for share in shares), "destination": first["destination"],
+        "options": first["options"], "logs": [log for share in shares for log in share["logs"]],
+        "problems": [problem for share in shares for problem in share["problems"]],
+    }
+    topics: dict[str, dict[str, Any]] = {}
+    for share in shares:
+        for topic in share["topics"]:
+            into = topics.setdefault(topic["name"], {**topic, "messages": 0})
+            into["messages"] += topic["messages"]
+    merged["topics"] = [topics[name] for name in sorted(topics)]
+    ranges = [share["time_range"] for share in shares if share["time_range"]]
+    merged["time_range"] = None if not ranges else {
+        **{k: v for k, v in min(ranges, key=lambda r: r["start_ns"]).items() if k.startswith("start")},
+        **{k: v for k, v in max(ranges, key=lambda r: r["end_ns"]).items() if k.startswith("end")}}
+    cameras: dict[str, dict[str, Any]] = {}
+    for share in shares:
+        for name, camera in share["cameras"].items():
+            if name not in cameras:
+                cameras[name] = {**camera, "skipped": dict(camera["skipped"])}
+                continue
+            into = cameras[name]
+            for key in _CAMERA_SUMS:
+                into[key] += camera[key]
+            for reason, count in camera["skipped"].items():
+                into["skipped"][reason] = into["skipped"].get(reason, 0) + count
+            stamps = [s for s in (into["first_stamp"], camera["first_stamp"]) if s]
+            into["first_stamp"] = min(stamps) if stamps else None  # fixed-width UTC strings sort in time order
+            stamps = [s for s in (into["last_stamp"], camera["last_stamp"]) if s]
+            into["last_stamp"] = max(stamps) if stamps else None
+    merged["cameras"] = cameras
+    skipped: dict[str, int] = {}
+    for camera in cameras.values():
+        for reason, count in camera["skipped"].items():
+            skipped[reason] = skipped.get(reason, 0) + count
+    merged["totals"] = {**{key: sum(c[key] for c in cameras.values()) for key in
+                           ("messages", "messages_read", "messages_lost", "extracted", "out_of_order",
+                            "bytes_written")}, "skipped": skipped}
+    return validate_drive_manifest(merged)
 
 
 def run_build(argv: Sequence[str]) -> int:

@@ -435,3 +435,22 @@ def test_manifest_validator_refuses_counts_that_do_not_reconcile(tmp_path, drive
     with pytest.raises(DocumentError, match="totals.extracted"):
         validate_drive_manifest(broken)
     assert "duplicate_stamp" in SKIP_REASONS
+
+
+def test_the_shares_of_a_split_drive_merge_into_the_manifest_of_one_run(tmp_path, drive_logs, camera_messages):
+    """Two instances extract one log each (ShardedByS3Key); the last to finish merges their shares: the counts,
+    topics and stamps are those of one run over both logs."""
+    from training.drives.job import merge_manifests
+
+    first = drive_logs.write_mcap(tmp_path / "d_0.mcap", camera_messages[:15])
+    second = drive_logs.write_mcap(tmp_path / "d_1.mcap", camera_messages[15:])
+    share_1, _ = extract(tmp_path / "host-1", [first])
+    share_2, _ = extract(tmp_path / "host-2", [second])
+    whole, _ = extract(tmp_path / "one-run", [first, second])
+    merged = merge_manifests([share_1, share_2])
+    for key in ("totals", "cameras", "time_range", "status"):
+        assert merged[key] == whole[key], key
+    assert {t["name"]: t["messages"] for t in merged["topics"]} == {t["name"]: t["messages"] for t in whole["topics"]}
+    assert [log["name"] for log in merged["logs"]] == ["d_0.mcap", "d_1.mcap"]
+    with pytest.raises(ValueError, match="different drives"):
+        merge_manifests([share_1, {**share_2, "drive_id": "car-7/other"}])
