@@ -36,7 +36,7 @@ def pipeline_lines(outdir: Path) -> list[str]:
             name = resource["Properties"].get("PipelineName", "?")
             steps = {step["Name"]: step for step in definition.get("Steps", [])}
             defaults = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])}
-            lines.append(f"{name}: {' -> '.join(steps)}")
+            lines.append(f"{name}: {' -> '.join(_with_branches(steps.values()))}")
             arguments = next((s["Arguments"] for s in steps.values() if s["Type"] in ("Training", "Tuning")), {})
             static = arguments.get("HyperParameters") or arguments.get("TrainingJobDefinition", {}).get(
                 "StaticHyperParameters", {})
@@ -50,6 +50,20 @@ def pipeline_lines(outdir: Path) -> list[str]:
                 lines.append(f"  gate measures at {serving.get('TARGET_WIDTH')}x{serving.get('TARGET_HEIGHT')} "
                              f"(ROI {roi}, JPEG quality {serving.get('JPEG_QUALITY')}), as ingest sends")
     return lines
+
+
+def _with_branches(steps) -> list[str]:
+    """Step names in order; a condition shows its branches:
+    ``QualityGate ? (ExportModel -> RegisterModel) : GateFailed``."""
+    names = []
+    for step in steps:
+        if step.get("Type") != "Condition":
+            names.append(step["Name"])
+            continue
+        passed = " -> ".join(s["Name"] for s in step["Arguments"].get("IfSteps", []))
+        failed = " -> ".join(s["Name"] for s in step["Arguments"].get("ElseSteps", []))
+        names.append(f"{step['Name']} ? ({passed}) : {failed}")
+    return names
 
 
 def main(argv: list[str]) -> int:
