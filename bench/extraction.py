@@ -37,24 +37,10 @@ import numpy as np
 from PIL import Image
 
 from training.drives.extract import LocalDirectorySink, extract_drive
+from training.drives.msgdefs import MSGDEFS
 
 WIDTH, HEIGHT = 640, 480
 T0 = 1_796_292_900 * 1_000_000_000
-TIME_AND_HEADER = """
-================================================================================
-MSG: std_msgs/Header
-builtin_interfaces/Time stamp
-string frame_id
-================================================================================
-MSG: builtin_interfaces/Time
-int32 sec
-uint32 nanosec
-"""
-MSGDEFS = {
-    "sensor_msgs/msg/CompressedImage": "std_msgs/Header header\nstring format\nuint8[] data\n" + TIME_AND_HEADER,
-    "sensor_msgs/msg/Image": "std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\n"
-                             "uint8 is_bigendian\nuint32 step\nuint8[] data\n" + TIME_AND_HEADER,
-}
 
 
 def scene(seed: int) -> np.ndarray:

@@ -52,6 +52,7 @@ from training.drives.extract import (
     extract_drive,
     frame_key,
 )
+from training.drives.msgdefs import COMPRESSED_IMAGE_MSGDEF
 from training.drives.scenes import VRU_AHEAD, EgoCorridor, ahead_of_vehicle
 from training.scenes import generate_scene
 
@@ -62,20 +63,6 @@ CAMERA_OFFSET_NS = {"front": 0, "rear": 20_000_000}  # the rear camera fires 20 
 VRU_CAMERA = "front"
 PEOPLE = ("person", "rider")  # the classes the planned scene shows touching the road ahead
 SEED_TRIES = 60  # candidate scenes per wanted frame before giving up (about half of all scenes qualify)
-# The ROS 2 message definition as recorders store it in the MCAP schema (ros2msg, dependencies appended).
-COMPRESSED_IMAGE_MSGDEF = """std_msgs/Header header
-string format
-uint8[] data
-
-================================================================================
-MSG: std_msgs/Header
-builtin_interfaces/Time stamp
-string frame_id
-================================================================================
-MSG: builtin_interfaces/Time
-int32 sec
-uint32 nanosec
-"""
 
 
 class DriveError(RuntimeError):

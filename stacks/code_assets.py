@@ -76,21 +76,21 @@ class MissingWheelhouse(RuntimeError):
     """A wheelhouse (export, drives) has not been downloaded (a synth outside the Makefile)."""
 
 
-def export_wheelhouse() -> Path:
-    """The directory of the export environment's wheels; a clear error when the set-up has not downloaded them."""
-    if not any(EXPORT_WHEELHOUSE.glob("mxnet-*.whl")):
+def _wheelhouse(directory: Path, marker: str, what: str, requirements: str) -> Path:
+    """``directory`` when the set-up has downloaded its wheels (``marker`` is one of them); else a clear error."""
+    if not any(directory.glob(f"{marker}-*.whl")):
         raise MissingWheelhouse(
-            f"{EXPORT_WHEELHOUSE} holds no MXNet wheel: run `make synth` (it downloads the export environment's "
-            "wheels listed in training/export-requirements.txt), then synthesize again"
+            f"{directory} holds no {marker} wheel: run `make synth` (it downloads {what} wheels listed in "
+            f"{requirements}), then synthesize again"
         )
-    return EXPORT_WHEELHOUSE
+    return directory
+
+
+def export_wheelhouse() -> Path:
+    """The directory of the export environment's wheels."""
+    return _wheelhouse(EXPORT_WHEELHOUSE, "mxnet", "the export environment's", "training/export-requirements.txt")
 
 
 def drive_wheelhouse() -> Path:
-    """The directory of the drive jobs' wheels; a clear error when the set-up has not downloaded them."""
-    if not any(DRIVE_WHEELHOUSE.glob("rosbags-*.whl")):
-        raise MissingWheelhouse(
-            f"{DRIVE_WHEELHOUSE} holds no rosbags wheel: run `make synth` (it downloads the drive jobs' wheels listed "
-            "in training/drive-requirements.txt), then synthesize again"
-        )
-    return DRIVE_WHEELHOUSE
+    """The directory of the drive jobs' wheels."""
+    return _wheelhouse(DRIVE_WHEELHOUSE, "rosbags", "the drive jobs'", "training/drive-requirements.txt")

@@ -62,20 +62,25 @@ def load_packages(root: Path) -> None:
         spec.loader.exec_module(module)
 
 
+def _shipped_wheels(wheels_dir: Path, into: Path) -> list[str]:
+    """The wheel files of the one zip (a CDK directory asset) under ``wheels_dir``, unpacked into ``into``."""
+    archives = sorted(wheels_dir.glob("*.zip"))
+    if len(archives) != 1:
+        raise SystemExit(f"expected one wheels zip in {wheels_dir}, found {[a.name for a in archives]}")
+    with zipfile.ZipFile(archives[0]) as archive:
+        archive.extractall(into)
+    found = sorted(str(w) for w in into.glob("*.whl"))
+    if not found:
+        raise SystemExit(f"{archives[0].name} holds no wheels")
+    return found
+
+
 def export_environment(wheels_dir: Path, into: Path) -> Path:
     """A venv at ``into`` with exactly the shipped wheels; its python. SystemExit with the reason on any failure."""
     if sys.version_info[:2] != EXPORT_PYTHON:
         raise SystemExit(f"export needs Python {'.'.join(map(str, EXPORT_PYTHON))} (MXNet 1.9.1), this image has "
                          f"{sys.version.split()[0]}: use the export image (training/pipelines.py ExportImage)")
-    archives = sorted(wheels_dir.glob("*.zip"))
-    if len(archives) != 1:
-        raise SystemExit(f"expected one wheels zip in {wheels_dir}, found {[a.name for a in archives]}")
-    wheels = into / "wheels"
-    with zipfile.ZipFile(archives[0]) as archive:
-        archive.extractall(wheels)
-    found = sorted(str(w) for w in wheels.glob("*.whl"))
-    if not found:
-        raise SystemExit(f"{archives[0].name} holds no wheels")
+    found = _shipped_wheels(wheels_dir, into / "wheels")
     venv = into / "venv"
     for command in ([sys.executable, "-m", "venv", str(venv)],
                     [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index", "--no-deps",
@@ -89,15 +94,7 @@ def export_environment(wheels_dir: Path, into: Path) -> Path:
 def drive_environment(wheels_dir: Path, into: Path) -> Path:
     """The drive wheels (training/drive-requirements.txt, one zip under ``wheels_dir``) installed with
     ``pip install --no-index --no-deps --target``: the directory to put on PYTHONPATH. SystemExit on any failure."""
-    archives = sorted(wheels_dir.glob("*.zip"))
-    if len(archives) != 1:
-        raise SystemExit(f"expected one wheels zip in {wheels_dir}, found {[a.name for a in archives]}")
-    wheels = into / "wheels"
-    with zipfile.ZipFile(archives[0]) as archive:
-        archive.extractall(wheels)
-    found = sorted(str(w) for w in wheels.glob("*.whl"))
-    if not found:
-        raise SystemExit(f"{archives[0].name} holds no wheels")
+    found = _shipped_wheels(wheels_dir, into / "wheels")
     target = into / "site"
     command = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--disable-pip-version-check",
                "--quiet", "--target", str(target), *found]

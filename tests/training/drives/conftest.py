@@ -15,26 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from training.drives.msgdefs import COMPRESSED_IMAGE_MSGDEF, MSGDEFS
+
 # 2026-12-03T10:15:00Z in nanoseconds: the stamps of the fixtures' frames start here.
 T0 = int(datetime(2026, 12, 3, 10, 15, tzinfo=UTC).timestamp()) * 1_000_000_000
 WIDTH, HEIGHT = 64, 32
 
-_TIME_AND_HEADER = """
-================================================================================
-MSG: std_msgs/Header
-builtin_interfaces/Time stamp
-string frame_id
-================================================================================
-MSG: builtin_interfaces/Time
-int32 sec
-uint32 nanosec
-"""
-COMPRESSED_IMAGE_MSGDEF = "std_msgs/Header header\nstring format\nuint8[] data\n" + _TIME_AND_HEADER
-IMAGE_MSGDEF = ("std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\nuint8 is_bigendian\n"
-                "uint32 step\nuint8[] data\n" + _TIME_AND_HEADER)
-STRING_MSGDEF = "string data\n"
-MSGDEFS = {"sensor_msgs/msg/CompressedImage": COMPRESSED_IMAGE_MSGDEF, "sensor_msgs/msg/Image": IMAGE_MSGDEF,
-           "std_msgs/msg/String": STRING_MSGDEF}
 
 
 @dataclass
