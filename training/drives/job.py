@@ -82,7 +82,8 @@ def run_extract(argv: Sequence[str]) -> int:
 
     from training.drives import extract
 
-    parser = argparse.ArgumentParser(prog="python -m training.drives.job extract")
+    # No abbreviations: extract's own --manifest must not be taken for --manifest-key.
+    parser = argparse.ArgumentParser(prog="python -m training.drives.job extract", allow_abbrev=False)
     parser.add_argument("--table", required=True)
     parser.add_argument("--manifest-key", required=True)
     parser.add_argument("--instances", type=int, default=1)
@@ -95,7 +96,13 @@ def run_extract(argv: Sequence[str]) -> int:
     host = current_host()
     s3 = boto3.client("s3")
     key = share_key(ours.manifest_key, host)
-    s3.put_object(Bucket=known.bucket, Key=key, Body=json.dumps(manifest).encode(), ContentType="application/json")
+    try:  # first write wins: a retried step (its frames all key_exists) keeps the share that extracted them
+        s3.put_object(Bucket=known.bucket, Key=key, Body=json.dumps(manifest).encode(), ContentType="application/json",
+                      IfNoneMatch="*")
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise
+        print(f"manifest share s3://{known.bucket}/{key} exists from an earlier run of this step: kept")
 
     def write_drive_manifest(hosts: list[str]) -> None:
         shares = [json.loads(s3.get_object(Bucket=known.bucket, Key=share_key(ours.manifest_key, h))["Body"].read())
@@ -176,7 +183,7 @@ def merge_manifests(shares: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def run_build(argv: Sequence[str]) -> int:
     from training.drives import build
 
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for name in ("--results", "--failures", "--quarantine", "--masks", "--overlays", "--output"):
         parser.add_argument(name, type=Path)
     known, _ = parser.parse_known_args(argv)
