@@ -229,3 +229,27 @@ def test_missing_drive_wheelhouse_says_how_to_get_it(monkeypatch, tmp_path: Path
     monkeypatch.setattr(code_assets, "DRIVE_WHEELHOUSE", tmp_path)
     with pytest.raises(code_assets.MissingWheelhouse, match="run `make synth`"):
         code_assets.drive_wheelhouse()
+
+
+def test_export_runs_from_the_unpacked_package_in_the_export_environment(tmp_path: Path) -> None:
+    """The second half of ExportModel's bootstrap: inside the export venv (Python 3.11, MXNet, numpy 1.23.5) the entry
+    script unpacks the package zip and runs training.export from it; ``--help`` proves the whole import chain."""
+    python = TRAINING_DIR.parent / ".venv-export" / "bin" / "python"
+    assert python.exists(), "run `make .venv-export/.installed` (make test does): the export environment is missing"
+    package_dir = tmp_path / "package"
+    package_dir.mkdir()
+    with zipfile.ZipFile(package_dir / "7e6f5d.zip", "w") as archive:
+        for name, path in processing_files():
+            archive.write(path, name)
+    script = textwrap.dedent(f"""
+        import importlib.util, sys
+        from pathlib import Path
+        spec = importlib.util.spec_from_file_location("processing_entry", {str(TRAINING_DIR / "processing_entry.py")!r})
+        entry = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(entry)
+        entry.main(["export", "--help"], Path({str(package_dir)!r}))
+    """)
+    run = subprocess.run([str(python), "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={**os.environ, "TMPDIR": str(tmp_path), "ROADSEG_IN_EXPORT_ENV": "1"})
+    assert run.returncode == 0, run.stderr
+    assert "--max-logit-difference" in run.stdout and "--min-argmax-agreement" in run.stdout
