@@ -42,7 +42,8 @@ RECORDED_AT = "recorded_at"
 
 # DRIVE status values, in order.
 EXTRACTING, EXTRACTION_ENDED, BUILDING = "extracting", "extracted", "building"
-STATUSES = (EXTRACTING, EXTRACTION_ENDED, BUILDING)
+EMPTY = "empty"  # the extraction ended with no frame (no image topics, all skipped): nothing to build
+STATUSES = (EXTRACTING, EXTRACTION_ENDED, BUILDING, EMPTY)
 
 
 def frame_item(frame_key: str) -> str:

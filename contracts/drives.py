@@ -26,7 +26,9 @@ from contracts.layout import INFERENCE
 DRIVE_ID_METADATA = "drive-id"  # S3 user metadata (x-amz-meta-drive-id) on every extracted frame
 LOG_SUFFIXES = (".mcap", ".bag")
 ROS2_METADATA = "metadata.yaml"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# drive-outputs/timeline/ is the Glue table's location (contracts.drive_timeline): no vehicle may own it.
+RESERVED_VEHICLES = ("timeline",)
 
 
 class DriveKeyError(ValueError):
@@ -46,10 +48,15 @@ class DriveId:
         vehicle, _, drive = text.partition("/")
         for part, value in (("vehicle", vehicle), ("drive", drive)):
             if not _NAME.match(value or ""):
+                # 64 + 64: the jobs' local output paths (/opt/ml/processing/output/drive-outputs/<v>/<d>) stay well
+                # under SageMaker's 256-character LocalPath.
                 raise DriveKeyError(
-                    f"drive id {text!r}: the {part} must be 1-128 letters, digits, '.', '_' or '-'"
+                    f"drive id {text!r}: the {part} must be 1-64 letters, digits, '.', '_' or '-'"
                     " (e.g. car-7/2026-12-03)"
                 )
+        if vehicle in RESERVED_VEHICLES:
+            raise DriveKeyError(f"drive id {text!r}: {vehicle!r} is reserved (the drive timeline table's folder); "
+                                "name the vehicle otherwise")
         return cls(vehicle, drive)
 
 

@@ -478,6 +478,9 @@ class DrivesEnvironment(EnvironmentCodec):
     # Extra arguments of the builder (scene thresholds: {"--min-frames": "3", ...}).
     builder_arguments: dict[str, Any] = variable("BUILDER_ARGUMENTS", None, _json_object, _json_dumps,
                                                  omit_if_none=True)
+    # The ingest function's input limits (preprocessing.max_input_*): extraction skips what ingest would refuse.
+    max_input_bytes: int | None = variable("MAX_INPUT_BYTES", None, int_range(1, 2**40), omit_if_none=True)
+    max_input_pixels: int | None = variable("MAX_INPUT_PIXELS", None, int_range(256, 2**40), omit_if_none=True)
     # Isolated-network mode: the drive jobs' VpcConfig (the jobs run in the VPC's private subnets); empty: no VPC.
     job_subnets: tuple[str, ...] = variable("JOB_SUBNETS", (), _id_list, _format_id_list)
     job_security_groups: tuple[str, ...] = variable("JOB_SECURITY_GROUPS", (), _id_list, _format_id_list)

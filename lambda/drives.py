@@ -97,7 +97,8 @@ def launch(env: DrivesEnvironment, drive: DriveId, key: str) -> str:
         s3.put_object(Bucket=env.inference_bucket, Key=shard_key, ContentType="application/json",
                       Body=json.dumps(drive_jobs.input_manifest(env.inference_bucket, shards)).encode())
         shard_uri = drive_jobs.s3_uri(env.inference_bucket, shard_key)
-    request = drive_jobs.extraction_request(env, drive, log_keys, shard_manifest_uri=shard_uri)
+    request = drive_jobs.extraction_request(env, drive, log_keys, shard_manifest_uri=shard_uri,
+                                            max_bytes=env.max_input_bytes, max_pixels=env.max_input_pixels)
     created = create_drive_item(env, drive, log_keys, request["ProcessingJobName"])
     started = start_job(sagemaker, request)
     _count("DriveExtractionsStarted" if started else "DriveExtractionsAlreadyStarted")
@@ -139,7 +140,7 @@ def start_job(sagemaker: Any, request: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class Completion:
-    action: str  # "ignore" | "wait" | "claim" | "launch" | "inconsistent"
+    action: str  # "ignore" | "wait" | "claim" | "launch" | "empty" | "inconsistent"
     drive_id: str | None = None
     reason: str = ""
 
@@ -159,6 +160,8 @@ def decide_completion(item: dict[str, Any]) -> Completion:
         return Completion("wait", drive_id, f"{done} of {extracted} frames have an outcome")
     if done > extracted:
         return Completion("inconsistent", drive_id, f"{done} outcomes for {extracted} extracted frames")
+    if extracted == 0:
+        return Completion("empty", drive_id, "the extraction wrote no frame (see the drive manifest): nothing to build")
     return Completion("claim", drive_id, f"all {extracted} frames have an outcome")
 
 
@@ -191,23 +194,27 @@ def act_on_completion(env: DrivesEnvironment, decision: Completion) -> str:
         logger.error("drive counters exceed the extracted frames: not built", extra={"reason": decision.reason})
         return decision.action
     drive = DriveId.parse(str(decision.drive_id))
+    if decision.action == "empty":
+        marked = claim(env, drive, to=T.EMPTY)
+        logger.info("drive has no frames: not built", extra={"reason": decision.reason, "marked": marked})
+        return "empty"
     if decision.action == "claim" and not claim(env, drive):
         logger.info("another invocation claimed the build")
         return "claimed_elsewhere"
     return "built" if start_builder(env, drive) else "already_building"
 
 
-def claim(env: DrivesEnvironment, drive: DriveId) -> bool:
-    """status extracted -> building, only if it is still extracted: exactly one caller gets True."""
+def claim(env: DrivesEnvironment, drive: DriveId, to: str = T.BUILDING) -> bool:
+    """status extracted -> ``to`` (building, or empty), only if it is still extracted: exactly one caller gets
+    True."""
+    job = {":job": {"S": drive_job_name(env.job_prefix, "build", str(drive))}} if to == T.BUILDING else {}
     try:
         aws.dynamodb_client().update_item(
             TableName=env.drives_table, Key={T.PARTITION_KEY: {"S": str(drive)}, T.SORT_KEY: {"S": T.DRIVE_ITEM}},
-            UpdateExpression="SET #status = :building, #job = :job",
+            UpdateExpression="SET #status = :to" + (", #job = :job" if job else ""),
             ConditionExpression="#status = :extracted",
-            ExpressionAttributeNames={"#status": T.STATUS, "#job": T.BUILD_JOB},
-            ExpressionAttributeValues={":building": {"S": T.BUILDING}, ":extracted": {"S": T.EXTRACTION_ENDED},
-                                       ":job": {"S": drive_job_name(env.job_prefix, "build",
-                                                                               str(drive))}})
+            ExpressionAttributeNames={"#status": T.STATUS, **({"#job": T.BUILD_JOB} if job else {})},
+            ExpressionAttributeValues={":to": {"S": to}, ":extracted": {"S": T.EXTRACTION_ENDED}, **job})
     except ClientError as exc:
         if _code(exc) == "ConditionalCheckFailedException":
             return False

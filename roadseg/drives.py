@@ -112,7 +112,12 @@ class DriveProgress:
 
     @property
     def complete(self) -> bool:
-        return self.extracted is not None and self.done >= self.extracted
+        """Every extracted frame has an outcome (a split drive's ``extracted`` grows until its status says the
+        extraction ended)."""
+        from contracts import drive_table as table
+
+        return (self.status in (table.EXTRACTION_ENDED, table.BUILDING, table.EMPTY) and self.extracted is not None
+                and self.done >= self.extracted)
 
     def eta_seconds(self, elapsed_seconds: float | None) -> float | None:
         """Seconds left at the rate seen so far (frames done over ``elapsed_seconds`` since the drive started); None

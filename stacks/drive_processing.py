@@ -88,6 +88,9 @@ class DriveProcessingProps:
     # The builder's class scheme options (--scheme, --classes-json); the scene thresholds come from ``drives``.
     scheme_arguments: Mapping[str, str] = field(default_factory=dict)
     no_vpc_reason: str = NO_VPC
+    # The ingest function's input limits (preprocessing.max_input_bytes, max_input_pixels): extraction skips what
+    # ingest would refuse, with the same codes.
+    frame_limits: tuple[int, int] | None = None
     # Isolated-network mode: the jobs' subnets and security groups (Placement.sagemaker_vpc_config()).
     vpc_config: Mapping[str, list[str]] | None = None
 
@@ -123,6 +126,8 @@ class DriveProcessing(Construct):
             rate_hz=cfg.rate_hz, cameras=dict(cfg.cameras) or None,
             builder_arguments={**props.scheme_arguments, **cfg.scenes.builder_arguments()} or None,
             glue_database=self.database_name, glue_table=TIMELINE_TABLE_NAME, service_name=SERVICE_NAMES["drives"],
+            max_input_bytes=props.frame_limits[0] if props.frame_limits else None,
+            max_input_pixels=props.frame_limits[1] if props.frame_limits else None,
             job_subnets=tuple((props.vpc_config or {}).get("subnets", ())),
             job_security_groups=tuple((props.vpc_config or {}).get("security_group_ids", ())))
 
@@ -250,6 +255,8 @@ class DriveProcessing(Construct):
             (lambda: inference.grant_read(role, f"{INFERENCE.drives}*"), "Read-only: the drive logs under drives/."),
             (lambda: inference.grant_read(role, f"{INFERENCE.drive_outputs}*/{EXTRACT_INPUTS}"),
              "Only the shard manifest file SageMaker reads for ShardedByS3Key inputs."),
+            (lambda: inference.grant_read(role, f"{INFERENCE.drive_outputs}*/manifests/*"),
+             "The instances' manifest shares, which the last instance merges into the drive's manifest."),
             (lambda: inference.grant_put(role, f"{INFERENCE.incoming}*"),
              "Extracted frames, with the drive id in their metadata, go where ingest picks them up."),
             (lambda: inference.grant_put(role, f"{INFERENCE.drive_outputs}*"),
@@ -263,6 +270,8 @@ class DriveProcessing(Construct):
     def _grant_builder(self, role: iam.Role) -> None:
         inference = self.props.buckets.inference
         for prefix, reason in ((INFERENCE.results, "The drive frames' results, masks and overlays."),
+                               (INFERENCE.async_output, "The drive frames' masks at the inference size (the "
+                                                        "postprocess function's default, RESTORE_ORIGINAL_SIZE off)."),
                                (INFERENCE.failures, "The drive frames' failure documents."),
                                (INFERENCE.quarantine, "The drive frames' quarantine reason documents."),
                                (INFERENCE.drive_outputs, "The drive manifest and the builder's input manifest.")):

@@ -6,7 +6,8 @@ ingest and postprocess functions need for roadseg_lambda.drive_counts (one Trans
 its cdk-nag acknowledgments made in the same call.
 
 Using a customer-managed key for a table: the principals that read or write the table need kms:Decrypt (and
-kms:GenerateDataKey to write) on the key, which ``Table.grant`` adds for the table's key.
+kms:GenerateDataKey to write) on the key. ``Table.grant`` does not add them: every writer here also gets the data key
+through its S3 grants (the same key), and ``grant_count_outcomes`` adds it explicitly all the same.
 https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/encryption.usagenotes.html
 https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html (per-item permissions)
 """
@@ -63,5 +64,9 @@ class DriveTable(Construct):
         role = function.role
         if role is None:
             raise TypeError(f"{function.node.path} has no role to acknowledge the grant on")
-        return acknowledged(role, lambda: self.table.grant(function, *COUNT_ACTIONS),
+        def grant() -> iam.Grant:
+            self.table.encryption_key.grant_encrypt_decrypt(function)  # Table.grant adds no key use
+            return self.table.grant(function, *COUNT_ACTIONS)
+
+        return acknowledged(role, grant,
                             reasons="The drives table's key (data key) only, as DynamoDB encryption needs.")

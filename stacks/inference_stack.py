@@ -99,6 +99,7 @@ class InferenceStack(cdk.Stack):
             retain=config.retain, scheme_arguments=scheme_arguments(
                 config.classes.scheme,
                 classes_json(training.scheme) if config.classes.scheme == "custom" else None),
+            frame_limits=(config.preprocessing.max_input_bytes, config.preprocessing.max_input_pixels),
             vpc_config=placement.sagemaker_vpc_config() if placement else None))
         self.monitoring.add_section("Whole drives", self.drive_processing.alarms)
         self.rollout.allow_updating(self.preprocessors.functions)

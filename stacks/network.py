@@ -32,6 +32,8 @@ from stacks.lambda_code import _RETENTION
 from stacks.network_config import IsolatedNetworkConfig, ssm_parameter_name
 
 NETWORK = "Network"  # stack key: <stack name prefix>Network
+DYNAMODB_ENDPOINTS_DOC = ("https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/"
+                          "privatelink-interface-endpoints.html")
 HTTPS = 443
 # The S3 bucket ECR stores image layers in (pulls through a VPC need it in the S3 endpoint policy):
 # https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html#ecr-minimum-s3-perms
@@ -58,8 +60,6 @@ ENDPOINT_SERVICES: tuple[EndpointService, ...] = (
                     "https://docs.aws.amazon.com/sagemaker/latest/dg/interface-vpc-endpoint.html"),
     EndpointService("SageMakerRuntime", "sagemaker.runtime", "ingest (InvokeEndpointAsync), real-time front "
                     "(InvokeEndpoint)", "https://docs.aws.amazon.com/sagemaker/latest/dg/interface-vpc-endpoint.html"),
-    EndpointService("DynamoDb", "dynamodb", "ingest, postprocess and the drive functions (the drives table)",
-                    "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/privatelink-interface-endpoints.html"),
     EndpointService("Sts", "sts", "SDK credential exchanges (AssumeRole*) inside the VPC",
                     "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_sts_vpce.html"),
     EndpointService("Logs", "logs", "CloudWatch Logs agents of jobs and endpoints in the VPC",
@@ -174,6 +174,7 @@ class NetworkStack(cdk.Stack):
             self.endpoint_group.add_ingress_rule(ec2.Peer.security_group_id(group_id), ec2.Port.tcp(HTTPS),
                                                  f"HTTPS from workload security group {index}")
         self.gateway = self._s3_gateway(config, data.share_with(self))
+        self.dynamodb_gateway = self._dynamodb_gateway(config)
         self.interface_endpoints = {service.key: self._interface_endpoint(service)
                                     for service in endpoint_services(config)}
 
@@ -236,6 +237,21 @@ class NetworkStack(cdk.Stack):
                      "s3:AbortMultipartUpload"],
             resources=[*(b.bucket_arn for b in buckets), *(b.arn_for_objects("*") for b in buckets),
                        *named, *(f"{arn}/*" for arn in named)]))
+        return gateway
+
+    def _dynamodb_gateway(self, config: EnvironmentConfig) -> ec2.GatewayVpcEndpoint:
+        """The drives table from inside the VPC (ingest, postprocess, the drive functions and the extraction job).
+        A gateway endpoint, as AWS recommends for traffic from within the VPC: route-table based, so the SDK's
+        default endpoint name works unchanged, free, with an endpoint policy; interface endpoints are for
+        on-premises and peered networks (DYNAMODB_ENDPOINTS_DOC)."""
+        gateway = self.vpc.add_gateway_endpoint(
+            "DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB,
+            subnets=[ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)])
+        table = (f"arn:{self.partition}:dynamodb:{self.region}:{self.account}:table/"
+                 f"{naming.drives_table_name(config.prefix)}")
+        gateway.add_to_policy(iam.PolicyStatement(
+            sid="ProjectTableOnly", principals=[iam.AnyPrincipal()], actions=["dynamodb:*"],
+            resources=[table, f"{table}/*"], conditions={"StringEquals": {"aws:PrincipalAccount": self.account}}))
         return gateway
 
     def _interface_endpoint(self, service: EndpointService) -> ec2.InterfaceVpcEndpoint:

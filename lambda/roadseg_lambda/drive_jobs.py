@@ -182,7 +182,9 @@ def build_input_keys(drive: DriveId, frame_documents: Iterable[Mapping[str, str 
 
 
 def _day(stamp: str) -> date:
-    return date.fromisoformat(stamp[:10])  # ISO 8601 UTC stamps (the manifest's first_stamp/last_stamp)
+    """The UTC day of a manifest stamp: the extractor's compact form (20261203T101500.123456789Z) or extended ISO."""
+    digits = stamp[:10].replace("-", "")[:8]
+    return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
 
 
 def timeline_partitions(drive: DriveId, manifest: Mapping[str, Any]) -> list[dict[str, str]]:

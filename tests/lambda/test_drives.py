@@ -48,7 +48,7 @@ def valid_for_botocore(request: dict[str, Any]) -> None:
     ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 4, "processed": 3}, "wait"),
     ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 4, "processed": 2,
       "quarantined": 1, "failed": 1}, "claim"),
-    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 0}, "claim"),
+    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 0}, "empty"),  # nothing to build
     ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 1, "processed": 2}, "inconsistent"),
     ({"item": "DRIVE", "drive_id": "car-7/d", "status": "building", "extracted": 1, "processed": 1}, "launch"),
 ])
@@ -129,6 +129,12 @@ def test_input_manifest_lists_documents_not_quarantined_frames() -> None:
     assert drive_jobs.input_manifest(BUCKET, keys) == [
         {"prefix": f"s3://{BUCKET}/"}, "async-output/a.out", DriveOutputs(DRIVE).manifest,
         "quarantine/incoming/b.jpg.reason.json", "results/a.json"]
+
+
+def test_partition_days_read_the_extractors_compact_stamps() -> None:
+    manifest = {"cameras": {"front": {"extracted": 3, "first_stamp": "20261231T235959.900000000Z",
+                                      "last_stamp": "20270101T000000.100000000Z"}}}
+    assert [p["date"] for p in drive_jobs.timeline_partitions(DRIVE, manifest)] == ["2026-12-31", "2027-01-01"]
 
 
 def test_timeline_partitions_span_each_cameras_days() -> None:
@@ -214,12 +220,26 @@ def test_completion_claims_once_and_starts_the_builder(moto_aws, context) -> Non
     assert listed == [{"prefix": f"s3://{BUCKET}/"}, DriveOutputs(DRIVE).manifest, "results/a.json"]
 
 
+def test_a_drive_without_frames_is_marked_empty_and_not_built(moto_aws, context) -> None:
+    ddb = moto_aws["ddb"]
+    ddb.put_item(TableName=TABLE, Item={T.PARTITION_KEY: {"S": str(DRIVE)}, T.SORT_KEY: {"S": T.DRIVE_ITEM},
+                                        T.STATUS: {"S": T.EXTRACTION_ENDED}, "extracted": {"N": "0"}})
+    image = {"dynamodb": {"NewImage": drive_item(ddb)}}
+    with Stubber(moto_aws["sagemaker"]) as stub:  # no CreateProcessingJob expected: the stub would refuse it
+        assert drives.completion_handler({"Records": [image]}, context) == {"outcomes": ["empty"]}
+        stub.assert_no_pending_responses()
+    assert drive_item(ddb)[T.STATUS] == {"S": T.EMPTY} and T.BUILD_JOB not in drive_item(ddb)
+
+
 def test_extraction_share_counts_once_per_host_and_ends_with_the_last(moto_aws) -> None:
     ddb = moto_aws["ddb"]
     ddb.put_item(TableName=TABLE, Item={T.PARTITION_KEY: {"S": str(DRIVE)}, T.SORT_KEY: {"S": T.DRIVE_ITEM},
                                         T.STATUS: {"S": T.EXTRACTING}})
-    assert job.record_share(ddb, TABLE, str(DRIVE), "algo-1", 5, 2) is False
-    assert job.record_share(ddb, TABLE, str(DRIVE), "algo-1", 5, 2) is False  # rerun: not counted twice
-    assert job.record_share(ddb, TABLE, str(DRIVE), "algo-2", 3, 2) is True
+    merged: list[list[str]] = []
+    assert job.record_share(ddb, TABLE, str(DRIVE), "algo-1", 5, 2, before_end=merged.append) is False
+    assert job.record_share(ddb, TABLE, str(DRIVE), "algo-1", 5, 2, before_end=merged.append) is False  # rerun
+    assert merged == []  # not before every host has counted
+    assert job.record_share(ddb, TABLE, str(DRIVE), "algo-2", 3, 2, before_end=merged.append) is True
+    assert merged == [["algo-1", "algo-2"]]  # the drive's manifest is written before the extraction ends
     item = drive_item(ddb)
     assert item["extracted"] == {"N": "8"} and item[T.STATUS] == {"S": T.EXTRACTION_ENDED}

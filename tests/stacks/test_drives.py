@@ -245,7 +245,8 @@ def test_drive_manifest_name_matches_the_contract() -> None:
 
 def test_extraction_role_reads_logs_writes_frames_and_outputs_and_updates_the_table(template) -> None:
     statements = _role_statements(template, "DriveProcessingExtractionRoleDefaultPolicy")
-    assert _bucket_paths(statements, "s3:GetObject*") == {"drives/*", "drive-outputs/*/extract-inputs.manifest"}
+    assert _bucket_paths(statements, "s3:GetObject*") == {"drives/*", "drive-outputs/*/extract-inputs.manifest",
+                                                          "drive-outputs/*/manifests/*"}
     assert _bucket_paths(statements, "s3:PutObject") == {"incoming/*", "drive-outputs/*"}
     table_id, _ = table(template)
     on_table = [s for s in statements if table_id in json.dumps(s["Resource"])]
@@ -255,7 +256,8 @@ def test_extraction_role_reads_logs_writes_frames_and_outputs_and_updates_the_ta
 
 def test_builder_role_reads_the_drive_documents_and_writes_drive_outputs_only(template) -> None:
     statements = _role_statements(template, "DriveProcessingBuilderRoleDefaultPolicy")
-    assert _bucket_paths(statements, "s3:GetObject*") == {"results/*", "failures/*", "quarantine/*", "drive-outputs/*"}
+    assert _bucket_paths(statements, "s3:GetObject*") == {"results/*", "async-output/*", "failures/*", "quarantine/*",
+                                                          "drive-outputs/*"}
     assert _bucket_paths(statements, "s3:PutObject") == {"drive-outputs/*"}
     table_id, _ = table(template)
     assert not [s for s in statements if table_id in json.dumps(s)]
@@ -329,3 +331,10 @@ def test_isolated_network_mode_runs_the_drive_jobs_in_the_vpc(isolated_synth, ex
 def test_without_a_vpc_the_drive_jobs_get_none(drive_env) -> None:
     for name, function in drive_env.items():
         assert function["Environment"]["Variables"]["JOB_SUBNETS"] == "", name
+
+
+def test_extraction_skips_what_ingest_would_refuse(env, drive_env) -> None:
+    variables = drive_env["Launcher"]["Environment"]["Variables"]
+    pre = env.config.preprocessing
+    assert (variables["MAX_INPUT_BYTES"], variables["MAX_INPUT_PIXELS"]) == (str(pre.max_input_bytes),
+                                                                             str(pre.max_input_pixels))

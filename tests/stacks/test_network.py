@@ -127,10 +127,12 @@ def test_imported_vpc_is_not_created_and_ssm_references_become_typed_parameters(
         assert types.get("AWS::SSM::Parameter::Value<AWS::EC2::Subnet::Id>") == "/network/private-subnet-b", stack
     # The rollout may resolve the inference stack's SSM-typed parameters (UpdateStack needs it).
     assert check(Assembly.from_directory(env.outdir), Context(account_pinned=True)) == []
-    gateway = next(b for _, _, b in _resources(templates, "AWS::EC2::VPCEndpoint")
-                   if b["Properties"]["VpcEndpointType"] == "Gateway")
-    assert gateway["Properties"]["VpcId"] == "vpc-0123456789abcdef0"
-    assert gateway["Properties"]["RouteTableIds"] == ["rtb-0123456789abcdef0", "rtb-0123456789abcdef1"]
+    gateways = [b for _, _, b in _resources(templates, "AWS::EC2::VPCEndpoint")
+                if b["Properties"]["VpcEndpointType"] == "Gateway"]
+    assert len(gateways) == 2  # S3 and DynamoDB
+    for gateway in gateways:
+        assert gateway["Properties"]["VpcId"] == "vpc-0123456789abcdef0"
+        assert gateway["Properties"]["RouteTableIds"] == ["rtb-0123456789abcdef0", "rtb-0123456789abcdef1"]
 
 
 # -- the endpoints ---------------------------------------------------------------------------------------------------
@@ -148,8 +150,15 @@ def test_endpoints_cover_the_services_with_private_dns_and_scoped_policies(isola
         (statement,) = endpoint["PolicyDocument"]["Statement"]
         assert statement["Condition"] == {"StringEquals": {"aws:PrincipalAccount": "111111111111"}}, service
         assert len(endpoint["SubnetIds"]) == 2 and endpoint["SecurityGroupIds"], service
-    (gateway,) = [p for p in endpoints if p["VpcEndpointType"] == "Gateway"]
-    assert _service(gateway["ServiceName"]).endswith(".s3\"]]}") or gateway["ServiceName"].endswith(".s3")
+    gateways = {_service(p["ServiceName"]).rsplit(".", 1)[-1].rstrip('"]}'): p for p in endpoints
+                if p["VpcEndpointType"] == "Gateway"}
+    assert set(gateways) == {"s3", "dynamodb"}
+    # DynamoDB from inside the VPC: a gateway (the SDK's default endpoint name resolves through the route tables),
+    # limited to the project's drives table and this account.
+    (table,) = gateways["dynamodb"]["PolicyDocument"]["Statement"]
+    assert table["Condition"] == {"StringEquals": {"aws:PrincipalAccount": "111111111111"}}
+    assert all(":table/roadseg-" in json.dumps(r) and "-drives" in json.dumps(r) for r in table["Resource"])
+    gateway = gateways["s3"]
     (statement,) = gateway["PolicyDocument"]["Statement"]
     resources = json.dumps(statement["Resource"])
     for bucket in ("DatasetsBucketArn", "ArtifactsBucketArn", "InferenceBucketArn",

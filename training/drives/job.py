@@ -64,7 +64,8 @@ def record_share(client: Any, table: str, drive_id: str, host: str, extracted: i
     try:
         item = client.update_item(**share_update(table, drive_id, host, extracted))["Attributes"]
     except client.exceptions.ConditionalCheckFailedException:
-        item = client.get_item(TableName=table, Key=share_update(table, drive_id, host, 0)["Key"])["Item"]
+        item = client.get_item(TableName=table, Key=share_update(table, drive_id, host, 0)["Key"],
+                               ConsistentRead=True)["Item"]
     hosts = sorted(item.get(EXTRACTED_HOSTS, {}).get("SS", []))
     if len(hosts) < instances:
         return False
