@@ -51,3 +51,12 @@ def frame_item(frame_key: str) -> str:
     if not frame_key:
         raise ValueError("a frame item needs the frame's key")
     return f"{FRAME_ITEM_PREFIX}{frame_key}"
+
+
+def key_schema() -> dict[str, list[dict[str, str]]]:
+    """The table's keys as CreateTable takes them (the stack declares the same with CDK; the rehearsal and the tests
+    create the table in moto with this)."""
+    return {"KeySchema": [{"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+                          {"AttributeName": SORT_KEY, "KeyType": "RANGE"}],
+            "AttributeDefinitions": [{"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+                                     {"AttributeName": SORT_KEY, "AttributeType": "S"}]}

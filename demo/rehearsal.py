@@ -443,10 +443,7 @@ def _create_resources(aws: AwsClients, config: EnvironmentConfig, names: Names, 
 
     aws("dynamodb").create_table(  # the drives table (stacks/drives.py DriveTable)
         TableName=names.drives_table, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": drive_table.PARTITION_KEY, "KeyType": "HASH"},
-                   {"AttributeName": drive_table.SORT_KEY, "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": drive_table.PARTITION_KEY, "AttributeType": "S"},
-                              {"AttributeName": drive_table.SORT_KEY, "AttributeType": "S"}],
+        **drive_table.key_schema(),
         SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_arn},
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
     aws("cloudformation").create_stack(StackName=names.inference_stack, TemplateBody=json.dumps(template),

@@ -29,7 +29,7 @@ from roadseg_lambda import aws, drive_counts
 from roadseg_lambda.keys import frame_identity
 from roadseg_lambda.settings import get_settings
 
-from contracts.drive_table import DRIVE_ITEM, PARTITION_KEY, SORT_KEY, frame_item
+from contracts.drive_table import DRIVE_ITEM, PARTITION_KEY, SORT_KEY, frame_item, key_schema
 from contracts.drives import DRIVE_ID_METADATA
 
 TABLE = "roadseg-test-drives"
@@ -39,11 +39,7 @@ KEY = "incoming/car-7/front/2026-12-03T08:00:00.000Z.jpg"
 
 def create_table(client: Any) -> None:
     client.create_table(
-        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
-                   {"AttributeName": SORT_KEY, "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"},
-                              {"AttributeName": SORT_KEY, "AttributeType": "S"}])
+        TableName=TABLE, BillingMode="PAY_PER_REQUEST", **key_schema())
 
 
 def drive_item(client: Any, drive: str = DRIVE) -> dict[str, Any]:

@@ -160,10 +160,7 @@ def moto_aws(monkeypatch):
         s3, ddb = boto3.client("s3"), boto3.client("dynamodb")
         s3.create_bucket(Bucket=BUCKET)
         ddb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-                         KeySchema=[{"AttributeName": T.PARTITION_KEY, "KeyType": "HASH"},
-                                    {"AttributeName": T.SORT_KEY, "KeyType": "RANGE"}],
-                         AttributeDefinitions=[{"AttributeName": T.PARTITION_KEY, "AttributeType": "S"},
-                                               {"AttributeName": T.SORT_KEY, "AttributeType": "S"}])
+                         **T.key_schema())
         aws.reset_clients()
         sagemaker = boto3.client("sagemaker")
         monkeypatch.setattr(aws, "sagemaker_client", lambda: sagemaker)

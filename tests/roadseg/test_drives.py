@@ -29,10 +29,7 @@ def aws(offline_aws_env):
         dynamodb = boto3.client("dynamodb")
         dynamodb.create_table(
             TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": table.PARTITION_KEY, "KeyType": "HASH"},
-                       {"AttributeName": table.SORT_KEY, "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": table.PARTITION_KEY, "AttributeType": "S"},
-                                  {"AttributeName": table.SORT_KEY, "AttributeType": "S"}])
+            **table.key_schema())
         yield s3, dynamodb
 
 

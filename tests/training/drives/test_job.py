@@ -31,10 +31,7 @@ def aws(monkeypatch):
         dynamodb = boto3.client("dynamodb")
         dynamodb.create_table(
             TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": T.PARTITION_KEY, "KeyType": "HASH"},
-                       {"AttributeName": T.SORT_KEY, "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": T.PARTITION_KEY, "AttributeType": "S"},
-                                  {"AttributeName": T.SORT_KEY, "AttributeType": "S"}])
+            **T.key_schema())
         dynamodb.put_item(TableName=TABLE, Item={T.PARTITION_KEY: {"S": str(DRIVE)}, T.SORT_KEY: {"S": T.DRIVE_ITEM},
                                                  T.STATUS: {"S": T.EXTRACTING}})
         yield s3, dynamodb
