@@ -143,10 +143,11 @@ def neo_compilation_job_prefix(prefix: str) -> str:
     return f"{prefix}-neo-"
 
 
-def neo_compilation_job_name(prefix: str, version: int, target: str) -> str:
-    """One job per package version and target: a redelivered approval finds it and creates nothing twice.
-    SageMaker job names: 1-63 letters, digits and '-' (targets such as ml_g4dn carry '_')."""
-    name = f"{neo_compilation_job_prefix(prefix)}v{version}-{target.replace('_', '-')}"
+def neo_compilation_job_name(job_prefix: str, version: int, target: str) -> str:
+    """One job per package version and target (``job_prefix``: ``neo_compilation_job_prefix``): a redelivered
+    approval finds it and creates nothing twice. SageMaker job names: 1-63 letters, digits and '-' (targets such as
+    ml_g4dn carry '_')."""
+    name = f"{job_prefix}v{version}-{target.replace('_', '-')}"
     if len(name) > 63:
         raise ValueError(f"compilation job name {name!r} is over 63 characters: shorten the prefix")
     return name

@@ -52,7 +52,7 @@ from botocore.exceptions import ClientError
 
 from contracts.bundle import BUNDLE, NEO_FRAMEWORK, NEO_FRAMEWORK_VERSION, neo_data_input_config
 from contracts.lambda_env import SERVICE_NAMES, EnvironmentContractError, RolloutEnvironment
-from contracts.naming import MODEL_PACKAGE_PARAMETER
+from contracts.naming import MODEL_PACKAGE_PARAMETER, neo_compilation_job_name
 
 DEFAULT_PARAMETER_NAME = MODEL_PACKAGE_PARAMETER
 EVENT_SOURCE = "aws.sagemaker"
@@ -259,7 +259,7 @@ def compilation_jobs(
         if kms_key_arn:
             output["KmsKeyId"] = kms_key_arn
         jobs.append({
-            "CompilationJobName": f"{job_prefix}v{version}-{target.replace('_', '-')}",
+            "CompilationJobName": neo_compilation_job_name(job_prefix, version, target),
             "RoleArn": role_arn,
             "InputConfig": {
                 "S3Uri": bundle + BUNDLE.neo_archive,

@@ -73,6 +73,23 @@ def _resources(env: Any, instance_type: str, count: int) -> dict[str, Any]:
                               "VolumeSizeInGB": env.volume_size_gb, "VolumeKmsKeyId": env.kms_key_arn}}
 
 
+def _job_request(env: Any, drive: DriveId, kind: str, role_arn: str, arguments: list[str], inputs: list[dict],
+                 instance_type: str, count: int, *, isolated: bool) -> dict[str, Any]:
+    """What both drive jobs' requests share: name, role, the entry script's ``drive-job`` module, code inputs,
+    resources, runtime, network and the drive tag."""
+    return {
+        "ProcessingJobName": drive_job_name(env.job_prefix, kind, str(drive)),
+        "RoleArn": role_arn,
+        "AppSpecification": {"ImageUri": env.processing_image, "ContainerEntrypoint": ENTRYPOINT,
+                             "ContainerArguments": ["drive-job", *arguments]},
+        "ProcessingInputs": _code_inputs(env) + inputs,
+        "ProcessingResources": _resources(env, instance_type, count),
+        "StoppingCondition": {"MaxRuntimeInSeconds": env.max_runtime_seconds},
+        "NetworkConfig": _network(env, isolated=isolated),
+        "Tags": [{"Key": "roadseg:drive", "Value": str(drive)}],
+    }
+
+
 def shard_keys(log_keys: Sequence[str]) -> list[str]:
     """The keys worth sharding across instances: a ROS 2 bag directory stored as several MCAP files (each MCAP file
     is self-contained; sqlite3 storage is not split). Empty: one instance reads the drive."""
@@ -117,19 +134,9 @@ def extraction_request(env: Any, drive: DriveId, log_keys: Sequence[str], *, sha
         arguments += ["--max-bytes", str(max_bytes)]
     if max_pixels:
         arguments += ["--max-pixels", str(max_pixels)]
-    return {
-        "ProcessingJobName": drive_job_name(env.job_prefix, "extract", str(drive)),
-        "RoleArn": env.extraction_role_arn,
-        "AppSpecification": {"ImageUri": env.processing_image,
-                             "ContainerEntrypoint": ENTRYPOINT,
-                             "ContainerArguments": ["drive-job", *arguments]},
-        "ProcessingInputs": _code_inputs(env) + logs,
-        "ProcessingResources": _resources(env, env.extraction_instance_type, count),
-        "StoppingCondition": {"MaxRuntimeInSeconds": env.max_runtime_seconds},
-        # OFF on purpose (see the module docstring): frames need S3 user metadata, the counters need DynamoDB.
-        "NetworkConfig": _network(env, isolated=False),
-        "Tags": [{"Key": "roadseg:drive", "Value": str(drive)}],
-    }
+    # Network isolation OFF on purpose (see the module docstring): frames need S3 user metadata, the counters DynamoDB.
+    return _job_request(env, drive, "extract", env.extraction_role_arn, arguments, logs,
+                        env.extraction_instance_type, count, isolated=False)
 
 
 def build_request(env: Any, drive: DriveId, input_manifest_uri: str) -> dict[str, Any]:
@@ -145,13 +152,9 @@ def build_request(env: Any, drive: DriveId, input_manifest_uri: str) -> dict[str
     drive_local = f"{OUTPUT_DIR}/{drive.vehicle}/{drive.drive}"
     timeline_local = f"{OUTPUT_DIR}/{TIMELINE_TABLE_PREFIX[len(INFERENCE.drive_outputs):].rstrip('/')}"
     return {
-        "ProcessingJobName": drive_job_name(env.job_prefix, "build", str(drive)),
-        "RoleArn": env.builder_role_arn,
-        "AppSpecification": {"ImageUri": env.processing_image,
-                             "ContainerEntrypoint": ENTRYPOINT,
-                             "ContainerArguments": ["drive-job", *arguments]},
-        "ProcessingInputs": _code_inputs(env) + [
-            _input("documents", input_manifest_uri, DOCUMENTS_DIR, data_type="ManifestFile")],
+        **_job_request(env, drive, "build", env.builder_role_arn, arguments,
+                       [_input("documents", input_manifest_uri, DOCUMENTS_DIR, data_type="ManifestFile")],
+                       env.builder_instance_type, 1, isolated=True),
         "ProcessingOutputConfig": {"KmsKeyId": env.kms_key_arn, "Outputs": [
             {"OutputName": "drive", "AppManaged": False,
              "S3Output": {"S3Uri": s3_uri(bucket, outputs.prefix), "LocalPath": drive_local,
@@ -160,10 +163,6 @@ def build_request(env: Any, drive: DriveId, input_manifest_uri: str) -> dict[str
              "S3Output": {"S3Uri": s3_uri(bucket, TIMELINE_TABLE_PREFIX), "LocalPath": timeline_local,
                           "S3UploadMode": "EndOfJob"}},
         ]},
-        "ProcessingResources": _resources(env, env.builder_instance_type, 1),
-        "StoppingCondition": {"MaxRuntimeInSeconds": env.max_runtime_seconds},
-        "NetworkConfig": _network(env, isolated=True),
-        "Tags": [{"Key": "roadseg:drive", "Value": str(drive)}],
     }
 
 
