@@ -12,6 +12,9 @@ import hashlib
 DATA, TRAINING, INFERENCE = "Data", "Training", "Inference"
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
 VARIANT_NAME = "AllTraffic"  # the one production variant of each endpoint
+# The value of the serving-package SSM parameter while no package is approved for the environment (an SSM String
+# value cannot be empty: https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html).
+NO_MODEL_PACKAGE = "none"
 
 # CloudFormation output keys (stack outputs, read with DescribeStacks).
 DATASETS_BUCKET_NAME = "DatasetsBucketName"
@@ -71,6 +74,13 @@ def inference_stack_name(prefix: str) -> str:
 def export_name(prefix: str, key: str) -> str:
     """``roadseg-dev``, ``DataKeyArn`` -> ``roadseg-dev:DataKeyArn``: stable, so IAM acknowledgments can name it."""
     return f"{prefix}:{key}"
+
+
+def serving_package_parameter(prefix: str) -> str:
+    """The SSM parameter holding the model package approved for serving (the rollout writes it; the inference
+    stack's ``ModelPackageArn`` parameter is SSM-typed and re-reads it on every deploy). Under ``/roadseg/``: SSM
+    refuses names that begin with ``aws`` or ``ssm``, which a prefix may."""
+    return f"/roadseg/{prefix}/serving/model-package-arn"
 
 
 def realtime_endpoint_name(prefix: str) -> str:

@@ -5,41 +5,51 @@ changes, ``source: aws.sagemaker``, ``detail-type: SageMaker Model Package State
 are ``id`` and ``detail.ModelPackageGroupName``, ``detail.ModelPackageArn`` (else ``resources[0]``),
 ``detail.ModelApprovalStatus`` and ``detail.ModelPackageVersion``.
 
-CloudFormation stays the owner of the endpoints: the function re-deploys the stack's previous template
-with only the package parameter changed (every other parameter ``UsePreviousValue``, tags, role and
-notifications left as they are), and the endpoints' deployment policy does the rest. Steps:
+The stack's ``ModelPackageArn`` is SSM-typed (``AWS::SSM::Parameter::Value<String>``): its value is the name of
+the serving SSM parameter, and CloudFormation re-reads that parameter on every create and update (``ResolvedValue``
+in DescribeStacks). The function writes the approved ARN into the SSM parameter, then re-deploys the stack's
+previous template with every parameter ``UsePreviousValue`` (tags, role and notifications left as they are), and
+the endpoints' deployment policy does the rest. What it wrote survives every later deploy (`cdk deploy`, the
+delivery pipeline, a manual update), none of which passes the parameter. Steps:
 
 1. ignore events of another group or with a status other than Approved (no AWS call);
 2. ignore the event if the package is no longer Approved (``DescribeModelPackage``: events may arrive
    late or out of order, e.g. approved then rejected a minute later);
-3. ``DescribeStacks``: the parameter already holds the ARN -> skipped (a re-delivered event does nothing
-   twice); the stack is ``*_IN_PROGRESS`` -> :class:`RolloutRetryableError` (the async invocation is
-   retried, then lands in the DLQ); the stack is in a state no update can leave (ROLLBACK_COMPLETE,
-   *_FAILED, DELETE_*) -> :class:`RolloutError`;
-4. ``UpdateStack`` with ``ClientRequestToken`` derived from the event id (retries of one event are one
+3. ``DescribeStacks``: the parameter already resolves to the ARN -> skipped (a re-delivered event does nothing
+   twice); the parameter is not SSM-typed (no ``ResolvedValue``) or the stack is in a state no update can leave
+   (ROLLBACK_COMPLETE, *_FAILED, DELETE_*) -> :class:`RolloutError`;
+4. ``PutParameter`` of the ARN into the serving SSM parameter (from now on every deploy serves it);
+5. the stack is ``*_IN_PROGRESS`` (e.g. a pipeline deploy): wait, polling DescribeStacks every
+   ``WAIT_POLL_SECONDS``, until it settles or the invocation's time runs out -> :class:`RolloutRetryableError`
+   (Lambda retries the async invocation twice, then it lands in the DLQ; the next deploy serves the package anyway);
+6. ``UpdateStack`` with ``ClientRequestToken`` derived from the event id (retries of one event are one
    request to CloudFormation). "No updates are to be performed" -> skipped. Any other error is raised.
 
-5. SageMaker Neo (only with NEO_TARGETS): for an approved package, rolled out now or before, one compilation job per
+7. SageMaker Neo (only with NEO_TARGETS): for an approved package, rolled out now or before, one compilation job per
    target from its edge bundle (``EdgeBundle`` and ``ServingSize`` in the package's customer metadata, written by the
    pipeline's ExportModel/RegisterModel steps): input ``<bundle>neo/model.tar.gz`` (framework MXNET 1.8, data
    ``[1, 3, H, W]``), output ``<bundle>compiled/<target>/``. Job names are per version and target, so a redelivered
-   event finds its jobs (ResourceInUse) and creates nothing twice. :func:`compilation_jobs` is the pure part.
+   event finds its jobs (ResourceInUse) and creates nothing twice. In isolated-network mode (NEO_SUBNETS,
+   NEO_SECURITY_GROUPS) each job gets that ``VpcConfig`` (https://docs.aws.amazon.com/sagemaker/latest/dg/neo-vpc.html).
+   :func:`compilation_jobs` is the pure part.
 
 Environment (``contracts.lambda_env.RolloutEnvironment``): STACK_NAME (required, the inference stack),
 MODEL_PACKAGE_GROUP (required), PARAMETER_NAME (default ``ModelPackageArn``), NEO_TARGETS, NEO_ROLE_ARN,
-NEO_KMS_KEY_ARN, NEO_JOB_PREFIX. Returns ``{"action": "ignored" | "skipped" | "updated", "reason": ...,
-"compilation_jobs": [...], ...}``. The decision is the pure function :func:`decide`; the handler only fetches its
-inputs and acts.
+NEO_KMS_KEY_ARN, NEO_JOB_PREFIX, NEO_SUBNETS, NEO_SECURITY_GROUPS. Returns ``{"action": "ignored" | "skipped" |
+"updated", "reason": ..., "compilation_jobs": [...], ...}``. The decision is the pure function :func:`decide`; the
+handler only fetches its inputs and acts.
 
 IAM: cloudformation:DescribeStacks and cloudformation:UpdateStack on the stack; sagemaker:DescribeModelPackage
-on the group's packages; plus what the stack update itself needs (the caller's credentials are used unless
-the stack has a service role).
+on the group's packages; ssm:PutParameter on the serving parameter, ssm:GetParameters on the stack's SSM-typed
+parameters (UpdateStack resolves them with the caller's credentials); plus what the stack update itself needs (the
+caller's credentials are used unless the stack has a service role).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -78,6 +88,8 @@ NEO_MAX_RUNTIME_SECONDS = 900
 _SERVING_SIZE = re.compile(r"^(\d{2,4})x(\d{2,4})$")
 _BUSY_MESSAGE = re.compile(r"_IN_PROGRESS state", re.I)
 _TOKEN_CHARS = re.compile(r"[^a-zA-Z0-9-]")
+# Waiting for a busy stack: poll this often, and stop this long before the invocation's timeout.
+WAIT_POLL_SECONDS, WAIT_MARGIN_SECONDS = 20, 30
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_NAMES["rollout"]))
@@ -126,7 +138,8 @@ class ApprovalEvent:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with one event. ``action``: ignored, skipped, update, retry or blocked."""
+    """What to do with one event. ``action``: ignored, skipped, update, retry or blocked. ``serving_parameter``: the
+    SSM parameter the stack's package parameter reads (update and retry write the ARN there first)."""
 
     action: str
     reason: str
@@ -135,6 +148,7 @@ class Decision:
     previous_arn: str | None = None
     parameters: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     client_request_token: str | None = None
+    serving_parameter: str | None = None
 
 
 def client_request_token(event_id: str, arn: str) -> str:
@@ -194,31 +208,38 @@ def decide(
     arn, version = approval.arn, approval.version
     if current_approval_status is not None and current_approval_status != APPROVED:
         return Decision("ignored", f"the package is no longer approved (now {current_approval_status})", arn, version)
-    values = {p.get("ParameterKey"): p.get("ParameterValue") for p in current_parameters or []}
-    if parameter_name not in values:
+    entries = {p.get("ParameterKey"): p for p in current_parameters or []}
+    if parameter_name not in entries:
         return Decision(
             "blocked",
             f"the stack has no parameter {parameter_name!r} (it has: "
-            f"{', '.join(sorted(str(k) for k in values)) or 'none'})",
+            f"{', '.join(sorted(str(k) for k in entries)) or 'none'})",
             arn,
             version,
         )
-    previous = values[parameter_name]
+    entry = entries[parameter_name]
+    if "ResolvedValue" not in entry:
+        return Decision(
+            "blocked",
+            f"the stack's parameter {parameter_name!r} is not SSM-typed (DescribeStacks gives it no ResolvedValue): "
+            "deploy the current template once (make deploy or the pipeline), then approve again",
+            arn,
+            version,
+        )
+    serving_parameter, previous = entry.get("ParameterValue"), entry.get("ResolvedValue")
     if previous == arn:
-        return Decision("skipped", "already deployed", arn, version, previous)
+        return Decision("skipped", "already deployed", arn, version, previous, serving_parameter=serving_parameter)
     status = stack_status or ""
-    if status.endswith("_IN_PROGRESS"):
-        return Decision("retry", f"the stack is {status}: another operation is running", arn, version, previous)
     if status in BLOCKED_STATES:
         return Decision(
             "blocked", f"the stack is {status}: it cannot be updated until an operator fixes it", arn, version, previous
         )
-    parameters = tuple(
-        {"ParameterKey": parameter_name, "ParameterValue": arn}
-        if key == parameter_name
-        else {"ParameterKey": key, "UsePreviousValue": True}
-        for key in values
-    )
+    # Every parameter as it was: the SSM-typed one re-resolves to what the function writes into SSM first.
+    parameters = tuple({"ParameterKey": key, "UsePreviousValue": True} for key in entries)
+    token = client_request_token(approval.event_id, arn)
+    if status.endswith("_IN_PROGRESS"):
+        return Decision("retry", f"the stack is {status}: another operation is running", arn, version, previous,
+                        parameters, token, serving_parameter)
     return Decision(
         "update",
         f"deploy version {version}" if version is not None else "deploy the approved package",
@@ -226,8 +247,16 @@ def decide(
         version,
         previous,
         parameters,
-        client_request_token(approval.event_id, arn),
+        token,
+        serving_parameter,
     )
+
+
+def wait_budget_seconds(remaining_ms: int | None) -> float:
+    """How long this invocation may still wait for a busy stack (0 without a Lambda context)."""
+    if remaining_ms is None:
+        return 0.0
+    return max(0.0, remaining_ms / 1000 - WAIT_MARGIN_SECONDS)
 
 
 def compilation_jobs(
@@ -238,9 +267,12 @@ def compilation_jobs(
     job_prefix: str,
     role_arn: str,
     kms_key_arn: str | None,
+    subnets: Sequence[str] = (),
+    security_groups: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """CreateCompilationJob requests for an approved package's edge bundle, one per Neo target; RolloutError when
-    the package does not say where its bundle is or at which size it was exported."""
+    the package does not say where its bundle is or at which size it was exported. With ``subnets`` (isolated
+    network mode) every job runs in the VPC (``VpcConfig``: neo-vpc.html)."""
     if not targets:
         return []
     metadata = metadata or {}
@@ -270,6 +302,8 @@ def compilation_jobs(
             "OutputConfig": output,
             "StoppingCondition": {"MaxRuntimeInSeconds": NEO_MAX_RUNTIME_SECONDS},
         })
+        if subnets:
+            jobs[-1]["VpcConfig"] = {"Subnets": list(subnets), "SecurityGroupIds": list(security_groups)}
     return jobs
 
 
@@ -286,6 +320,15 @@ def sagemaker_client() -> Any:
     return boto3.client("sagemaker", config=_CLIENT_CONFIG)
 
 
+@lru_cache(maxsize=1)
+def ssm_client() -> Any:
+    return boto3.client("ssm", config=_CLIENT_CONFIG)
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def _environment() -> RolloutEnvironment:
     try:
         env = RolloutEnvironment.from_env(os.environ)
@@ -295,6 +338,8 @@ def _environment() -> RolloutEnvironment:
         raise RolloutError(str(exc)) from None
     if env.neo_targets and not (env.neo_role_arn and env.neo_job_prefix):
         raise RolloutError("NEO_TARGETS is set without NEO_ROLE_ARN and NEO_JOB_PREFIX")
+    if bool(env.neo_subnets) != bool(env.neo_security_groups):
+        raise RolloutError("NEO_SUBNETS and NEO_SECURITY_GROUPS must be set together (the jobs' VpcConfig)")
     return env
 
 
@@ -302,7 +347,8 @@ def _compile(env: RolloutEnvironment, package: Mapping[str, Any], version: int |
     """Create the package's Neo compilation jobs (none without NEO_TARGETS); an existing one is left as it is."""
     requests = compilation_jobs(package.get("CustomerMetadataProperties"), version, targets=env.neo_targets,
                                 job_prefix=env.neo_job_prefix or "", role_arn=env.neo_role_arn or "",
-                                kms_key_arn=env.neo_kms_key_arn)
+                                kms_key_arn=env.neo_kms_key_arn, subnets=env.neo_subnets or (),
+                                security_groups=env.neo_security_groups or ())
     created = []
     for request in requests:
         name = request["CompilationJobName"]
@@ -342,24 +388,36 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     arn = ApprovalEvent.parse(event).arn
     package = sagemaker_client().describe_model_package(ModelPackageName=arn)
     approval = package.get("ModelApprovalStatus")
-    stacks = cloudformation_client().describe_stacks(StackName=stack_name)["Stacks"]
-    if not stacks:
-        raise RolloutError(f"stack {stack_name} not found")
-    stack = stacks[0]
-    decision = decide(
-        event,
-        stack.get("Parameters", []),
-        stack.get("StackStatus"),
-        model_package_group=group,
-        parameter_name=parameter_name,
-        current_approval_status=approval,
-    )
+
+    def fetch_and_decide() -> Decision:
+        stacks = cloudformation_client().describe_stacks(StackName=stack_name)["Stacks"]
+        if not stacks:
+            raise RolloutError(f"stack {stack_name} not found")
+        return decide(event, stacks[0].get("Parameters", []), stacks[0].get("StackStatus"),
+                      model_package_group=group, parameter_name=parameter_name, current_approval_status=approval)
+
+    decision = fetch_and_decide()
     if decision.action == "ignored":
         return _result(decision, stack_name)
     if decision.action == "skipped":
         return _result(decision, stack_name, compilation_jobs=_compile(env, package, decision.model_package_version))
+    if decision.action == "blocked":
+        raise RolloutError(f"{stack_name}: {decision.reason}; {arn} was not rolled out")
+    # First the SSM parameter: from here on every deploy of the stack (this update, a pipeline run, cdk deploy)
+    # serves the package, even if this invocation ends before the stack is free.
+    ssm_client().put_parameter(Name=decision.serving_parameter, Value=arn, Type="String", Overwrite=True)
+    budget = wait_budget_seconds(context.get_remaining_time_in_millis() if context is not None else None)
+    waited = 0.0
+    while decision.action == "retry" and waited + WAIT_POLL_SECONDS <= budget:
+        _sleep(WAIT_POLL_SECONDS)
+        waited += WAIT_POLL_SECONDS
+        decision = fetch_and_decide()
+    if decision.action in ("skipped", "ignored"):  # another invocation rolled it out (or it was withdrawn) meanwhile
+        return _result(decision, stack_name, compilation_jobs=_compile(env, package, decision.model_package_version)
+                       if decision.action == "skipped" else [])
     if decision.action == "retry":
-        raise RolloutRetryableError(f"{stack_name}: {decision.reason}; retry rolling out {arn}")
+        raise RolloutRetryableError(f"{stack_name}: {decision.reason} (waited {waited:.0f} s); {arn} is in "
+                                    f"{decision.serving_parameter}, so the next deploy serves it; retry rolling out")
     if decision.action == "blocked":
         raise RolloutError(f"{stack_name}: {decision.reason}; {arn} was not rolled out")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 
 import boto3
 import pytest
@@ -14,28 +13,24 @@ from moto import mock_aws
 # The handlers live in lambda/ (the function's code root, on pytest's pythonpath), which is not a package.
 rollout = importlib.import_module("rollout")
 RolloutError, RolloutRetryableError, decide = rollout.RolloutError, rollout.RolloutRetryableError, rollout.decide
-CLIENT_FACTORIES = (rollout.cloudformation_client, rollout.sagemaker_client)
+CLIENT_FACTORIES = (rollout.cloudformation_client, rollout.sagemaker_client, rollout.ssm_client)
 
 REGION = "us-east-1"
 GROUP = "roadseg-dev-segmentation"
 STACK = "RoadsegDevInference"
+SERVING = "/roadseg/roadseg-dev/serving/model-package-arn"
 OLD_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:model-package/{GROUP}/1"
 NEW_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:model-package/{GROUP}/2"
 EVENT_ID = "5ad8e4f2-1b4c-8d8e-7c1f-3e3a1c9e0b21"
+# DescribeStacks' Parameters of the inference stack: the SSM-typed package parameter carries the SSM name as its
+# value and what it resolved to at the last create/update (API_Parameter: ResolvedValue).
 PARAMETERS = [
-    {"ParameterKey": "ModelPackageArn", "ParameterValue": OLD_ARN},
+    {"ParameterKey": "ModelPackageArn", "ParameterValue": SERVING, "ResolvedValue": OLD_ARN},
     {"ParameterKey": "RealtimeInstanceType", "ParameterValue": "ml.g5.xlarge"},
-    {"ParameterKey": "BootstrapVersion", "ParameterValue": "/cdk-bootstrap/hnb659fds/version"},
+    {"ParameterKey": "BootstrapVersion", "ParameterValue": "/cdk-bootstrap/hnb659fds/version", "ResolvedValue": "30"},
 ]
-TEMPLATE = {
-    "AWSTemplateFormatVersion": "2010-09-09",
-    "Parameters": {
-        "ModelPackageArn": {"Type": "String", "Default": ""},
-        "RealtimeInstanceType": {"Type": "String", "Default": "ml.g4dn.xlarge"},
-        "BootstrapVersion": {"Type": "String", "Default": "/cdk-bootstrap/hnb659fds/version"},
-    },
-    "Resources": {"Topic": {"Type": "AWS::SNS::Topic", "Properties": {"DisplayName": {"Ref": "RealtimeInstanceType"}}}},
-}
+ALL_PREVIOUS = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True} for p in PARAMETERS]
+DEPLOYED = [{**PARAMETERS[0], "ResolvedValue": NEW_ARN}, *PARAMETERS[1:]]
 
 
 def event(arn: str = NEW_ARN, status: str = "Approved", group: str = GROUP, event_id: str = EVENT_ID) -> dict:
@@ -69,23 +64,18 @@ def _decide(evt: dict, parameters=PARAMETERS, status: str = "UPDATE_COMPLETE", *
 
 # ---------------------------------------------------------------------------------- pure decision
 
-
-def test_approved_event_updates_only_the_package_parameter():
+def test_approved_event_updates_the_stack_with_every_previous_value():
     decision = _decide(event())
     assert decision.action == "update"
     assert decision.model_package_arn == NEW_ARN and decision.previous_arn == OLD_ARN
-    assert decision.model_package_version == 2
-    assert list(decision.parameters) == [
-        {"ParameterKey": "ModelPackageArn", "ParameterValue": NEW_ARN},
-        {"ParameterKey": "RealtimeInstanceType", "UsePreviousValue": True},
-        {"ParameterKey": "BootstrapVersion", "UsePreviousValue": True},
-    ]
+    assert decision.model_package_version == 2 and decision.serving_parameter == SERVING
+    # No parameter value: the SSM-typed package parameter re-resolves to what the handler writes into SSM first.
+    assert list(decision.parameters) == ALL_PREVIOUS
     assert decision.client_request_token == f"roadseg-rollout-{EVENT_ID}"
 
 
 def test_redelivered_event_is_skipped():
-    current = [{"ParameterKey": "ModelPackageArn", "ParameterValue": NEW_ARN}]
-    decision = _decide(event(), current, "UPDATE_IN_PROGRESS")
+    decision = _decide(event(), DEPLOYED, "UPDATE_IN_PROGRESS")
     assert (decision.action, decision.reason) == ("skipped", "already deployed")
 
 
@@ -103,9 +93,10 @@ def test_other_groups_and_other_events_are_ignored():
 
 @pytest.mark.parametrize("status", ["UPDATE_IN_PROGRESS", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
                                     "UPDATE_ROLLBACK_IN_PROGRESS", "CREATE_IN_PROGRESS", "REVIEW_IN_PROGRESS"])
-def test_busy_stack_means_retry(status):
+def test_busy_stack_means_retry_and_still_names_the_ssm_parameter(status):
     decision = _decide(event(), status=status)
     assert decision.action == "retry" and status in decision.reason
+    assert decision.serving_parameter == SERVING and list(decision.parameters) == ALL_PREVIOUS
 
 
 @pytest.mark.parametrize("status", ["ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED", "DELETE_FAILED"])
@@ -121,9 +112,16 @@ def test_settled_stack_is_updated(status):
 def test_stack_without_the_parameter_is_blocked():
     decision = _decide(event(), [{"ParameterKey": "Other", "ParameterValue": "x"}])
     assert decision.action == "blocked" and "no parameter 'ModelPackageArn'" in decision.reason
-    custom = decide(event(), [{"ParameterKey": "Pkg", "ParameterValue": OLD_ARN}], "UPDATE_COMPLETE",
-                    model_package_group=GROUP, parameter_name="Pkg")
-    assert custom.parameters == ({"ParameterKey": "Pkg", "ParameterValue": NEW_ARN},)
+    custom = decide(event(), [{"ParameterKey": "Pkg", "ParameterValue": "/x/pkg", "ResolvedValue": OLD_ARN}],
+                    "UPDATE_COMPLETE", model_package_group=GROUP, parameter_name="Pkg")
+    assert custom.serving_parameter == "/x/pkg" and custom.parameters == ({"ParameterKey": "Pkg",
+                                                                           "UsePreviousValue": True},)
+
+
+def test_a_package_parameter_that_is_not_ssm_typed_is_blocked():
+    """A stack still on the old template (a plain String parameter, which the next deploy would reset)."""
+    decision = _decide(event(), [{"ParameterKey": "ModelPackageArn", "ParameterValue": OLD_ARN}])
+    assert decision.action == "blocked" and "not SSM-typed" in decision.reason
 
 
 def test_package_no_longer_approved_is_ignored():
@@ -147,7 +145,15 @@ def test_client_request_token_is_valid_for_cloudformation():
     assert rollout.client_request_token("", NEW_ARN) == f"roadseg-rollout-{GROUP}-2"
 
 
-# --------------------------------------------------------------------------- handler on moto
+def test_wait_budget_leaves_a_margin_before_the_timeout():
+    assert rollout.wait_budget_seconds(None) == 0
+    assert rollout.wait_budget_seconds(10_000) == 0
+    assert rollout.wait_budget_seconds(900_000) == 900 - rollout.WAIT_MARGIN_SECONDS
+
+
+# ------------------------------------------- handler: SageMaker and SSM on moto, CloudFormation stubbed
+# moto's CloudFormation does not return ResolvedValue for SSM-typed parameters, so DescribeStacks/UpdateStack are
+# stubbed with the shapes botocore validates; the registry and the SSM parameter are moto's.
 
 
 @pytest.fixture
@@ -157,8 +163,8 @@ def env(monkeypatch, tmp_path):
                        "AWS_CONFIG_FILE": str(tmp_path / "none"), "STACK_NAME": STACK,
                        "MODEL_PACKAGE_GROUP": GROUP}.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("PARAMETER_NAME", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name in ("PARAMETER_NAME", "AWS_PROFILE", "NEO_TARGETS", "NEO_SUBNETS", "NEO_SECURITY_GROUPS"):
+        monkeypatch.delenv(name, raising=False)
     for factory in CLIENT_FACTORIES:
         factory.cache_clear()  # clients made under another test's moto/credentials must not leak in
     yield
@@ -175,134 +181,115 @@ def _package(sm, status: str) -> str:
     )["ModelPackageArn"]
 
 
+def _describe(status: str = "UPDATE_COMPLETE", parameters=PARAMETERS) -> dict:
+    return {"Stacks": [{"StackName": STACK, "CreationTime": 0, "StackStatus": status, "Parameters": parameters}]}
+
+
+class Context:
+    """A Lambda context with a fixed time budget."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
 @pytest.fixture
-def world(env):
-    """moto: the inference stack serving version 1, and version 2 approved in the registry."""
+def world(env, monkeypatch):
+    """moto: versions 1 and 2 approved, the serving SSM parameter naming version 1; CloudFormation stubbed."""
     with mock_aws():
         sm = boto3.client("sagemaker", region_name=REGION)
         sm.create_model_package_group(ModelPackageGroupName=GROUP)
-        v1 = _package(sm, "Approved")
-        v2 = _package(sm, "Approved")
-        assert (v1, v2) == (OLD_ARN, NEW_ARN)
+        assert (_package(sm, "Approved"), _package(sm, "Approved")) == (OLD_ARN, NEW_ARN)
+        ssm = boto3.client("ssm", region_name=REGION)
+        ssm.put_parameter(Name=SERVING, Value=OLD_ARN, Type="String")
         cfn = boto3.client("cloudformation", region_name=REGION)
-        cfn.create_stack(StackName=STACK, TemplateBody=json.dumps(TEMPLATE), Parameters=PARAMETERS,
-                         Tags=[{"Key": "project", "Value": "roadseg"}], Capabilities=["CAPABILITY_IAM"])
-        calls: list[dict] = []
-        client = rollout.cloudformation_client()
-        client.meta.events.register("provide-client-params.cloudformation.UpdateStack",
-                                    lambda params, **_: calls.append(dict(params)))
-        yield cfn, sm, calls
+        stub = Stubber(cfn)
+        monkeypatch.setattr(rollout, "cloudformation_client", lambda: cfn)
+        slept: list[float] = []
+        monkeypatch.setattr(rollout, "_sleep", slept.append)
+        with stub:
+            yield stub, sm, ssm, slept
 
 
-def _stack(cfn) -> dict:
-    return cfn.describe_stacks(StackName=STACK)["Stacks"][0]
+def _serving(ssm) -> str:
+    return ssm.get_parameter(Name=SERVING)["Parameter"]["Value"]
 
 
-def test_handler_rolls_out_an_approved_package(world):
-    cfn, _, calls = world
+UPDATE = {"StackName": STACK, "UsePreviousTemplate": True, "Parameters": ALL_PREVIOUS,
+          "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+          "ClientRequestToken": f"roadseg-rollout-{EVENT_ID}"}
+STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/x/1"
+
+
+def test_handler_writes_ssm_then_updates_the_stack_once(world):
+    stub, _, ssm, _ = world
+    stub.add_response("describe_stacks", _describe(), {"StackName": STACK})
+    stub.add_response("update_stack", {"StackId": STACK_ID}, UPDATE)  # Stubber checks the exact request
     result = rollout.handler(event(), None)
     assert result["action"] == "updated" and result["model_package_arn"] == NEW_ARN
-    assert result["previous_model_package_arn"] == OLD_ARN and result["stack_name"] == STACK
-    assert len(calls) == 1
-    call = calls[0]
-    assert call["UsePreviousTemplate"] is True and call["ClientRequestToken"] == f"roadseg-rollout-{EVENT_ID}"
-    assert call["Capabilities"] == ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
-    assert call["Parameters"][0] == {"ParameterKey": "ModelPackageArn", "ParameterValue": NEW_ARN}
-    assert all(p == {"ParameterKey": p["ParameterKey"], "UsePreviousValue": True} for p in call["Parameters"][1:])
-    assert "Tags" not in call  # omitted: CloudFormation keeps the stack's tags
+    assert result["previous_model_package_arn"] == OLD_ARN and result["stack_id"] == STACK_ID
+    assert _serving(ssm) == NEW_ARN  # what every later deploy resolves
+    stub.assert_no_pending_responses()
 
-    stack = _stack(cfn)
-    values = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
-    assert values == {"ModelPackageArn": NEW_ARN, "RealtimeInstanceType": "ml.g5.xlarge",
-                      "BootstrapVersion": "/cdk-bootstrap/hnb659fds/version"}
-    assert stack["Tags"] == [{"Key": "project", "Value": "roadseg"}]
-
-    # The same event again (EventBridge at-least-once delivery, Lambda retry): nothing happens twice.
+    # The same event again once the update resolved it: nothing happens twice.
+    stub.add_response("describe_stacks", _describe(parameters=DEPLOYED), {"StackName": STACK})
     again = rollout.handler(event(), None)
     assert (again["action"], again["reason"]) == ("skipped", "already deployed")
-    assert len(calls) == 1
+    stub.assert_no_pending_responses()
 
 
-def test_handler_ignores_rejections_and_other_groups_without_aws_calls(world, monkeypatch):
-    _, _, calls = world
-
+def test_handler_ignores_rejections_and_other_groups_without_aws_calls(env, monkeypatch):
     def no_client():
         raise AssertionError("an ignored event must not call AWS")
 
-    monkeypatch.setattr(rollout, "cloudformation_client", no_client)
-    monkeypatch.setattr(rollout, "sagemaker_client", no_client)
+    for name in ("cloudformation_client", "sagemaker_client", "ssm_client"):
+        monkeypatch.setattr(rollout, name, no_client)
     rejected = rollout.handler(event(status="Rejected"), None)
     assert rejected["action"] == "ignored" and "'Rejected'" in rejected["reason"]
     other = rollout.handler(event(group="other-group"), None)
     assert other["action"] == "ignored" and "other-group" in other["reason"]
-    assert calls == []
 
 
 def test_handler_ignores_an_approval_that_was_withdrawn(world):
-    cfn, sm, calls = world
+    stub, sm, ssm, _ = world
     sm.update_model_package(ModelPackageArn=NEW_ARN, ModelApprovalStatus="Rejected")
+    stub.add_response("describe_stacks", _describe(), {"StackName": STACK})
     result = rollout.handler(event(), None)
     assert result["action"] == "ignored" and "no longer approved" in result["reason"]
-    assert calls == [] and _stack(cfn)["Parameters"][0]["ParameterValue"] == OLD_ARN
+    assert _serving(ssm) == OLD_ARN
 
 
-def test_handler_uses_the_configured_parameter_name(world, monkeypatch):
-    cfn, _, calls = world
-    monkeypatch.setenv("PARAMETER_NAME", "RealtimeInstanceType")
-    assert rollout.handler(event(), None)["action"] == "updated"
-    assert calls[-1]["Parameters"] == [
-        {"ParameterKey": "ModelPackageArn", "UsePreviousValue": True},
-        {"ParameterKey": "RealtimeInstanceType", "ParameterValue": NEW_ARN},
-        {"ParameterKey": "BootstrapVersion", "UsePreviousValue": True},
-    ]
-    values = {p["ParameterKey"]: p["ParameterValue"] for p in _stack(cfn)["Parameters"]}
-    assert values["ModelPackageArn"] == OLD_ARN and values["RealtimeInstanceType"] == NEW_ARN
-
-
-# ------------------------------------------------------------------------- handler with Stubber
-
-
-def _stubbed(monkeypatch, stack_status: str = "UPDATE_COMPLETE", parameters=PARAMETERS) -> Stubber:
-    cfn = boto3.client("cloudformation", region_name=REGION)
-    sm = boto3.client("sagemaker", region_name=REGION)
-    cfn_stub, sm_stub = Stubber(cfn), Stubber(sm)
-    sm_stub.add_response("describe_model_package", {
-        "ModelPackageName": GROUP, "ModelPackageArn": NEW_ARN, "CreationTime": 0, "ModelPackageStatus": "Completed",
-        "ModelPackageStatusDetails": {"ValidationStatuses": []}, "ModelApprovalStatus": "Approved"},
-        {"ModelPackageName": NEW_ARN})
-    cfn_stub.add_response("describe_stacks", {"Stacks": [{
-        "StackName": STACK, "CreationTime": 0, "StackStatus": stack_status, "Parameters": parameters}]},
-        {"StackName": STACK})
-    cfn_stub.activate()
-    sm_stub.activate()
-    monkeypatch.setattr(rollout, "cloudformation_client", lambda: cfn)
-    monkeypatch.setattr(rollout, "sagemaker_client", lambda: sm)
-    return cfn_stub
-
-
-def test_exactly_one_update_stack_call_with_previous_values(env, monkeypatch):
-    stub = _stubbed(monkeypatch)
-    stub.add_response("update_stack", {"StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/x/1"}, {
-        "StackName": STACK, "UsePreviousTemplate": True,
-        "Parameters": [{"ParameterKey": "ModelPackageArn", "ParameterValue": NEW_ARN},
-                       {"ParameterKey": "RealtimeInstanceType", "UsePreviousValue": True},
-                       {"ParameterKey": "BootstrapVersion", "UsePreviousValue": True}],
-        "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-        "ClientRequestToken": f"roadseg-rollout-{EVENT_ID}"})
-    result = rollout.handler(event(), None)
-    assert result["action"] == "updated" and result["stack_id"].endswith("stack/x/1")
+def test_busy_stack_waits_within_the_invocation_then_updates(world):
+    """A pipeline deploy holds the stack: the function polls until it settles, having written SSM first."""
+    stub, _, ssm, slept = world
+    stub.add_response("describe_stacks", _describe("UPDATE_IN_PROGRESS"), {"StackName": STACK})
+    stub.add_response("describe_stacks", _describe("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"), {"StackName": STACK})
+    stub.add_response("describe_stacks", _describe("UPDATE_COMPLETE"), {"StackName": STACK})
+    stub.add_response("update_stack", {"StackId": STACK_ID}, UPDATE)
+    result = rollout.handler(event(), Context(900_000))
+    assert result["action"] == "updated" and _serving(ssm) == NEW_ARN
+    assert slept == [rollout.WAIT_POLL_SECONDS] * 2
     stub.assert_no_pending_responses()
 
 
-def test_busy_stack_raises_retryable_without_updating(env, monkeypatch):
-    stub = _stubbed(monkeypatch, "UPDATE_ROLLBACK_IN_PROGRESS")
-    with pytest.raises(RolloutRetryableError, match="UPDATE_ROLLBACK_IN_PROGRESS"):
-        rollout.handler(event(), None)
-    stub.assert_no_pending_responses()  # no update_stack was queued, and none was attempted
+def test_busy_stack_past_the_budget_is_retryable_and_the_package_is_already_in_ssm(world):
+    stub, _, ssm, slept = world
+    polls = 3
+    for _ in range(polls + 1):
+        stub.add_response("describe_stacks", _describe("UPDATE_IN_PROGRESS"), {"StackName": STACK})
+    budget_ms = (rollout.WAIT_MARGIN_SECONDS + polls * rollout.WAIT_POLL_SECONDS) * 1000
+    with pytest.raises(RolloutRetryableError, match="UPDATE_IN_PROGRESS.*next deploy serves it"):
+        rollout.handler(event(), Context(budget_ms))
+    assert slept == [rollout.WAIT_POLL_SECONDS] * polls
+    assert _serving(ssm) == NEW_ARN  # the pipeline's next deploy (or any other) serves it
+    stub.assert_no_pending_responses()
 
 
-def test_stack_turning_busy_between_describe_and_update_is_retryable(env, monkeypatch):
-    stub = _stubbed(monkeypatch)
+def test_stack_turning_busy_between_describe_and_update_is_retryable(world):
+    stub, _, _, _ = world
+    stub.add_response("describe_stacks", _describe(), {"StackName": STACK})
     stub.add_client_error("update_stack", service_error_code="ValidationError", service_message=(
         f"Stack:arn:aws:cloudformation:us-east-1:123456789012:stack/{STACK}/1 is in UPDATE_IN_PROGRESS state "
         "and can not be updated."))
@@ -310,16 +297,18 @@ def test_stack_turning_busy_between_describe_and_update_is_retryable(env, monkey
         rollout.handler(event(), None)
 
 
-def test_no_updates_to_perform_is_skipped(env, monkeypatch):
-    stub = _stubbed(monkeypatch)
+def test_no_updates_to_perform_is_skipped(world):
+    stub, _, _, _ = world
+    stub.add_response("describe_stacks", _describe(), {"StackName": STACK})
     stub.add_client_error("update_stack", service_error_code="ValidationError",
                           service_message="No updates are to be performed.")
     result = rollout.handler(event(), None)
     assert (result["action"], result["reason"]) == ("skipped", "no updates are to be performed")
 
 
-def test_update_failure_is_raised_for_the_dlq(env, monkeypatch):
-    stub = _stubbed(monkeypatch)
+def test_update_failure_is_raised_for_the_dlq(world):
+    stub, _, _, _ = world
+    stub.add_response("describe_stacks", _describe(), {"StackName": STACK})
     stub.add_client_error("update_stack", service_error_code="AccessDenied", http_status_code=403,
                           service_message="User is not authorized to perform: cloudformation:UpdateStack")
     with pytest.raises(ClientError) as exc:
@@ -328,11 +317,13 @@ def test_update_failure_is_raised_for_the_dlq(env, monkeypatch):
     assert not isinstance(exc.value, RolloutError)
 
 
-def test_blocked_stack_is_raised_as_non_retryable(env, monkeypatch):
-    _stubbed(monkeypatch, "ROLLBACK_COMPLETE")
+def test_blocked_stack_is_raised_as_non_retryable_and_ssm_is_left_alone(world):
+    stub, _, ssm, _ = world
+    stub.add_response("describe_stacks", _describe("ROLLBACK_COMPLETE"), {"StackName": STACK})
     with pytest.raises(RolloutError, match="ROLLBACK_COMPLETE") as exc:
         rollout.handler(event(), None)
     assert not isinstance(exc.value, RolloutRetryableError)
+    assert _serving(ssm) == OLD_ARN
 
 
 def test_missing_environment_is_reported(monkeypatch):
@@ -391,8 +382,15 @@ def _neo_stubbed(monkeypatch, parameters, metadata=METADATA) -> tuple[Stubber, S
     cfn_stub.add_response("describe_stacks", {"Stacks": [{
         "StackName": STACK, "CreationTime": 0, "StackStatus": "UPDATE_COMPLETE", "Parameters": parameters}]},
         {"StackName": STACK})
+    ssm = boto3.client("ssm", region_name=REGION)
+    ssm_stub = Stubber(ssm)
+    if parameters[0].get("ResolvedValue") != NEW_ARN:
+        ssm_stub.add_response("put_parameter", {"Version": 2}, {"Name": SERVING, "Value": NEW_ARN, "Type": "String",
+                                                                "Overwrite": True})
+    ssm_stub.activate()
     monkeypatch.setattr(rollout, "cloudformation_client", lambda: cfn)
     monkeypatch.setattr(rollout, "sagemaker_client", lambda: sm)
+    monkeypatch.setattr(rollout, "ssm_client", lambda: ssm)
     monkeypatch.setenv("NEO_TARGETS", '["ml_g4dn", "jetson_xavier"]')
     monkeypatch.setenv("NEO_ROLE_ARN", NEO_ROLE)
     monkeypatch.setenv("NEO_KMS_KEY_ARN", KEY)
@@ -415,7 +413,7 @@ def test_an_approval_rolls_out_then_compiles_and_a_redelivery_creates_nothing_tw
         {"name": "roadseg-dev-neo-v2-jetson-xavier", "target": "jetson_xavier", "state": "exists"}]
 
     # Redelivered after a failure to compile: the package is already deployed, the jobs are still made sure of.
-    deployed = [{**PARAMETERS[0], "ParameterValue": NEW_ARN}, *PARAMETERS[1:]]
+    deployed = DEPLOYED
     cfn_stub, sm_stub = _neo_stubbed(monkeypatch, deployed)
     for job in jobs:
         sm_stub.add_client_error("create_compilation_job", "ResourceInUse", "exists", expected_params=job)
@@ -425,7 +423,7 @@ def test_an_approval_rolls_out_then_compiles_and_a_redelivery_creates_nothing_tw
 
 
 def test_compilation_errors_other_than_an_existing_job_reach_the_dlq(env, monkeypatch):
-    deployed = [{**PARAMETERS[0], "ParameterValue": NEW_ARN}, *PARAMETERS[1:]]
+    deployed = DEPLOYED
     cfn_stub, sm_stub = _neo_stubbed(monkeypatch, deployed)
     sm_stub.add_client_error("create_compilation_job", "AccessDeniedException", "not allowed")
     with cfn_stub, sm_stub, pytest.raises(rollout.ClientError, match="AccessDenied"):
@@ -435,4 +433,35 @@ def test_compilation_errors_other_than_an_existing_job_reach_the_dlq(env, monkey
 def test_neo_targets_without_a_role_are_a_configuration_error(env, monkeypatch):
     monkeypatch.setenv("NEO_TARGETS", '["ml_g4dn"]')
     with pytest.raises(RolloutError, match="NEO_TARGETS is set without NEO_ROLE_ARN and NEO_JOB_PREFIX"):
+        rollout.handler(event(), None)
+
+
+def test_compilation_jobs_in_isolated_mode_run_in_the_vpc():
+    jobs = rollout.compilation_jobs(METADATA, 7, targets=("ml_g4dn",), job_prefix="roadseg-dev-neo-",
+                                    role_arn=NEO_ROLE, kms_key_arn=KEY, subnets=("subnet-0a", "subnet-0b"),
+                                    security_groups=("sg-0c",))
+    assert jobs[0]["VpcConfig"] == {"Subnets": ["subnet-0a", "subnet-0b"], "SecurityGroupIds": ["sg-0c"]}
+    sm = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(sm) as stub:  # botocore's model of CreateCompilationJob accepts the VpcConfig
+        stub.add_response("create_compilation_job", {"CompilationJobArn": "arn:x:job"}, jobs[0])
+        sm.create_compilation_job(**jobs[0])
+    assert "VpcConfig" not in rollout.compilation_jobs(METADATA, 7, targets=("ml_g4dn",), job_prefix="p-",
+                                                      role_arn=NEO_ROLE, kms_key_arn=None)[0]
+
+
+def test_the_handler_gives_the_jobs_the_vpc_of_its_environment(env, monkeypatch):
+    cfn_stub, sm_stub = _neo_stubbed(monkeypatch, DEPLOYED)
+    monkeypatch.setenv("NEO_SUBNETS", "subnet-0a,subnet-0b")
+    monkeypatch.setenv("NEO_SECURITY_GROUPS", "sg-0c")
+    jobs = rollout.compilation_jobs(METADATA, 2, targets=("ml_g4dn", "jetson_xavier"), job_prefix="roadseg-dev-neo-",
+                                    role_arn=NEO_ROLE, kms_key_arn=KEY, subnets=("subnet-0a", "subnet-0b"),
+                                    security_groups=("sg-0c",))
+    for job in jobs:
+        sm_stub.add_response("create_compilation_job", {"CompilationJobArn": "arn:x:job"}, job)
+    with cfn_stub, sm_stub:
+        result = rollout.handler(event(), None)
+    assert [j["state"] for j in result["compilation_jobs"]] == ["created", "created"]
+    sm_stub.assert_no_pending_responses()
+    monkeypatch.delenv("NEO_SECURITY_GROUPS")
+    with pytest.raises(RolloutError, match="NEO_SUBNETS and NEO_SECURITY_GROUPS must be set together"):
         rollout.handler(event(), None)
