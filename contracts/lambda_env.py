@@ -414,6 +414,11 @@ class RolloutEnvironment(EnvironmentCodec):
     neo_role_arn: str | None = variable("NEO_ROLE_ARN", None, omit_if_none=True)
     neo_kms_key_arn: str | None = variable("NEO_KMS_KEY_ARN", None, omit_if_none=True)
     neo_job_prefix: str | None = variable("NEO_JOB_PREFIX", None, omit_if_none=True)
+    # Isolated-network mode: the compilation jobs' VpcConfig (neo-vpc.html); unset: the jobs run without a VPC.
+    neo_subnets: tuple[str, ...] | None = variable("NEO_SUBNETS", None, lambda raw: _id_list(raw),
+                                                   lambda value: _format_id_list(value), omit_if_none=True)
+    neo_security_groups: tuple[str, ...] | None = variable("NEO_SECURITY_GROUPS", None, lambda raw: _id_list(raw),
+                                                           lambda value: _format_id_list(value), omit_if_none=True)
 
 
 def _json_object(raw: str) -> dict[str, Any]:
@@ -473,9 +478,16 @@ class DrivesEnvironment(EnvironmentCodec):
     volume_size_gb: int = variable("VOLUME_SIZE_GB", 100, int_range(1, 16384))
     max_runtime_seconds: int = variable("MAX_RUNTIME_SECONDS", 4 * 3600, int_range(60, 5 * 86400))
     rate_hz: float | None = variable("RATE_HZ", None, _optional_float, omit_if_none=True)
-    # {"/topic": "camera"} (training.drives.extract --cameras-json); empty: every image topic.
+    # s3:// of the job settings zip (contracts.job_settings: classes.json, cameras.json), both jobs' ``settings`` input.
+    settings_uri: str | None = variable("SETTINGS_URI", None, omit_if_none=True)
+    # Extra arguments of the extraction naming settings files ({"--cameras-json": "@<settings>/cameras.json"}).
+    extraction_arguments: dict[str, Any] = variable("EXTRACTION_ARGUMENTS", None, _json_object, _json_dumps,
+                                                    omit_if_none=True)
+    # {"/topic": "camera"} passed inline (training.drives.extract --cameras-json): only for runs without the settings
+    # asset, and only while it fits a container argument (256 characters); the stacks never set it: the camera map
+    # travels as the settings' cameras.json, which keeps this environment small (Lambda: 4 KB in all).
     cameras: dict[str, Any] = variable("CAMERAS", None, _json_object, _json_dumps, omit_if_none=True)
-    # Extra arguments of the builder (scene thresholds: {"--min-frames": "3", ...}).
+    # Extra arguments of the builder (scheme and scene thresholds: {"--scheme": "custom", "--min-frames": "3", ...}).
     builder_arguments: dict[str, Any] = variable("BUILDER_ARGUMENTS", None, _json_object, _json_dumps,
                                                  omit_if_none=True)
     # The ingest function's input limits (preprocessing.max_input_*): extraction skips what ingest would refuse.
