@@ -258,7 +258,7 @@ class RecordingSink:
 
 def rehearse_drive(aws: Any, *, bucket: str, table: str, scheme: ClassScheme, options: DriveOptions,
                    segmenter: StandInSegmenter, process: Callable[[], dict[str, Any]],
-                   decide_completion: Callable[[dict[str, Any]], Any] | None, out: Path,
+                   decide_completion: Callable[..., Any] | None, out: Path,
                    log: Callable[[str], None]) -> DriveReport:
     """Run the drive stage against the local server (``aws``: the rehearsal's clients); ``process`` runs ingest,
     the async endpoint and postprocess over whatever the ingest queue holds and returns their counts."""
@@ -331,12 +331,16 @@ def rehearse_drive(aws: Any, *, bucket: str, table: str, scheme: ClassScheme, op
     lap("ingest, async, postprocess")
 
     # 4. the drives table
-    item = dynamodb.get_item(TableName=table, Key={T.PARTITION_KEY: {"S": str(DRIVE_ID)},
-                                                   T.SORT_KEY: {"S": T.DRIVE_ITEM}}, ConsistentRead=True)["Item"]
-    report.counters = {name: int(item[name]["N"]) for name in (T.EXTRACTED, *T.OUTCOMES) if name in item}
-    for name in (T.EXTRACTED, *T.OUTCOMES):
-        report.counters.setdefault(name, 0)
-    report.status = item.get(T.STATUS, {}).get("S", "")
+    # The DRIVE item and its counter items (COUNTS#nn), summed as the completion function and the CLI sum them.
+    from boto3.dynamodb.types import TypeDeserializer
+
+    plain_value = TypeDeserializer().deserialize
+    state_items = [{k: plain_value(v) for k, v in found.items()}
+                   for found in dynamodb.query(**T.state_query(table, str(DRIVE_ID)))["Items"]]
+    drive_item, outcome_counts = T.drive_state(state_items)
+    drive_item = drive_item or {}
+    report.counters = {T.EXTRACTED: int(drive_item.get(T.EXTRACTED) or 0), **outcome_counts}
+    report.status = str(drive_item.get(T.STATUS, ""))
     frame_documents = []
     for page in dynamodb.get_paginator("query").paginate(
             TableName=table, KeyConditionExpression="#pk = :drive AND begins_with(#item, :frame)",
@@ -348,9 +352,7 @@ def rehearse_drive(aws: Any, *, bucket: str, table: str, scheme: ClassScheme, op
             frame_documents.append({role: value["S"] for role, value in documents.items() if "S" in value})
     report.frame_items = len(frame_documents)
     if decide_completion is not None:
-        plain = {T.PARTITION_KEY: str(DRIVE_ID), T.SORT_KEY: T.DRIVE_ITEM, T.STATUS: report.status,
-                 **report.counters}
-        decision = decide_completion(plain)
+        decision = decide_completion(drive_item, drive_item, outcome_counts)  # as on the DRIVE item's last image
         report.completion = {"action": decision.action, "reason": decision.reason}
     c = report.counters
     log(f"drives table {table}: extracted {c[T.EXTRACTED]} = processed {c[T.PROCESSED]} + quarantined "

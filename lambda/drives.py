@@ -6,16 +6,21 @@ Each is fetch -> pure decision -> act:
 - launch: ``decide_launch(key)`` (contracts.drives.drive_of_log_key; anything else under drives/ is logged and
   ignored), then the DRIVE item is created (status ``extracting``, the log keys; only if it does not exist, so
   counters are never reset) and the extraction Processing job started (roadseg_lambda.drive_jobs). The job name is
-  deterministic per drive: a redelivered event gets ResourceInUse, which means "already launched".
-- completion: ``decide_completion(drive_item)`` on each new image of a DRIVE item (the event source mapping filters
-  out FRAME items): when the extraction has ended and processed + quarantined + failed == extracted, ``status`` moves
+  deterministic per drive: when CreateProcessingJob fails, DescribeProcessingJob of that name says whether the job
+  exists ("already launched"); the API page lists no error code for a duplicate name (CREATE_PROCESSING_JOB_DOC), so
+  the code alone is not trusted.
+- completion: on each new image of a DRIVE item or of one of its counter items (``COUNTS#``; the event source mapping
+  filters out FRAME items), the drive's state is read (one consistent Query: contracts.drive_table.state_query) and
+  ``decide_completion(trigger, drive item, counters)`` decides: when the extraction has ended and processed +
+  quarantined + failed (summed over the counter items) == extracted, ``status`` moves
   ``extracted`` -> ``building`` with a conditional update (exactly one invocation wins), then the builder's input
   manifest file (the documents named by the drive's FRAME items + the drive manifest) is written, the timeline
   table's partitions of the drive are registered (glue:BatchCreatePartition, existing ones kept) and the builder
   started. A DRIVE image already ``building`` (the claim's own stream record, a retry after a failed start) starts
   the builder again, which the deterministic name makes harmless.
 
-Errors are raised: S3's asynchronous invocation retries (then the function's failed-invocation queue), the stream's
+Every write to the drives table retries conflicts (contracts.drive_table.retry_conflicts: botocore does not). Other
+errors are raised: S3's asynchronous invocation retries (then the function's failed-invocation queue), the stream's
 event source mapping retries (then its on-failure queue).
 """
 
@@ -110,13 +115,17 @@ def launch(env: DrivesEnvironment, drive: DriveId, key: str) -> str:
 
 def create_drive_item(env: DrivesEnvironment, drive: DriveId, log_keys: list[str], job: str) -> bool:
     """The DRIVE item, only if absent (a redelivery or a later upload never resets the counters)."""
+    item = {T.PARTITION_KEY: {"S": str(drive)}, T.SORT_KEY: {"S": T.DRIVE_ITEM}, T.STATUS: {"S": T.EXTRACTING},
+            T.LOG_KEYS: {"L": [{"S": k} for k in log_keys]}, T.EXTRACTION_JOB: {"S": job},
+            T.CREATED_AT: {"S": iso8601(utc_now())}}
+
+    def put(_attempt: int) -> None:
+        aws.dynamodb_client().put_item(TableName=env.drives_table, Item=item,
+                                       ConditionExpression="attribute_not_exists(#pk)",
+                                       ExpressionAttributeNames={"#pk": T.PARTITION_KEY})
+
     try:
-        aws.dynamodb_client().put_item(
-            TableName=env.drives_table,
-            Item={T.PARTITION_KEY: {"S": str(drive)}, T.SORT_KEY: {"S": T.DRIVE_ITEM},
-                  T.STATUS: {"S": T.EXTRACTING}, T.LOG_KEYS: {"L": [{"S": k} for k in log_keys]},
-                  T.EXTRACTION_JOB: {"S": job}, T.CREATED_AT: {"S": iso8601(utc_now())}},
-            ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": T.PARTITION_KEY})
+        T.retry_conflicts(put)
     except ClientError as exc:
         if _code(exc) == "ConditionalCheckFailedException":
             return False
@@ -124,12 +133,32 @@ def create_drive_item(env: DrivesEnvironment, drive: DriveId, log_keys: list[str
     return True
 
 
+# CreateProcessingJob lists ResourceInUse ("Resource being accessed is in use"), ResourceLimitExceeded and
+# ResourceNotFound: none is documented as "a job of that name exists", so DescribeProcessingJob answers that.
+CREATE_PROCESSING_JOB_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateProcessingJob.html"
+DESCRIBE_PROCESSING_JOB_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeProcessingJob.html"
+
+
 def start_job(sagemaker: Any, request: dict[str, Any]) -> bool:
-    """True: started now; False: a job of that name exists (launched before)."""
+    """True: started now; False: a job of that name exists (launched before: confirmed with DescribeProcessingJob,
+    whatever the create's error code). Any other failure of the create is raised."""
     try:
         sagemaker.create_processing_job(**request)
     except ClientError as exc:
-        if _code(exc) == "ResourceInUse":
+        if job_exists(sagemaker, request["ProcessingJobName"]):
+            logger.info("processing job exists",
+                        extra={"job": request["ProcessingJobName"], "create_error": _code(exc)})
+            return False
+        raise
+    return True
+
+
+def job_exists(sagemaker: Any, name: str) -> bool:
+    try:
+        sagemaker.describe_processing_job(ProcessingJobName=name)
+    except ClientError as exc:
+        # SageMaker answers a missing job with ValidationException ("Could not find ..."), some tools with NotFound.
+        if _code(exc) in ("ValidationException", "ResourceNotFound", "ResourceNotFoundException"):
             return False
         raise
     return True
@@ -140,22 +169,35 @@ def start_job(sagemaker: Any, request: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class Completion:
-    action: str  # "ignore" | "wait" | "claim" | "launch" | "empty" | "inconsistent"
+    action: str  # "ignore" | "wait" | "claim" | "launch" | "empty" | "inconsistent" | "claimed_elsewhere"
     drive_id: str | None = None
     reason: str = ""
 
 
-def decide_completion(item: dict[str, Any]) -> Completion:
-    """What a new image of a drives-table item asks for (plain Python values, numbers as int/Decimal)."""
-    if item.get(T.SORT_KEY) != T.DRIVE_ITEM:
-        return Completion("ignore", reason="not a DRIVE item")
-    drive_id, status = item.get(T.PARTITION_KEY), item.get(T.STATUS)
-    if status == T.BUILDING:
+def is_trigger(item: dict[str, Any]) -> bool:
+    """A stream image that may complete its drive: the DRIVE item or one of its counter items."""
+    sort_key = str(item.get(T.SORT_KEY, ""))
+    return sort_key == T.DRIVE_ITEM or sort_key.startswith(T.COUNTER_ITEM_PREFIX)
+
+
+def decide_completion(trigger: dict[str, Any], drive_item: dict[str, Any] | None,
+                      counters: dict[str, int]) -> Completion:
+    """What a new image (``trigger``, plain Python values) asks for, given the drive's DRIVE item and its outcome
+    counters as read after it (contracts.drive_table.drive_state)."""
+    if not is_trigger(trigger):
+        return Completion("ignore", reason="not a DRIVE or counter item")
+    drive_id = trigger.get(T.PARTITION_KEY)
+    if trigger.get(T.SORT_KEY) == T.DRIVE_ITEM and trigger.get(T.STATUS) == T.BUILDING:
         return Completion("launch", drive_id, "building: (re)start the builder, idempotent by name")
-    if status != T.EXTRACTION_ENDED or item.get(T.EXTRACTED) is None:
+    if drive_item is None:
+        return Completion("wait", drive_id, "no DRIVE item (counted before the launcher created it)")
+    status = drive_item.get(T.STATUS)
+    if status in (T.BUILDING, T.EMPTY):
+        return Completion("claimed_elsewhere", drive_id, f"status is {status} already")
+    if status != T.EXTRACTION_ENDED or drive_item.get(T.EXTRACTED) is None:
         return Completion("wait", drive_id, f"extraction not ended (status {status!r})")
-    extracted = int(item[T.EXTRACTED])
-    done = sum(int(item.get(outcome) or 0) for outcome in T.OUTCOMES)
+    extracted = int(drive_item[T.EXTRACTED])
+    done = sum(int(counters.get(outcome) or 0) for outcome in T.OUTCOMES)
     if done < extracted:
         return Completion("wait", drive_id, f"{done} of {extracted} frames have an outcome")
     if done > extracted:
@@ -168,26 +210,44 @@ def decide_completion(item: dict[str, Any]) -> Completion:
 _DESERIALIZER = TypeDeserializer()
 
 
-def new_image(record: dict[str, Any]) -> dict[str, Any] | None:
-    image = (record.get("dynamodb") or {}).get("NewImage")
+def plain(image: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: _DESERIALIZER.deserialize(v) for k, v in image.items()} if image else None
+
+
+def new_image(record: dict[str, Any]) -> dict[str, Any] | None:
+    return plain((record.get("dynamodb") or {}).get("NewImage"))
+
+
+def read_drive_state(env: DrivesEnvironment, drive_id: str) -> tuple[dict[str, Any] | None, dict[str, int]]:
+    """The DRIVE item and the summed counters, in one consistent Query (read after the trigger's write)."""
+    paginator = aws.dynamodb_client().get_paginator("query")
+    items = [plain(item) or {} for page in paginator.paginate(**T.state_query(env.drives_table, drive_id))
+             for item in page.get("Items", [])]
+    return T.drive_state(items)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def completion_handler(event: dict, context: LambdaContext) -> dict:
     env = environment()
+    triggers = [new_image(record) or {} for record in event.get("Records") or []]
     outcomes = []
-    for record in event.get("Records") or []:
-        item = new_image(record)
-        decision = decide_completion(item or {})
+    for index, trigger in enumerate(triggers):
+        drive_id = trigger.get(T.PARTITION_KEY)
+        later = any(t.get(T.PARTITION_KEY) == drive_id and is_trigger(t) for t in triggers[index + 1:])
+        if later and str(trigger.get(T.SORT_KEY, "")).startswith(T.COUNTER_ITEM_PREFIX):
+            # A later record of this batch reads the drive after this one's write too: one Query per drive suffices.
+            outcomes.append("superseded")
+            continue
+        drive_item, counters = read_drive_state(env, str(drive_id)) if is_trigger(trigger) else (None, {})
+        decision = decide_completion(trigger, drive_item, counters)
         with logger.append_context_keys(drive_id=decision.drive_id):
             outcomes.append(act_on_completion(env, decision))
     return {"outcomes": outcomes}
 
 
 def act_on_completion(env: DrivesEnvironment, decision: Completion) -> str:
-    if decision.action in ("ignore", "wait"):
+    if decision.action in ("ignore", "wait", "claimed_elsewhere"):
         return decision.action
     if decision.action == "inconsistent":
         _count("DriveCountInconsistencies")
@@ -208,13 +268,17 @@ def claim(env: DrivesEnvironment, drive: DriveId, to: str = T.BUILDING) -> bool:
     """status extracted -> ``to`` (building, or empty), only if it is still extracted: exactly one caller gets
     True."""
     job = {":job": {"S": drive_job_name(env.job_prefix, "build", str(drive))}} if to == T.BUILDING else {}
-    try:
+
+    def update(_attempt: int) -> None:
         aws.dynamodb_client().update_item(
             TableName=env.drives_table, Key={T.PARTITION_KEY: {"S": str(drive)}, T.SORT_KEY: {"S": T.DRIVE_ITEM}},
             UpdateExpression="SET #status = :to" + (", #job = :job" if job else ""),
             ConditionExpression="#status = :extracted",
             ExpressionAttributeNames={"#status": T.STATUS, **({"#job": T.BUILD_JOB} if job else {})},
             ExpressionAttributeValues={":to": {"S": to}, ":extracted": {"S": T.EXTRACTION_ENDED}, **job})
+
+    try:
+        T.retry_conflicts(update)
     except ClientError as exc:
         if _code(exc) == "ConditionalCheckFailedException":
             return False

@@ -127,22 +127,25 @@ class DriveProgress:
         return max(self.extracted - self.done, 0) * elapsed_seconds / self.done
 
 
-def drive_progress(drive: str, item: dict[str, Any] | None) -> DriveProgress:
-    """The progress of ``drive`` from its DRIVE item as DynamoDB's resource layer returns it; UserError when there is
-    none (the log was never uploaded, or under another name)."""
+def drive_progress(drive: str, item: dict[str, Any] | None,
+                   counters: dict[str, int] | None = None) -> DriveProgress:
+    """The progress of ``drive`` from its DRIVE item as DynamoDB's resource layer returns it and its outcome counters
+    (summed over the counter items, contracts.drive_table.drive_state; default: the DRIVE item's own); UserError when
+    there is no DRIVE item (the log was never uploaded, or under another name)."""
     from contracts import drive_table as table
 
     if not item:
         raise UserError(f"no drive {drive}: upload its log with `roadseg drive upload` (the drive id is "
                         "<vehicle>/<drive>, as printed by the upload)")
+    counts = item if counters is None else counters
     extracted = item.get(table.EXTRACTED)
     return DriveProgress(
         drive=drive,
         status=str(item.get(table.STATUS, "unknown")),
         extracted=None if extracted is None else int(extracted),
-        processed=int(item.get(table.PROCESSED, 0)),
-        quarantined=int(item.get(table.QUARANTINED, 0)),
-        failed=int(item.get(table.FAILED, 0)),
+        processed=int(counts.get(table.PROCESSED, 0)),
+        quarantined=int(counts.get(table.QUARANTINED, 0)),
+        failed=int(counts.get(table.FAILED, 0)),
         build_job=item.get(table.BUILD_JOB),
         created_at=item.get(table.CREATED_AT),
     )
@@ -167,10 +170,10 @@ def drive_status(session: Session, out: Printer, *, drive: str, table_name: str 
 
     drive_id = parse_drive(drive)
     name = table_name or drives_table_name(session.config.prefix)
-    response = session.client("dynamodb").get_item(
-        TableName=name, Key={table.PARTITION_KEY: {"S": str(drive_id)}, table.SORT_KEY: {"S": table.DRIVE_ITEM}},
-        ConsistentRead=True)
-    progress = drive_progress(str(drive_id), _plain(response.get("Item")))
+    # The DRIVE item and its counter items (COUNTS#nn) in one consistent Query; the counters are summed.
+    pages = session.client("dynamodb").get_paginator("query").paginate(**table.state_query(name, str(drive_id)))
+    item, counters = table.drive_state(_plain(found) or {} for page in pages for found in page.get("Items", []))
+    progress = drive_progress(str(drive_id), item, counters)
     eta = progress.eta_seconds(elapsed_since(progress.created_at, datetime.now(UTC)))
     extracted = "extraction running" if progress.extracted is None else str(progress.extracted)
     out.table(["drive", "status", "extracted", "processed", "quarantined", "failed", "remaining", "ETA"],

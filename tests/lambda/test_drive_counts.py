@@ -12,6 +12,7 @@ import ingest
 import numpy as np
 import postprocess
 import pytest
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 from lambda_testkit import (
     INFERENCE_BUCKET,
@@ -29,7 +30,7 @@ from roadseg_lambda import aws, drive_counts
 from roadseg_lambda.keys import frame_identity
 from roadseg_lambda.settings import get_settings
 
-from contracts.drive_table import DRIVE_ITEM, PARTITION_KEY, SORT_KEY, frame_item, key_schema
+from contracts.drive_table import PARTITION_KEY, SORT_KEY, drive_state, frame_item, key_schema, state_query
 from contracts.drives import DRIVE_ID_METADATA
 
 TABLE = "roadseg-test-drives"
@@ -43,8 +44,11 @@ def create_table(client: Any) -> None:
 
 
 def drive_item(client: Any, drive: str = DRIVE) -> dict[str, Any]:
-    item = client.get_item(TableName=TABLE, Key={PARTITION_KEY: {"S": drive}, SORT_KEY: {"S": DRIVE_ITEM}}).get("Item")
-    return {k: int(v["N"]) for k, v in (item or {}).items() if "N" in v}
+    """The drive's outcome counters as the readers see them (summed over its counter items), zeros left out."""
+    plain = TypeDeserializer()
+    items = [{k: plain.deserialize(v) for k, v in item.items()}
+             for item in client.query(**state_query(TABLE, drive))["Items"]]
+    return {k: v for k, v in drive_state(items)[1].items() if v}
 
 
 @pytest.fixture

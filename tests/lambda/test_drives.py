@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import drives
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from roadseg_lambda import aws, drive_jobs
 
@@ -42,18 +43,24 @@ def valid_for_botocore(request: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------- decisions
 
 
-@pytest.mark.parametrize(("item", "action"), [
-    ({"item": "FRAME#incoming/x.jpg"}, "ignore"),
-    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracting", "processed": 3}, "wait"),
-    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 4, "processed": 3}, "wait"),
-    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 4, "processed": 2,
-      "quarantined": 1, "failed": 1}, "claim"),
-    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 0}, "empty"),  # nothing to build
-    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "extracted", "extracted": 1, "processed": 2}, "inconsistent"),
-    ({"item": "DRIVE", "drive_id": "car-7/d", "status": "building", "extracted": 1, "processed": 1}, "launch"),
+DRIVE_IMAGE = {"item": "DRIVE", "drive_id": "car-7/d"}
+COUNTER_IMAGE = {"item": "COUNTS#07", "drive_id": "car-7/d", "processed": 1}
+
+
+@pytest.mark.parametrize(("trigger", "drive", "counters", "action"), [
+    ({"item": "FRAME#incoming/x.jpg"}, None, {}, "ignore"),
+    (DRIVE_IMAGE, {"status": "extracting"}, {"processed": 3}, "wait"),
+    (COUNTER_IMAGE, {"status": "extracted", "extracted": 4}, {"processed": 3}, "wait"),
+    (COUNTER_IMAGE, {"status": "extracted", "extracted": 4}, {"processed": 2, "quarantined": 1, "failed": 1}, "claim"),
+    (DRIVE_IMAGE, {"status": "extracted", "extracted": 4}, {"processed": 2, "quarantined": 1, "failed": 1}, "claim"),
+    (DRIVE_IMAGE, {"status": "extracted", "extracted": 0}, {}, "empty"),  # nothing to build
+    (COUNTER_IMAGE, {"status": "extracted", "extracted": 1}, {"processed": 2}, "inconsistent"),
+    ({**DRIVE_IMAGE, "status": "building"}, {"status": "building"}, {"processed": 1}, "launch"),
+    (COUNTER_IMAGE, {"status": "building", "extracted": 1}, {"processed": 1}, "claimed_elsewhere"),
+    (COUNTER_IMAGE, None, {"processed": 1}, "wait"),  # counted before the launcher's item exists
 ])
-def test_decide_completion(item, action) -> None:
-    assert drives.decide_completion(item).action == action
+def test_decide_completion(trigger, drive, counters, action) -> None:
+    assert drives.decide_completion(trigger, drive, counters).action == action
 
 
 @pytest.mark.parametrize(("key", "drive"), [
@@ -184,6 +191,8 @@ def test_launch_creates_the_item_and_one_job_under_redelivery(moto_aws, context)
     expected = drive_jobs.extraction_request(ENV, DRIVE, [key])
     stub.add_response("create_processing_job", {"ProcessingJobArn": "arn:job"}, expected)
     stub.add_client_error("create_processing_job", "ResourceInUse", expected_params=expected)
+    stub.add_response("describe_processing_job", described(expected),
+                      {"ProcessingJobName": expected["ProcessingJobName"]})  # confirmed, not assumed
     with stub:
         assert drives.launch_handler(s3_event(key), context) == {"outcomes": ["launched"]}
         moto_aws["ddb"].update_item(TableName=TABLE, Key={T.PARTITION_KEY: {"S": str(DRIVE)},
@@ -194,6 +203,39 @@ def test_launch_creates_the_item_and_one_job_under_redelivery(moto_aws, context)
         assert drives.launch_handler(s3_event("drives/car-7/notes.txt"), context) == {"outcomes": ["ignored"]}
     item = drive_item(moto_aws["ddb"])
     assert item[T.STATUS] == {"S": T.EXTRACTING} and item["processed"] == {"N": "1"}  # not reset
+
+
+def described(request: dict[str, Any], status: str = "InProgress") -> dict[str, Any]:
+    """A DescribeProcessingJob answer for the job ``request`` created (valid for botocore's model)."""
+    return {"ProcessingJobName": request["ProcessingJobName"], "ProcessingJobArn": "arn:job",
+            "ProcessingResources": request["ProcessingResources"], "AppSpecification": request["AppSpecification"],
+            "ProcessingJobStatus": status, "CreationTime": "2026-12-03T08:00:00Z"}
+
+
+def test_a_failed_create_is_already_started_only_when_describe_finds_the_job(moto_aws) -> None:
+    sagemaker = moto_aws["sagemaker"]
+    request = drive_jobs.extraction_request(ENV, DRIVE, ["drives/car-7/2026-12-03.mcap"])
+    name = {"ProcessingJobName": request["ProcessingJobName"]}
+    stub = Stubber(sagemaker)
+    # ResourceInUse for another reason (no such job): raised, not taken for "already started".
+    stub.add_client_error("create_processing_job", "ResourceInUse", expected_params=request)
+    stub.add_client_error("describe_processing_job", "ValidationException", "Could not find requested job",
+                          expected_params=name)
+    # A quota error: raised (the drive is not lost: the launcher's retries, then its DLQ).
+    stub.add_client_error("create_processing_job", "ResourceLimitExceeded", expected_params=request)
+    stub.add_client_error("describe_processing_job", "ValidationException", "Could not find requested job",
+                          expected_params=name)
+    # Any code, the job exists: already started.
+    stub.add_client_error("create_processing_job", "ValidationException", "Job name must be unique",
+                          expected_params=request)
+    stub.add_response("describe_processing_job", described(request), name)
+    with stub:
+        with pytest.raises(ClientError, match="ResourceInUse"):
+            drives.start_job(sagemaker, request)
+        with pytest.raises(ClientError, match="ResourceLimitExceeded"):
+            drives.start_job(sagemaker, request)
+        assert drives.start_job(sagemaker, request) is False
+        stub.assert_no_pending_responses()
 
 
 def test_completion_claims_once_and_starts_the_builder(moto_aws, context) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,17 @@ def end_update(table: str, drive_id: str) -> dict[str, Any]:
 
 
 def record_share(client: Any, table: str, drive_id: str, host: str, extracted: int, instances: int,
-                 before_end: Callable[[list[str]], None] | None = None) -> bool:
+                 before_end: Callable[[list[str]], None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> bool:
     """Count this host's frames; end the extraction when every host has (after ``before_end(hosts)``, which writes
     the drive's merged manifest: the builder must find it once the drive can complete). True when this call ended
     it."""
+    # Both updates retry conflicts (T.retry_conflicts): a DRIVE item held by a transaction fails them with
+    # TransactionConflictException, which botocore does not retry; a job that gave up would leave the drive
+    # "extracting" for ever. A failed condition is an answer, never retried.
     try:
-        item = client.update_item(**share_update(table, drive_id, host, extracted))["Attributes"]
+        item = T.retry_conflicts(lambda _: client.update_item(**share_update(table, drive_id, host, extracted)),
+                                 sleep=sleep)["Attributes"]
     except client.exceptions.ConditionalCheckFailedException:
         item = client.get_item(TableName=table, Key=share_update(table, drive_id, host, 0)["Key"],
                                ConsistentRead=True)["Item"]
@@ -72,7 +78,7 @@ def record_share(client: Any, table: str, drive_id: str, host: str, extracted: i
     if before_end is not None:
         before_end(hosts)
     try:
-        client.update_item(**end_update(table, drive_id))
+        T.retry_conflicts(lambda _: client.update_item(**end_update(table, drive_id)), sleep=sleep)
     except client.exceptions.ConditionalCheckFailedException:
         return False
     return True
