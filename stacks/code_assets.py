@@ -14,7 +14,7 @@ import atexit
 import functools
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +70,22 @@ def staged(asset: str) -> Path:
     directory = Path(tempfile.mkdtemp(prefix=f"roadseg-{asset}-asset-"))
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     return stage(ASSETS[asset](), directory)
+
+
+def staged_job_settings(files: Mapping[str, str]) -> Path:
+    """A staging directory holding exactly ``files`` (name -> text; contracts.job_settings.settings_files), one per
+    content and process: the training and inference stacks stage the same settings once, and their assets share one
+    hash (one S3 object). Removed when the process ends."""
+    return _staged_settings(tuple(sorted(files.items())))
+
+
+@functools.cache
+def _staged_settings(files: tuple[tuple[str, str], ...]) -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="roadseg-job-settings-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    for name, text in files:
+        (directory / name).write_text(text)
+    return directory
 
 
 class MissingWheelhouse(RuntimeError):

@@ -49,10 +49,11 @@ from contracts.drive_timeline import (
     TIMELINE_TABLE_NAME,
     TIMELINE_TABLE_PREFIX,
 )
+from contracts.job_settings import CAMERAS_FILE, CLASSES_FILE, cameras_argument, classes_path, settings_files
 from contracts.lambda_env import SERVICE_NAMES, DrivesEnvironment
 from contracts.layout import INFERENCE
 from stacks.bucket_set import SharedBuckets
-from stacks.code_assets import TRAINING_DIR, drive_wheelhouse, staged
+from stacks.code_assets import TRAINING_DIR, drive_wheelhouse, staged, staged_job_settings
 from stacks.compliance import acknowledge_inline_policy, acknowledged
 from stacks.config import DrivesConfig, FunctionConfig
 from stacks.drives import DriveTable
@@ -85,8 +86,11 @@ class DriveProcessingProps:
     images: RegionImagesMapping  # the stack's Images mapping ("Processing", "ProcessingRepository")
     log_retention_days: int
     retain: bool
-    # The builder's class scheme options (--scheme, --classes-json); the scene thresholds come from ``drives``.
-    scheme_arguments: Mapping[str, str] = field(default_factory=dict)
+    # The class scheme's name (the builder's --scheme) and the environment's job settings files
+    # (stacks.training_pipelines.job_settings: classes.json for a custom scheme, cameras.json for a camera map); empty:
+    # the settings of ``drives`` alone. The scene thresholds come from ``drives``.
+    class_scheme: str = "cityscapes"
+    job_settings: Mapping[str, str] = field(default_factory=dict)
     no_vpc_reason: str = NO_VPC
     # The ingest function's input limits (preprocessing.max_input_bytes, max_input_pixels): extraction skips what
     # ingest would refuse, with the same codes.
@@ -107,6 +111,9 @@ class DriveProcessing(Construct):
         self.entry_script = s3_assets.Asset(self, "ProcessingEntry", path=str(TRAINING_DIR / "processing_entry.py"))
         self.package = s3_assets.Asset(self, "ProcessingPackage", path=str(staged("processing")))
         self.wheels = s3_assets.Asset(self, "DriveWheels", path=str(drive_wheelhouse()))
+        # The lists no request carries inline (contracts.job_settings): both jobs receive them as the settings input.
+        files = dict(props.job_settings) or settings_files(None, dict(cfg.cameras))
+        self.settings = s3_assets.Asset(self, "JobSettings", path=str(staged_job_settings(files)))
 
         self.extraction_role = self._job_role("ExtractionRole", "roadseg drives: the extraction Processing job")
         self._grant_extraction(self.extraction_role)
@@ -123,8 +130,9 @@ class DriveProcessing(Construct):
             kms_key_arn=props.buckets.key.key_arn, extraction_instance_type=cfg.extraction_instance_type,
             extraction_max_instances=cfg.extraction_max_instances, builder_instance_type=cfg.builder_instance_type,
             volume_size_gb=cfg.volume_size_gb, max_runtime_seconds=cfg.max_runtime_hours * 3600,
-            rate_hz=cfg.rate_hz, cameras=dict(cfg.cameras) or None,
-            builder_arguments={**props.scheme_arguments, **cfg.scenes.builder_arguments()} or None,
+            rate_hz=cfg.rate_hz, settings_uri=self.settings.s3_object_url,
+            extraction_arguments=extraction_arguments(files) or None,
+            builder_arguments={**scheme_arguments(props.class_scheme, files), **cfg.scenes.builder_arguments()},
             glue_database=self.database_name, glue_table=TIMELINE_TABLE_NAME, service_name=SERVICE_NAMES["drives"],
             max_input_bytes=props.frame_limits[0] if props.frame_limits else None,
             max_input_pixels=props.frame_limits[1] if props.frame_limits else None,
@@ -221,10 +229,10 @@ class DriveProcessing(Construct):
         logs and metrics, the data key (volumes, objects, the table)."""
         props, stack = self.props, cdk.Stack.of(self)
         role = iam.Role(self, construct_id, assumed_by=iam.ServicePrincipal(SAGEMAKER), description=description)
-        for asset in (self.entry_script, self.package, self.wheels):
+        for asset in (self.entry_script, self.package, self.wheels, self.settings):
             acknowledged(role, lambda asset=asset: asset.grant_read(role),
-                         reasons="CDK asset grant: the processing entry, package and drive wheels in the bootstrap "
-                                 "bucket.")
+                         reasons="CDK asset grant: the processing entry, package, drive wheels and job settings in the "
+                                 "bootstrap bucket.")
         acknowledged(role, lambda: props.buckets.key.grant_encrypt_decrypt(role), reasons="The project data key.")
         role.add_to_policy(iam.PolicyStatement(
             sid="PullProcessingImage",
@@ -317,6 +325,13 @@ def drive_item_filter() -> dict:
             "dynamodb": {"Keys": {drive_table.SORT_KEY: {"S": lambda_.FilterRule.is_equal(drive_table.DRIVE_ITEM)}}}}
 
 
-def scheme_arguments(scheme_name: str, custom_classes_json: str | None) -> dict[str, str]:
-    """The builder's class-scheme options (training.classes.add_scheme_arguments)."""
-    return {"--scheme": scheme_name, **({"--classes-json": custom_classes_json} if custom_classes_json else {})}
+def scheme_arguments(scheme_name: str, job_settings: Mapping[str, str]) -> dict[str, str]:
+    """The builder's class-scheme options (training.classes.add_scheme_arguments): a custom class list is read from
+    its file in the job settings, never passed inline (an argument holds at most 256 characters)."""
+    custom = {"--classes-file": classes_path()} if CLASSES_FILE in job_settings else {}
+    return {"--scheme": scheme_name, **custom}
+
+
+def extraction_arguments(job_settings: Mapping[str, str]) -> dict[str, str]:
+    """The extraction's options that name a job settings file: the camera map, when there is one."""
+    return {"--cameras-json": cameras_argument()} if CAMERAS_FILE in job_settings else {}

@@ -10,7 +10,7 @@ from contracts import naming
 from stacks.async_endpoint import AsyncEndpoint, AsyncEndpointProps
 from stacks.bucket_set import BucketSet
 from stacks.config import EnvironmentConfig
-from stacks.drive_processing import DriveProcessing, DriveProcessingProps, scheme_arguments
+from stacks.drive_processing import DriveProcessing, DriveProcessingProps
 from stacks.drives import DriveTable, DriveTableProps
 from stacks.images import images_mapping
 from stacks.monitoring import Monitoring, MonitoringProps
@@ -21,7 +21,6 @@ from stacks.realtime_endpoint import RealtimeEndpoint, RealtimeEndpointProps
 from stacks.registry_model import RegistryModel, RegistryModelProps, apply_condition
 from stacks.rollout import ApprovalRollout, ApprovalRolloutProps
 from stacks.training_pipelines import TrainingPipelines
-from training.classes import classes_json
 
 
 def endpoint_names(config: EnvironmentConfig) -> tuple[str, str]:
@@ -96,9 +95,7 @@ class InferenceStack(cdk.Stack):
         self.drive_processing = DriveProcessing(self, "DriveProcessing", DriveProcessingProps(
             prefix=config.prefix, drives=config.drives, buckets=buckets, table=self.drives, key=self.operations_key,
             images=images_mapping(self, config), log_retention_days=config.retention.log_group_days,
-            retain=config.retain, scheme_arguments=scheme_arguments(
-                config.classes.scheme,
-                classes_json(training.scheme) if config.classes.scheme == "custom" else None),
+            retain=config.retain, class_scheme=config.classes.scheme, job_settings=training.job_settings,
             frame_limits=(config.preprocessing.max_input_bytes, config.preprocessing.max_input_pixels),
             vpc_config=placement.sagemaker_vpc_config() if placement else None))
         self.monitoring.add_section("Whole drives", self.drive_processing.alarms)

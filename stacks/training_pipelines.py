@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from dataclasses import dataclass
 
@@ -13,10 +14,11 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from contracts import naming
+from contracts.job_settings import settings_files
 from contracts.lambda_env import frame_preparation_environment
 from contracts.layout import ARTIFACTS, DATASETS
 from stacks.bucket_set import SharedBuckets
-from stacks.code_assets import TRAINING_DIR, export_wheelhouse, staged
+from stacks.code_assets import TRAINING_DIR, export_wheelhouse, staged, staged_job_settings
 from stacks.compliance import acknowledge_policy, nag_account_region, nag_arn
 from stacks.config import ConfigError, EnvironmentConfig
 from stacks.images import images_mapping
@@ -58,6 +60,13 @@ def resolve_scheme(config: EnvironmentConfig) -> ClassScheme:
 
 class ServingContractWarning(UserWarning):
     """An explicit training.hyperparameters value breaks the serving-resolution contract (it still wins)."""
+
+
+def job_settings(config: EnvironmentConfig, scheme: ClassScheme) -> dict[str, str]:
+    """The files of the environment's job settings asset (contracts.job_settings): the custom class list and the
+    drives' camera map, which no request carries inline. One content per environment, shared by both stacks."""
+    custom = json.loads(classes_json(scheme)) if config.classes.scheme == "custom" else None
+    return settings_files(custom, dict(config.drives.cameras))
 
 
 def serving_contract(config: EnvironmentConfig) -> ServingContract:
@@ -143,6 +152,9 @@ class TrainingPipelines(Construct):
         # The export environment's wheels (make synth downloads them for the export image's platform): ExportModel
         # installs them into a venv with no network access (training/processing_entry.py).
         self.export_wheels = s3_assets.Asset(self, "ExportWheels", path=str(export_wheelhouse()))
+        # The lists no request carries inline (the custom class list for Prepare, Evaluate and Export).
+        self.job_settings = job_settings(config, self.scheme)
+        self.settings_asset = s3_assets.Asset(self, "JobSettings", path=str(staged_job_settings(self.job_settings)))
 
         self.role = iam.Role(
             self, "ExecutionRole",
@@ -162,6 +174,7 @@ class TrainingPipelines(Construct):
             "CodePackageUri": self.package.s3_object_url,
             "ExportImage": self.image("Export"),
             "ExportWheelsUri": self.export_wheels.s3_object_url,
+            "JobSettingsUri": self.settings_asset.s3_object_url,
         }
         if props.network is not None:
             subnets, groups = network_placeholder_names(self.settings)
@@ -203,6 +216,7 @@ class TrainingPipelines(Construct):
         self.entry_script.grant_read(role)
         self.package.grant_read(role)
         self.export_wheels.grant_read(role)
+        self.settings_asset.grant_read(role)
         buckets.key.grant_encrypt_decrypt(role)
         # Jobs encrypt their ML storage volumes with the key (VolumeKmsKeyId), which SageMaker does through a grant
         # created with the job creator's credentials: the pipeline role needs kms:CreateGrant, for AWS resources
@@ -276,7 +290,8 @@ class TrainingPipelines(Construct):
             f"{shared}:ArtifactsBucketArn/pipelines/*": "Training output, predictions and evaluation reports.",
             f"{shared}:ArtifactsBucketArn/checkpoints/*": "Spot-training checkpoints of the training jobs.",
             nag_arn(self, "s3", f"cdk-hnb659fds-assets-{account}-{region}/*", regional=False):
-                "CDK asset grant: the processing entry script and training package zip in the bootstrap bucket.",
+                "CDK asset grant: the processing entry script, training package, export wheels and job settings "
+                "zips in the bootstrap bucket.",
             nag_arn(self, "logs", "log-group:/aws/sagemaker/*"):
                 "SageMaker jobs log to /aws/sagemaker/<JobType> log groups with per-job streams.",
             f"{jobs}:processing-job/pipelines-*": "Jobs started by a pipeline execution are named pipelines-*.",

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from contracts.job_settings import SETTINGS_DIR, SETTINGS_INPUT, classes_path
 from contracts.lambda_env import PreprocessorEnvironment
 from contracts.layout import PROCESSING_CODE_DIR
 from contracts.layout import PROCESSING_ENTRYPOINT as _ENTRYPOINT
@@ -150,6 +151,8 @@ PLACEHOLDERS: dict[str, str] = {
     f"{PACKAGE_DIR})",
     "ExportImage": "Python 3.11 image for ExportModel (MXNet 1.9.1 runs on Python <= 3.11 only)",
     "ExportWheelsUri": f"s3:// URI of the zip of the export environment's wheels (mounted in {WHEELS_DIR})",
+    "JobSettingsUri": f"s3:// URI of the zip of the job settings (contracts.job_settings: the custom class list; "
+    f"mounted in {SETTINGS_DIR} of PrepareDataset, EvaluateModel and ExportModel, unpacked by the entry script)",
 }
 
 # Isolated-network mode (PipelineSettings.vpc_subnet_count > 0): every processing, training, tuning job and the
@@ -247,7 +250,9 @@ class PipelineSettings:
     tuning_max_jobs: int
     tuning_max_parallel_jobs: int
     incremental: bool = False
-    # scheme "custom": the class list as JSON (training.classes.classes_json), handed to Prepare and Evaluate.
+    # scheme "custom": the class list as JSON (training.classes.classes_json). It reaches Prepare, Evaluate and
+    # Export as classes.json of the job settings (JobSettingsUri), never inline: a container argument holds at most
+    # 256 characters (contracts.service_limits), which 7 classes already pass.
     custom_classes_json: str | None = None
     # How the ingest function prepares frames (its FRAME_PREPARATION_VARIABLES): PrepareServingValidation prepares
     # the validation images with exactly these (contracts.lambda_env.frame_preparation_environment of the config).
@@ -444,6 +449,7 @@ def _prepare_step(sdk: _Sdk, settings: PipelineSettings, params: _Parameters) ->
     step_args = _processor(sdk, settings, f"{settings.prefix}-prepare", params).run(
         inputs=[
             *_code_inputs(),
+            _settings_input(),
             _processing_input("data", params.input_data, "/opt/ml/processing/input/data"),
         ],
         outputs=outputs,
@@ -644,6 +650,7 @@ def _export_step(
     step_args = processor.run(
         inputs=[
             *_code_inputs(),
+            _settings_input(),
             _processing_input("wheels", _SENTINELS.export_wheels_uri, WHEELS_DIR),
             _processing_input("model", model_data, model),
             _processing_input(
@@ -764,6 +771,7 @@ def _evaluate_step(
     step_args = _processor(sdk, settings, f"{settings.prefix}-evaluate", params).run(
         inputs=[
             *_code_inputs(),
+            _settings_input(),
             _processing_input(
                 "ground_truth",
                 prepare.properties.ProcessingOutputConfig.Outputs["validation_annotation"].S3Output.S3Uri,
@@ -799,8 +807,9 @@ def _evaluate_step(
 
 
 def _scheme_arguments(settings: PipelineSettings) -> list[str]:
-    """--scheme, plus the class list inline for a custom scheme (the container has no config file)."""
-    custom = ["--classes-json", settings.custom_classes_json] if settings.custom_classes_json else []
+    """--scheme, plus the class list's file in the job settings for a custom scheme (never the list inline: an
+    argument holds at most 256 characters)."""
+    custom = ["--classes-file", classes_path()] if settings.custom_classes_json else []
     return ["--scheme", settings.class_scheme, *custom]
 
 
@@ -893,6 +902,11 @@ def _code_inputs() -> list[ProcessingInput]:
         _processing_input("code", _SENTINELS.code_entry_uri, CODE_DIR),
         _processing_input("package", _SENTINELS.code_package_uri, PACKAGE_DIR),
     ]
+
+
+def _settings_input() -> ProcessingInput:
+    """The job settings (contracts.job_settings), one zip the entry script unpacks where the arguments point."""
+    return _processing_input(SETTINGS_INPUT, _SENTINELS.job_settings_uri, SETTINGS_DIR)
 
 
 def _processing_input(name: str, s3_uri, local_path: str) -> ProcessingInput:
@@ -1040,6 +1054,7 @@ class _Sentinels:
     code_entry_uri: str = "s3://roadseg-sentinel-code/entry/processing_entry.py"
     code_package_uri: str = "s3://roadseg-sentinel-code/package/training.zip"
     export_wheels_uri: str = "s3://roadseg-sentinel-code/wheels/export.zip"
+    job_settings_uri: str = "s3://roadseg-sentinel-code/settings/job-settings.zip"
 
     def placeholders(self) -> dict[str, str]:
         """sentinel -> placeholder, most specific first (URIs before the buckets they contain)."""
@@ -1047,6 +1062,7 @@ class _Sentinels:
             self.code_entry_uri: "CodeEntryUri",
             self.code_package_uri: "CodePackageUri",
             self.export_wheels_uri: "ExportWheelsUri",
+            self.job_settings_uri: "JobSettingsUri",
             self.role_arn: "RoleArn",
             self.kms_key_arn: "KmsKeyArn",
             self.algorithm_image: "AlgorithmImage",

@@ -11,6 +11,10 @@ with the drive wheels (one zip under /opt/ml/processing/input/wheels/, training/
 with ``pip install --no-index --no-deps --target <dir>`` and that directory on PYTHONPATH.
 Self-contained on purpose (stdlib only): it runs before the package is importable.
 
+Job settings (contracts.job_settings: the custom class list, the camera map, which no argument may carry inline)
+arrive as one zip (a CDK directory asset) under /opt/ml/processing/input/settings/; it is unpacked there first, so
+``--classes-file`` and ``--cameras-json @file`` name its files.
+
 ``export`` runs where MXNet runs: the image's Python 3.11 creates a virtual environment, installs the export wheels
 (one zip under /opt/ml/processing/input/wheels/, training/export-requirements.txt) with ``--no-index --no-deps`` (the
 job has no network access) and runs this script again inside it.
@@ -29,6 +33,7 @@ import zipfile
 from pathlib import Path
 
 PACKAGE_DIR = Path("/opt/ml/processing/input/package")
+SETTINGS_DIR = Path("/opt/ml/processing/input/settings")  # contracts.job_settings.SETTINGS_DIR (stdlib-only copy)
 MODULES = ("prepare", "serving", "evaluate", "export", "drive-job")
 # Module of each argument that is not training.<argument>.
 MODULE_PATHS = {"drive-job": "training.drives.job"}
@@ -50,6 +55,19 @@ def unpack(package_dir: Path, into: Path) -> Path:
     if missing:
         raise SystemExit(f"{archives[0].name} lacks the package(s) {', '.join(missing)} at its root")
     return into
+
+
+def unpack_settings(settings_dir: Path) -> list[str]:
+    """Unpack the job settings zip where it arrived (nothing when the step has no settings input): the files the
+    arguments name. SystemExit with the reason on anything but one zip."""
+    if not settings_dir.is_dir():
+        return []
+    archives = sorted(settings_dir.glob("*.zip"))
+    if len(archives) != 1:
+        raise SystemExit(f"expected one job settings zip in {settings_dir}, found {[a.name for a in archives]}")
+    with zipfile.ZipFile(archives[0]) as archive:
+        archive.extractall(settings_dir)
+        return sorted(archive.namelist())
 
 
 def load_packages(root: Path) -> None:
@@ -104,9 +122,11 @@ def drive_environment(wheels_dir: Path, into: Path) -> Path:
     return target
 
 
-def main(argv: list[str], package_dir: Path = PACKAGE_DIR) -> None:
+def main(argv: list[str], package_dir: Path = PACKAGE_DIR, settings_dir: Path = SETTINGS_DIR) -> None:
     if not argv or argv[0] not in MODULES:
         raise SystemExit(f"usage: processing_entry.py <{'|'.join(MODULES)}> [args...]")
+    if not os.environ.get(IN_EXPORT_ENV) and not os.environ.get(IN_DRIVE_ENV):  # once, before any re-exec
+        unpack_settings(settings_dir)
     if argv[0] == "export" and not os.environ.get(IN_EXPORT_ENV):
         python = export_environment(WHEELS_DIR, Path(tempfile.mkdtemp(prefix="roadseg-export-")))
         os.execve(python, [str(python), __file__, *argv], {**os.environ, IN_EXPORT_ENV: "1"})

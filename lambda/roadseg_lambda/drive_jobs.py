@@ -14,6 +14,11 @@
 https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateProcessingJob.html
 https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingS3Input.html (ManifestFile, ShardedByS3Key)
 https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_S3DataSource.html (the manifest file's format)
+
+Lists (the custom class list, the camera map) reach both jobs as files of the job settings (contracts.job_settings,
+the ``settings`` input), never inline. Each request is checked against SageMaker's limits before it is returned
+(contracts.service_limits.check_processing_request): one that would break a limit raises RequestLimitError, one
+line naming each problem, instead of a ValidationException from CreateProcessingJob after the DRIVE item exists.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from typing import Any
 
 from contracts.drive_timeline import TIMELINE_TABLE_PREFIX
 from contracts.drives import ROS2_METADATA, DriveId, DriveOutputs
+from contracts.job_settings import SETTINGS_DIR, SETTINGS_INPUT
 from contracts.layout import INFERENCE, PROCESSING_CODE_DIR, PROCESSING_ENTRYPOINT
 from contracts.naming import drive_job_name
+from contracts.service_limits import RequestLimitError, check_processing_request
 
 # The entry script keeps its asset's key name (<hash>.py): the shared entrypoint runs whichever .py arrived.
 ENTRYPOINT = list(PROCESSING_ENTRYPOINT)
@@ -63,9 +70,13 @@ def _input(name: str, uri: str, local: str, *, data_type: str = "S3Prefix",
 
 
 def _code_inputs(env: Any) -> list[dict[str, Any]]:
-    return [_input("code", env.code_entry_uri, PROCESSING_CODE_DIR),
-            _input("package", env.code_package_uri, PACKAGE_DIR),
-            _input("wheels", env.drive_wheels_uri, WHEELS_DIR)]
+    """The entry script, the package, the drive wheels and, when the stack ships them, the job settings."""
+    inputs = [_input("code", env.code_entry_uri, PROCESSING_CODE_DIR),
+              _input("package", env.code_package_uri, PACKAGE_DIR),
+              _input("wheels", env.drive_wheels_uri, WHEELS_DIR)]
+    if env.settings_uri:
+        inputs.append(_input(SETTINGS_INPUT, env.settings_uri, SETTINGS_DIR))
+    return inputs
 
 
 def _resources(env: Any, instance_type: str, count: int) -> dict[str, Any]:
@@ -88,6 +99,14 @@ def _job_request(env: Any, drive: DriveId, kind: str, role_arn: str, arguments: 
         "NetworkConfig": _network(env, isolated=isolated),
         "Tags": [{"Key": "roadseg:drive", "Value": str(drive)}],
     }
+
+
+def within_limits(request: dict[str, Any]) -> dict[str, Any]:
+    """``request`` if it fits CreateProcessingJob's limits; else RequestLimitError (one line, every problem)."""
+    problems = check_processing_request(request)
+    if problems:
+        raise RequestLimitError("CreateProcessingJob", problems)
+    return request
 
 
 def shard_keys(log_keys: Sequence[str]) -> list[str]:
@@ -126,7 +145,9 @@ def extraction_request(env: Any, drive: DriveId, log_keys: Sequence[str], *, sha
     arguments = ["extract", "--drive-id", str(drive), "--log-dir", LOGS_DIR, "--bucket", bucket,
                  "--manifest", f"{MANIFEST_OUTPUT_DIR}/manifest.json", "--table", env.drives_table,
                  "--manifest-key", outputs.manifest, "--instances", str(count)]
-    if env.cameras:
+    for name, value in sorted((env.extraction_arguments or {}).items()):
+        arguments += [name, str(value)]
+    if env.cameras and "--cameras-json" not in arguments:  # inline: runs without the settings asset only
         arguments += ["--cameras-json", json.dumps(env.cameras, sort_keys=True)]
     if env.rate_hz:
         arguments += ["--rate-hz", f"{env.rate_hz:g}"]
@@ -135,8 +156,8 @@ def extraction_request(env: Any, drive: DriveId, log_keys: Sequence[str], *, sha
     if max_pixels:
         arguments += ["--max-pixels", str(max_pixels)]
     # Network isolation OFF on purpose (see the module docstring): frames need S3 user metadata, the counters DynamoDB.
-    return _job_request(env, drive, "extract", env.extraction_role_arn, arguments, logs,
-                        env.extraction_instance_type, count, isolated=False)
+    return within_limits(_job_request(env, drive, "extract", env.extraction_role_arn, arguments, logs,
+                                      env.extraction_instance_type, count, isolated=False))
 
 
 def build_request(env: Any, drive: DriveId, input_manifest_uri: str) -> dict[str, Any]:
@@ -151,7 +172,7 @@ def build_request(env: Any, drive: DriveId, input_manifest_uri: str) -> dict[str
         arguments += [name, str(value)]
     drive_local = f"{OUTPUT_DIR}/{drive.vehicle}/{drive.drive}"
     timeline_local = f"{OUTPUT_DIR}/{TIMELINE_TABLE_PREFIX[len(INFERENCE.drive_outputs):].rstrip('/')}"
-    return {
+    return within_limits({
         **_job_request(env, drive, "build", env.builder_role_arn, arguments,
                        [_input("documents", input_manifest_uri, DOCUMENTS_DIR, data_type="ManifestFile")],
                        env.builder_instance_type, 1, isolated=True),
@@ -163,7 +184,7 @@ def build_request(env: Any, drive: DriveId, input_manifest_uri: str) -> dict[str
              "S3Output": {"S3Uri": s3_uri(bucket, TIMELINE_TABLE_PREFIX), "LocalPath": timeline_local,
                           "S3UploadMode": "EndOfJob"}},
         ]},
-    }
+    })
 
 
 def input_manifest(bucket: str, keys: Iterable[str]) -> list[Any]:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from training.classes import classes_json, custom_scheme, parse_classes_json
+from contracts.job_settings import CLASSES_FILE, SETTINGS_DIR, SETTINGS_INPUT
+from contracts.service_limits import MAX_CONTAINER_ARGUMENT_LENGTH, check_container_arguments
+from training.classes import classes_json, custom_scheme
 from training.hyperparameters import TUNABLE_RANGES, tuning_ranges
 from training.pipelines import (
     CODE_DIR,
@@ -78,6 +80,7 @@ SUBSTITUTES = {
     "CodePackageUri": "s3://test-assets/8b7e6d.zip",
     "ExportImage": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.5-cpu-py311",
     "ExportWheelsUri": "s3://test-assets/5c4d3e.zip",
+    "JobSettingsUri": "s3://test-assets/9a8b7c.zip",
 }
 SENTINEL_FRAGMENTS = ("roadseg-sentinel", "123456789012", "811284229777", "763104351884", "pytorch-training")
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
@@ -1073,18 +1076,37 @@ def test_num_classes_hyperparameter_is_filled_in_when_absent():
     assert steps(definition)["TrainSegmentation"]["Arguments"]["HyperParameters"]["num_classes"] == "19"
 
 
-def test_custom_scheme_passes_its_class_list_to_prepare_and_evaluate():
-    classes = custom_scheme("lanes", [("road", (128, 64, 128)), ("lane marking", (255, 255, 255)), ("curb", (9, 9, 9))])
-    settings = dataclasses.replace(BASE, class_scheme="custom", num_classes=3, safety_iou_floors={"curb": 0.2},
-                                   hyperparameters={**BASE.hyperparameters, "num_classes": "3"},
-                                   custom_classes_json=classes_json(classes))
-    definition = json.loads(fn_sub(build_training_pipeline(settings)))
-    for step_name in ("PrepareDataset", "EvaluateModel"):
-        args = steps(definition)[step_name]["Arguments"]["AppSpecification"]["ContainerArguments"]
-        given = args[args.index("--classes-json") + 1]
-        assert args[args.index("--scheme") + 1] == "custom"
-        assert parse_classes_json(given) == [("road", (128, 64, 128)), ("lane marking", (255, 255, 255)),
-                                             ("curb", (9, 9, 9))]
+def _custom_settings(count: int) -> PipelineSettings:
+    entries = [(f"long custom class name {i:02d}", (i, 2 * i, 3 * i)) for i in range(count)]
+    return dataclasses.replace(BASE, class_scheme="custom", num_classes=count, safety_iou_floors={},
+                               hyperparameters={**BASE.hyperparameters, "num_classes": str(count)},
+                               custom_classes_json=classes_json(custom_scheme("wide", entries)))
+
+
+@pytest.mark.parametrize("build", [build_training_pipeline, build_tuning_pipeline])
+def test_custom_scheme_reads_its_class_list_from_the_job_settings(build):
+    """25 classes are ~1 KB of JSON: inline, every scheme step would break the 256-character argument limit; the
+    steps get the job settings as an input and the file's path instead."""
+    settings = _custom_settings(25)
+    assert len(settings.custom_classes_json) > 4 * MAX_CONTAINER_ARGUMENT_LENGTH
+    definition = json.loads(fn_sub(build(settings)))
+    for step_name in ("PrepareDataset", "EvaluateModel", "ExportModel"):
+        args = steps(definition)[step_name]["Arguments"]
+        container = args["AppSpecification"]["ContainerArguments"]
+        assert container[container.index("--scheme") + 1] == "custom"
+        assert container[container.index("--classes-file") + 1] == f"{SETTINGS_DIR}/{CLASSES_FILE}"
+        assert "--classes-json" not in container
+        assert check_container_arguments(a for a in container if isinstance(a, str)) == []
+        inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
+        assert inputs[SETTINGS_INPUT]["S3Uri"] == SUBSTITUTES["JobSettingsUri"]
+        assert inputs[SETTINGS_INPUT]["LocalPath"] == SETTINGS_DIR
+
+
+def test_built_in_schemes_name_no_class_file():
+    definition = json.loads(fn_sub(build_training_pipeline(BASE)))
+    for step_name in ("PrepareDataset", "EvaluateModel", "ExportModel"):
+        container = steps(definition)[step_name]["Arguments"]["AppSpecification"]["ContainerArguments"]
+        assert container[container.index("--scheme") + 1] == "cityscapes" and "--classes-file" not in container
 
 
 def test_custom_scheme_without_its_class_list_is_rejected():
