@@ -275,6 +275,22 @@ class FunctionConfig(_Strict):
     timeout_seconds: Annotated[int, Field(ge=3, le=900)] = 60
 
 
+# The PSP and DeepLabV3 heads build their pooling branches at height//8 x width//8 of the serving size and must meet
+# the dilated backbone's ceil(size/8) feature map (training/export.py, OUTPUT_STRIDE and check_network_size): any
+# other size fails the ExportModel step, after a whole GPU training run. The tuning pipeline always tries those
+# heads and the training pipeline's Algorithm parameter allows them, so every serving size must be a multiple.
+SERVING_SIZE_MULTIPLE = 8
+
+
+def _serving_dimension(value: int) -> int:
+    if value % SERVING_SIZE_MULTIPLE:
+        lower = value - value % SERVING_SIZE_MULTIPLE
+        raise ValueError(f"{value} is not a multiple of {SERVING_SIZE_MULTIPLE}, which the psp and deeplab heads need "
+                         f"(the tuning pipeline tries them; ExportModel would fail after training): use {lower} or "
+                         f"{lower + SERVING_SIZE_MULTIPLE}")
+    return value
+
+
 class PreprocessingConfig(_Strict):
     """Lambda preprocessors: frames in (incoming/), requests to the endpoints, results out."""
 
@@ -300,6 +316,11 @@ class PreprocessingConfig(_Strict):
     ingest: FunctionConfig = FunctionConfig(memory_mb=1024)
     postprocess: FunctionConfig = FunctionConfig(memory_mb=1024)
     realtime: FunctionConfig = FunctionConfig(memory_mb=1536, timeout_seconds=60)
+
+    @field_validator("target_width", "target_height")
+    @classmethod
+    def _serving_size(cls, value: int) -> int:
+        return _serving_dimension(value)
 
     @field_validator("key_pattern")
     @classmethod
@@ -471,6 +492,20 @@ class EnvironmentConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _outputs_outlive_their_readers(self) -> EnvironmentConfig:
+        minimum = minimum_output_days(self.drives.max_runtime_hours)
+        for key in ("inference_output_days", "quarantine_days"):
+            days = getattr(self.retention, key)
+            if days < minimum:
+                raise ValueError(
+                    f"retention.{key}: {days} days is shorter than the latest a reader may need these objects, "
+                    f"{minimum} days (a dead-letter message replayed after its {DEAD_LETTER_RETENTION_DAYS}-day "
+                    f"retention, after the drive stream's {STREAM_MAX_RECORD_AGE_HOURS} h of retries and a drive "
+                    f"extraction of drives.max_runtime_hours {self.drives.max_runtime_hours} h): set it to {minimum} "
+                    "or more")
+        return self
+
+    @model_validator(mode="after")
     def _delivery_stages(self) -> EnvironmentConfig:
         if self.delivery is not None and not self.account:
             raise ValueError("delivery: set 'account' and 'region' of this file to the tools account that runs the "
@@ -489,6 +524,21 @@ class EnvironmentConfig(_Strict):
         cfg, drives = self.preprocessing, self.drives
         return sum(fn.reserved_concurrency or 0
                    for fn in (cfg.ingest, cfg.postprocess, cfg.realtime, drives.launcher, drives.completion))
+
+
+# What reads results/, failures/, quarantine/ and async-* late (stacks/bucket_set.py expires them): the drive builder
+# reads every frame's documents once the drive's last frame has an outcome, and a dead-letter replay reads what the
+# failed message names. SQS keeps dead letters 14 days (stacks/functions/roadseg_function.py encrypted_queue; the
+# maximum, https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-queue-parameters.html);
+# the drive stream retries a batch for at most 24 h (max_record_age in stacks/drive_processing.py) before its
+# dead-letter queue; a drive's first frames are written up to drives.max_runtime_hours before its last.
+DEAD_LETTER_RETENTION_DAYS = 14
+STREAM_MAX_RECORD_AGE_HOURS = 24
+
+
+def minimum_output_days(drive_runtime_hours: int) -> int:
+    """The shortest expiry of the inference outputs that no drive build or dead-letter replay can outlive."""
+    return DEAD_LETTER_RETENTION_DAYS + -(-(STREAM_MAX_RECORD_AGE_HOURS + drive_runtime_hours) // 24)
 
 
 def available_environments(config_dir: Path = CONFIG_DIR) -> list[str]:

@@ -1,4 +1,5 @@
-"""Alarms published to one SNS topic, and a dashboard of the serving and training paths."""
+"""Alarms published to one SNS topic (CloudWatch alarms, and SageMaker job failure events through
+stacks/job_failure_alarms.py), and a dashboard of the serving and training paths."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from stacks.job_failure_alarms import JobFailureAlarms, JobFailureAlarmsProps
 from stacks.metric_catalogue import metric
 from stacks.operations_key import OperationsKey
 
@@ -55,6 +57,9 @@ class Monitoring(Construct):
             for index, name in enumerate(props.pipeline_names)
         ]
         self.publish(*self.pipeline_failures)
+        # SageMaker's own failure events (pipeline executions, drive jobs) to the same topic.
+        self.job_failures = JobFailureAlarms(self, "JobFailures", JobFailureAlarmsProps(
+            prefix=props.prefix, topic=self.topic, key=props.key, pipeline_names=props.pipeline_names))
         self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=cdk.Duration.hours(6))
         self.dashboard.add_widgets(cw.AlarmStatusWidget(title="Pipelines", alarms=self.pipeline_failures, width=24))
 

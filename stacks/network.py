@@ -161,6 +161,7 @@ class NetworkStack(cdk.Stack):
             # a lookup: HTTPS to anywhere, which the route tables (local + the S3 endpoint only) confine to S3.
             self.workload_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(HTTPS),
                                                 "S3 through the gateway endpoint (no other route leaves the VPC)")
+            admit_members(self.workload_group)
             group_ids = [self.workload_group.security_group_id]
         else:
             self.vpc = self.import_vpc(self, "Vpc")
@@ -284,7 +285,9 @@ class NetworkStack(cdk.Stack):
             groups = [ec2.SecurityGroup.from_security_group_id(
                 holder, f"Group{i}", _resolve(holder, g, ssm.ParameterValueType.AWS_EC2_SECURITYGROUP_ID),
                 mutable=False) for i, g in enumerate(self.network.import_.security_group_ids)]
-        if stack is not self and self.network.mode == "create":
+        if stack is not self:
+            # Both modes: the endpoints (and in import mode the gateway routes on the given route tables) exist
+            # before anything placed in the subnets is deployed and calls AWS through them.
             stack.add_stack_dependency(self)
         selection = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         placement = Placement(
@@ -309,6 +312,21 @@ def function_placement(scope: Construct) -> FunctionPlacement | None:
     return getattr(cdk.Stack.of(scope), _PLACEMENT_ATTRIBUTE, None)
 
 
+# Jobs that run on several instances talk to each other inside the VPC: "in distributed processing, you must allow
+# communication between the different containers in the same processing job" (PROCESSING_VPC_DOC); training the
+# same (TRAINING_VPC_DOC), and with inter-container traffic encryption (on for the drive extraction) the instances
+# also exchange UDP 500 and IP protocol 50 (TRAINING_ENCRYPTION_DOC). One self-referencing rule each way for all
+# traffic admits exactly the group's own members, as the pages ask.
+PROCESSING_VPC_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/process-vpc.html"
+TRAINING_VPC_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/train-vpc.html"
+TRAINING_ENCRYPTION_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/train-encrypt.html"
+
+
+def admit_members(group: ec2.SecurityGroup) -> None:
+    """All traffic between the members of ``group``, both ways (the distributed jobs' instances)."""
+    group.connections.allow_internally(ec2.Port.all_traffic(), "Instances of one distributed SageMaker job")
+
+
 def _subnet_mask(cidr: str) -> int:
     """A quarter of the VPC per subnet (up to three zones and a spare)."""
     return int(cidr.split("/")[1]) + 2
@@ -327,10 +345,13 @@ def acknowledge_vpc_function(function: Construct, role: Construct) -> None:
 # interfaces with the role (https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html, "CreateTrainingJob
 # API: Execution Role Permissions" with a VpcConfig). The Describe* actions and CreateNetworkInterface support no
 # narrower resource than "*" for this use.
+# ec2:DescribeVpcEndpoints: the hosted-endpoints VPC page lists it among the permissions a model in a VPC needs
+# (HOST_VPC_DOC); the same role also runs the models' endpoints here.
 SAGEMAKER_VPC_ACTIONS = ["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
                          "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
                          "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions",
-                         "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"]
+                         "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeVpcEndpoints"]
+HOST_VPC_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/host-vpc.html"
 VPC_WILDCARD_REASON = (" In the VPC, SageMaker manages the jobs' and models' network interfaces with this role: the "
                        "EC2 Describe* and network-interface actions take no narrower resource (sagemaker-roles).")
 SAGEMAKER_VPC_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html"

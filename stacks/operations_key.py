@@ -64,6 +64,13 @@ class OperationsKey(Construct):
             "CloudWatchAlarmsPublishToTopics", "cloudwatch.amazonaws.com", ["kms:Decrypt", "kms:GenerateDataKey*"],
             {"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}}))
 
+    def admit_event_notifications(self) -> None:
+        """EventBridge rules publish to an encrypted topic as events.amazonaws.com, which needs kms:Decrypt and
+        kms:GenerateDataKey on the topic's key (https://docs.aws.amazon.com/eventbridge/latest/userguide/
+        eb-use-resource-based.html#eb-sns-permissions; no source condition: the page's key policy has none)."""
+        self._admit("EventBridgePublishToTopics", self._service_statement(
+            "EventBridgePublishToTopics", "events.amazonaws.com", ["kms:Decrypt", "kms:GenerateDataKey"]))
+
     def admit_eventbridge_dead_letters(self) -> None:
         """EventBridge sends undeliverable events to an encrypted dead-letter queue as events.amazonaws.com
         (aws_docs.SQS_KMS_DOC). No source condition: the pages do not say which source ARN EventBridge presents to KMS

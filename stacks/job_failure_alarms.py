@@ -1,0 +1,83 @@
+"""No silent failure of SageMaker's asynchronous work: an EventBridge rule per kind of job this project starts, each
+matching only this project's jobs in a failed or stopped state and publishing the event to the alarm topic.
+
+- Pipeline executions (``SageMaker Model Building Pipeline Execution Status Change``, ``detail.pipelineArn`` one of
+  this environment's pipelines): every job a pipeline starts (preparation, training, tuning, evaluation, transform,
+  ExportModel) fails its step and so the execution. SageMaker names those jobs ``pipelines-<execution>-...``, so a
+  job-level rule could not tell this project's from another's; the execution can.
+- Drive jobs (``SageMaker Processing Job State Change``, ``detail.ProcessingJobName`` starting with
+  ``contracts.naming.drive_job_prefix``): the extraction and builder jobs the drive functions start.
+- Neo compilation jobs: the SageMaker events page (EVENTS_DOC) lists no compilation-job event, so no rule can
+  watch them; the rollout function reports the jobs it creates (the contract class d rule records the gap).
+
+The detail-types, fields and status values are those of EVENTS_DOC and of the API's status enums
+(ProcessingJobStatus: Failed | Stopped; PipelineExecutionStatus: Failed | Stopped). The alarm topic is encrypted with
+the operations key and has a topic policy (enforce_ssl): EventBridge publishes as events.amazonaws.com, which needs
+both the key (kms:Decrypt, kms:GenerateDataKey) and sns:Publish in the topic policy (SNS_TARGET_DOC).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from contracts import naming
+from stacks.operations_key import OperationsKey
+
+EVENTS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html"
+SNS_TARGET_DOC = "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-sns-permissions"
+SAGEMAKER_SOURCE = "aws.sagemaker"
+PIPELINE_EXECUTION_EVENT = "SageMaker Model Building Pipeline Execution Status Change"
+PROCESSING_JOB_EVENT = "SageMaker Processing Job State Change"
+TRAINING_JOB_EVENT = "SageMaker Training Job State Change"
+TUNING_JOB_EVENT = "SageMaker HyperParameter Tuning Job State Change"
+FAILED_STATES = ("Failed", "Stopped")
+
+
+@dataclass(frozen=True)
+class JobFailureAlarmsProps:
+    prefix: str  # the environment's prefix: rule names and the drive jobs' name prefix
+    topic: sns.ITopic  # the alarm topic
+    key: OperationsKey  # the topic's key
+    pipeline_names: Sequence[str]
+
+
+def rule_name_prefix(prefix: str) -> str:
+    """The rules are named ``<prefix>-job-failed-<kind>`` (operators find them by name)."""
+    return f"{prefix}-job-failed-"
+
+
+class JobFailureAlarms(Construct):
+    def __init__(self, scope: Construct, construct_id: str, props: JobFailureAlarmsProps) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        names = rule_name_prefix(props.prefix)
+        # The topic's key must admit EventBridge; the topic policy statement for events.amazonaws.com comes with the
+        # SnsTopic target (CDK grants sns:Publish to the service when it binds a rule to a topic of the app).
+        props.key.admit_event_notifications()
+        pipeline_arns = [stack.format_arn(service="sagemaker", resource="pipeline", resource_name=name)
+                         for name in props.pipeline_names]
+        self.pipelines = self._rule("Pipelines", f"{names}pipelines", props.topic,
+                                    "A pipeline execution of this environment failed or was stopped",
+                                    PIPELINE_EXECUTION_EVENT, {"pipelineArn": pipeline_arns,
+                                                               "currentPipelineExecutionStatus": list(FAILED_STATES)})
+        self.drive_jobs = self._rule("DriveJobs", f"{names}drive-jobs", props.topic,
+                                     "A drive extraction or builder job failed or was stopped",
+                                     PROCESSING_JOB_EVENT,
+                                     {"ProcessingJobName": [{"prefix": naming.drive_job_prefix(props.prefix)}],
+                                      "ProcessingJobStatus": list(FAILED_STATES)})
+        self.rules = [self.pipelines, self.drive_jobs]
+
+    def _rule(self, construct_id: str, rule_name: str, topic: sns.ITopic, description: str, detail_type: str,
+              detail: dict) -> events.Rule:
+        rule = events.Rule(self, construct_id, rule_name=rule_name, description=description,
+                           event_pattern=events.EventPattern(source=[SAGEMAKER_SOURCE], detail_type=[detail_type],
+                                                             detail=detail))
+        rule.add_target(targets.SnsTopic(topic))
+        return rule
