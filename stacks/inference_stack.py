@@ -91,6 +91,9 @@ class InferenceStack(cdk.Stack):
             success_topic=self.success_topic, error_topic=self.error_topic, model_package_version=version,
             drives=self.drives))
         self.monitoring.add_section("Lambda preprocessors", self.preprocessors.alarms)
+        # Every failed-invocation queue is alarmed (contract dead-letter-queues-alarmed): SNS invokes postprocess
+        # asynchronously, so its queue holds async results that failed every retry.
+        self.monitoring.add_section("Failed invocations", [f.dlq_depth_alarm() for f in self.preprocessors.functions])
         # Whole drives: logs under drives/ -> extraction job -> frames; all outcomes counted -> builder job.
         self.drive_processing = DriveProcessing(self, "DriveProcessing", DriveProcessingProps(
             prefix=config.prefix, drives=config.drives, buckets=buckets, table=self.drives, key=self.operations_key,
