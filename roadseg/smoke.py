@@ -4,12 +4,16 @@
 
 1. every output the operator commands read is present on the deployed stacks (``DescribeStacks``, as
    ``roadseg env outputs`` reads them); the endpoint names only while a model is approved;
-2. when a model is serving (the inference stack has ``RealtimeEndpointName``): one generated camera frame
+2. a stage that was given a model keeps serving it: when the serving SSM parameter
+   (``naming.serving_package_parameter``, written by the rollout) names a package, the inference stack must have its
+   endpoints (a deploy that dropped them fails here, even though nothing is left to send a frame to);
+3. when a model is serving (the inference stack has ``RealtimeEndpointName``): one generated camera frame
    (``training/scenes.py``, 1280x640 JPEG) is POSTed to the real-time front's function URL, signed with SigV4
    (service ``lambda``), and the answer must be 200 with a mask and a summary.
 
-Credentials: the caller needs ``cloudformation:DescribeStacks`` on the three stacks and, for the frame, the
-policy of the ``RealtimeFrontInvokePolicyArn`` output (the pipeline assumes the stage's smoke role, which has both).
+Credentials: the caller needs ``cloudformation:DescribeStacks`` on the three stacks, ``ssm:GetParameter`` on the
+serving parameter and, for the frame, the policy of the ``RealtimeFrontInvokePolicyArn`` output (the pipeline
+assumes the stage's smoke role, which has all of them).
 Exit codes: 0 passed, 1 a check failed, 2 bad input, 3 AWS not usable.
 """
 
@@ -41,6 +45,20 @@ def missing_outputs(outputs: dict[str, dict[str, str]], prefix: str) -> list[str
     expected = ALWAYS + (WHILE_SERVING if serving else ())
     return [f"{names[naming.OUTPUT_STACKS[key]]}.{key}" for key in expected
             if key not in outputs.get(names[naming.OUTPUT_STACKS[key]], {})]
+
+
+def serving_failure(approved: str | None, outputs: dict[str, dict[str, str]], prefix: str) -> str | None:
+    """What is wrong when the stage was given a model but does not serve it. ``approved``: the serving SSM
+    parameter's value (None: the parameter does not exist)."""
+    parameter = naming.serving_package_parameter(prefix)
+    if approved is None:
+        return (f"the serving SSM parameter {parameter} does not exist: the data stack creates it, and the inference "
+                "stack cannot deploy without it")
+    inference = outputs.get(naming.stack_names(prefix)[naming.INFERENCE], {})
+    if approved != naming.NO_MODEL_PACKAGE and naming.REALTIME_ENDPOINT_NAME not in inference:
+        return (f"{parameter} says {approved} is approved for this stage, but the inference stack has no endpoints "
+                "(no RealtimeEndpointName output): a deploy dropped them")
+    return None
 
 
 def signed_post(url: str, body: bytes, region: str, credentials: Any) -> urllib.request.Request:
@@ -75,8 +93,11 @@ def _post(request: urllib.request.Request) -> tuple[int, bytes]:
 
 
 def run(env: str, region: str | None, frame: bool, describe: Callable[[str], dict[str, str]] | None = None,
-        post: Callable[[urllib.request.Request], tuple[int, bytes]] = _post) -> list[str]:
-    """The failed checks (empty: passed). ``describe(stack_name) -> outputs`` (None: the stack is not deployed)."""
+        post: Callable[[urllib.request.Request], tuple[int, bytes]] = _post,
+        approved: Callable[[str], str | None] | None = None) -> list[str]:
+    """The failed checks (empty: passed). ``describe(stack_name) -> outputs`` (None: the stack is not deployed);
+    ``approved(parameter_name) -> value`` (None: no such parameter). Injected together (tests) or both from AWS; with
+    only ``describe`` injected the serving check is left out."""
     import boto3
 
     from stacks.config import load_config
@@ -97,8 +118,19 @@ def run(env: str, region: str | None, frame: bool, describe: Callable[[str], dic
                 raise
             return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 
+        ssm = session.client("ssm")
+
+        def approved(name: str) -> str | None:
+            try:
+                return ssm.get_parameter(Name=name)["Parameter"]["Value"]
+            except ssm.exceptions.ParameterNotFound:
+                return None
+
     outputs = {name: describe(name) or {} for name in naming.stack_names(config.prefix).values()}
     failures = [f"missing stack output {name}" for name in missing_outputs(outputs, config.prefix)]
+    if approved is not None:
+        problem = serving_failure(approved(naming.serving_package_parameter(config.prefix)), outputs, config.prefix)
+        failures += [problem] if problem else []
     inference = outputs[naming.stack_names(config.prefix)[naming.INFERENCE]]
     if failures or not frame or naming.REALTIME_ENDPOINT_NAME not in inference:
         return failures
