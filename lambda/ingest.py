@@ -16,6 +16,12 @@ A missing object (deleted before we got to it) is logged and counted, not retrie
 (throttling, endpoint not ready, network, permissions) is raised so the message is reported in
 ``batchItemFailures`` and retried; the queue's redrive policy moves it to the DLQ after N attempts.
 
+Inside one invocation, the records of a frame version (the same notification twice in a batch) run one after the
+other (roadseg_lambda.batch.KeyedLocks on the inference id): the second finds the first's tag and sends nothing, so
+InvokeEndpointAsync is called once per frame version however the records are spread over threads. Decoding waits
+for the invocation's memory budget (roadseg_lambda.batch.MemoryBudget: the function's memory minus a reserve,
+each frame's cost estimated from its header by imaging.decode_cost); reads, uploads and invocations do not.
+
 Powertools Idempotency is not used: it needs a DynamoDB table, and the deterministic inference id plus
 the S3 metadata/tag check above already make re-deliveries harmless.
 
@@ -43,8 +49,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from roadseg_lambda import aws, drive_counts
-from roadseg_lambda.batch import ConcurrentBatchProcessor
-from roadseg_lambda.imaging import BadFrame, prepare_frame, sniff_format
+from roadseg_lambda.batch import ConcurrentBatchProcessor, KeyedLocks, MemoryBudget, decode_budget_bytes
+from roadseg_lambda.imaging import BadFrame, decode_cost, prepare_frame, sniff_format
 from roadseg_lambda.keys import (
     decode_event_key,
     derive_inference_id,
@@ -68,6 +74,19 @@ SUBMITTED_TAG = "roadseg-submitted"
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))
 _metrics_lock = threading.Lock()
+_frames_in_flight = KeyedLocks()  # once per frame version inside this process, whatever thread gets the record
+_budget_lock = threading.Lock()
+_budgets: dict[tuple[int, int], MemoryBudget] = {}
+
+
+def decode_budget(settings: Settings) -> MemoryBudget:
+    """The process's decoding budget for these settings (one per process: the records of every batch share it)."""
+    shape = (settings.ingest_record_concurrency, settings.max_input_bytes)
+    with _budget_lock:
+        if shape not in _budgets:
+            _budgets[shape] = MemoryBudget(decode_budget_bytes(os.environ, records_in_flight=shape[0],
+                                                               max_input_bytes=shape[1]))
+        return _budgets[shape]
 
 
 class MalformedMessage(ValueError):
@@ -78,6 +97,10 @@ class MalformedMessage(ValueError):
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     settings = get_settings(*REQUIRED)  # a configuration error fails the whole invocation, loudly
+    # Clients before the threads: creating them from the default session in several threads at once is not safe.
+    aws.s3_client(), aws.runtime_client()
+    if settings.drives_table:
+        aws.dynamodb_client()
     # A drive's burst fills whole batches: the records' S3 and SageMaker calls overlap (roadseg_lambda.batch).
     processor = ConcurrentBatchProcessor(event_type=EventType.SQS, max_workers=settings.ingest_record_concurrency,
                                          raise_on_entire_batch_failure=False)
@@ -120,15 +143,16 @@ def process_s3_record(s3_record: S3EventRecord) -> None:
     # Per-thread log keys (append_context_keys changes keys every thread shares).
     logger.thread_safe_append_keys(frame_key=key, inference_id=inference_id, source_bucket=bucket)
     try:
-        submit_frame(
-            settings,
-            bucket=bucket,
-            key=key,
-            version_id=version_id,
-            size=obj.get("size"),
-            inference_id=inference_id,
-            uploaded_at=s3_record.get("eventTime"),
-        )
+        with _frames_in_flight.hold(inference_id):  # a repeated notification waits, then finds it submitted
+            submit_frame(
+                settings,
+                bucket=bucket,
+                key=key,
+                version_id=version_id,
+                size=obj.get("size"),
+                inference_id=inference_id,
+                uploaded_at=s3_record.get("eventTime"),
+            )
     except Exception as exc:
         if aws.is_transient(exc):
             _count("TransientErrors")
@@ -186,7 +210,9 @@ def submit_frame(
             return _object_gone(exc, "process")
         drive_id = _drive_id(settings, lambda: source_metadata)
         try:
-            prepared = prepare_frame(data, settings.prepare_options())
+            options = settings.prepare_options()
+            with decode_budget(settings).reserve(decode_cost(data, options)):  # the network calls go on meanwhile
+                prepared = prepare_frame(data, options)
             metadata = build_async_input_metadata(
                 inference_id=inference_id,
                 source_bucket=bucket,

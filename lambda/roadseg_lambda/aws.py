@@ -3,11 +3,16 @@
 The handlers get their clients only through ``s3_client()``, ``runtime_client()``, ``dynamodb_client()`` and
 ``sagemaker_client()`` so that tests can
 replace them (``monkeypatch.setattr(aws, "runtime_client", ...)``) or reset them with ``reset_clients()``.
+
+Clients are created one at a time (``_CREATING``): a client is thread-safe once created, but creating clients from
+boto3's default session in several threads at once is not (botocore#2991, boto3#1592), and the ingest function's
+records run in threads (roadseg_lambda.batch).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -55,24 +60,44 @@ NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
 _TRANSIENT_VALIDATION = re.compile(r"endpoint .*(not found|is (being )?(updated|created|creating|updating))|scal", re.I)
 
 
-@lru_cache(maxsize=1)
+_CREATING = threading.RLock()
+
+
+def _create(service: str, config: Config) -> Any:
+    with _CREATING:
+        return boto3.client(service, config=config)
+
+
+def _once(factory: Any) -> Any:
+    """``factory`` cached, its first call made under ``_CREATING`` (so every thread gets the one client)."""
+    cached = lru_cache(maxsize=1)(factory)
+
+    def get() -> Any:
+        with _CREATING:
+            return cached()
+
+    get.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return get
+
+
+@_once
 def _cached_s3() -> Any:
-    return boto3.client("s3", config=_S3_CONFIG)
+    return _create("s3", _S3_CONFIG)
 
 
-@lru_cache(maxsize=1)
+@_once
 def _cached_runtime() -> Any:
-    return boto3.client("sagemaker-runtime", config=_RUNTIME_CONFIG)
+    return _create("sagemaker-runtime", _RUNTIME_CONFIG)
 
 
-@lru_cache(maxsize=1)
+@_once
 def _cached_dynamodb() -> Any:
-    return boto3.client("dynamodb", config=_S3_CONFIG)
+    return _create("dynamodb", _S3_CONFIG)
 
 
-@lru_cache(maxsize=1)
+@_once
 def _cached_sagemaker() -> Any:
-    return boto3.client("sagemaker", config=_S3_CONFIG)
+    return _create("sagemaker", _S3_CONFIG)
 
 
 def s3_client() -> Any:

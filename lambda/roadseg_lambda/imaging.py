@@ -203,6 +203,43 @@ def prepare_frame(data: bytes, options: PrepareOptions | None = None) -> Prepare
     )
 
 
+# Bytes per pixel of a decoded image as Pillow stores it (3-channel modes take 4), and what ``_normalise_mode`` and
+# the final RGB conversion allocate next to it (16-bit grey: the array copy, the 8-bit array and its image).
+_DECODED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+_CONVERTED_BYTES = {"RGB": 0, "L": 0, "CMYK": 0, "1": 1, "LA": 1, "P": 4, "PA": 4, "RGBA": 4, "RGBa": 4, "RGBX": 4,
+                    "I;16": 4, "I;16B": 4, "I;16L": 4, "I;16N": 4, "I": 6}
+
+
+def decode_cost(data: bytes, options: PrepareOptions | None = None) -> int:
+    """Bytes that ``prepare_frame(data, options)`` holds at its peak, estimated from the header alone (nothing is
+    decoded): the compressed data, the decoded pixels (after the JPEG draft reduction), an EXIF rotation's copy and
+    the mode conversion's output. Frames that ``prepare_frame`` refuses before decoding cost their data only."""
+    opts = options or PrepareOptions()
+    fmt = sniff_format(data)
+    if fmt not in ("jpeg", "png") or len(data) > opts.max_bytes:
+        return len(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data), formats=[fmt.upper()])
+            (raw_w, raw_h), mode, orientation = im.size, im.mode, _orientation(im)
+    except Exception:  # noqa: BLE001 - an unreadable header is refused by prepare_frame before any decoding
+        return len(data)
+    if raw_w * raw_h > opts.max_pixels or min(raw_w, raw_h) < MIN_SIDE:
+        return len(data)
+    pixels = raw_w * raw_h
+    if fmt == "jpeg":
+        oriented = (raw_h, raw_w) if orientation in _TRANSPOSE_SWAPS_AXES else (raw_w, raw_h)
+        crop = _crop_box(oriented, opts.roi)
+        region = (crop[2] - crop[0], crop[3] - crop[1])
+        draft = _draft_scale(region, fit_size(region, opts.target_size))
+        pixels = (raw_w // draft) * (raw_h // draft)
+        mode = "RGB" if mode in ("RGB", "YCbCr") else mode
+    decoded = _DECODED_BYTES.get(mode, 4)
+    rotated = decoded if orientation != 1 else 0
+    return len(data) + pixels * (decoded + rotated + _CONVERTED_BYTES.get(mode, 4))
+
+
 def fit_size(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
     """Largest size inside ``target`` with the aspect ratio of ``size``; never larger than ``size``."""
     w, h = size
