@@ -8,6 +8,7 @@ from constructs import Construct
 from contracts import naming
 from stacks.bucket_set import BucketSet, BucketSetProps
 from stacks.config import EnvironmentConfig
+from stacks.registry_model import ServingPackageParameter
 
 
 class DataStack(cdk.Stack):
@@ -18,3 +19,6 @@ class DataStack(cdk.Stack):
                                (naming.ARTIFACTS_BUCKET_NAME, self.buckets.artifacts),
                                (naming.INFERENCE_BUCKET_NAME, self.buckets.inference)):
             cdk.CfnOutput(self, output, value=bucket.bucket_name)
+        # The inference stack's SSM-typed ModelPackageArn reads it, so it must exist before that stack deploys.
+        self.serving_package = ServingPackageParameter(
+            self, "ServingPackage", name=naming.serving_package_parameter(config.prefix))

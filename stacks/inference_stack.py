@@ -45,6 +45,7 @@ class InferenceStack(cdk.Stack):
         buckets = data.share_with(self)
         self.model = RegistryModel(self, "Model", RegistryModelProps(
             buckets=buckets, algorithm_repository_arn=images_mapping(self, config).get("AlgorithmRepository"),
+            serving_parameter=naming.serving_package_parameter(config.prefix),
             vpc_config=placement.sagemaker_vpc_config() if placement else None))
         # Log groups, topics and queues that AWS services write into use this stack's own key (see the module).
         self.operations_key = OperationsKey(self, "OperationsKey", OperationsKeyProps(
@@ -75,7 +76,9 @@ class InferenceStack(cdk.Stack):
 
         self.rollout = ApprovalRollout(self, "Rollout", ApprovalRolloutProps(
             config=config, model_package_group=training.settings.model_package_group, model_role=self.model.role,
-            key=self.operations_key, endpoint_names=(self.realtime_name, self.async_name), buckets=buckets))
+            key=self.operations_key, endpoint_names=(self.realtime_name, self.async_name), buckets=buckets,
+            serving_parameter=naming.serving_package_parameter(config.prefix),
+            vpc_config=placement.sagemaker_vpc_config() if placement else None))
         self.monitoring.add_section("Rollout", self.rollout.alarms)
 
         # Results name the model that produced them: the version is the last part of the package ARN.

@@ -1,7 +1,15 @@
 """The model both endpoints serve: an approved package of the model registry, chosen at deploy time.
 
-Synthesis makes no AWS call, so the package ARN is a CloudFormation parameter (set by the rollout Lambda or
-`cdk deploy --parameters`). While it is empty every serving resource is left out by the `HasModel` condition.
+Synthesis makes no AWS call, so the package ARN is a CloudFormation parameter. It is SSM-typed
+(``AWS::SSM::Parameter::Value<String>``, default: the SSM parameter ``naming.serving_package_parameter``), so every
+deployer (`cdk deploy`, the delivery pipeline's CloudFormation actions, which pass no parameters, a manual update)
+re-reads what the rollout Lambda last wrote there instead of falling back to a template default
+(SSM_PARAMETER_TYPES_DOC; CFN_PARAMETER_DEFAULT_DOC). While the SSM value is ``naming.NO_MODEL_PACKAGE`` every
+serving resource is left out by the ``HasModel`` condition.
+
+``ServingPackageParameter`` (in the data stack, which deploys first) creates that SSM parameter once, with
+``PutParameter`` and ``Overwrite: false``, through a custom resource: no deploy ever writes its value again (a plain
+``AWS::SSM::Parameter`` would be rewritten with its template value whenever CloudFormation updates that resource).
 """
 
 from __future__ import annotations
@@ -11,19 +19,28 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from contracts.layout import INFERENCE
-from contracts.naming import MODEL_PACKAGE_PARAMETER
+from contracts.naming import MODEL_PACKAGE_PARAMETER, NO_MODEL_PACKAGE
 from stacks.bucket_set import SharedBuckets
-from stacks.compliance import acknowledge_policy, nag_arn
+from stacks.compliance import acknowledge, acknowledge_all_packs, acknowledge_policy, nag_arn
 from stacks.network import VPC_WILDCARD_REASON, allow_sagemaker_vpc
+
+SSM_PARAMETER_TYPES_DOC = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
+                           "parameters-section-structure.html#aws-ssm-parameter-types")
+CFN_PARAMETER_DEFAULT_DOC = "https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_Parameter.html"
+PUT_PARAMETER_DOC = "https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html"
+SSM_PARAMETER_TYPE = "AWS::SSM::Parameter::Value<String>"
 
 
 @dataclass(frozen=True)
 class RegistryModelProps:
     buckets: SharedBuckets
     algorithm_repository_arn: str
+    # The SSM parameter naming the approved package (naming.serving_package_parameter; ServingPackageParameter).
+    serving_parameter: str
     # Isolated-network mode: {"subnets": [...], "security_group_ids": [...]} (stacks.network.Placement)
     vpc_config: dict[str, list[str]] | None = None
 
@@ -39,14 +56,14 @@ class RegistryModel(Construct):
     def __init__(self, scope: Construct, construct_id: str, props: RegistryModelProps) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
+        # SSM-typed: every create and update re-reads the parameter, so no deployer can reset what the rollout set.
         self.package_arn = cdk.CfnParameter(
-            stack, MODEL_PACKAGE_PARAMETER, type="String", default="",
-            allowed_pattern=r"^$|^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+$",
-            description="Approved model package to serve (empty: deploy without endpoints). "
-                        "Set automatically when a package of the group is approved.",
+            stack, MODEL_PACKAGE_PARAMETER, type=SSM_PARAMETER_TYPE, default=props.serving_parameter,
+            description=f"SSM parameter holding the approved model package to serve ({NO_MODEL_PACKAGE}: deploy "
+                        "without endpoints). The rollout function writes it when a package of the group is approved.",
         )
-        self.has_model = cdk.CfnCondition(
-            stack, "HasModel", expression=cdk.Fn.condition_not(cdk.Fn.condition_equals(self.package_arn, "")))
+        self.has_model = cdk.CfnCondition(stack, "HasModel", expression=cdk.Fn.condition_not(
+            cdk.Fn.condition_equals(self.package_arn, NO_MODEL_PACKAGE)))
 
         buckets = props.buckets
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
@@ -114,3 +131,53 @@ class RegistryModel(Construct):
     @property
     def model_name(self) -> str:
         return self.model.attr_model_name
+
+
+class ServingPackageParameter(Construct):
+    """Creates the SSM parameter ``name`` with the value ``NO_MODEL_PACKAGE`` if it does not exist, and never writes
+    it again: ``PutParameter`` with ``Overwrite: false`` on create and update (``ParameterAlreadyExists`` is the
+    normal answer once the rollout has written it), nothing on delete (the approval outlives a stack's replacement;
+    delete the parameter by hand when the environment is torn down for good). Standard tier, type String
+    (PUT_PARAMETER_DOC); the value is a package ARN, no secret."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, name: str) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        self.name = name
+        self.arn = stack.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
+        create_once = cr.AwsSdkCall(
+            service="SSM", action="putParameter",
+            parameters={"Name": name, "Value": NO_MODEL_PACKAGE, "Type": "String", "Overwrite": False,
+                        "Description": "roadseg: the model package approved for serving (written by the rollout)"},
+            physical_resource_id=cr.PhysicalResourceId.of(name),
+            ignore_error_codes_matching="ParameterAlreadyExists")
+        self.resource = cr.AwsCustomResource(
+            self, "CreateOnce", on_create=create_once, on_update=create_once,
+            policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
+                actions=["ssm:PutParameter"], resources=[self.arn])]),
+            install_latest_aws_sdk=False)
+        acknowledge_all_packs(self.resource, "IAMNoInlinePolicy",
+                              "CDK's AwsCustomResource policy: ssm:PutParameter on this one parameter, for its "
+                              "provider only; a managed policy would not narrow it.")
+        provider = stack.node.try_find_child(_AWS_CUSTOM_RESOURCE_PROVIDER_ID)
+        if provider is not None:
+            acknowledge_custom_resource_provider(provider)
+
+
+_AWS_CUSTOM_RESOURCE_PROVIDER_ID = "AWS679f53fac002430cb0da5b7982bd2287"  # CDK's singleton AwsCustomResource handler
+
+
+def acknowledge_custom_resource_provider(provider: Construct) -> None:
+    """CDK's AwsCustomResource handler: a short-lived provisioning function that CDK generates (runtime, role and
+    settings are CDK's), invoked by CloudFormation only, never by data traffic."""
+    reason = ("CDK's AwsCustomResource provider: CloudFormation invokes it once per deploy to create the serving "
+              "SSM parameter; CDK owns its runtime, role and settings.")
+    for rule in ("AwsSolutions-L1", "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                 "AWSLambdaBasicExecutionRole]"):
+        acknowledge(provider, rule, reason)
+    acknowledge_all_packs(provider, "LambdaConcurrency", reason + " One invocation per deploy: nothing to limit.")
+    acknowledge_all_packs(provider, "LambdaDLQ", reason + " CloudFormation receives its failure and fails the "
+                                                          "deploy: nothing is lost to a dead-letter queue.")
+    acknowledge_all_packs(provider, "LambdaInsideVPC", reason + " It calls only the SSM API and handles no data; "
+                                                                "the integration contracts exempt custom-resource "
+                                                                "providers from isolated mode likewise.")

@@ -1,7 +1,9 @@
-"""Approval-driven rollout: approving a model package updates the inference stack's ModelPackageArn.
+"""Approval-driven rollout: approving a model package writes it into the serving SSM parameter and updates the
+inference stack, whose SSM-typed ModelPackageArn re-reads it.
 
-CloudFormation stays the owner of the endpoints: the Lambda re-deploys the stack's previous template with the
-new parameter value, and the endpoints' blue/green policy with rollback alarms does the rest.
+CloudFormation stays the owner of the endpoints: the Lambda re-deploys the stack's previous template (every
+parameter as before; the SSM-typed one re-resolves), and the endpoints' blue/green policy with rollback alarms does
+the rest. Because the package lives in SSM, a later `cdk deploy` or pipeline run keeps serving it.
 Pages cited as ``aws_docs.<NAME>`` are in stacks/aws_docs.py.
 """
 
@@ -23,10 +25,12 @@ from stacks.bucket_set import SharedBuckets
 from stacks.compliance import acknowledge_inline_policy, acknowledged
 from stacks.config import EnvironmentConfig, FunctionConfig
 from stacks.functions.roadseg_function import RoadsegFunction, RoadsegFunctionProps
+from stacks.network import VPC_WILDCARD_REASON, allow_sagemaker_vpc
 from stacks.operations_key import OperationsKey
 
 UPDATE_STACK_DOC = "https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_UpdateStack.html"
 
+ROLLOUT_TIMEOUT_SECONDS = 900  # Lambda's maximum: the longest a single attempt can wait for a busy stack
 FUNCTION_NO_VPC = ("The function calls only regional AWS APIs (CloudFormation); it handles no data plane "
                    "traffic, so a VPC adds cost without narrowing what it can reach.")
 
@@ -40,6 +44,10 @@ class ApprovalRolloutProps:
     endpoint_names: tuple[str, ...]
     # Where the edge bundles are (Neo compilation, only with training.export.neo_targets).
     buckets: SharedBuckets | None = None
+    # The SSM parameter the function writes the approved package into (naming.serving_package_parameter).
+    serving_parameter: str | None = None
+    # Isolated-network mode: {"subnets": [...], "security_group_ids": [...]}; the Neo compilation jobs run there.
+    vpc_config: dict[str, list[str]] | None = None
 
 
 class ApprovalRollout(Construct):
@@ -56,15 +64,21 @@ class ApprovalRollout(Construct):
             handler="rollout.handler",
             description="Rolls an approved model package out to the roadseg endpoints",
             # No reserved concurrency: CloudFormation runs one update of the stack at a time and refuses a second
-            # one while the first is in progress, which the function treats as retryable.
-            function=FunctionConfig(memory_mb=256, timeout_seconds=60),
+            # one while the first is in progress. The function waits for it (polling DescribeStacks) up to its
+            # timeout; with Lambda's 2 retries (about 1 and 2 minutes apart) an approval outlasts a ~45-minute
+            # deploy (a pipeline run) before it reaches the DLQ, and the SSM parameter it wrote first serves it on
+            # the next deploy anyway.
+            function=FunctionConfig(memory_mb=256, timeout_seconds=ROLLOUT_TIMEOUT_SECONDS),
             environment=RolloutEnvironment(
                 stack_name=stack.stack_name, model_package_group=props.model_package_group,
                 parameter_name=MODEL_PACKAGE_PARAMETER, service_name=SERVICE_NAMES["rollout"],
                 neo_targets=neo_targets,
                 neo_role_arn=self.neo_role.role_arn if self.neo_role else None,
                 neo_kms_key_arn=props.buckets.key.key_arn if self.neo_role else None,
-                neo_job_prefix=neo_compilation_job_prefix(cfg.prefix) if neo_targets else None),
+                neo_job_prefix=neo_compilation_job_prefix(cfg.prefix) if neo_targets else None,
+                neo_subnets=tuple(props.vpc_config["subnets"]) if self.neo_role and props.vpc_config else None,
+                neo_security_groups=(tuple(props.vpc_config["security_group_ids"])
+                                     if self.neo_role and props.vpc_config else None)),
             key=props.key, log_retention_days=cfg.retention.log_group_days, retain=cfg.retain,
             no_vpc_reason=FUNCTION_NO_VPC, retry_attempts=2,
             log_group_id="Logs", dead_letter_queue_id="DeadLetters"))  # the ids they had before RoadsegFunction
@@ -81,6 +95,11 @@ class ApprovalRollout(Construct):
         self.function.allow(iam.PolicyStatement(
             sid="ResolveSsmTypedParameters", actions=["ssm:GetParameters"],
             resources=[self._ssm_parameter_arn(name) for name in ssm_parameter_names(stack)]))
+        # The approved package lives in the serving SSM parameter (the stack's SSM-typed ModelPackageArn reads it).
+        if props.serving_parameter:
+            self.function.allow(iam.PolicyStatement(
+                sid="WriteServingPackage", actions=["ssm:PutParameter"],
+                resources=[self._ssm_parameter_arn(props.serving_parameter)]))
         # Without RoleARN, UpdateStack reuses the stack's service role (CDK's CloudFormation execution role) "even
         # if the users don't have permission to pass it" (UPDATE_STACK_DOC): no iam:PassRole on it. The grants
         # below are what the update needs when the stack was deployed without a service role.
@@ -112,6 +131,9 @@ class ApprovalRollout(Construct):
             self.function.allow(iam.PolicyStatement(
                 sid="CompileApprovedBundles", actions=["sagemaker:CreateCompilationJob"], resources=[jobs]),
                 reasons={jobs: "Compilation jobs of this project: <prefix>-neo-v<version>-<target>."})
+            if props.vpc_config:  # CreateCompilationJob with VpcConfig (neo-vpc.html): the role places the job
+                acknowledged(self.neo_role, lambda: allow_sagemaker_vpc(self.neo_role),
+                             reasons=VPC_WILDCARD_REASON.strip())
             self.function.allow(iam.PolicyStatement(
                 sid="PassOnlyTheNeoRole", actions=["iam:PassRole"], resources=[self.neo_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))

@@ -24,8 +24,8 @@ def smoke_stack_name(prefix: str) -> str:
 
 class SmokeAccessStack(cdk.Stack):
     """A role in the environment's account for the pipeline's smoke test (roadseg/smoke.py): read the stacks'
-    outputs and call the real-time front (its invoke policy), assumable only by ``caller_role_name`` of the tools
-    account."""
+    outputs and the serving SSM parameter, and call the real-time front (its invoke policy), assumable only by
+    ``caller_role_name`` of the tools account."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, stacks: RoadsegStacks,
                  tools_account: str, caller_role_name: str, **kwargs) -> None:
@@ -42,6 +42,11 @@ class SmokeAccessStack(cdk.Stack):
             actions=["cloudformation:DescribeStacks"],
             resources=[self.format_arn(service="cloudformation", resource="stack", resource_name=f"{name}/*")
                        for name in naming.stack_names(config.prefix).values()]))
+        # roadseg/smoke.py: a stage whose serving parameter names a package must still have its endpoints.
+        self.role.add_to_policy(iam.PolicyStatement(
+            actions=["ssm:GetParameter"],
+            resources=[self.format_arn(service="ssm", resource="parameter",
+                                       resource_name=naming.serving_package_parameter(config.prefix).lstrip("/"))]))
         for name in naming.stack_names(config.prefix).values():
             acknowledge(self.role, "AwsSolutions-IAM5[Resource::" + nag_arn(self, "cloudformation", f"stack/{name}/*")
                         + "]", "A stack ARN ends in the ID CloudFormation generates; the stack name is fixed.")
