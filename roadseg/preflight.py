@@ -9,7 +9,10 @@ for every failed check (``--json``: a list of ``{check, needed, have, passed, fi
 
 Checks: account/region (the config's pins), the CDK bootstrap version, Lambda concurrency (reservations in the
 templates plus the 100 AWS keeps unreserved), SageMaker instance quotas (endpoints x2 for blue/green, training,
-transform, processing), the algorithm image in the region, and instance-type changes on autoscaled endpoints.
+transform, processing), the algorithm image in the region, instance-type changes on autoscaled endpoints, Lake
+Formation's defaults for new Data Catalog resources (the drive timeline's Glue database and table), and in
+isolated-network import mode the given VPC: DNS support and hostnames, the security groups' rules, and no gateway or
+private-DNS interface endpoint already serving a service the network stack adds (``check_network_*``).
 
 Exit codes: 0 every check passed, 1 a check failed, 2 bad input (unknown environment, invalid configuration, no
 cloud assembly), 3 AWS not usable (no credentials, access denied, no region, another AWS error).
@@ -57,8 +60,17 @@ READ_ACTIONS = (
     "sts:GetCallerIdentity", "ssm:GetParameter", "lambda:GetAccountSettings", "lambda:GetFunctionConcurrency",
     "cloudformation:ListStackResources", "servicequotas:ListServiceQuotas",
     "servicequotas:ListAWSDefaultServiceQuotas", "sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
-    "application-autoscaling:DescribeScalableTargets",
+    "application-autoscaling:DescribeScalableTargets", "lakeformation:GetDataLakeSettings",
+    "ec2:DescribeVpcs", "ec2:DescribeVpcAttribute", "ec2:DescribeSecurityGroups", "ec2:DescribeVpcEndpoints",
 )
+# Pages the network and Lake Formation checks rest on.
+PRIVATE_DNS_DOC = "https://docs.aws.amazon.com/vpc/latest/privatelink/privatelink-access-aws-services.html"
+GATEWAY_ROUTES_DOC = "https://docs.aws.amazon.com/vpc/latest/privatelink/gateway-endpoints.html"
+PROCESSING_VPC_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/process-vpc.html"
+LAKE_FORMATION_DOC = "https://docs.aws.amazon.com/lake-formation/latest/dg/change-settings.html"
+IAM_ALLOWED_PRINCIPALS = "IAM_ALLOWED_PRINCIPALS"
+STACK_NAME_TAG = "aws:cloudformation:stack-name"
+HTTPS_PORT = 443
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 _CREDENTIAL_ERRORS = {"InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException",
                       "SignatureDoesNotMatch", "InvalidSignatureException", "RequestExpired", "InvalidAccessKeyId"}
@@ -280,6 +292,49 @@ class EndpointState:
 
 
 @dataclass(frozen=True)
+class PlannedEndpoint:
+    """A VPC endpoint the network stack's template creates: service suffix (``s3``, ``sagemaker.api``), type."""
+
+    service: str
+    gateway: bool
+
+
+@dataclass(frozen=True)
+class ExistingEndpoint:
+    endpoint_id: str
+    service: str  # suffix after com.amazonaws.<region>.
+    gateway: bool
+    private_dns: bool
+    route_tables: tuple[str, ...] = ()
+    stack: str | None = None  # the CloudFormation stack that created it (its aws:cloudformation:stack-name tag)
+
+
+@dataclass(frozen=True)
+class GroupRules:
+    """One security group's rules, reduced to what the workloads need."""
+
+    group_id: str
+    self_ingress: bool  # all traffic from the group itself
+    self_egress: bool  # all traffic to the group itself
+    https_to_vpc: bool  # TCP 443 out to the VPC's CIDR (the interface endpoints)
+    https_to_s3: bool  # TCP 443 out to 0.0.0.0/0 or a prefix list (S3 through the gateway endpoint)
+
+
+@dataclass(frozen=True)
+class NetworkFacts:
+    """The imported VPC as the account has it (import mode only)."""
+
+    vpc_id: str
+    route_tables: tuple[str, ...]
+    dns_support: bool
+    dns_hostnames: bool
+    groups: tuple[GroupRules, ...]
+    endpoints: tuple[ExistingEndpoint, ...]
+    network_stack: str  # endpoints this stack created are its own, not conflicts
+    planned: tuple[PlannedEndpoint, ...]
+
+
+@dataclass(frozen=True)
 class AwsFacts:
     account: str
     region: str
@@ -287,6 +342,9 @@ class AwsFacts:
     lambda_account: LambdaAccount | None = None
     quotas: dict[str, Quota] = field(default_factory=dict)  # SageMaker quotas by QuotaName
     endpoints: dict[str, EndpointState] = field(default_factory=dict)
+    network: NetworkFacts | None = None
+    # GetDataLakeSettings' CreateDatabaseDefaultPermissions / CreateTableDefaultPermissions; None: not fetched
+    lake_formation: dict[str, list] | None = None
 
 
 def fetch_account(clients: Clients) -> str:
@@ -381,7 +439,114 @@ def fetch_endpoint_state(clients: Clients, name: str, variant: str) -> EndpointS
     return EndpointState(name, True, instance_type, bool(targets))
 
 
-def fetch_facts(clients: Clients, account: str, assembly: Assembly, names: Names) -> AwsFacts:
+def fetch_lake_formation(clients: Clients) -> dict[str, list]:
+    with aws_errors("lakeformation"):
+        settings = clients("lakeformation").get_data_lake_settings()["DataLakeSettings"]
+    return {key: list(settings.get(key) or []) for key in ("CreateDatabaseDefaultPermissions",
+                                                           "CreateTableDefaultPermissions")}
+
+
+def planned_endpoints(assembly: Assembly) -> tuple[str | None, tuple[PlannedEndpoint, ...]]:
+    """(the network stack's name, the VPC endpoints its template creates), from the cloud assembly."""
+    for stack in assembly.stacks:
+        planned = []
+        for resource in (stack.template.get("Resources") or {}).values():
+            if resource.get("Type") != "AWS::EC2::VPCEndpoint":
+                continue
+            props = resource.get("Properties") or {}
+            service = props.get("ServiceName")
+            parts = service.get("Fn::Join", ["", []])[1] if isinstance(service, dict) else [service]
+            # "com.amazonaws.<region>.<suffix>" literal (pinned region), or a join ending in ".<suffix>"
+            last = str(parts[-1] if parts else "")
+            suffix = last.split(".", 3)[3] if last.startswith("com.amazonaws.") else last.lstrip(".")
+            planned.append(PlannedEndpoint(suffix, props.get("VpcEndpointType", "Gateway") == "Gateway"))
+        if planned:
+            return stack.name, tuple(planned)
+    return None, ()
+
+
+def _resolve_id(clients: Clients, value: str) -> str:
+    """A literal ID, or the value of an ``ssm:/name`` reference (stacks/network_config.py)."""
+    if not value.startswith("ssm:"):
+        return value
+    with aws_errors("ssm"):
+        try:
+            return clients("ssm").get_parameter(Name=value[4:])["Parameter"]["Value"]
+        except ClientError as exc:
+            if _code(exc) == "ParameterNotFound":
+                raise UsageError(f"network.import: SSM parameter {value[4:]} does not exist") from None
+            raise
+
+
+def _covers(ranges: list[dict], cidr: str) -> bool:
+    import ipaddress
+
+    wanted = ipaddress.ip_network(cidr)
+    return any(ipaddress.ip_network(r["CidrIp"]).supernet_of(wanted) for r in ranges if r.get("CidrIp"))
+
+
+def _allows_https(permission: dict) -> bool:
+    if permission.get("IpProtocol") == "-1":
+        return True
+    return (permission.get("IpProtocol") == "tcp"
+            and permission.get("FromPort", 0) <= HTTPS_PORT <= permission.get("ToPort", -1))
+
+
+def group_rules(group: dict, vpc_cidr: str) -> GroupRules:
+    """The reduction of one DescribeSecurityGroups entry (pure)."""
+    own = group["GroupId"]
+
+    def to_itself(permissions: list[dict]) -> bool:
+        return any(p.get("IpProtocol") == "-1" and any(pair.get("GroupId") == own
+                                                       for pair in p.get("UserIdGroupPairs") or [])
+                   for p in permissions)
+
+    egress = group.get("IpPermissionsEgress") or []
+    https = [p for p in egress if _allows_https(p)]
+    return GroupRules(
+        group_id=own, self_ingress=to_itself(group.get("IpPermissions") or []), self_egress=to_itself(egress),
+        https_to_vpc=any(_covers(p.get("IpRanges") or [], vpc_cidr) for p in https),
+        https_to_s3=any(_covers(p.get("IpRanges") or [], "0.0.0.0/0") or p.get("PrefixListIds") for p in https))
+
+
+def fetch_network(clients: Clients, config: EnvironmentConfig, assembly: Assembly) -> NetworkFacts | None:
+    """The imported VPC's facts (None outside isolated-network import mode)."""
+    if config.network is None or config.network.mode != "import" or config.network.import_ is None:
+        return None
+    imported = config.network.import_
+    vpc_id = _resolve_id(clients, imported.vpc_id)
+    route_tables = tuple(_resolve_id(clients, r) for r in imported.route_table_ids)
+    group_ids = [_resolve_id(clients, g) for g in imported.security_group_ids]
+    ec2 = clients("ec2")
+    with aws_errors("ec2"):
+        try:
+            vpc = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
+            groups = ec2.describe_security_groups(GroupIds=group_ids)["SecurityGroups"]
+        except ClientError as exc:
+            if _code(exc).endswith(".NotFound") or _code(exc).startswith("InvalidGroup"):
+                raise UsageError(f"network.import: {_message(exc)} (account {clients.region})") from None
+            raise
+        attribute = {name: ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=name)[key]["Value"]
+                     for name, key in (("enableDnsSupport", "EnableDnsSupport"),
+                                       ("enableDnsHostnames", "EnableDnsHostnames"))}
+        existing = []
+        for page in ec2.get_paginator("describe_vpc_endpoints").paginate(
+                Filters=[{"Name": "vpc-id", "Values": [vpc_id]}]):
+            for e in page["VpcEndpoints"]:
+                if e.get("State", "").lower() in ("deleted", "deleting", "rejected", "failed", "expired"):
+                    continue
+                tags = {t["Key"]: t["Value"] for t in e.get("Tags") or []}
+                existing.append(ExistingEndpoint(
+                    e["VpcEndpointId"], e["ServiceName"].split(".", 3)[-1], e.get("VpcEndpointType") == "Gateway",
+                    bool(e.get("PrivateDnsEnabled")), tuple(e.get("RouteTableIds") or []), tags.get(STACK_NAME_TAG)))
+    network_stack, planned = planned_endpoints(assembly)
+    return NetworkFacts(vpc_id, route_tables, attribute["enableDnsSupport"], attribute["enableDnsHostnames"],
+                        tuple(group_rules(g, vpc["CidrBlock"]) for g in groups), tuple(existing),
+                        network_stack or "", planned)
+
+
+def fetch_facts(clients: Clients, account: str, assembly: Assembly, names: Names,
+                config: EnvironmentConfig | None = None) -> AwsFacts:
     stacks = sorted({*assembly.stack_names, names.inference_stack})
     return AwsFacts(
         account=account, region=clients.region,
@@ -389,6 +554,8 @@ def fetch_facts(clients: Clients, account: str, assembly: Assembly, names: Names
         lambda_account=fetch_lambda_account(clients, stacks),
         quotas=fetch_sagemaker_quotas(clients),
         endpoints={name: fetch_endpoint_state(clients, name, names.variant) for _, name in names.endpoints},
+        network=fetch_network(clients, config, assembly) if config is not None else None,
+        lake_formation=fetch_lake_formation(clients),
     )
 
 
@@ -558,6 +725,87 @@ def check_instance_type_change(state: EndpointState, config_key: str, configured
     return _result(check, configured, have, None)
 
 
+def check_lake_formation(settings: dict[str, list], env: str) -> CheckResult:
+    """The drive timeline's Glue database and table are created by CloudFormation and written by the completion
+    function with IAM permissions only; that works while new Data Catalog resources give IAM_ALLOWED_PRINCIPALS
+    ALL ("Use only IAM access control", the default unless the account changed it: LAKE_FORMATION_DOC)."""
+    check = "Lake Formation defaults"
+    needed = f"{IAM_ALLOWED_PRINCIPALS}: ALL on new databases and tables"
+    missing = [key.removeprefix("Create").removesuffix("DefaultPermissions").lower() + "s"
+               for key in ("CreateDatabaseDefaultPermissions", "CreateTableDefaultPermissions")
+               if not any((entry.get("Principal") or {}).get("DataLakePrincipalIdentifier") == IAM_ALLOWED_PRINCIPALS
+                          and "ALL" in (entry.get("Permissions") or []) for entry in settings.get(key, []))]
+    if not missing:
+        return _result(check, needed, "IAM access control only", None)
+    return _result(check, needed, f"Lake Formation permissions on new {' and '.join(missing)}",
+                   f"Lake Formation manages new {' and '.join(missing)} in this account, so the drives' Glue database "
+                   f"and table would refuse the stack and the completion function's IAM-only access: in Lake "
+                   f"Formation > Data Catalog settings tick \"Use only IAM access control\" for new databases and "
+                   f"tables ({LAKE_FORMATION_DOC}), or grant the deploy role CREATE_DATABASE and, after the first "
+                   f"deploy, the drive completion role ALTER on the drives database before `make deploy ENV={env}`")
+
+
+def check_network_dns(facts: NetworkFacts) -> CheckResult:
+    """Interface endpoints with private DNS need both VPC attributes (PRIVATE_DNS_DOC)."""
+    off = [name for name, on in (("enableDnsSupport", facts.dns_support), ("enableDnsHostnames", facts.dns_hostnames))
+           if not on]
+    have = "both on" if not off else f"{', '.join(off)} off"
+    fix = None if not off else (
+        "the interface endpoints' private DNS names need DNS resolution and DNS hostnames on the VPC "
+        f"({PRIVATE_DNS_DOC}): " + "; ".join(f"aws ec2 modify-vpc-attribute --vpc-id {facts.vpc_id} "
+                                             f"--{name.replace('enableDns', 'enable-dns-').lower()} "
+                                             "'{\"Value\":true}'" for name in off))
+    return _result(f"VPC DNS {facts.vpc_id}", "enableDnsSupport and enableDnsHostnames", have, fix)
+
+
+def check_network_groups(facts: NetworkFacts) -> list[CheckResult]:
+    """Each given group: its members reach each other (distributed jobs, PROCESSING_VPC_DOC) and HTTPS leaves for
+    the interface endpoints (the VPC's CIDR) and S3 (the gateway endpoint's public ranges)."""
+    results = []
+    for group in facts.groups:
+        lacking = [what for what, ok in (("all traffic from itself", group.self_ingress),
+                                         ("all traffic to itself", group.self_egress),
+                                         ("TCP 443 out to the VPC's CIDR", group.https_to_vpc),
+                                         ("TCP 443 out to 0.0.0.0/0 or the S3 prefix list", group.https_to_s3))
+                   if not ok]
+        fixes = []
+        if not group.self_ingress:
+            fixes.append(f"aws ec2 authorize-security-group-ingress --group-id {group.group_id} --ip-permissions "
+                         f"'IpProtocol=-1,UserIdGroupPairs=[{{GroupId={group.group_id}}}]'")
+        if not group.self_egress:
+            fixes.append(f"aws ec2 authorize-security-group-egress --group-id {group.group_id} --ip-permissions "
+                         f"'IpProtocol=-1,UserIdGroupPairs=[{{GroupId={group.group_id}}}]'")
+        if not (group.https_to_vpc and group.https_to_s3):
+            fixes.append(f"allow TCP 443 out of {group.group_id} to the VPC's CIDR and to S3")
+        results.append(_result(f"security group {group.group_id}", "self ingress/egress, HTTPS out",
+                               "as needed" if not lacking else f"lacks {', '.join(lacking)}",
+                               None if not lacking else f"{'; '.join(fixes)} ({PROCESSING_VPC_DOC})"))
+    return results
+
+
+def check_network_endpoints(facts: NetworkFacts) -> CheckResult:
+    """The network stack adds the S3 and DynamoDB gateway endpoints to the given route tables and one private-DNS
+    interface endpoint per service: an endpoint of another owner already doing either makes the deploy fail (a
+    route table takes one route per prefix list, GATEWAY_ROUTES_DOC; one private DNS name per service in a VPC,
+    PRIVATE_DNS_DOC)."""
+    conflicts = []
+    for planned in facts.planned:
+        for e in facts.endpoints:
+            if e.service != planned.service or e.gateway != planned.gateway or e.stack == facts.network_stack:
+                continue
+            if e.gateway and set(e.route_tables) & set(facts.route_tables):
+                conflicts.append(f"{e.endpoint_id} ({e.service} gateway on "
+                                 f"{', '.join(sorted(set(e.route_tables) & set(facts.route_tables)))})")
+            elif not e.gateway and e.private_dns:
+                conflicts.append(f"{e.endpoint_id} ({e.service}, private DNS)")
+    needed = f"no other endpoint for the {len(facts.planned)} the network stack adds"
+    if not conflicts:
+        return _result(f"VPC endpoints {facts.vpc_id}", needed, "none in the way", None)
+    return _result(f"VPC endpoints {facts.vpc_id}", needed, f"{len(conflicts)} in the way",
+                   f"{', '.join(conflicts)} already serve what the network stack adds ({GATEWAY_ROUTES_DOC}, "
+                   f"{PRIVATE_DNS_DOC}): delete them (or take those route tables out of network.import) first")
+
+
 def evaluate(config: EnvironmentConfig, assembly: Assembly, names: Names, facts: AwsFacts,
              scaling_on: bool) -> list[CheckResult]:
     """Every check, in table order. A wrong account or region stops here: the rest would describe another target."""
@@ -577,6 +825,11 @@ def evaluate(config: EnvironmentConfig, assembly: Assembly, names: Names, facts:
         state = facts.endpoints.get(name, EndpointState(name, deployed=False))
         results.append(check_instance_type_change(state, key, getattr(config, key).instance_type, scaling_on,
                                                   config.name))
+    if facts.lake_formation is not None:
+        results.append(check_lake_formation(facts.lake_formation, config.name))
+    if facts.network is not None:
+        results += [check_network_dns(facts.network), *check_network_groups(facts.network),
+                    check_network_endpoints(facts.network)]
     return results
 
 
@@ -619,7 +872,7 @@ def run(config: EnvironmentConfig, assembly: Assembly, names: Names, region: str
     first = check_account(config, account, region)
     if not first.passed:
         return [first]
-    return evaluate(config, assembly, names, fetch_facts(clients, account, assembly, names), scaling_on)
+    return evaluate(config, assembly, names, fetch_facts(clients, account, assembly, names, config), scaling_on)
 
 
 class _Parser(argparse.ArgumentParser):
