@@ -497,9 +497,10 @@ def group_rules(group: dict, vpc_cidr: str) -> GroupRules:
     own = group["GroupId"]
 
     def to_itself(permissions: list[dict]) -> bool:
-        return any(p.get("IpProtocol") == "-1" and any(pair.get("GroupId") == own
-                                                       for pair in p.get("UserIdGroupPairs") or [])
-                   for p in permissions)
+        """All traffic with the group itself, or with a range holding the whole VPC (which holds its members)."""
+        return any(p.get("IpProtocol") == "-1" and (
+            any(pair.get("GroupId") == own for pair in p.get("UserIdGroupPairs") or [])
+            or _covers(p.get("IpRanges") or [], vpc_cidr)) for p in permissions)
 
     egress = group.get("IpPermissionsEgress") or []
     https = [p for p in egress if _allows_https(p)]
