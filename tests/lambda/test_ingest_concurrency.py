@@ -187,3 +187,14 @@ def test_clients_are_created_one_at_a_time(monkeypatch) -> None:
 def test_imaging_keeps_no_state_between_estimates() -> None:
     data = _png(64, 64, "RGB")
     assert decode_cost(data) == decode_cost(data) and imaging.prepare_frame(data).output_size == (64, 64)
+
+
+def test_each_release_gives_freed_memory_back_before_the_next_decode(monkeypatch) -> None:
+    trims: list[int] = []
+    monkeypatch.setattr(batch, "_TRIM", lambda pad: trims.append(pad))
+    budget = MemoryBudget(10)
+    with budget.reserve(5):
+        assert trims == []
+    with budget.reserve(0):  # nothing decoded (a refused frame): nothing to trim
+        pass
+    assert trims == [0]
