@@ -89,6 +89,7 @@ bench: $(VENV)/.dev-installed node_modules/.installed $(EXPORT_VENV)/.installed
 	$(PY) bench/capacity.py
 	$(PY) bench/extraction.py
 	PYTHONPATH=lambda $(PY) bench/ingest_overlap.py
+	PYTHONPATH=.:lambda $(PY) bench/ingest_memory.py
 	PYTHONPATH=.:lambda $(EXPORT_VENV)/bin/python bench/export.py --width 512 --height 256 --frames 4 --warmup 1
 
 # Local rehearsal against moto on 127.0.0.1 (no AWS account): see README "Local rehearsal".
