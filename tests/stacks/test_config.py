@@ -226,3 +226,61 @@ def test_drives_defaults_synthesize_and_scene_thresholds_become_builder_options(
 def test_invalid_drives_values_are_named(tmp_path, changes, expected):
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         load_config("dev", write_env(tmp_path, "dev", changes))
+
+
+# -- serving size and output expiry (refused at load, not after a GPU run or a lost replay) ---------------------------
+
+@pytest.mark.parametrize("key, value, nearest", [("preprocessing.target_width", 1020, "use 1016 or 1024"),
+                                                 ("preprocessing.target_height", 17, "use 16 or 24")])
+def test_serving_size_not_a_multiple_of_8_is_refused_with_the_nearest_sizes(tmp_path, key, value, nearest):
+    config_dir = write_env(tmp_path, "dev", {key: value})
+    with pytest.raises(ConfigError) as excinfo:
+        load_config("dev", config_dir)
+    message = str(excinfo.value)
+    assert f": {key}: {value} is not a multiple of 8" in message and nearest in message
+    assert "psp and deeplab" in message and len(message.splitlines()) == 2  # the header and one line
+
+
+def test_serving_size_multiple_is_the_exports_output_stride():
+    from training.export import OUTPUT_STRIDE, ExportError, check_network_size
+
+    assert stacks.config.SERVING_SIZE_MULTIPLE == OUTPUT_STRIDE
+    config = load_config("dev")
+    check_network_size("psp", config.preprocessing.target_width, config.preprocessing.target_height)
+    with pytest.raises(ExportError):  # what the config now refuses is what the export would refuse
+        check_network_size("deeplab", 1020, 512)
+
+
+@pytest.mark.parametrize("runtime_hours, minimum", [(1, 16), (4, 16), (24, 16), (25, 17), (120, 20)])
+def test_minimum_output_days_covers_dead_letters_stream_retries_and_the_drive(runtime_hours, minimum):
+    assert stacks.config.minimum_output_days(runtime_hours) == minimum
+
+
+@pytest.mark.parametrize("key", ["retention.inference_output_days", "retention.quarantine_days"])
+def test_outputs_expiring_before_their_last_reader_are_refused(tmp_path, key):
+    config_dir = write_env(tmp_path, "dev", {key: 15, "drives.max_runtime_hours": 4})
+    with pytest.raises(ConfigError) as excinfo:
+        load_config("dev", config_dir)
+    message = str(excinfo.value)
+    assert f"{key}: 15 days is shorter than" in message and "set it to 16 or more" in message
+    assert load_config("dev", write_env(tmp_path, "dev", {key: 16})).retention
+
+
+def test_expiry_minimum_matches_the_synthesized_queues_and_stream(synth):
+    """The constants the minimum is made of are the ones the templates carry."""
+    import json
+
+    env = synth("dev")
+    inference = json.loads((env.outdir / env.stacks.inference.template_file).read_text())["Resources"]
+    queues = [r["Properties"] for r in inference.values() if r["Type"] == "AWS::SQS::Queue"]
+    assert queues and max(q.get("MessageRetentionPeriod", 345600) for q in queues) == \
+        stacks.config.DEAD_LETTER_RETENTION_DAYS * 86400
+    streams = [r["Properties"] for r in inference.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
+               and "MaximumRecordAgeInSeconds" in r["Properties"]]
+    assert [s["MaximumRecordAgeInSeconds"] for s in streams] == [stacks.config.STREAM_MAX_RECORD_AGE_HOURS * 3600]
+    data = json.loads((env.outdir / env.stacks.data.template_file).read_text())["Resources"]
+    rules = [rule for r in data.values() if r["Type"] == "AWS::S3::Bucket"
+             for rule in (r["Properties"].get("LifecycleConfiguration") or {}).get("Rules", [])
+             if rule.get("Prefix") and "ExpirationInDays" in rule]
+    minimum = stacks.config.minimum_output_days(env.config.drives.max_runtime_hours)
+    assert rules and all(rule["ExpirationInDays"] >= minimum for rule in rules)
