@@ -7,8 +7,8 @@ the Glue timeline table (lambda/drives.py and roadseg_lambda/drive_jobs.py defin
   event type with overlapping prefixes (aws_docs.S3_NOTIFICATION_FILTER_DOC). It creates the DRIVE item and starts
   the EXTRACTION job.
 - COMPLETION (``drives.completion_handler``): the drives table's NEW_IMAGE stream, filtered to DRIVE items (Lambda
-  event filtering on the record's ``dynamodb.Keys``, aws_docs.DDB_EVENT_FILTER_DOC: the many FRAME items never invoke
-  it), bisecting a failing batch, retrying a bounded number of times, then sending the batch's description to its
+  event filtering on the record's ``dynamodb.NewImage``, aws_docs.DDB_EVENT_FILTER_DOC: the many FRAME items never
+  invoke it), bisecting a failing batch, retrying a bounded number of times, then sending the batch's description to its
   dead-letter queue (aws_docs.DDB_ESM_PARAMS_DOC). It claims the build, writes the builder's input manifest file,
   registers the timeline partitions (glue:BatchCreatePartition, aws_docs.GLUE_BATCH_CREATE_PARTITION_DOC) and starts
   the BUILDER job.
@@ -183,6 +183,10 @@ class DriveProcessing(Construct):
         jobs = stack.format_arn(service="sagemaker", resource="processing-job", resource_name=f"{self.job_prefix}*")
         fn.allow(iam.PolicyStatement(sid="StartDriveJobs", actions=list(JOB_ACTIONS), resources=[jobs]),
                  reasons={jobs: "Drive jobs of this environment only: <prefix>-drive-<extract|build>-<digest>."})
+        # "Already started?" is DescribeProcessingJob's answer (lambda/drives.py start_job), not an error code's.
+        fn.allow(iam.PolicyStatement(sid="DescribeDriveJobs", actions=["sagemaker:DescribeProcessingJob"],
+                                     resources=[jobs]),
+                 reasons={jobs: "Drive jobs of this environment only: <prefix>-drive-<extract|build>-<digest>."})
         fn.allow(iam.PolicyStatement(sid="PassTheDriveJobRole", actions=["iam:PassRole"], resources=[role.role_arn],
                                      conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER}}))
         fn.allow(iam.PolicyStatement(sid="DriveJobVolumeKeyGrants", actions=["kms:CreateGrant"],
@@ -320,9 +324,15 @@ def _column(column) -> glue.CfnTable.ColumnProperty:
 
 
 def drive_item_filter() -> dict:
-    """The completion function's event filter: stream records of DRIVE items (INSERT, MODIFY), no FRAME item."""
-    return {"eventName": lambda_.FilterRule.or_("INSERT", "MODIFY"),
-            "dynamodb": {"Keys": {drive_table.SORT_KEY: {"S": lambda_.FilterRule.is_equal(drive_table.DRIVE_ITEM)}}}}
+    """The completion function's event filter: stream records of DRIVE items and of their counter items (``COUNTS#``:
+    the last frame's outcome lands on one of those), INSERT or MODIFY; no FRAME item.
+
+    On the ``dynamodb`` key only: "DynamoDB event source mappings only support filtering on the dynamodb key"
+    (aws_docs.DDB_EVENT_FILTER_DOC), so a top-level ``eventName`` pattern is not honoured. The sort key is matched in
+    ``NewImage`` (the stream's NEW_IMAGE view): a REMOVE record has no new image, so only INSERT and MODIFY pass."""
+    return {"dynamodb": {"NewImage": {drive_table.SORT_KEY: {"S": [
+        *lambda_.FilterRule.is_equal(drive_table.DRIVE_ITEM),
+        *lambda_.FilterRule.begins_with(drive_table.COUNTER_ITEM_PREFIX)]}}}}
 
 
 def scheme_arguments(scheme_name: str, job_settings: Mapping[str, str]) -> dict[str, str]:

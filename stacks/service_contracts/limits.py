@@ -15,6 +15,8 @@ Values that are not literal in the template are bounded, never guessed silently:
 - CloudFormation references (``{{Stack/LogicalId.Attribute}}`` once resolved, see assembly.py) count as the longest
   value their resource type documents (RESOURCE_BOUNDS, each with its page), else DEFAULT_TOKEN_BOUND;
 - pseudo parameters count as their longest value (PSEUDO_BOUNDS); ``Fn::FindInMap`` as the mapping's longest value;
+  any other intrinsic the graph cannot resolve (``Fn::Select`` of a split ARN, an import of another app) as
+  DEFAULT_TOKEN_BOUND;
 - pipeline expressions (``Get``, ``Std:Join``, execution variables) are measured by their literal parts; a
   ``Parameters.<Name>`` reference counts as the parameter's default value (what a plain start uses; an override at
   start is the starter's to size), any other ``Get`` (a step's property, the execution id) as 0: SageMaker does not
@@ -95,6 +97,8 @@ RESOURCE_BOUNDS: dict[tuple[str, str], int] = {
 DEFAULT_TOKEN_BOUND = 256
 _TOKEN = re.compile(r"\{\{([^/}]+)/([^.}]+)\.([^}]+)\}\}")
 _PSEUDO = re.compile(r"\$\{(AWS::[A-Za-z]+)\}")
+# What assembly.py leaves of other intrinsics (``${Select}``, ``${Split}``, ``${Import:...}``, ...).
+_OTHER = re.compile(r"\$\{(?!AWS::)[^}!]+\}")
 
 
 # -- bounding what is not literal -------------------------------------------------------------------------------
@@ -125,6 +129,7 @@ def bounded_length(assembly: Assembly, stack: str, value: Any) -> int:
 
     size += sum(token(m) for m in _TOKEN.finditer(text))
     size += sum(PSEUDO_BOUNDS.get(m[1], DEFAULT_TOKEN_BOUND) - len(m[0]) for m in _PSEUDO.finditer(text))
+    size += sum(DEFAULT_TOKEN_BOUND - len(m[0]) for m in _OTHER.finditer(text))
     return size
 
 

@@ -19,7 +19,12 @@ from contracts.service_limits import (
     check_processing_request,
 )
 from stacks.service_contracts import RULES, Assembly, Context
-from stacks.service_contracts.limits import RESOURCE_BOUNDS, bounded_length, lambda_environment_bound
+from stacks.service_contracts.limits import (
+    DEFAULT_TOKEN_BOUND,
+    RESOURCE_BOUNDS,
+    bounded_length,
+    lambda_environment_bound,
+)
 
 LIMIT_RULES = ("pipeline-step-requests-within-limits", "resource-names-within-limits",
                "lambda-environment-within-4kb", "dynamodb-stream-filters-on-the-dynamodb-key")
@@ -69,7 +74,8 @@ def _training_pipeline(templates: dict) -> dict:
 
 def test_an_inline_class_list_breaks_the_argument_limit(dev):
     """The issue's failure: --classes-json with a custom scheme's JSON (7 classes already pass 256 characters)."""
-    inline = json.dumps([{"name": f"class {i}", "color": [i, i, i]} for i in range(7)], separators=(",", ":"))
+    inline = json.dumps([{"name": f"road class {i}", "color": [128, 64, 128]} for i in range(7)],
+                        separators=(",", ":"))
     assert len(inline) > MAX_CONTAINER_ARGUMENT_LENGTH
 
     def inline_classes(templates):
@@ -138,6 +144,7 @@ def test_references_count_at_their_longest(dev):
     assert bounded_length(assembly, stack, {"Ref": table_id}) == RESOURCE_BOUNDS[("AWS::DynamoDB::Table", "Ref")]
     assert bounded_length(assembly, stack, {"Fn::Sub": "s3://cdk-${AWS::AccountId}-${AWS::Region}/x"}) == \
         len("s3://cdk--/x") + 12 + 14
+    assert bounded_length(assembly, stack, {"Fn::Select": [1, {"Fn::Split": ["/", "a/b"]}]}) == DEFAULT_TOKEN_BOUND
 
 
 def test_a_stream_filter_on_event_name_fails(dev):
@@ -232,6 +239,7 @@ def _longest(assembly: Assembly, stack: str, value) -> str:
         return fills.get(kind, "n") * size
 
     text = re.sub(r"\{\{([^/}]+)/([^.}]+)\.([^}]+)\}\}", fill, text)
+    text = text.replace("${Select}", "b" * 63)  # a bucket name cut out of its imported ARN
     return (text.replace("${AWS::AccountId}", "123456789012").replace("${AWS::Region}", "ap-southeast-4")
             .replace("${AWS::Partition}", "aws-us-gov"))
 

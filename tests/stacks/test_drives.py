@@ -152,8 +152,11 @@ def test_drive_functions_have_their_handlers_and_the_drives_environment(env, tem
         assert variables["GLUE_TABLE"] == TIMELINE_TABLE_NAME
         assert variables["POWERTOOLS_SERVICE_NAME"] == "roadseg-drives"
         assert json.loads(variables["BUILDER_ARGUMENTS"])["--scheme"] == env.config.classes.scheme
-        for uri in ("CODE_ENTRY_URI", "CODE_PACKAGE_URI", "DRIVE_WHEELS_URI"):
+        for uri in ("CODE_ENTRY_URI", "CODE_PACKAGE_URI", "DRIVE_WHEELS_URI", "SETTINGS_URI"):
             assert "cdk-hnb659fds-assets" in json.dumps(variables[uri])
+        # Lists travel as the job settings' files, not in the environment (contracts.job_settings).
+        assert "CAMERAS" not in variables and "--classes-json" not in variables["BUILDER_ARGUMENTS"]
+        assert ("EXTRACTION_ARGUMENTS" in variables) == bool(env.config.drives.cameras)
 
 
 def test_drive_logs_reach_the_launcher_and_frames_still_reach_the_ingest_queue(template) -> None:
@@ -182,8 +185,9 @@ def test_completion_reads_only_drive_items_from_the_stream_with_bounded_retries(
                   if r["Properties"]["FunctionName"] == {"Ref": completion_id}]
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": [table_id, "StreamArn"]}
     (pattern,) = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
-    assert pattern == {"eventName": ["INSERT", "MODIFY"],
-                       "dynamodb": {"Keys": {drive_table.SORT_KEY: {"S": [drive_table.DRIVE_ITEM]}}}}
+    # The dynamodb key only (aws_docs.DDB_EVENT_FILTER_DOC); NewImage: a REMOVE record has none, so INSERT and MODIFY.
+    assert pattern == {"dynamodb": {"NewImage": {drive_table.SORT_KEY: {"S": [
+        drive_table.DRIVE_ITEM, {"prefix": drive_table.COUNTER_ITEM_PREFIX}]}}}}
     assert mapping["BisectBatchOnFunctionError"] is True
     assert mapping["MaximumRetryAttempts"] == env.config.drives.stream_retry_attempts >= 0
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0].startswith(
