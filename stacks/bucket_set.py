@@ -82,6 +82,9 @@ class BucketSet(Construct):
             "Artifacts",
             lifecycle_rules=[self._abort_uploads(retention.abort_incomplete_upload_days), noncurrent],
         )
+        # Safe to expire only after every late reader: a drive build reads all its frames' documents, a dead-letter
+        # replay what its message names. stacks.config refuses any expiry below minimum_output_days (14-day dead
+        # letters + the drive stream's 24 h of retries + drives.max_runtime_hours), for quarantine/ too.
         output_days = cdk.Duration.days(retention.inference_output_days)
         self.inference = self._bucket(
             "Inference",
