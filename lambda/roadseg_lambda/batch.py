@@ -30,8 +30,11 @@ MIB = 1024 * 1024
 # What the function needs besides decoding: the Python runtime with boto3, Powertools, Pillow and numpy imported
 # (~130 MiB resident in bench/ingest_memory.py) plus headroom for the clients' buffers and the JPEGs being sent.
 RUNTIME_RESERVE_BYTES = 192 * MIB
-# Lambda's configured memory, in MB, as the runtime exposes it to the function.
+# Lambda's configured memory, in MB, as the runtime exposes it to the function (a reserved environment variable:
+# "The amount of memory available to the function in MB", LAMBDA_RESERVED_VARIABLES_DOC).
 MEMORY_SIZE_VARIABLE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+LAMBDA_RESERVED_VARIABLES_DOC = ("https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html"
+                                 "#configuration-envvars-runtime")
 DEFAULT_MEMORY_MB = 1024
 
 

@@ -222,7 +222,11 @@ def decode_cost(data: bytes, options: PrepareOptions | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             im = Image.open(io.BytesIO(data), formats=[fmt.upper()])
-            (raw_w, raw_h), mode, orientation = im.size, im.mode, _orientation(im)
+            (raw_w, raw_h), mode = im.size, im.mode
+            # Never im.getexif() on a PNG here: Pillow decodes the whole image to look for an eXIf chunk after the
+            # pixels, which is the very cost being estimated (outside any budget). An eXIf chunk before them is in
+            # im.info; one after them goes unestimated (the rotation's copy).
+            orientation = _orientation(im) if fmt == "jpeg" else _png_orientation(im.info.get("exif"))
     except Exception:  # noqa: BLE001 - an unreadable header is refused by prepare_frame before any decoding
         return len(data)
     if raw_w * raw_h > opts.max_pixels or min(raw_w, raw_h) < MIN_SIDE:
@@ -238,6 +242,18 @@ def decode_cost(data: bytes, options: PrepareOptions | None = None) -> int:
     decoded = _DECODED_BYTES.get(mode, 4)
     rotated = decoded if orientation != 1 else 0
     return len(data) + pixels * (decoded + rotated + _CONVERTED_BYTES.get(mode, 4))
+
+
+def _png_orientation(exif: bytes | None) -> int:
+    if not exif:
+        return 1
+    try:
+        parsed = Image.Exif()
+        parsed.load(exif)
+        value = parsed.get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block costs no rotation
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def fit_size(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:

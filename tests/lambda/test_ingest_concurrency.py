@@ -198,3 +198,16 @@ def test_each_release_gives_freed_memory_back_before_the_next_decode(monkeypatch
     with budget.reserve(0):  # nothing decoded (a refused frame): nothing to trim
         pass
     assert trims == [0]
+
+
+def test_the_estimate_decodes_nothing(monkeypatch) -> None:
+    """Estimating must not decode (a PNG's getexif() would: 10 records at once would each decode outside the
+    budget, as the first version of this estimate did)."""
+    from PIL import ImageFile
+
+    def no_load(self) -> None:
+        raise AssertionError("decode_cost decoded the image")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_load)
+    for data in (_png(640, 480, "RGBA"), encode(camera_array(640, 480), "JPEG")):
+        assert decode_cost(data) > len(data)
