@@ -43,6 +43,19 @@ def test_staging_is_deterministic(tmp_path: Path) -> None:
             shutil.rmtree(folder)
 
 
+def test_job_settings_stage_once_per_content() -> None:
+    """Both stacks stage the environment's settings: one directory (so one asset hash, one S3 object) per content."""
+    from contracts.job_settings import settings_files
+    from stacks.code_assets import staged_job_settings
+
+    files = settings_files([{"name": "road", "color": [1, 2, 3]}], {"/cam/front": "front"})
+    first, again = staged_job_settings(files), staged_job_settings(dict(reversed(list(files.items()))))
+    assert first == again and sorted(p.name for p in first.iterdir()) == sorted(files)
+    assert {p.name: p.read_text() for p in first.iterdir()} == files
+    other = staged_job_settings(settings_files(None, {"/cam/front": "front"}))
+    assert other != first and cdk.FileSystem.fingerprint(str(other)) != cdk.FileSystem.fingerprint(str(first))
+
+
 def test_asset_file_lists() -> None:
     lambda_names = {name for name, _ in lambda_files()}
     assert {"ingest.py", "roadseg_lambda/settings.py", "contracts/lambda_env.py"} <= lambda_names
