@@ -325,6 +325,11 @@ TRAINING_ENCRYPTION_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/train
 def admit_members(group: ec2.SecurityGroup) -> None:
     """All traffic between the members of ``group``, both ways (the distributed jobs' instances)."""
     group.connections.allow_internally(ec2.Port.all_traffic(), "Instances of one distributed SageMaker job")
+    for rule in group.node.children:
+        if isinstance(rule, ec2.CfnSecurityGroupIngress):
+            acknowledge_all_packs(rule, "EC2RestrictedCommonPorts",
+                                  "The source is the group itself, not an address range: only the project's own "
+                                  "functions, jobs and models, which distributed jobs need (process-vpc.html).")
 
 
 def _subnet_mask(cidr: str) -> int:

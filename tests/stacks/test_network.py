@@ -246,3 +246,23 @@ def test_dev_synth_has_no_network(synth):
     for fragment in ("AWS::EC2::", "VpcConfig", "SubnetIds", "ec2:CreateNetworkInterface"):
         assert fragment not in text, fragment
     assert not isolated(Assembly.from_directory(env.outdir))
+
+
+@pytest.mark.parametrize("name", ISOLATED_EXAMPLES)
+def test_workload_stacks_deploy_after_the_network_in_both_modes(isolated_synth, name):
+    """Import mode too: the gateway routes and interface endpoints exist before anything placed in the subnets."""
+    stacks = isolated_synth(name).stacks
+    for stack in (stacks.training, stacks.inference):
+        assert stacks.network in stack.dependencies, stack.stack_name
+
+
+def test_model_role_may_describe_vpc_endpoints(isolated_synth):
+    """The hosted-endpoints VPC page lists ec2:DescribeVpcEndpoints for models in a VPC (HOST_VPC_DOC)."""
+    from stacks.network import HOST_VPC_DOC, SAGEMAKER_VPC_ACTIONS
+
+    assert "ec2:DescribeVpcEndpoints" in SAGEMAKER_VPC_ACTIONS and HOST_VPC_DOC.endswith("host-vpc.html")
+    env = isolated_synth("isolated-create")
+    assembly = Assembly.from_directory(env.outdir)
+    (model,) = assembly.resources("AWS::SageMaker::Model")
+    role = assembly.target(model.stack, model.properties["ExecutionRoleArn"], "AWS::IAM::Role")
+    assert assembly.role_allows(role, "ec2:DescribeVpcEndpoints", "*")
