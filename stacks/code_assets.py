@@ -6,6 +6,9 @@ frames and restores masks with the functions' own code (training/serving.py, tra
 single directory, so each points at a staging directory holding exactly these files, built once per process. CDK's
 fingerprint covers only relative paths and contents, so the asset hash does not depend on where the staging directory
 is, and it changes whenever ``contracts/`` does.
+
+The job settings (contracts.job_settings: the lists no request may carry inline) are staged the same way, one
+directory per content (``staged_job_settings``), so both stacks' settings assets share one hash.
 """
 
 from __future__ import annotations

@@ -323,7 +323,8 @@ def load_classes_file(path: str | Path) -> list[tuple[str, RGB]]:
 
 
 def parse_classes_json(text: str, source: str = "--classes-json") -> list[tuple[str, RGB]]:
-    """Parse a custom class list given inline (the pipelines pass it to the processing steps this way)."""
+    """Parse a custom class list given inline (for a local run: the pipelines and drive jobs pass the list's file,
+    --classes-file, from the job settings; an inline list breaks SageMaker's 256-character argument limit)."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
