@@ -1,8 +1,8 @@
-# roadseg: two set-up commands (make synth, make test) plus deploy/diff wrappers.
-# Every target installs what it needs; nothing here calls AWS except deploy/diff.
+# roadseg: two set-up commands (make synth, make test) plus deploy/diff/destroy wrappers.
+# Every target installs what it needs; nothing here calls AWS except deploy/diff/destroy.
 SHELL := /bin/bash
 ENV ?= dev
-# SCALING=off leaves the endpoints' scalable targets out: step 1 of an instance-type change (README).
+# SCALING=off leaves the endpoints' scalable targets out: step 1 of an instance-type change (docs/deploy.md).
 SCALING ?= on
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -26,7 +26,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: synth test lint deploy diff bench demo clean
+.PHONY: synth test lint deploy diff destroy bench demo clean
 
 $(VENV)/.app-installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -84,6 +84,11 @@ else
 endif
 	$(CDK) deploy --all --app cdk.out --no-notices --require-approval broadening
 
+# Delete the environment's stacks (README "Teardown": what is retained, what keeps billing). Synthesizes first, like
+# deploy, so the pinned CDK CLI destroys exactly this environment's assembly; it asks before deleting (FORCE=1: no).
+destroy: synth
+	$(CDK) destroy --all --app cdk.out --no-notices$(if $(filter 1,$(FORCE)), --force)
+
 bench: $(VENV)/.dev-installed node_modules/.installed $(EXPORT_VENV)/.installed
 	$(PY) bench/preprocess.py
 	$(PY) bench/capacity.py
@@ -92,7 +97,7 @@ bench: $(VENV)/.dev-installed node_modules/.installed $(EXPORT_VENV)/.installed
 	PYTHONPATH=.:lambda $(PY) bench/ingest_memory.py
 	PYTHONPATH=.:lambda $(EXPORT_VENV)/bin/python bench/export.py --width 512 --height 256 --frames 4 --warmup 1
 
-# Local rehearsal against moto on 127.0.0.1 (no AWS account): see README "Local rehearsal".
+# Local rehearsal against moto on 127.0.0.1 (no AWS account): see docs/rehearsal.md.
 demo: $(VENV)/.dev-installed node_modules/.installed
 	$(PY) -m demo
 

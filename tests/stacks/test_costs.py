@@ -1,5 +1,5 @@
-"""stacks/costs.py: the README's cost table is what the function computes from the dated price table and the
-throughput measurements of config/measurements/ (roadseg endpoint bench)."""
+"""stacks/costs.py: the cost table of docs/costs-and-sizing.md is what the function computes from the dated price
+table and the throughput measurements of config/measurements/ (roadseg endpoint bench)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ import yaml
 from stacks.config import ConfigError, load_config
 from stacks.costs import MEASUREMENTS_DIR, PRICES_FILE, cost_table, endpoint_costs, load_measurements, load_prices
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+COSTS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "costs-and-sizing.md"
 BLOCK = re.compile(r"<!-- costs:begin -->\n(.*?)\n<!-- costs:end -->", re.S)
 
 
-def test_readme_cost_table_matches_the_function_for_dev_and_prod():
-    match = BLOCK.search(README.read_text())
-    assert match, "README.md lacks the <!-- costs:begin --> ... <!-- costs:end --> block"
+def test_documented_cost_table_matches_the_function_for_dev_and_prod():
+    match = BLOCK.search(COSTS_PAGE.read_text())
+    assert match, "docs/costs-and-sizing.md lacks the <!-- costs:begin --> ... <!-- costs:end --> block"
     expected = cost_table([load_config("dev"), load_config("prod")], load_prices())
-    assert match.group(1) == expected, "README cost table is stale: paste the output of `python -m stacks.costs`"
+    assert match.group(1) == expected, ("docs/costs-and-sizing.md cost table is stale: paste the output of "
+                                        "`python -m stacks.costs`")
 
 
 def test_price_table_is_dated_and_covers_the_configured_instance_types():
