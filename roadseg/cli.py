@@ -35,7 +35,7 @@ def _example(*lines: str) -> str:
     return "\b\nExample:\n" + "\n".join(f"  {line}" for line in lines)
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON document (keys in the README)")
+json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON document (keys in docs/cli.md)")
 
 
 def _session(ctx: click.Context) -> Session:

@@ -29,7 +29,7 @@ class AsyncEndpointProps:
     buckets: SharedBuckets
     success_topic: sns.ITopic
     error_topic: sns.ITopic
-    # The first of the two deploys that change the instance type: no scalable target (README).
+    # The first of the two deploys that change the instance type: no scalable target (docs/deploy.md).
     suspend_scaling: bool = False
 
 

@@ -174,7 +174,7 @@ class TuningConfig(_Strict):
 
 
 # SageMaker Neo's target devices for an MXNet graph that roadseg offers (botocore's TargetDevice enum has no ml_g5,
-# ml_g6 or jetson_orin: newer GPUs take the bundle's ONNX graph to TensorRT / Triton instead, see README).
+# ml_g6 or jetson_orin: newer GPUs take the bundle's ONNX graph to TensorRT / Triton instead, see docs/edge-bundle.md).
 NeoTarget = Literal["ml_c5", "ml_m5", "ml_g4dn", "ml_p3", "ml_inf1", "jetson_xavier", "jetson_nano", "jetson_tx2"]
 
 

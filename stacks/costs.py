@@ -14,7 +14,7 @@ environment's serving settings (head, target size and ROI; a figure measured at 
 describe this endpoint): the newest such file wins. Otherwise it is the price file's ASSUMPTION. Each table row
 says which ("measured <date>" or "assumed").
 
-    python -m stacks.costs [ENV ...]   # the README's cost table (default: every environment in config/)
+    python -m stacks.costs [ENV ...]   # docs/costs-and-sizing.md's cost table (default: every environment in config/)
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def _number(value: float) -> str:
 
 
 def cost_table(configs: Sequence[EnvironmentConfig], prices: PriceTable) -> str:
-    """The README's Costs table (markdown), with the price table's date, region and source."""
+    """The Costs table of docs/costs-and-sizing.md (markdown), with the price table's date, region and source."""
     lines = [
         f"Computed by `python -m stacks.costs` from `{PRICES_FILE.relative_to(CONFIG_DIR.parent)}`: on-demand "
         f"list prices, {prices.currency}, {prices.region}, as of {prices.as_of.isoformat()} (re-check them; other "

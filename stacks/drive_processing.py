@@ -163,9 +163,9 @@ class DriveProcessing(Construct):
         self.alarms = [self.launcher.errors_alarm(description="The drive launcher failed: see its logs"),
                        self.completion.errors_alarm(description="The drive completion function failed"),
                        self.launcher.dlq_depth_alarm(description="Drive logs whose extraction could not be started: "
-                                                                 "replay after fixing the cause (README)"),
+                                                                 "replay after fixing the cause (docs/drives.md)"),
                        self.completion.dlq_depth_alarm(description="Drive stream batches that failed every retry: "
-                                                                   "restart the builder (README)")]
+                                                                   "restart the builder (docs/drives.md)")]
 
     # -- functions -------------------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from stacks.metric_catalogue import metric
 from training.instances import has_local_instance_storage
 
 # "If the update would change the instance type for any model that is a target for auto scaling, the update
-# fails": an instance-type change deploys in two steps, the first without scalable targets (README).
+# fails": an instance-type change deploys in two steps, the first without scalable targets (docs/deploy.md).
 
 VARIANT = VARIANT_NAME
 # Blue/green: shift all traffic at once, then bake; any rollback alarm in that window restores the old fleet.

@@ -33,7 +33,7 @@ class InferenceStack(cdk.Stack):
                  training: TrainingPipelines, suspend_scaling: bool = False, network: NetworkStack | None = None,
                  **kwargs) -> None:
         """``suspend_scaling``: leave the endpoints' scalable targets out, the first of the two deploys that change
-        an autoscaled endpoint's instance type (README, "Changing an endpoint's instance type"). ``network``:
+        an autoscaled endpoint's instance type (docs/deploy.md, "Changing an endpoint's instance type"). ``network``:
         isolated-network mode, the model and every function run in its private subnets."""
         super().__init__(scope, construct_id, **kwargs)
         # First: SSM-typed parameters of an imported network exist before the rollout lists them, and no function

@@ -24,7 +24,7 @@ class RealtimeEndpointProps:
     model_name: str
     buckets: SharedBuckets
     latency_p90_threshold_ms: float = 1500.0
-    # The first of the two deploys that change the instance type: no scalable target (README).
+    # The first of the two deploys that change the instance type: no scalable target (docs/deploy.md).
     suspend_scaling: bool = False
 
 

@@ -21,7 +21,7 @@ registry. Reasons:
   serves runs identically in every account;
 - nothing cross-account exists beyond the pipeline's own deploy roles (CDK bootstrap ``--trust``).
 
-The cost is training once per account (GPU hours; README "Costs" lists what an endpoint costs, not training), and
+The cost is training once per account (GPU hours; docs/costs-and-sizing.md lists endpoint costs, not training), and
 that prod serves a model trained from the same code and data recipe rather than the byte-identical artifact
 evaluated in staging. Promoting is the follow-up if that matters: share the staging group with the prod account
 (``AWS::SageMaker::ModelPackageGroup`` ``ModelPackageGroupPolicy``: ``sagemaker:DescribeModelPackage``,

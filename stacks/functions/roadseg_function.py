@@ -165,4 +165,4 @@ class RoadsegFunction(lambda_.Function):
                         threshold=1, evaluation_periods=1,
                         comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                         alarm_description=description or f"Messages in {queue.node.id}: replay after fixing the cause "
-                                                          "(README)")
+                                                          "(docs/operations.md)")
