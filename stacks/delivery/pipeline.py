@@ -28,8 +28,16 @@ from stacks.config import EnvironmentConfig
 from stacks.delivery.compliance import acknowledge_pipeline, harden_artifact_bucket, literal_role_arns
 from stacks.delivery.stage import RoadsegStage, smoke_role_name
 
+# "When specifying a resource in the IAM policy, the service prefix needs to match that of the resource"
+# (CodeStar Connections was renamed CodeConnections; console-created ARNs are arn:aws:codeconnections:... since 2024).
+CONNECTION_RENAME_DOC = "https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html"
 BOOTSTRAP_QUALIFIER = "hnb659fds"  # the CDK default; `cdk bootstrap --qualifier` changes it
-BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0  # Python 3.12 + Node; make installs the pinned Node 22
+BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
+# Pinned, not the image's defaults, which change when a version reaches end of life ("To avoid unexpected changes to
+# the build environment, we recommend specifying a runtime version in the buildspec file": RUNTIMES_DOC). Merged into
+# every CodeBuild step (synth, assets, self-mutation, preflight, smoke).
+RUNTIMES_DOC = "https://docs.aws.amazon.com/codebuild/latest/userguide/available-runtimes.html"
+RUNTIME_VERSIONS = {"python": "3.12", "nodejs": "22"}
 
 
 def delivery_stack_name(config: EnvironmentConfig) -> str:
@@ -40,6 +48,14 @@ def delivery_stack_name(config: EnvironmentConfig) -> str:
 def stage_id(env: str) -> str:
     """``staging`` -> ``Staging`` (the stage's construct id and the pipeline stage's name)."""
     return "".join(part.capitalize() for part in env.split("-"))
+
+
+def use_connection_action(connection_arn: str) -> str:
+    """The UseConnection action whose service prefix matches the connection ARN's (CONNECTION_RENAME_DOC)."""
+    service = connection_arn.split(":")[2] if connection_arn.count(":") >= 5 else ""
+    if service not in ("codeconnections", "codestar-connections"):
+        raise ValueError(f"{connection_arn!r} is not a CodeConnections or CodeStar Connections ARN")
+    return f"{service}:UseConnection"
 
 
 def lookup_role_arn(config: EnvironmentConfig) -> str:
@@ -53,11 +69,13 @@ def smoke_target_role_arn(config: EnvironmentConfig) -> str:
 
 def assume_role_command(role_arn: str, session: str) -> str:
     """A POSIX shell line exporting the credentials of ``role_arn`` (CodeBuild runs buildspec 0.2 commands in one
-    shell, so later commands use them)."""
+    shell, so later commands use them). It fails hard: ``set -e`` and no pipe after ``aws`` (whose status a pipe
+    would hide), so a refused AssumeRole stops the build instead of going on with the tools account's credentials."""
     query = "Credentials.[AccessKeyId,SecretAccessKey,SessionToken]"
-    awk = '{print "export AWS_ACCESS_KEY_ID=" $1 " AWS_SECRET_ACCESS_KEY=" $2 " AWS_SESSION_TOKEN=" $3}'
-    return (f'eval "$(aws sts assume-role --role-arn {role_arn} --role-session-name {session} '
-            f"--query '{query}' --output text | awk '{awk}')\"")
+    field = lambda n: f'"$(printf \'%s\' "$creds" | cut -f{n})"'  # noqa: E731
+    return (f"set -e; creds=\"$(aws sts assume-role --role-arn {role_arn} --role-session-name {session} "
+            f"--query '{query}' --output text)\"; test -n \"$creds\"; "
+            f"export AWS_ACCESS_KEY_ID={field(1)} AWS_SECRET_ACCESS_KEY={field(2)} AWS_SESSION_TOKEN={field(3)}")
 
 
 class DeliveryStack(cdk.Stack):
@@ -85,8 +103,11 @@ class DeliveryStack(cdk.Stack):
         self.pipeline = pipelines.CodePipeline(
             self, "Pipeline", pipeline_name=config.prefix, synth=self.synth, cross_account_keys=True,
             enable_key_rotation=True, pipeline_type=codepipeline.PipelineType.V2, publish_assets_in_parallel=False,
-            code_build_defaults=pipelines.CodeBuildOptions(build_environment=codebuild.BuildEnvironment(
-                build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.MEDIUM)))
+            code_build_defaults=pipelines.CodeBuildOptions(
+                build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE,
+                                                             compute_type=codebuild.ComputeType.MEDIUM),
+                partial_build_spec=codebuild.BuildSpec.from_object(
+                    {"phases": {"install": {"runtime-versions": RUNTIME_VERSIONS}}})))
         self.stages: list[RoadsegStage] = []
         self.preflight_steps: dict[str, pipelines.CodeBuildStep] = {}
         self.approval_steps: dict[str, pipelines.ManualApprovalStep] = {}
@@ -94,6 +115,7 @@ class DeliveryStack(cdk.Stack):
         for stage_config in stages:
             self._add_stage(config, stage_config, config_env, delivery.approval_stages)
         self.pipeline.build_pipeline()
+        self._grant_connection(config)
         harden_artifact_bucket(self.pipeline.pipeline.artifact_bucket)
         acknowledge_pipeline(self)
         literal_role_arns(self, self.pipeline.pipeline.node.default_child, partition_of(config.region))
@@ -105,6 +127,18 @@ class DeliveryStack(cdk.Stack):
             return pipelines.CodePipelineSource.code_commit(repository, source.branch)
         return pipelines.CodePipelineSource.connection(source.repository, source.branch,
                                                        connection_arn=source.connection_arn)
+
+    def _grant_connection(self, config: EnvironmentConfig) -> None:
+        """CDK (2.275) grants the source action's role codestar-connections:UseConnection whatever the ARN; a
+        codeconnections ARN needs codeconnections:UseConnection (CONNECTION_RENAME_DOC)."""
+        arn = config.delivery.source.connection_arn
+        if not arn:
+            return
+        action = use_connection_action(arn)
+        source_stage = self.pipeline.pipeline.stages[0]
+        for role in source_roles(source_stage):
+            role.add_to_principal_policy(iam.PolicyStatement(sid="UseTheConnection", actions=[action],
+                                                             resources=[arn]))
 
     def _step_role(self, config: EnvironmentConfig, kind: str, env: str, target_role_arn: str) -> iam.Role:
         """The CodeBuild role of one step, with a fixed name (the target's smoke role trusts exactly it) and only
@@ -147,3 +181,10 @@ class DeliveryStack(cdk.Stack):
         self.pipeline.add_stage(stage, pre=pre, post=[smoke])
         self.preflight_steps[env] = preflight
         self.smoke_steps[env] = smoke
+
+
+
+def source_roles(stage: codepipeline.IStage) -> list[iam.Role]:
+    """The roles CodePipeline created for the actions of ``stage`` (under ``<Pipeline>/<stage name>/<action>``)."""
+    scope = stage.pipeline.node.try_find_child(stage.stage_name)
+    return [child for child in (scope.node.find_all() if scope else []) if isinstance(child, iam.Role)]

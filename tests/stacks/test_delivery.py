@@ -247,3 +247,87 @@ def test_the_default_dev_synth_is_unchanged(synth):
     manifest = json.loads((env.outdir / "manifest.json").read_text())
     assert not any("stackName" in a.get("properties", {}) for a in manifest["artifacts"].values())
     assert all("AWS::CodePipeline::Pipeline" not in p.read_text() for p in env.template_files)
+
+
+# -- the source connection, the step shells and runtimes ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("arn", "action"), [
+    ("arn:aws:codeconnections:eu-west-1:111111111111:connection/abc", "codeconnections:UseConnection"),
+    ("arn:aws:codestar-connections:eu-west-1:111111111111:connection/abc", "codestar-connections:UseConnection"),
+])
+def test_use_connection_action_matches_the_arns_service_prefix(arn, action):
+    from stacks.delivery.pipeline import use_connection_action
+
+    assert use_connection_action(arn) == action
+
+
+def test_use_connection_action_refuses_other_arns():
+    from stacks.delivery.pipeline import use_connection_action
+
+    with pytest.raises(ValueError, match="not a CodeConnections or CodeStar Connections ARN"):
+        use_connection_action("arn:aws:s3:::bucket")
+
+
+def test_the_source_role_may_use_the_codeconnections_connection(delivery):
+    _, _, template = delivery
+    arn = load_config("delivery", EXAMPLES).delivery.source.connection_arn
+    assert arn.startswith("arn:aws:codeconnections:")
+    statements = [s for k, r in _resources(template, "AWS::IAM::Policy").items() if k.startswith("PipelineSource")
+                  for s in r["Properties"]["PolicyDocument"]["Statement"]]
+    assert {"Sid": "UseTheConnection", "Action": "codeconnections:UseConnection", "Effect": "Allow",
+            "Resource": arn} in statements
+
+
+def test_every_codebuild_step_pins_python_and_node(delivery):
+    import yaml
+
+    from stacks.delivery.pipeline import RUNTIME_VERSIONS
+
+    outdir, _, template = delivery
+    projects = _resources(template, "AWS::CodeBuild::Project")
+    assert len(projects) >= 6  # synth, self-mutation, assets, preflight and smoke of both stages
+    for logical_id, project in projects.items():
+        spec = project["Properties"]["Source"]["BuildSpec"]
+        if spec.endswith(".yaml"):  # the asset steps' specs are files of the assembly
+            spec = (outdir / spec).read_text()
+        assert yaml.safe_load(spec)["phases"]["install"]["runtime-versions"] == RUNTIME_VERSIONS, logical_id
+
+
+def _fake_aws(tmp_path: Path, body: str) -> dict:
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "aws").write_text("#!/bin/sh\n" + body + "\n")
+    (bin_dir / "aws").chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "AWS_ACCESS_KEY_ID": "TOOLS-ACCOUNT"}
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+@pytest.mark.parametrize("failing", [
+    'echo "An error occurred (AccessDenied) when calling the AssumeRole operation" >&2; exit 254',
+    "exit 0",  # no credentials printed
+])
+def test_a_refused_assume_role_stops_the_step(tmp_path, shell, failing):
+    import subprocess
+
+    from stacks.delivery.pipeline import assume_role_command
+
+    line = assume_role_command("arn:aws:iam::333333333333:role/roadseg-prod-pipeline-smoke", "roadseg-smoke-prod")
+    done = subprocess.run([shell, "-c", line + '\necho "went on as $AWS_ACCESS_KEY_ID"'],
+                          env=_fake_aws(tmp_path, failing), capture_output=True, text=True)
+    assert done.returncode != 0 and "went on" not in done.stdout
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_an_assumed_role_exports_its_credentials(tmp_path, shell):
+    import subprocess
+
+    from stacks.delivery.pipeline import assume_role_command
+
+    line = assume_role_command("arn:aws:iam::333333333333:role/r", "s")
+    done = subprocess.run([shell, "-c", line + '\necho "$AWS_ACCESS_KEY_ID|$AWS_SECRET_ACCESS_KEY|$AWS_SESSION_TOKEN"'],
+                          env=_fake_aws(tmp_path, r"printf 'ASIAX\tsecret/+=\ttoken+/='"),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ASIAX|secret/+=|token+/="
