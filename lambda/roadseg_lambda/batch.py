@@ -70,6 +70,7 @@ def _glibc_trim() -> Any:
 
 
 _TRIM = _glibc_trim()
+TRIM_ABOVE_BYTES = 32 * MIB  # glibc's largest mmap threshold: smaller blocks may sit in the arenas
 
 
 def return_freed_memory() -> None:
@@ -101,7 +102,7 @@ class MemoryBudget:
         try:
             yield
         finally:
-            if amount:
+            if amount >= TRIM_ABOVE_BYTES:  # small frames leave nothing worth a trim (it walks every arena)
                 return_freed_memory()
             with self._changed:
                 self.reserved -= amount

@@ -192,10 +192,10 @@ def test_imaging_keeps_no_state_between_estimates() -> None:
 def test_each_release_gives_freed_memory_back_before_the_next_decode(monkeypatch) -> None:
     trims: list[int] = []
     monkeypatch.setattr(batch, "_TRIM", lambda pad: trims.append(pad))
-    budget = MemoryBudget(10)
-    with budget.reserve(5):
+    budget = MemoryBudget(100 * MIB)
+    with budget.reserve(batch.TRIM_ABOVE_BYTES):
         assert trims == []
-    with budget.reserve(0):  # nothing decoded (a refused frame): nothing to trim
+    with budget.reserve(MIB):  # a small frame leaves nothing worth a trim
         pass
     assert trims == [0]
 
