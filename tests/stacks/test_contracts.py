@@ -131,7 +131,8 @@ def test_processing_asset_ships_training_roadseg_lambda_and_contracts(synth) -> 
     env = synth(ENVIRONMENTS[0])
     assets = file_assets(env.outdir, env.stacks.training.stack_name)
     (package,) = [a for a in assets if (a / "training").is_dir()]
-    (wheels,) = [a for a in assets if a != package]  # the export environment's wheels, ExportModel installs them
+    # the export environment's wheels, ExportModel installs them (the job settings asset is the other one)
+    (wheels,) = [a for a in assets if a != package and any(a.glob("*.whl"))]
     assert sorted(w.name.split("-")[0] for w in wheels.glob("*.whl")) == sorted(
         line.split("==")[0].replace("-", "_").lower() for line in EXPORT_REQUIREMENTS.read_text().splitlines()
         if line and not line.startswith("#"))
