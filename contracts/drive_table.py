@@ -68,6 +68,12 @@ LOG_KEYS = "log_keys"
 EXTRACTION_JOB = "extraction_job"
 BUILD_JOB = "build_job"
 CREATED_AT = "created_at"  # ISO 8601 UTC, when the launcher created the item (the operator command's ETA starts there)
+# Set while a drive job waits for SageMaker Processing capacity (CreateProcessingJob refused it with
+# ResourceLimitExceeded; lambda/drives.py retries it from the capacity-wait queue), removed once the job starts:
+# {"job": "extract"|"build", "since": ISO, "attempts": N, "deadline": ISO} and, after the maximum wait,
+# "expired_at": ISO (the retry request is then in the capacity-wait dead-letter queue). Not a status: the extraction
+# job's conditional update of ``status`` stays as it is.
+WAITING_FOR_CAPACITY = "waiting_for_capacity"
 # Attributes of a FRAME item.
 OUTCOME = "outcome"
 DOCUMENTS = "documents"  # role ("result", "mask", "overlay", "failure", "quarantine", "quarantine_reason") -> S3 key

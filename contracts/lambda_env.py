@@ -499,3 +499,9 @@ class DrivesEnvironment(EnvironmentCodec):
     glue_database: str | None = variable("GLUE_DATABASE", None, omit_if_none=True)
     glue_table: str | None = variable("GLUE_TABLE", None, omit_if_none=True)
     service_name: str | None = variable("POWERTOOLS_SERVICE_NAME", None, omit_if_none=True)
+    # Waiting for Processing capacity (lambda/drives.py): the queue a refused start request is sent to (with a delay),
+    # its dead-letter queue (a wait that outlasted CAPACITY_MAX_WAIT_SECONDS), the maximum wait. No queue: a refused
+    # start is raised (the invocation's own retries).
+    capacity_queue_url: str | None = variable("CAPACITY_QUEUE_URL", None, omit_if_none=True)
+    capacity_dead_letter_url: str | None = variable("CAPACITY_DEAD_LETTER_URL", None, omit_if_none=True)
+    capacity_max_wait_seconds: int = variable("CAPACITY_MAX_WAIT_SECONDS", 12 * 3600, int_range(60, 7 * 86400))

@@ -19,6 +19,14 @@ Each is fetch -> pure decision -> act:
   started. A DRIVE image already ``building`` (the claim's own stream record, a retry after a failed start) starts
   the builder again, which the deterministic name makes harmless.
 
+Waiting for capacity: when CreateProcessingJob refuses a start with ``ResourceLimitExceeded`` (the account's
+Processing quota, CREATE_PROCESSING_JOB_DOC), the start is deferred instead of failed: a ``CapacityWait`` (drive, job,
+attempts, deadline) goes to the capacity-wait queue with a message timer (1..15 minutes, SQS_TIMERS_DOC), the DRIVE
+item records ``waiting_for_capacity`` (contracts.drive_table.WAITING_FOR_CAPACITY) and the invocation succeeds. The
+launcher consumes that queue (partial batch responses, LAMBDA_SQS_ERRORS_DOC): ``decide_retry`` -> rebuild the same
+request (same deterministic name) -> start it, or defer it again, or, past the deadline, send it to the queue's
+dead-letter queue (alarmed). A replayed message (no deadline) starts a fresh wait.
+
 Every write to the drives table retries conflicts (contracts.drive_table.retry_conflicts: botocore does not). Other
 errors are raised: S3's asynchronous invocation retries (then the function's failed-invocation queue), the stream's
 event source mapping retries (then its on-failure queue).
@@ -28,7 +36,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import random
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
@@ -74,8 +84,11 @@ def decide_launch(key: str) -> DriveId | None:
 @metrics.log_metrics
 def launch_handler(event: dict, context: LambdaContext) -> dict:
     env = environment()
+    records = event.get("Records") or []
+    if records and all(r.get("eventSource") == "aws:sqs" for r in records):
+        return retry_waiting(env, records)  # the capacity-wait queue
     outcomes = []
-    for record in event.get("Records") or []:
+    for record in records:
         key = unquote_plus(record["s3"]["object"]["key"])
         drive = decide_launch(key)
         if drive is None:
@@ -95,22 +108,34 @@ def launch(env: DrivesEnvironment, drive: DriveId, key: str) -> str:
         log_keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=env.inference_bucket,
                                                                                       Prefix=prefix)
                     for o in page.get("Contents", [])]
-    shard_uri = None
     shards = drive_jobs.shard_keys(log_keys)
     if shards:
-        shard_key = DriveOutputs(drive).prefix + drive_jobs.EXTRACT_INPUTS
-        s3.put_object(Bucket=env.inference_bucket, Key=shard_key, ContentType="application/json",
+        s3.put_object(Bucket=env.inference_bucket, Key=DriveOutputs(drive).prefix + drive_jobs.EXTRACT_INPUTS,
+                      ContentType="application/json",
                       Body=json.dumps(drive_jobs.input_manifest(env.inference_bucket, shards)).encode())
-        shard_uri = drive_jobs.s3_uri(env.inference_bucket, shard_key)
-    request = drive_jobs.extraction_request(env, drive, log_keys, shard_manifest_uri=shard_uri,
-                                            max_bytes=env.max_input_bytes, max_pixels=env.max_input_pixels)
+    request = extraction_request(env, drive, log_keys)
     created = create_drive_item(env, drive, log_keys, request["ProcessingJobName"])
-    started = start_job(sagemaker, request)
-    _count("DriveExtractionsStarted" if started else "DriveExtractionsAlreadyStarted")
-    logger.info("drive extraction", extra={"job": request["ProcessingJobName"], "started": started,
+    outcome = start_or_wait(env, sagemaker, request, first_wait(env, drive, EXTRACT, utc_now()))
+    logger.info("drive extraction", extra={"job": request["ProcessingJobName"], "outcome": outcome,
                                            "item_created": created, "instances":
                                            request["ProcessingResources"]["ClusterConfig"]["InstanceCount"]})
-    return "launched" if started else "already_launched"
+    return {STARTED: "launched", EXISTS: "already_launched"}.get(outcome, outcome)
+
+
+def extraction_request(env: DrivesEnvironment, drive: DriveId, log_keys: list[str]) -> dict[str, Any]:
+    """The extraction's CreateProcessingJob request: the same for the launch and for a retry after a capacity wait
+    (the shard manifest file, written by the launch, is at a fixed key of the drive)."""
+    shard_uri = None
+    if drive_jobs.shard_keys(log_keys):
+        shard_uri = drive_jobs.s3_uri(env.inference_bucket, DriveOutputs(drive).prefix + drive_jobs.EXTRACT_INPUTS)
+    return drive_jobs.extraction_request(env, drive, log_keys, shard_manifest_uri=shard_uri,
+                                         max_bytes=env.max_input_bytes, max_pixels=env.max_input_pixels)
+
+
+def build_request(env: DrivesEnvironment, drive: DriveId) -> dict[str, Any]:
+    """The builder's CreateProcessingJob request (its input manifest file is at a fixed key of the drive)."""
+    manifest_key = DriveOutputs(drive).prefix + drive_jobs.BUILD_INPUTS
+    return drive_jobs.build_request(env, drive, drive_jobs.s3_uri(env.inference_bucket, manifest_key))
 
 
 def create_drive_item(env: DrivesEnvironment, drive: DriveId, log_keys: list[str], job: str) -> bool:
@@ -169,7 +194,8 @@ def job_exists(sagemaker: Any, name: str) -> bool:
 
 @dataclass(frozen=True)
 class Completion:
-    action: str  # "ignore" | "wait" | "claim" | "launch" | "empty" | "inconsistent" | "claimed_elsewhere"
+    action: str  # "ignore" | "wait" | "claim" | "launch" | "empty" | "inconsistent" | "claimed_elsewhere" |
+    # "capacity_wait"
     drive_id: str | None = None
     reason: str = ""
 
@@ -188,6 +214,9 @@ def decide_completion(trigger: dict[str, Any], drive_item: dict[str, Any] | None
         return Completion("ignore", reason="not a DRIVE or counter item")
     drive_id = trigger.get(T.PARTITION_KEY)
     if trigger.get(T.SORT_KEY) == T.DRIVE_ITEM and trigger.get(T.STATUS) == T.BUILDING:
+        if (drive_item or trigger).get(T.WAITING_FOR_CAPACITY):
+            # The capacity-wait queue owns the start (the wait's own updates of the DRIVE item land here too).
+            return Completion("capacity_wait", drive_id, "the builder waits for Processing capacity")
         return Completion("launch", drive_id, "building: (re)start the builder, idempotent by name")
     if drive_item is None:
         return Completion("wait", drive_id, "no DRIVE item (counted before the launcher created it)")
@@ -247,7 +276,7 @@ def completion_handler(event: dict, context: LambdaContext) -> dict:
 
 
 def act_on_completion(env: DrivesEnvironment, decision: Completion) -> str:
-    if decision.action in ("ignore", "wait", "claimed_elsewhere"):
+    if decision.action in ("ignore", "wait", "claimed_elsewhere", "capacity_wait"):
         return decision.action
     if decision.action == "inconsistent":
         _count("DriveCountInconsistencies")
@@ -261,7 +290,7 @@ def act_on_completion(env: DrivesEnvironment, decision: Completion) -> str:
     if decision.action == "claim" and not claim(env, drive):
         logger.info("another invocation claimed the build")
         return "claimed_elsewhere"
-    return "built" if start_builder(env, drive) else "already_building"
+    return start_builder(env, drive)
 
 
 def claim(env: DrivesEnvironment, drive: DriveId, to: str = T.BUILDING) -> bool:
@@ -301,20 +330,20 @@ def frame_documents(env: DrivesEnvironment, drive: DriveId) -> list[dict[str, st
     return found
 
 
-def start_builder(env: DrivesEnvironment, drive: DriveId) -> bool:
+def start_builder(env: DrivesEnvironment, drive: DriveId) -> str:
+    """Write the builder's input manifest file, register the partitions and start the builder: "built",
+    "already_building" or "waiting_for_capacity"."""
     s3, bucket = aws.s3_client(), env.inference_bucket
     keys = drive_jobs.build_input_keys(drive, frame_documents(env, drive))
-    manifest_key = DriveOutputs(drive).prefix + drive_jobs.BUILD_INPUTS
-    s3.put_object(Bucket=bucket, Key=manifest_key, ContentType="application/json",
-                  Body=json.dumps(drive_jobs.input_manifest(bucket, keys)).encode())
+    s3.put_object(Bucket=bucket, Key=DriveOutputs(drive).prefix + drive_jobs.BUILD_INPUTS,
+                  ContentType="application/json", Body=json.dumps(drive_jobs.input_manifest(bucket, keys)).encode())
     if env.glue_database and env.glue_table:
         register_partitions(env, drive)
-    request = drive_jobs.build_request(env, drive, drive_jobs.s3_uri(bucket, manifest_key))
-    started = start_job(aws.sagemaker_client(), request)
-    _count("DriveBuildsStarted" if started else "DriveBuildsAlreadyStarted")
-    logger.info("drive build", extra={"job": request["ProcessingJobName"], "started": started,
+    request = build_request(env, drive)
+    outcome = start_or_wait(env, aws.sagemaker_client(), request, first_wait(env, drive, BUILD, utc_now()))
+    logger.info("drive build", extra={"job": request["ProcessingJobName"], "outcome": outcome,
                                       "documents": len(keys)})
-    return started
+    return {STARTED: "built", EXISTS: "already_building"}.get(outcome, outcome)
 
 
 def register_partitions(env: DrivesEnvironment, drive: DriveId) -> int:
@@ -340,6 +369,214 @@ def register_partitions(env: DrivesEnvironment, drive: DriveId) -> int:
         created += len(batch) - len(errors)
     logger.info("timeline partitions", extra={"partitions": len(requests), "created": created})
     return created
+
+
+# ---------------------------------------------------------------------------------------- capacity wait
+
+# "You have exceeded an SageMaker resource limit" (CREATE_PROCESSING_JOB_DOC): the Processing quota of the account
+# (jobs, instances of a type). It clears when other jobs end, so the start waits instead of failing.
+CAPACITY_ERROR = "ResourceLimitExceeded"
+# Message timers: 0 to 900 seconds per message, standard queues only (FIFO queues have none).
+SQS_TIMERS_DOC = "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-message-timers.html"
+# Partial batch responses: the messages named in batchItemFailures come back after the visibility timeout.
+LAMBDA_SQS_ERRORS_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html"
+MAX_DELAY_SECONDS = 900
+FIRST_DELAY_SECONDS = 60
+MAX_JITTER_SECONDS = 30  # a fleet's burst of drives does not come back all at once
+EXTRACT, BUILD = "extract", "build"
+EXPIRED_AT = "expired_at"  # in the DRIVE item's waiting_for_capacity, once the wait went to the dead-letter queue
+STARTED, EXISTS, WAITING = "started", "exists", "waiting_for_capacity"
+
+
+@dataclass(frozen=True)
+class CapacityWait:
+    """A start that SageMaker refused for capacity: the body of a capacity-wait message (JSON)."""
+
+    drive_id: str
+    job: str  # EXTRACT | BUILD
+    attempts: int  # refused starts so far
+    since: str  # ISO 8601 UTC, the first refusal
+    deadline: str | None  # ISO 8601 UTC; None: a message replayed from the dead-letter queue (a fresh wait)
+
+    def body(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def parse(cls, body: str) -> CapacityWait:
+        """ValueError (one line) for anything but a capacity wait."""
+        try:
+            data = json.loads(body)
+            wait = cls(drive_id=str(data["drive_id"]), job=str(data["job"]), attempts=int(data["attempts"]),
+                       since=str(data["since"]), deadline=None if data.get("deadline") is None
+                       else str(data["deadline"]))
+            DriveId.parse(wait.drive_id)
+            _parse_time(wait.since)
+            if wait.deadline is not None:
+                _parse_time(wait.deadline)
+        except (ValueError, KeyError, TypeError, DriveKeyError) as exc:
+            raise ValueError(f"not a capacity wait message: {exc}") from None
+        if wait.job not in (EXTRACT, BUILD) or wait.attempts < 0:
+            raise ValueError(f"not a capacity wait message: job {wait.job!r}, attempts {wait.attempts}")
+        return wait
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def first_wait(env: DrivesEnvironment, drive: DriveId, job: str, now: datetime) -> CapacityWait:
+    """The wait recorded when the first start of ``job`` is refused."""
+    return CapacityWait(str(drive), job, 1, iso8601(now),
+                        iso8601(now + timedelta(seconds=env.capacity_max_wait_seconds)))
+
+
+def delay_seconds(attempts: int, jitter: float = 0.0) -> int:
+    """The message timer after ``attempts`` refusals: 1, 2, 4, 8 minutes, then 15 (the timers' maximum)."""
+    return int(min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * 2 ** min(max(attempts, 1) - 1, 4) + jitter))
+
+
+@dataclass(frozen=True)
+class Retry:
+    action: str  # "start" | "expire" | "stale" | "missing"
+    wait: CapacityWait  # the wait to go on with (a replayed message: a fresh deadline)
+    reason: str = ""
+
+
+def decide_retry(wait: CapacityWait, drive_item: dict[str, Any] | None, now: datetime,
+                 max_wait_seconds: int) -> Retry:
+    """What a capacity-wait message asks for, given the drive's DRIVE item (plain values) read now."""
+    if drive_item is None:
+        return Retry("missing", wait, "no DRIVE item")
+    status = drive_item.get(T.STATUS)
+    expected = T.EXTRACTING if wait.job == EXTRACT else T.BUILDING
+    if status != expected:
+        return Retry("stale", wait, f"status is {status!r}, not {expected}: the {wait.job} job ran")
+    if wait.deadline is None:
+        fresh = replace(wait, since=iso8601(now), deadline=iso8601(now + timedelta(seconds=max_wait_seconds)))
+        return Retry("start", fresh, "replayed from the dead-letter queue: a fresh wait")
+    if now >= _parse_time(wait.deadline):
+        return Retry("expire", wait, f"waited since {wait.since}, {wait.attempts} refused starts")
+    return Retry("start", wait, f"attempt {wait.attempts + 1}")
+
+
+def start_or_wait(env: DrivesEnvironment, sagemaker: Any, request: dict[str, Any], wait: CapacityWait) -> str:
+    """Start the job: STARTED, EXISTS, or WAITING (refused for capacity: ``wait`` is sent to the capacity-wait queue
+    and recorded on the DRIVE item). Without a capacity-wait queue, the refusal is raised."""
+    kind = "Extractions" if wait.job == EXTRACT else "Builds"
+    try:
+        started = start_job(sagemaker, request)
+    except ClientError as exc:
+        if _code(exc) != CAPACITY_ERROR or not env.capacity_queue_url:
+            raise
+        defer(env, wait)
+        if wait.attempts == 1:
+            _count("DrivesWaitingForCapacity")
+        logger.warning("no Processing capacity: the start waits", extra={
+            "job": request["ProcessingJobName"], "attempts": wait.attempts, "deadline": wait.deadline,
+            "error": aws.error_message(exc)})
+        return WAITING
+    _count(f"Drive{kind}Started" if started else f"Drive{kind}AlreadyStarted")
+    return STARTED if started else EXISTS
+
+
+def defer(env: DrivesEnvironment, wait: CapacityWait) -> None:
+    """The message first (a lost item update leaves a wait that still retries; the reverse would lose the drive),
+    then the DRIVE item's record of it."""
+    sqs_client().send_message(QueueUrl=env.capacity_queue_url, MessageBody=wait.body(),
+                              DelaySeconds=delay_seconds(wait.attempts, random.uniform(0, MAX_JITTER_SECONDS)))  # noqa: S311
+    update_drive_item(env, wait.drive_id, "SET #wait = :wait", {":wait": wait_record(wait)})
+
+
+def wait_record(wait: CapacityWait, expired_at: str | None = None) -> dict[str, Any]:
+    """The DRIVE item's ``waiting_for_capacity`` (contracts.drive_table.WAITING_FOR_CAPACITY), as DynamoDB takes it."""
+    record = {"job": {"S": wait.job}, "since": {"S": wait.since}, "attempts": {"N": str(wait.attempts)},
+              "deadline": {"S": str(wait.deadline)}}
+    if expired_at:
+        record[EXPIRED_AT] = {"S": expired_at}
+    return {"M": record}
+
+
+def update_drive_item(env: DrivesEnvironment, drive_id: str, expression: str,
+                      values: dict[str, Any] | None = None) -> bool:
+    """An update of an existing DRIVE item's capacity wait (False: no DRIVE item; never creates one)."""
+    def update(_attempt: int) -> None:
+        aws.dynamodb_client().update_item(
+            TableName=env.drives_table, Key={T.PARTITION_KEY: {"S": drive_id}, T.SORT_KEY: {"S": T.DRIVE_ITEM}},
+            UpdateExpression=expression, ConditionExpression="attribute_exists(#pk)",
+            ExpressionAttributeNames={"#pk": T.PARTITION_KEY, "#wait": T.WAITING_FOR_CAPACITY},
+            **({"ExpressionAttributeValues": values} if values else {}))
+
+    try:
+        T.retry_conflicts(update)
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def read_drive_item(env: DrivesEnvironment, drive_id: str) -> dict[str, Any] | None:
+    found = aws.dynamodb_client().get_item(
+        TableName=env.drives_table, ConsistentRead=True,
+        Key={T.PARTITION_KEY: {"S": drive_id}, T.SORT_KEY: {"S": T.DRIVE_ITEM}}).get("Item")
+    return plain(found)
+
+
+def retry_waiting(env: DrivesEnvironment, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The capacity-wait queue's batch: each message retried on its own; those that fail are reported (partial batch
+    response), come back after the visibility timeout and, after the redrive policy's receives, go to the
+    dead-letter queue."""
+    failures, outcomes = [], []
+    for record in records:
+        try:
+            wait = CapacityWait.parse(record.get("body") or "")
+        except ValueError as exc:
+            logger.error(str(exc), extra={"message_id": record.get("messageId")})
+            failures.append({"itemIdentifier": record["messageId"]})
+            continue
+        with logger.append_context_keys(drive_id=wait.drive_id, job=wait.job):
+            try:
+                outcomes.append(retry_start(env, wait, utc_now()))
+            except Exception:  # reported for this message only; the others of the batch are done
+                logger.exception("capacity-wait retry failed")
+                failures.append({"itemIdentifier": record["messageId"]})
+    logger.info("capacity-wait batch", extra={"outcomes": outcomes, "failed": len(failures)})
+    return {"batchItemFailures": failures}
+
+
+def retry_start(env: DrivesEnvironment, wait: CapacityWait, now: datetime) -> str:
+    item = read_drive_item(env, wait.drive_id)
+    decision = decide_retry(wait, item, now, env.capacity_max_wait_seconds)
+    if decision.action == "missing":
+        raise RuntimeError(f"capacity wait for {wait.drive_id}: {decision.reason}")
+    if decision.action == "stale":
+        logger.info("capacity wait no longer needed", extra={"reason": decision.reason})
+        return "stale"
+    if decision.action == "expire":
+        expired = replace(wait, deadline=None)  # replayed from the dead-letter queue, it starts a fresh wait
+        sqs_client().send_message(QueueUrl=env.capacity_dead_letter_url, MessageBody=expired.body())
+        update_drive_item(env, wait.drive_id, "SET #wait = :wait", {":wait": wait_record(wait, iso8601(now))})
+        _count("DriveCapacityWaitsExpired")
+        logger.error("no Processing capacity within the maximum wait: the start request is in the capacity-wait "
+                     "dead-letter queue (replay it there)", extra={"reason": decision.reason})
+        return "expired"
+    drive = DriveId.parse(wait.drive_id)
+    request = (extraction_request(env, drive, [str(k) for k in item.get(T.LOG_KEYS) or []])
+               if wait.job == EXTRACT else build_request(env, drive))
+    next_wait = replace(decision.wait, attempts=decision.wait.attempts + 1)
+    outcome = start_or_wait(env, aws.sagemaker_client(), request, next_wait)
+    if outcome != WAITING:
+        update_drive_item(env, wait.drive_id, "REMOVE #wait")
+        logger.info("drive job started after waiting for capacity",
+                    extra={"job": request["ProcessingJobName"], "outcome": outcome, "since": wait.since})
+    return outcome
+
+
+@lru_cache(maxsize=1)
+def sqs_client() -> Any:
+    import boto3  # only the capacity wait sends messages
+
+    return boto3.client("sqs")
 
 
 def _count(name: str) -> None:

@@ -384,6 +384,9 @@ class DrivesConfig(_Strict):
     completion: FunctionConfig = FunctionConfig(memory_mb=512, timeout_seconds=300)
     # Retries of a failed batch of stream records before it goes to the completion function's dead-letter queue.
     stream_retry_attempts: Annotated[int, Field(ge=0, le=100)] = 5
+    # How long a drive job refused for lack of SageMaker Processing capacity (ResourceLimitExceeded) keeps being
+    # retried (every 1..15 minutes) before its start request goes to the capacity-wait dead-letter queue (alarmed).
+    capacity_max_wait_hours: Annotated[int, Field(ge=1, le=168)] = 12
 
     @field_validator("cameras")
     @classmethod
