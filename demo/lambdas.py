@@ -92,7 +92,7 @@ class Lambdas:
         """Fresh boto3 clients (made against the local server), the stand-in runtime client, logs to the file."""
         original_runtime = self.aws.runtime_client
         rollout = self.modules["rollout"]
-        factories = (rollout.cloudformation_client, rollout.sagemaker_client)
+        factories = (rollout.cloudformation_client, rollout.sagemaker_client, rollout.ssm_client)
         for module in self.modules.values():
             for handler in module.logger.handlers:
                 if isinstance(handler, logging.StreamHandler):
@@ -105,7 +105,8 @@ class Lambdas:
         finally:
             self.aws.runtime_client = original_runtime
             for client in (self.aws._cached_s3, getattr(self.aws, "_cached_dynamodb", self.aws._cached_s3), *factories):
-                if client.cache_info().currsize:
+                # roadseg_lambda.aws wraps its caches (one creation at a time) without cache_info: close those.
+                if getattr(client, "cache_info", None) is None or client.cache_info().currsize:
                     with contextlib.suppress(Exception):
                         client().close()
             self._reset(factories)

@@ -67,7 +67,8 @@ from stacks.code_assets import processing_files
 from stacks.config import EnvironmentConfig, load_config
 from stacks.images import images_by_region
 from stacks.preprocessors import preprocessor_environment
-from stacks.training_pipelines import pipeline_settings, resolve_scheme
+from stacks.registry_model import SSM_PARAMETER_TYPE
+from stacks.training_pipelines import job_settings, pipeline_settings, resolve_scheme
 from training.evaluate import evaluate_dirs
 from training.scenes import generate_scene, write_broken_frames, write_cityscapes_tree
 
@@ -121,6 +122,7 @@ class Names:
     tuning_pipeline: str
     model_package_group: str
     inference_stack: str
+    serving_parameter: str  # the SSM parameter behind the stack's SSM-typed ModelPackageArn
     drives_table: str
 
     @classmethod
@@ -141,6 +143,7 @@ class Names:
             training_pipeline=training, tuning_pipeline=tuning,
             model_package_group=naming.model_package_group_name(prefix),
             inference_stack=naming.inference_stack_name(prefix),
+            serving_parameter=naming.serving_package_parameter(prefix),
             drives_table=naming.drives_table_name(prefix),
         )
 
@@ -433,9 +436,9 @@ def _create_resources(aws: AwsClients, config: EnvironmentConfig, names: Names, 
         ModelPackageGroupDescription=f"roadseg {config.name}: segmentation models (local rehearsal)")
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": f"Local rehearsal stand-in for {names.inference_stack}: only its {MODEL_PACKAGE_PARAMETER} "
-                       "parameter (no endpoints)",
-        "Parameters": {MODEL_PACKAGE_PARAMETER: {"Type": "String", "Default": ""}},
+        "Description": f"Local rehearsal stand-in for {names.inference_stack}: only its SSM-typed "
+                       f"{MODEL_PACKAGE_PARAMETER} parameter (no endpoints)",
+        "Parameters": {MODEL_PACKAGE_PARAMETER: {"Type": SSM_PARAMETER_TYPE, "Default": names.serving_parameter}},
         "Resources": {"ServingPlaceholder": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
         "Outputs": {"ServedModelPackageArn": {"Value": {"Ref": MODEL_PACKAGE_PARAMETER}}},
     }
@@ -446,12 +449,18 @@ def _create_resources(aws: AwsClients, config: EnvironmentConfig, names: Names, 
         **drive_table.key_schema(),
         SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_arn},
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    # What the data stack's ServingPackageParameter does before the inference stack exists: create it once, "none".
+    aws("ssm").put_parameter(Name=names.serving_parameter, Value=naming.NO_MODEL_PACKAGE, Type="String",
+                             Overwrite=False)
+    resolve_ssm_parameters_like_cloudformation(aws("cloudformation"), aws("ssm"), names.inference_stack,
+                                               {MODEL_PACKAGE_PARAMETER: names.serving_parameter})
     aws("cloudformation").create_stack(StackName=names.inference_stack, TemplateBody=json.dumps(template),
                                        Tags=[{"Key": "roadseg:environment", "Value": config.name}])
     log(f"buckets {names.datasets_bucket}, {names.artifacts_bucket}, {names.inference_bucket}; queue "
         f"{names.ingest_queue} (DLQ {names.ingest_dlq}, maxReceiveCount {wiring.max_receive_count}); topics "
         f"{names.success_topic}, {names.error_topic}; S3 {INFERENCE.incoming} -> {names.ingest_queue}; "
-        f"table {names.drives_table}; stack {names.inference_stack} ({MODEL_PACKAGE_PARAMETER}='')")
+        f"table {names.drives_table}; stack {names.inference_stack} ({MODEL_PACKAGE_PARAMETER} <- SSM "
+        f"{names.serving_parameter}={naming.NO_MODEL_PACKAGE!r})")
     return {"queue_url": queue_url, "queue_arn": queue_arn, "dlq_url": dlq_url, "success_topic": success_arn,
             "error_topic": error_arn, "tap_url": tap_url, "tap_arn": tap_arn, "role": role_arn, "key": key_arn,
             **{f"subscription:{arn}": sub for arn, sub in subscriptions.items()}}
@@ -483,12 +492,16 @@ def _pipelines(aws: AwsClients, config: EnvironmentConfig, names: Names, arns: d
     wheels = _zip_export_requirements()
     wheels_key = f"{hashlib.sha256(wheels).hexdigest()}.zip"
     s3.put_object(Bucket=names.assets_bucket, Key=wheels_key, Body=wheels)
+    settings_zip = _zip_job_settings(config)
+    settings_key = f"{hashlib.sha256(settings_zip).hexdigest()}.zip"
+    s3.put_object(Bucket=names.assets_bucket, Key=settings_key, Body=settings_zip)
     values = {
         "RoleArn": arns["role"], "DatasetsBucket": names.datasets_bucket, "ArtifactsBucket": names.artifacts_bucket,
         "KmsKeyArn": arns["key"], "AlgorithmImage": images.algorithm, "ProcessingImage": images.processing,
         "CodeEntryUri": f"s3://{names.assets_bucket}/{entry_key}",
         "CodePackageUri": f"s3://{names.assets_bucket}/{package_key}",
         "ExportImage": images.export, "ExportWheelsUri": f"s3://{names.assets_bucket}/{wheels_key}",
+        "JobSettingsUri": f"s3://{names.assets_bucket}/{settings_key}",
     }
     if set(values) != set(PLACEHOLDERS):
         raise RehearsalError(f"placeholders changed: the pipelines expect {sorted(PLACEHOLDERS)}")
@@ -544,6 +557,15 @@ def _zip_export_requirements() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.write(ROOT / "training" / "export-requirements.txt", "export-requirements.txt")
+    return buffer.getvalue()
+
+
+def _zip_job_settings(config: EnvironmentConfig) -> bytes:
+    """The job settings as the stacks ship them (the JobSettings directory asset, zipped by CDK)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in sorted(job_settings(config, resolve_scheme(config)).items()):
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), text)
     return buffer.getvalue()
 
 
@@ -621,9 +643,12 @@ def _registry_and_rollout(aws: AwsClients, config: EnvironmentConfig, names: Nam
     env = RolloutEnvironment(stack_name=names.inference_stack, model_package_group=names.model_package_group,
                              parameter_name=MODEL_PACKAGE_PARAMETER, service_name=SERVICE_NAMES["rollout"]).to_env()
     with lambdas.environment(env):
+        # Recorded as the rollout sends them (before the stand-in below rewrites what moto receives).
         rollout.cloudformation_client().meta.events.register(
             "provide-client-params.cloudformation.UpdateStack",
             lambda params, **_: report.update_stack_calls.append(json.loads(json.dumps(params, default=str))))
+        resolve_ssm_parameters_like_cloudformation(rollout.cloudformation_client(), aws("ssm"), names.inference_stack,
+                                                   {MODEL_PACKAGE_PARAMETER: names.serving_parameter})
         for delivery in (1, 2):  # EventBridge delivers at least once: the same event again must do nothing
             result = rollout.handler(event, LambdaContext(SERVICE_NAMES["rollout"], region=names.region))
             report.rollout.append({"delivery": delivery, **result})
@@ -669,8 +694,45 @@ def _approval_event(package: dict[str, Any], region: str) -> dict[str, Any]:
 
 
 def _stack_parameter(cfn: Any, stack: str) -> str | None:
+    """The value the stack's SSM-typed parameter resolved to (``ResolvedValue``) at its last create or update."""
     parameters = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Parameters", [])
-    return next((p.get("ParameterValue") for p in parameters if p["ParameterKey"] == MODEL_PACKAGE_PARAMETER), None)
+    return next((p.get("ResolvedValue") for p in parameters if p["ParameterKey"] == MODEL_PACKAGE_PARAMETER), None)
+
+
+def resolve_ssm_parameters_like_cloudformation(cfn: Any, ssm: Any, stack: str, ssm_typed: dict[str, str]) -> None:
+    """STAND-IN for CloudFormation's SSM-typed parameters, which moto 5 does not model faithfully, on the client
+    ``cfn`` (the rollout's or the rehearsal's). ``ssm_typed``: template parameter -> SSM parameter name.
+
+    - DescribeStacks of ``stack``: moto reports the resolved value as ``ParameterValue`` and no ``ResolvedValue``;
+      CloudFormation reports the SSM parameter name as ``ParameterValue`` and the value it resolved at the last
+      create or update as ``ResolvedValue``. The response is rewritten to CloudFormation's shape (the value moto
+      resolved then becomes ``ResolvedValue``).
+    - UpdateStack of ``stack`` with ``UsePreviousValue``: CloudFormation keeps the SSM parameter name and re-reads
+      its value; moto keeps the previously resolved value, so it would answer "No updates are to be performed"
+      after the rollout wrote a new ARN into SSM. What moto receives names the SSM parameter instead (the same
+      previous value, as CloudFormation sees it)."""
+
+    def describe(parsed: dict[str, Any], **_: Any) -> None:
+        for found in parsed.get("Stacks") or []:
+            if found.get("StackName") != stack:
+                continue
+            for parameter in found.get("Parameters") or []:
+                name = ssm_typed.get(parameter.get("ParameterKey"))
+                if name is not None and "ResolvedValue" not in parameter:
+                    parameter["ResolvedValue"] = parameter.get("ParameterValue")
+                    parameter["ParameterValue"] = name
+
+    def update(params: dict[str, Any], **_: Any) -> None:
+        if params.get("StackName") != stack:
+            return
+        for parameter in params.get("Parameters") or []:
+            name = ssm_typed.get(parameter.get("ParameterKey"))
+            if name is not None and parameter.get("UsePreviousValue"):
+                parameter.pop("UsePreviousValue")
+                parameter["ParameterValue"] = name
+
+    cfn.meta.events.register("after-call.cloudformation.DescribeStacks", describe)
+    cfn.meta.events.register("before-parameter-build.cloudformation.UpdateStack", update)
 
 
 def _function_environment(config: EnvironmentConfig, scheme: Any, names: Names, version: str) -> dict[str, str]:

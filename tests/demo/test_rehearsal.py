@@ -117,8 +117,10 @@ def test_approval_rolls_out_once_and_the_redelivered_event_is_skipped(rehearsal)
     assert len(report.update_stack_calls) == 1
     call = report.update_stack_calls[0]
     assert call["StackName"] == "RoadsegDevInference" and call["UsePreviousTemplate"] is True
-    assert call["Parameters"] == [{"ParameterKey": "ModelPackageArn", "ParameterValue": arn}]
-    assert (report.stack_parameter_before, report.stack_parameter_after) == ("", arn)
+    # The rollout writes the ARN into the serving SSM parameter, then keeps every parameter: the SSM-typed one
+    # re-resolves (CloudFormation's resolution stood in by demo.rehearsal.resolve_ssm_parameters_like_cloudformation).
+    assert call["Parameters"] == [{"ParameterKey": "ModelPackageArn", "UsePreviousValue": True}]
+    assert (report.stack_parameter_before, report.stack_parameter_after) == ("none", arn)
     event = json.loads((report.options.out / "rollout" / "event.json").read_text())
     assert event["source"] == "aws.sagemaker" and event["detail-type"] == "SageMaker Model Package State Change"
     assert event["detail"]["ModelApprovalStatus"] == "Approved" and event["resources"] == [arn]
