@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aws_cdk as cdk
+import jsii
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -58,9 +59,12 @@ class JobFailureAlarms(Construct):
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         names = rule_name_prefix(props.prefix)
-        # The topic's key must admit EventBridge; the topic policy statement for events.amazonaws.com comes with the
-        # SnsTopic target (CDK grants sns:Publish to the service when it binds a rule to a topic of the app).
+        # Both grants written here, once, with the page that asks for them (CDK's SnsTopic target would add its own
+        # copies, merged into unrelated key statements).
         props.key.admit_event_notifications()
+        props.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="EventBridgeJobFailuresPublish", principals=[iam.ServicePrincipal("events.amazonaws.com")],
+            actions=["sns:Publish"], resources=[props.topic.topic_arn]))
         pipeline_arns = [stack.format_arn(service="sagemaker", resource="pipeline", resource_name=name)
                          for name in props.pipeline_names]
         self.pipelines = self._rule("Pipelines", f"{names}pipelines", props.topic,
@@ -79,5 +83,16 @@ class JobFailureAlarms(Construct):
         rule = events.Rule(self, construct_id, rule_name=rule_name, description=description,
                            event_pattern=events.EventPattern(source=[SAGEMAKER_SOURCE], detail_type=[detail_type],
                                                              detail=detail))
-        rule.add_target(targets.SnsTopic(topic))
+        rule.add_target(_Topic(topic))
         return rule
+
+
+@jsii.implements(events.IRuleTarget)
+class _Topic:
+    """The alarm topic as a rule target, without the grants CDK's SnsTopic target adds (JobFailureAlarms adds them)."""
+
+    def __init__(self, topic: sns.ITopic) -> None:
+        self.topic = topic
+
+    def bind(self, _rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
+        return events.RuleTargetConfig(arn=self.topic.topic_arn)

@@ -67,9 +67,9 @@ class OperationsKey(Construct):
     def admit_event_notifications(self) -> None:
         """EventBridge rules publish to an encrypted topic as events.amazonaws.com, which needs kms:Decrypt and
         kms:GenerateDataKey on the topic's key (https://docs.aws.amazon.com/eventbridge/latest/userguide/
-        eb-use-resource-based.html#eb-sns-permissions; no source condition: the page's key policy has none)."""
-        self._admit("EventBridgePublishToTopics", self._service_statement(
-            "EventBridgePublishToTopics", "events.amazonaws.com", ["kms:Decrypt", "kms:GenerateDataKey"]))
+        eb-use-resource-based.html#eb-sns-permissions; no source condition: the page's key policy has none). That is
+        the statement EventBridge's dead letters need too: one statement serves both."""
+        self.admit_eventbridge_dead_letters()
 
     def admit_eventbridge_dead_letters(self) -> None:
         """EventBridge sends undeliverable events to an encrypted dead-letter queue as events.amazonaws.com

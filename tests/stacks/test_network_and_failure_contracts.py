@@ -140,7 +140,8 @@ def test_every_dead_letter_queue_needs_a_depth_alarm(dev):
 def test_alarm_topic_key_admits_eventbridge_without_conditions(dev):
     _, templates = dev
     statements = [s for _, _, key in _resources(templates, "AWS::KMS::Key")
-                  for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "EventBridgePublishToTopics"]
+                  for s in key["Properties"]["KeyPolicy"]["Statement"]
+                  if s.get("Sid") == "EventBridgeSendToDeadLetterQueues"]  # one statement serves topics and queues
     assert len(statements) == 1 and "Condition" not in statements[0]
     assert statements[0]["Principal"] == {"Service": "events.amazonaws.com"}
     assert set(statements[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey"}
