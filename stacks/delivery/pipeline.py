@@ -1,7 +1,9 @@
 """``DeliveryStack``: the CDK Pipelines ``CodePipeline`` that promotes roadseg through the ``delivery.stages``.
 
 Waves, in order: Source (CodeStar connection or CodeCommit) -> Build (``Synth``: the set-up commands, the offline
-gates of ``make test``, then ``make synth`` of the delivery app) -> UpdatePipeline (self-mutation) -> Assets ->
+gates of ``make test``, ``make synth`` of the delivery app, then ``python -m stacks.delivery.large_assets``, which
+publishes the large file assets and strips them from the output that every deploy action receives: CodePipeline's
+256 MB input-artifact limit) -> UpdatePipeline (self-mutation) -> Assets ->
 one wave per stage: ``Preflight`` (``roadseg env preflight`` of that stage's nested cloud assembly, with the target
 account's CDK lookup role), ``Approve`` (manual, before the stages of ``delivery.approval_stages``), the stacks'
 deploys, then ``Smoke`` (roadseg/smoke.py with the stage's smoke role).
@@ -27,6 +29,7 @@ from stacks.compliance import partition_of
 from stacks.config import EnvironmentConfig
 from stacks.delivery.compliance import acknowledge_pipeline, harden_artifact_bucket, literal_role_arns
 from stacks.delivery.stage import RoadsegStage, smoke_role_name
+from stacks.service_contracts.delivery import STRIP_MODULE
 
 # "When specifying a resource in the IAM policy, the service prefix needs to match that of the resource"
 # (CodeStar Connections was renamed CodeConnections; console-created ARNs are arn:aws:codeconnections:... since 2024).
@@ -38,6 +41,10 @@ BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 # every CodeBuild step (synth, assets, self-mutation, preflight, smoke).
 RUNTIMES_DOC = "https://docs.aws.amazon.com/codebuild/latest/userguide/available-runtimes.html"
 RUNTIME_VERSIONS = {"python": "3.12", "nodejs": "22"}
+# The cdk-assets CLI of both the Synth step (which publishes the large assets) and the Assets wave (CDK Pipelines'
+# default is `latest`). Pinned: the strip step relies on its publish listing the destination before it reads the
+# source (lib/private/handlers/files.ts of @aws-cdk/cdk-assets-lib), checked for this version.
+CDK_ASSETS_VERSION = "4.7.3"
 
 
 def delivery_stack_name(config: EnvironmentConfig) -> str:
@@ -61,6 +68,12 @@ def use_connection_action(connection_arn: str) -> str:
 def lookup_role_arn(config: EnvironmentConfig) -> str:
     return (f"arn:aws:iam::{config.account}:role/cdk-{BOOTSTRAP_QUALIFIER}-lookup-role-"
             f"{config.account}-{config.region}")
+
+
+def file_publishing_role_arn(config: EnvironmentConfig) -> str:
+    """The target's bootstrap role that cdk-assets assumes to upload file assets (its assets.json names it)."""
+    return (f"arn:{partition_of(config.region)}:iam::{config.account}:role/cdk-{BOOTSTRAP_QUALIFIER}-file-publishing-"
+            f"role-{config.account}-{config.region}")
 
 
 def smoke_target_role_arn(config: EnvironmentConfig) -> str:
@@ -92,16 +105,24 @@ class DeliveryStack(cdk.Stack):
         self.config = config
         config_env = f"ROADSEG_CONFIG_DIR={shlex.quote(config_dir)}" if config_dir != "config" else ""
         self.source = self._source(config)
-        self.synth = pipelines.ShellStep(
+        # A CodeBuildStep (not a ShellStep) for its role: it may assume each stage's file-publishing role, as the
+        # Assets wave's role may, to publish the large assets before stripping them from cdk.out.
+        self.synth = pipelines.CodeBuildStep(
             "Synth", input=self.source,
-            install_commands=["make .venv/.app-installed node_modules/.installed"],
+            install_commands=["make .venv/.app-installed node_modules/.installed",
+                              f"npm install -g --no-audit --no-fund cdk-assets@{CDK_ASSETS_VERSION}"],
             commands=[
                 "make test",  # the offline gates: ruff, lint-imports, the pytest suite
                 f"{config_env} make synth ENV={config.name}".strip(),
+                f".venv/bin/python -m {STRIP_MODULE} cdk.out",  # last: what remains is the output artifact
             ],
-            primary_output_directory="cdk.out")
+            primary_output_directory="cdk.out",
+            role_policy_statements=[iam.PolicyStatement(
+                sid="PublishLargeAssets", actions=["sts:AssumeRole"],
+                resources=[file_publishing_role_arn(stage) for stage in stages])])
         self.pipeline = pipelines.CodePipeline(
             self, "Pipeline", pipeline_name=config.prefix, synth=self.synth, cross_account_keys=True,
+            cdk_assets_cli_version=CDK_ASSETS_VERSION,
             enable_key_rotation=True, pipeline_type=codepipeline.PipelineType.V2, publish_assets_in_parallel=False,
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE,

@@ -5,7 +5,7 @@ have a module: limits.py (service limits), deploy_state.py (state a deploy can r
 completeness in isolated mode), failures.py (no silent failure). Importing them registers their rules.
 """
 
-from stacks.service_contracts import deploy_state, failures, limits, networks  # noqa: F401  (register the rules)
+from stacks.service_contracts import delivery, deploy_state, failures, limits, networks  # noqa: F401  (register the rules)
 from stacks.service_contracts.assembly import Assembly
 from stacks.service_contracts.rules import RULES, Context, Violation, check
 

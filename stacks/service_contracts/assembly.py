@@ -77,11 +77,15 @@ class Statement:
 class Assembly:
     """Templates by stack name (from a cloud assembly directory or from dictionaries, as the tests build them)."""
 
-    def __init__(self, templates: dict[str, dict], environments: dict[str, tuple[str, str]] | None = None) -> None:
+    def __init__(self, templates: dict[str, dict], environments: dict[str, tuple[str, str]] | None = None,
+                 directory: Path | None = None) -> None:
         """``environments``: (account, region) of stacks synthesized for a pinned environment, whose templates
-        carry literal ARNs (``arn:aws:logs:eu-west-1:1111...``) where env-agnostic ones carry pseudo parameters."""
+        carry literal ARNs (``arn:aws:logs:eu-west-1:1111...``) where env-agnostic ones carry pseudo parameters.
+        ``directory``: the cloud assembly directory the templates were read from (None when built from
+        dictionaries); rules over what the directory holds (its size, its staged assets) need it."""
         self.templates = templates
         self.environments = environments or {}
+        self.directory = directory
         self._exports: dict[str, tuple[str, Any]] = {}
         for stack, template in templates.items():
             for output in template.get("Outputs", {}).values():
@@ -101,7 +105,7 @@ class Assembly:
                 account, _, region = artifact.get("environment", "").removeprefix("aws://").partition("/")
                 if account.isdigit() and not region.startswith("unknown"):
                     environments[stack] = (account, region)
-        return cls(templates, environments)
+        return cls(templates, environments, outdir)
 
     def pseudo(self, stack: str, text: str) -> str:
         """``text`` with ${AWS::AccountId}, ${AWS::Region} and ${AWS::Partition} as this stack's template has them."""
