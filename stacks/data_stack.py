@@ -8,6 +8,7 @@ from constructs import Construct
 from contracts import naming
 from stacks.bucket_set import BucketSet, BucketSetProps
 from stacks.config import EnvironmentConfig
+from stacks.deploy_role_access import DeployRoleParameterAccess, network_ssm_parameters
 from stacks.registry_model import ServingPackageParameter
 
 
@@ -22,3 +23,7 @@ class DataStack(cdk.Stack):
         # The inference stack's SSM-typed ModelPackageArn reads it, so it must exist before that stack deploys.
         self.serving_package = ServingPackageParameter(
             self, "ServingPackage", name=naming.serving_package_parameter(config.prefix))
+        # The later stacks' SSM-typed parameters resolve with the deployer's credentials: the CDK deploy role may read
+        # exactly these (every other stack imports this one's exports, so this grant is in place first).
+        self.deploy_role_access = DeployRoleParameterAccess(self, "DeployRoleAccess", parameter_names=[
+            self.serving_package.name, *network_ssm_parameters(config.network)])

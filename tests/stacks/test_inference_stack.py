@@ -7,6 +7,7 @@ import json
 import pytest
 from aws_cdk.assertions import Match
 
+from contracts import naming
 from stacks.config import GPU_FAMILIES, NVME_FAMILIES, instance_family
 from stacks.registry_model import MODEL_PACKAGE_PARAMETER
 
@@ -32,12 +33,15 @@ def endpoint_configs(template) -> tuple[dict, dict]:
     return realtime_cfg, async_cfg
 
 
-def test_model_package_arn_is_a_parameter_defaulting_to_none(template):
+def test_model_package_arn_is_a_parameter_defaulting_to_none(env, template):
+    """SSM-typed: every deploy re-reads the serving parameter the rollout writes; "none" until a package is approved."""
     parameter = template.to_json()["Parameters"][MODEL_PACKAGE_PARAMETER]
-    assert parameter["Default"] == "" and parameter["Type"] == "String"
+    assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
+    assert parameter["Default"] == naming.serving_package_parameter(env.config.prefix)
     assert template.to_json()["Conditions"]["HasModel"] == {
-        "Fn::Not": [{"Fn::Equals": [{"Ref": MODEL_PACKAGE_PARAMETER}, ""]}]
+        "Fn::Not": [{"Fn::Equals": [{"Ref": MODEL_PACKAGE_PARAMETER}, naming.NO_MODEL_PACKAGE]}]
     }
+    assert naming.NO_MODEL_PACKAGE == "none"
 
 
 def test_every_serving_resource_is_conditional_on_an_approved_model(template):
