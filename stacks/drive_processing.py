@@ -12,6 +12,13 @@ the Glue timeline table (lambda/drives.py and roadseg_lambda/drive_jobs.py defin
   dead-letter queue (aws_docs.DDB_ESM_PARAMS_DOC). It claims the build, writes the builder's input manifest file,
   registers the timeline partitions (glue:BatchCreatePartition, aws_docs.GLUE_BATCH_CREATE_PARTITION_DOC) and starts
   the BUILDER job.
+- CAPACITY WAIT: a start that CreateProcessingJob refuses with ResourceLimitExceeded (the account's Processing quota)
+  is sent by either function to the ``CapacityWait`` queue with a message timer (SQS_TIMERS_DOC) and retried by the
+  launcher, which consumes that queue (partial batch responses, LAMBDA_SQS_DOC); past ``drives.capacity_max_wait_hours``
+  the launcher sends it to ``CapacityWaitDeadLetters`` (also the queue's redrive target for messages that fail three
+  receives), whose depth alarm notifies the alarm topic. Both queues use the operations key; the senders get
+  sqs:SendMessage with the key's data-key actions (SQS_KMS_DOC), the launcher the consume actions and kms:Decrypt.
+  The launcher may therefore also pass the builder role (a build that waited is started by the launcher).
 - Both functions call CreateProcessingJob (aws_docs.CREATE_PROCESSING_JOB_DOC) on ``processing-job/<prefix>-drive-*``
   only (contracts.naming.drive_job_prefix), with sagemaker:AddTags (the requests carry a ``roadseg:drive`` tag),
   iam:PassRole on the one role each passes (to SageMaker only) and kms:CreateGrant on the data key for AWS resources
@@ -39,6 +46,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from roadseg_lambda.drive_jobs import EXTRACT_INPUTS
 
@@ -57,7 +65,7 @@ from stacks.code_assets import TRAINING_DIR, drive_wheelhouse, staged, staged_jo
 from stacks.compliance import acknowledge_inline_policy, acknowledged
 from stacks.config import DrivesConfig, FunctionConfig
 from stacks.drives import DriveTable
-from stacks.functions.roadseg_function import RoadsegFunction, RoadsegFunctionProps
+from stacks.functions.roadseg_function import RoadsegFunction, RoadsegFunctionProps, encrypted_queue
 from stacks.images import RegionImagesMapping
 from stacks.network import VPC_WILDCARD_REASON, allow_sagemaker_vpc
 from stacks.operations_key import OperationsKey
@@ -69,7 +77,17 @@ SAGEMAKER = "sagemaker.amazonaws.com"
 NO_VPC = ("The function calls only regional AWS APIs (S3, DynamoDB, SageMaker, Glue) with IAM auth; a VPC would "
           "need NAT or interface endpoints without narrowing access.")
 JOB_ACTIONS = ("sagemaker:CreateProcessingJob", "sagemaker:AddTags")
-LAUNCHER_TABLE_ACTIONS = ("dynamodb:PutItem",)
+# PutItem: the DRIVE item; GetItem and UpdateItem: a capacity wait's retry reads it and records the wait.
+LAUNCHER_TABLE_ACTIONS = ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem")
+SQS_TIMERS_DOC = "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-message-timers.html"
+LAMBDA_SQS_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html"
+SQS_KMS_DOC = "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html"
+# Receives of one capacity-wait message that failed (an error, not a refusal) before SQS moves it to the DLQ.
+CAPACITY_WAIT_RECEIVES = 3
+# "we recommend setting the source queue's visibility timeout to at least six times the timeout that you configure
+# on your function" (LAMBDA_SQS_DOC).
+VISIBILITY_PER_FUNCTION_TIMEOUT = 6
+KEY_GRANT_REASON = "The operations key of the capacity-wait queues only, as SQS encryption needs (SQS_KMS_DOC)."
 COMPLETION_TABLE_ACTIONS = ("dynamodb:UpdateItem", "dynamodb:Query")
 EXTRACTION_TABLE_ACTIONS = ("dynamodb:UpdateItem", "dynamodb:GetItem")
 GLUE_ACTIONS = ("glue:GetTable", "glue:BatchCreatePartition")
@@ -121,6 +139,12 @@ class DriveProcessing(Construct):
         self._grant_builder(self.builder_role)
 
         self.database, self.timeline = self._timeline_table(stack)
+        # Capacity wait: starts refused for lack of Processing capacity wait here (lambda/drives.py CapacityWait).
+        self.capacity_dead_letters = encrypted_queue(self, "CapacityWaitDeadLetters", props.key)
+        self.capacity_queue = encrypted_queue(
+            self, "CapacityWait", props.key,
+            dead_letter=sqs.DeadLetterQueue(queue=self.capacity_dead_letters, max_receive_count=CAPACITY_WAIT_RECEIVES),
+            visibility_timeout=cdk.Duration.seconds(VISIBILITY_PER_FUNCTION_TIMEOUT * cfg.launcher.timeout_seconds))
         self.job_prefix = naming.drive_job_prefix(props.prefix)
         environment = DrivesEnvironment(
             drives_table=props.table.table_name, inference_bucket=inference.bucket_name, job_prefix=props.prefix,
@@ -137,7 +161,10 @@ class DriveProcessing(Construct):
             max_input_bytes=props.frame_limits[0] if props.frame_limits else None,
             max_input_pixels=props.frame_limits[1] if props.frame_limits else None,
             job_subnets=tuple((props.vpc_config or {}).get("subnets", ())),
-            job_security_groups=tuple((props.vpc_config or {}).get("security_group_ids", ())))
+            job_security_groups=tuple((props.vpc_config or {}).get("security_group_ids", ())),
+            capacity_queue_url=self.capacity_queue.queue_url,
+            capacity_dead_letter_url=self.capacity_dead_letters.queue_url,
+            capacity_max_wait_seconds=cfg.capacity_max_wait_hours * 3600)
 
         self.launcher = self._function("Launcher", "drives.launch_handler", cfg.launcher, environment,
                                        "Starts the extraction job of a drive log uploaded under drives/")
@@ -159,13 +186,22 @@ class DriveProcessing(Construct):
                      reasons="dynamodb:ListStreams supports no resource-level permissions; the stream actions are "
                              "limited to the drives table's stream.")
 
+        # Capacity-wait queue -> launcher: each message retried on its own (partial batch responses).
+        acknowledged(self.launcher.role, lambda: self.launcher.add_event_source(sources.SqsEventSource(
+            self.capacity_queue, batch_size=10, report_batch_item_failures=True)), reasons=KEY_GRANT_REASON)
+
         self.functions = [self.launcher, self.completion]
         self.alarms = [self.launcher.errors_alarm(description="The drive launcher failed: see its logs"),
                        self.completion.errors_alarm(description="The drive completion function failed"),
                        self.launcher.dlq_depth_alarm(description="Drive logs whose extraction could not be started: "
                                                                  "replay after fixing the cause (docs/drives.md)"),
                        self.completion.dlq_depth_alarm(description="Drive stream batches that failed every retry: "
-                                                                   "restart the builder (docs/drives.md)")]
+                                                                   "restart the builder (docs/drives.md)"),
+                       self.launcher.dlq_depth_alarm(
+                           self.capacity_dead_letters,
+                           description="Drive jobs that found no Processing capacity within drives."
+                                       "capacity_max_wait_hours: raise the quota or wait, then redrive the messages "
+                                       "to the CapacityWait queue (docs/drives.md)")]
 
     # -- functions -------------------------------------------------------------------------------------------------
 
@@ -204,6 +240,12 @@ class DriveProcessing(Construct):
         acknowledged(fn.role, lambda: props.table.table.grant(fn, *LAUNCHER_TABLE_ACTIONS),
                      reasons="The drives table's key (data key) only, as DynamoDB encryption needs.")
         self._start_jobs(fn, stack, self.extraction_role)
+        # A build that waited for capacity is started by the launcher (the capacity-wait queue's consumer).
+        fn.allow(iam.PolicyStatement(sid="PassTheBuilderRoleAfterAWait", actions=["iam:PassRole"],
+                                     resources=[self.builder_role.role_arn],
+                                     conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER}}))
+        for queue in (self.capacity_queue, self.capacity_dead_letters):
+            acknowledged(fn.role, lambda queue=queue: queue.grant_send_messages(fn), reasons=KEY_GRANT_REASON)
 
     def _grant_completion(self, stack: cdk.Stack) -> None:
         fn, props = self.completion, self.props
@@ -218,6 +260,7 @@ class DriveProcessing(Construct):
         fn.allow(iam.PolicyStatement(sid="RegisterTimelinePartitions", actions=list(GLUE_ACTIONS),
                                      resources=list(glue_arns)))
         self._start_jobs(fn, stack, self.builder_role)
+        acknowledged(fn.role, lambda: self.capacity_queue.grant_send_messages(fn), reasons=KEY_GRANT_REASON)
 
     def glue_arns(self, stack: cdk.Stack) -> tuple[str, str, str]:
         """The catalog, the database and the timeline table (aws_docs.GLUE_RESOURCE_ARNS_DOC)."""

@@ -198,16 +198,19 @@ def _statement_with(statements: list[dict], action: str) -> list[dict]:
     return [s for s in statements if action in _actions(s)]
 
 
-@pytest.mark.parametrize(("function", "role"), [("Launcher", "ExtractionRole"), ("Completion", "BuilderRole")])
-def test_functions_start_only_drive_jobs_and_pass_only_their_job_role(template, function, role) -> None:
+# The launcher also starts the builds that waited for Processing capacity (it consumes the capacity-wait queue).
+@pytest.mark.parametrize(("function", "roles"), [("Launcher", ("ExtractionRole", "BuilderRole")),
+                                                 ("Completion", ("BuilderRole",))])
+def test_functions_start_only_drive_jobs_and_pass_only_their_job_roles(template, function, roles) -> None:
     statements = _role_statements(template, f"DriveProcessing{function}ServiceRoleDefaultPolicy")
     (start,) = _statement_with(statements, "sagemaker:CreateProcessingJob")
     assert sorted(_actions(start)) == ["sagemaker:AddTags", "sagemaker:CreateProcessingJob"]
     assert json.dumps(start["Resource"]).endswith(f':processing-job/{naming.drive_job_prefix(PREFIX)}*"]]}}')
-    role_id, _ = _resource(template, "AWS::IAM::Role", f"DriveProcessing{role}")
-    (pass_role,) = _statement_with(statements, "iam:PassRole")
-    assert pass_role["Resource"] == {"Fn::GetAtt": [role_id, "Arn"]}
-    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    role_ids = [_resource(template, "AWS::IAM::Role", f"DriveProcessing{role}")[0] for role in roles]
+    pass_roles = _statement_with(statements, "iam:PassRole")
+    assert [s["Resource"] for s in pass_roles] == [{"Fn::GetAtt": [role_id, "Arn"]} for role_id in role_ids]
+    for pass_role in pass_roles:
+        assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     (grant,) = _statement_with(statements, "kms:CreateGrant")
     assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
     assert not [s for s in statements if any(a in ("sagemaker:*", "iam:*", "s3:*") for a in _actions(s))]
@@ -221,7 +224,8 @@ def test_launcher_lists_drive_logs_writes_drive_outputs_and_creates_the_drive_it
     assert not _bucket_paths(statements, "s3:GetObject*")
     table_id, _ = table(template)
     on_table = [s for s in statements if table_id in json.dumps(s["Resource"])]
-    assert [_actions(s) for s in on_table] == [["dynamodb:PutItem"]]
+    assert [sorted(_actions(s)) for s in on_table] == [["dynamodb:GetItem", "dynamodb:PutItem",
+                                                         "dynamodb:UpdateItem"]]
 
 
 def test_completion_claims_queries_writes_manifests_and_registers_partitions(env, template) -> None:
@@ -312,9 +316,71 @@ def test_timeline_table_is_the_contract(env, template) -> None:
     assert not set(c.name for c in TIMELINE_COLUMNS) & set(c.name for c in TIMELINE_PARTITION_KEYS)
 
 
-def test_drive_path_has_its_four_alarms(template) -> None:
+def test_drive_path_has_its_five_alarms(template) -> None:
     alarms = [k for k in of_type(template, "AWS::CloudWatch::Alarm") if k.startswith("DriveProcessing")]
-    assert len(alarms) == 4
+    assert len(alarms) == 5
+
+
+# -- waiting for Processing capacity (lambda/drives.py CapacityWait) ------------------------------------------------
+
+
+def _queue(template: dict, name: str) -> tuple[str, dict]:
+    """The queue ``DriveProcessing<name>`` (its logical id: that and CDK's 8-character hash)."""
+    (found,) = [(k, r) for k, r in of_type(template, "AWS::SQS::Queue").items() if k[:-8] == f"DriveProcessing{name}"]
+    return found
+
+
+def test_capacity_wait_queue_is_encrypted_redriven_and_consumed_by_the_launcher(env, template, drive_env) -> None:
+    queue_id, queue = _queue(template, "CapacityWait")
+    dead_id, dead = _queue(template, "CapacityWaitDeadLetters")
+    key = queue["Properties"]["KmsMasterKeyId"]
+    assert key == dead["Properties"]["KmsMasterKeyId"] and "OperationsKey" in json.dumps(key)
+    assert queue["Properties"]["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dead_id, "Arn"]},
+                                                    "maxReceiveCount": 3}
+    launcher_timeout = env.config.drives.launcher.timeout_seconds
+    assert queue["Properties"]["VisibilityTimeout"] == 6 * launcher_timeout  # Lambda's SQS recommendation
+    launcher_id, _ = _resource(template, "AWS::Lambda::Function", "DriveProcessingLauncher")
+    (mapping,) = [r["Properties"] for r in of_type(template, "AWS::Lambda::EventSourceMapping").values()
+                  if r["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}]
+    assert mapping["FunctionName"] == {"Ref": launcher_id}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    variables = drive_env["Launcher"]["Environment"]["Variables"]
+    assert variables["CAPACITY_QUEUE_URL"] == {"Ref": queue_id}
+    assert variables["CAPACITY_DEAD_LETTER_URL"] == {"Ref": dead_id}
+    assert variables["CAPACITY_MAX_WAIT_SECONDS"] == str(env.config.drives.capacity_max_wait_hours * 3600)
+    assert drive_env["Completion"]["Environment"]["Variables"]["CAPACITY_QUEUE_URL"] == {"Ref": queue_id}
+
+
+@pytest.mark.parametrize(("function", "queues"), [("Launcher", ("CapacityWait", "CapacityWaitDeadLetters")),
+                                                  ("Completion", ("CapacityWait",))])
+def test_drive_functions_send_only_to_their_capacity_queues_with_the_key(template, function, queues) -> None:
+    statements = _role_statements(template, f"DriveProcessing{function}ServiceRoleDefaultPolicy")
+    sends = {json.dumps(r) for s in _statement_with(statements, "sqs:SendMessage") for r in _resources(s)}
+    expected = {json.dumps({"Fn::GetAtt": [_queue(template, q)[0], "Arn"]}) for q in queues}
+    failed_invocations = {s for s in sends if "FailedInvocations" in s}  # Lambda's own DLQ delivery
+    assert sends - failed_invocations == expected
+    data_keys = [s for s in _statement_with(statements, "kms:GenerateDataKey*") if "OperationsKey" in json.dumps(s)]
+    assert data_keys, "an encrypted queue needs the key's data keys to send (SQS_KMS_DOC)"
+
+
+def test_capacity_wait_dead_letters_are_alarmed(template) -> None:
+    dead_id, _ = _queue(template, "CapacityWaitDeadLetters")
+    (alarm,) = [r["Properties"] for r in of_type(template, "AWS::CloudWatch::Alarm").values()
+                if {"Name": "QueueName", "Value": {"Fn::GetAtt": [dead_id, "QueueName"]}}
+                in r["Properties"].get("Dimensions", [])]
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible" and alarm["Threshold"] == 1
+    assert alarm["AlarmActions"], "the capacity-wait DLQ alarm notifies the alarm topic"
+
+
+@pytest.mark.parametrize("hours", [0, 169])
+def test_capacity_max_wait_is_validated(hours) -> None:
+    from pydantic import ValidationError
+
+    from stacks.config import DrivesConfig
+
+    assert DrivesConfig().capacity_max_wait_hours == 12
+    with pytest.raises(ValidationError, match="capacity_max_wait_hours"):
+        DrivesConfig(capacity_max_wait_hours=hours)
 
 
 @pytest.mark.parametrize("example", ["isolated-create", "isolated-import"])
