@@ -3,8 +3,9 @@
 queue's key. Registers with ``stacks.service_contracts.rules.rule`` when imported.
 
 - ``queue-sender-can-encrypt``: every role of the app that may sqs:SendMessage to a queue encrypted with a key of the
-  app also may kms:GenerateDataKey and kms:Decrypt on that key (SQS_KMS_DOC: "the producer must have the
-  kms:GenerateDataKey and kms:Decrypt permissions"); without them every send fails with KMS.AccessDeniedException.
+  app also may kms:GenerateDataKey and kms:Decrypt on that key (SQS_KMS_DOC, the producer's permissions: SQS
+  generates the message's data key with the sender's credentials); without them every send fails with
+  KMS.AccessDeniedException.
   Services that write queues are covered by the other class (a) rules (key policy statements), Lambda's own
   dead-letter delivery by ``function-dead-letter-role-can-encrypt``.
 """
