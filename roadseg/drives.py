@@ -105,6 +105,23 @@ class DriveProgress:
     failed: int
     build_job: str | None
     created_at: str | None = None  # ISO 8601 UTC
+    # Set while a drive job waits for SageMaker Processing capacity (contracts.drive_table.WAITING_FOR_CAPACITY):
+    # {"job", "since", "attempts", "deadline"} and, once the wait went to the dead-letter queue, "expired_at".
+    waiting_for_capacity: dict[str, Any] | None = None
+
+    @property
+    def capacity_note(self) -> str | None:
+        """One line about a capacity wait, or None."""
+        wait = self.waiting_for_capacity
+        if not wait:
+            return None
+        job = "extraction" if wait.get("job") == "extract" else "drive builder"
+        if wait.get("expired_at"):
+            return (f"the {job} found no SageMaker Processing capacity from {wait.get('since')} to "
+                    f"{wait.get('expired_at')}: its start request is in the capacity-wait dead-letter queue; raise "
+                    "the Processing quota or wait, then redrive it to the CapacityWait queue (docs/drives.md)")
+        return (f"the {job} is waiting for SageMaker Processing capacity since {wait.get('since')} "
+                f"({int(wait.get('attempts') or 0)} refused start(s)); retried until {wait.get('deadline')}")
 
     @property
     def done(self) -> int:
@@ -148,7 +165,15 @@ def drive_progress(drive: str, item: dict[str, Any] | None,
         failed=int(counts.get(table.FAILED, 0)),
         build_job=item.get(table.BUILD_JOB),
         created_at=item.get(table.CREATED_AT),
+        waiting_for_capacity=_numbers_as_int(item.get(table.WAITING_FOR_CAPACITY)),
     )
+
+
+def _numbers_as_int(wait: Any) -> dict[str, Any] | None:
+    """The capacity wait with DynamoDB's Decimals as ints (the --json document is plain JSON)."""
+    if not isinstance(wait, dict):
+        return None
+    return {k: int(v) if k == "attempts" and v is not None else v for k, v in wait.items()}
 
 
 def elapsed_since(iso: str | None, now: datetime) -> float | None:
@@ -182,6 +207,8 @@ def drive_status(session: Session, out: Printer, *, drive: str, table_name: str 
                 "-" if eta is None else _duration(eta)]])
     out.document({**dataclasses.asdict(progress), "done": progress.done, "complete": progress.complete,
                   "eta_seconds": None if eta is None else round(eta, 1)})
+    if progress.capacity_note:
+        out.line(progress.capacity_note)
     if progress.build_job:
         out.line(f"drive builder: processing job {progress.build_job}")
     if progress.complete:
