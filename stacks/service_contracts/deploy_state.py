@@ -10,11 +10,18 @@ CloudFormation action has no "use previous value" (cloudformation-coverage-roadm
 SSM-typed (re-resolved on every create and update), the actor must write that SSM parameter, and nothing a deploy
 runs may write it: no ``AWS::SSM::Parameter`` resource (CloudFormation puts its template value on every update of
 the resource) and a creator that never overwrites (``PutParameter`` with ``Overwrite: false``).
+
+The deployers themselves must be able to resolve every SSM-typed parameter: CloudFormation reads them with the
+caller's credentials when it creates a change set (SSM_PARAMETER_TYPES_DOC), and `cdk deploy` and the pipeline's
+CloudFormation actions call it as the bootstrap deploy role, which the bootstrap template lets read only the bootstrap
+version parameter (BOOTSTRAP_TEMPLATE_DOC, statement ``ReadVersion``). So a stack that deploys before the referencing
+one must grant that role ``ssm:GetParameters`` on each of them (stacks.deploy_role_access).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import fields
 
@@ -31,6 +38,9 @@ PUT_PARAMETER_DOC = "https://docs.aws.amazon.com/systems-manager/latest/APIRefer
 CODEPIPELINE_CFN_ACTION_DOC = ("https://docs.aws.amazon.com/codepipeline/latest/userguide/"
                                "action-reference-CloudFormation.html")
 SSM_TYPE_PREFIX = "AWS::SSM::Parameter::Value<"
+# The deploy role's ReadVersion statement (the pinned CLI's copy: node_modules/aws-cdk/lib/api/bootstrap/).
+BOOTSTRAP_TEMPLATE_DOC = ("https://github.com/aws/aws-cdk-cli/blob/main/packages/aws-cdk/lib/api/bootstrap/"
+                          "bootstrap-template.yaml")
 
 # The environment variable in which a stack-updating function names the parameter it sets.
 PARAMETER_VARIABLE = next(f.metadata["env"].name for f in fields(RolloutEnvironment) if f.name == "parameter_name")
@@ -131,3 +141,105 @@ def pipeline_deploys_pass_no_overrides(assembly: Assembly, _: Context) -> Iterat
                                     f"ParameterOverrides {assembly.text(pipeline.stack, overrides)[:200]}: every run "
                                     "would reset what the rollout set; keep runtime state in SSM-typed parameters",
                                     CODEPIPELINE_CFN_ACTION_DOC)
+
+
+# -- the deployers can resolve the SSM-typed parameters -------------------------------------------------------------
+
+# The default synthesizer's bootstrap version parameter (its default: /cdk-bootstrap/<qualifier>/version), which the
+# bootstrap template already lets the deploy role read.
+_BOOTSTRAP_VERSION = re.compile(r"^/cdk-bootstrap/([^/]+)/version$")
+DEPLOY_ROLE_NAME = "cdk-{qualifier}-deploy-role-${{AWS::AccountId}}-${{AWS::Region}}"
+
+
+def bootstrap_qualifier(assembly: Assembly, stack: str) -> str | None:
+    """The qualifier of the bootstrap stack ``stack`` deploys through; None when its template does not check a
+    bootstrap version (another synthesizer: no bootstrap deploy role is involved)."""
+    for declared in assembly.parameters(stack).values():
+        match = _BOOTSTRAP_VERSION.match(str(declared.get("Default", "")))
+        if match and str(declared.get("Type", "")).startswith(SSM_TYPE_PREFIX):
+            return match.group(1)
+    return None
+
+
+def _imports(value) -> Iterator:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Fn::ImportValue":
+                yield inner
+            else:
+                yield from _imports(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _imports(inner)
+
+
+def deployed_before(assembly: Assembly) -> dict[str, set[str]]:
+    """stack -> the stacks it imports exports of, directly or through others. CloudFormation refuses an import of an
+    export that does not exist yet, so these always deploy first, whichever deployer runs them."""
+    exporters = {}
+    for stack, template in assembly.templates.items():
+        for output in template.get("Outputs", {}).values():
+            name = (output.get("Export") or {}).get("Name")
+            if name is not None:
+                exporters[assembly.text(stack, name)] = stack
+    direct = {stack: {exporters[name] for name in (assembly.text(stack, v) for v in _imports(template))
+                      if name in exporters and exporters[name] != stack}
+              for stack, template in assembly.templates.items()}
+    closure: dict[str, set[str]] = {}
+    for stack in direct:
+        seen, todo = set(), list(direct[stack])
+        while todo:
+            found = todo.pop()
+            if found not in seen:
+                seen.add(found)
+                todo += direct.get(found, ())
+        closure[stack] = seen
+    return closure
+
+
+def _policies_of_role(assembly: Assembly, role_name: str) -> Iterator[Resource]:
+    """IAM policies of the assembly attached to a role outside it named ``role_name`` (as CloudFormation renders it)."""
+    for policy in assembly.resources("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        if any(assembly.text(policy.stack, r) == role_name for r in policy.properties.get("Roles") or []):
+            yield policy
+
+
+@rule("cdk-deploy-role-can-resolve-ssm-parameters")
+def deploy_role_resolves_ssm_parameters(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    """Every SSM-typed parameter of a stack deployed through the bootstrap roles (but the bootstrap version) is
+    readable by the deploy role through a policy of a stack that deploys before it: a grant in the same stack comes
+    too late (the change set that would create it is the one that fails)."""
+    name = "cdk-deploy-role-can-resolve-ssm-parameters"
+    before = deployed_before(assembly)
+    for stack in assembly.templates:
+        qualifier = bootstrap_qualifier(assembly, stack)
+        if qualifier is None:
+            continue
+        role_name = assembly.pseudo(stack, DEPLOY_ROLE_NAME.format(qualifier=qualifier))
+        policies = list(_policies_of_role(assembly, role_name))
+        for key, declared in assembly.parameters(stack).items():
+            ssm_name = str(declared.get("Default", ""))
+            if not str(declared.get("Type", "")).startswith(SSM_TYPE_PREFIX) or _BOOTSTRAP_VERSION.match(ssm_name):
+                continue
+            where = f"{stack}/{key}"
+            if not ssm_name:
+                yield Violation(name, where, "is SSM-typed without a default: which SSM parameter the deploy role must "
+                                "read cannot be checked; give it the parameter name as its default",
+                                SSM_PARAMETER_TYPES_DOC)
+                continue
+            arn = _arn(assembly, stack, "ssm", f"parameter/{ssm_name.lstrip('/')}")
+            granting = [p for p in policies if any(
+                s.allows_action("ssm:GetParameters") and s.covers_resource(arn)
+                for s in assembly.statements(p.stack, p.properties.get("PolicyDocument")))]
+            if any(p.stack in before[stack] for p in granting):
+                continue
+            if granting:
+                yield Violation(name, where, f"resolves the SSM parameter {ssm_name}; {role_name} may read it only "
+                                f"through {', '.join(p.path for p in granting)}, in a stack that does not deploy "
+                                f"before {stack} (it imports none of its exports): the first deploy fails",
+                                SSM_PARAMETER_TYPES_DOC)
+            else:
+                yield Violation(name, where, f"resolves the SSM parameter {ssm_name} with the deployer's credentials, "
+                                f"and no stack of the app grants {role_name} ssm:GetParameters on it (the bootstrap "
+                                f"template grants only the bootstrap version, {BOOTSTRAP_TEMPLATE_DOC}): `cdk deploy` "
+                                "and the pipeline fail with AccessDenied", SSM_PARAMETER_TYPES_DOC)
