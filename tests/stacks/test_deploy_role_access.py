@@ -179,3 +179,25 @@ def test_the_role_follows_the_synthesizer_and_its_qualifier():
     assert deploy_role_name(legacy) is None
     access = DeployRoleParameterAccess(legacy, "Access", parameter_names=["/a"])
     assert access.policy is None and not access.node.children  # nothing attached, nothing made
+
+
+def test_every_delivery_stage_grants_before_its_change_sets(tmp_path_factory):
+    """The pipeline's CloudFormation actions run as each target account's deploy role; every stage's stacks keep the
+    contract (CDK Pipelines prepares a stack's change set only after the stacks it depends on are deployed)."""
+    from stacks.app_builder import build_app, cdk_json_context
+
+    outdir = tmp_path_factory.mktemp("cdk-delivery-deploy-role")
+    app = cdk.App(outdir=str(outdir), context={**cdk_json_context(), "env": "delivery", "aws:cdk:bundling-stacks": [],
+                                               "aws:cdk:disable-asset-staging": True})
+    build_app(load_config("delivery", EXAMPLES_DIR), app, EXAMPLES_DIR)[0].synth()
+    stages = sorted(outdir.glob("assembly-*"))
+    assert len(stages) == 2
+    for stage in stages:
+        assembly = Assembly.from_directory(stage)
+        (data,) = [s for s in assembly.templates if s.endswith("Data")]
+        (inference,) = [s for s in assembly.templates if s.endswith("Inference")]
+        assert data in deployed_before(assembly)[inference]
+        (_, policy), = _grants(assembly.templates[data])
+        account, region = assembly.environments[data]
+        assert policy["Properties"]["Roles"] == [f"cdk-hnb659fds-deploy-role-{account}-{region}"]
+        assert list(deploy_role_resolves_ssm_parameters(assembly, Context())) == []
