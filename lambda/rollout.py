@@ -29,8 +29,8 @@ delivery pipeline, a manual update), none of which passes the parameter. Steps:
    target from its edge bundle (``EdgeBundle`` and ``ServingSize`` in the package's customer metadata, written by the
    pipeline's ExportModel/RegisterModel steps): input ``<bundle>neo/model.tar.gz`` (framework MXNET 1.8, data
    ``[1, 3, H, W]``), output ``<bundle>compiled/<target>/``. Job names are per version and target, so a redelivered
-   event finds its jobs (ResourceInUse) and creates nothing twice. In isolated-network mode (NEO_SUBNETS,
-   NEO_SECURITY_GROUPS) each job gets that ``VpcConfig`` (https://docs.aws.amazon.com/sagemaker/latest/dg/neo-vpc.html).
+   event finds its jobs (a failed create is confirmed with DescribeCompilationJob) and creates nothing twice. In
+   isolated-network mode (NEO_SUBNETS, NEO_SECURITY_GROUPS) each job gets that ``VpcConfig`` (https://docs.aws.amazon.com/sagemaker/latest/dg/neo-vpc.html).
    :func:`compilation_jobs` is the pure part.
 
 Environment (``contracts.lambda_env.RolloutEnvironment``): STACK_NAME (required, the inference stack),
@@ -350,16 +350,35 @@ def _compile(env: RolloutEnvironment, package: Mapping[str, Any], version: int |
                                 kms_key_arn=env.neo_kms_key_arn, subnets=env.neo_subnets or (),
                                 security_groups=env.neo_security_groups or ())
     created = []
+    sagemaker = sagemaker_client()
     for request in requests:
         name = request["CompilationJobName"]
         try:
-            sagemaker_client().create_compilation_job(**request)
-            created.append({"name": name, "target": request["OutputConfig"]["TargetDevice"], "state": "created"})
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceInUse":
+            sagemaker.create_compilation_job(**request)
+            state = "created"
+        except ClientError:
+            # CreateCompilationJob documents ResourceInUse and ResourceLimitExceeded but no code for "a job of that
+            # name exists" (CREATE_COMPILATION_JOB_DOC): the job's own description is the answer, not the code.
+            if not compilation_job_exists(sagemaker, name):
                 raise
-            created.append({"name": name, "target": request["OutputConfig"]["TargetDevice"], "state": "exists"})
+            state = "exists"
+        created.append({"name": name, "target": request["OutputConfig"]["TargetDevice"], "state": state})
     return created
+
+
+CREATE_COMPILATION_JOB_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateCompilationJob.html"
+
+
+def compilation_job_exists(sagemaker: Any, name: str) -> bool:
+    """Does a compilation job of this name exist? A missing job answers ResourceNotFound (DescribeCompilationJob's
+    documented error); anything else is raised."""
+    try:
+        sagemaker.describe_compilation_job(CompilationJobName=name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("ResourceNotFound", "ValidationException"):
+            return False
+        raise
+    return True
 
 
 def _result(

@@ -129,7 +129,8 @@ class ApprovalRollout(Construct):
             jobs = stack.format_arn(service="sagemaker", resource="compilation-job",
                                     resource_name=f"{neo_compilation_job_prefix(cfg.prefix)}*")
             self.function.allow(iam.PolicyStatement(
-                sid="CompileApprovedBundles", actions=["sagemaker:CreateCompilationJob"], resources=[jobs]),
+                sid="CompileApprovedBundles",
+                actions=["sagemaker:CreateCompilationJob", "sagemaker:DescribeCompilationJob"], resources=[jobs]),
                 reasons={jobs: "Compilation jobs of this project: <prefix>-neo-v<version>-<target>."})
             if props.vpc_config:  # CreateCompilationJob with VpcConfig (neo-vpc.html): the role places the job
                 acknowledged(self.neo_role, lambda: allow_sagemaker_vpc(self.neo_role),

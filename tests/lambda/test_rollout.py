@@ -371,6 +371,15 @@ def test_a_package_without_its_bundle_cannot_be_compiled(metadata):
                                  kms_key_arn=None)
 
 
+DESCRIBED_JOB = {
+    "CompilationJobName": "roadseg-dev-neo-v2-jetson-xavier", "CompilationJobArn": "arn:job/2",
+    "CompilationJobStatus": "INPROGRESS", "StoppingCondition": {"MaxRuntimeInSeconds": 900},
+    "CreationTime": "2026-12-08T00:00:00Z", "LastModifiedTime": "2026-12-08T00:00:00Z", "FailureReason": "",
+    "ModelArtifacts": {"S3ModelArtifacts": "s3://b/k"}, "RoleArn": "arn:aws:iam::123456789012:role/neo",
+    "InputConfig": {"S3Uri": "s3://b/k", "Framework": "MXNET"},
+    "OutputConfig": {"S3OutputLocation": "s3://b/o", "TargetDevice": "ml_g4dn"}}
+
+
 def _neo_stubbed(monkeypatch, parameters, metadata=METADATA) -> tuple[Stubber, Stubber]:
     cfn = boto3.client("cloudformation", region_name=REGION)
     sm = boto3.client("sagemaker", region_name=REGION)
@@ -405,6 +414,8 @@ def test_an_approval_rolls_out_then_compiles_and_a_redelivery_creates_nothing_tw
                                     job_prefix="roadseg-dev-neo-", role_arn=NEO_ROLE, kms_key_arn=KEY)
     sm_stub.add_response("create_compilation_job", {"CompilationJobArn": "arn:job/1"}, jobs[0])
     sm_stub.add_client_error("create_compilation_job", "ResourceInUse", "already exists", expected_params=jobs[1])
+    sm_stub.add_response("describe_compilation_job", DESCRIBED_JOB,
+                         {"CompilationJobName": jobs[1]["CompilationJobName"]})
     with cfn_stub, sm_stub:
         result = rollout.handler(event(), None)
     assert result["action"] == "updated"
@@ -417,6 +428,8 @@ def test_an_approval_rolls_out_then_compiles_and_a_redelivery_creates_nothing_tw
     cfn_stub, sm_stub = _neo_stubbed(monkeypatch, deployed)
     for job in jobs:
         sm_stub.add_client_error("create_compilation_job", "ResourceInUse", "exists", expected_params=job)
+        sm_stub.add_response("describe_compilation_job", DESCRIBED_JOB,
+                             {"CompilationJobName": job["CompilationJobName"]})
     with cfn_stub, sm_stub:
         again = rollout.handler(event(), None)
     assert again["action"] == "skipped" and [j["state"] for j in again["compilation_jobs"]] == ["exists", "exists"]
@@ -426,7 +439,18 @@ def test_compilation_errors_other_than_an_existing_job_reach_the_dlq(env, monkey
     deployed = DEPLOYED
     cfn_stub, sm_stub = _neo_stubbed(monkeypatch, deployed)
     sm_stub.add_client_error("create_compilation_job", "AccessDeniedException", "not allowed")
+    sm_stub.add_client_error("describe_compilation_job", "ResourceNotFound", "no such job")
     with cfn_stub, sm_stub, pytest.raises(rollout.ClientError, match="AccessDenied"):
+        rollout.handler(event(), None)
+
+
+def test_resource_in_use_without_a_job_of_that_name_is_not_taken_for_an_existing_job(env, monkeypatch):
+    # The code alone proves nothing (CreateCompilationJob documents no code for a duplicate name): the description
+    # decides, and a job that does not exist is an error for the DLQ, not "exists".
+    cfn_stub, sm_stub = _neo_stubbed(monkeypatch, DEPLOYED)
+    sm_stub.add_client_error("create_compilation_job", "ResourceInUse", "Resource being accessed is in use")
+    sm_stub.add_client_error("describe_compilation_job", "ResourceNotFound", "no such job")
+    with cfn_stub, sm_stub, pytest.raises(rollout.ClientError, match="ResourceInUse"):
         rollout.handler(event(), None)
 
 
