@@ -297,9 +297,10 @@ def test_functions_take_sizes_and_tunables_from_config(env, template):
             "/", {"Ref": MODEL_PACKAGE_PARAMETER}]}]}, ""]}
     for log_group in resources(template, "AWS::Logs::LogGroup").values():
         assert log_group["Properties"]["RetentionInDays"] == env.config.retention.log_group_days
-    _, ingest = function_by_handler(template, "ingest.handler")
+    ingest_id, _ = function_by_handler(template, "ingest.handler")
+    # the ingest queue's mapping (the drives stream has a position; the capacity-wait queue feeds the launcher)
     mappings = [m["Properties"] for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
-                if "StartingPosition" not in m["Properties"]]  # the SQS mapping (the drives stream has a position)
+                if "StartingPosition" not in m["Properties"] and m["Properties"]["FunctionName"] == {"Ref": ingest_id}]
     assert [m["ScalingConfig"]["MaximumConcurrency"] for m in mappings] == [cfg.ingest_max_concurrency]
 
 
