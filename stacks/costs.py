@@ -11,8 +11,12 @@ prices of one region, with the date they were copied: re-check them). For each e
 Frames/s per instance is MEASURED where ``config/measurements/`` holds a result of ``roadseg endpoint bench``
 (``endpoint-<env>-<kind>-<UTC timestamp>.json``) for the row's instance type and endpoint kind, taken at the
 environment's serving settings (head, target size and ROI; a figure measured at other settings does not
-describe this endpoint): the newest such file wins. Otherwise it is the price file's ASSUMPTION. Each table row
-says which ("measured <date>" or "assumed").
+describe this endpoint): the newest such file wins. Otherwise it is the price file's ASSUMPTION, stated for
+frames of ``assumed_at_size`` (1024x512) and scaled by pixel count to the environment's target size
+(``preprocessing.target_width`` x ``target_height``): GPU time taken as roughly linear in pixels, as it is for
+the convolutions of a fully convolutional network (an assumption, not a measurement; far below the stated size a
+GPU is not kept busy and the scaled figure is optimistic). Each table row says which ("measured <date>",
+"assumed", or "assumed, scaled from 1024x512") and the serving resolution the figure is for.
 
     python -m stacks.costs [ENV ...]   # docs/costs-and-sizing.md's cost table (default: every environment in config/)
 """
@@ -40,6 +44,7 @@ MEASUREMENT_SCHEMA_VERSION = "1.0"
 KIND_LABELS = {"realtime": "real-time", "async": "async"}
 SECONDS_PER_HOUR = 3600
 PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
 Roi = tuple[float, float, float, float]
 
 
@@ -56,6 +61,12 @@ def serving_target(config: EnvironmentConfig) -> tuple[tuple[int, int], Roi | No
     """The inference size frames are fitted into and the ROI cut first (``preprocessing``), as the ingest uses them."""
     pre = config.preprocessing
     return (pre.target_width, pre.target_height), (tuple(float(v) for v in pre.roi) if pre.roi else None)
+
+
+def pixel_scale(reference: tuple[int, int], target: tuple[int, int]) -> float:
+    """Throughput factor from frames of ``reference`` size to frames of ``target`` size: reference pixels / target
+    pixels (GPU time assumed roughly linear in pixels for a fully convolutional network)."""
+    return (reference[0] * reference[1]) / (target[0] * target[1])
 
 
 def describe_resolution(target: tuple[int, int], roi: Roi | None) -> str:
@@ -118,7 +129,8 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 
 class PriceTable(BaseModel):
-    """``config/prices/sagemaker-inference.yaml``: USD per instance-hour and the assumed throughput per type."""
+    """``config/prices/sagemaker-inference.yaml``: USD per instance-hour and the assumed throughput per type at
+    ``assumed_at_size`` (width, height)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -128,6 +140,7 @@ class PriceTable(BaseModel):
     source: str
     hours_per_month: PositiveFloat = 730
     usd_per_instance_hour: dict[str, PositiveFloat]
+    assumed_at_size: tuple[PositiveInt, PositiveInt]
     assumed_frames_per_second: dict[str, PositiveFloat]
     # The measurements read next to the price file by load_prices (not a key of the price file).
     _measurements: tuple[Measurement, ...] = PrivateAttr(default=())
@@ -144,9 +157,11 @@ class PriceTable(BaseModel):
     def price(self, instance_type: str) -> float:
         return self._lookup(self.usd_per_instance_hour, "usd_per_instance_hour", instance_type)
 
-    def throughput(self, instance_type: str) -> float:
-        """The ASSUMED frames per second of one instance (the price file's figure)."""
-        return self._lookup(self.assumed_frames_per_second, "assumed_frames_per_second", instance_type)
+    def throughput(self, instance_type: str, target: tuple[int, int] | None = None) -> float:
+        """The ASSUMED frames per second of one instance: the price file's figure at ``assumed_at_size``, scaled by
+        pixel count to frames of ``target`` (width, height) when given."""
+        figure = self._lookup(self.assumed_frames_per_second, "assumed_frames_per_second", instance_type)
+        return figure * pixel_scale(self.assumed_at_size, target) if target else figure
 
     def measured(self, instance_type: str, kind: str, head: str, target: tuple[int, int],
                  roi: Roi | None) -> Measurement | None:
@@ -191,11 +206,15 @@ class EndpointCost:
     frames_per_second_source: str = "assumed"  # "assumed" | "measured" | "given" (the caller's override)
     measured_at: dt.date | None = None
     measurement: str | None = None  # the result file's name under config/measurements/
+    # An assumed figure scaled by pixel count: the size the price file states it for ("1024x512"); None otherwise.
+    scaled_from: str | None = None
 
     @property
     def frames_per_second_label(self) -> str:
         if self.frames_per_second_source == "measured" and self.measured_at:
             return f"measured {self.measured_at.isoformat()}"
+        if self.frames_per_second_source == "assumed" and self.scaled_from:
+            return f"assumed, scaled from {self.scaled_from}"
         return self.frames_per_second_source
 
     @property
@@ -218,10 +237,13 @@ class EndpointCost:
 def endpoint_costs(config: EnvironmentConfig, prices: PriceTable,
                    frames_per_second: Mapping[str, float] | None = None) -> list[EndpointCost]:
     """Real-time and async endpoint costs of one environment. Frames/s per instance: ``frames_per_second``
-    (by instance type) when given, else the newest matching measurement, else the price file's assumption."""
+    (by instance type) when given, else the newest matching measurement, else the price file's assumption scaled
+    by pixel count to the environment's target size."""
     override = dict(frames_per_second or {})
     head = serving_head(config)
     target, roi = serving_target(config)
+    reference = tuple(prices.assumed_at_size)
+    scaled_from = None if reference == target else f"{reference[0]}x{reference[1]}"
     costs = []
     for kind, cfg in (("realtime", config.realtime_endpoint), ("async", config.async_endpoint)):
         itype = cfg.instance_type
@@ -231,7 +253,7 @@ def endpoint_costs(config: EnvironmentConfig, prices: PriceTable,
         elif measured is not None:
             fps, source = measured.frames_per_second_per_instance, "measured"
         else:
-            fps, source = prices.throughput(itype), "assumed"
+            fps, source = prices.throughput(itype, target), "assumed"
         costs.append(EndpointCost(
             environment=config.name, endpoint=KIND_LABELS[kind], instance_type=itype, min_capacity=cfg.min_capacity,
             max_capacity=cfg.max_capacity, usd_per_instance_hour=prices.price(itype), frames_per_second=fps,
@@ -239,6 +261,7 @@ def endpoint_costs(config: EnvironmentConfig, prices: PriceTable,
             frames_per_second_source=source,
             measured_at=_utc(measured.measured_at).date() if source == "measured" else None,
             measurement=measured.file if source == "measured" else None,
+            scaled_from=scaled_from if source == "assumed" else None,
         ))
     return costs
 
@@ -256,7 +279,10 @@ def cost_table(configs: Sequence[EnvironmentConfig], prices: PriceTable) -> str:
         f"regions differ), {prices.hours_per_month:g} hours per month. Frames/s per instance: the newest "
         f"`roadseg endpoint bench` result in `{MEASUREMENTS_DIR.relative_to(CONFIG_DIR.parent)}/` for the row's "
         "instance type, endpoint kind, serving resolution and head (\"measured <date>\"), else the price file's "
-        "assumption (\"assumed\").",
+        f"assumption for {prices.assumed_at_size[0]}x{prices.assumed_at_size[1]} frames (\"assumed\"), scaled by pixel "
+        "count to another serving target size (\"assumed, scaled from ...\"; GPU time taken as roughly linear in "
+        "pixels for a fully convolutional network). An assumed figure is for frames that fill the target size; an ROI "
+        "or another aspect ratio sends fewer pixels, so such a row's cost errs high.",
         "",
         "| environment | endpoint | instance type | instances (min-max) | serving resolution | head "
         "| USD per instance-hour | idle USD per month | USD per 1,000 frames (busy) | frames/s per instance "

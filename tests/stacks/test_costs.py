@@ -128,3 +128,50 @@ def test_a_broken_measurement_file_names_the_file_and_the_key(tmp_path):
     with pytest.raises(ConfigError, match="cannot read the measurement"):
         load_measurements(tmp_path)
     assert load_measurements(tmp_path / "missing") == () and load_measurements(None) == ()
+
+
+def _serving_at(name: str, width: int, height: int):
+    """config/<name>.yaml serving at width x height (validated like the file)."""
+    config = load_config(name)
+    pre = type(config.preprocessing).model_validate(
+        {**config.preprocessing.model_dump(), "target_width": width, "target_height": height})
+    return config.model_copy(update={"preprocessing": pre})
+
+
+def test_assumed_throughput_scales_with_the_serving_pixel_count():
+    prices = load_prices(measurements_dir=None)
+    assert tuple(prices.assumed_at_size) == (1024, 512)
+    at_default = endpoint_costs(load_config("dev"), prices)[0]
+    double = endpoint_costs(_serving_at("dev", 2048, 1024), prices)[0]  # 4 x the pixels
+    half = endpoint_costs(_serving_at("dev", 512, 512), prices)[0]  # 1/2 the pixels
+    assumed = prices.throughput("ml.g4dn.xlarge")
+    assert at_default.frames_per_second == assumed and at_default.frames_per_second_label == "assumed"
+    assert double.frames_per_second == pytest.approx(assumed / 4)
+    assert double.usd_per_1000_frames == pytest.approx(4 * at_default.usd_per_1000_frames)
+    assert half.frames_per_second == pytest.approx(assumed * 2)
+    assert double.frames_per_second_label == half.frames_per_second_label == "assumed, scaled from 1024x512"
+    assert double.resolution == "2048x1024" and double.idle_usd_per_month == at_default.idle_usd_per_month
+    assert prices.throughput("ml.g4dn.xlarge", (2048, 1024)) == pytest.approx(assumed / 4)
+    table = cost_table([_serving_at("dev", 2048, 1024)], prices)
+    assert "| dev | real-time | ml.g4dn.xlarge | 1-1 | 2048x1024 | deeplab | 0.736 | 537.28 | 0.136 | 1.5 " \
+           "| assumed, scaled from 1024x512 |" in table
+    assert "scaled by pixel count" in table.splitlines()[0]
+
+
+def test_a_measurement_at_the_serving_size_is_not_scaled(tmp_path):
+    _measurement(tmp_path, "endpoint-dev-realtime-20261201T100000Z.json", target_size=[2048, 1024],
+                 resolution=[2048, 1024], frames_per_second_per_instance=2.5)
+    prices = load_prices(measurements_dir=tmp_path)
+    realtime, async_ = endpoint_costs(_serving_at("dev", 2048, 1024), prices)
+    assert realtime.frames_per_second == 2.5 and realtime.frames_per_second_label == "measured 2026-12-01"
+    assert realtime.scaled_from is None
+    assert async_.frames_per_second == pytest.approx(prices.throughput("ml.g4dn.xlarge") / 4)
+
+
+def test_the_price_file_must_state_the_size_of_its_assumption(tmp_path):
+    raw = yaml.safe_load(PRICES_FILE.read_text())
+    del raw["assumed_at_size"]
+    bad = tmp_path / "prices.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="assumed_at_size"):
+        load_prices(bad)
