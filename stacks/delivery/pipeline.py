@@ -41,10 +41,6 @@ BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 # every CodeBuild step (synth, assets, self-mutation, preflight, smoke).
 RUNTIMES_DOC = "https://docs.aws.amazon.com/codebuild/latest/userguide/available-runtimes.html"
 RUNTIME_VERSIONS = {"python": "3.12", "nodejs": "22"}
-# The cdk-assets CLI of both the Synth step (which publishes the large assets) and the Assets wave (CDK Pipelines'
-# default is `latest`). Pinned: the strip step relies on its publish listing the destination before it reads the
-# source (lib/private/handlers/files.ts of @aws-cdk/cdk-assets-lib), checked for this version.
-CDK_ASSETS_VERSION = "4.7.3"
 
 
 def delivery_stack_name(config: EnvironmentConfig) -> str:
@@ -109,8 +105,7 @@ class DeliveryStack(cdk.Stack):
         # Assets wave's role may, to publish the large assets before stripping them from cdk.out.
         self.synth = pipelines.CodeBuildStep(
             "Synth", input=self.source,
-            install_commands=["make .venv/.app-installed node_modules/.installed",
-                              f"npm install -g --no-audit --no-fund cdk-assets@{CDK_ASSETS_VERSION}"],
+            install_commands=["make .venv/.app-installed node_modules/.installed"],
             commands=[
                 "make test",  # the offline gates: ruff, lint-imports, the pytest suite
                 f"{config_env} make synth ENV={config.name}".strip(),
@@ -122,7 +117,6 @@ class DeliveryStack(cdk.Stack):
                 resources=[file_publishing_role_arn(stage) for stage in stages])])
         self.pipeline = pipelines.CodePipeline(
             self, "Pipeline", pipeline_name=config.prefix, synth=self.synth, cross_account_keys=True,
-            cdk_assets_cli_version=CDK_ASSETS_VERSION,
             enable_key_rotation=True, pipeline_type=codepipeline.PipelineType.V2, publish_assets_in_parallel=False,
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE,
