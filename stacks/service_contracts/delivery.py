@@ -4,7 +4,7 @@ CDK Pipelines hands every CloudFormation deploy action the Synth step's primary 
 directory (``cdk.out``) with every staged asset in it; CodePipeline accepts input artifacts of at most 256 MB for
 CloudFormation actions (CODEPIPELINE_QUOTAS_DOC; aws-cdk#21325, #9917). The wheelhouses alone are ~390 MB, so the
 Synth step ends with ``python -m stacks.delivery.large_assets cdk.out`` (STRIP_MODULE): it publishes every staged
-file asset of at least STRIP_THRESHOLD_BYTES to its destinations with cdk-assets and deletes it from the directory.
+file asset of at least STRIP_THRESHOLD_BYTES to its destinations (as cdk-assets would) and deletes it from there.
 The Assets wave then finds those objects already published and skips them without reading their sources (cdk-assets
 lists the destination before it packages the source).
 
