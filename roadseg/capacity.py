@@ -47,8 +47,10 @@ Service:
 
 - Each instance completes ``frames_per_second`` frames per second: the cost table's figure for the async
   endpoint (``stacks.costs.endpoint_costs``: a ``roadseg endpoint bench`` measurement where one matches, else the
-  price table's ASSUMPTION), or ``--frames-per-second``; independently of
-  ``max_concurrent_invocations_per_instance``, which only bounds how many of them are in flight.
+  price table's ASSUMPTION for 1024x512 frames scaled by pixel count to ``preprocessing.target_width`` x
+  ``target_height``, GPU time taken as roughly linear in pixels), or ``--frames-per-second``; independently of
+  ``max_concurrent_invocations_per_instance``, which only bounds how many of them are in flight. The report
+  names the serving resolution the figure is for.
 - The queue is FIFO and fluid. A frame's endpoint latency is its queue wait (the horizontal distance between
   the cumulative-accepted and cumulative-completed curves) plus one service time, 1 / frames_per_second.
 - Requests older than the request TTL (``RequestTTLSeconds`` the ingest function passes: 21,600 s, the
@@ -254,6 +256,7 @@ class Fleet:
     startup_seconds: float = DEFAULT_STARTUP_SECONDS
     frames_per_second_source: str = "assumed"
     request_ttl_seconds: float = REQUEST_TTL_SECONDS
+    serving_resolution: str = ""  # the frame size frames_per_second is for (stacks.costs.describe_resolution)
 
     @property
     def service_seconds(self) -> float:
@@ -306,7 +309,7 @@ def model_inputs(config: Any, prices: Any, *, frames_per_second: float | None = 
         max_concurrent_invocations_per_instance=cfg.max_concurrent_invocations_per_instance,
         invocation_timeout_seconds=cfg.invocation_timeout_seconds,
         usd_per_instance_hour=row.usd_per_instance_hour, startup_seconds=float(startup_seconds),
-        frames_per_second_source=source,
+        frames_per_second_source=source, serving_resolution=row.resolution,
     )
     ingest = Ingest(
         batch_size=pre.batch_size, max_concurrency=pre.ingest_max_concurrency,
@@ -574,6 +577,7 @@ def summarize(sim: Simulation) -> dict[str, Any]:
                     "mean_frames_per_second": _round(total_up / sim.seconds)},
         "model": {"instance_type": fleet.instance_type, "frames_per_second_per_instance": fleet.frames_per_second,
                   "frames_per_second_source": fleet.frames_per_second_source,
+                  "serving_resolution": fleet.serving_resolution,
                   "service_seconds": _round(fleet.service_seconds), "startup_seconds": fleet.startup_seconds,
                   "startup_source": "estimate (--startup-seconds)", "step_seconds": dt,
                   "request_ttl_seconds": fleet.request_ttl_seconds,
@@ -659,7 +663,9 @@ def report_tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[lis
     summary = [
         ["traffic", f"{tr['description']}, {tr['hours']:g} h, {tr['frames']:,} frames"],
         ["instance type", f"{model['instance_type']}, {model['frames_per_second_per_instance']:g} frames/s each, "
-                          f"{model['frames_per_second_source']}; start-up {model['startup_seconds']:g} s (estimate)"],
+                          f"{model['frames_per_second_source']}"
+                          + (f", for {model['serving_resolution']} frames" if model["serving_resolution"] else "")
+                          + f"; start-up {model['startup_seconds']:g} s (estimate)"],
         ["scaling", f"{sc['min_capacity']}-{sc['max_capacity']} instances, target backlog "
                     f"{sc['target_backlog_per_instance']:g}/instance, cooldowns out "
                     f"{sc['scale_out_cooldown_seconds']:g} s / in {sc['scale_in_cooldown_seconds']:g} s"],
@@ -701,44 +707,76 @@ def _per_minute(sim: Simulation) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         return values[: minutes * per_minute].reshape(minutes, per_minute).max(axis=1)
 
     hours = np.arange(minutes) * METRIC_PERIOD_SECONDS / 3600.0  # each minute's start (drawn as steps)
+    # Frames expired by each minute's end (drawn at the minute's start, like the other series).
+    expired = np.cumsum(sim.expired)[per_minute - 1: minutes * per_minute: per_minute]
     return hours, {"backlog": peak(sim.backlog), "sqs": peak(sim.sqs), "in_service": peak(sim.in_service),
-                   "billed": peak(sim.billed)}
+                   "billed": peak(sim.billed), "expired": expired}
+
+
+def first_expiry_hours(sim: Simulation) -> float | None:
+    """When the first request expired in the endpoint queue (hours), None when none did."""
+    steps = np.flatnonzero(sim.expired > 0)
+    return float(steps[0] * sim.step_seconds / 3600.0) if steps.size else None
+
+
+def _expired_label(sim: Simulation) -> str:
+    ttl = sim.fleet.request_ttl_seconds
+    return f"expired after the {f'{ttl / 3600:g} h' if ttl >= 3600 else f'{ttl:g} s'} TTL (frames, cumulative)"
 
 
 def write_plot(sim: Simulation, path: Path, title: str) -> Path:
-    """A PNG of the endpoint backlog (and the ingest queue) and the instance count over time, PLOT_SIZE pixels."""
+    """A PNG of the endpoint backlog (and the ingest queue, and the requests that expired unprocessed) and the
+    instance count over time, PLOT_SIZE pixels; drawn with Pillow when matplotlib is not installed."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
+            figure = plot_figure(sim, title)
         except ImportError:
             _plot_pillow(sim, path, title)
             return path
-        hours, series = _per_minute(sim)
-        figure = Figure(figsize=(PLOT_SIZE[0] / 100, PLOT_SIZE[1] / 100), dpi=100)
-        FigureCanvasAgg(figure)
-        top, bottom = figure.subplots(2, 1, sharex=True)
-        top.plot(hours, series["backlog"], color="tab:blue", label="endpoint backlog (frames)")
-        if series["sqs"].any():
-            top.plot(hours, series["sqs"], color="tab:orange", label="ingest queue (frames)")
-        top.set_ylabel("frames waiting")
-        top.legend(loc="upper right")
-        top.grid(alpha=0.3)
-        bottom.step(hours, series["billed"], where="post", color="tab:red", label="instances (incl. starting)")
-        bottom.step(hours, series["in_service"], where="post", color="tab:green", label="instances in service")
-        bottom.axhline(sim.fleet.max_capacity, color="grey", linestyle="--", label="max_capacity")
-        bottom.set_ylabel("instances")
-        bottom.set_xlabel("hours")
-        bottom.set_ylim(0, max(sim.fleet.max_capacity, 1) * 1.15)
-        bottom.legend(loc="upper right")
-        bottom.grid(alpha=0.3)
-        figure.suptitle(title)
         figure.savefig(path, dpi=100, format="png")
     except OSError as exc:
         raise CapacityInputError(f"--plot: cannot write {path}: {exc}") from None
     return path
+
+
+def plot_figure(sim: Simulation, title: str):
+    """The matplotlib figure of :func:`write_plot` (ImportError without matplotlib). The legends sit right of the
+    panels, where no curve runs; requests that expired unprocessed are drawn (cumulative) and the first expiry
+    is marked on both panels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    hours, series = _per_minute(sim)
+    figure = Figure(figsize=(PLOT_SIZE[0] / 100, PLOT_SIZE[1] / 100), dpi=100)
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True)
+    figure.subplots_adjust(left=0.08, right=0.7)
+    top.plot(hours, series["backlog"], color="tab:blue", label="endpoint backlog (frames)")
+    if series["sqs"].any():
+        top.plot(hours, series["sqs"], color="tab:orange", label="ingest queue (frames)")
+    first_expiry = first_expiry_hours(sim)
+    if first_expiry is not None:
+        top.plot(hours, series["expired"], color="tab:purple", linestyle="--", label=_expired_label(sim))
+        top.axvline(first_expiry, color="tab:purple", linestyle=":",
+                    label=f"first request expired ({first_expiry:.1f} h)")
+    top.set_ylabel("frames")
+    top.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
+    top.grid(alpha=0.3)
+    bottom.step(hours, series["billed"], where="post", color="tab:red", label="instances (incl. starting)")
+    bottom.step(hours, series["in_service"], where="post", color="tab:green", label="instances in service")
+    bottom.axhline(sim.fleet.max_capacity, color="grey", linestyle="--", label="max_capacity")
+    if first_expiry is not None:
+        bottom.axvline(first_expiry, color="tab:purple", linestyle=":",
+                       label=f"first request expired ({first_expiry:.1f} h)")
+    bottom.set_ylabel("instances")
+    bottom.set_xlabel("hours")
+    bottom.set_ylim(0, max(sim.fleet.max_capacity, 1) * 1.15)
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
+    bottom.grid(alpha=0.3)
+    figure.suptitle(title)
+    return figure
 
 
 def _plot_pillow(sim: Simulation, path: Path, title: str) -> None:
@@ -754,12 +792,15 @@ def _plot_pillow(sim: Simulation, path: Path, title: str) -> None:
         font = ImageFont.load_default()
     hours, series = _per_minute(sim)
     draw.text((width // 2, 20), title, fill="black", font=font, anchor="mm")
-    left, right = 100, width - 30
+    left, right = 100, width - 330  # the legends go right of the panels, where no curve runs
     span = float(hours[-1] + METRIC_PERIOD_SECONDS / 3600.0) if hours.size else 1.0
     blue, orange, red, green, grey = (31, 119, 180), (255, 127, 14), (214, 39, 40), (44, 160, 44), (128, 128, 128)
+    purple = (148, 103, 189)
+    first_expiry = first_expiry_hours(sim)
     panels = [
-        (60, height // 2 - 30, "frames waiting",
-         [("backlog", blue, "endpoint backlog"), ("sqs", orange, "ingest queue")], None),
+        (60, height // 2 - 30, "frames",
+         [("backlog", blue, "endpoint backlog"), ("sqs", orange, "ingest queue"),
+          ("expired", purple, _expired_label(sim))], None),
         (height // 2 + 30, height - 60, "instances",
          [("billed", red, "instances (incl. starting)"), ("in_service", green, "instances in service")],
          float(sim.fleet.max_capacity)),
@@ -775,19 +816,26 @@ def _plot_pillow(sim: Simulation, path: Path, title: str) -> None:
         legend_y = top + 8
         for name, colour, text in lines:
             values = series[name]
-            if not values.size or (name == "sqs" and not values.any()):
+            if not values.size or (name in ("sqs", "expired") and not values.any()):
                 continue
             # steps: each minute's value held until the next minute
             xs = np.repeat(left + np.append(hours, span) / span * (right - left), 2)[1:-1]
             ys = np.repeat(bottom - values / peak * (bottom - top), 2)
             draw.line(list(zip(xs.tolist(), ys.tolist())), fill=colour, width=2)
-            draw.text((right - 220, legend_y), text, fill=colour, font=font)
+            draw.text((right + 15, legend_y), text, fill=colour, font=font)
             legend_y += 18
         if ceiling is not None:
             y = bottom - ceiling / peak * (bottom - top)
             for x in range(left, right, 12):
                 draw.line((x, y, min(x + 6, right), y), fill=grey, width=1)
-            draw.text((right - 220, legend_y), "max_capacity", fill=grey, font=font)
+            draw.text((right + 15, legend_y), "max_capacity", fill=grey, font=font)
+            legend_y += 18
+        if first_expiry is not None:
+            x = left + first_expiry / span * (right - left)
+            for y in range(top, bottom, 8):
+                draw.line((x, y, x, min(y + 4, bottom)), fill=purple, width=1)
+            draw.text((right + 15, legend_y), f"first request expired ({first_expiry:.1f} h)", fill=purple,
+                      font=font)
     for tick in np.linspace(0, span, 7):
         x = left + tick / span * (right - left)
         draw.line((x, height - 60, x, height - 55), fill="black")
@@ -851,6 +899,6 @@ def command(out: Any, config: Any, *, plot: Path | None = None, **options: Any) 
     return report
 
 
-__all__ = ["CapacityInputError", "Fleet", "Ingest", "Simulation", "Traffic", "command", "load_profile",
-                          "model_inputs", "parse_burst", "report_tables", "run", "simulate", "steady", "summarize",
-                          "write_plot"]
+__all__ = ["CapacityInputError", "Fleet", "Ingest", "Simulation", "Traffic", "command", "first_expiry_hours",
+                          "load_profile", "model_inputs", "parse_burst", "plot_figure", "report_tables", "run",
+                          "simulate", "steady", "summarize", "write_plot"]

@@ -281,3 +281,78 @@ def test_what_if_flags_override_the_environment_and_are_validated(run):
     assert rc == 2 and "min_capacity (5) must be <= max_capacity (2)" in err
     rc, _, err = run("env", "capacity", "--rate", "10", "--ingest-max-concurrency", "1")
     assert rc == 2 and "ingest_max_concurrency" in err
+
+
+# -- the size the throughput is for, and the plot ----------------------------------------------------------------
+
+def _serving_at(name: str, width: int, height: int):
+    config = load_config(name)
+    pre = type(config.preprocessing).model_validate(
+        {**config.preprocessing.model_dump(), "target_width": width, "target_height": height})
+    return config.model_copy(update={"preprocessing": pre})
+
+
+def test_throughput_is_scaled_to_the_serving_size_and_the_report_names_it():
+    prices = load_prices(measurements_dir=None)
+    at_default, _ = capacity.model_inputs(load_config("dev"), prices)
+    at_double, _ = capacity.model_inputs(_serving_at("dev", 2048, 1024), prices)
+    assert at_default.frames_per_second == prices.throughput("ml.g4dn.xlarge")
+    assert at_double.frames_per_second == pytest.approx(at_default.frames_per_second / 4)
+    assert at_double.serving_resolution == "2048x1024"
+    assert at_double.frames_per_second_source == "assumed, scaled from 1024x512 (the cost table's figure)"
+    sim, report = run_model(capacity.steady(1.0), at_double)
+    assert report["model"]["serving_resolution"] == "2048x1024"
+    summary = dict(capacity.report_tables(report)[0][2])
+    assert summary["instance type"].startswith(
+        "ml.g4dn.xlarge, 1.5 frames/s each, assumed, scaled from 1024x512 (the cost table's figure), "
+        "for 2048x1024 frames; start-up")
+
+
+def _expiring() -> capacity.Simulation:
+    """12 frames/s into one 6 frames/s instance with a 600 s TTL: requests expire from 1,200 s on."""
+    sim, report = run_model(capacity.steady(12.0), fleet(request_ttl_seconds=600.0))
+    assert report["results"]["frames_expired"] > 0
+    return sim
+
+
+def test_first_expiry_is_when_the_queue_outgrows_the_ttl():
+    assert capacity.first_expiry_hours(_expiring()) == pytest.approx(1200 / 3600, abs=2 / 3600)
+    sim, _ = run_model(capacity.steady(3.0), fleet())
+    assert capacity.first_expiry_hours(sim) is None
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_plot_marks_expired_requests_and_keeps_the_legends_off_the_panels():
+    pytest.importorskip("matplotlib")
+    figure = capacity.plot_figure(_expiring(), "test")
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    top, bottom = figure.axes
+    for axes in (top, bottom):
+        legend = axes.get_legend()
+        assert not _overlaps(legend.get_window_extent(renderer), axes.get_window_extent(renderer))
+        assert any(text.get_text().startswith("first request expired (0.3 h)") for text in legend.get_texts())
+    labels = [text.get_text() for text in top.get_legend().get_texts()]
+    assert "expired after the 600 s TTL (frames, cumulative)" in labels
+    expired_line = next(line for line in top.get_lines() if line.get_label().startswith("expired"))
+    assert expired_line.get_ydata()[-1] == pytest.approx(_expiring().expired.sum())
+    plain = capacity.plot_figure(run_model(capacity.steady(3.0), fleet())[0], "test")
+    assert not any("expired" in line.get_label() for axes in plain.axes for line in axes.get_lines())
+
+
+def test_pillow_plot_marks_expired_requests_right_of_the_panels(tmp_path, monkeypatch):
+    for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, module, None)
+    purple = (148, 103, 189)
+    with_expiry = capacity.write_plot(_expiring(), tmp_path / "expired.png", "test")
+    without = capacity.write_plot(run_model(capacity.steady(3.0), fleet())[0], tmp_path / "plain.png", "test")
+    right = capacity.PLOT_SIZE[0] - 330  # the panels' right edge; the legends are right of it
+    with Image.open(with_expiry) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    is_purple = np.all(pixels == purple, axis=-1)
+    assert is_purple[:, :right].any() and is_purple[:, right + 1:].any()  # the curve, and its legend entry
+    with Image.open(without) as image:
+        assert not np.all(np.asarray(image.convert("RGB")) == purple, axis=-1).any()
