@@ -5,10 +5,12 @@
     roadseg segment PATH... --bundle DIR|s3://...  (ONNX Runtime here, with the service's pre- and postprocessing)
     roadseg drive upload|status|scenes|fetch      (whole drive logs: ROS 1/ROS 2 bags, MCAP)
 
-``--env`` (default dev) picks ``config/<env>.yaml``; names of buckets, pipelines, the model package group and
-endpoints come from the deployed stacks' outputs, and explicit options override them. Exit codes: 0 success,
-1 the job, inference or check failed, 2 bad input or usage, 3 AWS access or credentials, 130 interrupted.
-Imports stay inside the commands so that ``roadseg --help`` starts fast.
+``--env`` (default dev) picks ``config/<env>.yaml`` (``$ROADSEG_CONFIG_DIR/<env>.yaml`` when set); names of
+buckets, pipelines, the model package group and endpoints come from the deployed stacks' outputs, and explicit
+options override them. Exit codes: 0 success, 1 the job, inference or check failed, 2 bad input or usage, 3 AWS
+access or credentials, 130 interrupted.
+The global options (``--env``, ``--region``, ``-v``, ``-q``) go before or after the command words; ``--json`` too,
+on the commands that print a JSON document. Imports stay inside the commands so that ``roadseg --help`` starts fast.
 """
 
 from __future__ import annotations
@@ -42,8 +44,62 @@ def _session(ctx: click.Context) -> Session:
     return ctx.find_object(Session)
 
 
+def _takes_json(ctx: click.Context) -> bool:
+    return any(param.name == "as_json" for param in ctx.command.params)
+
+
 def _printer(ctx: click.Context, as_json: bool = False) -> Printer:
-    return Printer(as_json=as_json, quiet=_session(ctx).quiet)
+    """The command's printer; ``--json`` given before the command counts as the command's own."""
+    session = _session(ctx)
+    if session.json and not as_json and not _takes_json(ctx):
+        raise click.UsageError(f"--json: `{ctx.command_path}` prints no JSON document (commands with --json: "
+                               "see their -h)", ctx)
+    return Printer(as_json=as_json or session.json, quiet=session.quiet)
+
+
+def _configure_logging(verbose: int) -> None:
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr, force=True)
+        if verbose < 2:
+            for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _merge_global(ctx: click.Context, param: click.Parameter, value) -> None:
+    """A global option given after command words (``roadseg env costs --env prod``): merged into the session the
+    top-level group made before this command's options were parsed; the last one given wins."""
+    session = ctx.find_object(Session)
+    if ctx.resilient_parsing or session is None or value in (None, False, 0):
+        return
+    if param.name == "global_env":
+        session.env, session.env_given = value, True
+    elif param.name == "global_region":
+        session.region_override = value
+    elif param.name == "global_quiet":
+        session.quiet = True
+    elif param.name == "global_json":
+        session.json = True
+    elif param.name == "global_verbose":
+        session.verbose = True
+        _configure_logging(value)
+
+
+def _global_options(with_json: bool) -> list[click.Option]:
+    """The top-level options, accepted on every group and command too (``--json`` only where no command's own)."""
+    options = [
+        click.Option(["--env", "global_env"], expose_value=False, callback=_merge_global, metavar="ENV",
+                     help="as `roadseg --env` (also accepted here)"),
+        click.Option(["--region", "global_region"], expose_value=False, callback=_merge_global,
+                     help="as `roadseg --region`"),
+        click.Option(["-v", "--verbose", "global_verbose"], count=True, expose_value=False, callback=_merge_global,
+                     help="as `roadseg -v`"),
+        click.Option(["-q", "--quiet", "global_quiet"], is_flag=True, expose_value=False, callback=_merge_global,
+                     help="as `roadseg -q`"),
+    ]
+    if with_json:
+        options.append(click.Option(["--json", "global_json"], is_flag=True, expose_value=False,
+                                    callback=_merge_global, help="as `roadseg --json`"))
+    return options
 
 
 def _scheme(session: Session, scheme: str | None, classes_file: Path | None):
@@ -68,8 +124,9 @@ def scheme_options(function):
 HELP = """roadseg: train, gate, deploy and use the road-scene segmentation models of one environment.
 
 \b
---env (default dev) picks config/<env>.yaml; bucket, pipeline, model-group and endpoint names come from the
-deployed stacks' outputs (explicit options override them).
+--env (default dev) picks config/<env>.yaml ($ROADSEG_CONFIG_DIR/<env>.yaml when that is set); bucket, pipeline,
+model-group and endpoint names come from the deployed stacks' outputs (explicit options override them).
+--env, --region, -v and -q go before or after the command words; --json too, on commands with a JSON document.
 Exit codes: 0 success, 1 the job or check failed, 2 bad input or usage, 3 AWS access or credentials,
 130 interrupted.
 """
@@ -78,18 +135,19 @@ Exit codes: 0 success, 1 the job or check failed, 2 bad input or usage, 3 AWS ac
 @click.group(context_settings=CONTEXT, help=HELP)
 @click.version_option(__version__, "--version", prog_name="roadseg")
 @click.option("--env", default="dev", show_default=True, envvar="ROADSEG_ENV",
-              help="environment: config/<env>.yaml and its deployed stacks")
-@click.option("--region", help="AWS region (default: the config's, then AWS_REGION / your profile's)")
+              help="environment: config/<env>.yaml (or $ROADSEG_CONFIG_DIR/<env>.yaml) and its deployed stacks")
+@click.option("--region", help="AWS region (default: the config's, then AWS_REGION, AWS_DEFAULT_REGION, your "
+                               "profile's)")
 @click.option("-v", "--verbose", count=True, help="more log output (-vv: AWS SDK debug)")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars or notes on stderr")
+@click.option("--json", "as_json", is_flag=True, help="commands with a JSON document print it (as their --json)")
 @click.pass_context
-def cli(ctx: click.Context, env: str, region: str | None, verbose: int, quiet: bool) -> None:
-    if verbose:
-        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr)
-        if verbose < 2:
-            for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
-                logging.getLogger(noisy).setLevel(logging.WARNING)
-    ctx.obj = Session(env=env, region_override=region, quiet=quiet, verbose=bool(verbose))
+def cli(ctx: click.Context, env: str, region: str | None, verbose: int, quiet: bool, as_json: bool) -> None:
+    from click.core import ParameterSource
+
+    _configure_logging(verbose)
+    ctx.obj = Session(env=env, region_override=region, quiet=quiet, verbose=bool(verbose), json=as_json,
+                      env_given=ctx.get_parameter_source("env") is not ParameterSource.DEFAULT)
 
 
 # -- data --------------------------------------------------------------------------------------------------------
@@ -461,7 +519,7 @@ def env_preflight(ctx, assembly, scaling, as_json):
     session = _session(ctx)
     argv = ["--env", session.env, "--assembly", str(assembly), "--scaling", scaling]
     argv += ["--region", session.region_override] if session.region_override else []
-    argv += ["--json"] if as_json else []
+    argv += ["--json"] if as_json or session.json else []
     ctx.exit(preflight.main(argv))
 
 
@@ -480,11 +538,15 @@ def env_outputs(ctx, as_json):
 @json_option
 @click.pass_context
 def env_costs(ctx, environments, as_json):
-    """What the endpoints cost per environment (idle and per 1,000 frames), from the dated price table."""
+    """What the endpoints cost per environment (idle and per 1,000 frames), from the dated price table: the
+    environments named, else the one --env names, else every environment of the config folder."""
     from roadseg import commands
     from stacks.config import available_environments
 
-    commands.env_costs(_printer(ctx, as_json), list(environments) or available_environments())
+    session = _session(ctx)
+    if not environments:
+        environments = [session.env] if session.env_given else available_environments(session.config_path.parent)
+    commands.env_costs(_printer(ctx, as_json), list(environments))
 
 
 @env.command("capacity", epilog=_example(
@@ -543,8 +605,37 @@ def _what_if(config, **changes):
 # -- errors and exit codes ---------------------------------------------------------------------------------------
 
 def _command_path(argv: Sequence[str]) -> str:
-    words = [a for a in argv if not a.startswith("-")][:2]
-    return " ".join(["roadseg", *words])
+    """``roadseg <group> <command>`` as invoked, for error prefixes: the command words only, found with each
+    group's own option parser (so ``--env prod`` is an option and its value, not a command)."""
+    words, command, args = ["roadseg"], cli, list(argv)
+    try:
+        while isinstance(command, click.Group) and args:
+            ctx = click.Context(command, info_name=words[-1], resilient_parsing=True, ignore_unknown_options=True)
+            _, rest, _ = command.make_parser(ctx).parse_args(args)
+            if not rest or rest[0].startswith("-"):
+                break
+            name, sub, args = command.resolve_command(ctx, rest)
+            if sub is None:
+                break
+            words.append(name)
+            command = sub
+    except click.ClickException:
+        pass
+    return " ".join(words)
+
+
+def _unparseable_response(exc: BaseException) -> bool:
+    """botocore could not parse what came back (an HTML page from a proxy or captive portal, not AWS XML); it
+    raises ResponseParserError, which is not a BotoCoreError, and does not retry it."""
+    from botocore.parsers import ResponseParserError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ResponseParserError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _aws_exit(exc: Exception, where: str) -> int | None:
@@ -559,6 +650,11 @@ def _aws_exit(exc: Exception, where: str) -> int | None:
     if isinstance(exc, NoRegionError):
         print(f"{where}: error: no AWS region: pass --region or set AWS_REGION", file=sys.stderr)
         return 3
+    if _unparseable_response(exc):
+        print(f"{where}: error: the answer to an AWS request was not an AWS response (often an HTML page of a proxy "
+              "or captive portal): check your proxy/network settings (HTTPS_PROXY, NO_PROXY, a network login) and "
+              "run again", file=sys.stderr)
+        return 3
     client_error = exc if isinstance(exc, ClientError) else exc.__context__
     if isinstance(client_error, ClientError) and isinstance(exc, (ClientError, Boto3Error)):
         info = client_error.response.get("Error", {})
@@ -571,6 +667,18 @@ def _aws_exit(exc: Exception, where: str) -> int | None:
         print(f"{where}: AWS error: {exc}", file=sys.stderr)
         return 3
     return None
+
+
+def _accept_global_options_everywhere(group: click.Group) -> None:
+    for command in group.commands.values():
+        own = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        command.params.extend(o for o in _global_options(with_json=isinstance(command, click.Group))
+                              if not own & set(o.opts))
+        if isinstance(command, click.Group):
+            _accept_global_options_everywhere(command)
+
+
+_accept_global_options_everywhere(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

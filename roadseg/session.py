@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+# AWS_REGION is the SDKs' and AWS CLI v2's region variable; AWS_DEFAULT_REGION is the older one boto3 reads.
+AWS_REGION_DOC = "https://docs.aws.amazon.com/sdkref/latest/guide/feature-region.html"
+BOTO3_CONFIG_DOC = "https://boto3.amazonaws.com/v1/documentation/api/latest/guide/configuration.html"
 
 
 class UserError(Exception):
@@ -33,13 +38,24 @@ def make_client(service: str, region: str) -> Any:
     return boto3.session.Session(region_name=region).client(service, config=config)
 
 
-def resolve_region(explicit: str | None, configured: str | None) -> str:
+def config_file(env: str) -> Path:
+    """The file ``load_config(env)`` reads: ``config/<env>.yaml``, or ``$ROADSEG_CONFIG_DIR/<env>.yaml``."""
+    from stacks.config import CONFIG_DIR, CONFIG_DIR_VARIABLE
+
+    return Path(os.environ.get(CONFIG_DIR_VARIABLE) or CONFIG_DIR) / f"{env}.yaml"
+
+
+def resolve_region(explicit: str | None, configured: str | None, *, config_path: Path | None = None) -> str:
+    """The one region rule of every roadseg command (the preflight too): --region, the config's ``region``,
+    AWS_REGION, AWS_DEFAULT_REGION, the profile's region. boto3 itself reads AWS_DEFAULT_REGION but not AWS_REGION
+    (botocore's configprovider), which the AWS CLI v2 and the other SDKs read first (AWS_REGION_DOC)."""
     import boto3
 
     region = (explicit or configured or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
               or boto3.session.Session().region_name)
     if not region:
-        raise AwsAccessError("no AWS region: pass --region, set AWS_REGION, or pin region in the config")
+        where = f"set region: in {config_path}" if config_path else "pin region in the config"
+        raise AwsAccessError(f"no AWS region: pass --region, set AWS_REGION, or {where}")
     return region
 
 
@@ -67,6 +83,8 @@ class Session:
     region_override: str | None = None
     quiet: bool = False
     verbose: bool = False
+    json: bool = False  # --json given before the command (commands with a JSON document take it from here too)
+    env_given: bool = False  # --env or ROADSEG_ENV given (not the default): commands over all environments take it
     _config: Any = None
     _region: str | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
@@ -84,9 +102,13 @@ class Session:
         return self._config
 
     @property
+    def config_path(self) -> Path:
+        return config_file(self.env)
+
+    @property
     def region(self) -> str:
         if self._region is None:
-            self._region = resolve_region(self.region_override, self.config.region)
+            self._region = resolve_region(self.region_override, self.config.region, config_path=self.config_path)
         return self._region
 
     def client(self, service: str) -> Any:
@@ -94,8 +116,9 @@ class Session:
             self._clients[service] = make_client(service, self.region)
         return self._clients[service]
 
-    def stack_outputs(self, stack: str) -> dict[str, str]:
-        """The outputs of one of this environment's stacks ("Data", "Training", "Inference")."""
+    def stack_outputs(self, stack: str, *, option: str = "") -> dict[str, str]:
+        """The outputs of one of this environment's stacks ("Data", "Training", "Inference"); ``option``: the
+        command's option that names the resource instead, offered when the stack is not deployed."""
         if stack not in self._outputs:
             from botocore.exceptions import ClientError
 
@@ -105,7 +128,8 @@ class Session:
             except ClientError as exc:
                 if "does not exist" in str(exc.response.get("Error", {}).get("Message", "")):
                     raise UserError(f"stack {name} of environment '{self.env}' is not deployed in {self.region} "
-                                    f"(make deploy ENV={self.env}), or pass the name explicitly") from None
+                                    f"(make deploy ENV={self.env})" + (f"; or pass {option}" if option else "")
+                                    ) from None
                 raise
             self._outputs[stack] = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
         return self._outputs[stack]
@@ -117,7 +141,7 @@ class Session:
         from contracts.naming import OUTPUT_STACKS
 
         stack = OUTPUT_STACKS[output_key]
-        outputs = self.stack_outputs(stack)
+        outputs = self.stack_outputs(stack, option=option)
         if output_key not in outputs:
             hint = MISSING_OUTPUT_HINTS.get(output_key, "redeploy the stack")
             stack_name = stack_names(self.config.prefix)[stack]
