@@ -235,3 +235,12 @@ def test_unknown_commands_and_options_are_found():
         "roadseg endpoint invoke f.jpg --out out/: --out is not an option of invoke"]
     assert unknown_commands("python -m roadseg.smoke; repository: your-org/roadseg") == []
     assert unknown_commands("make synth   # installs the roadseg command\nroadseg data upload d  # 6 roadseg x") == []
+
+
+def test_the_contracts_page_lists_every_registered_rule_and_no_other() -> None:
+    """docs/contracts.md's rule table and stacks.service_contracts.RULES name the same rules."""
+    from stacks.service_contracts import RULES
+
+    page = (ROOT / "docs" / "contracts.md").read_text()
+    listed = set(re.findall(r"^\| `([a-z0-9-]+)` \|", page, flags=re.MULTILINE))
+    assert listed == set(RULES), f"missing: {sorted(set(RULES) - listed)}; unknown: {sorted(listed - set(RULES))}"
