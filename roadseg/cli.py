@@ -161,15 +161,19 @@ def data() -> None:
     "roadseg data prepare --layout cityscapes --input ~/cityscapes --output /tmp/cityscapes-prepared"))
 @click.option("--layout", required=True, type=click.Choice(["cityscapes", "generic"]))
 @click.option("--input", "input_dir", required=True, type=click.Path(path_type=Path), help="dataset root")
-@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path), help="empty output directory")
+@click.option("--output", "output_dir", required=True, type=click.Path(path_type=Path),
+              help="output directory (created when missing)")
+@click.option("--overwrite", is_flag=True, help="replace a dataset prepared earlier in --output")
 @click.option("--split-file", type=click.Path(path_type=Path),
               help="generic layout: JSON or CSV split (default input/split.json)")
-@click.option("--max-bad-fraction", type=float, default=0.05, show_default=True,
-              help="fail above this fraction of dropped pairs")
-@click.option("--workers", type=int, default=None, help="parallel processes (default: all CPUs)")
+@click.option("--max-bad-fraction", type=click.FloatRange(0, 1),
+              help="fail above this fraction of dropped pairs (default: the environment's "
+                   "training.max_bad_pair_fraction, which the pipeline applies)")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="parallel processes (default: all CPUs)")
 @scheme_options
 @click.pass_context
-def data_prepare(ctx, layout, input_dir, output_dir, split_file, max_bad_fraction, workers, scheme, classes_file):
+def data_prepare(ctx, layout, input_dir, output_dir, overwrite, split_file, max_bad_fraction, workers, scheme,
+                 classes_file):
     """Check every image/mask pair and write the algorithm's four channels plus report.json (runs locally)."""
     import os
 
@@ -178,7 +182,9 @@ def data_prepare(ctx, layout, input_dir, output_dir, split_file, max_bad_fractio
     session = _session(ctx)
     commands.data_prepare(_printer(ctx), layout=layout, input_dir=input_dir, output_dir=output_dir,
                           scheme=_scheme(session, scheme, classes_file), split_file=split_file,
-                          max_bad_fraction=max_bad_fraction, workers=workers or os.cpu_count() or 1)
+                          max_bad_fraction=max_bad_fraction, workers=workers or os.cpu_count() or 1,
+                          configured_max_bad_fraction=session.config.training.max_bad_pair_fraction,
+                          config_source=str(session.config_path), overwrite=overwrite)
 
 
 @data.command("upload", epilog=_example("roadseg data upload ~/cityscapes   # s3://<datasets bucket>/raw/cityscapes/"))
@@ -208,7 +214,8 @@ def pipeline() -> None:
                                 "s3://<datasets bucket>/raw/<dataset>/")
 @click.option("--param", "params", multiple=True, metavar="Key=Value", help="pipeline parameter (repeatable)")
 @click.option("--wait", is_flag=True, help="wait until the execution ends (exit 1 unless Succeeded)")
-@click.option("--timeout", type=float, default=0, help="with --wait: give up after this many seconds (0: never)")
+@click.option("--timeout", type=click.FloatRange(min=0), default=0,
+              help="with --wait: give up after this many seconds (0: never)")
 @click.option("--poll-interval", type=float, default=30.0, hidden=True)
 @json_option
 @click.pass_context
@@ -341,7 +348,8 @@ def endpoint_invoke(ctx, image, out_dir, endpoint_name, scheme, classes_file):
 @endpoint.command("submit", epilog=_example("roadseg endpoint submit a.jpg b.png --out-dir out/"))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out-dir", required=True, type=click.Path(path_type=Path))
-@click.option("--timeout", type=float, default=900, show_default=True, help="seconds to wait for results")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=900, show_default=True,
+              help="seconds to wait for results")
 @click.option("--probabilities", is_flag=True,
               help="request class probabilities (RecordIO protobuf): writes <stem>_probs.npy too")
 @click.option("--endpoint", "endpoint_name", help="override: the async endpoint")
@@ -385,7 +393,8 @@ def endpoint_status(ctx, as_json):
 @click.option("--source-size", default="2048x1024", show_default=True, metavar="WxH",
               help="camera frame size of the scenes, before the ingest preprocessing fits them to the serving size")
 @click.option("--requests", "max_requests", type=click.IntRange(1), help="stop after this many requests")
-@click.option("--timeout", type=float, default=900, show_default=True, help="async: seconds to wait for one result")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=900, show_default=True,
+              help="async: seconds to wait for one result")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="folder of the result file (default: config/measurements/, which the cost table reads)")
 @click.option("--endpoint", "endpoint_name", help="override: the endpoint (default: the inference stack's, per --kind)")
@@ -461,13 +470,15 @@ def drive_upload(ctx, path, vehicle, drive_name, bucket):
 @drive.command("status", epilog=_example("roadseg drive status car-7/2026-12-03-0912"))
 @click.argument("drive_id")
 @click.option("--table", "table_name", help="override: the drives table (default <prefix>-drives)")
+@bucket_option
 @json_option
 @click.pass_context
-def drive_status(ctx, drive_id, table_name, as_json):
-    """Frames extracted, processed, quarantined and failed, what remains and the estimated time left."""
+def drive_status(ctx, drive_id, table_name, bucket, as_json):
+    """Frames extracted, processed, quarantined and failed, what remains and the estimated time left (a drive not
+    started yet: whether its log is in the bucket)."""
     from roadseg import drives
 
-    drives.drive_status(_session(ctx), _printer(ctx, as_json), drive=drive_id, table_name=table_name)
+    drives.drive_status(_session(ctx), _printer(ctx, as_json), drive=drive_id, table_name=table_name, bucket=bucket)
 
 
 @drive.command("scenes", epilog=_example("roadseg drive scenes car-7/2026-12-03-0912 --kind vru_in_drivable_ahead"))

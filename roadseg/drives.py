@@ -189,15 +189,73 @@ def elapsed_since(iso: str | None, now: datetime) -> float | None:
     return (now - start).total_seconds()
 
 
-def drive_status(session: Session, out: Printer, *, drive: str, table_name: str | None) -> DriveProgress:
+def missing_drive_message(drive_id: DriveId, bucket: str, keys: list[str]) -> str:
+    """Why a drive has no DRIVE item, from the keys under ``drives/<vehicle>/<drive>`` of the inference bucket
+    (pure): the log is there and the launcher has not created the item yet, a ROS 2 bag lacks the metadata.yaml that
+    starts it, or nothing was uploaded."""
+    logs = [key for key in keys if _log_of(key) == drive_id]
+    where = f"s3://{bucket}/{INFERENCE.drives}{drive_id.vehicle}/{drive_id.drive}"
+    if logs:
+        return (f"drive {drive_id}: its log is uploaded ({', '.join(f's3://{bucket}/{k}' for k in logs)}) but the "
+                "launcher has not started its extraction yet (no drive item yet): it runs on the log's S3 event, "
+                f"usually within a minute; if it stays so, check the drive's objects under {where}/ (or "
+                f"{where}.mcap/.bag) and the launcher's alarms (docs/drives.md)")
+    parts = [key for key in keys if key.startswith(f"{INFERENCE.drives}{drive_id.vehicle}/{drive_id.drive}/")]
+    if parts:
+        return (f"drive {drive_id}: {len(parts)} object(s) under {where}/ but no {ROS2_METADATA}, whose arrival "
+                f"starts the extraction: upload the bag directory again with `roadseg drive upload` (it sends "
+                f"{ROS2_METADATA} last)")
+    return (f"no drive {drive_id}: upload its log with `roadseg drive upload` (the drive id is <vehicle>/<drive>, as "
+            f"printed by the upload); nothing is under {where}")
+
+
+def _log_of(key: str) -> DriveId | None:
+    try:
+        return drive_of_log_key(key)
+    except DriveKeyError:
+        return None
+
+
+def _missing_drive(session: Session, drive_id: DriveId, bucket: str | None) -> UserError:
+    """The UserError for a drive without a DRIVE item, after a look at what was uploaded for it."""
+    from botocore.exceptions import ClientError
+
+    try:
+        bucket = session.name("InferenceBucketName", bucket, option="--bucket")
+        pages = session.client("s3").get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=f"{INFERENCE.drives}{drive_id.vehicle}/{drive_id.drive}")
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    except (UserError, ClientError) as exc:
+        why = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else str(exc)
+        return UserError(f"no drive {drive_id}: upload its log with `roadseg drive upload` (the drive id is "
+                         "<vehicle>/<drive>, as printed by the upload); if you uploaded it moments ago, the launcher "
+                         f"has not started it yet: check the drive's objects under {INFERENCE.drives}"
+                         f"{drive_id.vehicle}/{drive_id.drive} in the inference bucket (not listed here: {why})")
+    return UserError(missing_drive_message(drive_id, bucket, keys))
+
+
+def drive_status(session: Session, out: Printer, *, drive: str, table_name: str | None,
+                 bucket: str | None = None) -> DriveProgress:
+    from botocore.exceptions import ClientError
+
     from contracts import drive_table as table
-    from contracts.naming import drives_table_name
+    from contracts.naming import drives_table_name, inference_stack_name
 
     drive_id = parse_drive(drive)
     name = table_name or drives_table_name(session.config.prefix)
     # The DRIVE item and its counter items (COUNTS#nn) in one consistent Query; the counters are summed.
     pages = session.client("dynamodb").get_paginator("query").paginate(**table.state_query(name, str(drive_id)))
-    item, counters = table.drive_state(_plain(found) or {} for page in pages for found in page.get("Items", []))
+    try:
+        items = [_plain(found) or {} for page in pages for found in page.get("Items", [])]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        raise UserError(f"the drives table {name} does not exist in {session.region}: deploy the environment's "
+                        f"stacks, whose inference stack {inference_stack_name(session.config.prefix)} holds it "
+                        f"(make deploy ENV={session.env})" + ("" if table_name else "; or pass --table")) from None
+    item, counters = table.drive_state(items)
+    if item is None:
+        raise _missing_drive(session, drive_id, bucket)
     progress = drive_progress(str(drive_id), item, counters)
     eta = progress.eta_seconds(elapsed_since(progress.created_at, datetime.now(UTC)))
     extracted = "extraction running" if progress.extracted is None else str(progress.extracted)

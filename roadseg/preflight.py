@@ -37,6 +37,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
+from botocore.parsers import ResponseParserError
 
 from stacks.aws_docs import SCALING_UPDATE_DOC as SCALING_DOC
 from stacks.config import LAMBDA_UNRESERVED_MINIMUM, ConfigError, EnvironmentConfig, load_config
@@ -860,10 +861,13 @@ def render_json(results: Sequence[CheckResult]) -> str:
 def resolve_region(explicit: str | None, config: EnvironmentConfig) -> str:
     if explicit is not None and not _REGION.match(explicit):
         raise UsageError(f"--region: '{explicit}' is not an AWS region name (e.g. eu-west-1)")
-    region = explicit or config.region or _session().region_name
-    if not region:
-        raise AwsError("no AWS region: pass --region, or set AWS_REGION or a region in your AWS profile")
-    return region
+    from roadseg.session import AwsAccessError, config_file
+    from roadseg.session import resolve_region as region_rule  # the one rule of every roadseg command
+
+    try:
+        return region_rule(explicit, config.region, config_path=config_file(config.name))
+    except AwsAccessError as exc:
+        raise AwsError(str(exc)) from None
 
 
 def run(config: EnvironmentConfig, assembly: Assembly, names: Names, region: str,
@@ -892,7 +896,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scaling", choices=("on", "off"), default="on",
                         help="off: this deploy leaves the endpoints' scalable targets out (make deploy SCALING=off)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
-    parser.add_argument("--region", help="AWS region (default: the config's region, then your AWS profile's)")
+    parser.add_argument("--region", help="AWS region (default: the config's region, then AWS_REGION, "
+                                         "AWS_DEFAULT_REGION, your AWS profile's)")
     return parser
 
 
@@ -924,6 +929,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(describe_client_error(exc, "aws"), EXIT_AWS)
     except BotoCoreError as exc:
         return _fail(f"AWS: {exc}", EXIT_AWS)
+    except ResponseParserError:  # not a BotoCoreError, not retried: an HTML page of a proxy instead of AWS's answer
+        return _fail("the answer to an AWS request was not an AWS response (often an HTML page of a proxy or captive "
+                     "portal): check your proxy/network settings (HTTPS_PROXY, NO_PROXY, a network login)", EXIT_AWS)
     print(render_json(results) if args.json else render_table(results))
     return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED
 

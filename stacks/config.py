@@ -548,13 +548,61 @@ def available_environments(config_dir: Path = CONFIG_DIR) -> list[str]:
     return sorted(p.stem for p in config_dir.glob("*.yaml"))
 
 
+def _section_models(annotation: Any) -> list[type[BaseModel]]:
+    """The config models a field holds (through Optional, Annotated and unions)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in getattr(annotation, "__args__", ()) for model in _section_models(arg)]
+
+
+def section_keys(loc: tuple[Any, ...], model: type[BaseModel] | None = None) -> list[str]:
+    """The keys allowed in the section at ``loc`` (a pydantic error location; a union member's name in it is
+    skipped); [] where the location is no section of the config model."""
+    models: list[type[BaseModel]] = [model or EnvironmentConfig]
+    for part in loc:
+        named = [m for m in models if m.__name__ == part]
+        if named:  # pydantic names the union member it tried
+            models = named
+            continue
+        fields = [f for m in models for name, f in m.model_fields.items() if part in (name, f.alias)]
+        if not fields:
+            return []
+        models = _section_models(fields[0].annotation)
+    return sorted({f.alias or name for m in models for name, f in m.model_fields.items()})
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    """What to say about an unknown key: the close allowed key (difflib, as training/hyperparameters.py), else the
+    allowed keys."""
+    import difflib
+
+    allowed = section_keys(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1) if loc else []
+    if close:
+        return f"unknown key (did you mean '{close[0]}'?)"
+    if allowed:
+        return f"unknown key (allowed here: {', '.join(allowed)})"
+    return "unknown key (check the spelling; allowed keys are the fields of the section)"
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """One line ``<file>:<line>:<column>: not valid YAML: <problem>`` (PyYAML's marks count from 0, editors from 1)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context:
+        problem += f" ({context}" + (f" from line {context_mark.line + 1}" if context_mark else "") + ")"
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    return f"{where}: not valid YAML: {problem}"
+
+
 def _format_error(path: Path, error: ValidationError) -> str:
     lines = []
     for err in error.errors():
         key = ".".join(str(part) for part in err["loc"]) or "<top level>"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; allowed keys are the fields of the section)"
+            msg = _unknown_key(tuple(err["loc"]))
         elif err["type"] == "enum" or err["type"] == "literal_error":
             msg = f"{msg} (got {err.get('input')!r})"
         lines.append(f"{path}: {key}: {msg}")
@@ -573,7 +621,7 @@ def load_config(env: str, config_dir: Path = CONFIG_DIR) -> EnvironmentConfig:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(_yaml_problem(path, exc)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
     raw.setdefault("name", env)
