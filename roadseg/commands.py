@@ -53,17 +53,28 @@ def human_bytes(n: float) -> str:
 # -- data --------------------------------------------------------------------------------------------------------
 
 def data_prepare(out: Printer, *, layout: str, input_dir: Path, output_dir: Path, scheme, split_file: Path | None,
-                 max_bad_fraction: float, workers: int) -> None:
+                 max_bad_fraction: float | None, workers: int, configured_max_bad_fraction: float,
+                 config_source: str, overwrite: bool = False) -> None:
+    """Prepare locally with the bad-pair limit the pipeline's PrepareDataset step applies (the environment's
+    ``training.max_bad_pair_fraction``, named by ``config_source``) unless ``max_bad_fraction`` overrides it, so
+    a dataset that passes here does not fail after the upload."""
     from training.prepare import PreparationError, prepare_dataset
 
+    if max_bad_fraction is None:
+        limit, source = configured_max_bad_fraction, f"training.max_bad_pair_fraction of {config_source}"
+    else:
+        limit, source = max_bad_fraction, "--max-bad-fraction"
     try:
         report = prepare_dataset(input_dir, output_dir, layout, scheme, split_file=split_file,
-                                 max_bad_fraction=max_bad_fraction, workers=max(1, workers))
+                                 max_bad_fraction=limit, max_bad_fraction_source=source, workers=workers,
+                                 overwrite=overwrite)
     except PreparationError as exc:
         raise UserError(str(exc)) from None
     splits = report["splits"]
     out.line(f"prepared {splits['train']['images']} train and {splits['validation']['images']} validation pairs "
-             f"({len(report['dropped'])} dropped) into {output_dir}; report: {Path(output_dir) / 'report.json'}")
+             f"({len(report['dropped'])} dropped, {report['dropped_fraction']:.1%}; limit {limit:.1%} from {source}) "
+             f"into {output_dir}; report: {Path(output_dir) / 'report.json'}"
+             + (f"; replaced {report['replaced']}" if report["replaced"] else ""))
 
 
 def data_upload(session: Session, out: Printer, *, directory: Path, bucket: str | None, prefix: str | None) -> None:

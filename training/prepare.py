@@ -5,6 +5,10 @@ trains garbage), so every image/mask pair is checked here first. Pairs that cann
 and listed with the reason in ``report.json``; too many of them stop the pipeline instead of training on
 what is left. Runs in a SageMaker Processing container: standard library, numpy and Pillow only.
 
+The output is written in place (the Processing job uploads its channel folders by path), so a run marks it
+incomplete (``.prepare-incomplete``) until it succeeds: a failed, rejected or interrupted run's output is replaced
+by the next run, while a complete dataset is only replaced with ``--overwrite``.
+
     python -m training.prepare --layout cityscapes --input DIR --output DIR
     python -m training.prepare --layout generic --input DIR --output DIR [--split-file FILE]
 """
@@ -16,6 +20,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import sys
 import warnings
 from collections import Counter
@@ -36,6 +41,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 IMAGE_FORMATS = ("JPEG", "MPO", "PNG")  # MPO: what Pillow calls many phone/camera JPEGs
 # Far above any camera frame (8K is 33 Mpx), far below what would exhaust a Processing instance.
 MAX_PIXELS = 50_000_000
+# Present in the output directory from the start of a run until it succeeded (not in any uploaded channel).
+INCOMPLETE_MARKER = ".prepare-incomplete"
+DEFAULT_MAX_BAD_FRACTION = 0.05
 _SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation"}
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
@@ -339,16 +347,48 @@ def _ranges(values: Sequence[int]) -> str:
 # --------------------------------------------------------------------------------------------- main
 
 
-def _check_output(output_dir: Path) -> None:
-    for name in OUTPUT_DIRS:
-        folder = output_dir / name
-        if folder.is_dir() and any(folder.iterdir()):
-            raise PreparationError(
-                f"{folder} is not empty: prepare into an empty output directory so stale files cannot mix "
-                "with this run's pairs"
-            )
-    for name in OUTPUT_DIRS:
-        (output_dir / name).mkdir(parents=True, exist_ok=True)
+def _unwritable(output_dir: Path, exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(output_dir) else ""
+    return (f"cannot write the output directory {output_dir}{where}: {exc.strerror or exc}: choose a directory you "
+            "can write to (and with free space) with --output")
+
+
+def _claim_output(output_dir: Path, overwrite: bool) -> str | None:
+    """Make ``output_dir`` an empty set of channel folders marked incomplete; what was replaced, if anything.
+
+    Only this module's own names are removed (the channel folders' contents and ``report.json``), never other
+    files a user keeps there. A complete earlier dataset is replaced only with ``overwrite``."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise PreparationError(f"--output {output_dir} is a file, not a directory: pass the path of a directory "
+                               "(it is created when missing)")
+    ours = [output_dir / name for name in OUTPUT_DIRS] + [output_dir / "report.json"]
+    try:
+        held = [p for p in ours if p.is_file() or (p.is_dir() and any(p.iterdir()))]
+        incomplete = (output_dir / INCOMPLETE_MARKER).exists()
+    except OSError as exc:
+        raise PreparationError(_unwritable(output_dir, exc)) from None
+    if held and not incomplete and not overwrite:
+        raise PreparationError(f"{output_dir} already holds a prepared dataset ({held[0].name}): pass --overwrite to "
+                               "replace it, or choose another --output")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / INCOMPLETE_MARKER).write_text("training.prepare has not finished writing this directory\n")
+        for path in held:
+            if path.is_dir():
+                for child in path.iterdir():
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+            else:
+                path.unlink()
+        for name in OUTPUT_DIRS:
+            (output_dir / name).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise PreparationError(_unwritable(output_dir, exc)) from None
+    if incomplete:
+        return "the incomplete output of an earlier run"
+    return "the earlier dataset (--overwrite)" if held else None
 
 
 def _relative(path: Path | None, root: Path) -> str | None:
@@ -366,26 +406,50 @@ def prepare_dataset(
     layout: str,
     scheme: ClassScheme = CITYSCAPES,
     split_file: str | Path | None = None,
-    max_bad_fraction: float = 0.05,
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
     jpeg_quality: int = 95,
     workers: int = 1,
     report_dir: str | Path | None = None,
+    *,
+    max_bad_fraction_source: str = "the default",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Prepare the four channels plus label maps; returns (and writes) the report.
 
     ``report.json`` goes to ``report_dir`` (default: the output directory), so a Processing job can
-    upload it as its own output.
+    upload it as its own output. ``max_bad_fraction_source`` says where the limit came from (the report
+    records it). ``overwrite`` replaces a complete earlier dataset in ``output_dir``; an incomplete one (a
+    failed or interrupted run) is always replaced.
 
     Raises PreparationError, after writing report.json, when a split ends up empty or more than
-    ``max_bad_fraction`` of the pairs had to be dropped.
+    ``max_bad_fraction`` of the pairs had to be dropped; the output then stays marked incomplete.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not 0 <= max_bad_fraction <= 1:
         raise PreparationError(f"max_bad_fraction {max_bad_fraction} must be within 0..1")
+    if workers < 1:
+        raise PreparationError(f"workers {workers} must be at least 1")
     if not 1 <= jpeg_quality <= 100:
         raise PreparationError(f"jpeg_quality {jpeg_quality} must be within 1..100 (95 keeps detail)")
     if not input_dir.is_dir():
         raise PreparationError(f"input directory {input_dir} does not exist")
+    try:
+        candidates, unassigned, lut, valid_raw = _discover(input_dir, layout, scheme, split_file)
+    except OSError as exc:
+        raise PreparationError(f"cannot read the input directory {input_dir}: {exc}") from None
+    replaced = _claim_output(output_dir, overwrite)
+    try:
+        return _prepare(input_dir, output_dir, layout, scheme, candidates, unassigned, lut, valid_raw,
+                        max_bad_fraction, max_bad_fraction_source, jpeg_quality, workers, report_dir, replaced)
+    except OSError as exc:
+        detail = _unwritable(output_dir, exc)
+        raise PreparationError(f"{detail}; the next run replaces this incomplete output") from None
+
+
+def _discover(
+    input_dir: Path, layout: str, scheme: ClassScheme, split_file: str | Path | None
+) -> tuple[list[Candidate], list[str], np.ndarray, frozenset[int]]:
+    """The candidate pairs, unassigned names, raw mask value -> train id table and valid raw values of a layout."""
     unassigned: list[str] = []
     if layout == "cityscapes":
         if split_file is not None:
@@ -404,8 +468,25 @@ def prepare_dataset(
         valid_raw = scheme.valid_values()
     else:
         raise PreparationError(f"unknown layout '{layout}': use cityscapes or generic")
-    _check_output(output_dir)
+    return candidates, unassigned, lut, valid_raw
 
+
+def _prepare(
+    input_dir: Path,
+    output_dir: Path,
+    layout: str,
+    scheme: ClassScheme,
+    candidates: list[Candidate],
+    unassigned: list[str],
+    lut: np.ndarray,
+    valid_raw: frozenset[int],
+    max_bad_fraction: float,
+    max_bad_fraction_source: str,
+    jpeg_quality: int,
+    workers: int,
+    report_dir: str | Path | None,
+    replaced: str | None,
+) -> dict[str, Any]:
     jobs = [
         _Job(c, output_dir, lut, valid_raw, tuple(scheme.palette()), jpeg_quality, scheme.name) for c in candidates
     ]
@@ -416,6 +497,8 @@ def prepare_dataset(
         results = [_process(job) for job in jobs]
 
     report = _report(input_dir, layout, scheme, candidates, results, unassigned, max_bad_fraction)
+    report["max_bad_fraction_source"] = max_bad_fraction_source
+    report["replaced"] = replaced
     for split in SPLITS:
         (output_dir / "label_map" / f"{split}_label_map.json").write_text(json.dumps({"scale": "1"}))
     report_path = Path(report_dir or output_dir) / "report.json"
@@ -428,10 +511,12 @@ def prepare_dataset(
     if report["dropped_fraction"] > max_bad_fraction:
         problems.append(
             f"{len(report['dropped'])} of {report['candidates']} pairs ({report['dropped_fraction']:.1%}) were "
-            f"dropped, more than the allowed {max_bad_fraction:.1%} (max_bad_fraction {max_bad_fraction})"
+            f"dropped, more than the allowed {max_bad_fraction:.1%} (max_bad_fraction {max_bad_fraction} from "
+            f"{max_bad_fraction_source})"
         )
     if problems:
         raise PreparationError(f"{'; '.join(problems)}: see {report_path} for each dropped pair and why")
+    (output_dir / INCOMPLETE_MARKER).unlink()
     return report
 
 
@@ -491,14 +576,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--layout", required=True, choices=["cityscapes", "generic"])
     parser.add_argument("--input", required=True, type=Path, help="dataset root")
-    parser.add_argument("--output", required=True, type=Path, help="empty output directory")
+    parser.add_argument("--output", required=True, type=Path, help="output directory (created when missing)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a dataset prepared earlier in --output")
     parser.add_argument("--split-file", type=Path, help="generic layout: JSON or CSV split (default input/split.json)")
     add_scheme_arguments(parser)
-    parser.add_argument("--max-bad-fraction", type=float, default=0.05, help="fail above this dropped fraction")
+    parser.add_argument("--max-bad-fraction", type=_fraction, default=None,
+                        help=f"fail above this dropped fraction (default {DEFAULT_MAX_BAD_FRACTION}; the pipeline "
+                             "passes the environment's training.max_bad_pair_fraction)")
     parser.add_argument("--jpeg-quality", type=int, default=95)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes")
+    parser.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1, help="parallel processes")
     parser.add_argument("--report-dir", type=Path, help="where report.json goes (default: --output)")
     return parser
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not within 0..1")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -509,6 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scheme = scheme_from_arguments(args)
     except ValueError as exc:
         parser.error(str(exc))
+    explicit = args.max_bad_fraction is not None
     try:
         report = prepare_dataset(
             args.input,
@@ -516,10 +625,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.layout,
             scheme,
             split_file=args.split_file,
-            max_bad_fraction=args.max_bad_fraction,
+            max_bad_fraction=args.max_bad_fraction if explicit else DEFAULT_MAX_BAD_FRACTION,
+            max_bad_fraction_source="--max-bad-fraction" if explicit else "the default",
             jpeg_quality=args.jpeg_quality,
-            workers=max(1, args.workers),
+            workers=args.workers,
             report_dir=args.report_dir,
+            overwrite=args.overwrite,
         )
     except PreparationError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
@@ -527,7 +638,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"prepared {report['splits']['train']['images']} train and {report['splits']['validation']['images']} "
         f"validation pairs into {args.output} ({len(report['dropped'])} of {report['candidates']} dropped, "
-        f"{report['dropped_fraction']:.1%}); num_training_samples={report['num_training_samples']}"
+        f"{report['dropped_fraction']:.1%}, limit {report['max_bad_fraction']:.1%} from "
+        f"{report['max_bad_fraction_source']}); num_training_samples={report['num_training_samples']}"
+        + (f"; replaced {report['replaced']}" if report["replaced"] else "")
     )
     return 0
 

@@ -273,7 +273,8 @@ def test_bad_fraction_above_limit_fails_after_writing_report(generic_tree, tmp_p
     with pytest.raises(PreparationError) as info:
         prepare_dataset(root, out, "generic", CITYSCAPES, max_bad_fraction=0.05)
     message = str(info.value)
-    assert "1 of 6 pairs (16.7%) were dropped, more than the allowed 5.0% (max_bad_fraction 0.05)" in message
+    assert "1 of 6 pairs (16.7%) were dropped, more than the allowed 5.0% (max_bad_fraction 0.05 from the default)" \
+        in message
     assert str(out / "report.json") in message
     assert [d["name"] for d in read_report(out)["dropped"]] == ["frame_00000"]
 
@@ -334,11 +335,22 @@ def test_bad_split_files(tmp_path, name, content, message):
         read_split_file(path)
 
 
-def test_non_empty_output_is_refused(generic_tree, tmp_path):
+def test_a_complete_dataset_is_replaced_only_with_overwrite(generic_tree, tmp_path):
     root, _ = generic_tree
-    prepare_dataset(root, tmp_path / "out", "generic", CITYSCAPES)
-    with pytest.raises(PreparationError, match="is not empty"):
-        prepare_dataset(root, tmp_path / "out", "generic", CITYSCAPES)
+    out = tmp_path / "out"
+    first = prepare_dataset(root, out, "generic", CITYSCAPES)
+    assert first["replaced"] is None and not (out / prepare_module.INCOMPLETE_MARKER).exists()
+    (out / "notes.txt").write_text("mine")  # not the module's: never removed
+    (out / "train" / "stale.jpg").write_bytes(b"left over")
+    with pytest.raises(PreparationError) as info:
+        prepare_dataset(root, out, "generic", CITYSCAPES)
+    assert str(info.value) == (f"{out} already holds a prepared dataset (train): pass --overwrite to replace it, "
+                               "or choose another --output")
+    assert (out / "train" / "stale.jpg").exists()  # refused: nothing touched
+    second = prepare_dataset(root, out, "generic", CITYSCAPES, overwrite=True)
+    assert second["replaced"] == "the earlier dataset (--overwrite)"
+    assert not (out / "train" / "stale.jpg").exists() and (out / "notes.txt").read_text() == "mine"
+    assert len(list((out / "train").iterdir())) == 4
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -414,3 +426,121 @@ def test_cli_custom_classes_given_twice_is_an_error(generic_tree, tmp_path, caps
               "--classes-file", str(tmp_path / "classes.json"), "--classes-json", "[]"])
     assert exc.value.code == 2
     assert "--classes-file or --classes-json, not both" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- output: incomplete runs, bad paths
+
+
+def test_a_rejected_run_stays_marked_incomplete_and_the_retry_replaces_it(generic_tree, tmp_path):
+    root, _ = generic_tree
+    out = tmp_path / "out"
+    broken = root / "images" / "frame_00000.jpg"
+    good = broken.read_bytes()
+    broken.write_bytes(b"")
+    with pytest.raises(PreparationError, match="were dropped"):
+        prepare_dataset(root, out, "generic", CITYSCAPES)
+    assert (out / prepare_module.INCOMPLETE_MARKER).is_file() and (out / "report.json").is_file()
+    broken.write_bytes(good)  # the user fixes the dataset and runs the same command again: no --overwrite needed
+    report = prepare_dataset(root, out, "generic", CITYSCAPES)
+    assert report["replaced"] == "the incomplete output of an earlier run" and report["dropped"] == []
+    assert not (out / prepare_module.INCOMPLETE_MARKER).exists()
+    assert len(list((out / "train").iterdir())) == 4
+
+
+def test_an_interrupted_run_is_replaced_by_the_retry(generic_tree, tmp_path, monkeypatch):
+    root, _ = generic_tree
+    out = tmp_path / "out"
+    real, calls = prepare_module._process, []
+
+    def interrupted(job):
+        calls.append(job)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(prepare_module, "_process", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(root, out, "generic", CITYSCAPES)
+    assert (out / prepare_module.INCOMPLETE_MARKER).exists() and any((out / "train").iterdir())
+    monkeypatch.setattr(prepare_module, "_process", real)
+    assert prepare_dataset(root, out, "generic", CITYSCAPES)["replaced"] == "the incomplete output of an earlier run"
+
+
+def test_output_that_is_a_file_is_one_line(generic_tree, tmp_path):
+    root, _ = generic_tree
+    target = tmp_path / "out.txt"
+    target.write_text("not a directory")
+    with pytest.raises(PreparationError) as info:
+        prepare_dataset(root, target, "generic", CITYSCAPES)
+    assert str(info.value) == (f"--output {target} is a file, not a directory: pass the path of a directory (it is "
+                               "created when missing)")
+    assert target.read_text() == "not a directory"
+
+
+def test_output_that_cannot_be_created_is_one_line(generic_tree, tmp_path):
+    root, _ = generic_tree
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PreparationError) as info:
+        prepare_dataset(root, tmp_path / "file" / "out", "generic", CITYSCAPES)  # under a file: ENOTDIR, even as root
+    message = str(info.value)
+    assert message.startswith(f"cannot write the output directory {tmp_path / 'file' / 'out'}")
+    assert "Not a directory" in message and "choose a directory you can write to" in message
+    assert "\n" not in message
+
+
+def test_a_write_failure_mid_run_is_one_line_and_the_retry_replaces_the_output(generic_tree, tmp_path, monkeypatch):
+    import errno
+
+    root, _ = generic_tree
+    out = tmp_path / "out"
+    real_save = Image.Image.save
+
+    def full_disk(self, fp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    with pytest.raises(PreparationError) as info:
+        prepare_dataset(root, out, "generic", CITYSCAPES)
+    message = str(info.value)
+    assert "No space left on device" in message and message.endswith("the next run replaces this incomplete output")
+    assert str(out / "train") in message  # where it failed
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    assert prepare_dataset(root, out, "generic", CITYSCAPES)["replaced"] == "the incomplete output of an earlier run"
+
+
+def test_the_report_says_which_limit_applied(generic_tree, tmp_path, capsys):
+    root, _ = generic_tree
+    report = prepare_dataset(root, tmp_path / "a", "generic", CITYSCAPES)
+    assert (report["max_bad_fraction"], report["max_bad_fraction_source"]) == (0.05, "the default")
+    assert main(["--layout", "generic", "--input", str(root), "--output", str(tmp_path / "b"), "--workers", "1",
+                 "--max-bad-fraction", "0.2"]) == 0
+    assert "limit 20.0% from --max-bad-fraction" in capsys.readouterr().out
+    assert (read_report(tmp_path / "b")["max_bad_fraction"], read_report(tmp_path / "b")["max_bad_fraction_source"]) \
+        == (0.2, "--max-bad-fraction")
+
+
+def test_cli_overwrite(generic_tree, tmp_path, capsys):
+    root, _ = generic_tree
+    args = ["--layout", "generic", "--input", str(root), "--output", str(tmp_path / "out"), "--workers", "1"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "already holds a prepared dataset (train): pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert "replaced the earlier dataset (--overwrite)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "argument --workers: 0 is not at least 1"),
+        (["--workers", "-2"], "argument --workers: -2 is not at least 1"),
+        (["--max-bad-fraction", "-0.1"], "argument --max-bad-fraction: -0.1 is not within 0..1"),
+        (["--max-bad-fraction", "5"], "argument --max-bad-fraction: 5 is not within 0..1"),
+    ],
+)
+def test_cli_refuses_out_of_range_numbers(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        main(["--layout", "generic", *args, "--input", str(tmp_path), "--output", str(tmp_path / "out")])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
