@@ -348,8 +348,8 @@ def endpoint_invoke(ctx, image, out_dir, endpoint_name, scheme, classes_file):
 @endpoint.command("submit", epilog=_example("roadseg endpoint submit a.jpg b.png --out-dir out/"))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out-dir", required=True, type=click.Path(path_type=Path))
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=900, show_default=True,
-              help="seconds to wait for results")
+@click.option("--timeout", type=click.FloatRange(min=0), default=900, show_default=True,
+              help="seconds to wait for results (0: submit, print the pending locations, do not wait)")
 @click.option("--probabilities", is_flag=True,
               help="request class probabilities (RecordIO protobuf): writes <stem>_probs.npy too")
 @click.option("--endpoint", "endpoint_name", help="override: the async endpoint")
