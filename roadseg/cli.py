@@ -24,7 +24,7 @@ import click
 
 from roadseg import __version__
 from roadseg.output import Printer
-from roadseg.session import AwsAccessError, JobFailed, Session, UserError
+from roadseg.session import UNPARSEABLE_RESPONSE, AwsAccessError, JobFailed, Session, UserError, unparseable_response
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 CREDENTIAL_ERROR_CODES = frozenset({
@@ -635,20 +635,6 @@ def _command_path(argv: Sequence[str]) -> str:
     return " ".join(words)
 
 
-def _unparseable_response(exc: BaseException) -> bool:
-    """botocore could not parse what came back (an HTML page from a proxy or captive portal, not AWS XML); it
-    raises ResponseParserError, which is not a BotoCoreError, and does not retry it."""
-    from botocore.parsers import ResponseParserError
-
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, ResponseParserError):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 def _aws_exit(exc: Exception, where: str) -> int | None:
     """Exit code for an AWS SDK failure (None: not one). Credentials and access: 3; a request AWS refused
     for its content (no such pipeline, bucket, ...): 2, bad input."""
@@ -661,10 +647,8 @@ def _aws_exit(exc: Exception, where: str) -> int | None:
     if isinstance(exc, NoRegionError):
         print(f"{where}: error: no AWS region: pass --region or set AWS_REGION", file=sys.stderr)
         return 3
-    if _unparseable_response(exc):
-        print(f"{where}: error: the answer to an AWS request was not an AWS response (often an HTML page of a proxy "
-              "or captive portal): check your proxy/network settings (HTTPS_PROXY, NO_PROXY, a network login) and "
-              "run again", file=sys.stderr)
+    if unparseable_response(exc):
+        print(f"{where}: error: {UNPARSEABLE_RESPONSE}", file=sys.stderr)
         return 3
     client_error = exc if isinstance(exc, ClientError) else exc.__context__
     if isinstance(client_error, ClientError) and isinstance(exc, (ClientError, Boto3Error)):

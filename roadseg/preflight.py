@@ -37,7 +37,6 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
-from botocore.parsers import ResponseParserError
 
 from stacks.aws_docs import SCALING_UPDATE_DOC as SCALING_DOC
 from stacks.config import LAMBDA_UNRESERVED_MINIMUM, ConfigError, EnvironmentConfig, load_config
@@ -929,9 +928,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(describe_client_error(exc, "aws"), EXIT_AWS)
     except BotoCoreError as exc:
         return _fail(f"AWS: {exc}", EXIT_AWS)
-    except ResponseParserError:  # not a BotoCoreError, not retried: an HTML page of a proxy instead of AWS's answer
-        return _fail("the answer to an AWS request was not an AWS response (often an HTML page of a proxy or captive "
-                     "portal): check your proxy/network settings (HTTPS_PROXY, NO_PROXY, a network login)", EXIT_AWS)
+    except Exception as exc:  # botocore could not parse the answer (a proxy's HTML page): not retried, not BotoCore
+        from roadseg.session import UNPARSEABLE_RESPONSE, unparseable_response
+
+        if not unparseable_response(exc):
+            raise
+        return _fail(UNPARSEABLE_RESPONSE, EXIT_AWS)
     print(render_json(results) if args.json else render_table(results))
     return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED
 

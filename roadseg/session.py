@@ -59,6 +59,31 @@ def resolve_region(explicit: str | None, configured: str | None, *, config_path:
     return region
 
 
+UNPARSEABLE_RESPONSE = ("the answer to an AWS request was not an AWS response (often an HTML page of a proxy or "
+                        "captive portal): check your proxy/network settings (HTTPS_PROXY, NO_PROXY, a network login) "
+                        "and run again")
+
+
+def unparseable_response(exc: BaseException | None) -> bool:
+    """Whether botocore failed to parse what came back (``exc`` or an exception it was raised from): a page that is
+    no XML raises ResponseParserError, which is no BotoCoreError and is not retried; a well-formed (X)HTML page fails
+    inside botocore's parser with a KeyError or the like."""
+    import traceback
+
+    from botocore import parsers
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, parsers.ResponseParserError):
+            return True
+        frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+        if frames and Path(frames[-1].filename) == Path(parsers.__file__):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 # Why an output may be missing although its stack exists.
 MISSING_OUTPUT_HINTS = {
     "RealtimeEndpointName": "no model package is approved yet, so the endpoints are not deployed "
