@@ -1,7 +1,8 @@
 """``python -m demo [--frames 8] [--out demo-out] [--env dev] [--no-drive]``: the local rehearsal (``make demo``).
 
 Exit status 0 when every stage behaved as the deployed system must (good frames processed, broken frames
-quarantined, one rollout update then one skip, ...), 1 when something did not, 2 when it could not run.
+quarantined, one rollout update then one skip, ...), 1 when something did not, 2 when it could not run (bad
+options, an --out folder that cannot be written), 130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -10,9 +11,30 @@ import time
 
 STARTED = time.perf_counter()  # before the heavy imports below (CDK, SageMaker SDK): the wall time includes them
 
+import os  # noqa: E402
+from collections.abc import MutableMapping  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+NODE_BIN = Path(__file__).resolve().parent.parent / "node_modules" / ".bin"
+
+
+def use_pinned_node(environ: MutableMapping[str, str], node_bin: Path = NODE_BIN) -> bool:
+    """Put the project's Node.js (package.json, ``npm ci``) first on PATH, as the Makefile does: jsii, which every
+    ``import aws_cdk`` starts, then runs on it instead of the machine's (an unsupported Node prints an 11-line
+    banner). Must run before the imports below; False when node_modules has no node (``make demo`` installs it)."""
+    if not (node_bin / "node").exists():
+        return False
+    path = environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != str(node_bin):
+        environ["PATH"] = f"{node_bin}{os.pathsep}{path}" if path else str(node_bin)
+    return True
+
+
+use_pinned_node(os.environ)
+
 import argparse  # noqa: E402
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile  # noqa: E402
 
 from demo.rehearsal import Options, RehearsalError, run  # noqa: E402
 from demo.render import format_summary  # noqa: E402
@@ -39,10 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def output_folder_problem(out: Path) -> str | None:
+    """Why the rehearsal cannot write its outputs under ``out`` (None: it can): a file in the way, a read-only or
+    foreign folder. Checked by writing, since permissions alone do not say (root, read-only mounts, ACLs)."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is a file, not a folder: name a folder (it is created)"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out, prefix=".roadseg-demo-write-check-"):
+            pass
+    except OSError as exc:
+        return f"--out {out} cannot be written ({exc.strerror or type(exc).__name__}): name a folder you can write"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 <= args.noise <= 1:
         print("python -m demo: error: --noise must be within 0..1", file=sys.stderr)
+        return 2
+    problem = output_folder_problem(args.out)
+    if problem:
+        print(f"python -m demo: error: {problem}", file=sys.stderr)
         return 2
     options = Options(env=args.env, frames=args.frames, width=args.width, height=args.height, out=args.out,
                       seed=args.seed, noise=args.noise, readme_picture=args.readme_picture,
@@ -52,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RehearsalError, ConfigError) as exc:
         print(f"python -m demo: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the local server and the clients were stopped on the way out
+        print(f"python -m demo: interrupted; partial outputs in {args.out}/", file=sys.stderr)
+        return 130
     print()
     print(format_summary(report))
     print(f"python -m demo: finished in {time.perf_counter() - STARTED:.1f} s wall time (imports included)")

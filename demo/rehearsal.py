@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
 import numpy as np
 from PIL import Image
@@ -160,6 +160,7 @@ class FrameOutcome:
     side_by_side_path: Path | None = None
     reason: dict[str, Any] | None = None
     reason_path: Path | None = None
+    version_id: str | None = None  # what PutObject answered: the inference bucket is versioned, as deployed
 
 
 @dataclass
@@ -229,7 +230,49 @@ class Report:
             found += self.drive.problems if self.drive is not None else ["the drive stage did not finish"]
         if self.server_running_after:
             found.append("the moto server thread is still running")
+        found += [p for p in map(source_version_problem, self.frames) if p]
         return found
+
+
+def source_version_problem(frame: FrameOutcome) -> str | None:
+    """What is wrong with the version id in a finished frame's document (None: right, or not finished). The document
+    carries the VersionId its upload got: a quarantine document as ``source_version_id``, a result in its
+    ``inference_id`` (roadseg_lambda.keys.derive_inference_id), so a re-upload of the same key is a new inference and
+    the quarantine copy names the version it copied."""
+    from roadseg_lambda.keys import derive_inference_id
+
+    if frame.status not in ("processed", "quarantined"):
+        return None
+    if not frame.version_id:
+        return f"{frame.key}: the upload got no VersionId (is the inference bucket versioned?)"
+    if frame.status == "quarantined":
+        carried = (frame.reason or {}).get("source_version_id")
+        if carried != frame.version_id:
+            return (f"{frame.key}: quarantine document source_version_id {carried!r}, upload VersionId "
+                    f"{frame.version_id!r}")
+        return None
+    result = frame.result or {}
+    if result.get("inference_id") != derive_inference_id(result.get("source_bucket") or "", frame.key,
+                                                         frame.version_id):
+        return f"{frame.key}: result inference_id is not derived from the upload's VersionId {frame.version_id!r}"
+    return None
+
+
+def s3_event_with_version_ids(body: str, version_of: Callable[[str, str], str | None]) -> str:
+    """An S3 event notification as S3 sends it for a versioned bucket: ``s3.object.versionId`` set (moto leaves it
+    out). ``version_of(bucket, key)`` answers the object's current version; test events pass through unchanged."""
+    event = json.loads(body)
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not records:
+        return body
+    for record in records:
+        s3_part = record.get("s3", {})
+        obj = s3_part.get("object", {})
+        if "key" in obj and "versionId" not in obj:
+            version = version_of(s3_part.get("bucket", {}).get("name", ""), unquote_plus(obj["key"]))
+            if version:
+                obj["versionId"] = version
+    return json.dumps(event)
 
 
 class _Log:
@@ -762,14 +805,14 @@ def _upload_frames(aws: AwsClients, names: Names, options: Options, segmenter: S
         Image.fromarray(rgb).save(buf, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
         frame = SceneFrame(key=key, scene_seed=seed, width=options.width, height=options.height, index=i)
         segmenter.register(frame, truth)
-        s3.put_object(Bucket=names.inference_bucket, Key=key, Body=buf.getvalue(), ContentType=content_type)
+        put = s3.put_object(Bucket=names.inference_bucket, Key=key, Body=buf.getvalue(), ContentType=content_type)
         frames.append((frame, buf.getvalue()))
-        report.frames.append(FrameOutcome(key=key, kind="good"))
+        report.frames.append(FrameOutcome(key=key, kind="good", version_id=put.get("VersionId")))
     with tempfile.TemporaryDirectory(prefix="roadseg-broken-") as tmp:
         for name in write_broken_frames(tmp):
             key = f"{INFERENCE.incoming}{BROKEN_VEHICLE}/front/{name}"
-            s3.put_object(Bucket=names.inference_bucket, Key=key, Body=Path(tmp, name).read_bytes())
-            report.frames.append(FrameOutcome(key=key, kind="broken"))
+            put = s3.put_object(Bucket=names.inference_bucket, Key=key, Body=Path(tmp, name).read_bytes())
+            report.frames.append(FrameOutcome(key=key, kind="broken", version_id=put.get("VersionId")))
     log(f"{options.frames} frames {options.width}x{options.height} (JPEG and PNG) and "
         f"{report.count('broken')} broken files put under s3://{names.inference_bucket}/{INFERENCE.incoming}")
     return frames
@@ -790,17 +833,23 @@ def _receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
 
 def _ingest(aws: AwsClients, config: EnvironmentConfig, names: Names, arns: dict[str, str], lambdas: Lambdas,
             runtime: StandInRuntime, env: dict[str, str], report: Report, log: _Log) -> None:
-    sqs = aws("sqs")
+    sqs, s3 = aws("sqs"), aws("s3")
     messages = _receive_all(sqs, arns["queue_url"])
+
+    def version_of(bucket: str, key: str) -> str | None:
+        return s3.head_object(Bucket=bucket, Key=key).get("VersionId")
+
     report.test_events = sum(1 for m in messages if '"s3:TestEvent"' in m["Body"])
     size = config.preprocessing.batch_size
     for start in range(0, len(messages), size):  # what the SQS event source mapping hands the function
         batch = messages[start:start + size]
+        bodies = [s3_event_with_version_ids(m["Body"], version_of) for m in batch]
         event = {"Records": [{
-            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-            "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": body,
+            "attributes": m.get("Attributes", {}), "messageAttributes": {},
+            "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # the body handed on, as SQS reports it
             "eventSource": "aws:sqs", "eventSourceARN": arns["queue_arn"], "awsRegion": names.region,
-        } for m in batch]}
+        } for m, body in zip(batch, bodies, strict=True)]}
         with lambdas.environment({**env, "POWERTOOLS_SERVICE_NAME": SERVICE_NAMES["ingest"]}):
             response = lambdas.ingest.handler(event, LambdaContext(SERVICE_NAMES["ingest"], region=names.region))
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}

@@ -276,3 +276,23 @@ def test_drive_builder_summary_scene_video_and_frame(rehearsal):
     assert picture.format == "PNG" and "stand-in" in picture.info["Description"]
     text = (report.options.out / "summary.txt").read_text()
     assert "Drive veh-100/rehearsal-drive" in text and "reconciled" in text and "scene-frame.png" in text
+
+
+def test_every_document_carries_the_uploads_version_id(rehearsal):
+    """The inference bucket is versioned as deployed (stacks/bucket_set.py): every upload got a VersionId, S3's event
+    carries it, and ingest writes it into the quarantine document and derives the result's inference_id from it."""
+    from roadseg_lambda.keys import derive_inference_id
+
+    report, _ = rehearsal
+    for frame in report.frames:
+        assert frame.version_id and frame.version_id != "null", frame.key
+        if frame.kind == "broken":
+            assert frame.reason["source_version_id"] == frame.version_id
+        else:
+            assert frame.result["inference_id"] == derive_inference_id(frame.result["source_bucket"], frame.key,
+                                                                       frame.version_id)
+            # Not the id an unversioned bucket gives (derived from the ETag instead).
+            assert frame.result["inference_id"] != derive_inference_id(frame.result["source_bucket"], frame.key)
+    text = (report.options.out / "summary.txt").read_text()
+    finished = FRAMES + len(BROKEN_CODES)
+    assert f"versioned    {finished:3d}  of {finished} documents carry the upload's VersionId" in text
