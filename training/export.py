@@ -26,6 +26,10 @@ ONNX Runtime are imported inside the functions that need them, so the pure helpe
     python -m training.export --model DIR|model.tar.gz --validation DIR --evaluation evaluation.json --output DIR
         [--scheme cityscapes] --max-logit-difference F --min-argmax-agreement F [--max-parity-frames N]
     (serving resolution from TARGET_WIDTH, TARGET_HEIGHT; all of contracts.lambda_env.FRAME_PREPARATION_VARIABLES)
+
+A model trained outside roadseg has no evaluation report: ``--validation-miou F --validation-pixel-accuracy F`` (the
+training job's own final ``validation:mIOU`` and ``validation:pixel_accuracy``) take the place of ``--evaluation``;
+the bundle then has no evaluation.json and its model card says the model was not gated (``roadseg model export``).
 """
 
 from __future__ import annotations
@@ -597,12 +601,14 @@ def _versions() -> dict[str, str]:
 def model_card(spec: NetworkSpec, aux: bool, scheme: ClassScheme, width: int, height: int,
                evaluation: Mapping[str, Any], parity: Mapping[str, Any], onnx_reason: str | None) -> str:
     metrics = evaluation["metrics"]
-    vru = [name for name in scheme.vulnerable_road_users if name in evaluation["gate"]]
+    gated = evaluation.get("source") != "training job"  # training_job_metrics: exported locally, never gated
+    vru = [name for name in scheme.vulnerable_road_users if name in evaluation.get("gate", {})]
     lines = [
         f"# roadseg model: {spec.head} / {spec.backbone}, {scheme.num_classes} classes ({scheme.name})",
         "",
-        "SageMaker built-in Semantic Segmentation algorithm (MXNet / GluonCV), exported by roadseg's ExportModel "
-        "step after it passed the quality gate.",
+        "SageMaker built-in Semantic Segmentation algorithm (MXNet / GluonCV), " + (
+            "exported by roadseg's ExportModel step after it passed the quality gate." if gated else
+            "exported locally (`roadseg model export`) from a model.tar.gz that roadseg's quality gate never saw."),
         "",
         "## Network",
         f"- head {spec.head} ({spec.gluoncv_class}), backbone {spec.backbone} (dilated, output stride 8); the "
@@ -613,10 +619,20 @@ def model_card(spec: NetworkSpec, aux: bool, scheme: ClassScheme, width: int, he
         f"- classes: {', '.join(scheme.names)} (ignore index {scheme.ignore_index}); vulnerable road users: "
         f"{', '.join(scheme.vulnerable_road_users) or 'none'}",
         "",
-        "## Quality gate (evaluation.json)",
-        f"- {evaluation['num_images']} validation images: mIoU {metrics['mIoU']:.4f}, pixel accuracy "
-        f"{metrics['pixel_accuracy']:.4f}, mean accuracy {metrics['mean_accuracy']:.4f}",
     ]
+    if gated:
+        lines += [
+            "## Quality gate (evaluation.json)",
+            f"- {evaluation['num_images']} validation images: mIoU {metrics['mIoU']:.4f}, pixel accuracy "
+            f"{metrics['pixel_accuracy']:.4f}, mean accuracy {metrics['mean_accuracy']:.4f}",
+        ]
+    else:
+        lines += [
+            "## Quality (not gated by roadseg, no evaluation.json)",
+            f"- the training job's own final metrics, as given: validation:mIOU {metrics['mIoU']:.4f}, "
+            f"validation:pixel_accuracy {metrics['pixel_accuracy']:.4f} (the algorithm's validation channel, "
+            "not roadseg's evaluation)",
+        ]
     if vru:
         lines.append("- IoU of vulnerable road users: " + ", ".join(
             f"{name} {evaluation['gate'][name]:.4f}" for name in vru) + " (-1: absent from the validation set)")
@@ -661,6 +677,16 @@ def _write_json(path: Path, document: Mapping[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------ export
 
 
+def training_job_metrics(miou: float, pixel_accuracy: float) -> dict[str, Any]:
+    """The stand-in for an evaluation report when a model was trained outside roadseg: the training job's final
+    validation metrics as the operator gives them (the algorithm's objective metrics validation:mIOU and
+    validation:pixel_accuracy). Read by bundle.json's gate and the model card only."""
+    for name, value in (("validation:mIOU", miou), ("validation:pixel_accuracy", pixel_accuracy)):
+        if not 0 <= value <= 1:
+            raise ExportError(f"{name} must be within 0..1, got {value}")
+    return {"source": "training job", "metrics": {"mIoU": miou, "pixel_accuracy": pixel_accuracy}}
+
+
 def read_evaluation(path: Path) -> dict[str, Any]:
     try:
         return validate_evaluation(json.loads(path.read_text()))
@@ -670,15 +696,22 @@ def read_evaluation(path: Path) -> dict[str, Any]:
         raise ExportError(f"evaluation report {path} is not valid: {exc}") from None
 
 
-def export_bundle(model: Path, validation: Path, evaluation_path: Path, output: Path, scheme: ClassScheme,
+def export_bundle(model: Path, validation: Path, evaluation_path: Path | None, output: Path, scheme: ClassScheme,
                   environ: Mapping[str, str], max_logit_difference: float, min_argmax_agreement: float,
-                  max_parity_frames: int = DEFAULT_MAX_PARITY_FRAMES) -> dict[str, Any]:
+                  max_parity_frames: int = DEFAULT_MAX_PARITY_FRAMES,
+                  training_metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write the edge bundle into ``output``; returns bundle.json. ExportError when the model cannot be exported
-    or parity misses its thresholds (parity.json is written first, so the report says by how much)."""
+    or parity misses its thresholds (parity.json is written first, so the report says by how much).
+    ``evaluation_path`` None: a model that roadseg did not gate, with ``training_metrics`` (training_job_metrics)."""
     settings, given = serving_size(environ)
     width, height = settings.target_size
-    evaluation = read_evaluation(evaluation_path)
-    if evaluation["classes"] != list(scheme.names):
+    if evaluation_path is None:
+        if training_metrics is None:
+            raise ExportError("no evaluation report and no training job metrics: bundle.json records the quality")
+        evaluation = dict(training_metrics)
+    else:
+        evaluation = read_evaluation(evaluation_path)
+    if evaluation_path is not None and evaluation["classes"] != list(scheme.names):
         raise ExportError(f"evaluation report {evaluation_path} scores scheme {evaluation['scheme']!r} "
                           f"({evaluation['num_classes']} classes), not {scheme.name!r} ({scheme.num_classes}): pass "
                           "the scheme the model was trained with")
@@ -728,7 +761,8 @@ def export_bundle(model: Path, validation: Path, evaluation_path: Path, output: 
     _write_json(output / BUNDLE.classes, classes_document(scheme))
     _write_json(output / BUNDLE.preprocessing, validate_preprocessing(
         preprocessing_document(given, width, height, spec.num_classes, scheme.ignore_index)))
-    shutil.copyfile(evaluation_path, output / BUNDLE.evaluation)
+    if evaluation_path is not None:
+        shutil.copyfile(evaluation_path, output / BUNDLE.evaluation)
     (output / BUNDLE.model_card).write_text(
         model_card(spec, aux, scheme, width, height, evaluation, parity, onnx_reason))
     bundle = {
@@ -764,7 +798,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, type=Path, help="model.tar.gz or the folder holding it")
     parser.add_argument("--validation", required=True, type=Path, help="serving validation frames (<name>.jpg)")
-    parser.add_argument("--evaluation", required=True, type=Path, help="the gate's evaluation.json of this model")
+    parser.add_argument("--evaluation", type=Path, help="the gate's evaluation.json of this model")
+    parser.add_argument("--validation-miou", type=float,
+                        help="no evaluation report (a model trained outside roadseg): the training job's final "
+                        "validation:mIOU, with --validation-pixel-accuracy")
+    parser.add_argument("--validation-pixel-accuracy", type=float,
+                        help="the training job's final validation:pixel_accuracy (with --validation-miou)")
     parser.add_argument("--output", required=True, type=Path, help="bundle directory")
     parser.add_argument("--max-logit-difference", required=True, type=float,
                         help="largest allowed |ONNX Runtime - MXNet| logit difference on any pixel")
@@ -775,14 +814,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_parity_frames < 1:
         parser.error("--max-parity-frames must be at least 1")
+    given_metrics = (args.validation_miou, args.validation_pixel_accuracy)
+    metrics_given = [value is not None for value in given_metrics]
+    if any(metrics_given) if args.evaluation is not None else not all(metrics_given):
+        parser.error("give --evaluation, or --validation-miou and --validation-pixel-accuracy (a model trained "
+                     "outside roadseg)")
     try:
         scheme = scheme_from_arguments(args)
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
+        metrics = None if args.evaluation else training_job_metrics(*given_metrics)
         bundle = export_bundle(args.model, args.validation, args.evaluation, args.output, scheme, os.environ,
-                               args.max_logit_difference, args.min_argmax_agreement, args.max_parity_frames)
+                               args.max_logit_difference, args.min_argmax_agreement, args.max_parity_frames,
+                               training_metrics=metrics)
     except ExportError as exc:
         print(f"export: error: {exc}", file=sys.stderr)
         return 2
