@@ -621,7 +621,10 @@ def _command_path(argv: Sequence[str]) -> str:
     words, command, args = ["roadseg"], cli, list(argv)
     try:
         while isinstance(command, click.Group) and args:
-            ctx = click.Context(command, info_name=words[-1], resilient_parsing=True, ignore_unknown_options=True)
+            # The command's context settings as make_context applies them: click caches the help option it builds
+            # from the first context's help_option_names (-h would be lost).
+            settings = {**command.context_settings, "resilient_parsing": True, "ignore_unknown_options": True}
+            ctx = click.Context(command, info_name=words[-1], **settings)
             _, rest, _ = command.make_parser(ctx).parse_args(args)
             if not rest or rest[0].startswith("-"):
                 break

@@ -289,3 +289,10 @@ def test_a_yaml_error_is_one_line_with_file_line_and_column(run, aws, monkeypatc
     rc, _, err = run("model", "list")
     assert rc == 2 and err == (f"roadseg model list: error: {tmp_path / 'dev.yaml'}:4:11: not valid YAML: mapping "
                                "values are not allowed here\n")
+
+
+@pytest.mark.parametrize("argv", [("-h",), ("--env", "prod", "env", "-h"), ("env", "costs", "-h"),
+                                  ("drive", "status", "car-7/d1", "-q", "-h")])
+def test_help_at_every_level_after_the_command_path_was_worked_out(run, argv):
+    rc, out, _ = run(*argv)
+    assert rc == 0 and out.startswith("Usage: roadseg") and "-h, --help" in out
