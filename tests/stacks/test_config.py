@@ -96,7 +96,7 @@ def test_non_dev_environment_must_pin_account_and_region(tmp_path):
 
 def test_broken_yaml_is_reported_with_the_file(tmp_path):
     (tmp_path / "dev.yaml").write_text("prefix: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"dev\.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"dev\.yaml:\d+:\d+: not valid YAML"):
         load_config("dev", tmp_path)
 
 
