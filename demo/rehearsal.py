@@ -208,6 +208,12 @@ class Report:
                    if (kind is None or f.kind == kind) and (status is None or f.status == status))
 
     @property
+    def version_ids_carried(self) -> tuple[int, int]:
+        """(documents that carry their upload's VersionId, finished frames): see source_version_problem."""
+        finished = [f for f in self.frames if f.status in ("processed", "quarantined")]
+        return sum(1 for f in finished if source_version_problem(f) is None), len(finished)
+
+    @property
     def problems(self) -> list[str]:
         """What did not behave as the deployed system must (empty: the rehearsal passed)."""
         found = []

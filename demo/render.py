@@ -138,11 +138,8 @@ def format_summary(report: Report) -> str:
         rows = [[f.key, (f.reason or {}).get("code", "?"), (f.reason or {}).get("reason", "")] for f in quarantined]
         lines += _indent(format_table(["KEY", "CODE", "REASON"], rows), "    ")
     lines.append(f"  failed       {report.count(status='failed'):3d}")
-    from demo.rehearsal import source_version_problem  # here: rehearsal imports this module
-
-    finished = [f for f in report.frames if f.status in ("processed", "quarantined")]
-    carried = sum(1 for f in finished if source_version_problem(f) is None)
-    lines.append(f"  versioned    {carried:3d}  of {len(finished)} documents carry the upload's "
+    carried, finished = report.version_ids_carried
+    lines.append(f"  versioned    {carried:3d}  of {finished} documents carry the upload's "
                  "VersionId (versioned bucket): quarantine source_version_id, result inference_id derived from it")
     pending = [f.key for f in report.frames if f.status == "pending"]
     if pending:
