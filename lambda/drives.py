@@ -69,6 +69,18 @@ def _code(exc: BaseException) -> str | None:
     return aws.error_code(exc)
 
 
+def conditional_write(write: Any) -> bool:
+    """Run a conditional write of the drives table, retrying conflicts (T.retry_conflicts): True when written,
+    False when its condition failed (an answer, never retried); other errors are raised."""
+    try:
+        T.retry_conflicts(write)
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 # ------------------------------------------------------------------------------------------------- launch
 
 
@@ -149,13 +161,7 @@ def create_drive_item(env: DrivesEnvironment, drive: DriveId, log_keys: list[str
                                        ConditionExpression="attribute_not_exists(#pk)",
                                        ExpressionAttributeNames={"#pk": T.PARTITION_KEY})
 
-    try:
-        T.retry_conflicts(put)
-    except ClientError as exc:
-        if _code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return conditional_write(put)
 
 
 # CreateProcessingJob lists ResourceInUse ("Resource being accessed is in use"), ResourceLimitExceeded and
@@ -306,13 +312,7 @@ def claim(env: DrivesEnvironment, drive: DriveId, to: str = T.BUILDING) -> bool:
             ExpressionAttributeNames={"#status": T.STATUS, **({"#job": T.BUILD_JOB} if job else {})},
             ExpressionAttributeValues={":to": {"S": to}, ":extracted": {"S": T.EXTRACTION_ENDED}, **job})
 
-    try:
-        T.retry_conflicts(update)
-    except ClientError as exc:
-        if _code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return conditional_write(update)
 
 
 def frame_documents(env: DrivesEnvironment, drive: DriveId) -> list[dict[str, str]]:
@@ -506,13 +506,7 @@ def update_drive_item(env: DrivesEnvironment, drive_id: str, expression: str,
             ExpressionAttributeNames={"#pk": T.PARTITION_KEY, "#wait": T.WAITING_FOR_CAPACITY},
             **({"ExpressionAttributeValues": values} if values else {}))
 
-    try:
-        T.retry_conflicts(update)
-    except ClientError as exc:
-        if _code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return conditional_write(update)
 
 
 def read_drive_item(env: DrivesEnvironment, drive_id: str) -> dict[str, Any] | None:
