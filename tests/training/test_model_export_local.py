@@ -95,3 +95,26 @@ def test_an_archive_of_another_class_count_is_bad_input(model_archive, tmp_path,
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith("roadseg model export: error: hyperparams.json says num_classes=19 but scheme 'camvid'")
     assert not (tmp_path / "bundle" / BUNDLE.manifest).exists()
+
+
+@pytest.mark.parametrize("quality", [
+    [],  # neither
+    ["--evaluation", "evaluation.json", *METRICS],  # both
+    ["--validation-miou", "0.6"],  # one metric
+])
+def test_training_export_takes_an_evaluation_or_both_metrics(quality, capsys):
+    from training.export import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", "m.tar.gz", "--validation", "frames", "--output", "out", "--max-logit-difference", "0.01",
+              "--min-argmax-agreement", "0.999", *quality])
+    assert exit_.value.code == 2
+    assert "give --evaluation, or --validation-miou and --validation-pixel-accuracy" in capsys.readouterr().err
+
+
+def test_training_job_metrics_are_fractions():
+    from training.export import ExportError, training_job_metrics
+
+    assert training_job_metrics(0.6, 0.9)["metrics"] == {"mIoU": 0.6, "pixel_accuracy": 0.9}
+    with pytest.raises(ExportError, match="validation:mIOU must be within 0..1, got 61"):
+        training_job_metrics(61, 0.9)
