@@ -323,6 +323,39 @@ def model_reject(ctx, package, note, group):
                                 note=note)
 
 
+@model.command("export", epilog=_example(
+    "roadseg model export model.tar.gz --out bundle/ --validation-miou 0.71 --validation-pixel-accuracy 0.93",
+    "roadseg model export model.tar.gz --out bundle/ --classes-file classes.json --width 1024 --height 512 "
+    "--validation-frames frames/ --evaluation evaluation.json"))
+@click.argument("model_archive", metavar="MODEL_TAR_GZ", type=click.Path(path_type=Path))
+@click.option("--out", "bundle_dir", required=True, type=click.Path(path_type=Path),
+              help="new (or empty) folder for the edge bundle")
+@scheme_options
+@click.option("--width", type=int, help="serving width (default: the environment's preprocessing.target_width)")
+@click.option("--height", type=int, help="serving height (default: the environment's preprocessing.target_height)")
+@click.option("--validation-frames", type=click.Path(path_type=Path),
+              help="JPEG frames for the ONNX parity check (default: generated road scenes at the serving size)")
+@click.option("--evaluation", type=click.Path(path_type=Path), help="roadseg's evaluation.json of this model")
+@click.option("--validation-miou", type=float, help="no evaluation.json: the training job's final validation:mIOU")
+@click.option("--validation-pixel-accuracy", type=float, help="... and its final validation:pixel_accuracy")
+@click.option("--export-python", type=click.Path(path_type=Path),
+              help="the export environment's python (default: $ROADSEG_EXPORT_PYTHON, then .venv-export/bin/python)")
+@json_option
+@click.pass_context
+def model_export(ctx, model_archive, bundle_dir, scheme, classes_file, width, height, validation_frames, evaluation,
+                 validation_miou, validation_pixel_accuracy, export_python, as_json):
+    """Export a Semantic Segmentation model.tar.gz (model_algo-1 + hyperparams.json) to an edge bundle here, with
+    the ExportModel step's checks (strict parameter load, ONNX parity, bundle validators), in the export
+    environment (.venv-export: Python 3.11, MXNet 1.9.1). Exit 1 when a check fails."""
+    from roadseg.model_export import model_export as export
+
+    session = _session(ctx)
+    export(session, _printer(ctx, as_json), model=model_archive, bundle_dir=bundle_dir,
+           scheme=_scheme(session, scheme, classes_file), width=width, height=height,
+           validation_frames=validation_frames, evaluation=evaluation, validation_miou=validation_miou,
+           validation_pixel_accuracy=validation_pixel_accuracy, python=export_python)
+
+
 # -- endpoint ----------------------------------------------------------------------------------------------------
 
 @cli.group(context_settings=CONTEXT)
