@@ -126,7 +126,7 @@ def quality_arguments(evaluation: Path | None, miou: float | None, pixel_accurac
                         "--query FinalMetricDataList`), or --evaluation evaluation.json (roadseg's evaluate step)")
     for option, value in (("--validation-miou", miou), ("--validation-pixel-accuracy", pixel_accuracy)):
         if not 0 <= value <= 1:
-            raise UserError(f"{option} must be within 0..1 (a fraction, as the training job reports it), got {value}")
+            raise UserError(f"{option} must be a fraction within 0..1 (93 % is 0.93), got {value}")
     return ("--validation-miou", repr(miou), "--validation-pixel-accuracy", repr(pixel_accuracy))
 
 
