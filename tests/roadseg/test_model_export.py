@@ -162,7 +162,7 @@ def test_export_python_option_wins_and_must_exist(fake_export, archive, tmp_path
 @pytest.mark.parametrize("arguments, message", [
     (["--out", "{tmp}/bundle"], "bundle.json records the model's quality: pass the training job's final metrics"),
     (["--out", "{tmp}/bundle", "--validation-miou", "71", "--validation-pixel-accuracy", "0.9"],
-     "--validation-miou must be within 0..1"),
+     "--validation-miou must be a fraction within 0..1"),
     (["--out", "{tmp}/bundle", *METRICS, "--evaluation", "{tmp}/evaluation.json"], "not both"),
     (["--out", "{tmp}/full", *METRICS], "is not empty: name a new or empty folder"),
     (["--out", "{tmp}/bundle", *METRICS, "--width", "8"], "serving size: --width"),
