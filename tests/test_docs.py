@@ -118,6 +118,14 @@ def _options(command: click.Command) -> set[str]:
     return {name for param in command.params for name in (*param.opts, *param.secondary_opts)} | {"-h", "--help"}
 
 
+def _takes_value(command: click.Command, option: str) -> bool:
+    """Does ``option`` of ``command`` take a value (so the next word is not a command)?"""
+    for parameter in command.params:
+        if isinstance(parameter, click.Option) and option in (*parameter.opts, *parameter.secondary_opts):
+            return not parameter.is_flag and not parameter.count
+    return option in GLOBAL_VALUE_OPTIONS
+
+
 def unknown_commands(code: str, root: click.Group = cli) -> list[str]:
     """The `roadseg ...` invocations in ``code`` whose command or options the CLI lacks."""
     problems = []
@@ -136,8 +144,8 @@ def unknown_commands(code: str, root: click.Group = cli) -> list[str]:
                             re.fullmatch(r"-v+", option) and command is root):
                         problems.append(f"{shown}: {option} is not an option of "
                                         f"{'roadseg' if command is root else command.name}")
-                if command is root and option in GLOBAL_VALUE_OPTIONS and "=" not in word:
-                    position += 1  # its value
+                if "=" not in word and _takes_value(command, option):
+                    position += 1  # its value (global options are accepted on every group and command too)
                 position += 1
                 continue
             if isinstance(command, click.Group):
