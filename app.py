@@ -5,8 +5,8 @@ import sys
 
 import aws_cdk as cdk
 
+from envconfig.config import ConfigError, load_config
 from stacks.app_builder import ROOT, build_app
-from stacks.config import ConfigError, load_config
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+from envconfig.config import load_config
+from envconfig.costs import load_prices
 from roadseg import capacity
-from stacks.config import load_config
-from stacks.costs import load_prices
 
 TARGET_SECONDS = 5.0
 HOURS = 24.0

@@ -1,5 +1,5 @@
 """Ingest's memory under a batch of large frames: the peak resident memory of decoding one SQS batch of PNGs at the
-configured limits (stacks.config.PreprocessingConfig: max_input_pixels, max_input_bytes, the ingest function's
+configured limits (envconfig.config.PreprocessingConfig: max_input_pixels, max_input_bytes, the ingest function's
 memory_mb, batch_size), three ways in the same run:
 
 - sequential: the frames one after another (INGEST_RECORD_CONCURRENCY=1; the floor),
@@ -149,7 +149,7 @@ def main() -> int:
               int(os.environ["MAX_BYTES"]), int(os.environ["MAX_PIXELS"]))
         return 0
 
-    from stacks.config import PreprocessingConfig
+    from envconfig.config import PreprocessingConfig
 
     config = PreprocessingConfig()
     limits = {"memory_mb": config.ingest.memory_mb, "max_bytes": config.max_input_bytes,

@@ -389,8 +389,9 @@ class PreprocessorEnvironment(EnvironmentCodec):
 
 
 def frame_preparation_environment(preprocessing: Any) -> PreprocessorEnvironment:
-    """The frame-preparation fields of a config's ``preprocessing`` section (``stacks.config.PreprocessingConfig``, or
-    anything with those attributes); every other field keeps its default. The one mapping from the config to what
+    """The frame-preparation fields of a config's ``preprocessing`` section
+    (``envconfig.config.PreprocessingConfig``, or anything with those attributes); every other field keeps its
+    default. The one mapping from the config to what
     ``prepare_frame`` does: the preprocessors' environment, the gate's serving step and the roadseg command start here.
     """
     return PreprocessorEnvironment(

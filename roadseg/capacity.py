@@ -6,7 +6,7 @@ the path for a traffic pattern: time to the first result from zero instances, co
 instances, instance-hours and their cost, the Lambda concurrency the ingest path needs, and the S3 request
 rate per prefix. Inputs: ``config/<env>.yaml`` (``async_endpoint`` and ``preprocessing``) and the dated price
 table ``config/prices/sagemaker-inference.yaml`` (USD per instance-hour, frames/s per instance) as
-``stacks.costs`` reads it.
+``envconfig.costs`` reads it.
 
 The model is a **fluid, time-stepped** simulation: 1-second steps, arrivals aggregated per step, O(1) work per
 step (24 hours at any rate is 86,400 steps, not one event per frame). Every figure it prints is only as good as
@@ -46,7 +46,7 @@ https://docs.aws.amazon.com/autoscaling/application/userguide/target-tracking-sc
 Service:
 
 - Each instance completes ``frames_per_second`` frames per second: the cost table's figure for the async
-  endpoint (``stacks.costs.endpoint_costs``: a ``roadseg endpoint bench`` measurement where one matches, else the
+  endpoint (``envconfig.costs.endpoint_costs``: a ``roadseg endpoint bench`` measurement where one matches, else the
   price table's ASSUMPTION for 1024x512 frames scaled by pixel count to ``preprocessing.target_width`` x
   ``target_height``, GPU time taken as roughly linear in pixels), or ``--frames-per-second``; independently of
   ``max_concurrent_invocations_per_instance``, which only bounds how many of them are in flight. The report
@@ -89,7 +89,7 @@ from typing import Any
 
 import numpy as np
 
-from stacks.aws_docs import ASYNC_SCALING_DOC as SCALING_DOC
+from contracts.aws_docs import ASYNC_SCALING_DOC as SCALING_DOC
 
 TARGET_TRACKING_DOC = ("https://docs.aws.amazon.com/autoscaling/application/userguide/"
                        "target-tracking-scaling-policy-overview.html")
@@ -256,7 +256,7 @@ class Fleet:
     startup_seconds: float = DEFAULT_STARTUP_SECONDS
     frames_per_second_source: str = "assumed"
     request_ttl_seconds: float = REQUEST_TTL_SECONDS
-    serving_resolution: str = ""  # the frame size frames_per_second is for (stacks.costs.describe_resolution)
+    serving_resolution: str = ""  # the frame size frames_per_second is for (envconfig.costs.describe_resolution)
 
     @property
     def service_seconds(self) -> float:
@@ -283,8 +283,8 @@ class Ingest:
 def model_inputs(config: Any, prices: Any, *, frames_per_second: float | None = None,
                  startup_seconds: float = DEFAULT_STARTUP_SECONDS,
                  ingest_seconds_per_batch: float | None = None) -> tuple[Fleet, Ingest]:
-    """The fleet and ingest path of an environment (``stacks.config.EnvironmentConfig``) priced with
-    ``stacks.costs.PriceTable``; the optional arguments override the estimates."""
+    """The fleet and ingest path of an environment (``envconfig.config.EnvironmentConfig``) priced with
+    ``envconfig.costs.PriceTable``; the optional arguments override the estimates."""
     cfg, pre = config.async_endpoint, config.preprocessing
     if frames_per_second is not None and not (math.isfinite(frames_per_second) and frames_per_second > 0):
         raise CapacityInputError(f"--frames-per-second must be a positive number, got {frames_per_second}")
@@ -294,7 +294,7 @@ def model_inputs(config: Any, prices: Any, *, frames_per_second: float | None = 
                                                      and ingest_seconds_per_batch > 0):
         raise CapacityInputError("--ingest-seconds-per-batch must be a positive number, "
                                  f"got {ingest_seconds_per_batch}")
-    from stacks.costs import endpoint_costs
+    from envconfig.costs import endpoint_costs
 
     # The cost table's async row: its price, and its frames/s (a measurement where one matches, else assumed).
     row = next(c for c in endpoint_costs(config, prices) if c.endpoint == "async")
@@ -879,9 +879,9 @@ def run(config: Any, prices: Any, *, rate: float | None = None, burst: str | Non
 
 def command(out: Any, config: Any, *, plot: Path | None = None, **options: Any) -> dict[str, Any]:
     """``roadseg env capacity``: print the report (text or ``--json``) through a ``roadseg.output.Printer``."""
+    from envconfig.config import ConfigError
+    from envconfig.costs import load_prices
     from roadseg.session import UserError
-    from stacks.config import ConfigError
-    from stacks.costs import load_prices
 
     try:
         report, _ = run(config, load_prices(), plot=plot, **options)

@@ -585,7 +585,7 @@ def env_costs(ctx, environments, as_json):
     """What the endpoints cost per environment (idle and per 1,000 frames), from the dated price table: the
     environments named, else the one --env names, else every environment of the config folder."""
     from roadseg import commands
-    from stacks.config import available_environments
+    from envconfig.config import available_environments
 
     session = _session(ctx)
     if not environments:

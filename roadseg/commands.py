@@ -611,8 +611,8 @@ def env_outputs(session: Session, out: Printer) -> None:
 def env_costs(out: Printer, environments: Sequence[str]) -> None:
     from dataclasses import asdict
 
-    from stacks.config import ConfigError, load_config
-    from stacks.costs import cost_table, endpoint_costs, load_prices
+    from envconfig.config import ConfigError, load_config
+    from envconfig.costs import cost_table, endpoint_costs, load_prices
 
     try:
         configs = [load_config(name) for name in environments]

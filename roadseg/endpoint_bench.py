@@ -16,7 +16,7 @@ ROI, JPEG quality, size limits; ``contracts.lambda_env``).
   resolution is the poll interval).
 
 The result (latency percentiles of the successful requests, frames/s overall and per instance, errors by code,
-throttles) is printed and written to ``<out>/endpoint-<env>-<kind>-<UTC timestamp>.json``; ``stacks/costs.py``
+throttles) is printed and written to ``<out>/endpoint-<env>-<kind>-<UTC timestamp>.json``; ``envconfig/costs.py``
 reads that folder (default ``config/measurements/``). Instances: the endpoint's CurrentInstanceCount, polled
 with DescribeEndpoint at the start, every ``instance_poll`` seconds and at the end, averaged over the samples.
 """
@@ -351,9 +351,9 @@ def run_bench(session: Session, out: Printer, *, kind: str, concurrency: int, du
               source_size: str, out_dir: Path | None, endpoint: str | None, bucket: str | None, timeout: float,
               max_requests: int | None = None, seed: int = 0, poll_interval: float = 0.5,
               instance_poll: float = 15.0) -> dict[str, Any]:
+    from envconfig.costs import MEASUREMENT_SCHEMA_VERSION, MEASUREMENTS_DIR, serving_head, serving_target
     from roadseg import __version__
     from roadseg import session as session_module
-    from stacks.costs import MEASUREMENT_SCHEMA_VERSION, MEASUREMENTS_DIR, serving_head, serving_target
 
     if kind not in KINDS:
         raise UserError(f"--kind must be one of {', '.join(KINDS)}")

@@ -38,8 +38,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
-from stacks.aws_docs import SCALING_UPDATE_DOC as SCALING_DOC
-from stacks.config import LAMBDA_UNRESERVED_MINIMUM, ConfigError, EnvironmentConfig, load_config
+from contracts.aws_docs import SCALING_UPDATE_DOC as SCALING_DOC
+from envconfig.config import LAMBDA_UNRESERVED_MINIMUM, ConfigError, EnvironmentConfig, load_config
 
 PROG = "roadseg-preflight"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AWS = 0, 1, 2, 3
@@ -191,7 +191,7 @@ def image_regions(assembly: Assembly) -> set[str] | None:
 
 @dataclass(frozen=True)
 class Names:
-    """What the app names this environment's resources (stacks/app_builder.py, stacks/inference_stack.py)."""
+    """What the app names this environment's resources (stacks/environment.py, stacks/inference_stack.py)."""
 
     inference_stack: str
     endpoints: tuple[tuple[str, str], ...]  # (config section, endpoint name): realtime_endpoint, async_endpoint
@@ -466,7 +466,7 @@ def planned_endpoints(assembly: Assembly) -> tuple[str | None, tuple[PlannedEndp
 
 
 def _resolve_id(clients: Clients, value: str) -> str:
-    """A literal ID, or the value of an ``ssm:/name`` reference (stacks/network_config.py)."""
+    """A literal ID, or the value of an ``ssm:/name`` reference (envconfig/network.py)."""
     if not value.startswith("ssm:"):
         return value
     with aws_errors("ssm"):

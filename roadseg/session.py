@@ -40,7 +40,7 @@ def make_client(service: str, region: str) -> Any:
 
 def config_file(env: str) -> Path:
     """The file ``load_config(env)`` reads: ``config/<env>.yaml``, or ``$ROADSEG_CONFIG_DIR/<env>.yaml``."""
-    from stacks.config import CONFIG_DIR, CONFIG_DIR_VARIABLE
+    from envconfig.config import CONFIG_DIR, CONFIG_DIR_VARIABLE
 
     return Path(os.environ.get(CONFIG_DIR_VARIABLE) or CONFIG_DIR) / f"{env}.yaml"
 
@@ -118,7 +118,7 @@ class Session:
     @property
     def config(self) -> Any:
         if self._config is None:
-            from stacks.config import ConfigError, load_config
+            from envconfig.config import ConfigError, load_config
 
             try:
                 self._config = load_config(self.env)

@@ -100,7 +100,7 @@ def run(env: str, region: str | None, frame: bool, describe: Callable[[str], dic
     only ``describe`` injected the serving check is left out."""
     import boto3
 
-    from stacks.config import load_config
+    from envconfig.config import load_config
 
     config = load_config(env)
     session = boto3.Session(region_name=region or config.region)
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from stacks.config import ConfigError
+    from envconfig.config import ConfigError
 
     try:
         failures = run(args.env, args.region, frame=not args.no_frame)

@@ -1,4 +1,6 @@
-"""Builds the roadseg CDK app for one environment (used by app.py and the tests)."""
+"""The CDK app entry's choice (used by app.py and the tests): one environment's stacks (stacks/environment.py), or,
+for a config with ``delivery:``, the promotion pipeline (stacks/delivery/app.py), whose stages hold environments'
+stacks. Nothing below imports this module, so the delivery app and the environment form no import circle."""
 
 from __future__ import annotations
 
@@ -7,13 +9,10 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
-from contracts import naming
+from envconfig.config import EnvironmentConfig
 from stacks.compliance import add_compliance_checks
-from stacks.config import ConfigError, EnvironmentConfig
-from stacks.data_stack import DataStack
-from stacks.inference_stack import InferenceStack
-from stacks.network import NetworkStack, network_stack_name
-from stacks.training_stack import TrainingStack
+from stacks.delivery.app import DeliveryStacks
+from stacks.environment import RoadsegStacks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,63 +22,11 @@ def cdk_json_context() -> dict:
     return json.loads((ROOT / "cdk.json").read_text())["context"]
 
 
-def inference_stack_name(config: EnvironmentConfig) -> str:
-    """``contracts.naming.inference_stack_name`` of the config (kept for roadseg/preflight.py)."""
-    return naming.inference_stack_name(config.prefix)
-
-
-SCALING_CONTEXT = "scaling"  # `-c scaling=off`: the first of two deploys that change an endpoint's instance type
-
-
-def scaling_suspended(app: cdk.App) -> bool:
-    value = str(app.node.try_get_context(SCALING_CONTEXT) or "on")
-    if value not in ("on", "off"):
-        raise ConfigError(f"context {SCALING_CONTEXT}={value!r}: use 'on' (default) or 'off'")
-    return value == "off"
-
-
-class RoadsegStacks:
-    """The stacks of one environment, with typed references between them."""
-
-    def __init__(self, app: cdk.App | cdk.Stage, config: EnvironmentConfig) -> None:
-        # stack_name: the names operators and the CLI use, also inside a pipeline's Stage (which would prefix them).
-        env = cdk.Environment(account=config.account, region=config.region) if config.account else None
-        names = naming.stack_names(config.prefix)
-        common = dict(env=env, tags={"roadseg:environment": config.name, **config.tags})
-        self.data = DataStack(app, names[naming.DATA], config=config, stack_name=names[naming.DATA],
-                              description=f"roadseg {config.name}: S3 buckets and KMS key", **common)
-        # Isolated-network mode (config `network:`): the VPC and its endpoints; None without that section.
-        self.network = NetworkStack(
-            app, network_stack_name(config), config=config, data=self.data.buckets,
-            stack_name=network_stack_name(config),
-            description=f"roadseg {config.name}: isolated network (VPC endpoints)",
-            **common) if config.network else None
-        self.training = TrainingStack(app, names[naming.TRAINING], config=config, data=self.data.buckets,
-                                      network=self.network,
-                                      stack_name=names[naming.TRAINING],
-                                      description=f"roadseg {config.name}: training and tuning pipelines", **common)
-        self.inference = InferenceStack(app, names[naming.INFERENCE], config=config, data=self.data.buckets,
-                                        stack_name=names[naming.INFERENCE],
-                                        training=self.training.pipelines, suspend_scaling=scaling_suspended(app),
-                                        network=self.network,
-                                        description=f"roadseg {config.name}: GPU endpoints, rollout, monitoring",
-                                        **common)
-
-    @property
-    def all(self) -> list[cdk.Stack]:
-        return [self.data, *([self.network] if self.network else []), self.training, self.inference]
-
-
 def build_app(config: EnvironmentConfig, app: cdk.App | None = None,
-              config_dir: Path | None = None) -> tuple[cdk.App, RoadsegStacks]:
+              config_dir: Path | None = None) -> tuple[cdk.App, RoadsegStacks | DeliveryStacks]:
     """The environment's stacks; for a config with ``delivery:``, the promotion pipeline instead (whose stages,
     read from ``config_dir`` (default: the config folder), hold the environments' stacks): ``DeliveryStacks``."""
     app = app or cdk.App()
-    if config.delivery is not None:
-        from stacks.delivery.app import DeliveryStacks  # imports this module
-
-        stacks = DeliveryStacks(app, config, config_dir)
-    else:
-        stacks = RoadsegStacks(app, config)
+    stacks = DeliveryStacks(app, config, config_dir) if config.delivery is not None else RoadsegStacks(app, config)
     add_compliance_checks(app)
     return app, stacks

@@ -15,8 +15,8 @@ from constructs import Construct
 
 from contracts import naming
 from contracts.layout import INFERENCE
+from envconfig.config import AsyncEndpointConfig
 from stacks.bucket_set import SharedBuckets
-from stacks.config import AsyncEndpointConfig
 from stacks.endpoint_common import endpoint, endpoint_metric, instance_count_target, storage_kms_key, variant
 
 

@@ -11,8 +11,8 @@ from constructs import Construct
 
 from contracts import naming
 from contracts.layout import INFERENCE
+from envconfig.config import EnvironmentConfig
 from stacks.compliance import acknowledge, acknowledge_all_packs
-from stacks.config import EnvironmentConfig
 
 _ARN_EXPORTS = {"Datasets": naming.DATASETS_BUCKET_ARN_EXPORT, "Artifacts": naming.ARTIFACTS_BUCKET_ARN_EXPORT,
                 "Inference": naming.INFERENCE_BUCKET_ARN_EXPORT}
@@ -83,7 +83,7 @@ class BucketSet(Construct):
             lifecycle_rules=[self._abort_uploads(retention.abort_incomplete_upload_days), noncurrent],
         )
         # Safe to expire only after every late reader: a drive build reads all its frames' documents, a dead-letter
-        # replay what its message names. stacks.config refuses any expiry below minimum_output_days (14-day dead
+        # replay what its message names. envconfig.config refuses any expiry below minimum_output_days (14-day dead
         # letters + the drive stream's 24 h of retries + drives.max_runtime_hours), for quarantine/ too.
         output_days = cdk.Duration.days(retention.inference_output_days)
         self.inference = self._bucket(

@@ -6,8 +6,8 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from contracts import naming
+from envconfig.config import EnvironmentConfig
 from stacks.bucket_set import BucketSet, BucketSetProps
-from stacks.config import EnvironmentConfig
 from stacks.deploy_role_access import DeployRoleParameterAccess, network_ssm_parameters
 from stacks.registry_model import ServingPackageParameter
 

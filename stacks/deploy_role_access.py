@@ -22,7 +22,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from stacks.network_config import IsolatedNetworkConfig, ssm_parameter_name
+from envconfig.network import IsolatedNetworkConfig, ssm_parameter_name
 
 SSM_PARAMETER_TYPES_DOC = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
                            "parameters-section-structure.html#aws-ssm-parameter-types")

@@ -60,10 +60,10 @@ from contracts.drive_timeline import (
 from contracts.job_settings import CAMERAS_FILE, CLASSES_FILE, cameras_argument, classes_path, settings_files
 from contracts.lambda_env import SERVICE_NAMES, DrivesEnvironment
 from contracts.layout import INFERENCE
+from envconfig.config import DrivesConfig, FunctionConfig
 from stacks.bucket_set import SharedBuckets
 from stacks.code_assets import TRAINING_DIR, drive_wheelhouse, staged, staged_job_settings
 from stacks.compliance import acknowledge_inline_policy, acknowledged
-from stacks.config import DrivesConfig, FunctionConfig
 from stacks.drives import DriveTable
 from stacks.functions.roadseg_function import RoadsegFunction, RoadsegFunctionProps, encrypted_queue
 from stacks.images import RegionImagesMapping

@@ -7,10 +7,10 @@ from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_sagemaker as sagemaker
 
+from contracts.instances import has_local_instance_storage
 from contracts.naming import VARIANT_NAME
 from stacks.compliance import acknowledge_all_packs
 from stacks.metric_catalogue import metric
-from training.instances import has_local_instance_storage
 
 # "If the update would change the instance type for any model that is a target for auto scaling, the update
 # fails": an instance-type change deploys in two steps, the first without scalable targets (docs/deploy.md).

@@ -13,8 +13,8 @@ from functools import cache
 import aws_cdk as cdk
 from constructs import Construct
 
+from envconfig.config import ConfigError, EnvironmentConfig
 from stacks.compliance import partition_of
-from stacks.config import ConfigError, EnvironmentConfig
 
 # The SDK's image-URI table, imported where the SDK's offline import traps are handled.
 from training.pipelines import image_uris

@@ -7,9 +7,9 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from contracts import naming
+from envconfig.config import EnvironmentConfig
 from stacks.async_endpoint import AsyncEndpoint, AsyncEndpointProps
 from stacks.bucket_set import BucketSet
-from stacks.config import EnvironmentConfig
 from stacks.drive_processing import DriveProcessing, DriveProcessingProps
 from stacks.drives import DriveTable, DriveTableProps
 from stacks.images import images_mapping

@@ -25,11 +25,11 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from contracts import naming
+from envconfig.config import EnvironmentConfig
+from envconfig.network import IsolatedNetworkConfig, ssm_parameter_name
 from stacks.bucket_set import BucketSet, SharedBuckets
 from stacks.compliance import acknowledge, acknowledge_all_packs, acknowledge_inline_policy
-from stacks.config import EnvironmentConfig
 from stacks.lambda_code import _RETENTION
-from stacks.network_config import IsolatedNetworkConfig, ssm_parameter_name
 
 NETWORK = "Network"  # stack key: <stack name prefix>Network
 DYNAMODB_ENDPOINTS_DOC = ("https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/"

@@ -13,8 +13,8 @@ from constructs import Construct
 
 from contracts.lambda_env import PreprocessorEnvironment, frame_preparation_environment
 from contracts.layout import INFERENCE
+from envconfig.config import EnvironmentConfig
 from stacks.bucket_set import SharedBuckets
-from stacks.config import EnvironmentConfig
 from stacks.drives import DriveTable
 from stacks.functions.ingest import IngestFunction, IngestFunctionProps
 from stacks.functions.postprocess import PostprocessFunction, PostprocessFunctionProps

@@ -4,7 +4,7 @@ inference stack, whose SSM-typed ModelPackageArn re-reads it.
 CloudFormation stays the owner of the endpoints: the Lambda re-deploys the stack's previous template (every
 parameter as before; the SSM-typed one re-resolves), and the endpoints' blue/green policy with rollback alarms does
 the rest. Because the package lives in SSM, a later `cdk deploy` or pipeline run keeps serving it.
-Pages cited as ``aws_docs.<NAME>`` are in stacks/aws_docs.py.
+Pages cited as ``aws_docs.<NAME>`` are in contracts/aws_docs.py.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from constructs import Construct
 from contracts.lambda_env import SERVICE_NAMES, RolloutEnvironment
 from contracts.layout import ARTIFACTS
 from contracts.naming import MODEL_PACKAGE_PARAMETER, neo_compilation_job_prefix
+from envconfig.config import EnvironmentConfig, FunctionConfig
 from stacks.bucket_set import SharedBuckets
 from stacks.compliance import acknowledge_inline_policy, acknowledged
-from stacks.config import EnvironmentConfig, FunctionConfig
 from stacks.functions.roadseg_function import RoadsegFunction, RoadsegFunctionProps
 from stacks.network import VPC_WILDCARD_REASON, allow_sagemaker_vpc
 from stacks.operations_key import OperationsKey

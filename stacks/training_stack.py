@@ -6,8 +6,8 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from contracts import naming
+from envconfig.config import EnvironmentConfig
 from stacks.bucket_set import BucketSet
-from stacks.config import EnvironmentConfig
 from stacks.network import NetworkStack
 from stacks.training_pipelines import TrainingPipelines, TrainingPipelinesProps
 

@@ -38,7 +38,7 @@ import pytest  # noqa: E402
 
 @dataclass
 class SynthesizedEnv:
-    config: Any  # stacks.config.EnvironmentConfig
+    config: Any  # envconfig.config.EnvironmentConfig
     stacks: Any  # stacks.app_builder.RoadsegStacks
     outdir: Path
 
@@ -56,8 +56,8 @@ def synthesize(env_name: str, outdir: Path) -> SynthesizedEnv:
     """The app of one environment, as `make synth` builds it but without Lambda bundling (pip downloads)."""
     import aws_cdk as cdk  # imported here: only the tests that synthesize pay for jsii
 
+    from envconfig.config import load_config
     from stacks.app_builder import build_app, cdk_json_context
-    from stacks.config import load_config
 
     # No asset staging: the assets are referenced where they are (the export wheelhouse is ~200 MB).
     app = cdk.App(outdir=str(outdir), context={**cdk_json_context(), "env": env_name, "aws:cdk:bundling-stacks": [],

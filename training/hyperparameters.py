@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from training.instances import gpu_count, training_gpu
+from contracts.instances import gpu_count, training_gpu
 
 # The algorithm's segmentation heads (hyperparameter `algorithm`; deeplab is DeepLabV3), its backbones and
 # optimizers: the one list of each (config validation, pipeline parameter enum, tuning ranges).
@@ -347,7 +347,7 @@ def tuning_ranges(max_mini_batch_size: int) -> tuple[TunableRange, ...]:
 #                taller than the frame the model serves is mostly padding. The cap wins over the 480 floor, which
 #                only a serving short side below 480 can break.
 #   mini_batch_size, validation_mini_batch_size = what fits the configured training instance's GPU memory
-#                (training.instances.TRAINING_GPUS, ESTIMATES until measured), scaled by the crop area, 3/4 for
+#                (contracts.instances.TRAINING_GPUS, ESTIMATES until measured), scaled by the crop area, 3/4 for
 #                resnet-101, times the instance's GPUs: the algorithm's page does not say whether mini_batch_size is
 #                per GPU; its sibling image classification splits it across the GPUs of one instance
 #                (https://docs.aws.amazon.com/sagemaker/latest/dg/IC-Hyperparameter.html), and so does GluonCV.
@@ -439,7 +439,7 @@ def serving_contract_warnings(
         if name in explicit and getattr(hp, name) > fit:
             problems.append(
                 f"{name} {getattr(hp, name)} is above the {fit} estimated to fit {contract.training_instance_type} "
-                f"at crop_size {hp.crop_size} with {hp.backbone} (an ESTIMATE, see training/instances.py): the job "
+                f"at crop_size {hp.crop_size} with {hp.backbone} (an ESTIMATE, see contracts/instances.py): the job "
                 "may run out of GPU memory"
             )
     return problems

@@ -48,13 +48,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from contracts.instances import has_local_instance_storage
 from contracts.job_settings import SETTINGS_DIR, SETTINGS_INPUT, classes_path
 from contracts.lambda_env import PreprocessorEnvironment
 from contracts.layout import PROCESSING_CODE_DIR
 from contracts.layout import PROCESSING_ENTRYPOINT as _ENTRYPOINT
 from contracts.naming import training_pipeline_name, tuning_pipeline_name
 from training.hyperparameters import HEADS, TunableRange, tuning_ranges
-from training.instances import has_local_instance_storage
 
 # The SDK creates a boto3 client while it is imported (class body of sagemaker.ai_registry.air_hub.AIRHub),
 # which raises NoRegionError without a region: provide one for the import only (removed again below).

@@ -1,4 +1,4 @@
-"""The promotion pipeline (opt-in: a ``delivery:`` section in an environment file; see ``stacks/config.py``).
+"""The promotion pipeline (opt-in: a ``delivery:`` section in an environment file; see ``envconfig/config.py``).
 
 ``DeliveryStack`` (stacks/delivery/pipeline.py) is a CDK Pipelines ``CodePipeline`` in the tools account (the
 file's ``account``/``region``) with cross-account KMS keys. It pulls the repository, runs the offline gates

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
-from stacks.config import CONFIG_DIR, CONFIG_DIR_VARIABLE, ConfigError, EnvironmentConfig, load_config
+from envconfig.config import CONFIG_DIR, CONFIG_DIR_VARIABLE, ConfigError, EnvironmentConfig, load_config
 from stacks.delivery.pipeline import DeliveryStack, delivery_stack_name
 
 ROOT = CONFIG_DIR.parent

@@ -25,8 +25,8 @@ from aws_cdk import pipelines
 from constructs import Construct
 
 from contracts import naming
+from envconfig.config import EnvironmentConfig
 from stacks.compliance import partition_of
-from stacks.config import EnvironmentConfig
 from stacks.delivery.compliance import acknowledge_pipeline, harden_artifact_bucket, literal_role_arns
 from stacks.delivery.stage import RoadsegStage, smoke_role_name
 from stacks.service_contracts.delivery import STRIP_MODULE

@@ -8,9 +8,9 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from contracts import naming
-from stacks.app_builder import RoadsegStacks
+from envconfig.config import EnvironmentConfig
 from stacks.compliance import acknowledge, acknowledge_inline_policy, nag_arn
-from stacks.config import EnvironmentConfig
+from stacks.environment import RoadsegStacks
 
 
 def smoke_role_name(prefix: str) -> str:

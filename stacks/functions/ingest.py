@@ -16,9 +16,9 @@ from constructs import Construct
 
 from contracts.lambda_env import PreprocessorEnvironment
 from contracts.layout import DATASETS, INFERENCE
+from envconfig.config import EnvironmentConfig
 from stacks.bucket_set import SharedBuckets
 from stacks.compliance import acknowledge, acknowledge_all_packs
-from stacks.config import EnvironmentConfig
 from stacks.functions.preprocessor import preprocessor_function_props
 from stacks.functions.roadseg_function import RoadsegFunction, encrypted_queue
 from stacks.operations_key import OperationsKey

@@ -11,8 +11,8 @@ from constructs import Construct
 
 from contracts.lambda_env import PreprocessorEnvironment
 from contracts.layout import INFERENCE
+from envconfig.config import EnvironmentConfig
 from stacks.bucket_set import SharedBuckets
-from stacks.config import EnvironmentConfig
 from stacks.functions.preprocessor import preprocessor_function_props
 from stacks.functions.roadseg_function import RoadsegFunction, encrypted_queue
 from stacks.operations_key import OperationsKey

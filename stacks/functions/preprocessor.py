@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from contracts.lambda_env import SERVICE_NAMES, PreprocessorEnvironment
-from stacks.config import EnvironmentConfig, FunctionConfig
+from envconfig.config import EnvironmentConfig, FunctionConfig
 from stacks.functions.roadseg_function import RoadsegFunctionProps
 from stacks.operations_key import OperationsKey
 

@@ -1,6 +1,6 @@
 """Real-time front: one frame over HTTPS (function URL, IAM auth) -> this function -> real-time endpoint -> mask
 and summary.
-Pages cited as ``aws_docs.<NAME>`` are in stacks/aws_docs.py.
+Pages cited as ``aws_docs.<NAME>`` are in contracts/aws_docs.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from constructs import Construct
 
 from contracts import naming
 from contracts.lambda_env import PreprocessorEnvironment
-from stacks.config import EnvironmentConfig
+from envconfig.config import EnvironmentConfig
 from stacks.functions.preprocessor import preprocessor_function_props
 from stacks.functions.roadseg_function import RoadsegFunction
 from stacks.operations_key import OperationsKey

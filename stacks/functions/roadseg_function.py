@@ -25,8 +25,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from contracts.lambda_env import EnvironmentCodec
+from envconfig.config import FunctionConfig
 from stacks.compliance import acknowledge, acknowledge_all_packs, acknowledge_inline_policy, acknowledged
-from stacks.config import FunctionConfig
 from stacks.lambda_code import RUNTIME, acknowledge_unreserved_concurrency, function_log_group, lambda_code
 from stacks.metric_catalogue import metric
 from stacks.network import FunctionPlacement, acknowledge_vpc_function, function_placement
@@ -44,7 +44,7 @@ class RoadsegFunctionProps:
     function: FunctionConfig  # memory, timeout, reserved concurrency (None: none reserved)
     environment: EnvironmentCodec | Mapping[str, str]  # a contracts.lambda_env codec object, or the variables
     key: OperationsKey  # encrypts the log group and the failed-invocation queue
-    log_retention_days: int  # a CloudWatch Logs retention (stacks.config.RetentionConfig.log_group_days)
+    log_retention_days: int  # a CloudWatch Logs retention (envconfig.config.RetentionConfig.log_group_days)
     retain: bool  # keep the log group when the stack is deleted
     no_vpc_reason: str  # why the function runs outside a VPC (HIPAA/NIST LambdaInsideVPC), when it does
     tracing: bool = False  # X-Ray active tracing

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stacks.config import ConfigError, load_config
+from envconfig.config import ConfigError, load_config
 from stacks.service_contracts import RULES, Assembly, Context, check
 
 

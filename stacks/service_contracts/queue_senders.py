@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from stacks.aws_docs import SQS_KMS_DOC
+from contracts.aws_docs import SQS_KMS_DOC
 from stacks.service_contracts.assembly import Assembly
 from stacks.service_contracts.rules import Context, Violation, _key_of, _unresolved_key, rule
 

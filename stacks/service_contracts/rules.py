@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from stacks.aws_docs import (
+from contracts.aws_docs import (
     ASYNC_SCALING_DOC,
     FUNCTION_URL_DOC,
     GUARDRAILS_DOC,

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from envconfig.config import load_config
+from envconfig.costs import endpoint_costs, load_prices
 from roadseg import capacity
 from roadseg.capacity import CapacityInputError, Fleet, Ingest
-from stacks.config import load_config
-from stacks.costs import endpoint_costs, load_prices
 
 PRICE = 0.736
 

@@ -16,8 +16,8 @@ from moto import mock_aws
 from PIL import Image
 from roadseg_lambda.imaging import PrepareOptions, prepare_frame
 
+from envconfig import config as envconfig_module
 from roadseg import commands, session
-from stacks import config as stacks_config
 from training.classes import get_scheme
 from training.recordio import encode_probabilities
 from training.scenes import generate_scene
@@ -343,13 +343,13 @@ def _served(path: Path, options: PrepareOptions = DEV_OPTIONS) -> bytes:
 
 def _with_preprocessing(monkeypatch, **changes) -> None:
     """The dev environment with other ``preprocessing`` settings (what session.config loads)."""
-    real = stacks_config.load_config
+    real = envconfig_module.load_config
 
     def load(env, *args, **kwargs):
         config = real(env, *args, **kwargs)
         return config.model_copy(update={"preprocessing": config.preprocessing.model_copy(update=changes)})
 
-    monkeypatch.setattr(stacks_config, "load_config", load)
+    monkeypatch.setattr(envconfig_module, "load_config", load)
 
 
 def test_invoke_sends_the_ingest_frame_and_writes_mask_and_overlay(run, aws, monkeypatch, tmp_path):

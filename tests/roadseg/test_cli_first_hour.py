@@ -18,9 +18,9 @@ from moto import mock_aws
 from contracts import drive_table as table
 from contracts.drives import DriveId
 from contracts.naming import drives_table_name
+from envconfig.config import CONFIG_DIR, ConfigError, load_config, section_keys
 from roadseg import preflight, session
 from roadseg.drives import missing_drive_message
-from stacks.config import CONFIG_DIR, ConfigError, load_config, section_keys
 
 REGION = "us-east-1"
 BUCKET = "roadseg-dev-inference-first-hour"

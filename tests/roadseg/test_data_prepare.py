@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks.config import CONFIG_DIR
+from envconfig.config import CONFIG_DIR
 from training.prepare import INCOMPLETE_MARKER
 
 

@@ -21,9 +21,9 @@ from moto import mock_aws
 from PIL import Image
 from roadseg_lambda.imaging import PrepareOptions, prepare_frame
 
+from envconfig.config import load_config
+from envconfig.costs import Measurement, cost_table, endpoint_costs, load_prices
 from roadseg import endpoint_bench, session
-from stacks.config import load_config
-from stacks.costs import Measurement, cost_table, endpoint_costs, load_prices
 from training.scenes import generate_scene
 
 ROLE = "arn:aws:iam::123456789012:role/roadseg-test"

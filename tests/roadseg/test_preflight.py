@@ -12,6 +12,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from envconfig.config import EnvironmentConfig, load_config
 from roadseg import preflight
 from roadseg.preflight import (
     Assembly,
@@ -23,7 +24,6 @@ from roadseg.preflight import (
     QuotaNeed,
     StackTemplate,
 )
-from stacks.config import EnvironmentConfig, load_config
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's

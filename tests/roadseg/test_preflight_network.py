@@ -7,6 +7,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from envconfig.config import EnvironmentConfig
 from roadseg import preflight
 from roadseg.preflight import (
     Assembly,
@@ -16,7 +17,6 @@ from roadseg.preflight import (
     PlannedEndpoint,
     StackTemplate,
 )
-from stacks.config import EnvironmentConfig
 
 REGION = "us-east-1"
 NETWORK_STACK = "RoadsegIsiNetwork"

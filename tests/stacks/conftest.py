@@ -33,8 +33,8 @@ def isolated_synth(tmp_path_factory):
     session, with cdk-nag (app.synth() fails on any unacknowledged finding)."""
     import aws_cdk as cdk
 
+    from envconfig.config import load_config
     from stacks.app_builder import build_app, cdk_json_context
-    from stacks.config import load_config
 
     def get(name: str):
         if name not in _isolated:

@@ -1,5 +1,5 @@
 """The commands written in config/examples/*.yaml comments set only variables something reads: the Makefile's own
-(ENV, SCALING, ...) or ROADSEG_CONFIG_DIR (stacks.config). `CONFIG_DIR=` was documented once and read by nothing."""
+(ENV, SCALING, ...) or ROADSEG_CONFIG_DIR (envconfig.config). `CONFIG_DIR=` was documented once and read by nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.config import CONFIG_DIR_VARIABLE
+from envconfig.config import CONFIG_DIR_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
@@ -33,7 +33,7 @@ def test_the_makefile_variables_are_found():
 def test_every_variable_a_comment_sets_is_read(path):
     known = _makefile_variables() | {CONFIG_DIR_VARIABLE}
     unknown = _documented_variables(path) - known
-    assert not unknown, f"{path.name} documents {sorted(unknown)}, which neither the Makefile nor stacks.config reads"
+    assert not unknown, f"{path.name} documents {sorted(unknown)}, which neither the Makefile nor envconfig reads"
 
 
 def test_the_delivery_example_names_the_variable_stacks_config_reads():

@@ -12,7 +12,7 @@ from roadseg_lambda.settings import Settings
 
 from contracts import naming
 from contracts.lambda_env import FRAME_PREPARATION_VARIABLES, SERVICE_NAMES, RolloutEnvironment
-from stacks.config import available_environments
+from envconfig.config import available_environments
 from stacks.training_pipelines import resolve_scheme
 
 ENVIRONMENTS = available_environments()

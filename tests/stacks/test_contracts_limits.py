@@ -29,7 +29,7 @@ from stacks.service_contracts.limits import (
 LIMIT_RULES = ("pipeline-step-requests-within-limits", "resource-names-within-limits",
                "lambda-environment-within-4kb", "dynamodb-stream-filters-on-the-dynamodb-key")
 WIDE = "wide"
-WIDE_PREFIX = "rs-limits-longest-px1"  # 21 characters: the longest stacks.config allows
+WIDE_PREFIX = "rs-limits-longest-px1"  # 21 characters: the longest envconfig.config allows
 WIDE_CLASSES = [{"name": f"wide custom class number {i:02d}", "color": [i, 255 - i, (7 * i) % 256],
                  **({"vulnerable": True} if i < 3 else {})} for i in range(25)]
 WIDE_CAMERAS = {f"/sensors/vehicle/camera_{side}_wide_angle/image_rect_color/compressed": f"{side}-camera"
@@ -176,8 +176,8 @@ def wide(tmp_path_factory):
     cdk-nag (app.synth() fails on any unacknowledged finding)."""
     import aws_cdk as cdk
 
+    from envconfig.config import load_config
     from stacks.app_builder import build_app, cdk_json_context
-    from stacks.config import load_config
 
     config_dir = tmp_path_factory.mktemp("wide-config")
     (config_dir / f"{WIDE}.yaml").write_text(yaml.safe_dump(wide_config()))
@@ -293,7 +293,7 @@ def test_wide_compilation_requests_fit_at_their_longest(wide):
     from rollout import EDGE_BUNDLE_KEY, SERVING_SIZE_KEY, compilation_jobs
 
     from contracts import naming
-    from stacks.config import NeoTarget
+    from envconfig.config import NeoTarget
 
     config, _, _ = wide
     bundle = f"s3://{'b' * 63}/pipelines/{naming.training_pipeline_name(config.prefix)}/{'e' * 32}/bundle"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from contracts import naming
+from envconfig.config import CONFIG_DIR, ConfigError, EnvironmentConfig, available_environments, load_config
 from stacks.app_builder import ROOT
-from stacks.config import CONFIG_DIR, ConfigError, EnvironmentConfig, available_environments, load_config
 
 EXAMPLES = ROOT / "config" / "examples"
 

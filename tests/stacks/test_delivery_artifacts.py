@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from envconfig.config import load_config
 from stacks.app_builder import ROOT
-from stacks.config import load_config
 from stacks.service_contracts import RULES, Assembly, Context, check
 from stacks.service_contracts.delivery import (
     CLOUDFORMATION_INPUT_ARTIFACT_LIMIT,

@@ -11,7 +11,7 @@ import aws_cdk as cdk
 import pytest
 
 from contracts import naming
-from stacks.config import load_config
+from envconfig.config import load_config
 from stacks.deploy_role_access import DeployRoleParameterAccess, deploy_role_name, network_ssm_parameters
 from stacks.service_contracts import Assembly, Context
 from stacks.service_contracts.deploy_state import (

@@ -376,7 +376,7 @@ def test_capacity_wait_dead_letters_are_alarmed(template) -> None:
 def test_capacity_max_wait_is_validated(hours) -> None:
     from pydantic import ValidationError
 
-    from stacks.config import DrivesConfig
+    from envconfig.config import DrivesConfig
 
     assert DrivesConfig().capacity_max_wait_hours == 12
     with pytest.raises(ValidationError, match="capacity_max_wait_hours"):

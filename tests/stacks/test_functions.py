@@ -27,7 +27,7 @@ def operations_key(stack):
 
 
 def roadseg_function(stack, key, construct_id: str = "Fn", **overrides):
-    from stacks.config import FunctionConfig
+    from envconfig.config import FunctionConfig
     from stacks.functions.roadseg_function import RoadsegFunction, RoadsegFunctionProps
 
     props = dict(handler="rollout.handler", description="a test function", function=FunctionConfig(),
@@ -80,7 +80,7 @@ def actions_of(statement: dict) -> list[str]:
 
 @pytest.mark.parametrize("reserved", [None, 5])
 def test_reserved_concurrency_only_when_configured(reserved):
-    from stacks.config import FunctionConfig
+    from envconfig.config import FunctionConfig
 
     _, stack = bare_stack()
     fn = roadseg_function(stack, operations_key(stack), function=FunctionConfig(reserved_concurrency=reserved))
@@ -175,7 +175,7 @@ def test_a_wildcard_without_a_reason_fails_at_the_call():
 def test_a_function_passes_every_nag_pack_on_its_own():
     """Tracing, reserved concurrency and a bucket grant: every finding the construct creates is acknowledged (its
     alarms are left out: their actions come from Monitoring)."""
-    from stacks.config import FunctionConfig
+    from envconfig.config import FunctionConfig
 
     app, stack = bare_stack(checks=True)
     fn = roadseg_function(stack, operations_key(stack), tracing=True,
@@ -191,7 +191,7 @@ def test_a_function_passes_every_nag_pack_on_its_own():
 def front_stack():
     from aws_cdk import aws_iam as iam
 
-    from stacks.config import load_config
+    from envconfig.config import load_config
     from stacks.functions.realtime_front import RealtimeFront, RealtimeFrontProps
     from stacks.preprocessors import preprocessor_environment
     from training.classes import get_scheme

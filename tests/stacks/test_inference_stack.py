@@ -8,7 +8,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from contracts import naming
-from stacks.config import GPU_FAMILIES, NVME_FAMILIES, instance_family
+from envconfig.config import GPU_FAMILIES, NVME_FAMILIES, instance_family
 from stacks.registry_model import MODEL_PACKAGE_PARAMETER
 
 
@@ -358,8 +358,8 @@ def _bare_inference_template(tmp_path, overrides: dict, context: dict | None = N
     import aws_cdk as cdk
     from aws_cdk.assertions import Template
 
+    from envconfig.config import load_config
     from stacks.app_builder import build_app, cdk_json_context
-    from stacks.config import load_config
 
     config = load_config("dev").model_copy(update=overrides)
     app = cdk.App(outdir=str(tmp_path), context={**cdk_json_context(), "aws:cdk:bundling-stacks": [],
@@ -371,7 +371,7 @@ def _bare_inference_template(tmp_path, overrides: dict, context: dict | None = N
 @pytest.fixture(scope="module")
 def variant_template(tmp_path_factory):
     """An async endpoint with min capacity 1 on a non-NVMe instance, and scaling suspended (SCALING=off)."""
-    from stacks.config import AsyncEndpointConfig
+    from envconfig.config import AsyncEndpointConfig
 
     async_cfg = AsyncEndpointConfig(instance_type="ml.p3.2xlarge", min_capacity=1, max_capacity=2)
     return _bare_inference_template(tmp_path_factory.mktemp("bare"), {"async_endpoint": async_cfg},
@@ -419,7 +419,7 @@ def cdk_template(stack) -> dict:
 
 
 def test_scaling_context_accepts_only_on_or_off(tmp_path):
-    from stacks.config import ConfigError
+    from envconfig.config import ConfigError
 
     with pytest.raises(ConfigError, match="scaling='maybe'"):
         _bare_inference_template(tmp_path, {}, {"scaling": "maybe"})
@@ -443,7 +443,7 @@ def test_function_roles_acknowledge_exactly_their_wildcard_findings(env, templat
 
 
 def test_neo_targets_give_the_rollout_a_compilation_role_scoped_to_the_bundles(tmp_path):
-    from stacks.config import load_config
+    from envconfig.config import load_config
 
     training = load_config("dev").training.model_copy(update={
         "export": load_config("dev").training.export.model_copy(update={"neo_targets": ["ml_g4dn", "jetson_xavier"]})})

@@ -8,7 +8,7 @@ import json
 import pytest
 from cfnlint.api import ManualArgs
 
-from stacks.config import ConfigError, load_config
+from envconfig.config import ConfigError, load_config
 from stacks.network import ENDPOINT_SERVICES, NETWORK
 from stacks.service_contracts import Assembly, Context, check
 from stacks.service_contracts.rules import _custom_resource_providers, _pipeline_steps, _step_vpc_configs, isolated

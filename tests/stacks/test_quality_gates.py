@@ -14,9 +14,9 @@ import pytest
 from aws_cdk import aws_sqs as sqs
 from cfnlint.api import ManualArgs, lint_all
 
+from envconfig.config import available_environments
 from stacks.app_builder import ROOT, cdk_json_context
 from stacks.compliance import add_compliance_checks
-from stacks.config import available_environments
 
 # The one place cfn-lint rules are ignored, each with its reason.
 CFN_LINT_IGNORED = {

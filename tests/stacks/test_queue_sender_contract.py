@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from stacks.config import available_environments
+from envconfig.config import available_environments
 from stacks.service_contracts import Assembly, Context
 from stacks.service_contracts.queue_senders import NAME, queue_senders
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from stacks.config import available_environments
+from envconfig.config import available_environments
 from stacks.service_contracts import RULES, Assembly, Context, check
 from stacks.service_contracts.__main__ import main as contracts_main
 

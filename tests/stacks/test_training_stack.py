@@ -9,10 +9,10 @@ import pytest
 from aws_cdk.assertions import Template
 from pydantic import ValidationError
 
+from contracts.instances import HOSTING_FAMILIES, TRAINING_FAMILIES
+from envconfig.config import GPU_FAMILIES, ClassesConfig, ConfigError, instance_family, load_config
 from stacks.app_builder import build_app, cdk_json_context
-from stacks.config import GPU_FAMILIES, ClassesConfig, ConfigError, instance_family, load_config
 from stacks.training_pipelines import ServingContractWarning, pipeline_settings, resolve_scheme
-from training.instances import HOSTING_FAMILIES, TRAINING_FAMILIES
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])

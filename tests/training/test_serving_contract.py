@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from contracts.instances import TRAINING_FAMILIES, TRAINING_GPUS, gpu_count
 from training.hyperparameters import (
     TUNABLE_RANGES,
     ServingContract,
     contract_hyperparameters,
     tuning_ranges,
 )
-from training.instances import TRAINING_FAMILIES, TRAINING_GPUS, gpu_count
 
 REQUIRED = {"num_classes": 19, "num_training_samples": 2975}
 
@@ -20,7 +20,7 @@ def derive(mapping=None, width=1024, height=512, instance="ml.g4dn.xlarge"):
     return contract_hyperparameters(mapping, ServingContract(width, height, instance), **REQUIRED)
 
 
-# (instance type, per-GPU batch at 512x512 with resnet-50, GPUs): the table of training/instances.py.
+# (instance type, per-GPU batch at 512x512 with resnet-50, GPUs): the table of contracts/instances.py.
 FAMILY_DEFAULTS = [
     ("ml.p2.xlarge", 4, 1),
     ("ml.p3.2xlarge", 6, 1),

@@ -77,7 +77,7 @@ def test_the_launchers_request_runs_the_extraction_and_ends_it(aws, tmp_path, dr
 
 
 def test_the_completion_functions_request_parses_as_the_builders_command_line():
-    from stacks.config import SceneThresholds
+    from envconfig.config import SceneThresholds
     from training.drives import build
 
     thresholds = SceneThresholds(collapse_below=0.25, min_frames=3, touch_px=2)

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import stacks.config
-import training.instances
-from stacks.config import CONFIG_DIR, ConfigError, available_environments, load_config
+import contracts.instances
+import envconfig.config
+from contracts.instances import HOSTING_FAMILIES, TRAINING_FAMILIES, instance_family
+from envconfig.config import CONFIG_DIR, ConfigError, available_environments, load_config
 from training.classes import scheme_from_config
 
 TWO_CUSTOM = [{"name": "road", "color": [1, 2, 3]}, {"name": "walker", "color": [4, 5, 6]}]
@@ -127,9 +128,9 @@ def test_custom_classes_flag_their_vulnerable_road_users(tmp_path):
 
 
 def test_instance_families_are_the_ones_of_training_instances():
-    assert stacks.config.GPU_FAMILIES is training.instances.GPU_FAMILIES
-    assert stacks.config.NVME_FAMILIES is training.instances.NVME_FAMILIES
-    assert stacks.config.instance_family is training.instances.instance_family
+    assert envconfig.config.GPU_FAMILIES is contracts.instances.GPU_FAMILIES
+    assert envconfig.config.NVME_FAMILIES is contracts.instances.NVME_FAMILIES
+    assert envconfig.config.instance_family is contracts.instances.instance_family
 
 
 DOCS = "https://docs.aws.amazon.com/sagemaker/latest/dg/semantic-segmentation.html#semantic-segmentation-instances"
@@ -192,10 +193,10 @@ def test_instance_matrix_accepts_the_documented_families(tmp_path, key, value):
 def test_shipped_environments_are_inside_the_instance_matrix():
     for env in available_environments():
         config = load_config(env)
-        assert training.instances.instance_family(config.training.instance_type) in training.instances.TRAINING_FAMILIES
+        assert instance_family(config.training.instance_type) in TRAINING_FAMILIES
         for instance_type in (config.training.transform_instance_type, config.realtime_endpoint.instance_type,
                               config.async_endpoint.instance_type):
-            assert training.instances.instance_family(instance_type) in training.instances.HOSTING_FAMILIES
+            assert instance_family(instance_type) in HOSTING_FAMILIES
 
 
 # -- drives: (stacks/drive_processing.py) ---------------------------------------------------------------------------
@@ -244,7 +245,7 @@ def test_serving_size_not_a_multiple_of_8_is_refused_with_the_nearest_sizes(tmp_
 def test_serving_size_multiple_is_the_exports_output_stride():
     from training.export import OUTPUT_STRIDE, ExportError, check_network_size
 
-    assert stacks.config.SERVING_SIZE_MULTIPLE == OUTPUT_STRIDE
+    assert envconfig.config.SERVING_SIZE_MULTIPLE == OUTPUT_STRIDE
     config = load_config("dev")
     check_network_size("psp", config.preprocessing.target_width, config.preprocessing.target_height)
     with pytest.raises(ExportError):  # what the config now refuses is what the export would refuse
@@ -253,7 +254,7 @@ def test_serving_size_multiple_is_the_exports_output_stride():
 
 @pytest.mark.parametrize("runtime_hours, minimum", [(1, 16), (4, 16), (24, 16), (25, 17), (120, 20)])
 def test_minimum_output_days_covers_dead_letters_stream_retries_and_the_drive(runtime_hours, minimum):
-    assert stacks.config.minimum_output_days(runtime_hours) == minimum
+    assert envconfig.config.minimum_output_days(runtime_hours) == minimum
 
 
 @pytest.mark.parametrize("key", ["retention.inference_output_days", "retention.quarantine_days"])
@@ -274,13 +275,13 @@ def test_expiry_minimum_matches_the_synthesized_queues_and_stream(synth):
     inference = json.loads((env.outdir / env.stacks.inference.template_file).read_text())["Resources"]
     queues = [r["Properties"] for r in inference.values() if r["Type"] == "AWS::SQS::Queue"]
     assert queues and max(q.get("MessageRetentionPeriod", 345600) for q in queues) == \
-        stacks.config.DEAD_LETTER_RETENTION_DAYS * 86400
+        envconfig.config.DEAD_LETTER_RETENTION_DAYS * 86400
     streams = [r["Properties"] for r in inference.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
                and "MaximumRecordAgeInSeconds" in r["Properties"]]
-    assert [s["MaximumRecordAgeInSeconds"] for s in streams] == [stacks.config.STREAM_MAX_RECORD_AGE_HOURS * 3600]
+    assert [s["MaximumRecordAgeInSeconds"] for s in streams] == [envconfig.config.STREAM_MAX_RECORD_AGE_HOURS * 3600]
     data = json.loads((env.outdir / env.stacks.data.template_file).read_text())["Resources"]
     rules = [rule for r in data.values() if r["Type"] == "AWS::S3::Bucket"
              for rule in (r["Properties"].get("LifecycleConfiguration") or {}).get("Rules", [])
              if rule.get("Prefix") and "ExpirationInDays" in rule]
-    minimum = stacks.config.minimum_output_days(env.config.drives.max_runtime_hours)
+    minimum = envconfig.config.minimum_output_days(env.config.drives.max_runtime_hours)
     assert rules and all(rule["ExpirationInDays"] >= minimum for rule in rules)

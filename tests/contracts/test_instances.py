@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import training.pipelines
-from training.instances import (
+from contracts.instances import (
     GPU_FAMILIES,
     HOSTING_FAMILIES,
     INFERENCE_CPU_FAMILIES,

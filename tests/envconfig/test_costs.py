@@ -1,4 +1,4 @@
-"""stacks/costs.py: the cost table of docs/costs-and-sizing.md is what the function computes from the dated price
+"""envconfig/costs.py: the cost table of docs/costs-and-sizing.md is what the function computes from the dated price
 table and the throughput measurements of config/measurements/ (roadseg endpoint bench)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks.config import ConfigError, load_config
-from stacks.costs import MEASUREMENTS_DIR, PRICES_FILE, cost_table, endpoint_costs, load_measurements, load_prices
+from envconfig.config import ConfigError, load_config
+from envconfig.costs import MEASUREMENTS_DIR, PRICES_FILE, cost_table, endpoint_costs, load_measurements, load_prices
 
 COSTS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "costs-and-sizing.md"
 BLOCK = re.compile(r"<!-- costs:begin -->\n(.*?)\n<!-- costs:end -->", re.S)
@@ -22,7 +22,7 @@ def test_documented_cost_table_matches_the_function_for_dev_and_prod():
     assert match, "docs/costs-and-sizing.md lacks the <!-- costs:begin --> ... <!-- costs:end --> block"
     expected = cost_table([load_config("dev"), load_config("prod")], load_prices())
     assert match.group(1) == expected, ("docs/costs-and-sizing.md cost table is stale: paste the output of "
-                                        "`python -m stacks.costs`")
+                                        "`python -m envconfig.costs`")
 
 
 def test_price_table_is_dated_and_covers_the_configured_instance_types():

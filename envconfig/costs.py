@@ -18,7 +18,7 @@ the convolutions of a fully convolutional network (an assumption, not a measurem
 GPU is not kept busy and the scaled figure is optimistic). Each table row says which ("measured <date>",
 "assumed", or "assumed, scaled from 1024x512") and the serving resolution the figure is for.
 
-    python -m stacks.costs [ENV ...]   # docs/costs-and-sizing.md's cost table (default: every environment in config/)
+    python -m envconfig.costs [ENV ...]   # docs/costs-and-sizing.md's cost table (default: every environment)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from stacks.config import CONFIG_DIR, ConfigError, EnvironmentConfig, available_environments, load_config
+from envconfig.config import CONFIG_DIR, ConfigError, EnvironmentConfig, available_environments, load_config
 
 PRICES_FILE = CONFIG_DIR / "prices" / "sagemaker-inference.yaml"
 # Results of `roadseg endpoint bench` (roadseg/endpoint_bench.py writes them, this module reads them).
@@ -274,7 +274,7 @@ def _number(value: float) -> str:
 def cost_table(configs: Sequence[EnvironmentConfig], prices: PriceTable) -> str:
     """The Costs table of docs/costs-and-sizing.md (markdown), with the price table's date, region and source."""
     lines = [
-        f"Computed by `python -m stacks.costs` from `{PRICES_FILE.relative_to(CONFIG_DIR.parent)}`: on-demand "
+        f"Computed by `python -m envconfig.costs` from `{PRICES_FILE.relative_to(CONFIG_DIR.parent)}`: on-demand "
         f"list prices, {prices.currency}, {prices.region}, as of {prices.as_of.isoformat()} (re-check them; other "
         f"regions differ), {prices.hours_per_month:g} hours per month. Frames/s per instance: the newest "
         f"`roadseg endpoint bench` result in `{MEASUREMENTS_DIR.relative_to(CONFIG_DIR.parent)}/` for the row's "

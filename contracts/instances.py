@@ -3,7 +3,7 @@ Segmentation algorithm documents for training and inference, and their GPU memor
 
 The one definition behind the configuration check (the instance matrix: training, transform and endpoints), the
 training batch-size estimates, the pipelines' storage-volume key and the endpoint configs' storage key. Standard
-library only: ``training`` is the lowest layer that both the stacks and the pipeline definitions import.
+library only, in ``contracts`` because the config model, the stacks and the pipeline definitions all read it.
 """
 
 from __future__ import annotations
