@@ -8,12 +8,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CDK := npx --no-install cdk
-# The export environment (training/export.py): Python 3.11 with MXNet 1.9.1, from a wheelhouse downloaded once for the
+# The export environment (export/model.py): Python 3.11 with MXNet 1.9.1, from a wheelhouse downloaded once for the
 # ExportModel job's Linux image; the local .venv-export installs the very same files (--no-index --no-deps).
 EXPORT_PYTHON ?= python3.11
 EXPORT_VENV := .venv-export
 EXPORT_WHEELS := .wheelhouse/export
-# The drive jobs' libraries (training/drive-requirements.txt) for the processing image's Python 3.12.
+# The drive jobs' libraries (drivelogs/requirements.txt) for the processing image's Python 3.12.
 DRIVE_WHEELS := .wheelhouse/drives
 EXPORT_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64,--platform $(p))
 
@@ -38,13 +38,13 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.app-installed
 	$(PIP) install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-$(EXPORT_WHEELS).downloaded: training/export-requirements.txt
+$(EXPORT_WHEELS).downloaded: export/requirements.txt
 	rm -rf $(EXPORT_WHEELS) && mkdir -p $(EXPORT_WHEELS)
 	$(EXPORT_PYTHON) -m pip download -q --disable-pip-version-check --only-binary=:all: --no-deps \
 		$(EXPORT_PLATFORMS) --python-version 3.11 --implementation cp -r $< -d $(EXPORT_WHEELS)
 	touch $@
 
-$(DRIVE_WHEELS).downloaded: training/drive-requirements.txt
+$(DRIVE_WHEELS).downloaded: drivelogs/requirements.txt
 	rm -rf $(DRIVE_WHEELS) && mkdir -p $(DRIVE_WHEELS)
 	$(EXPORT_PYTHON) -m pip download -q --disable-pip-version-check --only-binary=:all: --no-deps \
 		$(EXPORT_PLATFORMS) --python-version 3.12 --implementation cp -r $< -d $(DRIVE_WHEELS)

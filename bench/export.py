@@ -5,7 +5,7 @@ Run in the export environment (it needs MXNet):
     PYTHONPATH=.:lambda .venv-export/bin/python bench/export.py [--width 1024 --height 512 --head fcn --frames 8]
 
 The network is a GluonCV head on ResNet50 with random weights (the speed of a graph does not depend on its
-weights), exported exactly as training/export.py exports a model: the hybridized main output
+weights), exported exactly as export/model.py exports a model: the hybridized main output
 (model-symbol.json + model-0000.params, what Neo compiles) and model.onnx. Frames are generated driving scenes
 (training/scenes.py) fed through training.bundle_runtime.network_input.
 
@@ -36,8 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts.bundle import BUNDLE, INPUT_NAME
-from training.bundle_runtime import network_input
-from training.export import (
+from export.model import (
     HEAD_CLASSES,
     NetworkSpec,
     build_network,
@@ -46,6 +45,7 @@ from training.export import (
     export_onnx,
     load_exported,
 )
+from training.bundle_runtime import network_input
 from training.scenes import generate_scene
 
 

@@ -8,7 +8,7 @@ Paths timed in one process on one core (CPU time, so the figures are per core; m
   library   the library's own read of the same messages: make_reader + iter_decoded_messages (mcap_ros2 decoders),
             touching each message's data and stamp, nothing else
   lib+crc   the same with validate_crcs=True (the extractor checks every chunk's CRC, to detect corrupt chunks)
-  extract   training.drives.extract.extract_drive into a local directory (what the job does, file writes included)
+  extract   drivelogs.extract.extract_drive into a local directory (what the job does, file writes included)
   extract0  the same into a sink that drops the bytes (the extractor's own cost without the disk)
   floor     (raw only) library + cv2 PNG encode of each frame: the least a lossless conversion costs
 
@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.drives.extract import LocalDirectorySink, extract_drive
-from training.drives.msgdefs import MSGDEFS
+from drivelogs.extract import LocalDirectorySink, extract_drive
+from drivelogs.msgdefs import MSGDEFS
 
 WIDTH, HEIGHT = 640, 480
 T0 = 1_796_292_900 * 1_000_000_000
@@ -152,7 +152,7 @@ def speed_table(work: Path, frames: int, raw_frames: int, runs: int) -> list[dic
 
 def child_memory(log: Path, out: Path, warmup: Path) -> None:
     """Peak RSS above the baseline after imports (and a warm-up frame), plus tracemalloc's peak."""
-    import training.drives.extract  # noqa: F401  (imports counted in the baseline)
+    import drivelogs.extract  # noqa: F401  (imports counted in the baseline)
 
     extract(warmup, out)  # lazy imports and first-use allocations belong to the baseline
     baseline = int(next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()

@@ -1,6 +1,6 @@
 """The drive timeline table and the drive builder's documents (scenes, summary). Standard library only.
 
-The drive builder (training/drives/build.py) turns a drive's per-frame documents (results, failures, quarantine
+The drive builder (drivelogs/build.py) turns a drive's per-frame documents (results, failures, quarantine
 reasons) into, per drive:
 
 - the TIMELINE: one row per frame, columns ``TIMELINE_COLUMNS`` (names, Glue/Athena types, comments: the one place
@@ -101,7 +101,7 @@ def timeline_table_key(vehicle: str, camera: str, day: str, drive: str) -> str:
 # Parameters (``?``: Athena's ExecutionParameters / EXECUTE ... USING, DuckDB's prepared parameters): the first and
 # the last day. Only constructs common to Athena (Trino) and DuckDB: ``contains(array, value)``, ``CAST(? AS date)``
 # and BETWEEN on a date, a double-quoted identifier (``"date"`` is reserved in Athena's DDL, so quoted to be safe),
-# OR, ORDER BY. Checked by running it with DuckDB over the builder's files (tests/training/drives/test_build.py) and
+# OR, ORDER BY. Checked by running it with DuckDB over the builder's files (tests/drivelogs/test_build.py) and
 # against Trino's documented functions and syntax (no Athena in the tests). For "the last 7 days" relative to today
 # write ``"date" >= current_date - INTERVAL '7' DAY`` (valid in both). Cityscapes cyclists are the classes rider and
 # bicycle; CamVid's is bicyclist.

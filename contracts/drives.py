@@ -106,7 +106,7 @@ class DriveOutputs:
 
 
 # ------------------------------------------------------------------------------------- drive manifest
-# Written by the extraction job (training/drives/extract.py) next to the drive's other outputs
+# Written by the extraction job (drivelogs/extract.py) next to the drive's other outputs
 # (DriveOutputs.manifest). Versioned like the documents in contracts/documents.py: extra keys are allowed; removing
 # or retyping one is a new version.
 

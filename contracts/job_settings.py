@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 SETTINGS_INPUT = "settings"  # the ProcessingInput's InputName
-SETTINGS_DIR = "/opt/ml/processing/input/settings"  # its LocalPath (training/processing_entry.py unpacks it there)
+SETTINGS_DIR = "/opt/ml/processing/input/settings"  # its LocalPath (jobs/processing_entry.py unpacks it there)
 CLASSES_FILE = "classes.json"  # training.classes.load_classes_file: [{"name": ..., "color": [r, g, b]}, ...]
-CAMERAS_FILE = "cameras.json"  # training.drives.extract.parse_cameras: {"/topic": "camera", ...}
+CAMERAS_FILE = "cameras.json"  # drivelogs.extract.parse_cameras: {"/topic": "camera", ...}
 
 
 def classes_path() -> str:

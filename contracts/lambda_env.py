@@ -469,7 +469,7 @@ class DrivesEnvironment(EnvironmentCodec):
     extraction_role_arn: str = variable("EXTRACTION_ROLE_ARN")
     builder_role_arn: str = variable("BUILDER_ROLE_ARN")
     processing_image: str = variable("PROCESSING_IMAGE")
-    code_entry_uri: str = variable("CODE_ENTRY_URI")  # s3:// of training/processing_entry.py
+    code_entry_uri: str = variable("CODE_ENTRY_URI")  # s3:// of jobs/processing_entry.py
     code_package_uri: str = variable("CODE_PACKAGE_URI")  # s3:// of the processing package zip
     drive_wheels_uri: str = variable("DRIVE_WHEELS_URI")  # s3:// of the drive wheelhouse zip
     kms_key_arn: str = variable("KMS_KEY_ARN")  # volumes and outputs of both jobs
@@ -484,7 +484,7 @@ class DrivesEnvironment(EnvironmentCodec):
     # Extra arguments of the extraction naming settings files ({"--cameras-json": "@<settings>/cameras.json"}).
     extraction_arguments: dict[str, Any] = variable("EXTRACTION_ARGUMENTS", None, _json_object, _json_dumps,
                                                     omit_if_none=True)
-    # {"/topic": "camera"} passed inline (training.drives.extract --cameras-json): only for runs without the settings
+    # {"/topic": "camera"} passed inline (drivelogs.extract --cameras-json): only for runs without the settings
     # asset, and only while it fits a container argument (256 characters); the stacks never set it: the camera map
     # travels as the settings' cameras.json, which keeps this environment small (Lambda: 4 KB in all).
     cameras: dict[str, Any] = variable("CAMERAS", None, _json_object, _json_dumps, omit_if_none=True)

@@ -47,7 +47,7 @@ ARTIFACTS = ArtifactsLayout()
 INFERENCE = InferenceLayout()
 
 
-# SageMaker Processing jobs run ``python3 <entry script> <module> [args]`` (training/processing_entry.py). The entry
+# SageMaker Processing jobs run ``python3 <entry script> <module> [args]`` (jobs/processing_entry.py). The entry
 # script is one S3 object downloaded into PROCESSING_CODE_DIR under its own key name, which the stack does not control
 # (a CDK file asset is stored as <hash>.py): the shell runs whichever .py file arrived there. The pipelines and the
 # drive jobs' requests (roadseg_lambda.drive_jobs) use this one entrypoint.

@@ -38,7 +38,7 @@ import tempfile  # noqa: E402
 
 from demo.rehearsal import Options, RehearsalError, run  # noqa: E402
 from demo.render import format_summary  # noqa: E402
-from stacks.config import ConfigError  # noqa: E402
+from envconfig.config import ConfigError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,10 +2,10 @@
 
 1. log: two cameras (front, rear) x a few seconds at a few Hz, frames from the scene generator at the rehearsal's
    size, written as an MCAP file with ROS 2 ``sensor_msgs/msg/CompressedImage`` messages (mcap_ros2's writer, as
-   tests/training/drives write theirs) and put under ``drives/<vehicle>/<drive>.mcap``. The front camera's middle
+   tests/drivelogs/ write theirs) and put under ``drives/<vehicle>/<drive>.mcap``. The front camera's middle
    third shows scenes whose ground truth has a person or rider touching the road inside the ego corridor
-   (training/drives/scenes.py), every other frame none: the builder must find exactly that window;
-2. extraction: the DRIVE item as the launcher creates it, then ``training.drives.extract`` with its S3 sink into the
+   (drivelogs/scenes.py), every other frame none: the builder must find exactly that window;
+2. extraction: the DRIVE item as the launcher creates it, then ``drivelogs.extract`` with its S3 sink into the
    inference bucket (frames under ``incoming/`` with the ``drive-id`` metadata; the bucket notification queues them
    for ingest), the manifest under ``drive-outputs/``, and the job's end recorded on the DRIVE item with the
    extraction job's own ``record_share``. Each extracted frame's ground truth is registered with the STAND-IN
@@ -15,7 +15,7 @@
 4. counts: the DRIVE item's counters must reconcile (extracted = processed + quarantined + failed, one FRAME item per
    frame) and the completion function's decision (``drives.decide_completion``) must be to build;
 5. build: the documents the FRAME items name (``drive_jobs.build_input_keys``, what the builder job downloads) into a
-   temporary folder, ``training.drives.build.build_drive``, its outputs uploaded under ``drive-outputs/``
+   temporary folder, ``drivelogs.build.build_drive``, its outputs uploaded under ``drive-outputs/``
    (``DriveOutputs``); summary.json, scenes.json, the review videos and one decoded video frame into ``<out>/drive/``.
 
 Every mask, overlay, scene and video frame here comes from the STAND-IN SEGMENTER (ground truth + tile noise).
@@ -42,9 +42,8 @@ from contracts.drive_timeline import validate_drive_scenes, validate_drive_summa
 from contracts.drives import DRIVE_ID_METADATA, DriveId, DriveOutputs
 from contracts.layout import INFERENCE
 from demo.standin import LABEL, NOTE, TILE, SceneFrame, StandInSegmenter
-from training.classes import DRIVABLE_CLASSES, ClassScheme
-from training.drives.build import build_drive
-from training.drives.extract import (
+from drivelogs.build import build_drive
+from drivelogs.extract import (
     COMPRESSED_IMAGE_TYPE,
     CameraConfig,
     ExtractOptions,
@@ -52,8 +51,9 @@ from training.drives.extract import (
     extract_drive,
     frame_key,
 )
-from training.drives.msgdefs import COMPRESSED_IMAGE_MSGDEF
-from training.drives.scenes import VRU_AHEAD, EgoCorridor, ahead_of_vehicle
+from drivelogs.msgdefs import COMPRESSED_IMAGE_MSGDEF
+from drivelogs.scenes import VRU_AHEAD, EgoCorridor, ahead_of_vehicle
+from training.classes import DRIVABLE_CLASSES, ClassScheme
 from training.scenes import generate_scene
 
 DRIVE_ID = DriveId("veh-100", "rehearsal-drive")
@@ -290,7 +290,7 @@ def rehearse_drive(aws: Any, *, bucket: str, table: str, scheme: ClassScheme, op
     lap("log")
 
     # 2. extraction (the launcher's DRIVE item, the job's extract + record_share)
-    from training.drives.job import record_share
+    from drivelogs.job import record_share
 
     dynamodb.put_item(TableName=table, Item={
         T.PARTITION_KEY: {"S": str(DRIVE_ID)}, T.SORT_KEY: {"S": T.DRIVE_ITEM}, T.STATUS: {"S": T.EXTRACTING},
@@ -379,7 +379,7 @@ def rehearse_drive(aws: Any, *, bucket: str, table: str, scheme: ClassScheme, op
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         for prefix in (INFERENCE.results, INFERENCE.failures, INFERENCE.quarantine):
-            (docs / prefix).mkdir(parents=True, exist_ok=True)  # as training.drives.job build does
+            (docs / prefix).mkdir(parents=True, exist_ok=True)  # as drivelogs.job build does
         summary = build_drive(DRIVE_ID, results=docs / INFERENCE.results, failures=docs / INFERENCE.failures,
                               quarantine=docs / INFERENCE.quarantine, masks=docs, overlays=docs,
                               manifest_path=docs / outputs.manifest, output=built, scheme=scheme)

@@ -62,9 +62,9 @@ from demo.standin import (
     StandInSegmenter,
     degrade,
 )
+from envconfig.config import EnvironmentConfig, load_config
 from roadseg import cli
 from stacks.code_assets import processing_files
-from stacks.config import EnvironmentConfig, load_config
 from stacks.images import images_by_region
 from stacks.preprocessors import preprocessor_environment
 from stacks.registry_model import SSM_PARAMETER_TYPE
@@ -530,7 +530,7 @@ def _pipelines(aws: AwsClients, config: EnvironmentConfig, names: Names, arns: d
     images = images_by_region().get(names.region)
     if images is None:
         raise RehearsalError(f"the semantic-segmentation algorithm has no image in {names.region}")
-    entry = (ROOT / "training" / "processing_entry.py").read_bytes()
+    entry = (ROOT / "jobs" / "processing_entry.py").read_bytes()
     package = _zip_training_package()
     entry_key = f"{hashlib.sha256(entry).hexdigest()}.py"
     package_key = f"{hashlib.sha256(package).hexdigest()}.zip"
@@ -605,7 +605,7 @@ def _pipelines(aws: AwsClients, config: EnvironmentConfig, names: Names, arns: d
 def _zip_export_requirements() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.write(ROOT / "training" / "export-requirements.txt", "export-requirements.txt")
+        archive.write(ROOT / "export" / "requirements.txt", "export-requirements.txt")
     return buffer.getvalue()
 
 

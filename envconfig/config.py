@@ -178,7 +178,7 @@ NeoTarget = Literal["ml_c5", "ml_m5", "ml_g4dn", "ml_p3", "ml_inf1", "jetson_xav
 
 
 class ExportConfig(_Strict):
-    """The ExportModel step (training/export.py): every model that passes the quality gate becomes an edge bundle
+    """The ExportModel step (export/model.py): every model that passes the quality gate becomes an edge bundle
     (MXNet graph for Neo, ONNX, classes, preprocessing, parity report) at the serving resolution."""
 
     # Parity of ONNX Runtime with MXNet on the serving validation frames: the step fails beyond these.
@@ -275,7 +275,7 @@ class FunctionConfig(_Strict):
 
 
 # The PSP and DeepLabV3 heads build their pooling branches at height//8 x width//8 of the serving size and must meet
-# the dilated backbone's ceil(size/8) feature map (training/export.py, OUTPUT_STRIDE and check_network_size): any
+# the dilated backbone's ceil(size/8) feature map (export/model.py, OUTPUT_STRIDE and check_network_size): any
 # other size fails the ExportModel step, after a whole GPU training run. The tuning pipeline always tries those
 # heads and the training pipeline's Algorithm parameter allows them, so every serving size must be a multiple.
 SERVING_SIZE_MULTIPLE = 8
@@ -347,7 +347,7 @@ CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 class SceneThresholds(_Strict):
-    """The drive builder's scene detection (training/drives/build.py); unset: the builder's own default."""
+    """The drive builder's scene detection (drivelogs/build.py); unset: the builder's own default."""
 
     touch_px: Annotated[int, Field(ge=0, le=64)] | None = None
     collapse_below: Annotated[float, Field(ge=0, le=1)] | None = None

@@ -584,8 +584,8 @@ def env_outputs(ctx, as_json):
 def env_costs(ctx, environments, as_json):
     """What the endpoints cost per environment (idle and per 1,000 frames), from the dated price table: the
     environments named, else the one --env names, else every environment of the config folder."""
-    from roadseg import commands
     from envconfig.config import available_environments
+    from roadseg import commands
 
     session = _session(ctx)
     if not environments:

@@ -1,8 +1,8 @@
 """``roadseg model export``: a local edge bundle from a Semantic Segmentation ``model.tar.gz`` (one trained before
 roadseg, or any the algorithm wrote), with the checks of the pipeline's ExportModel step.
 
-The export needs MXNet 1.9.1 on Python 3.11 (``training/export.py``), which roadseg's own environment does not have.
-This command checks its inputs here, then runs ``python -m training.export`` in the export environment
+The export needs MXNet 1.9.1 on Python 3.11 (``export/model.py``), which roadseg's own environment does not have.
+This command checks its inputs here, then runs ``python -m export.model`` in the export environment
 (``.venv-export``, which ``make test`` builds from the same wheels as the ExportModel job) as a subprocess with the
 project on PYTHONPATH, as ``make bench`` does. It streams the export's log lines and turns its outcome into
 roadseg's exit codes: 0 a bundle, 2 bad input (the archive, its parameters, the classes, the options), 1 a failed
@@ -11,7 +11,7 @@ check (ONNX parity beyond the thresholds, a bundle document its validator refuse
 The same settings as the ExportModel step, from the environment's config: the frame preparation
 (``preprocessing``: serving size, ROI, limits; ``--width/--height`` override the size), the classes
 (``classes``; ``--scheme``/``--classes-file`` override them) and the parity thresholds and frame count
-(``training.export``). Parity frames: ``--validation-frames`` (JPEGs), else scenes from ``training.scenes`` at the
+(``export.model``). Parity frames: ``--validation-frames`` (JPEGs), else scenes from ``training.scenes`` at the
 serving size. No AWS call.
 """
 
@@ -34,9 +34,9 @@ EXPORT_PYTHON_VARIABLE = "ROADSEG_EXPORT_PYTHON"
 DEFAULT_EXPORT_PYTHON = PROJECT / ".venv-export" / "bin" / "python"
 # The Makefile target that builds the export environment alone (make test builds it too).
 EXPORT_VENV_TARGET = ".venv-export/.installed"
-# training.export.main's one-line errors (exit 2): its own, and its argument parser's.
-ERROR_PREFIXES = ("export: error: ", "python -m training.export: error: ")
-FRAME_SUFFIXES = (".jpg", ".jpeg")  # training.export.FRAME_EXTENSIONS: what the export reads as frames
+# export.model.main's one-line errors (exit 2): its own, and its argument parser's.
+ERROR_PREFIXES = ("export: error: ", "python -m export.model: error: ")
+FRAME_SUFFIXES = (".jpg", ".jpeg")  # export.model.FRAME_EXTENSIONS: what the export reads as frames
 GENERATED_FRAME_SEED = 7100
 
 
@@ -102,7 +102,7 @@ def frame_preparation(preprocessing: Any, width: int | None, height: int | None)
 
 
 def scheme_arguments(scheme: Any, scratch: Path) -> tuple[str, ...]:
-    """``--scheme`` (and for a custom list, ``--classes-file`` of a copy in ``scratch``) for training.export."""
+    """``--scheme`` (and for a custom list, ``--classes-file`` of a copy in ``scratch``) for export.model."""
     if scheme.name != "custom":
         return ("--scheme", scheme.name)
     classes = scratch / "classes.json"
@@ -166,7 +166,7 @@ def generate_frames(folder: Path, size: tuple[int, int], count: int) -> list[Pat
 # -- running it ---------------------------------------------------------------------------------------------------
 
 def export_command(python: Path, request: ExportRequest, frames: Path) -> list[str]:
-    return [str(python), "-m", "training.export", "--model", str(request.model), "--validation", str(frames),
+    return [str(python), "-m", "export.model", "--model", str(request.model), "--validation", str(frames),
             *request.quality_arguments, "--output", str(request.out), *request.scheme_arguments,
             "--max-logit-difference", repr(request.max_logit_difference),
             "--min-argmax-agreement", repr(request.min_argmax_agreement),

@@ -1,8 +1,10 @@
 """What the code assets contain: one file list for the stacks, the Lambda bundler and the local rehearsal.
 
 The Lambda code and the processing package each ship a project directory together with ``contracts/``, whose
-facts their code reads; the processing package also ships ``roadseg_lambda/``, so that the quality gate prepares
-frames and restores masks with the functions' own code (training/serving.py, training/evaluate.py). An asset is a
+facts their code reads; the processing package holds the job packages (``training/``, ``drivelogs/``, ``export/``)
+and also ships ``roadseg_lambda/``, so that the quality gate prepares frames and restores masks with the functions'
+own code (training/serving.py, training/evaluate.py). The one entry script (``jobs/processing_entry.py``) is an
+asset of its own. An asset is a
 single directory, so each points at a staging directory holding exactly these files, built once per process. CDK's
 fingerprint covers only relative paths and contents, so the asset hash does not depend on where the staging directory
 is, and it changes whenever ``contracts/`` does.
@@ -24,11 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_DIR = ROOT / "lambda"
 LAMBDA_LIBRARY_DIR = LAMBDA_DIR / "roadseg_lambda"
 TRAINING_DIR = ROOT / "training"
+DRIVELOGS_DIR = ROOT / "drivelogs"
+EXPORT_DIR = ROOT / "export"
+# The Processing steps' one entry script, shipped alone as each step's code (it unpacks the processing package).
+PROCESSING_ENTRY = ROOT / "jobs" / "processing_entry.py"
 CONTRACTS_DIR = ROOT / "contracts"
 
-# The export environment's wheels (training/export-requirements.txt), downloaded by `make synth` / `make test`.
+# The export environment's wheels (export/requirements.txt), downloaded by `make synth` / `make test`.
 EXPORT_WHEELHOUSE = ROOT / ".wheelhouse" / "export"
-# The drive jobs' wheels (training/drive-requirements.txt, cp312 manylinux), downloaded by `make synth` / `make test`.
+# The drive jobs' wheels (drivelogs/requirements.txt, cp312 manylinux), downloaded by `make synth` / `make test`.
 DRIVE_WHEELHOUSE = ROOT / ".wheelhouse" / "drives"
 
 Files = list[tuple[str, Path]]  # (path inside the asset, source file)
@@ -50,9 +56,10 @@ def lambda_files() -> Files:
 
 
 def processing_files() -> Files:
-    """training/, roadseg_lambda/ (without the handler modules) and contracts/ as packages at the root of the zip."""
-    return (_tree(TRAINING_DIR, "training") + _tree(LAMBDA_LIBRARY_DIR, "roadseg_lambda")
-            + _tree(CONTRACTS_DIR, "contracts"))
+    """training/, drivelogs/, export/, roadseg_lambda/ (without the handler modules) and contracts/ as packages
+    at the root of the zip (jobs/processing_entry.py's PACKAGES)."""
+    return (_tree(TRAINING_DIR, "training") + _tree(DRIVELOGS_DIR, "drivelogs") + _tree(EXPORT_DIR, "export")
+            + _tree(LAMBDA_LIBRARY_DIR, "roadseg_lambda") + _tree(CONTRACTS_DIR, "contracts"))
 
 
 def stage(files: Files, into: Path) -> Path:
@@ -107,9 +114,9 @@ def _wheelhouse(directory: Path, marker: str, what: str, requirements: str) -> P
 
 def export_wheelhouse() -> Path:
     """The directory of the export environment's wheels."""
-    return _wheelhouse(EXPORT_WHEELHOUSE, "mxnet", "the export environment's", "training/export-requirements.txt")
+    return _wheelhouse(EXPORT_WHEELHOUSE, "mxnet", "the export environment's", "export/requirements.txt")
 
 
 def drive_wheelhouse() -> Path:
     """The directory of the drive jobs' wheels."""
-    return _wheelhouse(DRIVE_WHEELHOUSE, "rosbags", "the drive jobs'", "training/drive-requirements.txt")
+    return _wheelhouse(DRIVE_WHEELHOUSE, "rosbags", "the drive jobs'", "drivelogs/requirements.txt")

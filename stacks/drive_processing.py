@@ -62,7 +62,7 @@ from contracts.lambda_env import SERVICE_NAMES, DrivesEnvironment
 from contracts.layout import INFERENCE
 from envconfig.config import DrivesConfig, FunctionConfig
 from stacks.bucket_set import SharedBuckets
-from stacks.code_assets import TRAINING_DIR, drive_wheelhouse, staged, staged_job_settings
+from stacks.code_assets import PROCESSING_ENTRY, drive_wheelhouse, staged, staged_job_settings
 from stacks.compliance import acknowledge_inline_policy, acknowledged
 from stacks.drives import DriveTable
 from stacks.functions.roadseg_function import RoadsegFunction, RoadsegFunctionProps, encrypted_queue
@@ -126,7 +126,7 @@ class DriveProcessing(Construct):
 
         # Code: the processing entry script and package (as the training stack's, same hashes: one S3 object each),
         # and the drive wheelhouse the drive-job module installs without an index.
-        self.entry_script = s3_assets.Asset(self, "ProcessingEntry", path=str(TRAINING_DIR / "processing_entry.py"))
+        self.entry_script = s3_assets.Asset(self, "ProcessingEntry", path=str(PROCESSING_ENTRY))
         self.package = s3_assets.Asset(self, "ProcessingPackage", path=str(staged("processing")))
         self.wheels = s3_assets.Asset(self, "DriveWheels", path=str(drive_wheelhouse()))
         # The lists no request carries inline (contracts.job_settings): both jobs receive them as the settings input.

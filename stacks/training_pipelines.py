@@ -19,7 +19,7 @@ from contracts.lambda_env import frame_preparation_environment
 from contracts.layout import ARTIFACTS, DATASETS
 from envconfig.config import ConfigError, EnvironmentConfig
 from stacks.bucket_set import SharedBuckets
-from stacks.code_assets import TRAINING_DIR, export_wheelhouse, staged, staged_job_settings
+from stacks.code_assets import PROCESSING_ENTRY, export_wheelhouse, staged, staged_job_settings
 from stacks.compliance import acknowledge_policy, nag_account_region, nag_arn
 from stacks.images import images_mapping
 from stacks.network import VPC_WILDCARD_REASON, Placement, allow_sagemaker_vpc
@@ -145,12 +145,12 @@ class TrainingPipelines(Construct):
         self.model_package_group.apply_removal_policy(
             cdk.RemovalPolicy.RETAIN if config.retain else cdk.RemovalPolicy.DESTROY)
 
-        self.entry_script = s3_assets.Asset(self, "ProcessingEntry", path=str(TRAINING_DIR / "processing_entry.py"))
+        self.entry_script = s3_assets.Asset(self, "ProcessingEntry", path=str(PROCESSING_ENTRY))
         # training/, roadseg_lambda/ and contracts/ side by side (stacks.code_assets); processing_entry.py unpacks
         # them.
         self.package = s3_assets.Asset(self, "TrainingPackage", path=str(staged("processing")))
         # The export environment's wheels (make synth downloads them for the export image's platform): ExportModel
-        # installs them into a venv with no network access (training/processing_entry.py).
+        # installs them into a venv with no network access (jobs/processing_entry.py).
         self.export_wheels = s3_assets.Asset(self, "ExportWheels", path=str(export_wheelhouse()))
         # The lists no request carries inline (the custom class list for Prepare, Evaluate and Export).
         self.job_settings = job_settings(config, self.scheme)

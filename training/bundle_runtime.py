@@ -1,6 +1,6 @@
 """A frame in, a mask out, the way an edge bundle says: the one definition of the network's input and output.
 
-The export step (training/export.py, Python 3.11 with MXNet) measures parity with these functions, and
+The export step (export/model.py, Python 3.11 with MXNet) measures parity with these functions, and
 ``roadseg segment`` (any Python with ONNX Runtime) segments with them, so both feed the network the same tensor.
 The frame itself is prepared first by the ingest function's own ``prepare_frame`` (validation, EXIF orientation,
 ROI, fit into the serving size, JPEG); this module starts from that inference JPEG. numpy and Pillow only.

@@ -13,7 +13,7 @@ function sends the endpoints (training/serving.py: ``prepare_frame`` with the en
 transform runs on those, and EvaluateModel maps each mask back to the annotation the way the postprocess function
 restores masks, scoring the ROI only (training/evaluate.py).
 
-Only a model that passes the gate is exported and registered: ExportModel (training/export.py) rebuilds the GluonCV
+Only a model that passes the gate is exported and registered: ExportModel (export/model.py) rebuilds the GluonCV
 network at the serving resolution, writes the edge bundle (MXNet graph for Neo, ONNX, classes, preprocessing, parity
 report; contracts/bundle.py) and fails on a parity miss; the model package records the bundle (``EdgeBundle``).
 
@@ -130,7 +130,7 @@ for _key in _IMPORT_ENVIRONMENT:
 CODE_DIR = PROCESSING_CODE_DIR
 PACKAGE_DIR = "/opt/ml/processing/input/package"
 PROCESSING_ENTRYPOINT = list(_ENTRYPOINT)
-# ExportModel: the export environment's wheels (training/export-requirements.txt, one zip), installed by the entry
+# ExportModel: the export environment's wheels (export/requirements.txt, one zip), installed by the entry
 # script into a virtual environment without network access (processing_entry.py).
 WHEELS_DIR = "/opt/ml/processing/input/wheels"
 
@@ -145,7 +145,7 @@ PLACEHOLDERS: dict[str, str] = {
     "AlgorithmImage": "semantic-segmentation image URI of the deployment region (training, model, registry)",
     "ProcessingImage": "Python 3 image with numpy and Pillow for PrepareDataset, PrepareServingValidation and "
     "EvaluateModel",
-    "CodeEntryUri": f"s3:// URI of the single entry script training/processing_entry.py, any key name (mounted in "
+    "CodeEntryUri": f"s3:// URI of the single entry script jobs/processing_entry.py, any key name (mounted in "
     f"{CODE_DIR} and run as python3 <script> <module> [args])",
     "CodePackageUri": f"s3:// URI of the zip of the training/, roadseg_lambda/ and contracts/ packages (mounted in "
     f"{PACKAGE_DIR})",
@@ -640,7 +640,7 @@ def _export_step(
     model_data,
 ) -> ProcessingStep:
     """ExportModel: the candidate's ``model.tar.gz`` -> the edge bundle under pipelines/<name>/<execution>/bundle/
-    (training/export.py), in the Python 3.11 export image with the shipped wheels. Fails when the parameters do not
+    (export/model.py), in the Python 3.11 export image with the shipped wheels. Fails when the parameters do not
     match the rebuilt network or ONNX Runtime disagrees with MXNet on the serving validation frames."""
     model, validation = "/opt/ml/processing/input/model", "/opt/ml/processing/input/serving_validation"
     evaluation, output = "/opt/ml/processing/input/evaluation", f"/opt/ml/processing/output/{EXPORT_BUNDLE}"

@@ -1,12 +1,12 @@
 """Pure builders of the whole-drive Processing jobs (CreateProcessingJob request dicts) and of what they read.
 
-- ``extraction_request``: the drive's log object(s) -> training.drives.job extract (frames under incoming/ with the
+- ``extraction_request``: the drive's log object(s) -> drivelogs.job extract (frames under incoming/ with the
   drive id in their metadata, the manifest, the DRIVE item's ``extracted``/``status``). Split MCAP/bag files of one
   drive are ``ShardedByS3Key`` over up to ``extraction_max_instances`` instances; a ROS 2 bag directory is one input
   (the whole ``drives/<vehicle>/<drive>/`` prefix) on one instance. Network isolation is OFF: the job itself puts
   frames with S3 user metadata (a ProcessingOutput cannot set metadata) and updates the drives table, both through
   the job role (limited to incoming/, drive-outputs/, drives/ and the table).
-- ``build_request``: the builder (training.drives.job build), its inputs downloaded by SageMaker from a manifest
+- ``build_request``: the builder (drivelogs.job build), its inputs downloaded by SageMaker from a manifest
   file (``S3DataType=ManifestFile``, ``input_manifest``) listing the drive's documents, outputs uploaded by SageMaker
   to the drive's ``DriveOutputs`` prefix and the timeline table location; network isolation ON (it reads and writes
   nothing but what SageMaker downloads and uploads).

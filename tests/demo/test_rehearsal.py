@@ -17,7 +17,7 @@ from demo.__main__ import main as demo_main
 from demo.rehearsal import BROKEN_VEHICLE, Names, Options, Report, _fn_sub, run
 from demo.render import README_PICTURE_LIMIT, readme_picture
 from demo.standin import degrade
-from stacks.config import load_config
+from envconfig.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES, WIDTH, HEIGHT = 4, 640, 320

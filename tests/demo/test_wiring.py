@@ -7,7 +7,7 @@ import json
 import pytest
 
 from demo.rehearsal import IngestWiring
-from stacks.config import available_environments
+from envconfig.config import available_environments
 
 
 @pytest.mark.parametrize("env_name", available_environments())

@@ -243,7 +243,7 @@ def test_serving_size_not_a_multiple_of_8_is_refused_with_the_nearest_sizes(tmp_
 
 
 def test_serving_size_multiple_is_the_exports_output_stride():
-    from training.export import OUTPUT_STRIDE, ExportError, check_network_size
+    from export.model import OUTPUT_STRIDE, ExportError, check_network_size
 
     assert envconfig.config.SERVING_SIZE_MULTIPLE == OUTPUT_STRIDE
     config = load_config("dev")

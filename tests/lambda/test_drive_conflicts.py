@@ -1,5 +1,5 @@
 """Every writer of the drives table survives conflicts (issue 19, finding 6): the frames' outcome transactions
-(roadseg_lambda.drive_counts), the extraction job's share and end updates (training.drives.job), the launcher's
+(roadseg_lambda.drive_counts), the extraction job's share and end updates (drivelogs.job), the launcher's
 DRIVE item and the completion's claim (lambda/drives.py). Conflicts are injected on a moto client the way DynamoDB
 answers them (TransactionConflictException for UpdateItem/PutItem, TransactionCanceledException with reason
 TransactionConflict for TransactWriteItems); botocore retries neither. With the counters sharded over COUNTS# items,
@@ -22,7 +22,7 @@ from test_drives import BUCKET, DRIVE, ENV, TABLE
 
 from contracts import drive_table as T
 from contracts.drives import DriveOutputs
-from training.drives import job
+from drivelogs import job
 
 
 @pytest.fixture

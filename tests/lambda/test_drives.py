@@ -18,7 +18,7 @@ from contracts import drive_table as T
 from contracts.drives import DriveId, DriveOutputs
 from contracts.lambda_env import DrivesEnvironment, EnvironmentContractError
 from contracts.layout import PROCESSING_ENTRYPOINT
-from training.drives import job
+from drivelogs import job
 
 BUCKET = "roadseg-inference-test"
 TABLE = "roadseg-test-drives"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from envconfig.config import load_config
 from roadseg import cli, model_export
-from stacks.config import load_config
 
 PROJECT = Path(__file__).resolve().parents[2]
 DEV = load_config("dev")
@@ -88,7 +88,7 @@ def test_export_runs_training_export_in_the_export_environment(fake_export, arch
     assert _run(str(archive), "--out", str(tmp_path / "bundle"), *METRICS) == 0
     (call,) = calls()
     argv = call["argv"]
-    assert argv[:2] == ["-m", "training.export"]
+    assert argv[:2] == ["-m", "export.model"]
     assert _option(argv, "--model") == str(archive.resolve())
     assert _option(argv, "--output") == str((tmp_path / "bundle").resolve())
     assert _option(argv, "--scheme") == "cityscapes" and "--classes-file" not in argv  # config/dev.yaml's classes

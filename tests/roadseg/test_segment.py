@@ -21,10 +21,10 @@ from PIL import Image
 
 from contracts.bundle import validate_bundle
 from contracts.documents import validate_result
+from export.model import classes_document, file_entries, preprocessing_document
 from roadseg import cli
 from roadseg import segment as segment_module
 from training.classes import custom_scheme
-from training.export import classes_document, file_entries, preprocessing_document
 
 NETWORK = (64, 32)  # width, height
 CLASSES = ["road", "car", "person"]

@@ -25,6 +25,7 @@ from stacks.code_assets import (
     DRIVE_WHEELHOUSE,
     EXPORT_WHEELHOUSE,
     LAMBDA_LIBRARY_DIR,
+    PROCESSING_ENTRY,
     TRAINING_DIR,
     lambda_files,
     processing_files,
@@ -60,7 +61,8 @@ def test_asset_file_lists() -> None:
     lambda_names = {name for name, _ in lambda_files()}
     assert {"ingest.py", "roadseg_lambda/settings.py", "contracts/lambda_env.py"} <= lambda_names
     processing_names = {name for name, _ in processing_files()}
-    assert {"training/evaluate.py", "training/processing_entry.py", "training/serving.py", "contracts/documents.py",
+    assert {"training/evaluate.py", "drivelogs/job.py", "export/model.py", "training/serving.py",
+            "contracts/documents.py",
             "roadseg_lambda/imaging.py", "roadseg_lambda/masks.py", "roadseg_lambda/settings.py"} <= processing_names
     # The gate prepares frames and restores masks with the functions' own library, not with the handlers.
     library = {f"roadseg_lambda/{p.relative_to(LAMBDA_LIBRARY_DIR).as_posix()}"
@@ -88,7 +90,7 @@ def test_processing_entry_runs_evaluate_from_the_package_alone(tmp_path: Path) -
     script = textwrap.dedent(f"""
         import importlib.util, json, sys
         from pathlib import Path
-        spec = importlib.util.spec_from_file_location("processing_entry", {str(TRAINING_DIR / "processing_entry.py")!r})
+        spec = importlib.util.spec_from_file_location("processing_entry", {str(PROCESSING_ENTRY)!r})
         entry = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(entry)
         try:
@@ -116,7 +118,7 @@ def _run_entry(package_dir: Path, tmp_path: Path, argv: list[str], environment: 
     script = textwrap.dedent(f"""
         import importlib.util, json, sys
         from pathlib import Path
-        spec = importlib.util.spec_from_file_location("processing_entry", {str(TRAINING_DIR / "processing_entry.py")!r})
+        spec = importlib.util.spec_from_file_location("processing_entry", {str(PROCESSING_ENTRY)!r})
         entry = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(entry)
         try:
@@ -174,7 +176,7 @@ def test_processing_entry_runs_the_serving_step_and_the_evaluation_from_the_pack
 
 
 def _load_entry():
-    spec = importlib.util.spec_from_file_location("processing_entry_under_test", TRAINING_DIR / "processing_entry.py")
+    spec = importlib.util.spec_from_file_location("processing_entry_under_test", PROCESSING_ENTRY)
     entry = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(entry)
     return entry
@@ -246,7 +248,7 @@ def test_missing_drive_wheelhouse_says_how_to_get_it(monkeypatch, tmp_path: Path
 
 def test_export_runs_from_the_unpacked_package_in_the_export_environment(tmp_path: Path) -> None:
     """The second half of ExportModel's bootstrap: inside the export venv (Python 3.11, MXNet, numpy 1.23.5) the entry
-    script unpacks the package zip and runs training.export from it; ``--help`` proves the whole import chain."""
+    script unpacks the package zip and runs export.model from it; ``--help`` proves the whole import chain."""
     python = TRAINING_DIR.parent / ".venv-export" / "bin" / "python"
     assert python.exists(), "run `make .venv-export/.installed` (make test does): the export environment is missing"
     package_dir = tmp_path / "package"
@@ -257,7 +259,7 @@ def test_export_runs_from_the_unpacked_package_in_the_export_environment(tmp_pat
     script = textwrap.dedent(f"""
         import importlib.util, sys
         from pathlib import Path
-        spec = importlib.util.spec_from_file_location("processing_entry", {str(TRAINING_DIR / "processing_entry.py")!r})
+        spec = importlib.util.spec_from_file_location("processing_entry", {str(PROCESSING_ENTRY)!r})
         entry = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(entry)
         entry.main(["export", "--help"], Path({str(package_dir)!r}))

@@ -110,7 +110,7 @@ def test_resources_carry_their_contract_names(synth, env_name: str) -> None:
     assert rollback == set(naming.rollback_alarm_names(prefix))
 
 
-EXPORT_REQUIREMENTS = Path(__file__).resolve().parents[2] / "training" / "export-requirements.txt"
+EXPORT_REQUIREMENTS = Path(__file__).resolve().parents[2] / "export" / "requirements.txt"
 
 
 def file_assets(outdir: Path, stack_name: str) -> list[Path]:

@@ -1,4 +1,4 @@
-"""The drive builder over real per-frame outputs (tests/training/drives/build_fixtures.py): timeline Parquet files and
+"""The drive builder over real per-frame outputs (tests/drivelogs/build_fixtures.py): timeline Parquet files and
 their Hive partitions, scene windows, review videos decoded with PyAV, the summary, and the example Athena query run
 with DuckDB over the same files."""
 
@@ -27,7 +27,18 @@ from contracts.drive_timeline import (
 )
 from contracts.drives import DriveId, DriveOutputs
 from contracts.layout import INFERENCE
-from tests.training.drives.build_fixtures import (
+from drivelogs.build import main
+from drivelogs.scenes import (
+    COLLAPSE,
+    VRU_AHEAD,
+    EgoCorridor,
+    FrameState,
+    SceneParameters,
+    ahead_of_vehicle,
+    find_scenes,
+)
+from drivelogs.timeline import arrow_schema, arrow_type, glue_type, parse_frame_time
+from tests.drivelogs.build_fixtures import (
     CAR,
     HEIGHT,
     RIDER,
@@ -44,17 +55,6 @@ from tests.training.drives.build_fixtures import (
     stamp,
     write_drive,
 )
-from training.drives.build import main
-from training.drives.scenes import (
-    COLLAPSE,
-    VRU_AHEAD,
-    EgoCorridor,
-    FrameState,
-    SceneParameters,
-    ahead_of_vehicle,
-    find_scenes,
-)
-from training.drives.timeline import arrow_schema, arrow_type, glue_type, parse_frame_time
 
 DRIVE = DriveId("car-7", "2026-12-03")
 OLD_DRIVE = DriveId("car-7", "2026-11-20")
@@ -351,7 +351,7 @@ def test_a_frame_with_several_documents_keeps_the_processed_one(tmp_path):
 def test_a_mask_at_the_inference_size_is_mapped_back_through_the_crop_box(tmp_path):
     from roadseg_lambda.masks import encode_mask_png
 
-    from training.drives.timeline import FrameRecord, load_mask
+    from drivelogs.timeline import FrameRecord, load_mask
 
     crop = scene_mask("ahead", False)[16:]  # the model saw the lower half only (ROI), at 64x16
     path = tmp_path / "mask.png"

@@ -3,7 +3,7 @@
 Run when every frame of a drive has been processed, quarantined or failed (the SageMaker Processing job downloads the
 drive's documents, masks and overlays into local folders and uploads ``--output``)::
 
-    python -m training.drives.build --drive-id car-7/2026-12-03 --results in/results --failures in/failures \\
+    python -m drivelogs.build --drive-id car-7/2026-12-03 --results in/results --failures in/failures \\
         --quarantine in/quarantine --masks in/results --overlays in/results --manifest in/manifest.json \\
         --output out/ [--scheme cityscapes] [--fps 10] [--corridor 0.55,1,0.4,0.6,0.15,0.85]
 
@@ -41,8 +41,7 @@ from contracts.drive_timeline import (
 )
 from contracts.drives import DriveId, DriveKeyError, DriveOutputs, validate_drive_manifest
 from contracts.layout import INFERENCE
-from training.classes import DRIVABLE_CLASSES, ClassScheme, add_scheme_arguments, scheme_from_arguments
-from training.drives.scenes import (
+from drivelogs.scenes import (
     EgoCorridor,
     SceneParameters,
     find_scenes,
@@ -51,7 +50,7 @@ from training.drives.scenes import (
     missing_before,
     rank_scenes,
 )
-from training.drives.timeline import (
+from drivelogs.timeline import (
     BuildError,
     ClassIndices,
     FileIndex,
@@ -61,6 +60,7 @@ from training.drives.timeline import (
     measure_ahead,
     write_timeline,
 )
+from training.classes import DRIVABLE_CLASSES, ClassScheme, add_scheme_arguments, scheme_from_arguments
 
 DEFAULT_FPS = 1.0
 
@@ -121,7 +121,7 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 def build_videos(records: Sequence[FrameRecord], intervals: Mapping[str, int | None], overlays: FileIndex,
                  outputs: DriveOutputs, local: Any, fps: float | None) -> tuple[dict[str, Any], list[str]]:
-    from training.drives.video import VideoSlot, write_review_video
+    from drivelogs.video import VideoSlot, write_review_video
 
     videos: dict[str, Any] = {}
     warnings = []
@@ -274,8 +274,8 @@ def build_drive(drive: DriveId, *, results: Path, output: Path, failures: Path |
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.drives.build", description=__doc__.split("\n\n")[0],
-                                     epilog="example: python -m training.drives.build --drive-id car-7/2026-12-03 "
+    parser = argparse.ArgumentParser(prog="python -m drivelogs.build", description=__doc__.split("\n\n")[0],
+                                     epilog="example: python -m drivelogs.build --drive-id car-7/2026-12-03 "
                                             "--results in/results --output out/")
     parser.add_argument("--drive-id", required=True, help="<vehicle>/<drive>")
     parser.add_argument("--results", type=Path, required=True, help="folder with the result documents (*.json)")

@@ -2,7 +2,7 @@
 
 One video frame per frame slot, so the video's clock is the drive's: a processed frame shows its overlay, a
 quarantined or failed frame (or a processed one whose overlay is missing) a grey frame with the status and reason,
-and a slot inferred missing from a gap in the frame times (training/drives/scenes.py ``missing_before``) a grey
+and a slot inferred missing from a gap in the frame times (drivelogs/scenes.py ``missing_before``) a grey
 "no frame" frame. Nothing is dropped from the timing. Every frame is scaled to the first overlay's size (rounded
 down to even numbers: H.264 in yuv420p needs even sides) and has its UTC time burnt in at the top left.
 

@@ -1,6 +1,6 @@
 """``roadseg model export`` for real: a model.tar.gz saved the way the algorithm saves it (a GluonCV FCN with random
-weights, tests/training/algorithm_model.py, built in .venv-export), exported by the command from roadseg's own
-environment, which runs training.export in .venv-export. The bundle then segments a frame with ``roadseg segment``
+weights, tests/export/algorithm_model.py, built in .venv-export), exported by the command from roadseg's own
+environment, which runs export.model in .venv-export. The bundle then segments a frame with ``roadseg segment``
 here. The command's wiring and errors without MXNet: tests/roadseg/test_model_export.py."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from contracts.bundle import BUNDLE, validate_bundle, validate_parity, validate_preprocessing
+from envconfig.config import load_config
 from roadseg import cli
-from stacks.config import load_config
 from training.classes import CITYSCAPES
 from training.scenes import generate_scene
 
@@ -32,7 +32,7 @@ PARITY_FRAMES = load_config("dev").training.export.parity_frames
 def model_archive(tmp_path_factory) -> Path:
     if not EXPORT_PYTHON.is_file():
         pytest.fail(f"the export environment {EXPORT_PYTHON.parent.parent} is missing: run "
-                    "`make .venv-export/.installed` (Python 3.11 with MXNet 1.9.1, training/export-requirements.txt)")
+                    "`make .venv-export/.installed` (Python 3.11 with MXNet 1.9.1, export/requirements.txt)")
     archive = tmp_path_factory.mktemp("model") / "model.tar.gz"
     result = subprocess.run([str(EXPORT_PYTHON), str(BUILDER), "--output", str(archive), "--head", "fcn",
                              "--num-classes", str(CITYSCAPES.num_classes), "--width", str(WIDTH), "--height",
@@ -103,7 +103,7 @@ def test_an_archive_of_another_class_count_is_bad_input(model_archive, tmp_path,
     ["--validation-miou", "0.6"],  # one metric
 ])
 def test_training_export_takes_an_evaluation_or_both_metrics(quality, capsys):
-    from training.export import main
+    from export.model import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["--model", "m.tar.gz", "--validation", "frames", "--output", "out", "--max-logit-difference", "0.01",
@@ -113,7 +113,7 @@ def test_training_export_takes_an_evaluation_or_both_metrics(quality, capsys):
 
 
 def test_training_job_metrics_are_fractions():
-    from training.export import ExportError, training_job_metrics
+    from export.model import ExportError, training_job_metrics
 
     assert training_job_metrics(0.6, 0.9)["metrics"] == {"mIoU": 0.6, "pixel_accuracy": 0.9}
     with pytest.raises(ExportError, match="validation:mIOU must be within 0..1, got 61"):

@@ -38,7 +38,7 @@ A file that is not a log at all raises ``UnreadableLog`` before anything is writ
 Command line (the Processing job; logs are downloaded to a local directory, a drive split into several files is
 sharded across instances by S3 key, each instance writing the manifest of its share)::
 
-    python -m training.drives.extract --drive-id car-7/2026-12-03 --log-dir /opt/ml/processing/input/logs \\
+    python -m drivelogs.extract --drive-id car-7/2026-12-03 --log-dir /opt/ml/processing/input/logs \\
         --bucket roadseg-dev-inference --manifest /opt/ml/processing/output/manifest.json --rate-hz 2
 """
 
@@ -998,7 +998,7 @@ def parse_cameras(text: str) -> dict[str, CameraConfig]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.drives.extract", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m drivelogs.extract", description=__doc__.split("\n")[0])
     parser.add_argument("--drive-id", required=True, help="<vehicle>/<drive>, e.g. car-7/2026-12-03")
     parser.add_argument("--log", action="append", default=[], type=Path, help="a log file or ROS 2 bag directory "
                         "(repeat for a drive split into several files, in order)")

@@ -1,4 +1,4 @@
-"""training.drives.extract on real logs written here (conftest.py): every image encoding, camera selection and naming,
+"""drivelogs.extract on real logs written here (conftest.py): every image encoding, camera selection and naming,
 rate limiting, duplicates and out-of-order stamps, the ingest limits, damaged logs, split drives, the S3 sink and the
 command line. Every manifest is validated (counts reconcile) by the extractor itself and once more here."""
 
@@ -19,7 +19,7 @@ from contracts.documents import DocumentError
 from contracts.drives import DRIVE_ID_METADATA, SKIP_REASONS, validate_drive_manifest
 from contracts.lambda_env import DEFAULT_KEY_PATTERN
 from contracts.layout import INFERENCE
-from training.drives.extract import (
+from drivelogs.extract import (
     CameraConfig,
     ExtractOptions,
     FrameLimits,
@@ -440,7 +440,7 @@ def test_manifest_validator_refuses_counts_that_do_not_reconcile(tmp_path, drive
 def test_the_shares_of_a_split_drive_merge_into_the_manifest_of_one_run(tmp_path, drive_logs, camera_messages):
     """Two instances extract one log each (ShardedByS3Key); the last to finish merges their shares: the counts,
     topics and stamps are those of one run over both logs."""
-    from training.drives.job import merge_manifests
+    from drivelogs.job import merge_manifests
 
     first = drive_logs.write_mcap(tmp_path / "d_0.mcap", camera_messages[:15])
     second = drive_logs.write_mcap(tmp_path / "d_1.mcap", camera_messages[15:])

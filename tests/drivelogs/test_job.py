@@ -1,4 +1,4 @@
-"""training/drives/job.py as the extraction job runs it: the very arguments of the launcher's CreateProcessingJob
+"""drivelogs/job.py as the extraction job runs it: the very arguments of the launcher's CreateProcessingJob
 request (roadseg_lambda.drive_jobs), the log in the job's input folder, moto for S3 and the drives table."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from roadseg_lambda import drive_jobs
 from contracts import drive_table as T
 from contracts.drives import DRIVE_ID_METADATA, DriveId, DriveOutputs
 from contracts.lambda_env import DrivesEnvironment
-from training.drives import job
+from drivelogs import job
 
 BUCKET, TABLE = "roadseg-dev-inference", "roadseg-dev-drives"
 DRIVE = DriveId("car-7", "2026-12-03")
@@ -77,8 +77,8 @@ def test_the_launchers_request_runs_the_extraction_and_ends_it(aws, tmp_path, dr
 
 
 def test_the_completion_functions_request_parses_as_the_builders_command_line():
+    from drivelogs import build
     from envconfig.config import SceneThresholds
-    from training.drives import build
 
     thresholds = SceneThresholds(collapse_below=0.25, min_frames=3, touch_px=2)
     env = dataclasses.replace(_env(), builder_arguments={"--scheme": "cityscapes", **thresholds.builder_arguments()})

@@ -1,13 +1,14 @@
 """Entry point of roadseg's SageMaker Processing steps (PrepareDataset, PrepareServingValidation, EvaluateModel,
 ExportModel).
 
-Shipped alone as the step's `code`; the `training`, `roadseg_lambda` and `contracts` packages arrive as one zip input
-(all at its root, see stacks/code_assets.py) under /opt/ml/processing/input/package/. roadseg_lambda is the Lambda
-functions' own library: the serving step prepares frames and the evaluation restores masks with their code.
+Shipped alone as the step's `code`; the `training`, `drivelogs`, `export`, `roadseg_lambda` and `contracts`
+packages arrive as one zip input (all at its root, see stacks/code_assets.py) under /opt/ml/processing/input/package/.
+roadseg_lambda is the Lambda functions' own library: the serving step prepares frames and the evaluation restores
+masks with their code.
 Usage: ``python3 processing_entry.py <prepare|serving|evaluate|export|drive-job> [args...]``.
 
-``drive-job`` (training.drives.job: the whole-drive extraction and builder jobs) runs in the image's own Python 3.12
-with the drive wheels (one zip under /opt/ml/processing/input/wheels/, training/drive-requirements.txt) installed
+``drive-job`` (drivelogs.job: the whole-drive extraction and builder jobs) runs in the image's own Python 3.12
+with the drive wheels (one zip under /opt/ml/processing/input/wheels/, drivelogs/requirements.txt) installed
 with ``pip install --no-index --no-deps --target <dir>`` and that directory on PYTHONPATH.
 Self-contained on purpose (stdlib only): it runs before the package is importable.
 
@@ -16,7 +17,7 @@ arrive as one zip (a CDK directory asset) under /opt/ml/processing/input/setting
 ``--classes-file`` and ``--cameras-json @file`` name its files.
 
 ``export`` runs where MXNet runs: the image's Python 3.11 creates a virtual environment, installs the export wheels
-(one zip under /opt/ml/processing/input/wheels/, training/export-requirements.txt) with ``--no-index --no-deps`` (the
+(one zip under /opt/ml/processing/input/wheels/, export/requirements.txt) with ``--no-index --no-deps`` (the
 job has no network access) and runs this script again inside it.
 """
 
@@ -35,14 +36,15 @@ from pathlib import Path
 PACKAGE_DIR = Path("/opt/ml/processing/input/package")
 SETTINGS_DIR = Path("/opt/ml/processing/input/settings")  # contracts.job_settings.SETTINGS_DIR (stdlib-only copy)
 MODULES = ("prepare", "serving", "evaluate", "export", "drive-job")
-# Module of each argument that is not training.<argument>.
-MODULE_PATHS = {"drive-job": "training.drives.job"}
+# The module each argument runs (the job arguments name steps, not modules, so a module can move freely).
+MODULE_PATHS = {"prepare": "training.prepare", "serving": "training.serving", "evaluate": "training.evaluate",
+                "export": "export.model", "drive-job": "drivelogs.job"}
 IN_DRIVE_ENV = "ROADSEG_IN_DRIVE_ENV"
 WHEELS_DIR = Path("/opt/ml/processing/input/wheels")
 EXPORT_PYTHON = (3, 11)
 IN_EXPORT_ENV = "ROADSEG_IN_EXPORT_ENV"
-# Loaded in reverse order: contracts first (both others import it), then roadseg_lambda (training imports it).
-PACKAGES = ("training", "roadseg_lambda", "contracts")
+# Loaded in reverse order: contracts first (every other imports it), then roadseg_lambda (the job packages import it).
+PACKAGES = ("training", "drivelogs", "export", "roadseg_lambda", "contracts")
 
 
 def unpack(package_dir: Path, into: Path) -> Path:
@@ -110,7 +112,7 @@ def export_environment(wheels_dir: Path, into: Path) -> Path:
 
 
 def drive_environment(wheels_dir: Path, into: Path) -> Path:
-    """The drive wheels (training/drive-requirements.txt, one zip under ``wheels_dir``) installed with
+    """The drive wheels (drivelogs/requirements.txt, one zip under ``wheels_dir``) installed with
     ``pip install --no-index --no-deps --target``: the directory to put on PYTHONPATH. SystemExit on any failure."""
     found = _shipped_wheels(wheels_dir, into / "wheels")
     target = into / "site"
@@ -137,7 +139,7 @@ def main(argv: list[str], package_dir: Path = PACKAGE_DIR, settings_dir: Path = 
                   {**os.environ, "PYTHONPATH": path, IN_DRIVE_ENV: "1"})
     root = unpack(package_dir, Path(tempfile.mkdtemp(prefix="roadseg-")))
     load_packages(root)
-    module = MODULE_PATHS.get(argv[0], f"training.{argv[0]}")
+    module = MODULE_PATHS[argv[0]]
     sys.argv = [module, *argv[1:]]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

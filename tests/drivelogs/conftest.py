@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.drives.msgdefs import COMPRESSED_IMAGE_MSGDEF, MSGDEFS
+from drivelogs.msgdefs import COMPRESSED_IMAGE_MSGDEF, MSGDEFS
 
 # 2026-12-03T10:15:00Z in nanoseconds: the stamps of the fixtures' frames start here.
 T0 = int(datetime(2026, 12, 3, 10, 15, tzinfo=UTC).timestamp()) * 1_000_000_000

@@ -1,8 +1,8 @@
-"""training/export.py: the edge bundle of a gated model.
+"""export/model.py: the edge bundle of a gated model.
 
 The export runs where MXNet runs (.venv-export, Python 3.11 with MXNet 1.9.1): these tests build GluonCV networks with
-random weights saved the way the algorithm saves them (tests/training/algorithm_model.py, in that environment), run
-``python -m training.export`` there, and read the bundle here, in the main environment (its own ONNX Runtime segments
+random weights saved the way the algorithm saves them (tests/export/algorithm_model.py, in that environment), run
+``python -m export.model`` there, and read the bundle here, in the main environment (its own ONNX Runtime segments
 a frame with the bundle's model.onnx through training.bundle_runtime). The models and the exports are made once per
 module, two at a time (two cores), to keep the file near a minute and a half.
 """
@@ -32,15 +32,15 @@ from contracts.bundle import (
 )
 from contracts.documents import EVALUATION_SCHEMA_VERSION
 from contracts.lambda_env import FRAME_PREPARATION_VARIABLES
-from training.bundle_runtime import logits_to_mask, network_input
-from training.classes import CITYSCAPES
-from training.evaluate import metrics_from_confusion
-from training.export import (
+from export.model import (
     ExportError,
     adaptive_pool_matrix,
     parameter_differences,
     parse_hyperparameters,
 )
+from training.bundle_runtime import logits_to_mask, network_input
+from training.classes import CITYSCAPES
+from training.evaluate import metrics_from_confusion
 from training.scenes import generate_scene
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,7 +86,7 @@ def _in_pairs(commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
 def export_python() -> Path:
     if not EXPORT_PYTHON.is_file():
         pytest.fail(f"the export environment {EXPORT_PYTHON.parent.parent} is missing: run "
-                    "`make .venv-export/.installed` (Python 3.11 with MXNet 1.9.1, training/export-requirements.txt)")
+                    "`make .venv-export/.installed` (Python 3.11 with MXNet 1.9.1, export/requirements.txt)")
     return EXPORT_PYTHON
 
 
@@ -115,7 +115,7 @@ def workspace(tmp_path_factory, export_python) -> dict[str, Path]:
 
 
 def _export_args(workspace: Mapping[str, Path], model: Path, output: Path, *extra: str) -> list[str]:
-    return ["-m", "training.export", "--model", str(model), "--validation", str(workspace["frames"]),
+    return ["-m", "export.model", "--model", str(model), "--validation", str(workspace["frames"]),
             "--evaluation", str(workspace["evaluation"]), "--output", str(output), "--scheme", "cityscapes", *extra]
 
 

@@ -20,10 +20,10 @@ ONNX Runtime can read it as is. The export:
    largest absolute logit difference and the argmax agreement per frame and overall, and the step fails when either
    misses its threshold.
 
-Runs in the export environment (Python 3.11, MXNet 1.9.1, training/export-requirements.txt). MXNet, GluonCV, ONNX and
+Runs in the export environment (Python 3.11, MXNet 1.9.1, export/requirements.txt). MXNet, GluonCV, ONNX and
 ONNX Runtime are imported inside the functions that need them, so the pure helpers import anywhere.
 
-    python -m training.export --model DIR|model.tar.gz --validation DIR --evaluation evaluation.json --output DIR
+    python -m export.model --model DIR|model.tar.gz --validation DIR --evaluation evaluation.json --output DIR
         [--scheme cityscapes] --max-logit-difference F --min-argmax-agreement F [--max-parity-frames N]
     (serving resolution from TARGET_WIDTH, TARGET_HEIGHT; all of contracts.lambda_env.FRAME_PREPARATION_VARIABLES)
 
@@ -792,7 +792,7 @@ def export_bundle(model: Path, validation: Path, evaluation_path: Path | None, o
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: exit 0 with a one-line summary, or 2 with the reason (never a traceback)."""
     parser = argparse.ArgumentParser(
-        prog="python -m training.export",
+        prog="python -m export.model",
         description="Export a Semantic Segmentation model.tar.gz to the edge bundle (MXNet graph for Neo, ONNX, "
         "parity report). The serving resolution comes from TARGET_WIDTH/TARGET_HEIGHT.",
     )

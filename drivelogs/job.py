@@ -1,6 +1,6 @@
 """The whole-drive Processing jobs' own steps around extract.py and build.py (which stay job-agnostic).
 
-``extract``: runs training.drives.extract on this instance's share of the logs, uploads its share of the manifest to
+``extract``: runs drivelogs.extract on this instance's share of the logs, uploads its share of the manifest to
 ``manifests/<host>.json`` next to ``DriveOutputs(drive).manifest``; the last instance to finish merges the shares into
 the drive's manifest (``merge_manifests``) and records the end
 of this share on the DRIVE item of the drives table in ONE conditional update: ``ADD extracted :n,
@@ -8,11 +8,11 @@ extracted_hosts :{host}`` only if this host is not yet in ``extracted_hosts`` (a
 twice); the instance whose update completes the set of hosts sets ``status`` = ``extracted`` (conditional on
 ``extracting``). The completion function then sees a DRIVE image with ``extracted`` set.
 
-``build``: creates the input folders a drive may lack (no failures, no quarantine) and runs training.drives.build.
+``build``: creates the input folders a drive may lack (no failures, no quarantine) and runs drivelogs.build.
 
-    python -m training.drives.job extract --drive-id V/D --log-dir DIR --bucket B --manifest M.json --table T \\
+    python -m drivelogs.job extract --drive-id V/D --log-dir DIR --bucket B --manifest M.json --table T \\
         --manifest-key drive-outputs/V/D/manifest.json --instances N [extract options]
-    python -m training.drives.job build --drive-id V/D --results DIR ... (training.drives.build's options)
+    python -m drivelogs.job build --drive-id V/D --results DIR ... (drivelogs.build's options)
 """
 
 from __future__ import annotations
@@ -87,10 +87,10 @@ def record_share(client: Any, table: str, drive_id: str, host: str, extracted: i
 def run_extract(argv: Sequence[str]) -> int:
     import boto3
 
-    from training.drives import extract
+    from drivelogs import extract
 
     # No abbreviations: extract's own --manifest must not be taken for --manifest-key.
-    parser = argparse.ArgumentParser(prog="python -m training.drives.job extract", allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog="python -m drivelogs.job extract", allow_abbrev=False)
     parser.add_argument("--table", required=True)
     parser.add_argument("--manifest-key", required=True)
     parser.add_argument("--instances", type=int, default=1)
@@ -188,7 +188,7 @@ def merge_manifests(shares: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def run_build(argv: Sequence[str]) -> int:
-    from training.drives import build
+    from drivelogs import build
 
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for name in ("--results", "--failures", "--quarantine", "--masks", "--overlays", "--output"):
@@ -203,7 +203,7 @@ def run_build(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in ("extract", "build"):
-        print("usage: python -m training.drives.job <extract|build> [options]", file=sys.stderr)
+        print("usage: python -m drivelogs.job <extract|build> [options]", file=sys.stderr)
         return 2
     return run_extract(args[1:]) if args[0] == "extract" else run_build(args[1:])
 

@@ -4,7 +4,7 @@ A GluonCV network with random weights (ImageNet backbone not downloaded: ``pretr
 saved with ``save_parameters`` as ``model_algo-1`` (also ``model_best.params``), next to ``hyperparams.json`` with
 string values, as the algorithm records them.
 
-    python tests/training/algorithm_model.py --output model.tar.gz --head fcn --num-classes 19 --width 64 --height 32
+    python tests/export/algorithm_model.py --output model.tar.gz --head fcn --num-classes 19 --width 64 --height 32
         [--no-aux] [--backbone resnet-50] [--hyperparameter-classes N] [--seed 0]
 """
 

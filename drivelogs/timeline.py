@@ -10,7 +10,7 @@ Fetch -> decide -> act:
   stamp, or ISO 8601). When one frame has several documents, processed beats failed beats quarantined, then the
   newest document wins (a frame re-uploaded after a failure);
 - ``measure_ahead`` reads each processed frame's mask (a ``FileIndex`` finds it by the key in ``mask_uri``, else by
-  ``<identity>.mask.png``) and fills in what lies ahead (training/drives/scenes.py);
+  ``<identity>.mask.png``) and fills in what lies ahead (drivelogs/scenes.py);
 - ``timeline_table`` / ``write_timeline`` turn the records into Arrow tables with the schema derived from
   contracts.drive_timeline.TIMELINE_COLUMNS and write the per-drive file and the table's Hive partitions.
 """
@@ -34,7 +34,7 @@ from contracts.drive_timeline import TIMELINE_COLUMNS, TIMELINE_PARTITION_KEYS, 
 from contracts.drives import DriveId
 from contracts.lambda_env import DEFAULT_KEY_PATTERN
 from contracts.layout import INFERENCE
-from training.drives.scenes import EgoCorridor, FrameState, ahead_of_vehicle
+from drivelogs.scenes import EgoCorridor, FrameState, ahead_of_vehicle
 
 _KEY_PATTERN = re.compile(DEFAULT_KEY_PATTERN)
 _STAMP = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{1,9}))?Z$")

@@ -20,9 +20,9 @@ from contracts.drives import DriveId
 from contracts.job_settings import SETTINGS_DIR, SETTINGS_INPUT, settings_files
 from contracts.lambda_env import DrivesEnvironment
 from contracts.service_limits import RequestLimitError
-from stacks.code_assets import TRAINING_DIR
+from drivelogs import build, job
+from stacks.code_assets import PROCESSING_ENTRY
 from stacks.drive_processing import extraction_arguments, scheme_arguments
-from training.drives import build, job
 
 BUCKET, TABLE = "roadseg-dev-inference", "roadseg-dev-drives"
 DRIVE = DriveId("car-7", "2026-12-03")
@@ -41,7 +41,7 @@ def _env(files: dict[str, str]) -> DrivesEnvironment:
 
 
 def _entry():
-    spec = importlib.util.spec_from_file_location("processing_entry_settings", TRAINING_DIR / "processing_entry.py")
+    spec = importlib.util.spec_from_file_location("processing_entry_settings", PROCESSING_ENTRY)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
