@@ -7,7 +7,7 @@ Run in the export environment (it needs MXNet):
 The network is a GluonCV head on ResNet50 with random weights (the speed of a graph does not depend on its
 weights), exported exactly as export/model.py exports a model: the hybridized main output
 (model-symbol.json + model-0000.params, what Neo compiles) and model.onnx. Frames are generated driving scenes
-(training/scenes.py) fed through training.bundle_runtime.network_input.
+(segcore/scenes.py) fed through segcore.bundle_runtime.network_input.
 
 Timed, after --warmup frames each, frame by frame with batch 1 (what an edge device or the real-time path does):
   mxnet-cpu     the exported MXNet graph (SymbolBlock), output copied to numpy
@@ -45,8 +45,8 @@ from export.model import (
     export_onnx,
     load_exported,
 )
-from training.bundle_runtime import network_input
-from training.scenes import generate_scene
+from segcore.bundle_runtime import network_input
+from segcore.scenes import generate_scene
 
 
 def frames(width: int, height: int, count: int) -> list[np.ndarray]:

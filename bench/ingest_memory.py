@@ -6,7 +6,7 @@ memory_mb, batch_size), three ways in the same run:
 - unbounded: every record of the batch decoding at once (what ingest did before the memory budget),
 - budgeted: every record in its own thread, decoding through roadseg_lambda.batch.MemoryBudget as lambda/ingest.py
   does (the budget from the function's memory, roadseg_lambda.batch.decode_budget_bytes; each frame's cost from its
-  header, roadseg_lambda.imaging.decode_cost).
+  header, segcore.imaging.decode_cost).
 
 Each run is a fresh child process whose peak RSS (VmHWM) is reset before decoding (``/proc/self/clear_refs``: a
 child inherits its parent's ``ru_maxrss`` across exec, so getrusage alone would report the parent's peak); the PNGs
@@ -69,7 +69,8 @@ def child(way: str, png: str, frames: int, memory_mb: int, max_bytes: int, max_p
     from concurrent.futures import ThreadPoolExecutor
 
     from roadseg_lambda.batch import MemoryBudget, decode_budget_bytes
-    from roadseg_lambda.imaging import PrepareOptions, decode_cost, prepare_frame
+
+    from segcore.imaging import PrepareOptions, decode_cost, prepare_frame
 
     options = PrepareOptions(max_bytes=max_bytes, max_pixels=max_pixels)
     data = [Path(png).read_bytes() for _ in range(frames)]  # each record holds its own object's bytes

@@ -38,7 +38,7 @@ def _environment(concurrency: int) -> dict[str, str]:
 def _frames(count: int, width: int, height: int) -> list[bytes]:
     from PIL import Image
 
-    from training.scenes import generate_scene
+    from segcore.scenes import generate_scene
 
     frames = []
     for i in range(count):
@@ -86,7 +86,8 @@ def _run(concurrency: int, frames: list[bytes], batches: int, latency_s: float) 
                 s3.put_object(Bucket=BUCKET, Key=key, Body=frame)
                 keys.append(key)
         from roadseg_lambda import aws
-        from roadseg_lambda.settings import get_settings
+
+        from segcore.settings import get_settings
 
         ingest = importlib.import_module("ingest")
         get_settings.cache_clear()

@@ -1,10 +1,10 @@
 """Benchmark of the Lambda preprocessing and mask statistics (run: .venv/bin/python bench/preprocess.py).
 
-Input: a 2048x1024 driving scene from training/scenes.py (the procedural generator), encoded as
+Input: a 2048x1024 driving scene from segcore/scenes.py (the procedural generator), encoded as
 JPEG quality 95 and as PNG; target 1024x512.
 
 Paths timed (median of --runs runs each, interleaved round-robin so drift hits every path alike):
-  project  roadseg_lambda.imaging.prepare_frame()
+  project  segcore.imaging.prepare_frame()
   naive    full decode + convert("RGB") + resize(LANCZOS) + JPEG encode
   floor    the least any implementation must do: decode (JPEG at reduced size via draft, PNG at full size)
            + the JPEG encode of a 1024x512 image
@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
-from roadseg_lambda.imaging import PrepareOptions, prepare_frame  # noqa: E402
-from roadseg_lambda.masks import Geometry, mask_statistics  # noqa: E402
 
-from training.scenes import generate_scene  # noqa: E402
+from segcore.imaging import PrepareOptions, prepare_frame  # noqa: E402
+from segcore.masks import Geometry, mask_statistics  # noqa: E402
+from segcore.scenes import generate_scene  # noqa: E402
 
 WIDTH, HEIGHT = 2048, 1024
 TARGET = (1024, 512)

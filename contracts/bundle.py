@@ -27,6 +27,9 @@ from contracts.documents import BOOL, INT, NUMBER, STR, DocumentError, ListOf, M
 BUNDLE_SCHEMA_VERSION = "1.0"
 PREPROCESSING_SCHEMA_VERSION = "1.0"
 PARITY_SCHEMA_VERSION = "1.0"
+# preprocessing.json's frame_preparation.function: the ingest function's frame preparation, by the name bundles have
+# carried since 1.0 (the function lives in segcore/imaging.py now; the value stays, so exported bundles keep loading).
+PREPARE_FUNCTION = "roadseg_lambda.imaging.prepare_frame"
 
 # The network's input and output as the export names them (Neo's DataInputConfig uses the input name).
 INPUT_NAME = "data"

@@ -16,7 +16,7 @@ from typing import Any
 
 SETTINGS_INPUT = "settings"  # the ProcessingInput's InputName
 SETTINGS_DIR = "/opt/ml/processing/input/settings"  # its LocalPath (jobs/processing_entry.py unpacks it there)
-CLASSES_FILE = "classes.json"  # training.classes.load_classes_file: [{"name": ..., "color": [r, g, b]}, ...]
+CLASSES_FILE = "classes.json"  # segcore.classes.load_classes_file: [{"name": ..., "color": [r, g, b]}, ...]
 CAMERAS_FILE = "cameras.json"  # drivelogs.extract.parse_cameras: {"/topic": "camera", ...}
 
 

@@ -51,7 +51,7 @@ METRICS_NAMESPACE = "roadseg"
 SERVICE_NAMES = {"ingest": "roadseg-ingest", "postprocess": "roadseg-postprocess",
                  "realtime": "roadseg-realtimefront", "rollout": "roadseg-rollout", "drives": "roadseg-drives"}
 
-# What roadseg_lambda.imaging.prepare_frame is configured with (roadseg_lambda.settings.Settings.prepare_options).
+# What segcore.imaging.prepare_frame is configured with (segcore.settings.Settings.prepare_options).
 FRAME_PREPARATION_VARIABLES = ("TARGET_WIDTH", "TARGET_HEIGHT", "ROI", "MAX_INPUT_BYTES", "MAX_INPUT_PIXELS",
                                "JPEG_QUALITY")
 
@@ -344,7 +344,7 @@ class PreprocessorEnvironment(EnvironmentCodec):
                                             _format_pattern)
     vru_min_pixels: int = variable("VRU_MIN_PIXELS", 50, int_range(1, 2**40))
     # The scheme's vulnerable road users (names from CLASS_NAMES); unset: the built-in VRU names of the
-    # Cityscapes and CamVid schemes (roadseg_lambda.masks).
+    # Cityscapes and CamVid schemes (segcore.masks).
     vru_classes: tuple[str, ...] | None = variable("VRU_CLASSES", None, _vru_classes, json_list,
                                                    omit_if_none=True)
     write_overlay: bool = variable("WRITE_OVERLAY", False, parse_bool, _format_bool)

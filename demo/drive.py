@@ -53,8 +53,8 @@ from drivelogs.extract import (
 )
 from drivelogs.msgdefs import COMPRESSED_IMAGE_MSGDEF
 from drivelogs.scenes import VRU_AHEAD, EgoCorridor, ahead_of_vehicle
-from training.classes import DRIVABLE_CLASSES, ClassScheme
-from training.scenes import generate_scene
+from segcore.classes import DRIVABLE_CLASSES, ClassScheme
+from segcore.scenes import generate_scene
 
 DRIVE_ID = DriveId("veh-100", "rehearsal-drive")
 DRIVE_START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)

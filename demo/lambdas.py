@@ -77,9 +77,9 @@ class Lambdas:
             with patched_environ(environ):
                 self.modules[name] = _load_handler(name)
         self.aws = importlib.import_module("roadseg_lambda.aws")
-        self.settings = importlib.import_module("roadseg_lambda.settings")
-        self.metadata = importlib.import_module("roadseg_lambda.metadata")
-        self.imaging = importlib.import_module("roadseg_lambda.imaging")
+        self.settings = importlib.import_module("segcore.settings")
+        self.metadata = importlib.import_module("segcore.metadata")
+        self.imaging = importlib.import_module("segcore.imaging")
         self._streams: list[tuple[logging.StreamHandler, Any]] = []
 
     def __getattr__(self, name: str) -> Any:

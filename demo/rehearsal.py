@@ -64,13 +64,13 @@ from demo.standin import (
 )
 from envconfig.config import EnvironmentConfig, load_config
 from roadseg import cli
+from segcore.scenes import generate_scene, write_broken_frames, write_cityscapes_tree
 from stacks.code_assets import processing_files
 from stacks.images import images_by_region
 from stacks.preprocessors import preprocessor_environment
 from stacks.registry_model import SSM_PARAMETER_TYPE
 from stacks.training_pipelines import job_settings, pipeline_settings, resolve_scheme
 from training.evaluate import evaluate_dirs
-from training.scenes import generate_scene, write_broken_frames, write_cityscapes_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REGION = "us-east-1"
@@ -243,9 +243,9 @@ class Report:
 def source_version_problem(frame: FrameOutcome) -> str | None:
     """What is wrong with the version id in a finished frame's document (None: right, or not finished). The document
     carries the VersionId its upload got: a quarantine document as ``source_version_id``, a result in its
-    ``inference_id`` (roadseg_lambda.keys.derive_inference_id), so a re-upload of the same key is a new inference and
+    ``inference_id`` (segcore.keys.derive_inference_id), so a re-upload of the same key is a new inference and
     the quarantine copy names the version it copied."""
-    from roadseg_lambda.keys import derive_inference_id
+    from segcore.keys import derive_inference_id
 
     if frame.status not in ("processed", "quarantined"):
         return None
@@ -975,7 +975,7 @@ def _collect(aws: AwsClients, names: Names, report: Report, out: Path, options: 
             "key": key, "metadata": s3.head_object(Bucket=names.inference_bucket, Key=key)["Metadata"],
             "tags": {t["Key"]: t["Value"]
                      for t in s3.get_object_tagging(Bucket=names.inference_bucket, Key=key)["TagSet"]}}
-    from roadseg_lambda.keys import frame_identity, quarantine_keys
+    from segcore.keys import frame_identity, quarantine_keys
 
     for frame in report.frames:
         identity = frame_identity(frame.key)

@@ -26,7 +26,7 @@ import numpy as np
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from training.scenes import generate_scene
+from segcore.scenes import generate_scene
 
 LABEL = "STAND-IN SEGMENTER"
 NOTE = "stand-in output: scene ground truth + tile noise, not a model prediction"

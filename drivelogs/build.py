@@ -60,7 +60,7 @@ from drivelogs.timeline import (
     measure_ahead,
     write_timeline,
 )
-from training.classes import DRIVABLE_CLASSES, ClassScheme, add_scheme_arguments, scheme_from_arguments
+from segcore.classes import DRIVABLE_CLASSES, ClassScheme, add_scheme_arguments, scheme_from_arguments
 
 DEFAULT_FPS = 1.0
 

@@ -59,8 +59,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from roadseg_lambda.imaging import PrepareOptions
-
 from contracts.drives import (
     DRIVE_ID_METADATA,
     DRIVE_MANIFEST_SCHEMA_VERSION,
@@ -69,6 +67,7 @@ from contracts.drives import (
     validate_drive_manifest,
 )
 from contracts.layout import INFERENCE
+from segcore.imaging import PrepareOptions
 
 LOG = logging.getLogger("roadseg.drives.extract")
 
@@ -604,7 +603,7 @@ class Frame:
 
 @dataclass(frozen=True)
 class FrameLimits:
-    """The ingest's refusal limits (roadseg_lambda.imaging.PrepareOptions' defaults unless given)."""
+    """The ingest's refusal limits (segcore.imaging.PrepareOptions' defaults unless given)."""
 
     max_bytes: int = PrepareOptions.max_bytes
     max_pixels: int = PrepareOptions.max_pixels

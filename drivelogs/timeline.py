@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from roadseg_lambda.keys import frame_identity, parse_frame_key
-from roadseg_lambda.masks import Geometry, MaskError, decode_mask_png, restore_to_original
 
 from contracts.documents import DocumentError, validate_failure, validate_quarantine, validate_result
 from contracts.drive_timeline import TIMELINE_COLUMNS, TIMELINE_PARTITION_KEYS, Column, timeline_table_key
@@ -35,6 +33,8 @@ from contracts.drives import DriveId
 from contracts.lambda_env import DEFAULT_KEY_PATTERN
 from contracts.layout import INFERENCE
 from drivelogs.scenes import EgoCorridor, FrameState, ahead_of_vehicle
+from segcore.keys import frame_identity, parse_frame_key
+from segcore.masks import Geometry, MaskError, decode_mask_png, restore_to_original
 
 _KEY_PATTERN = re.compile(DEFAULT_KEY_PATTERN)
 _STAMP = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{1,9}))?Z$")

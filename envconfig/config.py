@@ -23,7 +23,7 @@ from contracts.instances import GPU_FAMILIES as GPU_FAMILIES
 from contracts.instances import NVME_FAMILIES as NVME_FAMILIES
 from contracts.instances import instance_family as instance_family
 from envconfig.network import IsolatedNetworkConfig
-from training.classes import MAX_CLASSES, MIN_CLASSES, SCHEME_NAMES, get_scheme, scheme_from_config
+from segcore.classes import MAX_CLASSES, MIN_CLASSES, SCHEME_NAMES, get_scheme, scheme_from_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 # Another folder of environment files for load_config (e.g. config/examples), as `-c config_dir=` is for synth.
@@ -106,7 +106,7 @@ class CustomClass(_Strict):
 
 
 class ClassesConfig(_Strict):
-    """Which label scheme the model predicts (see training/classes.py) and the quality gate's class floors."""
+    """Which label scheme the model predicts (see segcore/classes.py) and the quality gate's class floors."""
 
     scheme: Literal[SCHEME_NAMES] = "cityscapes"
     custom: list[CustomClass] | None = None

@@ -16,7 +16,7 @@ ONNX Runtime can read it as is. The export:
    converter only handles a 1x1 output), ``classes.json``, ``preprocessing.json``, a copy of the evaluation report,
    ``MODEL_CARD.md`` and ``bundle.json`` (files with their SHA-256);
 3. measures parity: ONNX Runtime (CPU) against MXNet on the serving validation frames (the inference JPEGs of
-   PrepareServingValidation), both fed by ``training.bundle_runtime.network_input``; ``parity.json`` records the
+   PrepareServingValidation), both fed by ``segcore.bundle_runtime.network_input``; ``parity.json`` records the
    largest absolute logit difference and the argmax agreement per frame and overall, and the step fails when either
    misses its threshold.
 
@@ -65,6 +65,7 @@ from contracts.bundle import (
     NEO_FRAMEWORK,
     NEO_FRAMEWORK_VERSION,
     PARITY_SCHEMA_VERSION,
+    PREPARE_FUNCTION,
     PREPROCESSING_SCHEMA_VERSION,
     STD,
     neo_data_input_config,
@@ -74,7 +75,7 @@ from contracts.bundle import (
 )
 from contracts.documents import DocumentError, validate_evaluation
 from contracts.lambda_env import FRAME_PREPARATION_VARIABLES, EnvironmentContractError, PreprocessorEnvironment
-from training.classes import ClassScheme, add_scheme_arguments, scheme_from_arguments
+from segcore.classes import ClassScheme, add_scheme_arguments, scheme_from_arguments
 
 log = logging.getLogger("roadseg.export")
 
@@ -493,7 +494,7 @@ def measure_parity(output: Path, frames: Sequence[Path], width: int, height: int
     import mxnet as mx
     import onnxruntime as ort
 
-    from training.bundle_runtime import network_input
+    from segcore.bundle_runtime import network_input
 
     reference = load_exported(output)
     session = ort.InferenceSession(str(output / BUNDLE.onnx), providers=["CPUExecutionProvider"])
@@ -573,7 +574,7 @@ def preprocessing_document(given: Mapping[str, str], width: int, height: int, nu
         "schema_version": PREPROCESSING_SCHEMA_VERSION,
         # Exactly what the ingest function's prepare_frame is configured with (contracts.lambda_env).
         "frame_preparation": {
-            "function": "roadseg_lambda.imaging.prepare_frame",
+            "function": PREPARE_FUNCTION,
             "environment": dict(given),
         },
         "input": {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "shape": [1, 3, height, width],

@@ -1,8 +1,9 @@
 """Entry point of roadseg's SageMaker Processing steps (PrepareDataset, PrepareServingValidation, EvaluateModel,
 ExportModel).
 
-Shipped alone as the step's `code`; the `training`, `drivelogs`, `export`, `roadseg_lambda` and `contracts`
-packages arrive as one zip input (all at its root, see stacks/code_assets.py) under /opt/ml/processing/input/package/.
+Shipped alone as the step's `code`; the `training`, `drivelogs`, `export`, `roadseg_lambda`, `segcore` and
+`contracts` packages arrive as one zip input (all at its root, see stacks/code_assets.py) under
+/opt/ml/processing/input/package/.
 roadseg_lambda is the Lambda functions' own library: the serving step prepares frames and the evaluation restores
 masks with their code.
 Usage: ``python3 processing_entry.py <prepare|serving|evaluate|export|drive-job> [args...]``.
@@ -43,8 +44,8 @@ IN_DRIVE_ENV = "ROADSEG_IN_DRIVE_ENV"
 WHEELS_DIR = Path("/opt/ml/processing/input/wheels")
 EXPORT_PYTHON = (3, 11)
 IN_EXPORT_ENV = "ROADSEG_IN_EXPORT_ENV"
-# Loaded in reverse order: contracts first (every other imports it), then roadseg_lambda (the job packages import it).
-PACKAGES = ("training", "drivelogs", "export", "roadseg_lambda", "contracts")
+# Loaded in reverse order: contracts first (every other imports it), then segcore and roadseg_lambda.
+PACKAGES = ("training", "drivelogs", "export", "roadseg_lambda", "segcore", "contracts")
 
 
 def unpack(package_dir: Path, into: Path) -> Path:

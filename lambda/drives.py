@@ -49,12 +49,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 from roadseg_lambda import aws, drive_jobs
-from roadseg_lambda.results import iso8601, utc_now
 
 from contracts import drive_table as T
 from contracts.drives import DriveId, DriveKeyError, DriveOutputs, drive_of_log_key
 from contracts.lambda_env import METRICS_NAMESPACE, DrivesEnvironment
 from contracts.naming import drive_job_name
+from segcore.results import iso8601, utc_now
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))

@@ -50,8 +50,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from roadseg_lambda import aws, drive_counts
 from roadseg_lambda.batch import ConcurrentBatchProcessor, KeyedLocks, MemoryBudget, decode_budget_bytes
-from roadseg_lambda.imaging import BadFrame, decode_cost, prepare_frame, sniff_format
-from roadseg_lambda.keys import (
+from roadseg_lambda.storage import ObjectTooLarge, object_tags, put_bytes, put_json, read_object_with_metadata
+
+from contracts.drive_table import QUARANTINED
+from contracts.lambda_env import METRICS_NAMESPACE
+from segcore.imaging import BadFrame, decode_cost, prepare_frame, sniff_format
+from segcore.keys import (
     decode_event_key,
     derive_inference_id,
     frame_identity,
@@ -60,13 +64,9 @@ from roadseg_lambda.keys import (
     quarantine_keys,
     s3_uri,
 )
-from roadseg_lambda.metadata import MetadataTooLarge, build_async_input_metadata, drive_of_metadata
-from roadseg_lambda.results import build_quarantine_document, iso8601, utc_now
-from roadseg_lambda.settings import Settings, get_settings
-from roadseg_lambda.storage import ObjectTooLarge, object_tags, put_bytes, put_json, read_object_with_metadata
-
-from contracts.drive_table import QUARANTINED
-from contracts.lambda_env import METRICS_NAMESPACE
+from segcore.metadata import MetadataTooLarge, build_async_input_metadata, drive_of_metadata
+from segcore.results import build_quarantine_document, iso8601, utc_now
+from segcore.settings import Settings, get_settings
 
 REQUIRED = ("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME")
 SUBMITTED_TAG = "roadseg-submitted"

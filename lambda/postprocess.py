@@ -33,8 +33,14 @@ from aws_lambda_powertools.utilities.data_classes.sns_event import SNSEventRecor
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from roadseg_lambda import aws, drive_counts
-from roadseg_lambda.keys import FrameKey, object_keys, parse_frame_key, parse_s3_uri, s3_uri
-from roadseg_lambda.masks import (
+from roadseg_lambda.notifications import FAILED, AsyncNotification, NotificationError, parse_async_notification
+from roadseg_lambda.storage import ObjectTooLarge, put_bytes, put_json, read_object
+
+from contracts.drive_table import FAILED as DRIVE_FAILED
+from contracts.drive_table import PROCESSED
+from contracts.lambda_env import METRICS_NAMESPACE
+from segcore.keys import FrameKey, object_keys, parse_frame_key, parse_s3_uri, s3_uri
+from segcore.masks import (
     Geometry,
     MaskError,
     decode_mask_png,
@@ -43,21 +49,15 @@ from roadseg_lambda.masks import (
     overlay_jpeg,
     restore_to_original,
 )
-from roadseg_lambda.metadata import AsyncInputMetadata, parse_async_input_metadata
-from roadseg_lambda.notifications import FAILED, AsyncNotification, NotificationError, parse_async_notification
-from roadseg_lambda.results import (
+from segcore.metadata import AsyncInputMetadata, parse_async_input_metadata
+from segcore.results import (
     build_failure_document,
     build_result_document,
     iso8601,
     parse_iso8601,
     utc_now,
 )
-from roadseg_lambda.settings import Settings, get_settings
-from roadseg_lambda.storage import ObjectTooLarge, put_bytes, put_json, read_object
-
-from contracts.drive_table import FAILED as DRIVE_FAILED
-from contracts.drive_table import PROCESSED
-from contracts.lambda_env import METRICS_NAMESPACE
+from segcore.settings import Settings, get_settings
 
 REQUIRED = ("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME", "CLASS_NAMES")
 MAX_MASK_BYTES = 64 * 1024 * 1024

@@ -46,9 +46,11 @@ from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from roadseg_lambda import aws
-from roadseg_lambda.imaging import BadFrame, PreparedFrame, prepare_frame
-from roadseg_lambda.keys import content_inference_id, parse_frame_key
-from roadseg_lambda.masks import (
+
+from contracts.lambda_env import METRICS_NAMESPACE
+from segcore.imaging import BadFrame, PreparedFrame, prepare_frame
+from segcore.keys import content_inference_id, parse_frame_key
+from segcore.masks import (
     Geometry,
     MaskError,
     decode_mask_png,
@@ -56,10 +58,8 @@ from roadseg_lambda.masks import (
     mask_statistics,
     restore_to_original,
 )
-from roadseg_lambda.results import build_result_document, utc_now
-from roadseg_lambda.settings import Settings, get_settings
-
-from contracts.lambda_env import METRICS_NAMESPACE
+from segcore.results import build_result_document, utc_now
+from segcore.settings import Settings, get_settings
 
 REQUIRED = ("REALTIME_ENDPOINT_NAME", "CLASS_NAMES")
 LAMBDA_RESPONSE_LIMIT = 6_000_000  # synchronous invocation response limit is 6 MB; keep a margin for headers

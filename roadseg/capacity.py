@@ -101,7 +101,7 @@ METRIC_PERIOD_SECONDS = 60
 SCALE_OUT_DATAPOINTS = 3
 SCALE_IN_DATAPOINTS = 15
 SCALE_IN_THRESHOLD = 0.9  # of the target
-# The ingest function's RequestTTLSeconds (ASYNC_REQUEST_TTL_SECONDS, lambda/roadseg_lambda/settings.py).
+# The ingest function's RequestTTLSeconds (ASYNC_REQUEST_TTL_SECONDS, segcore/settings.py).
 REQUEST_TTL_SECONDS = 21600
 DEFAULT_STARTUP_SECONDS = 360.0  # estimate for a GPU instance
 DEFAULT_INGEST_SECONDS_PER_FRAME = 0.25  # estimate, 2048x1024 JPEG at 1,024 MB

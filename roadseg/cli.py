@@ -103,7 +103,7 @@ def _global_options(with_json: bool) -> list[click.Option]:
 
 
 def _scheme(session: Session, scheme: str | None, classes_file: Path | None):
-    from training.classes import get_scheme, load_classes_file, scheme_from_config
+    from segcore.classes import get_scheme, load_classes_file, scheme_from_config
 
     try:
         if scheme is None and classes_file is None:

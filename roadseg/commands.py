@@ -478,7 +478,7 @@ def endpoint_submit(session: Session, out: Printer, *, endpoint: str | None, buc
                     images: Sequence[Path], out_dir: Path, scheme, timeout: float, probabilities: bool,
                     input_prefix: str, poll_interval: float) -> None:
     from roadseg.imaging import ingest_settings, serving_request
-    from training.recordio import CONTENT_TYPE as RECORDIO_CONTENT_TYPE
+    from segcore.recordio import CONTENT_TYPE as RECORDIO_CONTENT_TYPE
 
     paths = [Path(p) for p in images]
     names: dict[str, Path] = {}
@@ -541,7 +541,7 @@ def _collect(s3: Any, out: Printer, item: _Pending, probabilities: bool, out_dir
     import numpy as np
 
     from roadseg.imaging import decode_mask_png, write_outputs
-    from training.recordio import RecordIOError, argmax_mask, decode_probabilities
+    from segcore.recordio import RecordIOError, argmax_mask, decode_probabilities
 
     body = _read_object(s3, item.output)
     stem = item.path.stem

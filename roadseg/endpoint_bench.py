@@ -1,8 +1,8 @@
 """``roadseg endpoint bench``: measure what an endpoint sustains with the frames it really gets.
 
-The frames are what the ingest function sends: ``--frames`` distinct generated scenes (``training/scenes.py``)
+The frames are what the ingest function sends: ``--frames`` distinct generated scenes (``segcore/scenes.py``)
 at a camera-like size (``--source-size``, default 2048x1024), saved as the camera's JPEG (quality 95) and turned
-into the inference JPEG by ``roadseg_lambda.imaging.prepare_frame`` with the options the ingest function builds
+into the inference JPEG by ``segcore.imaging.prepare_frame`` with the options the ingest function builds
 from its environment, which the stack writes from the environment's ``preprocessing`` section (target size,
 ROI, JPEG quality, size limits; ``contracts.lambda_env``).
 
@@ -77,7 +77,7 @@ def camera_frame(width: int, height: int, seed: int) -> bytes:
     """One generated scene as the camera's JPEG, before any preprocessing."""
     from PIL import Image
 
-    from training.scenes import generate_scene
+    from segcore.scenes import generate_scene
 
     rgb, _ = generate_scene(width, height, seed)
     buf = io.BytesIO()
@@ -92,7 +92,7 @@ def prepare_options(settings: Any) -> Any:
 
 def bench_frames(config: Any, count: int, source_size: tuple[int, int], seed: int) -> list[Any]:
     """``count`` distinct scenes, each as ``prepare_frame`` turns the camera JPEG into the inference JPEG."""
-    from roadseg_lambda.imaging import BadFrame, prepare_frame
+    from segcore.imaging import BadFrame, prepare_frame
 
     options = prepare_options(ingest_settings(config))
     frames = []
@@ -235,10 +235,9 @@ def _exists(s3: Any, uri: str | None) -> bool:
 
 def send_async(runtime: Any, s3: Any, target: Target, frame: Any, seq: int, abort: threading.Event) -> Outcome:
     """Upload with the ingest function's metadata, invoke, wait for the output or the failure."""
-    from roadseg_lambda.keys import frame_identity, object_keys, parse_frame_key, s3_uri
-    from roadseg_lambda.metadata import build_async_input_metadata
-
     from contracts.layout import INFERENCE
+    from segcore.keys import frame_identity, object_keys, parse_frame_key, s3_uri
+    from segcore.metadata import build_async_input_metadata
 
     settings = target.settings
     source_key = f"{INFERENCE.incoming}{BENCH_PREFIX}{target.run_id}/{seq:07d}.jpg"

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from roadseg.session import UserError
-from training.classes import ClassScheme
+from segcore.classes import ClassScheme
 
 
 def warn(message: str) -> None:
@@ -30,9 +30,8 @@ def warn(message: str) -> None:
 def ingest_settings(config: Any) -> Any:
     """The settings the ingest function reads from its environment, for this environment's ``preprocessing``:
     written and read through the same contract (``contracts.lambda_env``) the stack and the function use."""
-    from roadseg_lambda.settings import Settings
-
     from contracts.lambda_env import frame_preparation_environment
+    from segcore.settings import Settings
 
     pre = config.preprocessing
     environment = dataclasses.replace(frame_preparation_environment(pre), key_pattern=pre.key_pattern)
@@ -45,7 +44,7 @@ class ServingRequest:
 
     path: Path
     source: bytes  # the file as it is: the overlay is drawn on it
-    prepared: Any  # roadseg_lambda.imaging.PreparedFrame
+    prepared: Any  # segcore.imaging.PreparedFrame
 
     @property
     def body(self) -> bytes:
@@ -60,7 +59,7 @@ class ServingRequest:
 
     def restore(self, mask: np.ndarray, ignore_index: int) -> np.ndarray:
         """The endpoint's mask on the original (EXIF-oriented) frame, as the postprocess function restores it."""
-        from roadseg_lambda.masks import Geometry, restore_to_original
+        from segcore.masks import Geometry, restore_to_original
 
         if (mask.shape[1], mask.shape[0]) != tuple(self.prepared.output_size):
             ow, oh = self.prepared.output_size
@@ -73,7 +72,7 @@ class ServingRequest:
 def serving_request(path: Path, settings: Any) -> ServingRequest:
     """``path`` through ``prepare_frame`` with ``settings.prepare_options()`` (``ingest_settings``): the same bytes the
     ingest function would upload under async-input/ for this file."""
-    from roadseg_lambda.imaging import BadFrame, prepare_frame
+    from segcore.imaging import BadFrame, prepare_frame
 
     if not path.is_file():
         raise UserError(f"image {path} does not exist")

@@ -11,7 +11,7 @@ check (ONNX parity beyond the thresholds, a bundle document its validator refuse
 The same settings as the ExportModel step, from the environment's config: the frame preparation
 (``preprocessing``: serving size, ROI, limits; ``--width/--height`` override the size), the classes
 (``classes``; ``--scheme``/``--classes-file`` override them) and the parity thresholds and frame count
-(``export.model``). Parity frames: ``--validation-frames`` (JPEGs), else scenes from ``training.scenes`` at the
+(``export.model``). Parity frames: ``--validation-frames`` (JPEGs), else scenes from ``segcore.scenes`` at the
 serving size. No AWS call.
 """
 
@@ -151,7 +151,7 @@ def generate_frames(folder: Path, size: tuple[int, int], count: int) -> list[Pat
     """``count`` generated road scenes at the serving size, saved as the serving step saves frames (JPEG)."""
     from PIL import Image
 
-    from training.scenes import generate_scene
+    from segcore.scenes import generate_scene
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -235,7 +235,7 @@ def model_export(session: Session, out: Printer, *, model: Path, bundle_dir: Pat
         else:
             frames = Path(scratch) / "frames"
             generate_frames(frames, request.size, request.parity_frames)
-            source = f"{request.parity_frames} generated scenes (training/scenes.py)"
+            source = f"{request.parity_frames} generated scenes (segcore/scenes.py)"
         out.info(f"exporting {model} at {width_}x{height_} ({scheme.name} classes) in {interpreter}; parity on "
                  f"{source}")
         command = export_command(interpreter, request, frames)

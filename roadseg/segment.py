@@ -5,9 +5,9 @@ Every step is the service's own code, so a frame segmented here gives the docume
 - frame preparation: the ingest function's ``prepare_frame`` with the options of the bundle's ``frame_preparation``
   variables, read through the functions' settings class (``Settings.from_env``, the ``contracts.lambda_env`` codec);
   refused frames carry the ingest function's ``BadFrame`` codes;
-- network input and output: ``training.bundle_runtime`` (what the export measured parity with);
+- network input and output: ``segcore.bundle_runtime`` (what the export measured parity with);
 - restoring the mask to the original frame, statistics, overlay and result document: what the postprocess function
-  calls (``roadseg_lambda.masks``, ``roadseg_lambda.results``), with the bundle's classes as its class settings.
+  calls (``segcore.masks``, ``segcore.results``), with the bundle's classes as its class settings.
 
 Per frame ``<name>.json`` (a result document, mode "edge"), ``<name>.mask.png`` (class indices at the original size)
 and ``<name>.overlay.jpg`` (at the inference size, as the service draws it). Output paths mirror the inputs' paths
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from contracts.bundle import BUNDLE, FIT, MEAN, STD, validate_bundle, validate_preprocessing
+from contracts.bundle import BUNDLE, FIT, MEAN, PREPARE_FUNCTION, STD, validate_bundle, validate_preprocessing
 from contracts.documents import DocumentError, validate_result
 from roadseg.output import Printer
 from roadseg.session import JobFailed, Session, UserError
@@ -43,8 +43,6 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 # The bundle files segmenting needs (an S3 bundle's MXNet graph and Neo archive are not downloaded).
 NEEDED_FILES = (BUNDLE.manifest, BUNDLE.classes, BUNDLE.preprocessing, BUNDLE.onnx)
-# The frame preparation a bundle may name: the ingest function's (the only one this command runs).
-PREPARE_FUNCTION = "roadseg_lambda.imaging.prepare_frame"
 # Where each settings variable comes from in the bundle, to name the file and key in an error.
 VARIABLE_SOURCES = {
     "CLASS_NAMES": f"{BUNDLE.classes} classes[].name", "CLASS_COLORS": f"{BUNDLE.classes} classes[].color",
@@ -102,7 +100,7 @@ class EdgeBundle:
 
     location: str  # as the user named it (a folder or an s3:// prefix)
     onnx_path: Path
-    settings: Any  # roadseg_lambda.settings.Settings: frame preparation from preprocessing.json, classes.json
+    settings: Any  # segcore.settings.Settings: frame preparation from preprocessing.json, classes.json
     input_name: str
     network_size: tuple[int, int]  # (width, height) of the network's input
     head: str
@@ -168,9 +166,8 @@ def _check_digest(manifest: BundleFile, path: Path) -> None:
 def _settings(preprocessing: BundleFile, classes: BundleFile) -> Any:
     """The ingest and postprocess functions' settings from the bundle, read through their own codec: the same
     validation (target size, ROI, limits, class names and colours, ignore index, VRU classes) and defaults."""
-    from roadseg_lambda.settings import Settings, SettingsError
-
     from contracts.lambda_env import FRAME_PREPARATION_VARIABLES
+    from segcore.settings import Settings, SettingsError
 
     function = preprocessing.get("frame_preparation.function", str)
     if function != PREPARE_FUNCTION:
@@ -215,7 +212,7 @@ def _classes(classes: BundleFile) -> tuple[list[Any], list[Any]]:
 
 
 def _network_input(preprocessing: BundleFile, settings: Any) -> tuple[str, tuple[int, int]]:
-    """The input name and size; the rest must be what ``training.bundle_runtime.network_input`` does."""
+    """The input name and size; the rest must be what ``segcore.bundle_runtime.network_input`` does."""
     spec = preprocessing.document["input"]  # validated: every key present and typed
     width, height = spec["width"], spec["height"]
     expected = {"dtype": "float32", "layout": "NCHW", "channel_order": "RGB", "fit": FIT,
@@ -251,7 +248,7 @@ def _check_output(preprocessing: BundleFile, manifest: BundleFile, settings: Any
 
 
 def _unlike_runtime(preprocessing: BundleFile, key: str, value: Any, expected: Any) -> UserError:
-    return preprocessing.error(key, f"is {json.dumps(value)}, but roadseg segment (training.bundle_runtime) works "
+    return preprocessing.error(key, f"is {json.dumps(value)}, but roadseg segment (segcore.bundle_runtime) works "
                                     f"with {json.dumps(expected)}; use the roadseg version of the exporter")
 
 
@@ -307,13 +304,13 @@ def execution_providers(device: str, available: Sequence[str]) -> list[str]:
 class Segmentation:
     """One frame through the model: as prepared by the ingest code, its mask at the inference size."""
 
-    prepared: Any  # roadseg_lambda.imaging.PreparedFrame
+    prepared: Any  # segcore.imaging.PreparedFrame
     mask: np.ndarray
     model_ms: float
 
 
 class Segmenter:
-    """An ONNX Runtime session over a bundle's model.onnx, fed and read with ``training.bundle_runtime``."""
+    """An ONNX Runtime session over a bundle's model.onnx, fed and read with ``segcore.bundle_runtime``."""
 
     def __init__(self, bundle: EdgeBundle, device: str = "auto") -> None:
         try:
@@ -362,9 +359,8 @@ class Segmenter:
 
     def segment(self, data: bytes) -> Segmentation:
         """Raises the ingest code's ``BadFrame`` for a frame the service would refuse."""
-        from roadseg_lambda.imaging import prepare_frame
-
-        from training.bundle_runtime import logits_to_mask, network_input
+        from segcore.bundle_runtime import logits_to_mask, network_input
+        from segcore.imaging import prepare_frame
 
         prepared = prepare_frame(data, self.options)
         tensor, frame_size = network_input(prepared.jpeg, self.bundle.network_size)
@@ -429,9 +425,9 @@ def collect_frames(paths: Sequence[Path], output_dir: Path) -> list[Frame]:
 def write_frame(bundle: EdgeBundle, frame: Frame, data: bytes, result: Segmentation, output_dir: Path,
                 overlay: bool) -> dict[str, Any]:
     """Mask, overlay and result document as the postprocess function writes them (process_notification)."""
-    from roadseg_lambda.keys import content_inference_id, parse_frame_key
-    from roadseg_lambda.masks import Geometry, encode_mask_png, mask_statistics, overlay_jpeg, restore_to_original
-    from roadseg_lambda.results import build_result_document, to_json_bytes, utc_now
+    from segcore.keys import content_inference_id, parse_frame_key
+    from segcore.masks import Geometry, encode_mask_png, mask_statistics, overlay_jpeg, restore_to_original
+    from segcore.results import build_result_document, to_json_bytes, utc_now
 
 
     settings, prepared = bundle.settings, result.prepared
@@ -479,7 +475,7 @@ class Refusal:
 def segment_paths(session: Session, out: Printer, *, paths: Sequence[Path], bundle: str, output_dir: Path,
                   device: str, overlay: bool) -> None:
     """Segment every frame; a refused frame is reported and skipped, and the run fails (exit 1) at the end."""
-    from roadseg_lambda.imaging import BadFrame
+    from segcore.imaging import BadFrame
 
     frames = collect_frames(paths, output_dir)
     with open_bundle(bundle, session, out) as edge:

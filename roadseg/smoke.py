@@ -8,7 +8,7 @@
    (``naming.serving_package_parameter``, written by the rollout) names a package, the inference stack must have its
    endpoints (a deploy that dropped them fails here, even though nothing is left to send a frame to);
 3. when a model is serving (the inference stack has ``RealtimeEndpointName``): one generated camera frame
-   (``training/scenes.py``, 1280x640 JPEG) is POSTed to the real-time front's function URL, signed with SigV4
+   (``segcore/scenes.py``, 1280x640 JPEG) is POSTed to the real-time front's function URL, signed with SigV4
    (service ``lambda``), and the answer must be 200 with a mask and a summary.
 
 Credentials: the caller needs ``cloudformation:DescribeStacks`` on the three stacks, ``ssm:GetParameter`` on the

@@ -31,6 +31,7 @@ EXPORT_DIR = ROOT / "export"
 # The Processing steps' one entry script, shipped alone as each step's code (it unpacks the processing package).
 PROCESSING_ENTRY = ROOT / "jobs" / "processing_entry.py"
 CONTRACTS_DIR = ROOT / "contracts"
+SEGCORE_DIR = ROOT / "segcore"
 
 # The export environment's wheels (export/requirements.txt), downloaded by `make synth` / `make test`.
 EXPORT_WHEELHOUSE = ROOT / ".wheelhouse" / "export"
@@ -51,15 +52,17 @@ def _tree(directory: Path, under: str = "") -> Files:
 
 
 def lambda_files() -> Files:
-    """lambda/ at the root (handler modules, roadseg_lambda/, the bundler's requirements.txt) and contracts/."""
-    return _tree(LAMBDA_DIR) + _tree(CONTRACTS_DIR, "contracts")
+    """lambda/ at the root (handler modules, roadseg_lambda/, the bundler's requirements.txt), segcore/ and
+    contracts/."""
+    return _tree(LAMBDA_DIR) + _tree(SEGCORE_DIR, "segcore") + _tree(CONTRACTS_DIR, "contracts")
 
 
 def processing_files() -> Files:
-    """training/, drivelogs/, export/, roadseg_lambda/ (without the handler modules) and contracts/ as packages
-    at the root of the zip (jobs/processing_entry.py's PACKAGES)."""
+    """training/, drivelogs/, export/, roadseg_lambda/ (without the handler modules), segcore/ and contracts/ as
+    packages at the root of the zip (jobs/processing_entry.py's PACKAGES)."""
     return (_tree(TRAINING_DIR, "training") + _tree(DRIVELOGS_DIR, "drivelogs") + _tree(EXPORT_DIR, "export")
-            + _tree(LAMBDA_LIBRARY_DIR, "roadseg_lambda") + _tree(CONTRACTS_DIR, "contracts"))
+            + _tree(LAMBDA_LIBRARY_DIR, "roadseg_lambda") + _tree(SEGCORE_DIR, "segcore")
+            + _tree(CONTRACTS_DIR, "contracts"))
 
 
 def stage(files: Files, into: Path) -> Path:

@@ -379,7 +379,7 @@ def drive_item_filter() -> dict:
 
 
 def scheme_arguments(scheme_name: str, job_settings: Mapping[str, str]) -> dict[str, str]:
-    """The builder's class-scheme options (training.classes.add_scheme_arguments): a custom class list is read from
+    """The builder's class-scheme options (segcore.classes.add_scheme_arguments): a custom class list is read from
     its file in the job settings, never passed inline (an argument holds at most 256 characters)."""
     custom = {"--classes-file": classes_path()} if CLASSES_FILE in job_settings else {}
     return {"--scheme": scheme_name, **custom}

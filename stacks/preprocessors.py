@@ -14,13 +14,13 @@ from constructs import Construct
 from contracts.lambda_env import PreprocessorEnvironment, frame_preparation_environment
 from contracts.layout import INFERENCE
 from envconfig.config import EnvironmentConfig
+from segcore.classes import ClassScheme
 from stacks.bucket_set import SharedBuckets
 from stacks.drives import DriveTable
 from stacks.functions.ingest import IngestFunction, IngestFunctionProps
 from stacks.functions.postprocess import PostprocessFunction, PostprocessFunctionProps
 from stacks.functions.realtime_front import RealtimeFront, RealtimeFrontProps
 from stacks.operations_key import OperationsKey
-from training.classes import ClassScheme
 
 
 def preprocessor_environment(config: EnvironmentConfig, scheme: ClassScheme, *, inference_bucket: str,

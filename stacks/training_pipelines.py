@@ -18,12 +18,12 @@ from contracts.job_settings import settings_files
 from contracts.lambda_env import frame_preparation_environment
 from contracts.layout import ARTIFACTS, DATASETS
 from envconfig.config import ConfigError, EnvironmentConfig
+from segcore.classes import ClassScheme, classes_json, scheme_from_config
 from stacks.bucket_set import SharedBuckets
 from stacks.code_assets import PROCESSING_ENTRY, export_wheelhouse, staged, staged_job_settings
 from stacks.compliance import acknowledge_policy, nag_account_region, nag_arn
 from stacks.images import images_mapping
 from stacks.network import VPC_WILDCARD_REASON, Placement, allow_sagemaker_vpc
-from training.classes import ClassScheme, classes_json, scheme_from_config
 from training.hyperparameters import HyperparameterError, ServingContract, contract_hyperparameters
 from training.pipelines import (
     PipelineSettings,

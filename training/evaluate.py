@@ -8,7 +8,7 @@ and their gate value is -1.0 so that a floor on them fails instead of passing va
 The pipelines score the serving path (``--serving-geometry``): the predictions are the masks of the validation frames
 as the ingest function prepares them (training/serving.py: target size, ROI, JPEG quality), and each is mapped back
 to its annotation the way the postprocess and real-time functions restore masks
-(``roadseg_lambda.masks.restore_to_original``: nearest neighbour, the scale and the crop undone). Pixels outside the
+(``segcore.masks.restore_to_original``: nearest neighbour, the scale and the crop undone). Pixels outside the
 ROI are not scored: the service never sees them, so no prediction of them exists to be right or wrong; how many
 labelled pixels that leaves out is reported (``serving.pixels_outside_roi``). Without a geometry file the predictions
 must already have the annotations' size and the report's ``serving`` is null.
@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from roadseg_lambda.masks import restore_to_original
 
 from contracts.documents import EVALUATION_SCHEMA_VERSION
-from training.classes import CITYSCAPES, ClassScheme, add_scheme_arguments, scheme_from_arguments
+from segcore.classes import CITYSCAPES, ClassScheme, add_scheme_arguments, scheme_from_arguments
+from segcore.masks import restore_to_original
 from training.serving import FrameGeometry, ServingError, ServingGeometry, read_geometry
 
 PREDICTION_EXTENSIONS = (".jpg", ".jpeg", ".png")

@@ -250,7 +250,7 @@ class PipelineSettings:
     tuning_max_jobs: int
     tuning_max_parallel_jobs: int
     incremental: bool = False
-    # scheme "custom": the class list as JSON (training.classes.classes_json). It reaches Prepare, Evaluate and
+    # scheme "custom": the class list as JSON (segcore.classes.classes_json). It reaches Prepare, Evaluate and
     # Export as classes.json of the job settings (JobSettingsUri), never inline: a container argument holds at most
     # 256 characters (contracts.service_limits), which 7 classes already pass.
     custom_classes_json: str | None = None

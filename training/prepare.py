@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from training.classes import CITYSCAPES, ClassScheme, add_scheme_arguments, scheme_from_arguments
+from segcore.classes import CITYSCAPES, ClassScheme, add_scheme_arguments, scheme_from_arguments
 
 SPLITS = ("train", "validation")
 OUTPUT_DIRS = ("train", "validation", "train_annotation", "validation_annotation", "label_map")

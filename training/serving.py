@@ -1,6 +1,6 @@
 """The validation frames as the service receives them: the input of the quality gate's batch transform.
 
-The ingest function turns every camera frame into the inference JPEG with ``roadseg_lambda.imaging.prepare_frame``
+The ingest function turns every camera frame into the inference JPEG with ``segcore.imaging.prepare_frame``
 and the options of its environment (``Settings.prepare_options``: target size, ROI, JPEG quality, input limits).
 PrepareServingValidation runs the same function with the same options, read from the same environment variables
 (``contracts.lambda_env.FRAME_PREPARATION_VARIABLES``, which the pipeline sets on the Processing job from the
@@ -10,7 +10,7 @@ recorded), and EvaluateModel scores the masks the way the service produces them.
 
 Per frame, ``geometry.json`` records where the inference image sits in the original (the frame's size, the crop box
 and the inference size), so EvaluateModel maps each predicted mask back to the annotation exactly as the postprocess
-and real-time functions map theirs (``roadseg_lambda.masks.restore_to_original``: the crop region resized back with
+and real-time functions map theirs (``segcore.masks.restore_to_original``: the crop region resized back with
 nearest neighbour, the ignore value outside the ROI)::
 
     {"schema_version": "1.0", "pillow": "13.0.0",
@@ -42,11 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import PIL
-from roadseg_lambda.imaging import BadFrame, PreparedFrame, PrepareOptions, prepare_frame
-from roadseg_lambda.masks import Geometry
-from roadseg_lambda.settings import Settings
 
 from contracts.lambda_env import FRAME_PREPARATION_VARIABLES, EnvironmentContractError
+from segcore.imaging import BadFrame, PreparedFrame, PrepareOptions, prepare_frame
+from segcore.masks import Geometry
+from segcore.settings import Settings
 
 GEOMETRY_FILE = "geometry.json"
 GEOMETRY_SCHEMA_VERSION = "1.0"
@@ -71,7 +71,7 @@ class FrameGeometry:
 
     @property
     def geometry(self) -> Geometry:
-        """What ``roadseg_lambda.masks.restore_to_original`` takes, as postprocess and realtime build it."""
+        """What ``segcore.masks.restore_to_original`` takes, as postprocess and realtime build it."""
         return Geometry(original_size=self.original_size, crop_box=self.crop_box)
 
     def to_dict(self) -> dict[str, Any]:

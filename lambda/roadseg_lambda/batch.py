@@ -9,7 +9,7 @@ creates them under a lock, and the handler creates them before fanning out.
 
 Decoding is the one step that needs much memory (a 40 MP RGBA PNG decodes to 160 MB, plus its conversions): ten of
 them at once exceed a 1,024 MB function. ``MemoryBudget`` bounds what is decoded at once by bytes estimated from the
-image header (roadseg_lambda.imaging.decode_cost) while the network calls of the other records go on. ``KeyedLocks``
+image header (segcore.imaging.decode_cost) while the network calls of the other records go on. ``KeyedLocks``
 makes records of one frame version (a notification repeated inside a batch) run one after the other, so the
 second finds the first's submission and sends nothing.
 """

@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from .keys import identity_from_async_input_key, parse_s3_uri
-from .results import parse_iso8601
+from segcore.keys import identity_from_async_input_key, parse_s3_uri
+from segcore.results import parse_iso8601
 
 COMPLETED = "Completed"
 FAILED = "Failed"

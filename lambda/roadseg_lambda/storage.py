@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .results import to_json_bytes
+from segcore.results import to_json_bytes
 
 
 class ObjectTooLarge(ValueError):

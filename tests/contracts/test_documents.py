@@ -12,14 +12,6 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from roadseg_lambda.keys import parse_frame_key
-from roadseg_lambda.masks import Geometry, mask_statistics
-from roadseg_lambda.results import (
-    build_failure_document,
-    build_quarantine_document,
-    build_result_document,
-    to_json_bytes,
-)
 
 from contracts.documents import (
     EVALUATION_SCHEMA_VERSION,
@@ -32,7 +24,15 @@ from contracts.documents import (
     validate_result,
 )
 from contracts.lambda_env import DEFAULT_KEY_PATTERN
-from training.classes import custom_scheme
+from segcore.classes import custom_scheme
+from segcore.keys import parse_frame_key
+from segcore.masks import Geometry, mask_statistics
+from segcore.results import (
+    build_failure_document,
+    build_quarantine_document,
+    build_result_document,
+    to_json_bytes,
+)
 from training.evaluate import evaluate_dirs
 
 CLASSES = ["road", "sidewalk", "person", "bicycle"]

@@ -22,7 +22,7 @@ from envconfig.config import load_config
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES, WIDTH, HEIGHT = 4, 640, 320
 DRIVE_SECONDS, DRIVE_HZ = 2.0, 3.0  # 2 cameras x 6 frames
-# What ingest must say about each file training/scenes.py's write_broken_frames() writes.
+# What ingest must say about each file segcore/scenes.py's write_broken_frames() writes.
 BROKEN_CODES = {"empty.jpg": "empty", "truncated.jpg": "truncated", "truncated.png": "truncated",
                 "notes.jpg": "unsupported_format", "animated.gif": "unsupported_format"}
 TRAINING_PARAMETERS = {"DatasetLayout": "cityscapes", "Epochs": "2"}
@@ -281,7 +281,7 @@ def test_drive_builder_summary_scene_video_and_frame(rehearsal):
 def test_every_document_carries_the_uploads_version_id(rehearsal):
     """The inference bucket is versioned as deployed (stacks/bucket_set.py): every upload got a VersionId, S3's event
     carries it, and ingest writes it into the quarantine document and derives the result's inference_id from it."""
-    from roadseg_lambda.keys import derive_inference_id
+    from segcore.keys import derive_inference_id
 
     report, _ = rehearsal
     for frame in report.frames:

@@ -1,6 +1,6 @@
 """A drive's per-frame outputs made the way the postprocess function makes them: class-index masks (numpy, encoded
-with roadseg_lambda.masks.encode_mask_png), result documents from roadseg_lambda.results.build_result_document over
-roadseg_lambda.masks.mask_statistics, overlays from roadseg_lambda.masks.overlay_jpeg, failure and quarantine
+with segcore.masks.encode_mask_png), result documents from segcore.results.build_result_document over
+segcore.masks.mask_statistics, overlays from segcore.masks.overlay_jpeg, failure and quarantine
 documents from their builders, laid out like downloads of the inference bucket's results/, failures/ and
 quarantine/ prefixes. Frames are 64x32 (Cityscapes classes): sky above, road below with sidewalks at the sides."""
 
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from roadseg_lambda.keys import frame_identity, parse_frame_key
-from roadseg_lambda.masks import Geometry, encode_mask_png, mask_statistics, overlay_jpeg
-from roadseg_lambda.results import build_failure_document, build_quarantine_document, build_result_document
 
 from contracts.drives import DRIVE_MANIFEST_SCHEMA_VERSION
 from contracts.lambda_env import DEFAULT_KEY_PATTERN
-from training.classes import CITYSCAPES
+from segcore.classes import CITYSCAPES
+from segcore.keys import frame_identity, parse_frame_key
+from segcore.masks import Geometry, encode_mask_png, mask_statistics, overlay_jpeg
+from segcore.results import build_failure_document, build_quarantine_document, build_result_document
 
 WIDTH, HEIGHT = 64, 32
 BUCKET = "roadseg-dev-inference"

@@ -349,9 +349,8 @@ def test_a_frame_with_several_documents_keeps_the_processed_one(tmp_path):
 
 
 def test_a_mask_at_the_inference_size_is_mapped_back_through_the_crop_box(tmp_path):
-    from roadseg_lambda.masks import encode_mask_png
-
     from drivelogs.timeline import FrameRecord, load_mask
+    from segcore.masks import encode_mask_png
 
     crop = scene_mask("ahead", False)[16:]  # the model saw the lower half only (ROI), at 64x16
     path = tmp_path / "mask.png"

@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import pytest
 from moto import mock_aws
-from roadseg_lambda.imaging import prepare_frame
 
 from contracts.documents import DocumentError
 from contracts.drives import DRIVE_ID_METADATA, SKIP_REASONS, validate_drive_manifest
@@ -31,6 +30,7 @@ from drivelogs.extract import (
     main,
     stamp_text,
 )
+from segcore.imaging import prepare_frame
 
 DRIVE = "car-7/2026-12-03"
 FRONT = "/cam/front/image_raw/compressed"

@@ -111,7 +111,7 @@ def test_the_builder_reads_the_custom_class_list_from_its_file(tmp_path):
     arguments = request["AppSpecification"]["ContainerArguments"]
     settings = _arrive(files, tmp_path / "settings")
     parsed = build._parser().parse_args(_local(arguments[2:], {SETTINGS_DIR: str(settings)}))
-    from training.classes import scheme_from_arguments
+    from segcore.classes import scheme_from_arguments
 
     scheme = scheme_from_arguments(parsed)
     assert scheme.names == tuple(c["name"] for c in CLASSES)

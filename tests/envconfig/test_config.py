@@ -12,7 +12,7 @@ import contracts.instances
 import envconfig.config
 from contracts.instances import HOSTING_FAMILIES, TRAINING_FAMILIES, instance_family
 from envconfig.config import CONFIG_DIR, ConfigError, available_environments, load_config
-from training.classes import scheme_from_config
+from segcore.classes import scheme_from_config
 
 TWO_CUSTOM = [{"name": "road", "color": [1, 2, 3]}, {"name": "walker", "color": [4, 5, 6]}]
 

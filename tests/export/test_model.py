@@ -3,7 +3,7 @@
 The export runs where MXNet runs (.venv-export, Python 3.11 with MXNet 1.9.1): these tests build GluonCV networks with
 random weights saved the way the algorithm saves them (tests/export/algorithm_model.py, in that environment), run
 ``python -m export.model`` there, and read the bundle here, in the main environment (its own ONNX Runtime segments
-a frame with the bundle's model.onnx through training.bundle_runtime). The models and the exports are made once per
+a frame with the bundle's model.onnx through segcore.bundle_runtime). The models and the exports are made once per
 module, two at a time (two cores), to keep the file near a minute and a half.
 """
 
@@ -38,10 +38,10 @@ from export.model import (
     parameter_differences,
     parse_hyperparameters,
 )
-from training.bundle_runtime import logits_to_mask, network_input
-from training.classes import CITYSCAPES
+from segcore.bundle_runtime import logits_to_mask, network_input
+from segcore.classes import CITYSCAPES
+from segcore.scenes import generate_scene
 from training.evaluate import metrics_from_confusion
-from training.scenes import generate_scene
 
 REPO = Path(__file__).resolve().parents[2]
 EXPORT_PYTHON = REPO / ".venv-export" / "bin" / "python"
@@ -196,7 +196,7 @@ def test_preprocessing_and_classes_describe_the_serving_input(exports):
 
 
 def test_the_bundles_onnx_model_segments_a_frame_in_the_main_environment(exports):
-    """What ``roadseg segment`` does: this environment's ONNX Runtime, training.bundle_runtime's input and mask."""
+    """What ``roadseg segment`` does: this environment's ONNX Runtime, segcore.bundle_runtime's input and mask."""
     import onnxruntime
 
     _, bundle_dir = exports["deeplab"]

@@ -17,8 +17,8 @@ from PIL import Image
 from contracts.bundle import BUNDLE, validate_bundle, validate_parity, validate_preprocessing
 from envconfig.config import load_config
 from roadseg import cli
-from training.classes import CITYSCAPES
-from training.scenes import generate_scene
+from segcore.classes import CITYSCAPES
+from segcore.scenes import generate_scene
 
 REPO = Path(__file__).resolve().parents[2]
 EXPORT_PYTHON = REPO / ".venv-export" / "bin" / "python"

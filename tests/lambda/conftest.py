@@ -40,7 +40,8 @@ from lambda_testkit import (  # noqa: E402
     encode,
 )
 from roadseg_lambda import aws  # noqa: E402
-from roadseg_lambda.settings import Settings, get_settings  # noqa: E402
+
+from segcore.settings import Settings, get_settings  # noqa: E402
 
 # Every variable the functions read (the contract plus the Lambda-only tunables); Powertools' are set above.
 ALL_SETTINGS = tuple(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from training.scenes import generate_scene
+from segcore.scenes import generate_scene
 
 CITYSCAPES = [
     "road",

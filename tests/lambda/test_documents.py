@@ -1,4 +1,4 @@
-"""roadseg_lambda.results and roadseg_lambda.notifications: documents and the SageMaker notification."""
+"""segcore.results and roadseg_lambda.notifications: documents and the SageMaker notification."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 from lambda_testkit import ASYNC_ENDPOINT, CITYSCAPES, async_notification
-from roadseg_lambda.keys import parse_frame_key
-from roadseg_lambda.masks import Geometry, mask_statistics
 from roadseg_lambda.notifications import NotificationError, parse_async_notification
-from roadseg_lambda.results import (
+
+from contracts.documents import validate_failure, validate_quarantine, validate_result
+from segcore.keys import parse_frame_key
+from segcore.masks import Geometry, mask_statistics
+from segcore.results import (
     build_failure_document,
     build_quarantine_document,
     build_result_document,
@@ -21,9 +23,7 @@ from roadseg_lambda.results import (
     parse_iso8601,
     to_json_bytes,
 )
-from roadseg_lambda.settings import DEFAULT_KEY_PATTERN
-
-from contracts.documents import validate_failure, validate_quarantine, validate_result
+from segcore.settings import DEFAULT_KEY_PATTERN
 
 BUCKET = "inference"
 INPUT = f"s3://{BUCKET}/async-input/veh-1/front/2026-01-01T00:00:00Z.jpg"

@@ -27,11 +27,11 @@ from lambda_testkit import (
     sqs_event,
 )
 from roadseg_lambda import aws, drive_counts
-from roadseg_lambda.keys import frame_identity
-from roadseg_lambda.settings import get_settings
 
 from contracts.drive_table import PARTITION_KEY, SORT_KEY, drive_state, frame_item, key_schema, state_query
 from contracts.drives import DRIVE_ID_METADATA
+from segcore.keys import frame_identity
+from segcore.settings import get_settings
 
 TABLE = "roadseg-test-drives"
 DRIVE = "car-7/2026-12-03"

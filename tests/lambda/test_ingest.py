@@ -34,10 +34,10 @@ from lambda_testkit import (
 )
 from PIL import Image
 from roadseg_lambda import aws
-from roadseg_lambda.keys import derive_inference_id, frame_identity
-from roadseg_lambda.settings import SettingsError, get_settings
 
 from contracts.documents import validate_quarantine, validate_result
+from segcore.keys import derive_inference_id, frame_identity
+from segcore.settings import SettingsError, get_settings
 
 KEY = "incoming/veh-1/front cam/2026-01-01T00:00:00.000Z.jpg"
 
@@ -52,7 +52,7 @@ def runtime(aws_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Recordi
 def _event_inference_id(record: dict) -> str:
     s3 = json.loads(record["body"])["Records"][0]["s3"]
     key = s3["object"]["key"]
-    from roadseg_lambda.keys import decode_event_key
+    from segcore.keys import decode_event_key
 
     return derive_inference_id(
         s3["bucket"]["name"], decode_event_key(key), s3["object"].get("versionId"), s3["object"]["eTag"]

@@ -13,9 +13,11 @@ import ingest
 import pytest
 from lambda_testkit import RecordingRuntime, camera_array, encode, sqs_event, upload_frame
 from PIL import Image
-from roadseg_lambda import aws, batch, imaging
+from roadseg_lambda import aws, batch
 from roadseg_lambda.batch import KeyedLocks, MemoryBudget, decode_budget_bytes
-from roadseg_lambda.imaging import PrepareOptions, decode_cost
+
+from segcore import imaging
+from segcore.imaging import PrepareOptions, decode_cost
 
 KEY = "incoming/veh-1/front/2026-01-01T00:00:00.000Z.jpg"
 MIB = 1024 * 1024

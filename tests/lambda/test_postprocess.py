@@ -22,10 +22,11 @@ from lambda_testkit import (
     sns_event,
 )
 from PIL import Image
-from roadseg_lambda.imaging import PreparedFrame, PrepareOptions, prepare_frame
-from roadseg_lambda.keys import derive_inference_id, frame_identity, parse_frame_key
-from roadseg_lambda.metadata import build_async_input_metadata
-from roadseg_lambda.settings import DEFAULT_KEY_PATTERN, get_settings
+
+from segcore.imaging import PreparedFrame, PrepareOptions, prepare_frame
+from segcore.keys import derive_inference_id, frame_identity, parse_frame_key
+from segcore.metadata import build_async_input_metadata
+from segcore.settings import DEFAULT_KEY_PATTERN, get_settings
 
 FRAME_KEY = "incoming/veh-2/rear/2026-02-02T12:00:00.000Z.png"
 

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lambda_testkit import camera_array, encode
 from PIL import Image
-from roadseg_lambda.imaging import BadFrame, PreparedFrame, PrepareOptions, prepare_frame
+
+from segcore.imaging import BadFrame, PreparedFrame, PrepareOptions, prepare_frame
 
 CODES = {"empty", "too_large_bytes", "unsupported_format", "too_many_pixels", "too_small", "truncated", "unreadable"}
 OPTIONS = PrepareOptions(target_size=(32, 24), max_bytes=64 * 1024, max_pixels=4_000_000)

@@ -22,9 +22,9 @@ from botocore.stub import ANY, Stubber
 from lambda_testkit import REALTIME_ENDPOINT, camera_array, emitted_metrics, encode, mask_png
 from PIL import Image
 from roadseg_lambda import aws
-from roadseg_lambda.settings import get_settings
 
 from contracts.documents import validate_result
+from segcore.settings import get_settings
 
 
 @pytest.fixture

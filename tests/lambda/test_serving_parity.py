@@ -26,10 +26,10 @@ from lambda_testkit import (
     upload_frame,
 )
 from roadseg_lambda import aws
-from roadseg_lambda.masks import decode_mask_png
-from roadseg_lambda.settings import get_settings
 
 from contracts.lambda_env import FRAME_PREPARATION_VARIABLES, PreprocessorEnvironment
+from segcore.masks import decode_mask_png
+from segcore.settings import get_settings
 from training import serving
 from training.evaluate import to_label_resolution
 

@@ -1,4 +1,4 @@
-"""roadseg_lambda.settings: the environment variable contract."""
+"""segcore.settings: the environment variable contract."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 
 import pytest
 from lambda_testkit import CITYSCAPES
-from roadseg_lambda.settings import DEFAULT_KEY_PATTERN, Settings, SettingsError, default_palette, get_settings
 
 from contracts.lambda_env import PreprocessorEnvironment
+from segcore.settings import DEFAULT_KEY_PATTERN, Settings, SettingsError, default_palette, get_settings
 
 MINIMAL = {"CLASS_NAMES": json.dumps(CITYSCAPES)}
 

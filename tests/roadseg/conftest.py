@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from roadseg import cli
-from training.scenes import write_generic_tree
+from segcore.scenes import write_generic_tree
 
 REGION = "us-east-1"
 

@@ -185,7 +185,7 @@ def test_burst_errors(text, message):
 
 
 def test_request_ttl_is_the_ingest_functions_default():
-    from roadseg_lambda.settings import Settings
+    from segcore.settings import Settings
 
     ttl = {f.name: f.default for f in dataclasses.fields(Settings)}["async_request_ttl_seconds"]
     assert capacity.REQUEST_TTL_SECONDS == ttl

@@ -14,13 +14,13 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 from PIL import Image
-from roadseg_lambda.imaging import PrepareOptions, prepare_frame
 
 from envconfig import config as envconfig_module
 from roadseg import commands, session
-from training.classes import get_scheme
-from training.recordio import encode_probabilities
-from training.scenes import generate_scene
+from segcore.classes import get_scheme
+from segcore.imaging import PrepareOptions, prepare_frame
+from segcore.recordio import encode_probabilities
+from segcore.scenes import generate_scene
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/roadseg-test"

@@ -19,12 +19,12 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 from PIL import Image
-from roadseg_lambda.imaging import PrepareOptions, prepare_frame
 
 from envconfig.config import load_config
 from envconfig.costs import Measurement, cost_table, endpoint_costs, load_prices
 from roadseg import endpoint_bench, session
-from training.scenes import generate_scene
+from segcore.imaging import PrepareOptions, prepare_frame
+from segcore.scenes import generate_scene
 
 ROLE = "arn:aws:iam::123456789012:role/roadseg-test"
 BUCKET = "roadseg-bench-test"

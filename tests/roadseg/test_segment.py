@@ -24,7 +24,7 @@ from contracts.documents import validate_result
 from export.model import classes_document, file_entries, preprocessing_document
 from roadseg import cli
 from roadseg import segment as segment_module
-from training.classes import custom_scheme
+from segcore.classes import custom_scheme
 
 NETWORK = (64, 32)  # width, height
 CLASSES = ["road", "car", "person"]
@@ -243,7 +243,7 @@ def test_the_output_folder_inside_the_inputs_is_not_segmented_again(run, bundle,
     (lambda b: _edit(b / "classes.json", lambda d: d["classes"][1].pop("color")),
      "classes.json classes[1].color: required key is missing"),
     (lambda b: _edit(b / "preprocessing.json", lambda d: d["input"].update(mean=[0.5, 0.5, 0.5])),
-     "preprocessing.json input.mean: is [0.5, 0.5, 0.5], but roadseg segment (training.bundle_runtime) works with"),
+     "preprocessing.json input.mean: is [0.5, 0.5, 0.5], but roadseg segment (segcore.bundle_runtime) works with"),
     (lambda b: _edit(b / "preprocessing.json", lambda d: d["output"].update(shape=[1, 5, 32, 64])),
      "preprocessing.json output.shape: is [1, 5, 32, 64]; with the 3 classes of classes.json it must be"),
     (lambda b: (b / "model.onnx").write_bytes(b"\0" + (b / "model.onnx").read_bytes()[1:]),

@@ -20,6 +20,7 @@ from PIL import Image
 
 from contracts.documents import validate_evaluation
 from contracts.lambda_env import PreprocessorEnvironment
+from segcore.scenes import generate_scene
 from stacks.code_assets import (
     CONTRACTS_DIR,
     DRIVE_WHEELHOUSE,
@@ -31,7 +32,6 @@ from stacks.code_assets import (
     processing_files,
     stage,
 )
-from training.scenes import generate_scene
 
 
 def test_staging_is_deterministic(tmp_path: Path) -> None:
@@ -59,11 +59,11 @@ def test_job_settings_stage_once_per_content() -> None:
 
 def test_asset_file_lists() -> None:
     lambda_names = {name for name, _ in lambda_files()}
-    assert {"ingest.py", "roadseg_lambda/settings.py", "contracts/lambda_env.py"} <= lambda_names
+    assert {"ingest.py", "segcore/settings.py", "contracts/lambda_env.py"} <= lambda_names
     processing_names = {name for name, _ in processing_files()}
     assert {"training/evaluate.py", "drivelogs/job.py", "export/model.py", "training/serving.py",
             "contracts/documents.py",
-            "roadseg_lambda/imaging.py", "roadseg_lambda/masks.py", "roadseg_lambda/settings.py"} <= processing_names
+            "segcore/imaging.py", "segcore/masks.py", "segcore/settings.py"} <= processing_names
     # The gate prepares frames and restores masks with the functions' own library, not with the handlers.
     library = {f"roadseg_lambda/{p.relative_to(LAMBDA_LIBRARY_DIR).as_posix()}"
                for p in LAMBDA_LIBRARY_DIR.rglob("*.py") if "__pycache__" not in p.parts}

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from roadseg_lambda.settings import Settings
 
 from contracts import naming
 from contracts.lambda_env import FRAME_PREPARATION_VARIABLES, SERVICE_NAMES, RolloutEnvironment
 from envconfig.config import available_environments
+from segcore.settings import Settings
 from stacks.training_pipelines import resolve_scheme
 
 ENVIRONMENTS = available_environments()
@@ -122,7 +122,7 @@ def test_lambda_code_asset_ships_contracts_next_to_roadseg_lambda(synth) -> None
     env = synth(ENVIRONMENTS[0])
     # Bundling skipped: the staged source; the drive path's processing package and wheels are the other zips.
     (code,) = [a for a in file_assets(env.outdir, env.stacks.inference.stack_name) if (a / "ingest.py").is_file()]
-    for name in ("ingest.py", "rollout.py", "requirements.txt", "roadseg_lambda/settings.py",
+    for name in ("ingest.py", "rollout.py", "requirements.txt", "segcore/settings.py",
                  "contracts/__init__.py", "contracts/lambda_env.py", "contracts/documents.py", "contracts/layout.py"):
         assert (code / name).is_file(), name
 
@@ -137,8 +137,8 @@ def test_processing_asset_ships_training_roadseg_lambda_and_contracts(synth) -> 
         line.split("==")[0].replace("-", "_").lower() for line in EXPORT_REQUIREMENTS.read_text().splitlines()
         if line and not line.startswith("#"))
     for name in ("training/__init__.py", "training/evaluate.py", "training/prepare.py", "training/serving.py",
-                 "roadseg_lambda/__init__.py", "roadseg_lambda/imaging.py", "roadseg_lambda/masks.py",
-                 "roadseg_lambda/settings.py", "contracts/__init__.py", "contracts/documents.py",
+                 "roadseg_lambda/__init__.py", "segcore/imaging.py", "segcore/masks.py",
+                 "segcore/settings.py", "contracts/__init__.py", "contracts/documents.py",
                  "contracts/lambda_env.py"):
         assert (package / name).is_file(), name
     assert not (package / "ingest.py").exists() and not (package / "requirements.txt").exists()  # handlers stay out

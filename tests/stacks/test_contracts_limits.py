@@ -207,8 +207,8 @@ def test_the_wide_templates_keep_every_limit(wide, rule_name):
 def test_wide_lists_travel_as_files(wide):
     from contracts.job_settings import CAMERAS_FILE, CLASSES_FILE
     from drivelogs.extract import parse_cameras
+    from segcore.classes import load_classes_file
     from stacks.code_assets import staged_job_settings
-    from training.classes import load_classes_file
 
     config, stacks, assembly = wide
     pipelines = stacks.training.pipelines

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.scenes import write_cityscapes_tree, write_generic_tree
+from segcore.scenes import write_cityscapes_tree, write_generic_tree
 
 WIDTH, HEIGHT = 64, 32
 

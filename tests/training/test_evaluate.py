@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from contracts.documents import EVALUATION_SCHEMA_VERSION, validate_evaluation
-from training.classes import CITYSCAPES, custom_scheme
+from segcore.classes import CITYSCAPES, custom_scheme
 from training.evaluate import (
     EvaluationError,
     confusion_matrix,

@@ -21,7 +21,7 @@ import pytest
 
 from contracts.job_settings import CLASSES_FILE, SETTINGS_DIR, SETTINGS_INPUT
 from contracts.service_limits import MAX_CONTAINER_ARGUMENT_LENGTH, check_container_arguments
-from training.classes import classes_json, custom_scheme
+from segcore.classes import classes_json, custom_scheme
 from training.hyperparameters import TUNABLE_RANGES, tuning_ranges
 from training.pipelines import (
     CODE_DIR,

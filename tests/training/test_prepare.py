@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 import training.prepare as prepare_module
-from training.classes import CAMVID, CITYSCAPES, classes_json
+from segcore.classes import CAMVID, CITYSCAPES, classes_json
+from segcore.scenes import generate_scene, write_broken_frames
 from training.prepare import PreparationError, main, prepare_dataset, read_split_file
-from training.scenes import generate_scene, write_broken_frames
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from roadseg_lambda.imaging import PrepareOptions, prepare_frame
-from roadseg_lambda.settings import Settings
 
 from contracts.documents import EVALUATION_SCHEMA_VERSION, validate_evaluation
 from contracts.lambda_env import FRAME_PREPARATION_VARIABLES, PreprocessorEnvironment
+from segcore.classes import CITYSCAPES
+from segcore.imaging import PrepareOptions, prepare_frame
+from segcore.scenes import generate_scene
+from segcore.settings import Settings
 from training import evaluate, serving
-from training.classes import CITYSCAPES
 from training.prepare import prepare_dataset
-from training.scenes import generate_scene
 
 ROI = (0.0, 0.25, 1.0, 1.0)
 # 128x64 frames, the top quarter cut off (crop 128x48), fitted into 64x32: 64x24, exactly half the size.

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.recordio import (
+from segcore.recordio import (
     MAGIC_BYTES,
     BytesValue,
     Record,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.classes import CITYSCAPES
-from training.scenes import generate_scene, write_broken_frames, write_cityscapes_tree, write_generic_tree
+from segcore.classes import CITYSCAPES
+from segcore.scenes import generate_scene, write_broken_frames, write_cityscapes_tree, write_generic_tree
 
 ALWAYS = ("road", "sidewalk", "building", "vegetation", "sky", "car", "person", "pole", "traffic sign",
           "traffic light")

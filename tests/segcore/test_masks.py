@@ -1,4 +1,4 @@
-"""roadseg_lambda.masks: hand-checkable statistics, geometry mapping, decoding, restoring, overlays."""
+"""segcore.masks: hand-checkable statistics, geometry mapping, decoding, restoring, overlays."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from lambda_testkit import CITYSCAPES, encode, mask_png
 from PIL import Image
-from roadseg_lambda.masks import (
+
+from segcore.masks import (
     Geometry,
     MaskError,
     decode_mask_png,

@@ -1,12 +1,13 @@
-"""roadseg_lambda.keys and roadseg_lambda.metadata: keys, ids, identities, async input metadata."""
+"""segcore.keys and segcore.metadata: keys, ids, identities, async input metadata."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
-from roadseg_lambda.imaging import PreparedFrame
-from roadseg_lambda.keys import (
+
+from segcore.imaging import PreparedFrame
+from segcore.keys import (
     content_inference_id,
     decode_event_key,
     derive_inference_id,
@@ -18,8 +19,8 @@ from roadseg_lambda.keys import (
     quarantine_keys,
     s3_uri,
 )
-from roadseg_lambda.metadata import MetadataTooLarge, build_async_input_metadata, parse_async_input_metadata
-from roadseg_lambda.settings import DEFAULT_KEY_PATTERN
+from segcore.metadata import MetadataTooLarge, build_async_input_metadata, parse_async_input_metadata
+from segcore.settings import DEFAULT_KEY_PATTERN
 
 PATTERN = re.compile(DEFAULT_KEY_PATTERN)
 

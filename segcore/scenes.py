@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from training.classes import CITYSCAPES
+from segcore.classes import CITYSCAPES
 
 # (appearance, Cityscapes class, base colour). Several appearances per class keep the image from being
 # a recoloured mask: lane markings are white but "road", a rider's head is skin-coloured but "rider".

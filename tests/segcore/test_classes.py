@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.classes import (
+from segcore.classes import (
     CAMVID,
     CITYSCAPES,
     DRIVABLE_CLASSES,

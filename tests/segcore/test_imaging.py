@@ -1,4 +1,4 @@
-"""roadseg_lambda.imaging: every accepted and refused input class, on real images."""
+"""segcore.imaging: every accepted and refused input class, on real images."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from lambda_testkit import camera_array, encode
 from PIL import Image, ImageOps
-from roadseg_lambda.imaging import BadFrame, PreparedFrame, PrepareOptions, fit_size, prepare_frame, sniff_format
+
+from segcore.imaging import BadFrame, PreparedFrame, PrepareOptions, fit_size, prepare_frame, sniff_format
 
 
 def decoded(prepared: PreparedFrame) -> np.ndarray:
@@ -349,7 +350,7 @@ def test_a_jpeg_header_followed_by_html_is_unreadable_not_truncated() -> None:
 def test_sixteen_bit_conversion_keeps_temporaries_small() -> None:
     import tracemalloc
 
-    from roadseg_lambda.imaging import _sixteen_to_eight
+    from segcore.imaging import _sixteen_to_eight
 
     height, width = 2500, 4000  # 10 megapixels: the old int64 path allocated 80 MB on top of the output
     source = np.random.default_rng(3).integers(0, 65536, (height, width), dtype=np.uint16)
@@ -366,7 +367,7 @@ def test_sixteen_bit_conversion_keeps_temporaries_small() -> None:
 
 
 def test_thirty_two_bit_greyscale_is_clipped_not_wrapped() -> None:
-    from roadseg_lambda.imaging import _sixteen_to_eight
+    from segcore.imaging import _sixteen_to_eight
 
     values = np.array([[-5, 0, 255 << 8, 70000 << 8]], dtype=np.int32)
     assert _sixteen_to_eight(values).tolist() == [[0, 0, 255, 255]]
