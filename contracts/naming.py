@@ -47,6 +47,18 @@ INFERENCE_BUCKET_ARN_EXPORT = "InferenceBucketArn"
 DATA_KEY_ARN_EXPORT = "DataKeyArn"
 
 
+# The CDK bootstrap's default qualifier: the bootstrap stack's roles, file-asset bucket and version parameter carry it
+# (`cdk bootstrap --qualifier` changes it: https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-customizing.html).
+# aws_cdk.DefaultStackSynthesizer.DEFAULT_QUALIFIER is the same value (tests/contracts/test_bootstrap_names.py); it is
+# written here so that the operator command and the rehearsal name it without loading the CDK.
+CDK_BOOTSTRAP_QUALIFIER = "hnb659fds"
+
+
+def cdk_assets_bucket(account: str, region: str) -> str:
+    """The default bootstrap's file-asset bucket: ``cdk-<qualifier>-assets-<account>-<region>``."""
+    return f"cdk-{CDK_BOOTSTRAP_QUALIFIER}-assets-{account}-{region}"
+
+
 def stack_name_prefix(prefix: str) -> str:
     """``roadseg-dev`` -> ``RoadsegDev``."""
     return "".join(part.capitalize() for part in prefix.split("-"))

@@ -134,7 +134,7 @@ class Names:
             region=region,
             datasets_bucket=f"{prefix}-datasets", artifacts_bucket=f"{prefix}-artifacts",
             inference_bucket=f"{prefix}-inference",
-            assets_bucket=f"cdk-hnb659fds-assets-{account}-{region}",  # where CDK puts file assets
+            assets_bucket=naming.cdk_assets_bucket(account, region),  # where CDK puts file assets
             ingest_queue=f"{prefix}-ingest", ingest_dlq=f"{prefix}-ingest-dlq",
             success_topic=f"{prefix}-async-success", error_topic=f"{prefix}-async-error",
             postprocess_tap=f"{prefix}-rehearsal-postprocess-tap",

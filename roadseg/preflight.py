@@ -39,6 +39,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
 from contracts.aws_docs import SCALING_UPDATE_DOC as SCALING_DOC
+from contracts.naming import CDK_BOOTSTRAP_QUALIFIER
 from envconfig.config import LAMBDA_UNRESERVED_MINIMUM, ConfigError, EnvironmentConfig, load_config
 
 PROG = "roadseg-preflight"
@@ -46,7 +47,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AWS = 0, 1, 2, 3
 
 STACK_ARTIFACT = "aws:cloudformation:stack"
 ASSET_MANIFEST_ARTIFACT = "cdk:asset-manifest"
-DEFAULT_QUALIFIER = "hnb659fds"
+DEFAULT_QUALIFIER = CDK_BOOTSTRAP_QUALIFIER
 DEFAULT_BOOTSTRAP_PARAMETER = f"/cdk-bootstrap/{DEFAULT_QUALIFIER}/version"
 
 # Service Quotas code of Lambda's "Concurrent executions" (no AWS page states it; confirm with list-service-quotas).

@@ -38,7 +38,7 @@ HTTPS = 443
 # The S3 bucket ECR stores image layers in (pulls through a VPC need it in the S3 endpoint policy):
 # https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html#ecr-minimum-s3-perms
 ECR_LAYER_BUCKET = "prod-{region}-starport-layer-bucket"
-CDK_ASSETS_BUCKET = "cdk-hnb659fds-assets-{account}-{region}"  # the default bootstrap's file-asset bucket
+CDK_ASSETS_BUCKET = naming.cdk_assets_bucket("{account}", "{region}")  # a str.format template, as ECR_LAYER_BUCKET
 
 
 @dataclass(frozen=True)

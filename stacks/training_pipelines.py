@@ -289,7 +289,7 @@ class TrainingPipelines(Construct):
             f"{shared}:DatasetsBucketArn/prepared/*": "The Prepare step writes each execution's channels here.",
             f"{shared}:ArtifactsBucketArn/pipelines/*": "Training output, predictions and evaluation reports.",
             f"{shared}:ArtifactsBucketArn/checkpoints/*": "Spot-training checkpoints of the training jobs.",
-            nag_arn(self, "s3", f"cdk-hnb659fds-assets-{account}-{region}/*", regional=False):
+            nag_arn(self, "s3", f"{naming.cdk_assets_bucket(account, region)}/*", regional=False):
                 "CDK asset grant: the processing entry script, training package, export wheels and job settings "
                 "zips in the bootstrap bucket.",
             nag_arn(self, "logs", "log-group:/aws/sagemaker/*"):

@@ -34,7 +34,7 @@ from stacks.service_contracts.delivery import STRIP_MODULE
 # "When specifying a resource in the IAM policy, the service prefix needs to match that of the resource"
 # (CodeStar Connections was renamed CodeConnections; console-created ARNs are arn:aws:codeconnections:... since 2024).
 CONNECTION_RENAME_DOC = "https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html"
-BOOTSTRAP_QUALIFIER = "hnb659fds"  # the CDK default; `cdk bootstrap --qualifier` changes it
+BOOTSTRAP_QUALIFIER = naming.CDK_BOOTSTRAP_QUALIFIER  # the CDK default; `cdk bootstrap --qualifier` changes it
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 # Pinned, not the image's defaults, which change when a version reaches end of life ("To avoid unexpected changes to
 # the build environment, we recommend specifying a runtime version in the buildspec file": RUNTIMES_DOC). Merged into
