@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from contracts import naming
 from roadseg.output import Printer, when
 from roadseg.session import JobFailed, Session, UserError
 
@@ -30,7 +31,7 @@ UNSUPPORTED_OPERATION_CODES = frozenset(
      "UnsupportedOperation", "500", "501"}
 )
 MISSING_OBJECT_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-PIPELINE_OUTPUTS = {"training": "TrainingPipelineName", "tuning": "TuningPipelineName"}
+PIPELINE_OUTPUTS = {"training": naming.TRAINING_PIPELINE_NAME, "tuning": naming.TUNING_PIPELINE_NAME}
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -89,7 +90,7 @@ def data_upload(session: Session, out: Printer, *, directory: Path, bucket: str 
                    if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not files:
         raise UserError(f"{root} holds no files to upload (hidden files are skipped)")
-    bucket = session.name("DatasetsBucketName", bucket, option="--bucket")
+    bucket = session.name(naming.DATASETS_BUCKET_NAME, bucket, option="--bucket")
     prefix = prefix if prefix is not None else f"{DATASETS.raw}{root.resolve().name}/"
     prefix = prefix.lstrip("/")
     if prefix and not prefix.endswith("/"):
@@ -152,7 +153,7 @@ def pipeline_start(session: Session, out: Printer, *, pipeline: str, params: Seq
     if dataset:
         if any(p["Name"] == "InputDataS3Uri" for p in parameters):
             raise UserError("give either --dataset or --param InputDataS3Uri=..., not both")
-        bucket = session.name("DatasetsBucketName")
+        bucket = session.name(naming.DATASETS_BUCKET_NAME)
         parameters.append({"Name": "InputDataS3Uri", "Value": f"s3://{bucket}/{DATASETS.raw}{dataset.strip('/')}/"})
     _check_params(sm, name, parameters)
     request: dict[str, Any] = {"PipelineName": name}
@@ -333,7 +334,7 @@ def _cell(value: float | None, absent: str) -> str:
 def model_list(session: Session, out: Printer, *, group: str | None, with_metrics: bool,
                safety_classes: Sequence[str]) -> None:
     sm = session.client("sagemaker")
-    group = session.name("ModelPackageGroupName", group, option="--group")
+    group = session.name(naming.MODEL_PACKAGE_GROUP_NAME, group, option="--group")
     summaries = _packages(sm, group)
     if not summaries:
         out.line(f"model package group {group} has no model packages")
@@ -370,7 +371,7 @@ def model_list(session: Session, out: Printer, *, group: str | None, with_metric
 def package_arn(session: Session, package: str, group: str | None) -> str:
     """A model package ARN, or a version number of the environment's group."""
     if package.isdigit():
-        group = session.name("ModelPackageGroupName", group, option="--group")
+        group = session.name(naming.MODEL_PACKAGE_GROUP_NAME, group, option="--group")
         arn = session.client("sagemaker").describe_model_package_group(
             ModelPackageGroupName=group)["ModelPackageGroupArn"]
         return arn.replace(":model-package-group/", ":model-package/") + f"/{package}"
@@ -433,7 +434,7 @@ def endpoint_invoke(session: Session, out: Printer, *, endpoint: str | None, ima
     body = request.body
     if len(body) > REALTIME_PAYLOAD_LIMIT:
         raise UserError(_too_large(image, len(body)))
-    endpoint = session.name("RealtimeEndpointName", endpoint, option="--endpoint")
+    endpoint = session.name(naming.REALTIME_ENDPOINT_NAME, endpoint, option="--endpoint")
     out.info(request.describe())
     response = session.client("sagemaker-runtime").invoke_endpoint(
         EndpointName=endpoint, ContentType="image/jpeg", Accept="image/png", Body=body)
@@ -495,8 +496,8 @@ def endpoint_submit(session: Session, out: Printer, *, endpoint: str | None, buc
             raise UserError(f"{path.name} is {len(request.body):,} bytes, over the async input limit of 1 GB")
         out.info(request.describe())
         requests.append(request)
-    endpoint = session.name("AsyncEndpointName", endpoint, option="--endpoint")
-    bucket = session.name("InferenceBucketName", bucket, option="--bucket")
+    endpoint = session.name(naming.ASYNC_ENDPOINT_NAME, endpoint, option="--endpoint")
+    bucket = session.name(naming.INFERENCE_BUCKET_NAME, bucket, option="--bucket")
     prefix = input_prefix.lstrip("/")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
@@ -568,8 +569,8 @@ def endpoint_status(session: Session, out: Printer) -> None:
 
     sm = session.client("sagemaker")
     rows = []
-    for kind, key in (("real-time", "RealtimeEndpointName"), ("async", "AsyncEndpointName")):
-        name = session.stack_outputs("Inference").get(key)
+    for kind, key in (("real-time", naming.REALTIME_ENDPOINT_NAME), ("async", naming.ASYNC_ENDPOINT_NAME)):
+        name = session.stack_outputs(naming.INFERENCE).get(key)
         doc: dict[str, Any] = {"kind": kind, "name": name, "status": "not deployed", "instance_type": None,
                                "current_instances": None, "desired_instances": None, "failure": None}
         if name:
@@ -590,7 +591,7 @@ def endpoint_status(session: Session, out: Printer) -> None:
               [[r["name"] or "-", r["kind"], r["status"], r["instance_type"] or "-",
                 "-" if r["current_instances"] is None else f"{r['current_instances']}/{r['desired_instances']}"]
                for r in rows])
-    serving = session.stack_outputs("Inference").get("ServingStatus")
+    serving = session.stack_outputs(naming.INFERENCE).get(naming.SERVING_STATUS)
     if serving:
         out.line(serving)
     out.document(rows)

@@ -14,6 +14,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from contracts import naming
 from contracts.drives import LOG_SUFFIXES, ROS2_METADATA, DriveId, DriveKeyError, DriveOutputs, drive_of_log_key
 from contracts.layout import INFERENCE
 from roadseg.output import Printer
@@ -71,7 +72,7 @@ def drive_upload(session: Session, out: Printer, *, path: Path, vehicle: str, dr
     from boto3.s3.transfer import TransferConfig
 
     plan = plan_upload(path, vehicle, drive)
-    bucket = session.name("InferenceBucketName", bucket, option="--bucket")
+    bucket = session.name(naming.INFERENCE_BUCKET_NAME, bucket, option="--bucket")
     s3 = session.client("s3")
     total = sum(p.stat().st_size for p, _ in plan.files)
     config = TransferConfig(multipart_threshold=64 * 1024**2, max_concurrency=8)
@@ -221,7 +222,7 @@ def _missing_drive(session: Session, drive_id: DriveId, bucket: str | None) -> U
     from botocore.exceptions import ClientError
 
     try:
-        bucket = session.name("InferenceBucketName", bucket, option="--bucket")
+        bucket = session.name(naming.INFERENCE_BUCKET_NAME, bucket, option="--bucket")
         pages = session.client("s3").get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=f"{INFERENCE.drives}{drive_id.vehicle}/{drive_id.drive}")
         keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
@@ -302,7 +303,7 @@ def drive_scenes(session: Session, out: Printer, *, drive: str, bucket: str | No
     from contracts.drive_timeline import validate_drive_scenes
 
     drive_id = parse_drive(drive)
-    bucket = session.name("InferenceBucketName", bucket, option="--bucket")
+    bucket = session.name(naming.INFERENCE_BUCKET_NAME, bucket, option="--bucket")
     key = DriveOutputs(drive_id).scenes
     body = _get(session, bucket, key, f"the scenes of {drive_id} are not built yet (`roadseg drive status {drive_id}`)")
     try:
@@ -321,7 +322,7 @@ def drive_scenes(session: Session, out: Printer, *, drive: str, bucket: str | No
 def drive_fetch(session: Session, out: Printer, *, drive: str, bucket: str | None, out_dir: Path,
                 videos: bool) -> list[Path]:
     drive_id = parse_drive(drive)
-    bucket = session.name("InferenceBucketName", bucket, option="--bucket")
+    bucket = session.name(naming.INFERENCE_BUCKET_NAME, bucket, option="--bucket")
     outputs = DriveOutputs(drive_id)
     s3 = session.client("s3")
     keys = [outputs.summary, outputs.scenes, outputs.timeline]

@@ -39,12 +39,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from contracts import naming
 from roadseg.imaging import ingest_settings
 from roadseg.output import Printer
 from roadseg.session import JobFailed, Session, UserError
 
 KINDS = ("realtime", "async")
-ENDPOINT_OUTPUTS = {"realtime": "RealtimeEndpointName", "async": "AsyncEndpointName"}
+ENDPOINT_OUTPUTS = {"realtime": naming.REALTIME_ENDPOINT_NAME, "async": naming.ASYNC_ENDPOINT_NAME}
 CAMERA_JPEG_QUALITY = 95  # how the simulated camera saves its frames before the ingest preprocessing
 REALTIME_PAYLOAD_LIMIT = 6_291_456
 BENCH_PREFIX = "bench/"  # under async-input/ (and so results/) of the inference bucket
@@ -362,7 +363,7 @@ def run_bench(session: Session, out: Printer, *, kind: str, concurrency: int, du
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is not a directory")
     endpoint = session.name(ENDPOINT_OUTPUTS[kind], endpoint, option="--endpoint")
-    bucket = session.name("InferenceBucketName", bucket, option="--bucket") if kind == "async" else None
+    bucket = session.name(naming.INFERENCE_BUCKET_NAME, bucket, option="--bucket") if kind == "async" else None
     described, instance_type = _describe(session, kind, endpoint)
     if described.get("EndpointStatus") != "InService":
         out.warn(f"endpoint {endpoint} is {described.get('EndpointStatus')}: the figures may not be steady")

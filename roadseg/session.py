@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts import naming
+
 # AWS_REGION is the SDKs' and AWS CLI v2's region variable; AWS_DEFAULT_REGION is the older one boto3 reads.
 AWS_REGION_DOC = "https://docs.aws.amazon.com/sdkref/latest/guide/feature-region.html"
 BOTO3_CONFIG_DOC = "https://boto3.amazonaws.com/v1/documentation/api/latest/guide/configuration.html"
@@ -86,9 +88,9 @@ def unparseable_response(exc: BaseException | None) -> bool:
 
 # Why an output may be missing although its stack exists.
 MISSING_OUTPUT_HINTS = {
-    "RealtimeEndpointName": "no model package is approved yet, so the endpoints are not deployed "
+    naming.REALTIME_ENDPOINT_NAME: "no model package is approved yet, so the endpoints are not deployed "
                             "(roadseg model approve)",
-    "AsyncEndpointName": "no model package is approved yet, so the endpoints are not deployed "
+    naming.ASYNC_ENDPOINT_NAME: "no model package is approved yet, so the endpoints are not deployed "
                          "(roadseg model approve)",
 }
 
