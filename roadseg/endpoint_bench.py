@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -314,6 +314,46 @@ def percentiles(values: Sequence[float]) -> dict[str, float | None]:
 
 # -- the command -------------------------------------------------------------------------------------------------
 
+def run_bench(session: Session, out: Printer, *, kind: str, concurrency: int, duration: float, frames: int,
+              source_size: str, out_dir: Path | None, endpoint: str | None, bucket: str | None, timeout: float,
+              max_requests: int | None = None, seed: int = 0, poll_interval: float = 0.5,
+              instance_poll: float = 15.0) -> dict[str, Any]:
+    """Check the arguments and the endpoint, prepare the frames, drive the load, and record the measurement."""
+    from envconfig.costs import MEASUREMENTS_DIR
+
+    if kind not in KINDS:
+        raise UserError(f"--kind must be one of {', '.join(KINDS)}")
+    size = parse_size(source_size)
+    config = session.config
+    out_dir = Path(out_dir) if out_dir is not None else MEASUREMENTS_DIR
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is not a directory")
+    endpoint = session.name(ENDPOINT_OUTPUTS[kind], endpoint, option="--endpoint")
+    bucket = session.name(naming.INFERENCE_BUCKET_NAME, bucket, option="--bucket") if kind == "async" else None
+    described, instance_type = _endpoint_to_measure(session, out, kind, endpoint)
+    target = _target(out, config, kind=kind, endpoint=endpoint, bucket=bucket, frames=frames, size=size, seed=seed,
+                     timeout=timeout, poll_interval=poll_interval)
+    load = _drive_load(session, out, target, described, concurrency=concurrency, duration=duration,
+                       max_requests=max_requests, instance_poll=instance_poll)
+    document = _measurement(session, load, instance_type, size)
+    return _record(out, document, out_dir, session.env, load.measured_at)
+
+
+# -- setup -------------------------------------------------------------------------------------------------------
+
+def _endpoint_to_measure(session: Session, out: Printer, kind: str, endpoint: str) -> tuple[dict[str, Any], str | None]:
+    """The endpoint described (refused when it cannot serve or is of the other kind), with warnings when it is
+    not steady or not the instance type the config names."""
+    described, instance_type = _describe(session, kind, endpoint)
+    if described.get("EndpointStatus") != "InService":
+        out.warn(f"endpoint {endpoint} is {described.get('EndpointStatus')}: the figures may not be steady")
+    config = session.config
+    configured = (config.realtime_endpoint if kind == "realtime" else config.async_endpoint).instance_type
+    if instance_type and instance_type != configured:
+        out.warn(f"endpoint {endpoint} runs {instance_type}, the config says {configured}: measuring {instance_type}")
+    return described, instance_type
+
+
 def _describe(session: Session, kind: str, endpoint: str) -> tuple[dict[str, Any], str | None]:
     from botocore.exceptions import ClientError
 
@@ -338,39 +378,9 @@ def _describe(session: Session, kind: str, endpoint: str) -> tuple[dict[str, Any
     return described, instance_type
 
 
-def _result_path(out_dir: Path, env: str, kind: str, stamp: datetime) -> Path:
-    base = f"endpoint-{env}-{kind}-{stamp.strftime('%Y%m%dT%H%M%SZ')}"
-    for suffix in ("", *(f"-{n}" for n in range(2, 100))):
-        path = out_dir / f"{base}{suffix}.json"
-        if not path.exists():
-            return path
-    raise UserError(f"{out_dir} already holds {base}.json and 98 more of the same second")
-
-
-def run_bench(session: Session, out: Printer, *, kind: str, concurrency: int, duration: float, frames: int,
-              source_size: str, out_dir: Path | None, endpoint: str | None, bucket: str | None, timeout: float,
-              max_requests: int | None = None, seed: int = 0, poll_interval: float = 0.5,
-              instance_poll: float = 15.0) -> dict[str, Any]:
-    from envconfig.costs import MEASUREMENT_SCHEMA_VERSION, MEASUREMENTS_DIR, serving_head, serving_target
-    from roadseg import __version__
-    from roadseg import session as session_module
-
-    if kind not in KINDS:
-        raise UserError(f"--kind must be one of {', '.join(KINDS)}")
-    size = parse_size(source_size)
-    config = session.config
-    out_dir = Path(out_dir) if out_dir is not None else MEASUREMENTS_DIR
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} is not a directory")
-    endpoint = session.name(ENDPOINT_OUTPUTS[kind], endpoint, option="--endpoint")
-    bucket = session.name(naming.INFERENCE_BUCKET_NAME, bucket, option="--bucket") if kind == "async" else None
-    described, instance_type = _describe(session, kind, endpoint)
-    if described.get("EndpointStatus") != "InService":
-        out.warn(f"endpoint {endpoint} is {described.get('EndpointStatus')}: the figures may not be steady")
-    configured = (config.realtime_endpoint if kind == "realtime" else config.async_endpoint).instance_type
-    if instance_type and instance_type != configured:
-        out.warn(f"endpoint {endpoint} runs {instance_type}, the config says {configured}: measuring {instance_type}")
-
+def _target(out: Printer, config: Any, *, kind: str, endpoint: str, bucket: str | None, frames: int,
+            size: tuple[int, int], seed: int, timeout: float, poll_interval: float) -> Target:
+    """The frames prepared as the ingest function would, checked against the real-time payload limit."""
     out.info(f"preparing {frames} frame(s): {size[0]}x{size[1]} scenes through the ingest preprocessing")
     settings = ingest_settings(config)
     prepared = bench_frames(config, frames, size, seed)
@@ -379,102 +389,153 @@ def run_bench(session: Session, out: Printer, *, kind: str, concurrency: int, du
         if too_big:
             raise UserError(f"a prepared frame is {len(too_big[0].jpeg):,} bytes, over the real-time limit of "
                             f"{REALTIME_PAYLOAD_LIMIT:,} bytes")
+    return Target(kind=kind, endpoint=endpoint, bucket=bucket, frames=prepared, run_id=uuid.uuid4().hex[:12],
+                  settings=settings, timeout=timeout, poll_interval=poll_interval)
+
+
+# -- the load ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Load:
+    """One run's load and what the worker threads share: the request numbers to take, when to stop, the tally."""
+
+    target: Target
+    concurrency: int
+    duration: float
+    max_requests: int | None
+    counter: AttemptCounter  # attached to the workers' clients
+    tally: Tally = field(default_factory=Tally)
+    no_new_requests: threading.Event = field(default_factory=threading.Event)
+    abort: threading.Event = field(default_factory=threading.Event)  # requests in flight stop waiting too
+    measured_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    started: float = field(default_factory=time.monotonic)
+    instances: dict[str, Any] = field(default_factory=dict)  # InstancePoller.summary() once the run ended
+    _sequence: Iterator[int] = field(init=False, repr=False)
+    _sequence_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self._sequence = iter(range(self.max_requests if self.max_requests else 2**62))
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.duration
+
+    def next_request(self) -> int | None:
+        """The next request's number, None once ``max_requests`` are taken."""
+        with self._sequence_lock:
+            return next(self._sequence, None)
+
+
+def _drive_load(session: Session, out: Printer, target: Target, described: dict[str, Any], *, concurrency: int,
+                duration: float, max_requests: int | None, instance_poll: float) -> Load:
+    """``concurrency`` workers send frames until the duration or the request count is spent, while the
+    endpoint's instances are sampled; requests in flight then finish."""
+    from roadseg import session as session_module
 
     counter = AttemptCounter()
-    run_id = uuid.uuid4().hex[:12]
-    target = Target(kind=kind, endpoint=endpoint, bucket=bucket, frames=prepared, run_id=run_id, settings=settings,
-                    timeout=timeout, poll_interval=poll_interval)
     # One client per worker: a shared client's connection pool (10) would queue the requests of more workers.
     clients = [(counter.attach(session_module.make_client("sagemaker-runtime", session.region)),
-                counter.attach(session_module.make_client("s3", session.region)) if kind == "async" else None)
+                counter.attach(session_module.make_client("s3", session.region)) if target.kind == "async" else None)
                for _ in range(concurrency)]
-    poller = InstancePoller(session.client("sagemaker"), endpoint, instance_poll)
+    poller = InstancePoller(session.client("sagemaker"), target.endpoint, instance_poll)
     poller.samples.append(sum(int(v.get("CurrentInstanceCount") or 0)
                               for v in described.get("ProductionVariants") or []))
-
-    tally = Tally()
-    sequence = iter(range(max_requests if max_requests else 2**62))
-    sequence_lock = threading.Lock()
-    no_new_requests, abort = threading.Event(), threading.Event()
-    measured_at = datetime.now(UTC).replace(microsecond=0)
-    started = time.monotonic()
-    deadline = started + duration
-
-    def worker(runtime: Any, s3: Any) -> None:
-        while not no_new_requests.is_set() and time.monotonic() < deadline:
-            with sequence_lock:
-                seq = next(sequence, None)
-            if seq is None:
-                return
-            frame = prepared[seq % len(prepared)]
-            try:
-                if kind == "realtime":
-                    outcome = _call(counter, partial(send_realtime, runtime, target, frame))
-                else:
-                    outcome = _call(counter, partial(send_async, runtime, s3, target, frame, seq, abort))
-            except Exception as exc:  # noqa: BLE001 - a bug, reported after the run (threads cannot raise)
-                with tally.lock:
-                    tally.unexpected.append(exc)
-                no_new_requests.set()
-                return
-            tally.add(outcome)
-            if outcome.code in FATAL_CODES:
-                no_new_requests.set()
-
-    threads = [threading.Thread(target=worker, args=pair, daemon=True, name=f"bench-{n}")
+    load = Load(target, concurrency, duration, max_requests, counter)
+    threads = [threading.Thread(target=_worker, args=(load, *pair), daemon=True, name=f"bench-{n}")
                for n, pair in enumerate(clients)]
     poller.start()
     for thread in threads:
         thread.start()
-    bar = tqdm(total=max(1, round(duration)), unit="s", desc=f"bench {kind}", disable=True if out.quiet else None,
-               bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s{postfix}")
     try:
-        while alive := [t for t in threads if t.is_alive()]:
-            alive[0].join(timeout=0.25)
-            elapsed = time.monotonic() - started
-            bar.n = min(bar.total, elapsed)
-            with tally.lock:
-                ok, failed = len(tally.latencies_ms), sum(tally.errors.values())
-            bar.set_postfix_str(f"ok {ok}, errors {failed}, {ok / elapsed if elapsed else 0:.1f} frames/s"
-                                + (", finishing requests in flight" if elapsed >= duration else ""))
-    except KeyboardInterrupt:
-        no_new_requests.set()
-        abort.set()
-        raise
+        _follow(out, load, threads)
     finally:
-        bar.close()
         poller.stop.set()
     try:
         poller.sample()
     except Exception:  # noqa: BLE001 - the end sample is a nicety; the periodic ones carry the run
         pass
-    if tally.unexpected:
-        raise tally.unexpected[0]
+    if load.tally.unexpected:
+        raise load.tally.unexpected[0]
+    load.instances = poller.summary()
+    return load
 
-    elapsed = max((tally.last_done or time.monotonic()) - started, 1e-9)
+
+def _worker(load: Load, runtime: Any, s3: Any) -> None:
+    """One thread's requests, round robin over the frames: real-time calls, or async uploads and invocations."""
+    target = load.target
+    while not load.no_new_requests.is_set() and time.monotonic() < load.deadline:
+        seq = load.next_request()
+        if seq is None:
+            return
+        frame = target.frames[seq % len(target.frames)]
+        if target.kind == "realtime":
+            send = partial(send_realtime, runtime, target, frame)
+        else:
+            send = partial(send_async, runtime, s3, target, frame, seq, load.abort)
+        try:
+            outcome = _call(load.counter, send)
+        except Exception as exc:  # noqa: BLE001 - a bug, reported after the run (threads cannot raise)
+            with load.tally.lock:
+                load.tally.unexpected.append(exc)
+            load.no_new_requests.set()
+            return
+        load.tally.add(outcome)
+        if outcome.code in FATAL_CODES:
+            load.no_new_requests.set()
+
+
+def _follow(out: Printer, load: Load, threads: list[threading.Thread]) -> None:
+    """The progress bar until every worker ended; Ctrl-C stops new requests and those waiting for a result."""
+    bar = tqdm(total=max(1, round(load.duration)), unit="s", desc=f"bench {load.target.kind}",
+               disable=True if out.quiet else None, bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s{postfix}")
+    try:
+        while alive := [t for t in threads if t.is_alive()]:
+            alive[0].join(timeout=0.25)
+            elapsed = time.monotonic() - load.started
+            bar.n = min(bar.total, elapsed)
+            with load.tally.lock:
+                ok, failed = len(load.tally.latencies_ms), sum(load.tally.errors.values())
+            bar.set_postfix_str(f"ok {ok}, errors {failed}, {ok / elapsed if elapsed else 0:.1f} frames/s"
+                                + (", finishing requests in flight" if elapsed >= load.duration else ""))
+    except KeyboardInterrupt:
+        load.no_new_requests.set()
+        load.abort.set()
+        raise
+    finally:
+        bar.close()
+
+
+# -- the measurement ---------------------------------------------------------------------------------------------
+
+def _measurement(session: Session, load: Load, instance_type: str | None, size: tuple[int, int]) -> dict[str, Any]:
+    """The measurement record ``envconfig/costs.py`` reads (MEASUREMENT_SCHEMA_VERSION)."""
+    from envconfig.costs import MEASUREMENT_SCHEMA_VERSION, serving_head, serving_target
+    from roadseg import __version__
+
+    target, tally, prepared = load.target, load.tally, load.target.frames
+    elapsed = max((tally.last_done or time.monotonic()) - load.started, 1e-9)
     ok = len(tally.latencies_ms)
     fps = ok / elapsed
-    instances = poller.summary()
-    per_instance = fps / instances["mean"] if instances["mean"] else None
-    target_size, roi = serving_target(config)
+    per_instance = fps / load.instances["mean"] if load.instances["mean"] else None
+    target_size, roi = serving_target(session.config)
     document = {
         "schema_version": MEASUREMENT_SCHEMA_VERSION,
         "env": session.env,
         "region": session.region,
-        "kind": kind,
-        "endpoint": endpoint,
+        "kind": target.kind,
+        "endpoint": target.endpoint,
         "instance_type": instance_type,
-        "head": serving_head(config),
+        "head": serving_head(session.config),
         "resolution": list(prepared[0].output_size),
         "source_resolution": list(size),
         "target_size": list(target_size),
         "roi": list(roi) if roi else None,
-        "jpeg_quality": settings.jpeg_quality,
+        "jpeg_quality": target.settings.jpeg_quality,
         "frames": len(prepared),
         "request_bytes_mean": round(sum(len(f.jpeg) for f in prepared) / len(prepared)),
-        "concurrency": concurrency,
-        "duration": duration,
-        "max_requests": max_requests,
+        "concurrency": load.concurrency,
+        "duration": load.duration,
+        "max_requests": load.max_requests,
         "elapsed_s": round(elapsed, 3),
         "counts": {"requests": tally.requests, "ok": ok, "errors": sum(tally.errors.values()),
                    "throttled": tally.throttled, "throttled_attempts": tally.throttled_attempts,
@@ -482,24 +543,39 @@ def run_bench(session: Session, out: Printer, *, kind: str, concurrency: int, du
         "errors_by_code": dict(sorted(tally.errors.items())),
         "latency_ms": percentiles(tally.latencies_ms),
         "frames_per_second": round(fps, 3),
-        "instances": instances,
+        "instances": load.instances,
         "frames_per_second_per_instance": round(per_instance, 3) if per_instance is not None else None,
-        "measured_at": measured_at.isoformat().replace("+00:00", "Z"),
+        "measured_at": load.measured_at.isoformat().replace("+00:00", "Z"),
         "roadseg_version": __version__,
     }
-    if kind == "async":
-        document["poll_interval_s"] = poll_interval
-        document["input_prefix"] = f"s3://{bucket}/async-input/{BENCH_PREFIX}{run_id}/"
-    if ok == 0:
+    if target.kind == "async":
+        document["poll_interval_s"] = target.poll_interval
+        document["input_prefix"] = f"s3://{target.bucket}/async-input/{BENCH_PREFIX}{target.run_id}/"
+    return document
+
+
+def _record(out: Printer, document: dict[str, Any], out_dir: Path, env: str, measured_at: datetime) -> dict[str, Any]:
+    """Write the measurement and print it; a run without one successful request writes nothing and fails."""
+    if document["counts"]["ok"] == 0:
         summary = ", ".join(f"{code} {n}" for code, n in document["errors_by_code"].items())
         out.document({**document, "file": None})
-        raise JobFailed(f"every request failed ({tally.requests}: {summary or 'none sent'}); no result file written")
+        raise JobFailed(f"every request failed ({document['counts']['requests']}: {summary or 'none sent'}); "
+                        "no result file written")
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = _result_path(out_dir, session.env, kind, measured_at)
+    path = _result_path(out_dir, env, document["kind"], measured_at)
     path.write_text(json.dumps(document, indent=2) + "\n")
     _print(out, document, path)
     out.document({**document, "file": str(path)})
     return document
+
+
+def _result_path(out_dir: Path, env: str, kind: str, stamp: datetime) -> Path:
+    base = f"endpoint-{env}-{kind}-{stamp.strftime('%Y%m%dT%H%M%SZ')}"
+    for suffix in ("", *(f"-{n}" for n in range(2, 100))):
+        path = out_dir / f"{base}{suffix}.json"
+        if not path.exists():
+            return path
+    raise UserError(f"{out_dir} already holds {base}.json and 98 more of the same second")
 
 
 def _print(out: Printer, doc: dict[str, Any], path: Path) -> None:
