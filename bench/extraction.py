@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from drivelogs.extract import LocalDirectorySink, extract_drive
+from drivelogs.extract import extract_drive
 from drivelogs.msgdefs import MSGDEFS
+from drivelogs.sinks import LocalDirectorySink
 
 WIDTH, HEIGHT = 640, 480
 T0 = 1_796_292_900 * 1_000_000_000

@@ -43,16 +43,13 @@ from contracts.drives import DRIVE_ID_METADATA, DriveId, DriveOutputs
 from contracts.layout import INFERENCE
 from demo.standin import LABEL, NOTE, TILE, SceneFrame, StandInSegmenter
 from drivelogs.build import build_drive
-from drivelogs.extract import (
-    COMPRESSED_IMAGE_TYPE,
-    CameraConfig,
-    ExtractOptions,
-    S3Sink,
-    extract_drive,
-    frame_key,
-)
+from drivelogs.decode import COMPRESSED_IMAGE_TYPE
+from drivelogs.extract import extract_drive
+from drivelogs.extractor import CameraConfig, ExtractOptions
 from drivelogs.msgdefs import COMPRESSED_IMAGE_MSGDEF
+from drivelogs.naming import frame_key
 from drivelogs.scenes import VRU_AHEAD, EgoCorridor, ahead_of_vehicle
+from drivelogs.sinks import S3Sink
 from segcore.classes import DRIVABLE_CLASSES, ClassScheme
 from segcore.scenes import generate_scene
 

@@ -18,18 +18,12 @@ from contracts.documents import DocumentError
 from contracts.drives import DRIVE_ID_METADATA, SKIP_REASONS, validate_drive_manifest
 from contracts.lambda_env import DEFAULT_KEY_PATTERN
 from contracts.layout import INFERENCE
-from drivelogs.extract import (
-    CameraConfig,
-    ExtractOptions,
-    FrameLimits,
-    LocalDirectorySink,
-    S3Sink,
-    UnreadableLog,
-    camera_name_for_topic,
-    extract_drive,
-    main,
-    stamp_text,
-)
+from drivelogs.decode import FrameLimits
+from drivelogs.extract import extract_drive, main
+from drivelogs.extractor import CameraConfig, ExtractOptions
+from drivelogs.naming import camera_name_for_topic, stamp_text
+from drivelogs.readers import UnreadableLog
+from drivelogs.sinks import LocalDirectorySink, S3Sink
 from segcore.imaging import prepare_frame
 
 DRIVE = "car-7/2026-12-03"

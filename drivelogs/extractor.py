@@ -1,0 +1,265 @@
+"""The extractor: which topics are cameras, which of their frames are kept, under which key, and the drive manifest.
+
+Every image topic is a camera unless a topic -> camera mapping is given; names come from drivelogs/naming.py. When
+two topics derive the same name the later one gets the dropped parts appended (``cam-front-image_raw``) and a problem
+says so. The key's stamp is header.stamp (the log time when the stamp is zero); the drive id goes in the object's
+metadata (contracts.drives.DRIVE_ID_METADATA).
+
+Per camera: a frame is kept when its stamp is at least 1/rate_hz after the last kept one (``rate_limited``
+otherwise; an out-of-order stamp is behind it, so it is rate limited too); a stamp equal to one of the last
+``RECENT_STAMPS`` kept ones is ``duplicate_stamp``; a key the destination already holds is never overwritten
+(``key_exists``: an earlier run, or a duplicate further back); stamps earlier than one already seen are extracted
+and counted as ``out_of_order``.
+
+The logs' problems (drivelogs/readers/) go into the manifest. For every camera, messages = extracted + skipped +
+lost (contracts.drives.validate_drive_manifest).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from contracts.drives import DRIVE_ID_METADATA, DRIVE_MANIFEST_SCHEMA_VERSION, DriveId, validate_drive_manifest
+from drivelogs.decode import (
+    IMAGE_TYPES,
+    FrameLimits,
+    SkipFrame,
+    decode_frame,
+    message_stamp_ns,
+)
+from drivelogs.naming import camera_name_for_topic, frame_key, safe_camera_name, stamp_text
+from drivelogs.readers.log import DriveLog, LogMessage, UnsupportedMessageEncoding
+from drivelogs.sinks import FrameSink
+
+LOG = logging.getLogger("roadseg.drives.extract")  # the extraction's one logger, whichever part logs
+
+RECENT_STAMPS = 1024  # kept stamps remembered per camera for duplicate detection (bounded memory)
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    name: str
+    rate_hz: float | None = None
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """``cameras``: topic -> camera (None: every image topic, names derived from the topics)."""
+
+    cameras: Mapping[str, CameraConfig] | None = None
+    rate_hz: float | None = None  # for cameras without their own
+    limits: FrameLimits = field(default_factory=FrameLimits)
+    progress_seconds: float = 10.0
+
+
+@dataclass
+class _Camera:
+    name: str
+    topic: str
+    rate_hz: float | None
+    msgtype: str | None = None
+    messages_read: int = 0
+    messages_lost: int = 0
+    extracted: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    out_of_order: int = 0
+    stamps_from_log_time: int = 0
+    bytes_written: int = 0
+    first: int | None = None
+    last: int | None = None
+    max_seen: int | None = None
+    last_kept: int | None = None
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_STAMPS))
+    recent_set: set[int] = field(default_factory=set)
+
+    def remember(self, stamp: int) -> None:
+        if len(self.recent) == self.recent.maxlen:
+            self.recent_set.discard(self.recent[0])
+        self.recent.append(stamp)
+        self.recent_set.add(stamp)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic, "type": self.msgtype, "rate_hz": self.rate_hz,
+            "messages": self.messages_read + self.messages_lost, "messages_read": self.messages_read,
+            "messages_lost": self.messages_lost, "extracted": self.extracted,
+            "skipped": dict(sorted(self.skipped.items())),
+            "out_of_order": self.out_of_order, "stamps_from_log_time": self.stamps_from_log_time,
+            "first_stamp": None if self.first is None else stamp_text(self.first),
+            "last_stamp": None if self.last is None else stamp_text(self.last),
+            "bytes_written": self.bytes_written,
+        }
+
+
+class DriveExtractor:
+    """Extracts the frames of one drive's logs into a sink and builds its manifest."""
+
+    def __init__(self, drive: DriveId, sink: FrameSink, options: ExtractOptions | None = None) -> None:
+        self.drive, self.sink = drive, sink
+        self.options = options or ExtractOptions()
+        self.cameras: dict[str, _Camera] = {}  # by topic
+        self.names: set[str] = set()
+        self.problems: list[dict[str, Any]] = []
+        self.logs: list[dict[str, Any]] = []
+        self.topics: dict[str, dict[str, Any]] = {}
+        self.metadata = {DRIVE_ID_METADATA: str(drive)}
+        self._started = time.monotonic()
+        self._next_progress = self._started + self.options.progress_seconds
+
+    # which topics are cameras
+    def _wanted(self, topic: str, msgtype: str | None) -> bool:
+        if topic in self.cameras:
+            return True
+        configured = self.options.cameras
+        if configured is not None:
+            config = configured.get(topic)
+            if config is None:
+                return False
+            name = config.name
+        elif msgtype in IMAGE_TYPES:
+            config, name = None, camera_name_for_topic(topic)
+            if name in self.names:
+                dropped = "-".join(p for p in topic.split("/") if p)[len(name):].strip("-")
+                unique = safe_camera_name(name + "-" + dropped)
+                while unique in self.names:
+                    unique += "_"
+                self.problems.append({"kind": "camera_name_collision", "log": None, "topic": topic, "offset": None,
+                                      "messages_lost": 0, "detail": f"{topic} derives the camera name {name!r} of "
+                                      f"another topic; its frames go to {unique!r}"})
+                name = unique
+        else:
+            return False
+        rate = config.rate_hz if config is not None and config.rate_hz is not None else self.options.rate_hz
+        self.cameras[topic] = _Camera(name, topic, rate, msgtype)
+        self.names.add(name)
+        return True
+
+    def extract(self, logs: Sequence[DriveLog]) -> dict[str, Any]:
+        """Reads each log in turn (a split drive's files in order) and returns the validated manifest."""
+        if self.options.cameras is not None:
+            for topic in self.options.cameras:
+                self._wanted(topic, None)
+        for log in logs:
+            LOG.info("drive %s: reading %s (%s, %d bytes)", self.drive, log.name, log.format, log.size_bytes)
+            for message in log.messages(self._wanted):
+                self._handle(self.cameras[message.topic], message)
+                self._progress(log)
+            for topic, count in log.lost.items():
+                if topic in self.cameras:
+                    self.cameras[topic].messages_lost += count
+            for topic in sorted(set(log.topic_types) | set(log.topic_counts)):
+                entry = self.topics.setdefault(topic, {"name": topic, "type": None, "messages": 0, "camera": None})
+                entry["type"] = entry["type"] or log.topic_types.get(topic)
+                entry["messages"] += log.topic_counts.get(topic, 0)  # the index's count, else what was read
+            self.problems.extend(log.problems)
+            self.logs.append({"name": log.name, "size_bytes": log.size_bytes, "format": log.format,
+                              "library": log.library, "messages_read": log.messages_read,
+                              "complete": log.complete})
+        return self.manifest()
+
+    def _skip(self, camera: _Camera, reason: str) -> None:
+        camera.skipped[reason] += 1
+
+    def _handle(self, camera: _Camera, message: LogMessage) -> None:
+        camera.messages_read += 1
+        camera.msgtype = camera.msgtype or message.msgtype
+        if message.msgtype not in IMAGE_TYPES:
+            return self._skip(camera, "not_an_image")
+        try:
+            decoded = message.decode()
+        except UnsupportedMessageEncoding:
+            return self._skip(camera, "unsupported_message_encoding")
+        except Exception as exc:
+            LOG.debug("%s: undecodable message: %s", message.topic, exc)
+            return self._skip(camera, "undecodable")
+        try:
+            stamp = message_stamp_ns(decoded)
+        except Exception:
+            return self._skip(camera, "undecodable")
+        if stamp <= 0:
+            stamp = message.log_time
+            camera.stamps_from_log_time += 1
+        if camera.max_seen is not None and stamp < camera.max_seen:
+            camera.out_of_order += 1
+        camera.max_seen = stamp if camera.max_seen is None else max(camera.max_seen, stamp)
+        camera.first = stamp if camera.first is None else min(camera.first, stamp)
+        camera.last = stamp if camera.last is None else max(camera.last, stamp)
+        if stamp in camera.recent_set:
+            return self._skip(camera, "duplicate_stamp")
+        if camera.rate_hz and camera.last_kept is not None and stamp - camera.last_kept < 1e9 / camera.rate_hz:
+            return self._skip(camera, "rate_limited")
+        try:
+            frame = decode_frame(message.msgtype, decoded, self.options.limits)
+        except SkipFrame as skip:
+            LOG.debug("%s @ %s: %s", message.topic, stamp, skip)
+            return self._skip(camera, skip.reason)
+        key = frame_key(self.drive.vehicle, camera.name, stamp, frame.ext)
+        if not self.sink.put_frame(key, frame.body, frame.content_type, self.metadata):
+            return self._skip(camera, "key_exists")
+        camera.extracted += 1
+        camera.bytes_written += len(frame.body)
+        camera.last_kept = stamp
+        camera.remember(stamp)
+        return None
+
+    def _progress(self, log: DriveLog) -> None:
+        now = time.monotonic()
+        if now < self._next_progress:
+            return
+        self._next_progress = now + self.options.progress_seconds
+        extracted = sum(c.extracted for c in self.cameras.values())
+        read = sum(c.messages_read for c in self.cameras.values())
+        LOG.info("drive %s: %s: %d camera messages read, %d frames extracted (%.1f frames/s)", self.drive,
+                 log.name, read, extracted, extracted / max(now - self._started, 1e-9))
+
+    def manifest(self) -> dict[str, Any]:
+        cameras = {c.name: c.document() for c in self.cameras.values()}
+        for topic, camera in self.cameras.items():
+            if topic in self.topics:
+                self.topics[topic]["camera"] = camera.name
+            elif self.options.cameras is not None:
+                self.problems.append({"kind": "camera_topic_missing", "log": None, "topic": topic, "offset": None,
+                                      "messages_lost": 0, "detail": f"configured camera topic {topic} is in no log"})
+        if not self.cameras:
+            found = ", ".join(f"{t['name']} ({t['type']})" for t in self.topics.values()) or "none"
+            self.problems.append({"kind": "no_image_topics", "log": None, "topic": None, "offset": None,
+                                  "messages_lost": 0, "detail": f"no sensor_msgs Image or CompressedImage topic; "
+                                  f"topics found: {found}"})
+        stamps = [(c.first, c.last) for c in self.cameras.values() if c.first is not None]
+        time_range = None
+        if stamps:
+            start, end = min(s for s, _ in stamps), max(e for _, e in stamps)
+            time_range = {"start": stamp_text(start), "end": stamp_text(end), "start_ns": start, "end_ns": end}
+        skipped: Counter[str] = Counter()
+        for camera in self.cameras.values():
+            skipped.update(camera.skipped)
+        partial = any(p["messages_lost"] is None or p["messages_lost"] > 0 for p in self.problems)
+        status = "no_image_topics" if not self.cameras else "partial" if partial else "complete"
+        options = self.options
+        configured = None if options.cameras is None else {t: c.name for t, c in options.cameras.items()}
+        doc = {
+            "schema_version": DRIVE_MANIFEST_SCHEMA_VERSION,
+            "drive_id": str(self.drive),
+            "status": status,
+            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "destination": self.sink.describe(),
+            "options": {"rate_hz": options.rate_hz, "max_bytes": options.limits.max_bytes,
+                        "max_pixels": options.limits.max_pixels,
+                        "cameras": configured},
+            "logs": self.logs,
+            "topics": sorted(self.topics.values(), key=lambda t: t["name"]),
+            "time_range": time_range,
+            "cameras": cameras,
+            "problems": self.problems,
+            "totals": {
+                key: sum(c[key] for c in cameras.values())
+                for key in ("messages", "messages_read", "messages_lost", "extracted", "out_of_order", "bytes_written")
+            } | {"skipped": dict(sorted(skipped.items()))},
+        }
+        return validate_drive_manifest(doc)

@@ -1,0 +1,48 @@
+"""Camera names from topics and frame keys from stamps: the only place the extraction's key layout is spelled.
+
+Keys are ``incoming/<vehicle>/<camera>/<stamp>.<jpg|png>`` (contracts.lambda_env.DEFAULT_KEY_PATTERN). ``<stamp>``
+is a nanosecond UTC time as a sortable string, ``20261203T101500.123456789Z``.
+
+The camera name derived from a topic: split on "/", drop the trailing transport and image-stage parts (compressed,
+image_raw, image_rect_color, image, ...), join the rest with "-" and replace every character outside
+``[A-Za-z0-9._-]`` with "_", trim ".", "_" and "-" at both ends (``/cam/front/image_raw/compressed`` -> ``cam-front``;
+a topic that is nothing but such parts keeps them, ``/image_raw`` -> ``image_raw``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from contracts.layout import INFERENCE
+
+TOPIC_SUFFIXES = frozenset({
+    "compressed", "compresseddepth", "theora", "zstd", "raw", "image", "image_raw", "image_rect", "image_color",
+    "image_rect_color", "image_mono", "image_rect_mono", "image_rect_raw",
+})
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_camera_name(text: str) -> str:
+    """``text`` with every character a key part may not hold replaced ("camera" when nothing is left)."""
+    return _UNSAFE.sub("_", text).strip("._-") or "camera"
+
+
+def camera_name_for_topic(topic: str) -> str:
+    """The camera name derived from a topic (the rule is in the module docstring)."""
+    parts = [p for p in topic.split("/") if p]
+    kept = list(parts)
+    while kept and kept[-1].lower() in TOPIC_SUFFIXES:
+        kept.pop()
+    return safe_camera_name("-".join(kept or parts))
+
+
+def stamp_text(ns: int) -> str:
+    """A nanosecond UTC time as a sortable key part: ``20261203T101500.123456789Z``."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y%m%dT%H%M%S") + f".{nanos:09d}Z"
+
+
+def frame_key(vehicle: str, camera: str, stamp_ns: int, ext: str, prefix: str = INFERENCE.incoming) -> str:
+    return f"{prefix}{vehicle}/{camera}/{stamp_text(stamp_ns)}.{ext}"
