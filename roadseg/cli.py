@@ -177,7 +177,7 @@ def data_prepare(ctx, layout, input_dir, output_dir, overwrite, split_file, max_
     """Check every image/mask pair and write the algorithm's four channels plus report.json (runs locally)."""
     import os
 
-    from roadseg import commands
+    from roadseg.commands import data as commands
 
     session = _session(ctx)
     commands.data_prepare(_printer(ctx), layout=layout, input_dir=input_dir, output_dir=output_dir,
@@ -194,7 +194,7 @@ def data_prepare(ctx, layout, input_dir, output_dir, overwrite, split_file, max_
 @click.pass_context
 def data_upload(ctx, directory, prefix, bucket):
     """Upload a directory to the environment's datasets bucket, with a progress bar."""
-    from roadseg import commands
+    from roadseg.commands import data as commands
 
     commands.data_upload(_session(ctx), _printer(ctx), directory=directory, bucket=bucket, prefix=prefix)
 
@@ -221,7 +221,7 @@ def pipeline() -> None:
 @click.pass_context
 def pipeline_start(ctx, which, dataset, params, wait, timeout, poll_interval, as_json):
     """Start an execution of the environment's training (or tuning) pipeline and print its ARN."""
-    from roadseg import commands
+    from roadseg.commands import pipeline as commands
 
     commands.pipeline_start(_session(ctx), _printer(ctx, as_json), pipeline=which, params=params, wait=wait,
                             timeout=timeout, poll_interval=poll_interval, dataset=dataset)
@@ -233,7 +233,7 @@ def pipeline_start(ctx, which, dataset, params, wait, timeout, poll_interval, as
 @click.pass_context
 def pipeline_status(ctx, execution_arn, as_json):
     """Show a pipeline execution and its steps."""
-    from roadseg import commands
+    from roadseg.commands import pipeline as commands
 
     commands.pipeline_status(_session(ctx), _printer(ctx, as_json), execution_arn=execution_arn)
 
@@ -244,7 +244,7 @@ def pipeline_status(ctx, execution_arn, as_json):
 @click.pass_context
 def pipeline_list(ctx, limit, as_json):
     """List the latest executions of both pipelines."""
-    from roadseg import commands
+    from roadseg.commands import pipeline as commands
 
     commands.pipeline_list(_session(ctx), _printer(ctx, as_json), limit=limit)
 
@@ -275,7 +275,7 @@ safety_option = click.option("--safety-class", "safety_classes", multiple=True, 
 @click.pass_context
 def model_list(ctx, with_metrics, safety_classes, group, as_json):
     """List the model packages of the environment's group, newest first."""
-    from roadseg import commands
+    from roadseg.commands import model as commands
 
     session = _session(ctx)
     commands.model_list(session, _printer(ctx, as_json), group=group, with_metrics=with_metrics,
@@ -290,7 +290,7 @@ def model_list(ctx, with_metrics, safety_classes, group, as_json):
 @click.pass_context
 def model_show(ctx, package, safety_classes, group, as_json):
     """Show one model package (version number or ARN) with its evaluation."""
-    from roadseg import commands
+    from roadseg.commands import model as commands
 
     session = _session(ctx)
     commands.model_show(session, _printer(ctx, as_json), package=package, group=group,
@@ -304,7 +304,7 @@ def model_show(ctx, package, safety_classes, group, as_json):
 @click.pass_context
 def model_approve(ctx, package, note, group):
     """Approve a model package (version or ARN): the rollout deploys it to both endpoints."""
-    from roadseg import commands
+    from roadseg.commands import model as commands
 
     commands.model_set_approval(_session(ctx), _printer(ctx), package=package, group=group, status="Approved",
                                 note=note)
@@ -317,7 +317,7 @@ def model_approve(ctx, package, note, group):
 @click.pass_context
 def model_reject(ctx, package, note, group):
     """Reject a model package (version or ARN)."""
-    from roadseg import commands
+    from roadseg.commands import model as commands
 
     commands.model_set_approval(_session(ctx), _printer(ctx), package=package, group=group, status="Rejected",
                                 note=note)
@@ -371,7 +371,7 @@ def endpoint() -> None:
 @click.pass_context
 def endpoint_invoke(ctx, image, out_dir, endpoint_name, scheme, classes_file):
     """Segment one image on the real-time endpoint (request at most 6 MiB): writes the mask and an overlay."""
-    from roadseg import commands
+    from roadseg.commands import endpoint as commands
 
     session = _session(ctx)
     commands.endpoint_invoke(session, _printer(ctx), endpoint=endpoint_name, image=image, out_dir=out_dir,
@@ -394,7 +394,7 @@ def endpoint_invoke(ctx, image, out_dir, endpoint_name, scheme, classes_file):
 def endpoint_submit(ctx, images, out_dir, timeout, probabilities, endpoint_name, bucket, input_prefix,
                     poll_interval, scheme, classes_file):
     """Segment images on the async endpoint through S3 and wait for the results."""
-    from roadseg import commands
+    from roadseg.commands import endpoint as commands
 
     session = _session(ctx)
     commands.endpoint_submit(session, _printer(ctx), endpoint=endpoint_name, bucket=bucket, images=images,
@@ -407,7 +407,7 @@ def endpoint_submit(ctx, images, out_dir, timeout, probabilities, endpoint_name,
 @click.pass_context
 def endpoint_status(ctx, as_json):
     """Both endpoints: status, instance type and instance count."""
-    from roadseg import commands
+    from roadseg.commands import endpoint as commands
 
     commands.endpoint_status(_session(ctx), _printer(ctx, as_json))
 
@@ -572,7 +572,7 @@ def env_preflight(ctx, assembly, scaling, as_json):
 @click.pass_context
 def env_outputs(ctx, as_json):
     """Every output of the environment's deployed stacks (the names the other commands use)."""
-    from roadseg import commands
+    from roadseg.commands import env as commands
 
     commands.env_outputs(_session(ctx), _printer(ctx, as_json))
 
@@ -585,7 +585,7 @@ def env_costs(ctx, environments, as_json):
     """What the endpoints cost per environment (idle and per 1,000 frames), from the dated price table: the
     environments named, else the one --env names, else every environment of the config folder."""
     from envconfig.config import available_environments
-    from roadseg import commands
+    from roadseg.commands import env as commands
 
     session = _session(ctx)
     if not environments:

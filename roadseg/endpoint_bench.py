@@ -229,7 +229,7 @@ def send_realtime(runtime: Any, target: Target, frame: Any) -> Outcome:
 
 
 def _exists(s3: Any, uri: str | None) -> bool:
-    from roadseg.commands import object_exists
+    from roadseg.commands.s3_objects import object_exists
 
     return bool(uri) and object_exists(s3, uri)
 

@@ -16,7 +16,9 @@ from moto import mock_aws
 from PIL import Image
 
 from envconfig import config as envconfig_module
-from roadseg import commands, session
+from roadseg import session
+from roadseg.commands import data as data_commands
+from roadseg.commands import endpoint as endpoint_commands
 from segcore.classes import get_scheme
 from segcore.imaging import PrepareOptions, prepare_frame
 from segcore.recordio import encode_probabilities
@@ -311,7 +313,7 @@ def test_upload_reports_progress_in_bytes(run, s3, tmp_path, monkeypatch):
         def update(self, n):
             seen["done"] += n
 
-    monkeypatch.setattr(commands, "tqdm", Bar)
+    monkeypatch.setattr(data_commands, "tqdm", Bar)
     rc, _, _ = run("data", "upload", root, "--bucket", BUCKET, "--prefix", "raw/custom")
     assert rc == 0
     assert seen == {"total": 8000, "unit": "B", "done": 8000}
@@ -440,7 +442,7 @@ def test_invoke_refuses_payloads_over_the_limit_before_calling(run, aws, monkeyp
     _no_clients(monkeypatch)
     image = _jpeg_file(tmp_path / "big.jpg")
     size = len(_served(image))
-    monkeypatch.setattr(commands, "REALTIME_PAYLOAD_LIMIT", size - 1)
+    monkeypatch.setattr(endpoint_commands, "REALTIME_PAYLOAD_LIMIT", size - 1)
     rc, out, err = run("endpoint", "invoke", image, "--endpoint", "e", "--out-dir", tmp_path)
     assert rc == 2 and out == ""
     assert f"{size:,} bytes after the ingest preprocessing, over the real-time limit of {size - 1:,} bytes" in err
@@ -449,7 +451,7 @@ def test_invoke_refuses_payloads_over_the_limit_before_calling(run, aws, monkeyp
 
 def test_invoke_at_exactly_the_limit_is_sent(run, aws, monkeypatch, tmp_path):
     image = _jpeg_file(tmp_path / "exact.jpg")
-    monkeypatch.setattr(commands, "REALTIME_PAYLOAD_LIMIT", len(_served(image)))
+    monkeypatch.setattr(endpoint_commands, "REALTIME_PAYLOAD_LIMIT", len(_served(image)))
     stub = _stub(monkeypatch, "sagemaker-runtime")
     stub.add_client_error("invoke_endpoint", service_error_code="ModelError", service_message="bad image",
                           http_status_code=424)
@@ -561,7 +563,7 @@ def test_submit_times_out_with_the_pending_locations(run, s3, monkeypatch, tmp_p
     stub = _stub(monkeypatch, "sagemaker-runtime")
     _expect_async(stub, "slow.jpg", "s1")
     sleeps = []
-    monkeypatch.setattr(commands.time, "sleep", sleeps.append)
+    monkeypatch.setattr(endpoint_commands.time, "sleep", sleeps.append)
     rc, _, err = run("endpoint", "submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, image,
                      "--out-dir", tmp_path / "out", "--timeout", "0")
     assert rc == 1 and sleeps == []
@@ -578,7 +580,7 @@ def test_submit_polls_until_the_output_appears(run, s3, monkeypatch, tmp_path):
         sleeps.append(seconds)
         s3.put_object(Bucket=BUCKET, Key="async-output/l1.out", Body=_png(np.zeros((16, 32))))
 
-    monkeypatch.setattr(commands.time, "sleep", sleep)
+    monkeypatch.setattr(endpoint_commands.time, "sleep", sleep)
     rc, _, _ = run("endpoint", "submit", "--endpoint", "roadseg-dev-async", "--bucket", BUCKET, image,
                    "--out-dir", tmp_path / "out")
     assert rc == 0 and sleeps == [5.0]

@@ -1,0 +1,170 @@
+"""``roadseg pipeline``: start the training and tuning pipelines and follow their executions."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from contracts import naming
+from roadseg.output import Printer, when
+from roadseg.session import JobFailed, Session, UserError
+
+TERMINAL_EXECUTION_STATES = ("Succeeded", "Failed", "Stopped")
+# What an endpoint that lacks an operation answers: moto raises NotImplementedError in-process and
+# returns HTTP 500 (code "500") as a server; AWS-compatible stand-ins use these codes or HTTP 501.
+UNSUPPORTED_OPERATION_CODES = frozenset(
+    {"NotImplemented", "NotImplementedException", "UnknownOperationException", "InvalidAction",
+     "UnsupportedOperation", "500", "501"}
+)
+PIPELINE_OUTPUTS = {"training": naming.TRAINING_PIPELINE_NAME, "tuning": naming.TUNING_PIPELINE_NAME}
+
+
+def pipeline_name(session: Session, pipeline: str) -> str:
+    """``training`` / ``tuning`` (the environment's pipelines) or an explicit pipeline name."""
+    if pipeline in PIPELINE_OUTPUTS:
+        return session.name(PIPELINE_OUTPUTS[pipeline], option="--pipeline <name>")
+    return pipeline
+
+
+def parse_params(pairs: Sequence[str]) -> list[dict[str, str]]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--param '{pair}' is not Key=Value")
+        if key in params:
+            raise UserError(f"--param {key} is given twice")
+        params[key] = value
+    return [{"Name": k, "Value": v} for k, v in params.items()]
+
+
+def _check_params(sm: Any, pipeline: str, params: list[dict[str, str]]) -> None:
+    """Refuse parameter names the pipeline does not declare (SageMaker would fail the execution later)."""
+    if not params:
+        return
+    definition = sm.describe_pipeline(PipelineName=pipeline).get("PipelineDefinition") or ""
+    try:
+        declared = {p["Name"] for p in json.loads(definition).get("Parameters", [])}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return  # definition not readable here: let SageMaker judge
+    unknown = sorted(p["Name"] for p in params if p["Name"] not in declared)
+    if unknown:
+        raise UserError(f"pipeline {pipeline} has no parameter(s) {', '.join(unknown)}; it takes: "
+                        f"{', '.join(sorted(declared)) or 'none'}")
+
+
+def pipeline_start(session: Session, out: Printer, *, pipeline: str, params: Sequence[str], wait: bool,
+                   timeout: float, poll_interval: float, dataset: str | None = None) -> None:
+    from contracts.layout import DATASETS
+
+    sm = session.client("sagemaker")
+    name = pipeline_name(session, pipeline)
+    parameters = parse_params(params)
+    if dataset:
+        if any(p["Name"] == "InputDataS3Uri" for p in parameters):
+            raise UserError("give either --dataset or --param InputDataS3Uri=..., not both")
+        bucket = session.name(naming.DATASETS_BUCKET_NAME)
+        parameters.append({"Name": "InputDataS3Uri", "Value": f"s3://{bucket}/{DATASETS.raw}{dataset.strip('/')}/"})
+    _check_params(sm, name, parameters)
+    request: dict[str, Any] = {"PipelineName": name}
+    if parameters:
+        request["PipelineParameters"] = parameters
+    arn = sm.start_pipeline_execution(**request)["PipelineExecutionArn"]
+    out.line(arn)
+    state = "Executing"
+    if wait:
+        deadline = time.monotonic() + timeout if timeout else None
+        last = None
+        while True:
+            execution = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
+            state = execution["PipelineExecutionStatus"]
+            if state != last:
+                out.info(f"{time.strftime('%H:%M:%S')} {state}")
+                last = state
+            if state in TERMINAL_EXECUTION_STATES:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                out.document({"execution_arn": arn, "status": state})
+                raise JobFailed(f"still {state} after {timeout:g} s; check later with: "
+                                f"roadseg pipeline status --execution {arn}")
+            time.sleep(poll_interval)
+        out.document({"execution_arn": arn, "status": state})
+        if state != "Succeeded":
+            reason = execution.get("FailureReason")
+            raise JobFailed(f"execution {state}" + (f": {reason}" if reason else ""))
+        out.line("execution Succeeded")
+        return
+    out.document({"execution_arn": arn, "status": state})
+
+
+def _step_details(sm: Any, arn: str) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """Steps of an execution, or ``(None, why)`` when the endpoint does not implement the call."""
+    from botocore.exceptions import ClientError
+
+    steps: list[dict[str, Any]] = []
+    try:
+        request: dict[str, Any] = {"PipelineExecutionArn": arn, "SortOrder": "Ascending"}
+        while True:
+            page = sm.list_pipeline_execution_steps(**request)
+            steps.extend(page.get("PipelineExecutionSteps", []))
+            if not page.get("NextToken"):
+                return steps, None
+            request["NextToken"] = page["NextToken"]
+    except NotImplementedError as exc:  # moto, in-process
+        return None, str(exc) or "not implemented"
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in UNSUPPORTED_OPERATION_CODES or status == 501:
+            message = " ".join(str(error.get("Message", "")).split())[:120]
+            return None, f"{code or status}: {message}".rstrip(": ")
+        raise
+
+
+def pipeline_status(session: Session, out: Printer, *, execution_arn: str) -> None:
+    sm = session.client("sagemaker")
+    execution = sm.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
+    state = execution["PipelineExecutionStatus"]
+    out.line(f"execution: {execution_arn}", f"status:    {state}",
+             f"started:   {when(execution.get('CreationTime'))}",
+             f"updated:   {when(execution.get('LastModifiedTime'))}")
+    if execution.get("FailureReason"):
+        out.line(f"failure:   {execution['FailureReason']}")
+    steps, why = _step_details(sm, execution_arn)
+    if steps is None:
+        out.line(f"note: step details unavailable from this endpoint (ListPipelineExecutionSteps: {why})")
+    elif not steps:
+        out.line("steps: none started yet")
+    else:
+        out.table(["STEP", "STATUS", "STARTED", "ENDED", "FAILURE"],
+                  [[s.get("StepName", "?"), s.get("StepStatus", "?"), when(s.get("StartTime")),
+                    when(s.get("EndTime")), s.get("FailureReason", "")] for s in steps])
+    out.document({
+        "execution_arn": execution_arn, "status": state, "started": execution.get("CreationTime"),
+        "updated": execution.get("LastModifiedTime"), "failure": execution.get("FailureReason"),
+        "steps": None if steps is None else [
+            {"name": s.get("StepName"), "status": s.get("StepStatus"), "started": s.get("StartTime"),
+             "ended": s.get("EndTime"), "failure": s.get("FailureReason")} for s in steps],
+        "steps_unavailable": why,
+    })
+
+
+def pipeline_list(session: Session, out: Printer, *, limit: int) -> None:
+    sm = session.client("sagemaker")
+    rows = []
+    for kind in PIPELINE_OUTPUTS:
+        name = pipeline_name(session, kind)
+        page = sm.list_pipeline_executions(PipelineName=name, SortBy="CreationTime", SortOrder="Descending",
+                                           MaxResults=limit)
+        for summary in page.get("PipelineExecutionSummaries", []):
+            rows.append({"pipeline": name, "execution_arn": summary.get("PipelineExecutionArn"),
+                         "status": summary.get("PipelineExecutionStatus"), "started": summary.get("StartTime")})
+    out.table(["PIPELINE", "STATUS", "STARTED", "EXECUTION"],
+              [[r["pipeline"], r["status"], when(r["started"]), r["execution_arn"]] for r in rows])
+    if not rows:
+        out.line("no executions yet: roadseg pipeline start")
+    out.document(rows)

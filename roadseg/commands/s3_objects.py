@@ -1,0 +1,37 @@
+"""S3 objects named by ``s3://bucket/key`` URIs, as the commands read them (a bad URI is the user's error)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from roadseg.session import UserError
+
+MISSING_OBJECT_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise UserError(f"'{uri}' is not an s3://bucket/key URI")
+    bucket, key = uri[5:].split("/", 1)
+    if not bucket or not key:
+        raise UserError(f"'{uri}' is not an s3://bucket/key URI")
+    return bucket, key
+
+
+def object_exists(s3: Any, uri: str) -> bool:
+    """Whether an s3:// URI names an object (HeadObject; missing codes answer False, other errors raise)."""
+    from botocore.exceptions import ClientError
+
+    bucket, key = parse_s3_uri(uri)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in MISSING_OBJECT_CODES:
+            return False
+        raise
+
+
+def read_object(s3: Any, uri: str) -> bytes:
+    bucket, key = parse_s3_uri(uri)
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
