@@ -61,8 +61,8 @@ node_modules/.installed: package.json package-lock.json
 
 synth: $(VENV)/.app-installed node_modules/.installed $(EXPORT_WHEELS).downloaded $(DRIVE_WHEELS).downloaded
 	$(CDK) synth --quiet --no-notices -c env=$(ENV) -c scaling=$(SCALING)
-	$(PY) -m stacks.summary cdk.out
-	$(PY) -m stacks.service_contracts cdk.out --env $(ENV)
+	$(PY) -m stacks.checks.summary cdk.out
+	$(PY) -m stacks.checks.service_contracts cdk.out --env $(ENV)
 
 test: $(VENV)/.dev-installed node_modules/.installed $(EXPORT_VENV)/.installed $(DRIVE_WHEELS).downloaded
 	$(VENV)/bin/ruff check .

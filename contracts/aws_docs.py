@@ -1,5 +1,5 @@
 """The AWS pages that the stacks' service contracts rest on, written once: the constructs that satisfy a contract
-and the rules in stacks/service_contracts that check it cite the same page. Standard library only."""
+and the rules in stacks/checks/service_contracts that check it cite the same page. Standard library only."""
 
 LOGS_KMS_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html"
 SNS_KMS_DOC = "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services"

@@ -2,7 +2,7 @@
 
 SageMaker validates lengths and counts on the server: botocore checks only minimums on the client, so a request
 that is too long passes every offline check (Stubber included) and fails at run time with a ValidationException.
-The stacks' contract rules (stacks/service_contracts/limits.py), the drive functions (roadseg_lambda.drive_jobs,
+The stacks' contract rules (stacks/checks/service_contracts/limits.py), the drive functions (roadseg_lambda.drive_jobs,
 which refuse to send a request that breaks a limit) and the tests share these values and checkers. The values are
 the API reference's "Length Constraints" / "Array Members" / "Map Entries" (botocore's service model carries the
 same numbers as ``max``).

@@ -4,7 +4,7 @@ publishes it with, with the AWS page that says so.
 An alarm on a dimension set the service does not publish stays in INSUFFICIENT_DATA (or OK with
 ``notBreaching``) forever: it never fires, and a blue/green rollback that waits on it never rolls back. So the
 stacks build every metric through :func:`metric`, which refuses a dimension set that is not listed here, and the
-integration contracts (``stacks/service_contracts``) check every alarm, scaling policy and dashboard widget of
+integration contracts (``stacks/checks/service_contracts``) check every alarm, scaling policy and dashboard widget of
 the synthesized templates against the same catalogue.
 """
 

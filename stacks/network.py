@@ -54,7 +54,7 @@ class EndpointService:
 
 
 # service -> endpoint. The integration contract ``vpc-endpoints-for-called-services`` checks that every service a
-# function or job calls has one (stacks/service_contracts/rules.py, CALLED_SERVICES).
+# function or job calls has one (stacks/checks/service_contracts/rules.py, CALLED_SERVICES).
 ENDPOINT_SERVICES: tuple[EndpointService, ...] = (
     EndpointService("SageMakerApi", "sagemaker.api", "rollout (DescribeModelPackage); operators' SDKs",
                     "https://docs.aws.amazon.com/sagemaker/latest/dg/interface-vpc-endpoint.html"),

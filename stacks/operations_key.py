@@ -5,7 +5,7 @@ A service that writes into a destination encrypted with a customer-managed key u
 *policy* must admit it (an IAM grant cannot, and a policy statement added to an imported key is silently dropped
 by CDK). Keeping this key in the stack that owns those destinations puts each statement next to the resource it
 serves; the data key (``BucketSet``) stays for the buckets. Each ``admit_*`` method adds one statement, with the
-AWS page that requires it; the integration contracts (``stacks/service_contracts``) check the result.
+AWS page that requires it; the integration contracts (``stacks/checks/service_contracts``) check the result.
 Pages cited as ``aws_docs.<NAME>`` are in contracts/aws_docs.py.
 """
 

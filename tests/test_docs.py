@@ -246,8 +246,8 @@ def test_unknown_commands_and_options_are_found():
 
 
 def test_the_contracts_page_lists_every_registered_rule_and_no_other() -> None:
-    """docs/contracts.md's rule table and stacks.service_contracts.RULES name the same rules."""
-    from stacks.service_contracts import RULES
+    """docs/contracts.md's rule table and stacks.checks.service_contracts.RULES name the same rules."""
+    from stacks.checks.service_contracts import RULES
 
     page = (ROOT / "docs" / "contracts.md").read_text()
     listed = set(re.findall(r"^\| `([a-z0-9-]+)` \|", page, flags=re.MULTILINE))

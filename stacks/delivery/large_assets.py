@@ -33,7 +33,8 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stacks.service_contracts.delivery import (
+from contracts import cloud_assembly
+from stacks.checks.service_contracts.delivery import (
     CLOUDFORMATION_INPUT_ARTIFACT_LIMIT,
     CODEPIPELINE_QUOTAS_DOC,
     STRIP_THRESHOLD_BYTES,
@@ -188,7 +189,7 @@ def publish_all(assets: list[StagedFileAsset], workdir: Path) -> tuple[int, int]
 
 
 def run(outdir: Path, threshold: int = STRIP_THRESHOLD_BYTES, limit: int = CLOUDFORMATION_INPUT_ARTIFACT_LIMIT) -> int:
-    if not (outdir / "manifest.json").is_file():
+    if not cloud_assembly.is_cloud_assembly(outdir):
         print(f"no cloud assembly in {outdir}: run `make synth` first", file=sys.stderr)
         return 2
     assets = large_file_assets(outdir, threshold)

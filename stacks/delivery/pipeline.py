@@ -26,10 +26,10 @@ from constructs import Construct
 
 from contracts import naming
 from envconfig.config import EnvironmentConfig
+from stacks.checks.service_contracts.delivery import STRIP_MODULE
 from stacks.compliance import partition_of
 from stacks.delivery.compliance import acknowledge_pipeline, harden_artifact_bucket, literal_role_arns
 from stacks.delivery.stage import RoadsegStage, smoke_role_name
-from stacks.service_contracts.delivery import STRIP_MODULE
 
 # "When specifying a resource in the IAM policy, the service prefix needs to match that of the resource"
 # (CodeStar Connections was renamed CodeConnections; console-created ARNs are arn:aws:codeconnections:... since 2024).

@@ -18,8 +18,8 @@ from contracts.service_limits import (
     check_compilation_request,
     check_processing_request,
 )
-from stacks.service_contracts import RULES, Assembly, Context
-from stacks.service_contracts.limits import (
+from stacks.checks.service_contracts import RULES, Assembly, Context
+from stacks.checks.service_contracts.limits import (
     DEFAULT_TOKEN_BOUND,
     RESOURCE_BOUNDS,
     bounded_length,

@@ -255,7 +255,7 @@ def test_cfn_lint_is_clean_on_the_pipeline_and_every_stage(delivery):
 
 
 def test_integration_contracts_report_nothing(delivery):
-    from stacks.service_contracts import Assembly, Context, check
+    from stacks.checks.service_contracts import Assembly, Context, check
 
     outdir, stacks, _ = delivery
     assert check(Assembly.from_directory(outdir), Context(account_pinned=True)) == []

@@ -1,6 +1,7 @@
-"""stacks/service_contracts/delivery.py, a registered rule: a CloudFormation action's input artifact (the Synth output,
-less what the Synth step publishes and strips) over 256 MB fails; measured on the synthesized delivery assembly
-(assets not staged) and on copies made too large. Large files are sparse: their size counts, no disk is used."""
+"""stacks/checks/service_contracts/delivery.py, a registered rule: a CloudFormation action's input artifact (the
+Synth output, less what the Synth step publishes and strips) over 256 MB fails; measured on the synthesized delivery
+assembly (assets not staged) and on copies made too large. Large files are sparse: their size counts, no disk is
+used."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 
 from envconfig.config import load_config
 from stacks.app_builder import ROOT
-from stacks.service_contracts import RULES, Assembly, Context, check
-from stacks.service_contracts.delivery import (
+from stacks.checks.service_contracts import RULES, Assembly, Context, check
+from stacks.checks.service_contracts.delivery import (
     CLOUDFORMATION_INPUT_ARTIFACT_LIMIT,
     NAME,
     STRIP_MODULE,

@@ -1,6 +1,6 @@
 """The CDK deploy role can resolve every SSM-typed parameter (stacks/deploy_role_access.py) and the contract
-``cdk-deploy-role-can-resolve-ssm-parameters`` (stacks/service_contracts/deploy_state.py) holds it to that: the dev
-and isolated-import environments keep it; templates broken each way fail it."""
+``cdk-deploy-role-can-resolve-ssm-parameters`` (stacks/checks/service_contracts/deploy_state.py) holds it to that:
+the dev and isolated-import environments keep it; templates broken each way fail it."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import pytest
 
 from contracts import naming
 from envconfig.config import load_config
-from stacks.deploy_role_access import DeployRoleParameterAccess, deploy_role_name, network_ssm_parameters
-from stacks.service_contracts import Assembly, Context
-from stacks.service_contracts.deploy_state import (
+from stacks.checks.service_contracts import Assembly, Context
+from stacks.checks.service_contracts.deploy_state import (
     bootstrap_qualifier,
     deploy_role_resolves_ssm_parameters,
     deployed_before,
 )
+from stacks.deploy_role_access import DeployRoleParameterAccess, deploy_role_name, network_ssm_parameters
 from tests.stacks.conftest import EXAMPLES_DIR
 
 DEV = "roadseg-dev"

@@ -1,4 +1,4 @@
-"""Contract class (b), stacks/service_contracts/deploy_state.py: what the rollout sets survives every deployer.
+"""Contract class (b), stacks/checks/service_contracts/deploy_state.py: what the rollout sets survives every deployer.
 The synthesized dev environment keeps it; templates broken each way fail it."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import json
 import pytest
 
 from contracts import naming
-from stacks.service_contracts import Assembly, Context, check
-from stacks.service_contracts.deploy_state import (
+from stacks.checks.service_contracts import Assembly, Context, check
+from stacks.checks.service_contracts.deploy_state import (
     pipeline_deploys_pass_no_overrides,
     runtime_set_parameters,
     runtime_set_parameters_survive,

@@ -396,7 +396,7 @@ def test_async_endpoint_with_min_capacity_retains_its_count_and_uses_the_volume_
 
 
 def test_variant_keeps_every_integration_contract(variant_template):
-    from stacks.service_contracts import Assembly, check
+    from stacks.checks.service_contracts import Assembly, check
 
     _, stacks = variant_template
     assembly = Assembly({s.stack_name: cdk_template(s) for s in stacks.all})

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from stacks.checks.service_contracts.delivery import STRIP_THRESHOLD_BYTES, directory_bytes, large_file_assets
 from stacks.delivery import large_assets
-from stacks.service_contracts.delivery import STRIP_THRESHOLD_BYTES, directory_bytes, large_file_assets
 
 BIG = "b" * 64  # asset ids are hashes
 SMALL = "5" * 64

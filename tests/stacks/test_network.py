@@ -9,9 +9,14 @@ import pytest
 from cfnlint.api import ManualArgs
 
 from envconfig.config import ConfigError, load_config
+from stacks.checks.service_contracts import Assembly, Context, check
+from stacks.checks.service_contracts.rules import (
+    _custom_resource_providers,
+    _pipeline_steps,
+    _step_vpc_configs,
+    isolated,
+)
 from stacks.network import ENDPOINT_SERVICES, NETWORK
-from stacks.service_contracts import Assembly, Context, check
-from stacks.service_contracts.rules import _custom_resource_providers, _pipeline_steps, _step_vpc_configs, isolated
 from tests.stacks.conftest import EXAMPLES_DIR, ISOLATED_EXAMPLES
 from tests.stacks.test_quality_gates import CFN_LINT_IGNORED, _lint, acknowledgments
 

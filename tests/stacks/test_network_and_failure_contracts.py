@@ -14,9 +14,9 @@ from rollout import compilation_jobs
 
 from contracts.drives import DriveId
 from contracts.lambda_env import DrivesEnvironment
+from stacks.checks.service_contracts import RULES, Assembly, Context
+from stacks.checks.service_contracts.networks import missing_vpc_config
 from stacks.job_failure_alarms import FAILED_STATES, PIPELINE_EXECUTION_EVENT, PROCESSING_JOB_EVENT
-from stacks.service_contracts import RULES, Assembly, Context
-from stacks.service_contracts.networks import missing_vpc_config
 from tests.stacks.test_service_contracts import _context, _resources, _templates
 
 PINNED = Context(account_pinned=True)

@@ -1,5 +1,5 @@
-"""The ``queue-sender-can-encrypt`` contract (stacks/service_contracts/queue_senders.py): every environment keeps it
-(the drive functions send to the encrypted capacity-wait queues), and it fails when a sender loses the key."""
+"""The ``queue-sender-can-encrypt`` contract (stacks/checks/service_contracts/queue_senders.py): every environment
+keeps it (the drive functions send to the encrypted capacity-wait queues), and it fails when a sender loses the key."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 import pytest
 
 from envconfig.config import available_environments
-from stacks.service_contracts import Assembly, Context
-from stacks.service_contracts.queue_senders import NAME, queue_senders
+from stacks.checks.service_contracts import Assembly, Context
+from stacks.checks.service_contracts.queue_senders import NAME, queue_senders
 
 
 def _templates(env) -> dict[str, dict]:

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from envconfig.config import available_environments
-from stacks.service_contracts import RULES, Assembly, Context, check
-from stacks.service_contracts.__main__ import main as contracts_main
+from stacks.checks.service_contracts import RULES, Assembly, Context, check
+from stacks.checks.service_contracts.__main__ import main as contracts_main
 
 
 def _context(env) -> Context:

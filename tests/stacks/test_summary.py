@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stacks.summary import main, pipeline_lines, summarize
+from stacks.checks.summary import main, pipeline_lines, summarize
 
 
 def test_synth_summary_shows_stacks_derived_hyperparameters_and_the_gates_resolution(synth, capsys):

@@ -1,6 +1,6 @@
 """Class (b) of the integration contracts: state that a runtime actor sets must survive every deployer (``cdk
 deploy``, the delivery pipeline's CloudFormation actions, a manual update). Rules register with
-``stacks.service_contracts.rules.rule``.
+``stacks.checks.service_contracts.rules.rule``.
 
 The runtime actor here is a function whose role may ``cloudformation:UpdateStack`` a stack and whose environment
 names the stack parameter it sets (``PARAMETER_NAME``, contracts.lambda_env.RolloutEnvironment: the rollout). A
@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from dataclasses import fields
 
 from contracts.lambda_env import RolloutEnvironment
-from stacks.service_contracts.assembly import Assembly, Resource
-from stacks.service_contracts.rules import Context, Violation, _arn, _role_of_function, rule
+from stacks.checks.service_contracts.assembly import Assembly, Resource
+from stacks.checks.service_contracts.rules import Context, Violation, _arn, _role_of_function, rule
 
 CFN_PARAMETER_DEFAULT_DOC = "https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_Parameter.html"
 SSM_PARAMETER_TYPES_DOC = ("https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"

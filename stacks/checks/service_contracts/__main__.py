@@ -1,4 +1,4 @@
-"""`python -m stacks.service_contracts cdk.out [--env dev]`: check a synthesized app's integration contracts.
+"""`python -m stacks.checks.service_contracts cdk.out [--env dev]`: check a synthesized app's integration contracts.
 
 Prints one line per broken contract (rule, resource, what is missing, the AWS page) and exits 1 if any; `make synth`
 runs it after synthesis.
@@ -10,16 +10,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from contracts import cloud_assembly
 from envconfig.config import ConfigError, load_config
-from stacks.service_contracts import RULES, Assembly, Context, check
+from stacks.checks.service_contracts import RULES, Assembly, Context, check
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stacks.service_contracts", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m stacks.checks.service_contracts",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("outdir", nargs="?", default="cdk.out", type=Path, help="cloud assembly (default cdk.out)")
     parser.add_argument("--env", default="dev", help="environment whose config the assembly was built from")
     args = parser.parse_args(argv)
-    if not (args.outdir / "manifest.json").is_file():
+    if not cloud_assembly.is_cloud_assembly(args.outdir):
         print(f"no cloud assembly in {args.outdir}: run `make synth` first", file=sys.stderr)
         return 2
     try:

@@ -1,6 +1,6 @@
 """Class (a) of the integration contracts, one more edge: a role that sends messages to an encrypted queue itself
 (not as a service: function code calling sqs:SendMessage, e.g. the drive functions' capacity-wait queues) can use the
-queue's key. Registers with ``stacks.service_contracts.rules.rule`` when imported.
+queue's key. Registers with ``stacks.checks.service_contracts.rules.rule`` when imported.
 
 - ``queue-sender-can-encrypt``: every role of the app that may sqs:SendMessage to a queue encrypted with a key of the
   app also may kms:GenerateDataKey and kms:Decrypt on that key (SQS_KMS_DOC, the producer's permissions: SQS
@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from contracts.aws_docs import SQS_KMS_DOC
-from stacks.service_contracts.assembly import Assembly
-from stacks.service_contracts.rules import Context, Violation, _key_of, _unresolved_key, rule
+from stacks.checks.service_contracts.assembly import Assembly
+from stacks.checks.service_contracts.rules import Context, Violation, _key_of, _unresolved_key, rule
 
 NAME = "queue-sender-can-encrypt"
 SENDER_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")

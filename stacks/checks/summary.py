@@ -1,6 +1,6 @@
 """What `make synth` prints: one line per synthesized stack (name, resource count), then per pipeline its steps,
 the training hyperparameters derived from the serving resolution, and the resolution the gate measures at:
-`python -m stacks.summary cdk.out`."""
+`python -m stacks.checks.summary cdk.out`."""
 
 from __future__ import annotations
 
@@ -8,26 +8,19 @@ import json
 import sys
 from pathlib import Path
 
+from contracts import cloud_assembly
+
 
 def summarize(outdir: Path) -> list[tuple[str, int]]:
-    manifest = json.loads((outdir / "manifest.json").read_text())
-    rows = []
-    for name, artifact in manifest["artifacts"].items():
-        if artifact.get("type") != "aws:cloudformation:stack":
-            continue
-        template = json.loads((outdir / artifact["properties"]["templateFile"]).read_text())
-        rows.append((name, len(template.get("Resources", {}))))
-    return sorted(rows)
+    """(artifact id, resource count) of each stack, by artifact id."""
+    return sorted((stack.artifact_id, len(template.get("Resources", {})))
+                  for stack, template in cloud_assembly.stack_templates(outdir))
 
 
 def pipeline_lines(outdir: Path) -> list[str]:
     """Steps, derived hyperparameters and the gate's serving resolution of each pipeline definition."""
-    manifest = json.loads((outdir / "manifest.json").read_text())
     lines = []
-    for artifact in manifest["artifacts"].values():
-        if artifact.get("type") != "aws:cloudformation:stack":
-            continue
-        template = json.loads((outdir / artifact["properties"]["templateFile"]).read_text())
+    for _, template in cloud_assembly.stack_templates(outdir):
         for resource in template.get("Resources", {}).values():
             if resource.get("Type") != "AWS::SageMaker::Pipeline":
                 continue
@@ -68,7 +61,7 @@ def _with_branches(steps) -> list[str]:
 
 def main(argv: list[str]) -> int:
     outdir = Path(argv[0] if argv else "cdk.out")
-    if not (outdir / "manifest.json").is_file():
+    if not cloud_assembly.is_cloud_assembly(outdir):
         print(f"no cloud assembly in {outdir}: run `make synth` first", file=sys.stderr)
         return 2
     for name, count in summarize(outdir):

@@ -1,5 +1,5 @@
 """Class (d) of the integration contracts: no silent failure (every asynchronous job type and every dead-letter queue
-reaches the alarm topic). Rules register with ``stacks.service_contracts.rules.rule``.
+reaches the alarm topic). Rules register with ``stacks.checks.service_contracts.rules.rule``.
 
 - ``async-jobs-reach-the-alarm-topic``: every pipeline (its executions, so every job it starts) has a CloudWatch
   alarm on its failed executions or an EventBridge rule on its failed/stopped executions; every role of the app
@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from stacks.service_contracts.assembly import Assembly, Resource
-from stacks.service_contracts.rules import Context, Violation, _key_admits, _topic_policy_allows, rule
+from stacks.checks.service_contracts.assembly import Assembly, Resource
+from stacks.checks.service_contracts.rules import Context, Violation, _key_admits, _topic_policy_allows, rule
 
 EVENTS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html"
 SNS_TARGET_DOC = "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-sns-permissions"

@@ -23,8 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacks.service_contracts.assembly import Assembly, Resource
-from stacks.service_contracts.rules import Context, Violation, rule
+from contracts import cloud_assembly
+from stacks.checks.service_contracts.assembly import Assembly, Resource
+from stacks.checks.service_contracts.rules import Context, Violation, rule
 
 CODEPIPELINE_QUOTAS_DOC = "https://docs.aws.amazon.com/codepipeline/latest/userguide/limits.html"
 CLOUDFORMATION_INPUT_ARTIFACT_LIMIT = 256 * 1024 * 1024
@@ -33,9 +34,6 @@ CLOUDFORMATION_INPUT_ARTIFACT_LIMIT = 256 * 1024 * 1024
 STRIP_THRESHOLD_BYTES = 32 * 1024 * 1024
 STRIP_MODULE = "stacks.delivery.large_assets"
 NAME = "codepipeline-cloudformation-input-artifact-size"
-
-ASSET_MANIFEST = "cdk:asset-manifest"
-NESTED_ASSEMBLY = "cdk:cloud-assembly"
 
 
 def directory_bytes(directory: Path) -> int:
@@ -64,26 +62,13 @@ class StagedFileAsset:
         return [f"{self.asset_id}:{destination}" for destination in self.destinations]
 
 
-def asset_manifests(outdir: Path) -> list[Path]:
-    """The asset manifests of the assembly at ``outdir`` and of its nested assemblies (the pipeline's stages)."""
-    manifest = json.loads((outdir / "manifest.json").read_text())
-    found = []
-    for artifact in manifest.get("artifacts", {}).values():
-        properties = artifact.get("properties") or {}
-        if artifact.get("type") == ASSET_MANIFEST:
-            found.append(outdir / properties["file"])
-        elif artifact.get("type") == NESTED_ASSEMBLY:
-            found += asset_manifests(outdir / properties["directoryName"])
-    return found
-
-
 def staged_file_assets(outdir: Path) -> list[StagedFileAsset]:
     """Every file asset whose source is an ``asset.*`` entry directly in ``outdir`` (nested stages stage theirs in
     the top directory, ``../asset.<hash>``). Templates (also file assets) and sources left outside (asset staging
     disabled) are never among them."""
     root = outdir.resolve()
     found = []
-    for manifest in asset_manifests(outdir):
+    for manifest in cloud_assembly.asset_manifests(outdir):
         for asset_id, entry in json.loads(manifest.read_text()).get("files", {}).items():
             path = (entry.get("source") or {}).get("path")
             if not path:

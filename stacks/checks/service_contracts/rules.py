@@ -24,8 +24,8 @@ from contracts.aws_docs import (
     SQS_KMS_DOC,
     SSM_PARAMETER_TYPES_DOC,
 )
+from stacks.checks.service_contracts.assembly import Assembly, Resource, ResourceRef
 from stacks.metric_catalogue import CATALOGUE
-from stacks.service_contracts.assembly import Assembly, Resource, ResourceRef
 
 ALARM_SNS_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Notify_Users_Alarm_Changes.html"
 S3_NOTIFICATION_DOC = ("https://docs.aws.amazon.com/AmazonS3/latest/userguide/"

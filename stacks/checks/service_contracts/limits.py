@@ -1,5 +1,5 @@
 """Class (a) of the integration contracts: service limits (lengths, sizes, counts) that a synthesized template or a
-request built at run time must fit. Rules register with ``stacks.service_contracts.rules.rule``.
+request built at run time must fit. Rules register with ``stacks.checks.service_contracts.rules.rule``.
 
 The limit values and the request checkers live in ``contracts.service_limits`` (shared with the drive functions,
 which check their requests before sending them). Here they are applied to what the templates say:
@@ -59,8 +59,8 @@ from contracts.service_limits import (
     check_environment,
     check_name,
 )
-from stacks.service_contracts.assembly import Assembly, Resource
-from stacks.service_contracts.rules import Context, Violation, rule
+from stacks.checks.service_contracts.assembly import Assembly, Resource
+from stacks.checks.service_contracts.rules import Context, Violation, rule
 
 DDB_EVENT_FILTER_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/with-ddb-filtering.html"
 S3_BUCKET_NAMING_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html"

@@ -6,7 +6,7 @@ have a module: limits.py and delivery.py (service limits), deploy_state.py (stat
 functions that send to an encrypted queue themselves. Importing them registers their rules (docs/contracts.md).
 """
 
-from stacks.service_contracts import (  # noqa: F401  (importing a module registers its rules)
+from stacks.checks.service_contracts import (  # noqa: F401  (importing a module registers its rules)
     delivery,
     deploy_state,
     failures,
@@ -14,7 +14,7 @@ from stacks.service_contracts import (  # noqa: F401  (importing a module regist
     networks,
     queue_senders,
 )
-from stacks.service_contracts.assembly import Assembly
-from stacks.service_contracts.rules import RULES, Context, Violation, check
+from stacks.checks.service_contracts.assembly import Assembly
+from stacks.checks.service_contracts.rules import RULES, Context, Violation, check
 
 __all__ = ["RULES", "Assembly", "Context", "Violation", "check"]

@@ -17,6 +17,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from contracts import cloud_assembly
+
 PSEUDO_PARAMETERS = ("AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::StackName", "AWS::StackId",
                      "AWS::URLSuffix", "AWS::NotificationARNs")
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
@@ -95,16 +97,11 @@ class Assembly:
 
     @classmethod
     def from_directory(cls, outdir: Path) -> Assembly:
-        manifest = json.loads((outdir / "manifest.json").read_text())
         templates, environments = {}, {}
-        for name, artifact in manifest["artifacts"].items():
-            if artifact.get("type") == "aws:cloudformation:stack":
-                props = artifact["properties"]
-                stack = props.get("stackName", artifact.get("displayName") or name)
-                templates[stack] = json.loads((outdir / props["templateFile"]).read_text())
-                account, _, region = artifact.get("environment", "").removeprefix("aws://").partition("/")
-                if account.isdigit() and not region.startswith("unknown"):
-                    environments[stack] = (account, region)
+        for stack, template in cloud_assembly.stack_templates(outdir):
+            templates[stack.name] = template
+            if stack.environment is not None:
+                environments[stack.name] = stack.environment
         return cls(templates, environments, outdir)
 
     def pseudo(self, stack: str, text: str) -> str:

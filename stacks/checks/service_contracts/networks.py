@@ -1,6 +1,6 @@
 """Class (c) of the integration contracts: network completeness in isolated mode (every job and compilation request
 carries VpcConfig; security groups admit their own members wherever a job can run on several instances). Rules
-register with ``stacks.service_contracts.rules.rule``.
+register with ``stacks.checks.service_contracts.rules.rule``.
 
 - ``isolated-network-job-starters-know-the-vpc``: a function that may start SageMaker jobs (Processing, Training,
   tuning, Neo compilation) builds their requests at run time, so the templates cannot show the requests; what they
@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from stacks.service_contracts.assembly import Assembly, Resource
-from stacks.service_contracts.rules import (
+from stacks.checks.service_contracts.assembly import Assembly, Resource
+from stacks.checks.service_contracts.rules import (
     Context,
     Violation,
     _pipeline_steps,
