@@ -80,7 +80,7 @@ deploy: synth
 ifeq ($(SKIP_PREFLIGHT),1)
 	@echo "preflight skipped (SKIP_PREFLIGHT=1)"
 else
-	$(PY) -m roadseg.preflight --env $(ENV) --scaling $(SCALING) --assembly cdk.out
+	$(VENV)/bin/roadseg --env $(ENV) env preflight --scaling $(SCALING) --assembly cdk.out
 endif
 	$(CDK) deploy --all --app cdk.out --no-notices --require-approval broadening
 

@@ -1,8 +1,8 @@
 """Benchmark of the capacity model (run: .venv/bin/python bench/capacity.py; `make bench` runs it).
 
-What is timed: one `roadseg env capacity` computation without printing, i.e. roadseg.capacity.simulate() (the
-1-second step loop over the horizon) plus summarize() (latency percentiles, oldest-request ages, S3 rates), on
-an environment's config (default prod).
+What is timed: one `roadseg env capacity` computation without printing, i.e. roadseg.capacity.model.simulate()
+(the 1-second step loop over the horizon) plus roadseg.capacity.report.summarize() (latency percentiles,
+oldest-request ages, S3 rates), on an environment's config (default prod).
 
   measured  24 hours at 1,000 frames/s
   baseline  the same 24 hours at 10 frames/s, timed in the same run (interleaved round-robin, median of --runs)
@@ -24,16 +24,17 @@ from pathlib import Path
 
 from envconfig.config import load_config
 from envconfig.costs import load_prices
-from roadseg import capacity
+from roadseg.capacity import model
+from roadseg.capacity.report import summarize
 
 TARGET_SECONDS = 5.0
 HOURS = 24.0
 RATES = {"measured": 1000.0, "baseline": 10.0}
 
 
-def one_run(fleet: capacity.Fleet, ingest: capacity.Ingest, rate: float) -> tuple[float, dict]:
+def one_run(fleet: model.Fleet, ingest: model.Ingest, rate: float) -> tuple[float, dict]:
     started = time.perf_counter()
-    report = capacity.summarize(capacity.simulate(capacity.steady(rate), fleet, ingest, HOURS))
+    report = summarize(model.simulate(model.steady(rate), fleet, ingest, HOURS))
     return time.perf_counter() - started, report
 
 
@@ -44,7 +45,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
 
-    fleet, ingest = capacity.model_inputs(load_config(args.env), load_prices())
+    fleet, ingest = model.model_inputs(load_config(args.env), load_prices())
     one_run(fleet, ingest, 1.0)  # warm-up: imports, numpy's first calls
     seconds: dict[str, list[float]] = {name: [] for name in RATES}
     reports: dict[str, dict] = {}
@@ -54,9 +55,9 @@ def main() -> int:
             seconds[name].append(elapsed)
     median = {name: statistics.median(values) for name, values in seconds.items()}
     ratio = median["measured"] / median["baseline"]
-    steps = int(HOURS * 3600 / capacity.STEP_SECONDS)
+    steps = int(HOURS * 3600 / model.STEP_SECONDS)
     print(f"capacity model, {args.env} config ({fleet.instance_type}, {fleet.min_capacity}-{fleet.max_capacity} "
-          f"instances), {HOURS:g} h in {steps:,} steps of {capacity.STEP_SECONDS:g} s, median of {args.runs} runs, "
+          f"instances), {HOURS:g} h in {steps:,} steps of {model.STEP_SECONDS:g} s, median of {args.runs} runs, "
           f"{os.cpu_count()} CPUs")
     for name, rate in RATES.items():
         frames = reports[name]["traffic"]["frames"]

@@ -561,10 +561,8 @@ def env_preflight(ctx, assembly, scaling, as_json):
     from roadseg import preflight
 
     session = _session(ctx)
-    argv = ["--env", session.env, "--assembly", str(assembly), "--scaling", scaling]
-    argv += ["--region", session.region_override] if session.region_override else []
-    argv += ["--json"] if as_json or session.json else []
-    ctx.exit(preflight.main(argv))
+    ctx.exit(preflight.command(session.env, assembly=assembly, scaling_on=scaling == "on",
+                               region=session.region_override, as_json=as_json or session.json))
 
 
 @env.command("outputs", epilog=_example("roadseg --env prod env outputs --json"))

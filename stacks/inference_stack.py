@@ -24,7 +24,7 @@ from stacks.training_pipelines import TrainingPipelines
 
 
 def endpoint_names(config: EnvironmentConfig) -> tuple[str, str]:
-    """``contracts.naming.endpoint_names`` of the config (kept for roadseg/preflight.py)."""
+    """``contracts.naming.endpoint_names`` of the config (kept for roadseg/preflight/assembly.py)."""
     return naming.endpoint_names(config.prefix)
 
 

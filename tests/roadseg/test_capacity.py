@@ -1,4 +1,4 @@
-"""roadseg/capacity.py: closed-form checks of the fluid model of the async path, the traffic inputs, and
+"""roadseg/capacity/: closed-form checks of the fluid model of the async path, the traffic inputs, and
 ``roadseg env capacity`` end to end."""
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from PIL import Image
 
 from envconfig.config import load_config
 from envconfig.costs import endpoint_costs, load_prices
-from roadseg import capacity
-from roadseg.capacity import CapacityInputError, Fleet, Ingest
+from roadseg.capacity import model
+from roadseg.capacity.model import CapacityInputError, Fleet, Ingest
+from roadseg.capacity.plot import PLOT_SIZE, first_expiry_hours, plot_figure, write_plot
+from roadseg.capacity.report import report_tables, summarize
 
 PRICE = 0.736
 
@@ -33,12 +35,12 @@ FAST_INGEST = Ingest(batch_size=10, max_concurrency=1000, seconds_per_batch=0.01
 
 
 def run_model(traffic, fleet_, ingest=FAST_INGEST, hours=1.0):
-    sim = capacity.simulate(traffic, fleet_, ingest, hours)
-    return sim, capacity.summarize(sim)
+    sim = model.simulate(traffic, fleet_, ingest, hours)
+    return sim, summarize(sim)
 
 
 def test_steady_rate_below_one_instance_has_no_queue_and_latency_is_the_service_time():
-    sim, report = run_model(capacity.steady(3.0), fleet(min_capacity=1, max_capacity=2))
+    sim, report = run_model(model.steady(3.0), fleet(min_capacity=1, max_capacity=2))
     res, service = report["results"], 1 / 6
     assert res["peak_backlog_frames"] == 0 and res["frames_unfinished"] == 0 and res["frames_expired"] == 0
     assert res["frames_completed"] == 3 * 3600
@@ -54,7 +56,7 @@ def test_steady_rate_below_one_instance_has_no_queue_and_latency_is_the_service_
 @pytest.mark.parametrize("k", [1, 3])
 def test_burst_on_a_fixed_fleet_drains_in_n_over_k_times_throughput(k):
     frames, start, window = 36_000, 100.0, 10.0
-    traffic = capacity.parse_burst(f"{frames}@{start:g}+{window:g}")
+    traffic = model.parse_burst(f"{frames}@{start:g}+{window:g}")
     sim, report = run_model(traffic, fleet(min_capacity=k, max_capacity=k), hours=4)
     done = np.cumsum(sim.served)
     finished_at = (np.searchsorted(done, frames - 1e-6) + 1) * sim.step_seconds
@@ -66,7 +68,7 @@ def test_burst_on_a_fixed_fleet_drains_in_n_over_k_times_throughput(k):
 
 
 def test_scale_from_zero_adds_the_startup_time_to_the_first_result():
-    traffic = capacity.parse_burst("100@0+10")
+    traffic = model.parse_burst("100@0+10")
     results = {}
     for startup in (0.0, 360.0):
         sim, report = run_model(traffic, fleet(min_capacity=0, max_capacity=2, startup_seconds=startup), hours=2)
@@ -81,17 +83,17 @@ def test_scale_from_zero_adds_the_startup_time_to_the_first_result():
 
 def test_target_tracking_scales_out_to_the_backlog_over_the_target_and_is_clamped_to_max():
     # 2,000 frames at once: after the first instance (step policy) the backlog asks for 2000/5 instances -> max 4
-    sim, report = run_model(capacity.parse_burst("2000@0+1"), fleet(min_capacity=0, max_capacity=4), hours=1)
+    sim, report = run_model(model.parse_burst("2000@0+1"), fleet(min_capacity=0, max_capacity=4), hours=1)
     assert [event[2] for event in sim.events[:2]] == [1, 4]
     assert sim.events[1][3] == "target tracking"
     assert report["results"]["peak_instances"] == 4
 
 
 def test_cost_is_instance_hours_times_the_price():
-    sim, report = run_model(capacity.steady(3.0), fleet(min_capacity=2, max_capacity=2), hours=3)
+    sim, report = run_model(model.steady(3.0), fleet(min_capacity=2, max_capacity=2), hours=3)
     res = report["results"]
     assert res["instance_hours"] == pytest.approx(6.0) and res["cost_usd"] == pytest.approx(6.0 * PRICE, abs=0.01)
-    sim, report = run_model(capacity.parse_burst("20000@0"), fleet(min_capacity=0, max_capacity=3,
+    sim, report = run_model(model.parse_burst("20000@0"), fleet(min_capacity=0, max_capacity=3,
                                                                     startup_seconds=360), hours=2)
     hours = float(sim.billed.sum()) * sim.step_seconds / 3600
     assert report["results"]["instance_hours"] == pytest.approx(hours, abs=0.005)
@@ -100,7 +102,7 @@ def test_cost_is_instance_hours_times_the_price():
 
 
 def test_requests_older_than_the_ttl_expire_and_latency_stays_below_it():
-    sim, report = run_model(capacity.steady(20.0), fleet(request_ttl_seconds=600), hours=1)
+    sim, report = run_model(model.steady(20.0), fleet(request_ttl_seconds=600), hours=1)
     res = report["results"]
     assert res["frames_expired"] > 0
     assert res["frames_completed"] == pytest.approx(6 * 3600, abs=10)
@@ -111,19 +113,19 @@ def test_requests_older_than_the_ttl_expire_and_latency_stays_below_it():
 
 def test_ingest_concurrency_and_its_cap():
     ingest = Ingest(batch_size=10, max_concurrency=10, seconds_per_batch=2.5)
-    _, report = run_model(capacity.steady(100.0), fleet(max_capacity=40), ingest=ingest, hours=1)
+    _, report = run_model(model.steady(100.0), fleet(max_capacity=40), ingest=ingest, hours=1)
     ing = report["ingest"]
     assert ing["concurrency_needed_at_peak"] == 25 and ing["frames_per_second_at_max"] == 40
     assert ing["limits_throughput"] and ing["peak_queue_frames"] == pytest.approx(60 * 3600, rel=0.01)
     assert any("ingest_max_concurrency is 10" in note for note in report["notes"])
-    _, report = run_model(capacity.steady(100.0), fleet(max_capacity=40), ingest=dataclasses.replace(
+    _, report = run_model(model.steady(100.0), fleet(max_capacity=40), ingest=dataclasses.replace(
         ingest, max_concurrency=50), hours=1)
     assert not report["ingest"]["limits_throughput"] and report["ingest"]["peak_queue_frames"] == 0
 
 
 def test_s3_requests_per_prefix_at_the_peak():
     ingest = Ingest(batch_size=10, max_concurrency=1000, seconds_per_batch=0.01, write_overlay=True)
-    _, report = run_model(capacity.steady(100.0), fleet(min_capacity=20, max_capacity=20), ingest=ingest)
+    _, report = run_model(model.steady(100.0), fleet(min_capacity=20, max_capacity=20), ingest=ingest)
     rows = {(r["prefix"], r["requests"]): r for r in report["s3"]}
     expected = {("incoming/", "PUT"): 100, ("incoming/", "GET"): 100, ("async-input/", "PUT"): 200,
                 ("async-input/", "GET"): 400, ("async-output/", "PUT"): 100, ("async-output/", "GET"): 100,
@@ -133,7 +135,7 @@ def test_s3_requests_per_prefix_at_the_peak():
     assert rows[("incoming/", "PUT")]["limit_per_second"] == 3500
     assert all(row["within_limit"] for row in rows.values())
     # 5,000 uploads/s: the vehicles' PUTs and ingest's PUT + tagging go over one prefix's 3,500/s
-    _, report = run_model(capacity.parse_burst("300000@0+60"), fleet(), hours=0.5)
+    _, report = run_model(model.parse_burst("300000@0+60"), fleet(), hours=0.5)
     over = [r for r in report["s3"] if not r["within_limit"]]
     assert [(r["prefix"], r["requests"], r["peak_per_second"]) for r in over] == [
         ("incoming/", "PUT", 5000), ("async-input/", "PUT", 10000)]
@@ -143,7 +145,7 @@ def test_s3_requests_per_prefix_at_the_peak():
 def test_a_daily_profile_repeats_every_day(tmp_path):
     path = tmp_path / "day.csv"
     path.write_text("# weekday\nhour,frames_per_second\n" + "".join(f"{h},{h}\n" for h in range(24)))
-    traffic = capacity.load_profile(path)
+    traffic = model.load_profile(path)
     assert traffic.peak_rate == 23
     sim, report = run_model(traffic, fleet(max_capacity=8), hours=48)
     assert sim.uploaded.sum() == pytest.approx(2 * 3600 * sum(range(24)))
@@ -166,13 +168,13 @@ def test_profile_errors_name_the_line(tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_text(content)
     with pytest.raises(CapacityInputError) as err:
-        capacity.load_profile(path)
+        model.load_profile(path)
     assert str(err.value).startswith(str(path)) and message in str(err.value)
 
 
 def test_profile_that_does_not_exist(tmp_path):
     with pytest.raises(CapacityInputError, match="cannot read the profile"):
-        capacity.load_profile(tmp_path / "nowhere.csv")
+        model.load_profile(tmp_path / "nowhere.csv")
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -181,19 +183,19 @@ def test_profile_that_does_not_exist(tmp_path):
 ])
 def test_burst_errors(text, message):
     with pytest.raises(CapacityInputError, match=message):
-        capacity.parse_burst(text)
+        model.parse_burst(text)
 
 
 def test_request_ttl_is_the_ingest_functions_default():
     from segcore.settings import Settings
 
     ttl = {f.name: f.default for f in dataclasses.fields(Settings)}["async_request_ttl_seconds"]
-    assert capacity.REQUEST_TTL_SECONDS == ttl
+    assert model.REQUEST_TTL_SECONDS == ttl
 
 
 def test_model_inputs_come_from_the_config_and_price_table():
     config, prices = load_config("prod"), load_prices()
-    fleet_, ingest = capacity.model_inputs(config, prices)
+    fleet_, ingest = model.model_inputs(config, prices)
     assert (fleet_.instance_type, fleet_.min_capacity, fleet_.max_capacity) == ("ml.g4dn.2xlarge", 0, 8)
     row = [c for c in endpoint_costs(config, prices) if c.endpoint == "async"][0]
     assert fleet_.frames_per_second == row.frames_per_second and fleet_.frames_per_second_source.endswith(
@@ -201,19 +203,19 @@ def test_model_inputs_come_from_the_config_and_price_table():
     assert fleet_.usd_per_instance_hour == prices.price("ml.g4dn.2xlarge")
     assert ingest.max_concurrency == config.preprocessing.ingest_max_concurrency
     assert ingest.seconds_per_batch == pytest.approx(0.25 * config.preprocessing.batch_size)
-    measured, _ = capacity.model_inputs(config, prices, frames_per_second=9.5, startup_seconds=420)
+    measured, _ = model.model_inputs(config, prices, frames_per_second=9.5, startup_seconds=420)
     assert measured.frames_per_second == 9.5 and measured.startup_seconds == 420
     assert measured.frames_per_second_source == "given (--frames-per-second)"
 
 
 def test_plot_without_matplotlib_is_drawn_with_pillow(tmp_path, monkeypatch):
-    sim, _ = run_model(capacity.parse_burst("2000@0+1"), fleet(min_capacity=0, max_capacity=4), hours=1)
+    sim, _ = run_model(model.parse_burst("2000@0+1"), fleet(min_capacity=0, max_capacity=4), hours=1)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
-    path = capacity.write_plot(sim, tmp_path / "pillow.png", "test")
+    path = write_plot(sim, tmp_path / "pillow.png", "test")
     with Image.open(path) as image:
-        assert image.format == "PNG" and image.size == capacity.PLOT_SIZE
+        assert image.format == "PNG" and image.size == PLOT_SIZE
 
 
 # -- the command ----------------------------------------------------------------------------------------------------
@@ -235,7 +237,7 @@ def test_command_json_and_plot(run, tmp_path):
     assert report["scaling"]["instances_for_peak_rate"] == 58  # 400 / 7 frames/s
     assert report["ingest"]["limits_throughput"] is True  # 100 functions needed, 50 allowed
     with Image.open(plot) as image:
-        assert image.format == "PNG" and image.size == capacity.PLOT_SIZE
+        assert image.format == "PNG" and image.size == PLOT_SIZE
 
 
 def test_command_prints_the_tables(run, tmp_path):
@@ -294,31 +296,31 @@ def _serving_at(name: str, width: int, height: int):
 
 def test_throughput_is_scaled_to_the_serving_size_and_the_report_names_it():
     prices = load_prices(measurements_dir=None)
-    at_default, _ = capacity.model_inputs(load_config("dev"), prices)
-    at_double, _ = capacity.model_inputs(_serving_at("dev", 2048, 1024), prices)
+    at_default, _ = model.model_inputs(load_config("dev"), prices)
+    at_double, _ = model.model_inputs(_serving_at("dev", 2048, 1024), prices)
     assert at_default.frames_per_second == prices.throughput("ml.g4dn.xlarge")
     assert at_double.frames_per_second == pytest.approx(at_default.frames_per_second / 4)
     assert at_double.serving_resolution == "2048x1024"
     assert at_double.frames_per_second_source == "assumed, scaled from 1024x512 (the cost table's figure)"
-    sim, report = run_model(capacity.steady(1.0), at_double)
+    sim, report = run_model(model.steady(1.0), at_double)
     assert report["model"]["serving_resolution"] == "2048x1024"
-    summary = dict(capacity.report_tables(report)[0][2])
+    summary = dict(report_tables(report)[0][2])
     assert summary["instance type"].startswith(
         "ml.g4dn.xlarge, 1.5 frames/s each, assumed, scaled from 1024x512 (the cost table's figure), "
         "for 2048x1024 frames; start-up")
 
 
-def _expiring() -> capacity.Simulation:
+def _expiring() -> model.Simulation:
     """12 frames/s into one 6 frames/s instance with a 600 s TTL: requests expire from 1,200 s on."""
-    sim, report = run_model(capacity.steady(12.0), fleet(request_ttl_seconds=600.0))
+    sim, report = run_model(model.steady(12.0), fleet(request_ttl_seconds=600.0))
     assert report["results"]["frames_expired"] > 0
     return sim
 
 
 def test_first_expiry_is_when_the_queue_outgrows_the_ttl():
-    assert capacity.first_expiry_hours(_expiring()) == pytest.approx(1200 / 3600, abs=2 / 3600)
-    sim, _ = run_model(capacity.steady(3.0), fleet())
-    assert capacity.first_expiry_hours(sim) is None
+    assert first_expiry_hours(_expiring()) == pytest.approx(1200 / 3600, abs=2 / 3600)
+    sim, _ = run_model(model.steady(3.0), fleet())
+    assert first_expiry_hours(sim) is None
 
 
 def _overlaps(a, b) -> bool:
@@ -327,7 +329,7 @@ def _overlaps(a, b) -> bool:
 
 def test_plot_marks_expired_requests_and_keeps_the_legends_off_the_panels():
     pytest.importorskip("matplotlib")
-    figure = capacity.plot_figure(_expiring(), "test")
+    figure = plot_figure(_expiring(), "test")
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
     top, bottom = figure.axes
@@ -339,7 +341,7 @@ def test_plot_marks_expired_requests_and_keeps_the_legends_off_the_panels():
     assert "expired after the 600 s TTL (frames, cumulative)" in labels
     expired_line = next(line for line in top.get_lines() if line.get_label().startswith("expired"))
     assert expired_line.get_ydata()[-1] == pytest.approx(_expiring().expired.sum())
-    plain = capacity.plot_figure(run_model(capacity.steady(3.0), fleet())[0], "test")
+    plain = plot_figure(run_model(model.steady(3.0), fleet())[0], "test")
     assert not any("expired" in line.get_label() for axes in plain.axes for line in axes.get_lines())
 
 
@@ -347,9 +349,9 @@ def test_pillow_plot_marks_expired_requests_right_of_the_panels(tmp_path, monkey
     for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, module, None)
     purple = (148, 103, 189)
-    with_expiry = capacity.write_plot(_expiring(), tmp_path / "expired.png", "test")
-    without = capacity.write_plot(run_model(capacity.steady(3.0), fleet())[0], tmp_path / "plain.png", "test")
-    right = capacity.PLOT_SIZE[0] - 330  # the panels' right edge; the legends are right of it
+    with_expiry = write_plot(_expiring(), tmp_path / "expired.png", "test")
+    without = write_plot(run_model(model.steady(3.0), fleet())[0], tmp_path / "plain.png", "test")
+    right = PLOT_SIZE[0] - 330  # the panels' right edge; the legends are right of it
     with Image.open(with_expiry) as image:
         pixels = np.asarray(image.convert("RGB"))
     is_purple = np.all(pixels == purple, axis=-1)

@@ -21,6 +21,7 @@ from contracts.naming import drives_table_name
 from envconfig.config import CONFIG_DIR, ConfigError, load_config, section_keys
 from roadseg import preflight, session
 from roadseg.drives import missing_drive_message
+from roadseg.preflight import facts as preflight_facts
 
 REGION = "us-east-1"
 BUCKET = "roadseg-dev-inference-first-hour"
@@ -74,21 +75,21 @@ def test_the_preflight_uses_the_same_rule(monkeypatch, offline_aws_env):
     assert preflight.resolve_region(None, dev) == "eu-west-1"
     assert preflight.resolve_region(None, load_config("prod")) == "eu-west-1"  # prod pins it
     seen = []
-    monkeypatch.setattr(preflight, "make_client", lambda service, region: seen.append((service, region)))
-    preflight.Clients(preflight.resolve_region(None, dev))("sts")
+    monkeypatch.setattr(preflight_facts, "make_client", lambda service, region: seen.append((service, region)))
+    preflight_facts.Clients(preflight.resolve_region(None, dev))("sts")
     assert seen == [("sts", "eu-west-1")]
 
 
-def test_make_deploy_preflight_runs_with_only_aws_region(monkeypatch, offline_aws_env, tmp_path, capsys):
-    """`make deploy` runs `python -m roadseg.preflight`: it used to stop at "no AWS region" in such a shell."""
+def test_make_deploy_preflight_runs_with_only_aws_region(run, monkeypatch, offline_aws_env, tmp_path):
+    """`make deploy` runs `roadseg --env ENV env preflight`: it used to stop at "no AWS region" in such a shell."""
     from tests.roadseg.test_preflight import write_assembly
 
     _only_aws_region(monkeypatch, "eu-west-1")
     regions = []
     monkeypatch.setattr(preflight, "run", lambda config, assembly, names, region, scaling_on: regions.append(region)
                         or [])
-    assert preflight.main(["--env", "dev", "--assembly", str(write_assembly(tmp_path))]) == 0
-    assert regions == ["eu-west-1"]
+    rc, _, _ = run("--env", "dev", "env", "preflight", "--scaling", "on", "--assembly", write_assembly(tmp_path))
+    assert rc == 0 and regions == ["eu-west-1"]
 
 
 def test_no_region_anywhere_names_the_config_file_in_use(run, aws, monkeypatch, tmp_path):
@@ -128,17 +129,15 @@ def test_an_html_page_instead_of_aws_xml_is_one_line_exit_3(run, aws, monkeypatc
     assert "check your proxy/network settings" in err and "<html>" not in err
 
 
-def test_the_preflight_reports_it_in_one_line_too(run, aws, monkeypatch, tmp_path, capsys):
+def test_the_preflight_reports_it_in_one_line_too(run, aws, monkeypatch, tmp_path):
     from tests.roadseg.test_preflight import write_assembly
 
-    real = preflight.make_client
-    monkeypatch.setattr(preflight, "make_client", lambda service, region: _answers_html(real(service, region)))
-    assembly = str(write_assembly(tmp_path))
-    assert preflight.main(["--env", "dev", "--assembly", assembly]) == 3  # make deploy's way
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("roadseg-preflight: the answer to an AWS request")
-    rc, _, err = run("env", "preflight", "--assembly", assembly)  # the operator command's way
+    real = preflight_facts.make_client
+    monkeypatch.setattr(preflight_facts, "make_client",
+                        lambda service, region: _answers_html(real(service, region)))
+    rc, _, err = run("env", "preflight", "--assembly", write_assembly(tmp_path))
     assert rc == 3 and len(err.strip().splitlines()) == 1 and "check your proxy/network settings" in err
+    assert err.startswith("roadseg-preflight: the answer to an AWS request")
 
 
 # ------------------------------------------------------------------------------------------ 3. messages that point

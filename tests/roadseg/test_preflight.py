@@ -1,6 +1,6 @@
-"""roadseg/preflight.py: each pure check (pass and fail, with its fix), the table, and main() end to end against
-moto (STS, SSM, CloudFormation, Lambda, SageMaker, Application Auto Scaling) plus botocore's Stubber where moto has
-no API (Service Quotas ListServiceQuotas, Lambda GetAccountSettings)."""
+"""roadseg/preflight/: each pure check (pass and fail, with its fix), the table, and `roadseg env preflight` end to
+end against moto (STS, SSM, CloudFormation, Lambda, SageMaker, Application Auto Scaling) plus botocore's Stubber
+where moto has no API (Service Quotas ListServiceQuotas, Lambda GetAccountSettings)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,20 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from envconfig.config import EnvironmentConfig, load_config
-from roadseg import preflight
-from roadseg.preflight import (
+from roadseg.preflight import checks
+from roadseg.preflight import facts as preflight_facts
+from roadseg.preflight.assembly import (
     Assembly,
-    AwsFacts,
-    EndpointState,
-    LambdaAccount,
     Names,
-    Quota,
-    QuotaNeed,
     StackTemplate,
+    image_regions,
+    read_assembly,
+    template_reservations,
 )
+from roadseg.preflight.checks import CheckResult, QuotaNeed
+from roadseg.preflight.errors import UsageError
+from roadseg.preflight.facts import AwsFacts, EndpointState, LambdaAccount, Quota
+from roadseg.preflight.report import render_json, render_table
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's
@@ -54,7 +57,7 @@ def sample_assembly(reservations: dict[str, int] | None = None, regions=("us-eas
 
 
 def passing_quotas(config: EnvironmentConfig, **values: float) -> dict[str, Quota]:
-    needs = preflight.sagemaker_quota_needs(config)
+    needs = checks.sagemaker_quota_needs(config)
     quotas = {n.name: Quota(n.name, f"L-{i:08X}", n.amount) for i, n in enumerate(needs)}
     for name, value in values.items():
         quotas[name] = Quota(name, quotas[name].code, value)
@@ -65,10 +68,10 @@ def passing_quotas(config: EnvironmentConfig, **values: float) -> dict[str, Quot
 
 
 def test_account_unpinned_passes_and_pinned_mismatch_fails_with_fix():
-    assert preflight.check_account(make_config(), ACCOUNT, REGION).passed
+    assert checks.check_account(make_config(), ACCOUNT, REGION).passed
     prod = make_config(name="prod", prefix="roadseg-prod", account="111111111111", region="eu-west-1")
-    assert preflight.check_account(prod, "111111111111", "eu-west-1").passed
-    result = preflight.check_account(prod, ACCOUNT, "us-east-1")
+    assert checks.check_account(prod, "111111111111", "eu-west-1").passed
+    result = checks.check_account(prod, ACCOUNT, "us-east-1")
     assert not result.passed
     assert (result.needed, result.have) == ("111111111111 / eu-west-1", f"{ACCOUNT} / us-east-1")
     assert "pins account 111111111111 but the credentials are for 123456789012" in result.fix
@@ -76,21 +79,21 @@ def test_account_unpinned_passes_and_pinned_mismatch_fails_with_fix():
 
 
 def test_bootstrap_missing_old_and_current():
-    missing = preflight.check_bootstrap(PARAM, 6, None, ACCOUNT, REGION)
+    missing = checks.check_bootstrap(PARAM, 6, None, ACCOUNT, REGION)
     assert not missing.passed and missing.have.startswith("not bootstrapped")
     assert f"npx cdk bootstrap aws://{ACCOUNT}/{REGION}`" in missing.fix
-    old = preflight.check_bootstrap(PARAM, 21, "6", ACCOUNT, REGION)
+    old = checks.check_bootstrap(PARAM, 21, "6", ACCOUNT, REGION)
     assert not old.passed and old.have == "version 6" and old.needed == "version >= 21"
-    assert preflight.check_bootstrap(PARAM, 6, "28", ACCOUNT, REGION).passed
-    custom = preflight.check_bootstrap("/cdk-bootstrap/abc123/version", 6, None, ACCOUNT, REGION)
+    assert checks.check_bootstrap(PARAM, 6, "28", ACCOUNT, REGION).passed
+    custom = checks.check_bootstrap("/cdk-bootstrap/abc123/version", 6, None, ACCOUNT, REGION)
     assert custom.check == "CDK bootstrap (/cdk-bootstrap/abc123/version)" and "--qualifier abc123" in custom.fix
 
 
 def test_lambda_concurrency_counts_deployed_reservations_as_available():
     reserved = {"RoadsegProdInference/RealtimeFront": 20}
-    ok = preflight.check_lambda_concurrency("prod", reserved, LambdaAccount(1000, 980, {"fn": 20}), REGION)
+    ok = checks.check_lambda_concurrency("prod", reserved, LambdaAccount(1000, 980, {"fn": 20}), REGION)
     assert ok.passed and ok.needed.startswith("120 ") and ok.have.startswith("1000 ")
-    tight = preflight.check_lambda_concurrency("prod", reserved, LambdaAccount(110, 110), REGION,
+    tight = checks.check_lambda_concurrency("prod", reserved, LambdaAccount(110, 110), REGION,
                                                ["preprocessing.realtime.reserved_concurrency"])
     assert not tight.passed
     assert tight.fix.startswith("remove preprocessing.realtime.reserved_concurrency from config/prod.yaml, or ")
@@ -98,12 +101,12 @@ def test_lambda_concurrency_counts_deployed_reservations_as_available():
             '--quota-code L-B99A9384 --desired-value 120 --region us-east-1') in tight.fix
     assert "aws service-quotas list-service-quotas --service-code lambda" in tight.fix
     # Nothing reserved: only the unreserved minimum is needed.
-    assert preflight.check_lambda_concurrency("dev", {}, LambdaAccount(100, 100), REGION).passed
-    assert not preflight.check_lambda_concurrency("dev", {}, LambdaAccount(50, 50), REGION).passed
+    assert checks.check_lambda_concurrency("dev", {}, LambdaAccount(100, 100), REGION).passed
+    assert not checks.check_lambda_concurrency("dev", {}, LambdaAccount(50, 50), REGION).passed
 
 
 def test_quota_needs_double_endpoints_tuning_on_demand_and_spot_training():
-    needs = {n.name: n for n in preflight.sagemaker_quota_needs(make_config())}
+    needs = {n.name: n for n in checks.sagemaker_quota_needs(make_config())}
     assert needs["ml.g4dn.xlarge for endpoint usage"].amount == 2 * 1 + 2 * 2
     assert needs["ml.g4dn.xlarge for training job usage"].amount == 3  # tuning's parallel jobs run on demand
     assert needs["ml.g4dn.xlarge for spot training job usage"].amount == 1  # the training pipeline's job
@@ -111,7 +114,7 @@ def test_quota_needs_double_endpoints_tuning_on_demand_and_spot_training():
     assert needs["ml.m5.xlarge for processing job usage"].amount == 1
     on_demand = make_config(training={"instance_type": "ml.p3.2xlarge", "use_spot_instances": False},
                             async_endpoint={"instance_type": "ml.g4dn.2xlarge", "max_capacity": 3})
-    needs = {n.name: n.amount for n in preflight.sagemaker_quota_needs(on_demand)}
+    needs = {n.name: n.amount for n in checks.sagemaker_quota_needs(on_demand)}
     assert needs["ml.p3.2xlarge for training job usage"] == 2  # default max_parallel_jobs
     assert "ml.p3.2xlarge for spot training job usage" not in needs
     assert needs["ml.g4dn.xlarge for endpoint usage"] == 2 and needs["ml.g4dn.2xlarge for endpoint usage"] == 6
@@ -120,28 +123,28 @@ def test_quota_needs_double_endpoints_tuning_on_demand_and_spot_training():
 def test_sagemaker_quota_pass_low_missing_and_not_adjustable():
     need = QuotaNeed("ml.g4dn.xlarge for endpoint usage", 6, "2 x 1 realtime + 2 x 2 async max_capacity",
                      ("realtime_endpoint.instance_type",), ("realtime_endpoint.max_capacity",))
-    assert preflight.check_sagemaker_quota(need, Quota(need.name, "L-1", 6.0), "dev", REGION).passed
-    low = preflight.check_sagemaker_quota(need, Quota(need.name, "L-ABCD1234", 2.0), "dev", REGION)
+    assert checks.check_sagemaker_quota(need, Quota(need.name, "L-1", 6.0), "dev", REGION).passed
+    low = checks.check_sagemaker_quota(need, Quota(need.name, "L-ABCD1234", 2.0), "dev", REGION)
     assert not low.passed and low.have == "2" and low.needed.startswith("6 (")
     assert ("aws service-quotas request-service-quota-increase --service-code sagemaker --quota-code L-ABCD1234 "
             "--desired-value 6 --region us-east-1") in low.fix
     assert '"ml.g4dn.xlarge for endpoint usage"' in low.fix
-    missing = preflight.check_sagemaker_quota(need, None, "dev", "ap-east-1")
+    missing = checks.check_sagemaker_quota(need, None, "dev", "ap-east-1")
     assert not missing.passed
     assert ('no quota named "ml.g4dn.xlarge for endpoint usage" in ap-east-1: the instance type may not be offered '
             'there') in missing.fix
-    fixed = preflight.check_sagemaker_quota(need, Quota(need.name, "L-1", 0.0, adjustable=False), "dev", REGION)
+    fixed = checks.check_sagemaker_quota(need, Quota(need.name, "L-1", 0.0, adjustable=False), "dev", REGION)
     assert not fixed.passed and "not adjustable" in fixed.fix and "request-service-quota-increase" not in fixed.fix
-    default = preflight.check_sagemaker_quota(need, Quota(need.name, "L-1", 8.0, applied=False), "dev", REGION)
+    default = checks.check_sagemaker_quota(need, Quota(need.name, "L-1", 8.0, applied=False), "dev", REGION)
     assert default.passed and default.have == "8 (AWS default)"
 
 
 def test_algorithm_image_region():
-    assert preflight.check_algorithm_image({"us-east-1"}, "us-east-1", "dev").passed
-    missing = preflight.check_algorithm_image({"us-east-1", "eu-west-1"}, "mx-central-1", "dev")
+    assert checks.check_algorithm_image({"us-east-1"}, "us-east-1", "dev").passed
+    missing = checks.check_algorithm_image({"us-east-1", "eu-west-1"}, "mx-central-1", "dev")
     assert not missing.passed and "not published in mx-central-1" in missing.fix
     assert "one of eu-west-1, us-east-1" in missing.fix
-    assert not preflight.check_algorithm_image(None, "us-east-1", "dev").passed
+    assert not checks.check_algorithm_image(None, "us-east-1", "dev").passed
 
 
 @pytest.mark.parametrize("state, scaling_on, passed, fix_part", [
@@ -159,45 +162,45 @@ def test_algorithm_image_region():
     (EndpointState("ep", True, "ml.g5.xlarge", autoscaled=False), False, True, None),
 ])
 def test_instance_type_change(state, scaling_on, passed, fix_part):
-    result = preflight.check_instance_type_change(state, "realtime_endpoint", "ml.g4dn.xlarge", scaling_on, "dev")
+    result = checks.check_instance_type_change(state, "realtime_endpoint", "ml.g4dn.xlarge", scaling_on, "dev")
     assert result.passed is passed
     assert (result.fix is None) if passed else (fix_part in result.fix)
 
 
 def test_assembly_parsing_and_template_facts(tmp_path):
     out = write_assembly(tmp_path, reservations={"Front": 20, "Rollout": 1})
-    assembly = preflight.read_assembly(out, "dev")
+    assembly = read_assembly(out, "dev")
     assert assembly.stack_names == ["RoadsegDevData", "RoadsegDevInference", "RoadsegDevTraining"]
     assert assembly.bootstrap == {PARAM: 6}
-    assert preflight.template_reservations(assembly) == {"RoadsegDevInference/Front": 20,
+    assert template_reservations(assembly) == {"RoadsegDevInference/Front": 20,
                                                          "RoadsegDevInference/Rollout": 1}
-    assert preflight.image_regions(assembly) == {"us-east-1", "eu-west-1"}
-    with pytest.raises(preflight.UsageError, match="make synth ENV=dev"):
-        preflight.read_assembly(tmp_path / "missing", "dev")
+    assert image_regions(assembly) == {"us-east-1", "eu-west-1"}
+    with pytest.raises(UsageError, match="make synth ENV=dev"):
+        read_assembly(tmp_path / "missing", "dev")
 
 
 def test_evaluate_stops_at_wrong_account_and_orders_checks():
     config = make_config()
     facts = AwsFacts(ACCOUNT, REGION, {PARAM: "21"}, LambdaAccount(1000, 1000), passing_quotas(config),
                      {"roadseg-dev-realtime": EndpointState("roadseg-dev-realtime", True, "ml.g4dn.xlarge", True)})
-    results = preflight.evaluate(config, sample_assembly({"Front": 20}), NAMES, facts, scaling_on=True)
+    results = checks.evaluate(config, sample_assembly({"Front": 20}), NAMES, facts, scaling_on=True)
     assert [r.check for r in results][:3] == ["account/region", "CDK bootstrap", "Lambda concurrency"]
     assert results[-2:][0].check == "instance type roadseg-dev-realtime"
     assert all(r.passed for r in results), [r for r in results if not r.passed]
     prod = make_config(name="prod", prefix="roadseg-prod", account="111111111111", region="eu-west-1")
     wrong = AwsFacts(ACCOUNT, "eu-west-1")
-    assert [r.check for r in preflight.evaluate(prod, sample_assembly(), NAMES, wrong, True)] == ["account/region"]
+    assert [r.check for r in checks.evaluate(prod, sample_assembly(), NAMES, wrong, True)] == ["account/region"]
 
 
 def test_render_table_and_json():
-    results = [preflight.CheckResult("account/region", "any account / any region", "1 / us-east-1", True),
-               preflight.CheckResult("quota: x", "6", "2", False, "request it")]
-    lines = preflight.render_table(results).splitlines()
+    results = [CheckResult("account/region", "any account / any region", "1 / us-east-1", True),
+               CheckResult("quota: x", "6", "2", False, "request it")]
+    lines = render_table(results).splitlines()
     assert [c.strip() for c in lines[0].split("|")] == ["check", "needed", "have", "result"]
     assert set(lines[1]) <= {"-", "+"}
     assert lines[2].endswith("| PASS") and lines[3].endswith("| FAIL")
     assert lines[-1] == "FAIL quota: x: request it"
-    assert json.loads(preflight.render_json(results))[1] == {"check": "quota: x", "needed": "6", "have": "2",
+    assert json.loads(render_json(results))[1] == {"check": "quota: x", "needed": "6", "have": "2",
                                                             "passed": False, "fix": "request it"}
 
 
@@ -251,7 +254,7 @@ def aws(offline_aws_env, monkeypatch, tmp_path):
     """moto for everything; Service Quotas answered by a Stubber from `quotas`; Lambda's account limits settable."""
     with mock_aws():
         state = _AwsState()
-        real = preflight.make_client
+        real = preflight_facts.make_client
 
         def factory(service: str, region: str):
             if service == "service-quotas":
@@ -259,7 +262,7 @@ def aws(offline_aws_env, monkeypatch, tmp_path):
             client = real(service, region)
             return _WithAccountSettings(client, *state.lambda_limits) if service == "lambda" else client
 
-        monkeypatch.setattr(preflight, "make_client", factory)
+        monkeypatch.setattr(preflight_facts, "make_client", factory)
         yield state
 
 
@@ -291,14 +294,9 @@ class _AwsState:
 
 
 @pytest.fixture
-def run(capsys):
-    def _run(*argv) -> tuple[int, str, str]:
-        rc = preflight.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return rc, out, err
-
-    return _run
+def run(run):
+    """run(*argv) -> (exit code, stdout, stderr) of `roadseg env preflight` with these arguments."""
+    return lambda *argv: run("env", "preflight", *argv)
 
 
 def bootstrap(version: str = "21") -> None:
@@ -391,7 +389,6 @@ def test_main_wrong_account_reports_only_that(aws, run, tmp_path):
     (["--env", "nope"], "no configuration for environment 'nope'"),
     (["--env", "dev", "--assembly", "{tmp}/absent"], "run `make synth ENV=dev` first"),
     (["--env", "prod", "--assembly", "{tmp}/cdk.out"], "not RoadsegProdInference: run `make synth ENV=prod` first"),
-    (["--env", "dev", "--assembly", "{tmp}/cdk.out", "--scaling", "maybe"], "--scaling"),
     (["--env", "dev", "--assembly", "{tmp}/cdk.out", "--region", "Mars"], "not an AWS region name"),
 ])
 def test_main_bad_input_exits_2(aws, run, tmp_path, argv, message):
@@ -401,9 +398,14 @@ def test_main_bad_input_exits_2(aws, run, tmp_path, argv, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_an_unknown_scaling_value_is_a_usage_error(aws, run, tmp_path):
+    rc, out, err = run("--env", "dev", "--assembly", write_assembly(tmp_path), "--scaling", "maybe")
+    assert (rc, out) == (2, "") and "Invalid value for '--scaling'" in err
+
+
 def test_main_access_denied_exits_3(aws, run, tmp_path, monkeypatch):
     aws.set_quotas(load_config("dev"))
-    factory = preflight.make_client
+    factory = preflight_facts.make_client
 
     def denying(service, region):
         client = factory(service, region)
@@ -414,7 +416,7 @@ def test_main_access_denied_exits_3(aws, run, tmp_path, monkeypatch):
             stub.activate()
         return client
 
-    monkeypatch.setattr(preflight, "make_client", denying)
+    monkeypatch.setattr(preflight_facts, "make_client", denying)
     rc, out, err = run("--env", "dev", "--assembly", write_assembly(tmp_path))
     assert (rc, out) == (3, "")
     assert err.startswith("roadseg-preflight: access denied to ssm:GetParameter (AccessDeniedException")

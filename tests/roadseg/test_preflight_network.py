@@ -1,4 +1,4 @@
-"""roadseg/preflight.py, isolated-network import mode and Lake Formation: the facts fetched from moto's EC2, SSM and
+"""roadseg/preflight/, isolated-network import mode and Lake Formation: the facts fetched from moto's EC2, SSM and
 Lake Formation, and each pure check passing and failing with its fix."""
 
 from __future__ import annotations
@@ -8,14 +8,22 @@ import pytest
 from moto import mock_aws
 
 from envconfig.config import EnvironmentConfig
-from roadseg import preflight
-from roadseg.preflight import (
-    Assembly,
+from roadseg.preflight import facts as preflight_facts
+from roadseg.preflight.assembly import Assembly, PlannedEndpoint, StackTemplate, planned_endpoints
+from roadseg.preflight.checks import (
+    check_lake_formation,
+    check_network_dns,
+    check_network_endpoints,
+    check_network_groups,
+)
+from roadseg.preflight.errors import UsageError
+from roadseg.preflight.facts import (
+    Clients,
     ExistingEndpoint,
     GroupRules,
     NetworkFacts,
-    PlannedEndpoint,
-    StackTemplate,
+    fetch_lake_formation,
+    fetch_network,
 )
 
 REGION = "us-east-1"
@@ -38,7 +46,7 @@ ASSEMBLY = Assembly((StackTemplate("RoadsegIsiData", {"Resources": {}}),
 
 
 def test_planned_endpoints_read_both_service_name_forms():
-    stack, planned = preflight.planned_endpoints(ASSEMBLY)
+    stack, planned = planned_endpoints(ASSEMBLY)
     assert stack == NETWORK_STACK
     assert planned == (PlannedEndpoint("s3", True), PlannedEndpoint("dynamodb", True),
                        PlannedEndpoint("sagemaker.api", False))
@@ -49,21 +57,21 @@ def test_planned_endpoints_read_both_service_name_forms():
 def facts(**changes) -> NetworkFacts:
     base = dict(vpc_id="vpc-1", route_tables=("rtb-a", "rtb-b"), dns_support=True, dns_hostnames=True,
                 groups=(GroupRules("sg-1", True, True, True, True),), endpoints=(), network_stack=NETWORK_STACK,
-                planned=preflight.planned_endpoints(ASSEMBLY)[1])
+                planned=planned_endpoints(ASSEMBLY)[1])
     base.update(changes)
     return NetworkFacts(**base)
 
 
 def test_dns_check():
-    assert preflight.check_network_dns(facts()).passed
-    failed = preflight.check_network_dns(facts(dns_hostnames=False))
+    assert check_network_dns(facts()).passed
+    failed = check_network_dns(facts(dns_hostnames=False))
     assert not failed.passed and "enableDnsHostnames off" in failed.have
     assert "modify-vpc-attribute --vpc-id vpc-1 --enable-dns-hostnames" in failed.fix
 
 
 def test_group_check_names_each_missing_rule_with_its_command():
-    assert all(r.passed for r in preflight.check_network_groups(facts()))
-    [failed] = preflight.check_network_groups(facts(groups=(GroupRules("sg-1", False, True, True, False),)))
+    assert all(r.passed for r in check_network_groups(facts()))
+    [failed] = check_network_groups(facts(groups=(GroupRules("sg-1", False, True, True, False),)))
     assert "all traffic from itself" in failed.have and "0.0.0.0/0 or the S3 prefix list" in failed.have
     assert "authorize-security-group-ingress --group-id sg-1" in failed.fix
     assert "authorize-security-group-egress" not in failed.fix and "process-vpc.html" in failed.fix
@@ -73,19 +81,19 @@ def test_endpoint_check_ignores_the_stacks_own_and_other_route_tables():
     own = ExistingEndpoint("vpce-own", "s3", True, True, ("rtb-a",), NETWORK_STACK)
     elsewhere = ExistingEndpoint("vpce-x", "s3", True, True, ("rtb-z",))
     public_dns_off = ExistingEndpoint("vpce-y", "sagemaker.api", False, False)
-    assert preflight.check_network_endpoints(facts(endpoints=(own, elsewhere, public_dns_off))).passed
+    assert check_network_endpoints(facts(endpoints=(own, elsewhere, public_dns_off))).passed
     clash = ExistingEndpoint("vpce-1", "s3", True, True, ("rtb-b",))
     dns = ExistingEndpoint("vpce-2", "sagemaker.api", False, True)
-    failed = preflight.check_network_endpoints(facts(endpoints=(clash, dns)))
+    failed = check_network_endpoints(facts(endpoints=(clash, dns)))
     assert not failed.passed and failed.have == "2 in the way"
     assert "vpce-1 (s3 gateway on rtb-b)" in failed.fix and "vpce-2 (sagemaker.api, private DNS)" in failed.fix
 
 
 def test_lake_formation_check():
     iam_only = [{"Principal": {"DataLakePrincipalIdentifier": "IAM_ALLOWED_PRINCIPALS"}, "Permissions": ["ALL"]}]
-    assert preflight.check_lake_formation({"CreateDatabaseDefaultPermissions": iam_only,
+    assert check_lake_formation({"CreateDatabaseDefaultPermissions": iam_only,
                                            "CreateTableDefaultPermissions": iam_only}, "prod").passed
-    failed = preflight.check_lake_formation({"CreateDatabaseDefaultPermissions": iam_only,
+    failed = check_lake_formation({"CreateDatabaseDefaultPermissions": iam_only,
                                              "CreateTableDefaultPermissions": []}, "prod")
     assert not failed.passed and failed.have == "Lake Formation permissions on new tables"
     assert "Use only IAM access control" in failed.fix and "change-settings.html" in failed.fix
@@ -96,7 +104,8 @@ def test_lake_formation_check():
 @pytest.fixture
 def aws(offline_aws_env, monkeypatch):
     with mock_aws():
-        monkeypatch.setattr(preflight, "make_client", lambda service, region: boto3.client(service, region_name=region))
+        monkeypatch.setattr(preflight_facts, "make_client",
+                            lambda service, region: boto3.client(service, region_name=region))
         yield boto3.client("ec2", region_name=REGION)
 
 
@@ -124,12 +133,12 @@ def build_vpc(ec2, *, dns: bool, self_rules: bool):
 
 
 def run_checks(config: EnvironmentConfig) -> list:
-    clients = preflight.Clients(REGION)
-    network = preflight.fetch_network(clients, config, ASSEMBLY)
+    clients = Clients(REGION)
+    network = fetch_network(clients, config, ASSEMBLY)
     assert network is not None
-    return [preflight.check_network_dns(network), *preflight.check_network_groups(network),
-            preflight.check_network_endpoints(network),
-            preflight.check_lake_formation(preflight.fetch_lake_formation(clients), config.name)]
+    return [check_network_dns(network), *check_network_groups(network),
+            check_network_endpoints(network),
+            check_lake_formation(fetch_lake_formation(clients), config.name)]
 
 
 def test_a_prepared_vpc_passes(aws):
@@ -162,10 +171,10 @@ def test_ssm_references_are_resolved_and_a_missing_one_is_one_line(aws):
     boto3.client("ssm", region_name=REGION).put_parameter(Name="/net/vpc", Value=vpc, Type="String")
     results = run_checks(import_config("ssm:/net/vpc", subnets, tables, [group]))
     assert all(r.passed for r in results)
-    with pytest.raises(preflight.UsageError, match="SSM parameter /net/missing does not exist"):
+    with pytest.raises(UsageError, match="SSM parameter /net/missing does not exist"):
         run_checks(import_config("ssm:/net/missing", subnets, tables, [group]))
 
 
 def test_outside_import_mode_no_network_facts(aws):
     config = EnvironmentConfig.model_validate({"name": "dev", "prefix": "roadseg-dev"})
-    assert preflight.fetch_network(preflight.Clients(REGION), config, ASSEMBLY) is None
+    assert fetch_network(Clients(REGION), config, ASSEMBLY) is None
