@@ -3,7 +3,7 @@ bootstrap versions its artifacts require and its asset manifests.
 
 The one reader of the format for both sides of the synth: the checks that run over it (stacks/checks: the summary,
 the integration contracts, the delivery Synth step's asset stripping) and the operator's preflight
-(roadseg/preflight.py), which may not import stacks/. Standard library only.
+(roadseg/preflight/assembly.py), which may not import stacks/. Standard library only.
 """
 
 from __future__ import annotations

@@ -9,12 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contracts import cloud_assembly
 from contracts.naming import CDK_BOOTSTRAP_QUALIFIER
 from envconfig.config import EnvironmentConfig
 from roadseg.preflight.errors import UsageError
 
-STACK_ARTIFACT = "aws:cloudformation:stack"
-ASSET_MANIFEST_ARTIFACT = "cdk:asset-manifest"
 DEFAULT_QUALIFIER = CDK_BOOTSTRAP_QUALIFIER
 DEFAULT_BOOTSTRAP_PARAMETER = f"/cdk-bootstrap/{DEFAULT_QUALIFIER}/version"
 
@@ -37,28 +36,19 @@ class Assembly:
 
 
 def parse_assembly(manifest: dict, load_template: Callable[[str], dict]) -> Assembly:
-    """The stacks (with their templates) and bootstrap requirements of a cloud assembly's manifest.json."""
-    stacks, bootstrap = [], {}
-    for artifact_id, artifact in sorted((manifest.get("artifacts") or {}).items()):
-        kind, props = artifact.get("type"), artifact.get("properties") or {}
-        if kind not in (STACK_ARTIFACT, ASSET_MANIFEST_ARTIFACT):
-            continue
-        required = props.get("requiresBootstrapStackVersion")
-        if required is not None:
-            parameter = props.get("bootstrapStackVersionSsmParameter") or DEFAULT_BOOTSTRAP_PARAMETER
-            bootstrap[parameter] = max(bootstrap.get(parameter, 0), int(required))
-        if kind == STACK_ARTIFACT:
-            stacks.append(StackTemplate(props.get("stackName") or artifact_id, load_template(props["templateFile"])))
-    return Assembly(tuple(stacks), bootstrap)
+    """The stacks (with their templates, by artifact id) and bootstrap requirements of a cloud assembly's
+    manifest.json."""
+    artifacts = sorted(cloud_assembly.stack_artifacts(manifest), key=lambda stack: stack.artifact_id)
+    stacks = tuple(StackTemplate(stack.name, load_template(stack.template_file)) for stack in artifacts)
+    return Assembly(stacks, cloud_assembly.bootstrap_requirements(manifest, DEFAULT_BOOTSTRAP_PARAMETER))
 
 
 def read_assembly(directory: Path, env: str) -> Assembly:
     synth = f"run `make synth ENV={env}` first"
     if not directory.is_dir():
         raise UsageError(f"no cloud assembly: {directory} does not exist: {synth}")
-    manifest_path = directory / "manifest.json"
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = cloud_assembly.read_manifest(directory)
         return parse_assembly(manifest, lambda name: json.loads((directory / name).read_text()))
     except FileNotFoundError as exc:
         raise UsageError(f"incomplete cloud assembly in {directory} ({Path(exc.filename).name} missing): "
