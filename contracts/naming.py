@@ -11,6 +11,8 @@ import hashlib
 # Logical stack keys (what an operator command asks for) and the CloudFormation parameter the rollout updates.
 DATA, TRAINING, INFERENCE = "Data", "Training", "Inference"
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
+# Its CloudFormation type: the value of the SSM parameter serving_package_parameter(prefix) (stacks.registry_model).
+SSM_PARAMETER_TYPE = "AWS::SSM::Parameter::Value<String>"
 VARIANT_NAME = "AllTraffic"  # the one production variant of each endpoint
 # The value of the serving-package SSM parameter while no package is approved for the environment (an SSM String
 # value cannot be empty: https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-STARTED = time.perf_counter()  # before the heavy imports below (CDK, SageMaker SDK): the wall time includes them
+STARTED = time.perf_counter()  # before any import: the wall time includes them (and the pipelines stage's CDK, SDK)
 
 import os  # noqa: E402
 from collections.abc import MutableMapping  # noqa: E402
@@ -36,7 +36,8 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
-from demo.rehearsal import Options, RehearsalError, run  # noqa: E402
+from demo.options import Options, RehearsalError  # noqa: E402
+from demo.rehearsal import run  # noqa: E402
 from demo.render import format_summary  # noqa: E402
 from envconfig.config import ConfigError  # noqa: E402
 

@@ -13,7 +13,7 @@ from PIL.PngImagePlugin import PngInfo
 from demo.standin import LABEL, NOTE, TILE
 from roadseg.output import format_table
 
-# The rehearsal hands its Report (demo/rehearsal.py) to these functions; rendering stays below it and does
+# The rehearsal hands its Report (demo/report.py) to these functions; rendering stays below it and does
 # not import it, so the two modules do not depend on each other.
 Report = Any
 

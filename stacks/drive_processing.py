@@ -105,7 +105,7 @@ class DriveProcessingProps:
     log_retention_days: int
     retain: bool
     # The class scheme's name (the builder's --scheme) and the environment's job settings files
-    # (stacks.training_pipelines.job_settings: classes.json for a custom scheme, cameras.json for a camera map); empty:
+    # (envconfig.job_settings.job_settings: classes.json for a custom scheme, cameras.json for a camera map); empty:
     # the settings of ``drives`` alone. The scene thresholds come from ``drives``.
     class_scheme: str = "cityscapes"
     job_settings: Mapping[str, str] = field(default_factory=dict)

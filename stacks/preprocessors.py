@@ -11,9 +11,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from contracts.lambda_env import PreprocessorEnvironment, frame_preparation_environment
-from contracts.layout import INFERENCE
+from contracts.lambda_env import PreprocessorEnvironment
 from envconfig.config import EnvironmentConfig
+from envconfig.lambda_env import preprocessor_environment
 from segcore.classes import ClassScheme
 from stacks.bucket_set import SharedBuckets
 from stacks.drives import DriveTable
@@ -21,33 +21,6 @@ from stacks.functions.ingest import IngestFunction, IngestFunctionProps
 from stacks.functions.postprocess import PostprocessFunction, PostprocessFunctionProps
 from stacks.functions.realtime_front import RealtimeFront, RealtimeFrontProps
 from stacks.operations_key import OperationsKey
-
-
-def preprocessor_environment(config: EnvironmentConfig, scheme: ClassScheme, *, inference_bucket: str,
-                             async_endpoint_name: str, realtime_endpoint_name: str,
-                             model_package_version: str | None = None,
-                             drives_table: str | None = None) -> PreprocessorEnvironment:
-    """The environment every preprocessor function gets (pure: the local rehearsal builds it the same way).
-
-    The bucket name and model package version may be CDK tokens; each function adds its own ``service_name``.
-    """
-    cfg = config.preprocessing
-    # The frame preparation (target size, ROI, limits, JPEG quality) from the one mapping the quality gate's serving
-    # step and the roadseg command use too (contracts.lambda_env.frame_preparation_environment).
-    return dataclasses.replace(
-        frame_preparation_environment(cfg),
-        inference_bucket=inference_bucket,
-        async_input_prefix=INFERENCE.async_input, results_prefix=INFERENCE.results,
-        quarantine_prefix=INFERENCE.quarantine, failures_prefix=INFERENCE.failures,
-        async_endpoint_name=async_endpoint_name, realtime_endpoint_name=realtime_endpoint_name,
-        class_names=tuple(scheme.names), class_colors=tuple(tuple(c.color) for c in scheme.classes),
-        ignore_index=scheme.ignore_index,
-        key_pattern=cfg.key_pattern, vru_min_pixels=cfg.vru_min_pixels,
-        vru_classes=tuple(scheme.vulnerable_road_users),
-        write_overlay=cfg.write_overlay, restore_original_size=cfg.restore_original_size,
-        model_package_version=model_package_version,
-        drives_table=drives_table,
-    )
 
 
 @dataclass(frozen=True)

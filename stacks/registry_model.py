@@ -23,7 +23,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from contracts.layout import INFERENCE
-from contracts.naming import MODEL_PACKAGE_PARAMETER, NO_MODEL_PACKAGE
+from contracts.naming import MODEL_PACKAGE_PARAMETER, NO_MODEL_PACKAGE, SSM_PARAMETER_TYPE
 from stacks.bucket_set import SharedBuckets
 from stacks.compliance import acknowledge, acknowledge_all_packs, acknowledge_policy, nag_arn
 from stacks.network import VPC_WILDCARD_REASON, allow_sagemaker_vpc
@@ -32,7 +32,6 @@ SSM_PARAMETER_TYPES_DOC = ("https://docs.aws.amazon.com/AWSCloudFormation/latest
                            "parameters-section-structure.html#aws-ssm-parameter-types")
 CFN_PARAMETER_DEFAULT_DOC = "https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_Parameter.html"
 PUT_PARAMETER_DOC = "https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html"
-SSM_PARAMETER_TYPE = "AWS::SSM::Parameter::Value<String>"
 
 
 @dataclass(frozen=True)

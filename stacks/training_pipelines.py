@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from dataclasses import dataclass
 
@@ -14,11 +13,12 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from contracts import naming
-from contracts.job_settings import settings_files
 from contracts.lambda_env import frame_preparation_environment
 from contracts.layout import ARTIFACTS, DATASETS
+from envconfig.classes import resolve_scheme
 from envconfig.config import ConfigError, EnvironmentConfig
-from segcore.classes import ClassScheme, classes_json, scheme_from_config
+from envconfig.job_settings import job_settings
+from segcore.classes import ClassScheme, classes_json
 from stacks.bucket_set import SharedBuckets
 from stacks.code_assets import PROCESSING_ENTRY, export_wheelhouse, staged, staged_job_settings
 from stacks.compliance import acknowledge_policy, nag_account_region, nag_arn
@@ -43,30 +43,8 @@ class TrainingPipelinesProps:
     network: Placement | None = None  # isolated-network mode: the jobs' subnets and security groups
 
 
-def resolve_scheme(config: EnvironmentConfig) -> ClassScheme:
-    """The config's class scheme, with its safety floors checked against it.
-
-    A loaded config has passed the same check (``ClassesConfig``); this one guards configs assembled in code
-    without validation (``model_copy(update=...)``, ``model_construct``).
-    """
-    scheme = scheme_from_config(config.classes)
-    try:
-        scheme.check_class_names(config.classes.safety_critical_iou_floors,
-                                 f"config/{config.name}.yaml: classes.safety_critical_iou_floors")
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    return scheme
-
-
 class ServingContractWarning(UserWarning):
     """An explicit training.hyperparameters value breaks the serving-resolution contract (it still wins)."""
-
-
-def job_settings(config: EnvironmentConfig, scheme: ClassScheme) -> dict[str, str]:
-    """The files of the environment's job settings asset (contracts.job_settings): the custom class list and the
-    drives' camera map, which no request carries inline. One content per environment, shared by both stacks."""
-    custom = json.loads(classes_json(scheme)) if config.classes.scheme == "custom" else None
-    return settings_files(custom, dict(config.drives.cameras))
 
 
 def serving_contract(config: EnvironmentConfig) -> ServingContract:

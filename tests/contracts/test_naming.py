@@ -43,6 +43,7 @@ def test_resource_names_start_with_the_prefix(prefix: str) -> None:
 def test_every_output_key_belongs_to_one_stack() -> None:
     keys = [value for name, value in vars(naming).items() if name.isupper() and isinstance(value, str)
             and value[:1].isupper() and name not in ("DATA", "TRAINING", "INFERENCE", "MODEL_PACKAGE_PARAMETER",
-                                                     "VARIANT_NAME") and not name.endswith("_EXPORT")]
+                                                     "SSM_PARAMETER_TYPE", "VARIANT_NAME")
+            and not name.endswith("_EXPORT")]
     assert sorted(keys) == sorted(naming.OUTPUT_STACKS)
     assert set(naming.OUTPUT_STACKS.values()) == {naming.DATA, naming.TRAINING, naming.INFERENCE}

@@ -14,7 +14,8 @@ import pytest
 
 import demo.__main__ as demo_cli
 import demo.rehearsal
-from demo.rehearsal import FrameOutcome, s3_event_with_version_ids, source_version_problem
+from demo.inference import s3_event_with_version_ids
+from demo.report import FrameOutcome, source_version_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_BIN = ROOT / "node_modules" / ".bin"
@@ -29,7 +30,7 @@ def test_ctrl_c_exits_130_with_one_line_and_stops_the_server(monkeypatch, tmp_pa
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo.rehearsal, "_pipelines", interrupted)  # the stage after the server started
+    monkeypatch.setattr(demo.rehearsal, "run_pipelines", interrupted)  # the stage after the server started
     before = {name: os.environ.get(name) for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID")}
     assert demo_cli.main([*SMALL, "--out", str(tmp_path / "out")]) == 130
     err = capsys.readouterr().err

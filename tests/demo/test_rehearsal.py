@@ -14,8 +14,12 @@ import pytest
 from PIL import Image
 
 from demo.__main__ import main as demo_main
-from demo.rehearsal import BROKEN_VEHICLE, Names, Options, Report, _fn_sub, run
+from demo.frames import BROKEN_VEHICLE
+from demo.options import Names, Options
+from demo.pipelines import _fn_sub
+from demo.rehearsal import run
 from demo.render import README_PICTURE_LIMIT, readme_picture
+from demo.report import Report
 from demo.standin import degrade
 from envconfig.config import load_config
 
@@ -118,7 +122,7 @@ def test_approval_rolls_out_once_and_the_redelivered_event_is_skipped(rehearsal)
     call = report.update_stack_calls[0]
     assert call["StackName"] == "RoadsegDevInference" and call["UsePreviousTemplate"] is True
     # The rollout writes the ARN into the serving SSM parameter, then keeps every parameter: the SSM-typed one
-    # re-resolves (CloudFormation's resolution stood in by demo.rehearsal.resolve_ssm_parameters_like_cloudformation).
+    # re-resolves (CloudFormation's resolution stood in by demo.resources.resolve_ssm_parameters_like_cloudformation).
     assert call["Parameters"] == [{"ParameterKey": "ModelPackageArn", "UsePreviousValue": True}]
     assert (report.stack_parameter_before, report.stack_parameter_after) == ("none", arn)
     event = json.loads((report.options.out / "rollout" / "event.json").read_text())

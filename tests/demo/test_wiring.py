@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from demo.rehearsal import IngestWiring
+from demo.resources import IngestWiring
 from envconfig.config import available_environments
 
 

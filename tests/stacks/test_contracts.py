@@ -11,9 +11,9 @@ import pytest
 
 from contracts import naming
 from contracts.lambda_env import FRAME_PREPARATION_VARIABLES, SERVICE_NAMES, RolloutEnvironment
+from envconfig.classes import resolve_scheme
 from envconfig.config import available_environments
 from segcore.settings import Settings
-from stacks.training_pipelines import resolve_scheme
 
 ENVIRONMENTS = available_environments()
 # CDK tokens in the preprocessors' environment (resolved by CloudFormation), replaced by what they resolve to.

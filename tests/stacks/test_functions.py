@@ -192,9 +192,9 @@ def front_stack():
     from aws_cdk import aws_iam as iam
 
     from envconfig.config import load_config
+    from envconfig.lambda_env import preprocessor_environment
     from segcore.classes import get_scheme
     from stacks.functions.realtime_front import RealtimeFront, RealtimeFrontProps
-    from stacks.preprocessors import preprocessor_environment
 
     _, stack = bare_stack()
     config = load_config("dev")

@@ -10,9 +10,10 @@ from aws_cdk.assertions import Template
 from pydantic import ValidationError
 
 from contracts.instances import HOSTING_FAMILIES, TRAINING_FAMILIES
+from envconfig.classes import resolve_scheme
 from envconfig.config import GPU_FAMILIES, ClassesConfig, ConfigError, instance_family, load_config
 from stacks.app_builder import build_app, cdk_json_context
-from stacks.training_pipelines import ServingContractWarning, pipeline_settings, resolve_scheme
+from stacks.training_pipelines import ServingContractWarning, pipeline_settings
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
