@@ -75,6 +75,8 @@ def _run(concurrency: int, frames: list[bytes], batches: int, latency_s: float) 
     import boto3
     from moto import mock_aws
 
+    from contracts.layout import INFERENCE
+
     os.environ.update(_environment(concurrency))
     with mock_aws():
         s3 = boto3.client("s3")
@@ -82,7 +84,7 @@ def _run(concurrency: int, frames: list[bytes], batches: int, latency_s: float) 
         keys = []
         for b in range(batches):
             for i, frame in enumerate(frames):
-                key = f"incoming/veh-{concurrency}/front/2026-12-03T10-00-{b:02d}-{i:02d}.jpg"
+                key = f"{INFERENCE.incoming}veh-{concurrency}/front/2026-12-03T10-00-{b:02d}-{i:02d}.jpg"
                 s3.put_object(Bucket=BUCKET, Key=key, Body=frame)
                 keys.append(key)
         from roadseg_lambda import aws

@@ -48,6 +48,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from roadseg_lambda import aws
 
 from contracts.lambda_env import METRICS_NAMESPACE
+from contracts.layout import INFERENCE
 from segcore.imaging import BadFrame, PreparedFrame, prepare_frame
 from segcore.keys import content_inference_id, parse_frame_key
 from segcore.masks import (
@@ -122,11 +123,12 @@ def payload_too_large(too_large: PayloadTooLarge) -> Response:
         "message": (
             f"the prepared frame is {too_large.prepared_bytes} bytes, above the real-time limit of "
             f"{too_large.limit_bytes} bytes: use the asynchronous path instead, upload the frame to the ingest "
-            "bucket under the incoming/ prefix and read the result document from the results/ prefix"
+            f"bucket under the {INFERENCE.incoming} prefix and read the result document from the {INFERENCE.results} "
+            "prefix"
         ),
         "prepared_bytes": too_large.prepared_bytes,
         "limit_bytes": too_large.limit_bytes,
-        "async_upload_prefix": "incoming/",
+        "async_upload_prefix": INFERENCE.incoming,
     })
 
 

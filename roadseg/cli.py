@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from contracts.layout import INFERENCE
 from roadseg import __version__
 from roadseg.output import Printer
 from roadseg.session import UNPARSEABLE_RESPONSE, AwsAccessError, JobFailed, Session, UserError, unparseable_response
@@ -386,8 +387,8 @@ def endpoint_invoke(ctx, image, out_dir, endpoint_name, scheme, classes_file):
 @click.option("--probabilities", is_flag=True,
               help="request class probabilities (RecordIO protobuf): writes <stem>_probs.npy too")
 @click.option("--endpoint", "endpoint_name", help="override: the async endpoint")
-@click.option("--bucket", help="override: the inference bucket (inputs go to async-input/)")
-@click.option("--input-prefix", default="async-input/", hidden=True)
+@click.option("--bucket", help=f"override: the inference bucket (inputs go to {INFERENCE.async_input})")
+@click.option("--input-prefix", default=INFERENCE.async_input, hidden=True)
 @click.option("--poll-interval", type=float, default=5.0, hidden=True)
 @scheme_options
 @click.pass_context
@@ -431,7 +432,7 @@ def endpoint_status(ctx, as_json):
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="folder of the result file (default: config/measurements/, which the cost table reads)")
 @click.option("--endpoint", "endpoint_name", help="override: the endpoint (default: the inference stack's, per --kind)")
-@click.option("--bucket", help="override: the inference bucket (async inputs go to async-input/bench/)")
+@click.option("--bucket", help=f"override: the inference bucket (async inputs go to {INFERENCE.async_input}bench/)")
 @click.option("--seed", type=int, default=0, hidden=True)
 @click.option("--poll-interval", type=float, default=0.5, hidden=True)
 @click.option("--instance-poll", type=float, default=15.0, hidden=True)

@@ -40,6 +40,7 @@ from typing import Any
 from tqdm import tqdm
 
 from contracts import naming
+from contracts.layout import INFERENCE
 from roadseg.imaging import ingest_settings
 from roadseg.output import Printer
 from roadseg.session import JobFailed, Session, UserError
@@ -236,7 +237,6 @@ def _exists(s3: Any, uri: str | None) -> bool:
 
 def send_async(runtime: Any, s3: Any, target: Target, frame: Any, seq: int, abort: threading.Event) -> Outcome:
     """Upload with the ingest function's metadata, invoke, wait for the output or the failure."""
-    from contracts.layout import INFERENCE
     from segcore.keys import frame_identity, object_keys, parse_frame_key, s3_uri
     from segcore.metadata import build_async_input_metadata
 
@@ -550,7 +550,7 @@ def _measurement(session: Session, load: Load, instance_type: str | None, size: 
     }
     if target.kind == "async":
         document["poll_interval_s"] = target.poll_interval
-        document["input_prefix"] = f"s3://{target.bucket}/async-input/{BENCH_PREFIX}{target.run_id}/"
+        document["input_prefix"] = f"s3://{target.bucket}/{INFERENCE.async_input}{BENCH_PREFIX}{target.run_id}/"
     return document
 
 

@@ -24,7 +24,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-INCOMING_PREFIX = "incoming/"
+from contracts.layout import INFERENCE
+
+INCOMING_PREFIX = INFERENCE.incoming  # DATASETS.incoming, where frames also arrive, is the same prefix
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 INFERENCE_ID_LENGTH = 32  # hex digits (128 bits); InvokeEndpointAsync allows up to 64 characters
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:\-]+")

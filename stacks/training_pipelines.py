@@ -258,15 +258,16 @@ class TrainingPipelines(Construct):
         jobs = nag_arn(self, "sagemaker", "")[:-1]
         account, region = nag_account_region(self)
         shared = config.prefix
+        datasets, artifacts = f"{shared}:DatasetsBucketArn", f"{shared}:ArtifactsBucketArn"  # as cdk-nag names them
         acknowledge_policy(role, actions=["s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*",
                                           "s3:DeleteObject*", "kms:GenerateDataKey*", "kms:ReEncrypt*"], resources={
             "*": "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource scoping; "
                  "PutMetricData is limited to SageMaker namespaces by condition."
                  + (VPC_WILDCARD_REASON if in_vpc else ""),
-            f"{shared}:DatasetsBucketArn/raw/*": "Read-only: the labelled source datasets pipelines prepare.",
-            f"{shared}:DatasetsBucketArn/prepared/*": "The Prepare step writes each execution's channels here.",
-            f"{shared}:ArtifactsBucketArn/pipelines/*": "Training output, predictions and evaluation reports.",
-            f"{shared}:ArtifactsBucketArn/checkpoints/*": "Spot-training checkpoints of the training jobs.",
+            f"{datasets}/{DATASETS.raw}*": "Read-only: the labelled source datasets pipelines prepare.",
+            f"{datasets}/{DATASETS.prepared}*": "The Prepare step writes each execution's channels here.",
+            f"{artifacts}/{ARTIFACTS.pipelines}*": "Training output, predictions and evaluation reports.",
+            f"{artifacts}/{ARTIFACTS.checkpoints}*": "Spot-training checkpoints of the training jobs.",
             nag_arn(self, "s3", f"{naming.cdk_assets_bucket(account, region)}/*", regional=False):
                 "CDK asset grant: the processing entry script, training package, export wheels and job settings "
                 "zips in the bootstrap bucket.",

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from contracts.aws_docs import ASYNC_SCALING_DOC as SCALING_DOC
+from contracts.layout import INFERENCE
 from roadseg.capacity.model import Simulation
 
 TARGET_TRACKING_DOC = ("https://docs.aws.amazon.com/autoscaling/application/userguide/"
@@ -67,17 +68,17 @@ def _s3_rows(sim: Simulation) -> list[dict[str, Any]]:
     up, g, s, e = sim.uploaded / dt, sim.ingested / dt, sim.served / dt, sim.expired / dt
     overlay, restore = int(ing.write_overlay), int(ing.restore_original_size)
     rows = [
-        ("incoming/", "PUT", up, "PutObject by the vehicles"),
-        ("incoming/", "GET", g, "GetObject by ingest"),
-        ("async-input/", "PUT", 2 * g, "PutObject + PutObjectTagging by ingest"),
-        ("async-input/", "GET", g + (2 + overlay) * s,
+        (INFERENCE.incoming, "PUT", up, "PutObject by the vehicles"),
+        (INFERENCE.incoming, "GET", g, "GetObject by ingest"),
+        (INFERENCE.async_input, "PUT", 2 * g, "PutObject + PutObjectTagging by ingest"),
+        (INFERENCE.async_input, "GET", g + (2 + overlay) * s,
          "HeadObject by ingest, GetObject by the endpoint, HeadObject by postprocess"
          + (", GetObject for the overlay" if overlay else "")),
-        ("async-output/", "PUT", s, "PutObject of the mask by the endpoint"),
-        ("async-output/", "GET", s, "GetObject by postprocess"),
-        ("results/", "PUT", (1 + overlay + restore) * s,
+        (INFERENCE.async_output, "PUT", s, "PutObject of the mask by the endpoint"),
+        (INFERENCE.async_output, "GET", s, "GetObject by postprocess"),
+        (INFERENCE.results, "PUT", (1 + overlay + restore) * s,
          "PutObject of the result JSON" + (" + overlay" if overlay else "") + (" + mask" if restore else "")),
-        ("failures/", "PUT", e, "failure record per expired request"),
+        (INFERENCE.failures, "PUT", e, "failure record per expired request"),
     ]
     table = []
     for prefix, kind, rate, requests in rows:
