@@ -46,7 +46,8 @@ def run_pipelines(aws: AwsClients, config: EnvironmentConfig, names: Names, arns
     # free of both (tests/demo/test_imports.py); only this stage pays for them.
     from stacks.images import images_by_region
     from stacks.training_pipelines import pipeline_settings
-    from training.pipelines import PLACEHOLDERS, build_training_pipeline, build_tuning_pipeline
+    from training.pipelines.definition import build_training_pipeline, build_tuning_pipeline
+    from training.pipelines.placeholders import PLACEHOLDERS
 
     s3, sm = aws("s3"), aws("sagemaker")
     images = images_by_region().get(names.region)

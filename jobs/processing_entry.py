@@ -100,7 +100,7 @@ def export_environment(wheels_dir: Path, into: Path) -> Path:
     """A venv at ``into`` with exactly the shipped wheels; its python. SystemExit with the reason on any failure."""
     if sys.version_info[:2] != EXPORT_PYTHON:
         raise SystemExit(f"export needs Python {'.'.join(map(str, EXPORT_PYTHON))} (MXNet 1.9.1), this image has "
-                         f"{sys.version.split()[0]}: use the export image (training/pipelines.py ExportImage)")
+                         f"{sys.version.split()[0]}: use the export image (training/pipelines/ ExportImage)")
     found = _shipped_wheels(wheels_dir, into / "wheels")
     venv = into / "venv"
     for command in ([sys.executable, "-m", "venv", str(venv)],

@@ -82,7 +82,7 @@ BLOCKED_STATES = frozenset(
     }
 )
 NO_UPDATES = "No updates are to be performed"
-# The model package's customer metadata that the pipeline writes (training/pipelines.py RegisterModel).
+# The model package's customer metadata that the pipeline writes (training/pipelines/steps.py RegisterModel).
 EDGE_BUNDLE_KEY, SERVING_SIZE_KEY = "EdgeBundle", "ServingSize"
 NEO_MAX_RUNTIME_SECONDS = 900
 _SERVING_SIZE = re.compile(r"^(\d{2,4})x(\d{2,4})$")

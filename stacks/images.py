@@ -16,9 +16,6 @@ from constructs import Construct
 from envconfig.config import ConfigError, EnvironmentConfig
 from stacks.compliance import partition_of
 
-# The SDK's image-URI table, imported where the SDK's offline import traps are handled.
-from training.pipelines import image_uris
-
 ALGORITHM = "semantic-segmentation"
 # Prepare/Evaluate need Python with numpy and Pillow: the AWS PyTorch CPU training image has both.
 PROCESSING_FRAMEWORK, PROCESSING_VERSION, PROCESSING_PY = "pytorch", "2.6.0", "py312"
@@ -50,6 +47,10 @@ def _repository_arn(uri: str) -> str:
 @cache
 def images_by_region() -> dict[str, RegionImages]:
     """Regions where the algorithm, processing and export images are all published (commercial, GovCloud, China)."""
+    # The SDK's image-URI table, imported where the SDK's offline import traps are handled, on first use: importing
+    # this module (every stack that maps images) does not load the SDK.
+    from training.pipelines.sdk import image_uris
+
     found = {}
     for region in image_uris.config_for_framework(ALGORITHM)["versions"]["1"]["registries"]:
         if region.startswith(("us-iso",)):

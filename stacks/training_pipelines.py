@@ -25,12 +25,9 @@ from stacks.compliance import acknowledge_policy, nag_account_region, nag_arn
 from stacks.images import images_mapping
 from stacks.network import VPC_WILDCARD_REASON, Placement, allow_sagemaker_vpc
 from training.hyperparameters import HyperparameterError, ServingContract, contract_hyperparameters
-from training.pipelines import (
-    PipelineSettings,
-    build_training_pipeline,
-    build_tuning_pipeline,
-    network_placeholder_names,
-)
+from training.pipelines.definition import build_training_pipeline, build_tuning_pipeline
+from training.pipelines.placeholders import network_placeholder_names
+from training.pipelines.settings import PipelineSettings
 
 # SageMaker names jobs started by a pipeline "pipelines-<execution>-<step>-..."; the role may touch only those.
 PIPELINE_JOB_PREFIX = "pipelines-"

@@ -301,7 +301,7 @@ class TunableRange:
         return {"Name": self.name, "MinValue": _render(lo), "MaxValue": _render(hi), "ScalingType": self.scaling}
 
 
-# The tuning pipeline's search space (training.pipelines turns these into the SDK's parameter ranges), within
+# The tuning pipeline's search space (training.pipelines.tuning_job turns these into the SDK's parameter ranges), within
 # the ranges the AWS semantic-segmentation tuning guide recommends.
 TUNABLE_RANGES: tuple[TunableRange, ...] = (
     TunableRange("learning_rate", "continuous", 1e-4, 1e-1, scaling="Logarithmic"),

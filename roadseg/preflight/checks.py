@@ -141,7 +141,7 @@ def sagemaker_quota_needs(config: EnvironmentConfig) -> list[QuotaNeed]:
                                tuple(f"{key}.instance_type" for key, _ in parts),
                                tuple(f"{key}.max_capacity" for key, _ in parts)))
     training = config.training
-    # Tuning jobs run on demand (a shared checkpoint prefix rules out spot there, see training/pipelines.py);
+    # Tuning jobs run on demand (a shared checkpoint prefix rules out spot there, see training/pipelines/tuning_job.py);
     # the training pipeline's one job runs on spot when the config says so.
     parallel = training.tuning.max_parallel_jobs
     needs.append(QuotaNeed(f"{training.instance_type} for training job usage", max(1, parallel),

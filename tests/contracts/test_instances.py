@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import training.pipelines
+import training.pipelines.blocks
 from contracts.instances import (
     GPU_FAMILIES,
     HOSTING_FAMILIES,
@@ -24,7 +24,7 @@ def test_nvme_families_are_the_gpu_families_with_local_storage():
 
 
 def test_the_pipelines_use_the_one_definition():
-    assert training.pipelines.has_local_instance_storage is has_local_instance_storage
+    assert training.pipelines.blocks.has_local_instance_storage is has_local_instance_storage
 
 
 @pytest.mark.parametrize(("value", "family"), [("ml.g4dn.xlarge", "g4dn"), ("ml.p4de.24xlarge", "p4de"), ("g5", "g5")])

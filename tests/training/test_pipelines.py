@@ -1,4 +1,4 @@
-"""The SageMaker Pipelines definitions (training/pipelines.py), checked step by step on the generated JSON.
+"""The SageMaker Pipelines definitions (training/pipelines/), checked step by step on the generated JSON.
 
 Every definition is generated with sockets blocked and no AWS credentials in the environment, then read the
 way CloudFormation's Fn::Sub would hand it to SageMaker (placeholders substituted, ``${!`` unescaped).
@@ -19,22 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from contracts.instances import has_local_instance_storage
 from contracts.job_settings import CLASSES_FILE, SETTINGS_DIR, SETTINGS_INPUT
 from contracts.service_limits import MAX_CONTAINER_ARGUMENT_LENGTH, check_container_arguments
 from segcore.classes import classes_json, custom_scheme
 from training.hyperparameters import TUNABLE_RANGES, tuning_ranges
-from training.pipelines import (
-    CODE_DIR,
-    PLACEHOLDERS,
-    PROCESSING_ENTRYPOINT,
-    WHEELS_DIR,
-    PipelineSettings,
-    build_training_pipeline,
-    build_tuning_pipeline,
-    floor_parameter_name,
-    gate_json_path,
-    has_local_instance_storage,
-)
+from training.pipelines.definition import build_training_pipeline, build_tuning_pipeline
+from training.pipelines.placeholders import CODE_DIR, PLACEHOLDERS, PROCESSING_ENTRYPOINT, WHEELS_DIR
+from training.pipelines.settings import PipelineSettings, floor_parameter_name
+from training.pipelines.steps import gate_json_path
 
 FLOORS = {"person": 0.5, "rider": 0.4, "bicycle": 0.4, "motorcycle": 0.3, "traffic light": 0.25}
 
@@ -208,7 +201,7 @@ def test_generation_needs_no_network_no_credentials_and_leaves_no_telemetry_thre
 def test_import_needs_no_region_or_credentials_and_changes_no_environment_variable():
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("SAGEMAKER_")}
     script = (
-        "import json, os; before = dict(os.environ); import training.pipelines; "
+        "import json, os; before = dict(os.environ); import training.pipelines.definition; "
         "print(json.dumps(dict(os.environ) == before))"
     )
     result = subprocess.run(
@@ -221,6 +214,19 @@ def test_import_needs_no_region_or_credentials_and_changes_no_environment_variab
         timeout=120,
     )
     assert result.stdout.strip() == "true"
+
+
+def test_the_settings_and_placeholders_import_without_the_sdk_and_change_no_environment_variable():
+    # What the stack's pipeline_settings and the rehearsal read: no SDK import, so none of its import traps.
+    script = (
+        "import json, os, sys; before = dict(os.environ); "
+        "import training.pipelines.settings, training.pipelines.placeholders; "
+        "print(json.dumps({'sdk': sorted(m for m in sys.modules if m.split('.')[0] in ('sagemaker', 'boto3')), "
+        "'environment_unchanged': dict(os.environ) == before}))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
+                            capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"sdk": [], "environment_unchanged": True}
 
 
 def test_generation_restores_the_environment_and_logging():
@@ -656,7 +662,7 @@ def test_tuning_training_job_definition(tuning):
     assert [c["ChannelName"] for c in definition["InputDataConfig"]] == ALGORITHM_CHANNELS
     assert all(c["InputMode"] == "File" and c["ContentType"] for c in definition["InputDataConfig"])
     assert "MetricDefinitions" not in definition["AlgorithmSpecification"]  # built-in objective metric
-    # Kept although the SDK's tuner drops them (see pipelines._TuningStep):
+    # Kept although the SDK's tuner drops them (see training.pipelines.tuning_job._TuningStep):
     assert definition["ResourceConfig"]["VolumeKmsKeyId"] == SUBSTITUTES["KmsKeyArn"]
     assert definition["EnableNetworkIsolation"] is True
     assert definition["ResourceConfig"]["InstanceType"] == get("TrainingInstanceType")
