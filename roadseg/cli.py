@@ -25,7 +25,15 @@ import click
 from contracts.layout import INFERENCE
 from roadseg import __version__
 from roadseg.output import Printer
-from roadseg.session import UNPARSEABLE_RESPONSE, AwsAccessError, JobFailed, Session, UserError, unparseable_response
+from roadseg.session import (
+    UNPARSEABLE_RESPONSE,
+    AwsAccessError,
+    JobFailed,
+    Session,
+    UserError,
+    forget_session,
+    unparseable_response,
+)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 CREDENTIAL_ERROR_CODES = frozenset({
@@ -714,6 +722,7 @@ _accept_global_options_everywhere(cli)
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     where = _command_path(argv)
+    forget_session()  # each run resolves the credentials afresh (the session is cached per process)
     try:
         result = cli.main(args=argv, prog_name="roadseg", standalone_mode=False)
         return result if isinstance(result, int) else 0

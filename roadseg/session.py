@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,32 @@ class JobFailed(Exception):
     """The job, execution or inference the command waited for failed (exit 1)."""
 
 
-def make_client(service: str, region: str) -> Any:
-    """The one place AWS clients are created (tests replace it to use moto or botocore's Stubber)."""
+@cache
+def _boto3_session() -> Any:
+    """One boto3 session per process, so credentials (and any MFA or SSO prompt) are resolved once."""
     import boto3
+
+    return boto3.session.Session()
+
+
+def forget_session() -> None:
+    """The next client starts a new session: each run (``cli.main``, the preflight) resolves the credentials
+    afresh."""
+    _boto3_session.cache_clear()
+
+
+def make_client(service: str, region: str, *, max_attempts: int | None = None,
+                user_agent: str = "roadseg-cli") -> Any:
+    """The one place AWS clients are created, for the commands and the preflight (tests replace it to use moto or
+    botocore's Stubber). Standard retries; ``max_attempts`` goes to botocore's retry config as it is (the retries
+    after the first try; botocore's default where None); the user agent tells the commands' calls and the
+    preflight's apart."""
     from botocore.config import Config
 
-    config = Config(user_agent_extra="roadseg-cli", retries={"mode": "standard"},
+    retries = {"mode": "standard"} | ({"max_attempts": max_attempts} if max_attempts is not None else {})
+    config = Config(user_agent_extra=user_agent, retries=retries,
                     read_timeout=70 if service == "sagemaker-runtime" else 60)
-    return boto3.session.Session(region_name=region).client(service, config=config)
+    return _boto3_session().client(service, region_name=region, config=config)
 
 
 def config_file(env: str) -> Path:

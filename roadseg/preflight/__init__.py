@@ -18,8 +18,9 @@ Exit codes: 0 every check passed, 1 a check failed, 2 bad input (unknown environ
 cloud assembly), 3 AWS not usable (no credentials, access denied, no region, another AWS error).
 
 Structure: the cloud assembly is read (``assembly``), facts come from AWS (``facts``: ``fetch_*``, every client
-from ``make_client``), each check is a pure function of those facts (``checks``: ``check_*``, combined by
-``evaluate``), and the results are rendered (``report``). :func:`command` runs them for the click command.
+from ``roadseg.session.make_client``), each check is a pure function of those facts (``checks``: ``check_*``,
+combined by ``evaluate``), and the results are rendered (``report``). :func:`command` runs them for the click
+command.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from envconfig.config import ConfigError, EnvironmentConfig, load_config
 from roadseg.preflight.assembly import Assembly, Names, deployment_names, read_assembly, require_environment
 from roadseg.preflight.checks import CheckResult, check_account, evaluate
 from roadseg.preflight.errors import AwsError, UsageError
-from roadseg.preflight.facts import Clients, describe_client_error, fetch_account, fetch_facts, forget_session
+from roadseg.preflight.facts import Clients, describe_client_error, fetch_account, fetch_facts
 from roadseg.preflight.report import render_json, render_table
+from roadseg.session import forget_session
 
 # The prefix of its one-line errors, as make deploy's and the pipeline's logs have always shown them.
 PROG = "roadseg-preflight"

@@ -1,21 +1,20 @@
 """The facts the checks need, fetched from the account with read-only calls (``READ_ACTIONS``): the caller's
 account, the bootstrap versions, Lambda's account limits and this environment's reservations, the SageMaker
 quotas, the deployed endpoints, Lake Formation's defaults and, in isolated-network import mode, the given VPC.
-Every client comes from :func:`make_client`; an AWS error becomes one-line :class:`AwsError` (:func:`aws_errors`)."""
+Every client comes from ``roadseg.session.make_client`` (:class:`Clients`); an AWS error becomes one-line
+:class:`AwsError` (:func:`aws_errors`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from envconfig.config import EnvironmentConfig
+from roadseg import session
 from roadseg.preflight.assembly import Assembly, Names, PlannedEndpoint, planned_endpoints
 from roadseg.preflight.errors import AwsError, UsageError
 
@@ -36,25 +35,9 @@ _CREDENTIAL_ERRORS = {"InvalidClientTokenId", "UnrecognizedClientException", "Ex
                       "SignatureDoesNotMatch", "InvalidSignatureException", "RequestExpired", "InvalidAccessKeyId"}
 
 
-@cache
-def _session() -> boto3.session.Session:
-    """One session per run, so credentials (and any MFA or SSO prompt) are resolved once."""
-    return boto3.session.Session()
-
-
-def forget_session() -> None:
-    """The next client starts a new session: each run resolves the credentials afresh."""
-    _session.cache_clear()
-
-
-def make_client(service: str, region: str) -> Any:
-    """The one place AWS clients are created (tests replace it to use moto or botocore's Stubber)."""
-    config = Config(user_agent_extra="roadseg-preflight", retries={"mode": "standard", "max_attempts": 5})
-    return _session().client(service, region_name=region, config=config)
-
-
 class Clients:
-    """One client per service in one region, created on first use through :func:`make_client`."""
+    """One client per service in one region, created on first use through roadseg.session's ``make_client``, with
+    five attempts each and the preflight's user agent."""
 
     def __init__(self, region: str) -> None:
         self.region = region
@@ -62,7 +45,8 @@ class Clients:
 
     def __call__(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = make_client(service, self.region)
+            self._clients[service] = session.make_client(service, self.region, max_attempts=5,
+                                                         user_agent="roadseg-preflight")
         return self._clients[service]
 
 

@@ -75,9 +75,23 @@ def test_the_preflight_uses_the_same_rule(monkeypatch, offline_aws_env):
     assert preflight.resolve_region(None, dev) == "eu-west-1"
     assert preflight.resolve_region(None, load_config("prod")) == "eu-west-1"  # prod pins it
     seen = []
-    monkeypatch.setattr(preflight_facts, "make_client", lambda service, region: seen.append((service, region)))
+    monkeypatch.setattr(session, "make_client", lambda service, region, **options: seen.append((service, region,
+                                                                                                options)))
     preflight_facts.Clients(preflight.resolve_region(None, dev))("sts")
-    assert seen == [("sts", "eu-west-1")]
+    assert seen == [("sts", "eu-west-1", {"max_attempts": 5, "user_agent": "roadseg-preflight"})]
+
+
+def test_one_session_per_run_and_each_caller_its_retries_and_user_agent(offline_aws_env):
+    session.forget_session()
+    first = session._boto3_session()
+    command = session.make_client("s3", REGION)
+    check = session.make_client("sts", REGION, max_attempts=5, user_agent="roadseg-preflight")
+    assert session._boto3_session() is first
+    assert (command.meta.config.retries, command.meta.config.user_agent_extra) == ({"mode": "standard"}, "roadseg-cli")
+    assert check.meta.config.retries == {"mode": "standard", "total_max_attempts": 6}  # 5 retries after the first
+    assert check.meta.config.user_agent_extra == "roadseg-preflight"
+    session.forget_session()
+    assert session._boto3_session() is not first
 
 
 def test_make_deploy_preflight_runs_with_only_aws_region(run, monkeypatch, offline_aws_env, tmp_path):
@@ -132,9 +146,9 @@ def test_an_html_page_instead_of_aws_xml_is_one_line_exit_3(run, aws, monkeypatc
 def test_the_preflight_reports_it_in_one_line_too(run, aws, monkeypatch, tmp_path):
     from tests.roadseg.test_preflight import write_assembly
 
-    real = preflight_facts.make_client
-    monkeypatch.setattr(preflight_facts, "make_client",
-                        lambda service, region: _answers_html(real(service, region)))
+    real = session.make_client
+    monkeypatch.setattr(session, "make_client",
+                        lambda service, region, **options: _answers_html(real(service, region, **options)))
     rc, _, err = run("env", "preflight", "--assembly", write_assembly(tmp_path))
     assert rc == 3 and len(err.strip().splitlines()) == 1 and "check your proxy/network settings" in err
     assert err.startswith("roadseg-preflight: the answer to an AWS request")

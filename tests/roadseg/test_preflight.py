@@ -13,8 +13,8 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from envconfig.config import EnvironmentConfig, load_config
+from roadseg import session
 from roadseg.preflight import checks
-from roadseg.preflight import facts as preflight_facts
 from roadseg.preflight.assembly import (
     Assembly,
     Names,
@@ -254,15 +254,15 @@ def aws(offline_aws_env, monkeypatch, tmp_path):
     """moto for everything; Service Quotas answered by a Stubber from `quotas`; Lambda's account limits settable."""
     with mock_aws():
         state = _AwsState()
-        real = preflight_facts.make_client
+        real = session.make_client
 
-        def factory(service: str, region: str):
+        def factory(service: str, region: str, **kwargs):
             if service == "service-quotas":
                 return state.quota_client(region)
-            client = real(service, region)
+            client = real(service, region, **kwargs)
             return _WithAccountSettings(client, *state.lambda_limits) if service == "lambda" else client
 
-        monkeypatch.setattr(preflight_facts, "make_client", factory)
+        monkeypatch.setattr(session, "make_client", factory)
         yield state
 
 
@@ -405,10 +405,10 @@ def test_an_unknown_scaling_value_is_a_usage_error(aws, run, tmp_path):
 
 def test_main_access_denied_exits_3(aws, run, tmp_path, monkeypatch):
     aws.set_quotas(load_config("dev"))
-    factory = preflight_facts.make_client
+    factory = session.make_client
 
-    def denying(service, region):
-        client = factory(service, region)
+    def denying(service, region, **kwargs):
+        client = factory(service, region, **kwargs)
         if service == "ssm":
             stub = Stubber(client)
             stub.add_client_error("get_parameter", "AccessDeniedException", "User is not authorized to perform "
@@ -416,7 +416,7 @@ def test_main_access_denied_exits_3(aws, run, tmp_path, monkeypatch):
             stub.activate()
         return client
 
-    monkeypatch.setattr(preflight_facts, "make_client", denying)
+    monkeypatch.setattr(session, "make_client", denying)
     rc, out, err = run("--env", "dev", "--assembly", write_assembly(tmp_path))
     assert (rc, out) == (3, "")
     assert err.startswith("roadseg-preflight: access denied to ssm:GetParameter (AccessDeniedException")

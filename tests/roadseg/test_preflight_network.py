@@ -8,7 +8,7 @@ import pytest
 from moto import mock_aws
 
 from envconfig.config import EnvironmentConfig
-from roadseg.preflight import facts as preflight_facts
+from roadseg import session
 from roadseg.preflight.assembly import Assembly, PlannedEndpoint, StackTemplate, planned_endpoints
 from roadseg.preflight.checks import (
     check_lake_formation,
@@ -104,8 +104,8 @@ def test_lake_formation_check():
 @pytest.fixture
 def aws(offline_aws_env, monkeypatch):
     with mock_aws():
-        monkeypatch.setattr(preflight_facts, "make_client",
-                            lambda service, region: boto3.client(service, region_name=region))
+        monkeypatch.setattr(session, "make_client",
+                            lambda service, region, **_: boto3.client(service, region_name=region))
         yield boto3.client("ec2", region_name=REGION)
 
 
