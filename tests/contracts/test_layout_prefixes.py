@@ -24,11 +24,7 @@ PREFIXES = sorted({getattr(layout, f.name) for layout in (DATASETS, ARTIFACTS, I
 PREFIX_LITERAL = re.compile(r"(?:^|/)(?:" + "|".join(map(re.escape, PREFIXES)) + ")")
 
 # (file, literal) -> why it may stay.
-_PIPELINES_SPLIT = "InputDataS3Uri's default, left while training/pipelines.py was being split: use DATASETS.raw"
-ALLOWED = {
-    ("training/pipelines.py", "/raw/"): _PIPELINES_SPLIT,
-    ("training/pipelines/parameters.py", "/raw/"): _PIPELINES_SPLIT,
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def code_files() -> Iterator[Path]:

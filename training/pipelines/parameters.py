@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts.layout import DATASETS
 from training.hyperparameters import HEADS
 from training.pipelines.sdk import ParameterFloat, ParameterInteger, ParameterString
 from training.pipelines.sentinels import SENTINELS
@@ -47,7 +48,7 @@ class PipelineParameters:
     @classmethod
     def _common(cls, settings: PipelineSettings, **specific) -> PipelineParameters:
         return cls(
-            input_data=ParameterString("InputDataS3Uri", default_value=f"s3://{SENTINELS.datasets_bucket}/raw/"),
+            input_data=ParameterString("InputDataS3Uri", default_value=f"s3://{SENTINELS.datasets_bucket}/{DATASETS.raw}"),
             dataset_layout=ParameterString("DatasetLayout", default_value="cityscapes"),
             processing_instance_type=ParameterString(
                 "ProcessingInstanceType", default_value=settings.processing_instance_type
