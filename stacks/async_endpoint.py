@@ -17,7 +17,7 @@ from contracts import naming
 from contracts.layout import INFERENCE
 from envconfig.config import AsyncEndpointConfig
 from stacks.bucket_set import SharedBuckets
-from stacks.endpoint_common import endpoint, endpoint_metric, instance_count_target, storage_kms_key, variant
+from stacks.endpoint_common import ServingEndpoint, endpoint, instance_count_target, storage_kms_key, variant
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,12 @@ class AsyncEndpointProps:
     suspend_scaling: bool = False
 
 
-class AsyncEndpoint(Construct):
+class AsyncEndpoint(ServingEndpoint):
+    invoke_action = "sagemaker:InvokeEndpointAsync"
+
     def __init__(self, scope: Construct, construct_id: str, props: AsyncEndpointProps) -> None:
-        super().__init__(scope, construct_id)
-        cfg, buckets, name = props.config, props.buckets, naming.async_endpoint_name(props.prefix)
+        super().__init__(scope, construct_id, naming.async_endpoint_name(props.prefix))
+        cfg, buckets = props.config, props.buckets
         for topic in (props.success_topic, props.error_topic):
             topic.grant_publish(props.model_role)  # SageMaker publishes notifications as the model's role
 
@@ -64,16 +66,15 @@ class AsyncEndpoint(Construct):
 
         self.backlog_without_capacity = cw.Alarm(
             self, "HasBacklogWithoutCapacity", alarm_name=naming.async_backlog_alarm_name(props.prefix),
-            metric=endpoint_metric(name, "HasBacklogWithoutCapacity", "Average", variant_dimension=False),
+            metric=self.metric_backlog_without_capacity(),
             threshold=1, evaluation_periods=1, datapoints_to_alarm=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             alarm_description="Async requests are waiting and the endpoint has no instance: scale out from zero",
         )
-        # InvocationFailures is published per endpoint *and variant* (the queue metrics above per endpoint only).
         self.failed_invocations = cw.Alarm(
             self, "InvocationFailures", alarm_name=naming.async_failures_alarm_name(props.prefix),
-            metric=endpoint_metric(name, "InvocationFailures", "Sum"),
+            metric=self.metric_invocation_failures(),
             threshold=1, evaluation_periods=2,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
@@ -81,8 +82,7 @@ class AsyncEndpoint(Construct):
         )
         self.oldest_request_age = cw.Alarm(
             self, "ApproximateAgeOfOldestRequest", alarm_name=naming.async_oldest_request_alarm_name(props.prefix),
-            metric=endpoint_metric(name, "ApproximateAgeOfOldestRequest", "Maximum", variant_dimension=False,
-                                   period=cdk.Duration.minutes(5)),
+            metric=self.metric_oldest_request_age(period=cdk.Duration.minutes(5)),
             threshold=cfg.invocation_timeout_seconds, evaluation_periods=3,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
@@ -93,7 +93,7 @@ class AsyncEndpoint(Construct):
         # Literal names (not the alarms' tokens): the alarms exist only with a model.
         self.rollback_alarm_names = list(naming.async_rollback_alarm_names(props.prefix))
         # Scaled to zero, a retained count would make the new fleet empty: nothing to judge during the bake.
-        self.endpoint = endpoint(self, "Endpoint", name, self.endpoint_config.attr_endpoint_config_name,
+        self.endpoint = endpoint(self, "Endpoint", self.endpoint_name, self.endpoint_config.attr_endpoint_config_name,
                                  self.rollback_alarms, retain_instance_count=cfg.min_capacity > 0)
         self.scaling = None
         if props.suspend_scaling:
@@ -103,8 +103,7 @@ class AsyncEndpoint(Construct):
         self.scaling.scale_to_track_metric(
             "BacklogPerInstance",
             target_value=cfg.target_backlog_per_instance,
-            custom_metric=endpoint_metric(name, "ApproximateBacklogSizePerInstance", "Average",
-                                          variant_dimension=False),
+            custom_metric=self.metric_backlog_per_instance(),
             scale_in_cooldown=cdk.Duration.seconds(cfg.scale_in_cooldown_seconds),
             scale_out_cooldown=cdk.Duration.seconds(cfg.scale_out_cooldown_seconds),
         )
@@ -118,3 +117,25 @@ class AsyncEndpoint(Construct):
         )
         self.scale_out_from_zero.add_adjustment(adjustment=1, lower_bound=0)
         self.backlog_without_capacity.add_alarm_action(cw_actions.ApplicationScalingAction(self.scale_out_from_zero))
+
+    # The queue metrics (backlog, oldest request) are published per endpoint only, the rest per endpoint and
+    # variant: ``ServingEndpoint.metric`` picks the dimensions from the catalogue.
+
+    def metric_invocation_failures(self, *, statistic: str = "Sum", period: cdk.Duration | None = None) -> cw.Metric:
+        """Requests the model failed to process (InvocationFailures)."""
+        return self.metric("InvocationFailures", statistic=statistic, period=period)
+
+    def metric_oldest_request_age(self, *, statistic: str = "Maximum",
+                                  period: cdk.Duration | None = None) -> cw.Metric:
+        """Seconds the oldest queued request has waited (ApproximateAgeOfOldestRequest)."""
+        return self.metric("ApproximateAgeOfOldestRequest", statistic=statistic, period=period)
+
+    def metric_backlog_without_capacity(self, *, statistic: str = "Average",
+                                        period: cdk.Duration | None = None) -> cw.Metric:
+        """1 while requests are queued and the endpoint has no instance (HasBacklogWithoutCapacity)."""
+        return self.metric("HasBacklogWithoutCapacity", statistic=statistic, period=period)
+
+    def metric_backlog_per_instance(self, *, statistic: str = "Average",
+                                    period: cdk.Duration | None = None) -> cw.Metric:
+        """Queued requests per instance (ApproximateBacklogSizePerInstance): what the autoscaler tracks."""
+        return self.metric("ApproximateBacklogSizePerInstance", statistic=statistic, period=period)

@@ -1,16 +1,19 @@
-"""What the real-time and async endpoints share: variant naming, storage-key rule, blue/green rollout."""
+"""What the real-time and async endpoints share: variant naming, storage-key rule, blue/green rollout, and
+``ServingEndpoint``, the endpoint as other constructs use it (``grant_invoke``, metrics)."""
 
 from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
 
 from contracts.instances import has_local_instance_storage
 from contracts.naming import VARIANT_NAME
-from stacks.compliance import acknowledge_all_packs
-from stacks.metric_catalogue import metric
+from stacks.compliance import acknowledge_all_packs, acknowledged
+from stacks.metric_catalogue import ENDPOINT_VARIANT, metric, spec
 
 # "If the update would change the instance type for any model that is a target for auto scaling, the update
 # fails": an instance-type change deploys in two steps, the first without scalable targets (docs/deploy.md).
@@ -88,3 +91,41 @@ def endpoint_metric(endpoint_name: str, metric_name: str, statistic: str, *, var
     """An AWS/SageMaker endpoint metric; the catalogue refuses a dimension set AWS does not publish it with."""
     dims = {"EndpointName": endpoint_name, **({"VariantName": VARIANT} if variant_dimension else {})}
     return metric("AWS/SageMaker", metric_name, dims, statistic=statistic, period=period)
+
+
+class ServingEndpoint(Construct):
+    """A roadseg endpoint as other constructs use it: its name, ``grant_invoke`` and its metrics.
+
+    Everything here uses the literal endpoint name, never the ``CfnEndpoint``'s attributes: the endpoint exists
+    only while a model is approved (condition HasModel), the functions that invoke it always, and an unconditional
+    resource must not reference a conditional one."""
+
+    invoke_action: str  # what a client of the endpoint calls: sagemaker:InvokeEndpoint or InvokeEndpointAsync
+
+    def __init__(self, scope: Construct, construct_id: str, endpoint_name: str) -> None:
+        super().__init__(scope, construct_id)
+        self.endpoint_name = endpoint_name
+
+    @property
+    def endpoint_arn(self) -> str:
+        return cdk.Stack.of(self).format_arn(service="sagemaker", resource="endpoint",
+                                             resource_name=self.endpoint_name)
+
+    def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` invoke the endpoint. On a role (a function's), the grant and its cdk-nag acknowledgments
+        are one call (``compliance.acknowledged``): the ARN is exact, so any wildcard finding fails here."""
+        def grant() -> iam.Grant:
+            return iam.Grant.add_to_principal(grantee=grantee, actions=[self.invoke_action],
+                                              resource_arns=[self.endpoint_arn])
+
+        principal = grantee.grant_principal
+        if isinstance(principal, iam.Role):
+            return acknowledged(principal, grant, reasons={})
+        return grant()
+
+    def metric(self, metric_name: str, *, statistic: str, period: cdk.Duration | None = None) -> cw.Metric:
+        """An AWS/SageMaker metric of this endpoint, by endpoint and variant or by endpoint alone: whichever the
+        catalogue says AWS publishes it with (the async queue metrics have no VariantName)."""
+        by_variant = ENDPOINT_VARIANT in spec("AWS/SageMaker", metric_name).dimension_sets
+        return endpoint_metric(self.endpoint_name, metric_name, statistic, variant_dimension=by_variant,
+                               period=period)

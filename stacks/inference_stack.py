@@ -90,7 +90,7 @@ class InferenceStack(cdk.Stack):
                                                                  retain=config.retain))
         self.preprocessors = Preprocessors(self, "Preprocessors", PreprocessorsProps(
             config=config, scheme=training.scheme, buckets=buckets, key=self.operations_key,
-            realtime_endpoint_name=self.realtime_name, async_endpoint_name=self.async_name,
+            realtime_endpoint=self.realtime, async_endpoint=self.async_endpoint,
             success_topic=self.success_topic, error_topic=self.error_topic, model_package_version=version,
             drives=self.drives))
         self.monitoring.add_section("Lambda preprocessors", self.preprocessors.alarms)

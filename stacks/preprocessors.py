@@ -15,12 +15,14 @@ from contracts.lambda_env import PreprocessorEnvironment
 from envconfig.config import EnvironmentConfig
 from envconfig.lambda_env import preprocessor_environment
 from segcore.classes import ClassScheme
+from stacks.async_endpoint import AsyncEndpoint
 from stacks.bucket_set import SharedBuckets
 from stacks.drives import DriveTable
 from stacks.functions.ingest import IngestFunction, IngestFunctionProps
 from stacks.functions.postprocess import PostprocessFunction, PostprocessFunctionProps
 from stacks.functions.realtime_front import RealtimeFront, RealtimeFrontProps
 from stacks.operations_key import OperationsKey
+from stacks.realtime_endpoint import RealtimeEndpoint
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,8 @@ class PreprocessorsProps:
     scheme: ClassScheme
     buckets: SharedBuckets
     key: OperationsKey  # queues and log groups
-    realtime_endpoint_name: str
-    async_endpoint_name: str
+    realtime_endpoint: RealtimeEndpoint  # the real-time front invokes it
+    async_endpoint: AsyncEndpoint  # ingest submits to it
     success_topic: sns.ITopic
     error_topic: sns.ITopic
     model_package_version: str | None = None  # a token: the version of the package being served
@@ -43,14 +45,15 @@ class Preprocessors(Construct):
         self.props = props
         config, environment = props.config, self.environment()
         self.ingest = IngestFunction(self, "Ingest", IngestFunctionProps(
-            config=config, environment=environment, buckets=props.buckets, key=props.key,
-            async_endpoint_name=props.async_endpoint_name))
+            config=config, environment=environment, buckets=props.buckets, key=props.key))
         self.postprocess = PostprocessFunction(self, "Postprocess", PostprocessFunctionProps(
             config=config, environment=environment, buckets=props.buckets, key=props.key,
             success_topic=props.success_topic, error_topic=props.error_topic))
         self.realtime = RealtimeFront(self, "RealtimeFront", RealtimeFrontProps(
-            config=config, environment=dataclasses.replace(environment, drives_table=None), key=props.key,
-            realtime_endpoint_name=props.realtime_endpoint_name))
+            config=config, environment=dataclasses.replace(environment, drives_table=None), key=props.key))
+        # The endpoints exist only with a model, the functions always: the grants name the endpoints literally.
+        props.async_endpoint.grant_invoke(self.ingest)
+        props.realtime_endpoint.grant_invoke(self.realtime)
 
         if props.drives is not None:
             props.drives.grant_count_outcomes(self.ingest)  # quarantined drive frames
@@ -64,7 +67,8 @@ class Preprocessors(Construct):
         props = self.props
         return preprocessor_environment(
             props.config, props.scheme, inference_bucket=props.buckets.inference.bucket_name,
-            async_endpoint_name=props.async_endpoint_name, realtime_endpoint_name=props.realtime_endpoint_name,
+            async_endpoint_name=props.async_endpoint.endpoint_name,
+            realtime_endpoint_name=props.realtime_endpoint.endpoint_name,
             model_package_version=props.model_package_version,
             drives_table=props.drives.table_name if props.drives else None)
 

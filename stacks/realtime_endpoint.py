@@ -14,7 +14,7 @@ from contracts import naming
 from contracts.layout import INFERENCE
 from envconfig.config import RealtimeEndpointConfig
 from stacks.bucket_set import SharedBuckets
-from stacks.endpoint_common import endpoint, endpoint_metric, instance_count_target, storage_kms_key, variant
+from stacks.endpoint_common import ServingEndpoint, endpoint, instance_count_target, storage_kms_key, variant
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,11 @@ class RealtimeEndpointProps:
     suspend_scaling: bool = False
 
 
-class RealtimeEndpoint(Construct):
+class RealtimeEndpoint(ServingEndpoint):
+    invoke_action = "sagemaker:InvokeEndpoint"
+
     def __init__(self, scope: Construct, construct_id: str, props: RealtimeEndpointProps) -> None:
-        super().__init__(scope, construct_id)
+        super().__init__(scope, construct_id, naming.realtime_endpoint_name(props.prefix))
         cfg, buckets = props.config, props.buckets
         capture = None
         if cfg.data_capture.enabled:
@@ -49,10 +51,9 @@ class RealtimeEndpoint(Construct):
         )
         self.endpoint_config.kms_key_id = storage_kms_key(self.endpoint_config, cfg.instance_type,
                                                           buckets.key.key_arn)
-        name = naming.realtime_endpoint_name(props.prefix)
         self.latency_p90 = cw.Alarm(
             self, "LatencyP90", alarm_name=naming.realtime_latency_alarm_name(props.prefix),
-            metric=endpoint_metric(name, "ModelLatency", "p90"),  # microseconds
+            metric=self.metric_model_latency(),  # microseconds
             threshold=props.latency_p90_threshold_ms * 1000, evaluation_periods=3,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
@@ -60,7 +61,7 @@ class RealtimeEndpoint(Construct):
         )
         self.errors_5xx = cw.Alarm(
             self, "Invocation5XXErrors", alarm_name=naming.realtime_errors_alarm_name(props.prefix),
-            metric=endpoint_metric(name, "Invocation5XXErrors", "Sum"),
+            metric=self.metric_5xx_errors(),
             threshold=1, evaluation_periods=2,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
@@ -70,7 +71,7 @@ class RealtimeEndpoint(Construct):
         self.rollback_alarms = list(self.alarms)
         # Literal names (not the alarms' tokens): the alarms exist only with a model.
         self.rollback_alarm_names = list(naming.realtime_rollback_alarm_names(props.prefix))
-        self.endpoint = endpoint(self, "Endpoint", name, self.endpoint_config.attr_endpoint_config_name,
+        self.endpoint = endpoint(self, "Endpoint", self.endpoint_name, self.endpoint_config.attr_endpoint_config_name,
                                  self.rollback_alarms)
         self.scaling = None
         if props.suspend_scaling:
@@ -82,3 +83,11 @@ class RealtimeEndpoint(Construct):
             predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
             scale_in_cooldown=cdk.Duration.minutes(5), scale_out_cooldown=cdk.Duration.minutes(1),
         )
+
+    def metric_model_latency(self, *, statistic: str = "p90", period: cdk.Duration | None = None) -> cw.Metric:
+        """How long the model took to answer, in microseconds (ModelLatency)."""
+        return self.metric("ModelLatency", statistic=statistic, period=period)
+
+    def metric_5xx_errors(self, *, statistic: str = "Sum", period: cdk.Duration | None = None) -> cw.Metric:
+        """Invocations the endpoint answered with a 5XX error (Invocation5XXErrors)."""
+        return self.metric("Invocation5XXErrors", statistic=statistic, period=period)

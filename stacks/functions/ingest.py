@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aws_cdk as cdk
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
@@ -30,7 +29,6 @@ class IngestFunctionProps:
     environment: PreprocessorEnvironment  # shared by the preprocessors; the function sets its service name
     buckets: SharedBuckets  # frames arrive in the inference and datasets buckets; outputs go to inference
     key: OperationsKey  # the queues, the log group
-    async_endpoint_name: str
 
 
 class IngestFunction(RoadsegFunction):
@@ -67,10 +65,7 @@ class IngestFunction(RoadsegFunction):
                                      reason="Preprocessed frames for the async endpoint.")
         self.grant_bucket_put(buckets.inference, INFERENCE.quarantine,
                               reason="Rejected frames and their reason documents.")
-        self.allow(iam.PolicyStatement(
-            actions=["sagemaker:InvokeEndpointAsync"],
-            resources=[cdk.Stack.of(self).format_arn(service="sagemaker", resource="endpoint",
-                                                     resource_name=props.async_endpoint_name)]))
+        # InvokeEndpointAsync: Preprocessors grants it with AsyncEndpoint.grant_invoke (the endpoint owns its ARN).
 
         self.errors = self.errors_alarm()
         self.dead_letters_depth = self.dlq_depth_alarm(self.dead_letters)

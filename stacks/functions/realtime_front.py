@@ -25,7 +25,6 @@ class RealtimeFrontProps:
     config: EnvironmentConfig
     environment: PreprocessorEnvironment  # shared by the preprocessors; the function sets its service name
     key: OperationsKey  # the log group, the failed-invocation queue
-    realtime_endpoint_name: str
 
 
 class RealtimeFront(RoadsegFunction):
@@ -39,10 +38,7 @@ class RealtimeFront(RoadsegFunction):
         stack = cdk.Stack.of(self)
         self.url = self.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
         self.invoke_policy = self._invoke_url_policy(scope, f"{construct_id}InvokePolicy", props.config.prefix)
-        self.allow(iam.PolicyStatement(
-            actions=["sagemaker:InvokeEndpoint"],
-            resources=[stack.format_arn(service="sagemaker", resource="endpoint",
-                                        resource_name=props.realtime_endpoint_name)]))
+        # InvokeEndpoint: Preprocessors grants it with RealtimeEndpoint.grant_invoke (the endpoint owns its ARN).
         self.errors = self.errors_alarm()
         self.alarms = [self.errors]
         cdk.CfnOutput(stack, naming.REALTIME_FRONT_URL, value=self.url.url,

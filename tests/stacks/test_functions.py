@@ -201,7 +201,7 @@ def front_stack():
     environment = preprocessor_environment(config, get_scheme("cityscapes"), inference_bucket="b",
                                            async_endpoint_name="a", realtime_endpoint_name="r")
     front = RealtimeFront(stack, "RealtimeFront", RealtimeFrontProps(
-        config=config, environment=environment, key=operations_key(stack), realtime_endpoint_name="r"))
+        config=config, environment=environment, key=operations_key(stack)))
     caller = iam.Role(stack, "Caller", assumed_by=iam.AccountRootPrincipal())
     front.grant_invoke_url(caller)
     return stack, front

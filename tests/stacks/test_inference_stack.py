@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from aws_cdk.assertions import Match
@@ -328,6 +329,38 @@ def test_realtime_front_requires_iam_auth(template):
     policy = next(iter(resources(template, "AWS::IAM::ManagedPolicy").values()))
     actions = {s["Action"] for s in policy["Properties"]["PolicyDocument"]["Statement"]}
     assert actions == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
+
+
+def test_endpoints_grant_invoke_by_literal_name_and_publish_catalogue_metrics(env, template):
+    """The functions exist without a model, the endpoints only with one: the grants name the endpoint literally
+    (no reference to a conditional resource), each function gets its endpoint's invoke action only."""
+    inference = env.stacks.inference
+    realtime, async_endpoint = inference.realtime, inference.async_endpoint
+    assert (realtime.endpoint_name, async_endpoint.endpoint_name) == naming.endpoint_names(env.config.prefix)
+    role_of = {function_by_handler(template, f"{module}.handler")[1]["Properties"]["Role"]["Fn::GetAtt"][0]: module
+               for module in ("ingest", "realtime")}
+    granted = {}
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if str(statement["Action"]).startswith("sagemaker:Invoke"):
+                for role in policy["Properties"]["Roles"]:
+                    granted[role_of.get(role["Ref"], role["Ref"])] = (statement["Action"],
+                                                                       json.dumps(statement["Resource"]))
+    assert set(granted) == {"ingest", "realtime"}
+    assert granted["ingest"][0] == "sagemaker:InvokeEndpointAsync"
+    assert granted["realtime"][0] == "sagemaker:InvokeEndpoint"
+    assert f":endpoint/{async_endpoint.endpoint_name}" in granted["ingest"][1]
+    assert f":endpoint/{realtime.endpoint_name}" in granted["realtime"][1]
+    referenced = {ref for _, resource in granted.values() for ref in re.findall(r'"Ref": "([^"]+)"', resource)}
+    assert all(ref.startswith("AWS::") for ref in referenced), referenced  # pseudo parameters only
+
+    by_variant = {"EndpointName", "VariantName"}
+    assert set(realtime.metric_model_latency().dimensions) == by_variant
+    assert set(realtime.metric_5xx_errors().dimensions) == by_variant
+    assert set(async_endpoint.metric_invocation_failures().dimensions) == by_variant
+    for queue_metric in (async_endpoint.metric_oldest_request_age(), async_endpoint.metric_backlog_without_capacity(),
+                         async_endpoint.metric_backlog_per_instance()):
+        assert set(queue_metric.dimensions) == {"EndpointName"}
 
 
 def test_async_endpoint_scaled_to_zero_rolls_out_to_a_fresh_instance(env, template):
