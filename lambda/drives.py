@@ -484,7 +484,18 @@ def defer(env: DrivesEnvironment, wait: CapacityWait) -> None:
     then the DRIVE item's record of it."""
     sqs_client().send_message(QueueUrl=env.capacity_queue_url, MessageBody=wait.body(),
                               DelaySeconds=delay_seconds(wait.attempts, random.uniform(0, MAX_JITTER_SECONDS)))  # noqa: S311
-    update_drive_item(env, wait.drive_id, "SET #wait = :wait", {":wait": wait_record(wait)})
+    record_wait(env, wait, wait_record(wait))
+
+
+def record_wait(env: DrivesEnvironment, wait: CapacityWait, record: dict[str, Any]) -> None:
+    """The DRIVE item's record of a wait whose message is already sent: a failure here is logged and counted, not
+    raised, since a raise would redeliver the message that was handled and start a second chain of waits."""
+    try:
+        update_drive_item(env, wait.drive_id, "SET #wait = :wait", {":wait": record})
+    except ClientError as exc:
+        _count("DriveCapacityWaitNotRecorded")
+        logger.warning("capacity wait not recorded on the DRIVE item (the wait itself goes on)",
+                       extra={"drive_id": wait.drive_id, "error": _code(exc)})
 
 
 def wait_record(wait: CapacityWait, expired_at: str | None = None) -> dict[str, Any]:
@@ -549,7 +560,7 @@ def retry_start(env: DrivesEnvironment, wait: CapacityWait, now: datetime) -> st
     if decision.action == "expire":
         expired = replace(wait, deadline=None)  # replayed from the dead-letter queue, it starts a fresh wait
         sqs_client().send_message(QueueUrl=env.capacity_dead_letter_url, MessageBody=expired.body())
-        update_drive_item(env, wait.drive_id, "SET #wait = :wait", {":wait": wait_record(wait, iso8601(now))})
+        record_wait(env, wait, wait_record(wait, iso8601(now)))
         _count("DriveCapacityWaitsExpired")
         logger.error("no Processing capacity within the maximum wait: the start request is in the capacity-wait "
                      "dead-letter queue (replay it there)", extra={"reason": decision.reason})

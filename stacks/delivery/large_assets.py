@@ -111,7 +111,7 @@ def zip_directory(directory: Path, into: Path) -> Path:
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):
             info = zipfile.ZipInfo(path.relative_to(directory).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
+            info.external_attr = (path.stat().st_mode & 0xFFFF) << 16  # the file's mode, as cdk-assets keeps it
             with open(path, "rb") as source, archive.open(info, "w", force_zip64=True) as target:
                 shutil.copyfileobj(source, target, 1 << 20)
     return into

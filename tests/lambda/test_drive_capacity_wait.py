@@ -228,3 +228,15 @@ def test_without_a_capacity_queue_the_refusal_is_raised(waits, context, monkeypa
         refused(stub, request)
         with pytest.raises(ClientError, match="ResourceLimitExceeded"):
             drives.launch_handler(s3_event(KEY), context)
+
+
+def test_a_wait_whose_record_cannot_be_written_is_not_redelivered(monkeypatch) -> None:
+    # The message is already sent: raising would redeliver the handled message and start a second chain of waits.
+    from botocore.exceptions import ClientError
+
+    def refuse(*_args, **_kwargs):
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                          "UpdateItem")
+
+    monkeypatch.setattr(drives, "update_drive_item", refuse)
+    drives.record_wait(ENV, wait(), drives.wait_record(wait()))  # logged and counted, not raised
