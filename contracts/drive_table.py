@@ -74,6 +74,10 @@ CREATED_AT = "created_at"  # ISO 8601 UTC, when the launcher created the item (t
 # "expired_at": ISO (the retry request is then in the capacity-wait dead-letter queue). Not a status: the extraction
 # job's conditional update of ``status`` stays as it is.
 WAITING_FOR_CAPACITY = "waiting_for_capacity"
+# Receives of one capacity-wait message that failed (an error, not a refusal) before it goes to the dead-letter
+# queue: the queue's redrive policy (stacks/drive_processing.py) and the launcher, which on the last receive hands
+# the message over itself with its deadline cleared, so that a replay starts a fresh wait.
+CAPACITY_WAIT_RECEIVES = 3
 # Attributes of a FRAME item.
 OUTCOME = "outcome"
 DOCUMENTS = "documents"  # role ("result", "mask", "overlay", "failure", "quarantine", "quarantine_reason") -> S3 key

@@ -544,9 +544,29 @@ def retry_waiting(env: DrivesEnvironment, records: list[dict[str, Any]]) -> dict
                 outcomes.append(retry_start(env, wait, utc_now()))
             except Exception:  # reported for this message only; the others of the batch are done
                 logger.exception("capacity-wait retry failed")
-                failures.append({"itemIdentifier": record["messageId"]})
+                if not hand_over_on_last_receive(env, wait, record):
+                    failures.append({"itemIdentifier": record["messageId"]})
     logger.info("capacity-wait batch", extra={"outcomes": outcomes, "failed": len(failures)})
     return {"batchItemFailures": failures}
+
+
+def hand_over_on_last_receive(env: DrivesEnvironment, wait: CapacityWait, record: dict[str, Any]) -> bool:
+    """On a message's last receive, send it to the dead-letter queue with its deadline cleared (True: handled).
+    The redrive policy would move it there unchanged, deadline included, and a replay after that deadline would
+    expire at once instead of starting a fresh wait."""
+    receives = int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
+    if receives < T.CAPACITY_WAIT_RECEIVES:
+        return False
+    try:
+        fresh = replace(wait, deadline=None)
+        sqs_client().send_message(QueueUrl=env.capacity_dead_letter_url, MessageBody=fresh.body())
+    except ClientError:
+        logger.exception("capacity-wait message not handed to the dead-letter queue (the redrive policy will move it)")
+        return False
+    _count("DriveCapacityWaitsFailed")
+    logger.error("capacity-wait retry failed on its last receive: the start request is in the capacity-wait "
+                 "dead-letter queue (replay it there after fixing the cause)")
+    return True
 
 
 def retry_start(env: DrivesEnvironment, wait: CapacityWait, now: datetime) -> str:

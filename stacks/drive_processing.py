@@ -82,8 +82,8 @@ LAUNCHER_TABLE_ACTIONS = ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Upda
 SQS_TIMERS_DOC = "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-message-timers.html"
 LAMBDA_SQS_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html"
 SQS_KMS_DOC = "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html"
-# Receives of one capacity-wait message that failed (an error, not a refusal) before SQS moves it to the DLQ.
-CAPACITY_WAIT_RECEIVES = 3
+# Receives of one capacity-wait message that failed (an error, not a refusal) before it goes to the DLQ.
+CAPACITY_WAIT_RECEIVES = drive_table.CAPACITY_WAIT_RECEIVES
 # "we recommend setting the source queue's visibility timeout to at least six times the timeout that you configure
 # on your function" (LAMBDA_SQS_DOC).
 VISIBILITY_PER_FUNCTION_TIMEOUT = 6

@@ -240,3 +240,20 @@ def test_a_wait_whose_record_cannot_be_written_is_not_redelivered(monkeypatch) -
 
     monkeypatch.setattr(drives, "update_drive_item", refuse)
     drives.record_wait(ENV, wait(), drives.wait_record(wait()))  # logged and counted, not raised
+
+
+def test_a_message_failing_its_last_receive_goes_to_the_dead_letter_queue_with_a_fresh_wait(waits, monkeypatch) -> None:
+    # The redrive policy would move it unchanged, deadline included: a replay after the deadline would expire at once.
+    sqs, env = waits["sqs"], waits["env"]
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the drives table is unreachable")
+
+    monkeypatch.setattr(drives, "retry_start", broken)
+    body = wait(deadline="2026-12-03T09:00:00Z").body()
+    early = {"eventSource": "aws:sqs", "messageId": "m0", "body": body, "attributes": {"ApproximateReceiveCount": "1"}}
+    last = {**early, "messageId": "m1",
+            "attributes": {"ApproximateReceiveCount": str(T.CAPACITY_WAIT_RECEIVES)}}
+    assert drives.retry_waiting(env, [early, last]) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    (handed,) = messages(sqs, waits["dead"])
+    assert handed["deadline"] is None and handed["drive_id"] == str(DRIVE)
