@@ -9,7 +9,8 @@ drive's documents, masks and overlays into local folders and uploads ``--output`
 
 ``--output`` is the local copy of the inference bucket's ``drive-outputs/`` prefix (upload it there): the keys
 written are those of contracts.drives.DriveOutputs (``<vehicle>/<drive>/timeline.parquet``, ``scenes.json``,
-``summary.json``, ``videos/<camera>.mp4``) and the timeline table's partitions (``timeline/vehicle=.../camera=.../
+``summary.json``, ``videos/<camera>.mp4``,
+``sidecar.mcap`` of drivelogs/sidecar.py) and the timeline table's partitions (``timeline/vehicle=.../camera=.../
 date=.../part-<drive>.parquet``, contracts.drive_timeline). The manifest is optional: without it the frame rates
 come from the frame times alone and the summary says so. Frames of the drive are the documents of its vehicle,
 within the manifest's time range when there is one.
@@ -215,7 +216,8 @@ def summarise(drive: DriveId, scheme: ClassScheme, records: Sequence[FrameRecord
 def build_drive(drive: DriveId, *, results: Path, output: Path, failures: Path | None = None,
                 quarantine: Path | None = None, masks: Path | None = None, overlays: Path | None = None,
                 manifest_path: Path | None = None, scheme: ClassScheme, parameters: SceneParameters | None = None,
-                fps: float | None = None, video: bool = True, top_scenes: int = 5) -> dict[str, Any]:
+                fps: float | None = None, video: bool = True, top_scenes: int = 5,
+                sidecar: bool = True) -> dict[str, Any]:
     """Build every output of ``drive`` under ``output`` (the local ``drive-outputs/``); the summary document."""
     parameters = parameters or SceneParameters()
     outputs = DriveOutputs(drive)
@@ -265,8 +267,18 @@ def build_drive(drive: DriveId, *, results: Path, output: Path, failures: Path |
         videos, video_warnings = build_videos(records, intervals, FileIndex(overlays or results), outputs, local,
                                               fps)
         warnings += video_warnings
-    summary = validate_drive_summary(summarise(drive, scheme, records, scenes, intervals, videos, table_keys,
-                                               manifest, warnings, top_scenes))
+    sidecar_info = None
+    if sidecar:
+        from drivelogs.sidecar import sidecar_key, write_sidecar
+
+        sidecar_info = write_sidecar(local(sidecar_key(drive)), drive, records, scenes, FileIndex(overlays or results),
+                                     FileIndex(masks or results))
+        warnings += sidecar_info.warnings[:20] + ([f"... and {len(sidecar_info.warnings) - 20} more sidecar problems"]
+                                                  if len(sidecar_info.warnings) > 20 else [])
+    summary = summarise(drive, scheme, records, scenes, intervals, videos, table_keys, manifest, warnings,
+                        top_scenes)
+    summary["sidecar"] = sidecar_info.to_dict() if sidecar_info else None
+    summary = validate_drive_summary(summary)
     for key, doc in ((outputs.scenes, scenes_doc), (outputs.summary, summary)):
         local(key).parent.mkdir(parents=True, exist_ok=True)
         local(key).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
@@ -296,6 +308,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, help="frame rate of every camera (default: from the frame times)")
     parser.add_argument("--top-scenes", type=int, default=5)
     parser.add_argument("--no-video", action="store_true")
+    parser.add_argument("--no-sidecar", action="store_true", help="no sidecar MCAP (drivelogs/sidecar.py)")
     return parser
 
 
@@ -319,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = build_drive(drive, results=args.results, output=args.output, failures=args.failures,
                               quarantine=args.quarantine, masks=args.masks, overlays=args.overlays,
                               manifest_path=args.manifest, scheme=scheme, parameters=parameters, fps=args.fps,
-                              video=not args.no_video, top_scenes=args.top_scenes)
+                              video=not args.no_video, top_scenes=args.top_scenes, sidecar=not args.no_sidecar)
     except (BuildError, DriveKeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
