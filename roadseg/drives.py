@@ -325,15 +325,23 @@ def drive_fetch(session: Session, out: Printer, *, drive: str, bucket: str | Non
     bucket = session.name(naming.INFERENCE_BUCKET_NAME, bucket, option="--bucket")
     outputs = DriveOutputs(drive_id)
     s3 = session.client("s3")
+    from drivelogs.sidecar import sidecar_key
+
     keys = [outputs.summary, outputs.scenes, outputs.timeline]
+    optional = {sidecar_key(drive_id)}  # the sidecar MCAP (drivelogs/sidecar.py): drives built before it have none
+    keys += sorted(optional)
     if videos:
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=outputs.prefix + "videos/")
         keys += [o["Key"] for page in pages for o in page.get("Contents", [])]
     sizes = {}
-    for key in keys:
+    for key in list(keys):
         try:
             sizes[key] = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
         except s3.exceptions.ClientError as exc:
+            if key in optional and exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                keys.remove(key)
+                out.line(f"s3://{bucket}/{key} does not exist (drive built without a sidecar): not fetched")
+                continue
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise UserError(f"s3://{bucket}/{key} does not exist: the drive is not built yet "
                                 f"(`roadseg drive status {drive_id}`)") from None
