@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from segcore.imaging import PrepareOptions
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+# Foxglove's schemas (MCAP, protobuf or JSON): the same decoders, stamps from ``timestamp``.
+FOXGLOVE_COMPRESSED_IMAGE_TYPE = "foxglove.CompressedImage"
+FOXGLOVE_RAW_IMAGE_TYPE = "foxglove.RawImage"
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PNG_COMPRESSION = 1  # lossless either way; level 1 is several times faster than the default 6 for camera frames
@@ -156,9 +160,17 @@ def raw_frame(message: Any, limits: FrameLimits) -> Frame:
     return Frame(body, "png", "image/png", (width, height))
 
 
+def foxglove_raw_frame(message: Any, limits: FrameLimits) -> Frame:
+    """A foxglove.RawImage as raw_frame reads an Image: the same encoding names, 16-bit samples little-endian."""
+    return raw_frame(SimpleNamespace(encoding=message.encoding, width=message.width, height=message.height,
+                                     step=message.step, data=message.data, is_bigendian=False), limits)
+
+
 FRAME_DECODERS: Mapping[str, Callable[[Any, FrameLimits], Frame]] = {
     IMAGE_TYPE: raw_frame,
     COMPRESSED_IMAGE_TYPE: compressed_frame,
+    FOXGLOVE_RAW_IMAGE_TYPE: foxglove_raw_frame,
+    FOXGLOVE_COMPRESSED_IMAGE_TYPE: compressed_frame,
 }
 IMAGE_TYPES = tuple(FRAME_DECODERS)  # the message types the extractor takes for cameras
 
@@ -169,6 +181,13 @@ def decode_frame(msgtype: str, message: Any, limits: FrameLimits) -> Frame:
 
 
 def message_stamp_ns(message: Any) -> int:
-    """The image's own time (header.stamp) in nanoseconds; zero when the recorder left it unset."""
-    stamp = message.header.stamp
+    """The image's own time (ROS header.stamp, Foxglove timestamp: protobuf seconds/nanos, JSON sec/nsec) in
+    nanoseconds; zero when the recorder left it unset."""
+    header = getattr(message, "header", None)
+    if header is None:
+        stamp = message.timestamp
+        if hasattr(stamp, "seconds"):  # google.protobuf.Timestamp
+            return int(stamp.seconds) * 1_000_000_000 + int(stamp.nanos)
+        return int(stamp.sec) * 1_000_000_000 + int(stamp.nsec)
+    stamp = header.stamp
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)

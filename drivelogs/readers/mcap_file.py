@@ -1,4 +1,6 @@
-"""MCAP files with ROS 2 (CDR) messages, read record by record so that a damaged file is read around its damage."""
+"""MCAP files, read record by record so that a damaged file is read around its damage. Messages are decoded by
+their channel's encoding (drivelogs/readers/mcap_decoders.py): ROS 2 CDR, ROS 1 (``ros1msg`` schemas, as ``mcap
+convert`` writes them), protobuf (Foxglove's schemas among others) and JSON with Foxglove's schemas."""
 
 from __future__ import annotations
 
@@ -13,36 +15,37 @@ from drivelogs.readers.log import (
     LogMessage,
     UnsupportedMessageEncoding,
     Wanted,
-    library_version,
     normalise_type,
 )
+from drivelogs.readers.mcap_decoders import McapDecoders
 
 LOG = logging.getLogger("roadseg.drives.extract")  # the extraction's one logger, whichever part logs
 
 
 class McapLog(DriveLog):
-    """An MCAP file with ROS 2 (CDR) messages, read with the mcap library's records and mcap_ros2's decoders. With an
-    intact summary each chunk is read through its chunk index (a corrupt chunk is skipped, its loss counted from its
+    """An MCAP file, read with the mcap library's records and decoded per channel by McapDecoders. With an intact
+    summary each chunk is read through its chunk index (a corrupt chunk is skipped, its loss counted from its
     message indexes); without one (a truncated file) the records are read in order until the file stops."""
 
     format = "mcap"
-    library = "mcap"
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        from mcap_ros2.decoder import DecoderFactory
-
-        self.library = (f"mcap {library_version('mcap')} + "
-                        f"mcap-ros2-support {library_version('mcap-ros2-support')}")
-        self._factory = DecoderFactory()
+        self._factory = McapDecoders()
         self._decoders: dict[int, Callable[[bytes], Any] | None] = {}
         self._unsupported_reported: set[str] = set()
+
+    @property  # type: ignore[override]
+    def library(self) -> str:
+        """mcap and the decoding libraries the log's messages needed (mcap-ros2-support before any was needed)."""
+        return self._factory.library()
 
     def _decoder(self, channel: Any, schema: Any) -> Callable[[bytes], Any] | None:
         if channel.id not in self._decoders:
             try:
                 decoder = self._factory.decoder_for(channel.message_encoding, schema)
-            except Exception:  # a schema the ROS 2 parser rejects
+            except Exception as exc:  # a schema its parser rejects
+                LOG.debug("%s: no decoder for %s: %s", self.name, channel.topic, exc)
                 decoder = None
             self._decoders[channel.id] = decoder
         return self._decoders[channel.id]
@@ -54,7 +57,7 @@ class McapLog(DriveLog):
                 self._unsupported_reported.add(channel.topic)
                 schema_text = f"{schema.name} ({schema.encoding})" if schema is not None else "no schema"
                 self.problem("unsupported_message_encoding", f"message encoding {channel.message_encoding!r}, "
-                             f"{schema_text}: no ROS 2 decoder", topic=channel.topic)
+                             f"{schema_text}: no decoder", topic=channel.topic)
 
             def decode() -> Any:
                 raise UnsupportedMessageEncoding(channel.message_encoding)
