@@ -2,9 +2,10 @@
 
 ``sensor_msgs/CompressedImage``: JPEG and PNG (told by their magic bytes, not the ``format`` string) pass through
 byte for byte; anything else is skipped as ``unsupported_format``.
-``sensor_msgs/Image``: rgb8, bgr8, rgba8, bgra8, mono8, mono16 (a 16-bit greyscale PNG, ``is_bigendian`` honoured)
-and Bayer bayer_{rggb,bggr,gbrg,grbg}{8,16} (demosaiced with OpenCV's bilinear ``cvtColor``), row padding (``step``)
-dropped, encoded losslessly as PNG. Other encodings are skipped as ``unknown_encoding``.
+``sensor_msgs/Image``: rgb8, bgr8, rgba8, bgra8, mono8, mono16 (a 16-bit greyscale PNG, ``is_bigendian`` honoured),
+8UC1, 8UC3, 16UC1 (the bytes of mono8, bgr8, mono16), YUV yuv422/uyvy, yuyv/yuv422_yuy2, nv12, nv21 (converted with
+OpenCV's ``cvtColor``) and Bayer bayer_{rggb,bggr,gbrg,grbg}{8,16} (demosaiced with OpenCV's bilinear ``cvtColor``),
+row padding (``step``) dropped, encoded losslessly as PNG. Other encodings are skipped as ``unknown_encoding``.
 Frames above the ingest's limits (``PrepareOptions`` max_bytes / max_pixels, or given ones) are skipped with the
 ingest's code (``too_large_bytes``, ``too_many_pixels``) instead of being uploaded to be quarantined.
 
@@ -32,7 +33,16 @@ PNG_COMPRESSION = 1  # lossless either way; level 1 is several times faster than
 RAW_ENCODINGS: dict[str, tuple[int, int]] = {
     "rgb8": (1, 3), "bgr8": (1, 3), "rgba8": (1, 4), "bgra8": (1, 4), "mono8": (1, 1), "mono16": (2, 1),
     **{f"bayer_{p}{bits}": (bits // 8, 1) for p in ("rggb", "bggr", "gbrg", "grbg") for bits in (8, 16)},
+    # OpenCV type names with the same bytes as mono8, bgr8 and mono16.
+    "8uc1": (1, 1), "8uc3": (1, 3), "16uc1": (2, 1),
+    # YUV 4:2:2 packed (2 bytes a pixel) and 4:2:0 semi-planar (a Y plane, then half-height interleaved UV rows).
+    "yuv422": (1, 2), "uyvy": (1, 2), "yuyv": (1, 2), "yuv422_yuy2": (1, 2), "nv12": (1, 1), "nv21": (1, 1),
 }
+# YUV encodings -> the OpenCV conversion to BGR (cv2 writes BGR); nv12/nv21 have height * 3 / 2 rows of bytes.
+YUV_CODES: dict[str, str] = {"yuv422": "COLOR_YUV2BGR_UYVY", "uyvy": "COLOR_YUV2BGR_UYVY",
+                             "yuyv": "COLOR_YUV2BGR_YUY2", "yuv422_yuy2": "COLOR_YUV2BGR_YUY2",
+                             "nv12": "COLOR_YUV2BGR_NV12", "nv21": "COLOR_YUV2BGR_NV21"}
+SEMI_PLANAR = frozenset({"nv12", "nv21"})
 
 
 class SkipFrame(Exception):
@@ -132,24 +142,29 @@ def raw_frame(message: Any, limits: FrameLimits) -> Frame:
         raise SkipFrame("too_many_pixels", f"{width}x{height} exceeds the limit of {limits.max_pixels} pixels")
     sample, channels = RAW_ENCODINGS[encoding]
     row = width * sample * channels
+    if encoding in YUV_CODES and (width % 2 or (encoding in SEMI_PLANAR and height % 2)):
+        raise SkipFrame("malformed", f"{width}x{height} {encoding}: chroma subsampling needs even dimensions")
+    byte_rows = height * 3 // 2 if encoding in SEMI_PLANAR else height
     data = message.data
     buffer = data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
-    if step < row or buffer.size < step * height:
+    if step < row or buffer.size < step * byte_rows:
         raise SkipFrame("malformed", f"{buffer.size} data bytes with step {step} for {width}x{height} {encoding}")
-    rows = buffer[: step * height].reshape(height, step)[:, :row]
+    rows = buffer[: step * byte_rows].reshape(byte_rows, step)[:, :row]
     if sample == 2:
         big = bool(message.is_bigendian)
         pixels = np.ascontiguousarray(rows).view(">u2" if big else "<u2").astype(np.uint16, copy=False)
     else:
         pixels = rows
-    pixels = pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
-    if encoding.startswith("bayer_"):
+    pixels = pixels.reshape(byte_rows, width, channels) if channels > 1 else pixels.reshape(byte_rows, width)
+    if encoding in YUV_CODES:
+        image = cv2.cvtColor(np.ascontiguousarray(pixels), getattr(cv2, YUV_CODES[encoding]))
+    elif encoding.startswith("bayer_"):
         image = cv2.cvtColor(np.ascontiguousarray(pixels), _bayer_code(encoding))
     elif encoding == "rgb8":
         image = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     elif encoding == "rgba8":
         image = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
-    else:  # bgr8, bgra8, mono8, mono16: already in cv2's order
+    else:  # bgr8, bgra8, mono8, mono16 (8UC3, 8UC1, 16UC1): already in cv2's order
         image = np.ascontiguousarray(pixels)
     ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
     if not ok:  # pragma: no cover - cv2 encodes every array shape built above

@@ -14,15 +14,16 @@ from pathlib import Path
 from drivelogs.readers.log import DriveLog, UnreadableLog
 from drivelogs.readers.mcap_file import McapLog
 from drivelogs.readers.ros1_bag import Ros1BagLog
-from drivelogs.readers.ros2_bag import Ros2BagLog
+from drivelogs.readers.ros2_bag import SQLITE_MAGIC, Ros2BagLog
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 ROS1_MAGIC = b"#ROSBAG V2.0\n"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def open_log(path: Path | str) -> DriveLog:
     """The reader for ``path`` by its content: an MCAP file, a ROS 1 bag, or a ROS 2 bag directory (or its
-    metadata.yaml). UnreadableLog for anything else."""
+    metadata.yaml, or one of its sqlite3 or zstd-compressed storage files). UnreadableLog for anything else."""
     path = Path(path)
     if path.name == "metadata.yaml":
         path = path.parent
@@ -39,6 +40,8 @@ def open_log(path: Path | str) -> DriveLog:
         return McapLog(path)
     if head.startswith(ROS1_MAGIC):
         return Ros1BagLog(path)
+    if head.startswith((ZSTD_MAGIC, SQLITE_MAGIC)) and (path.parent / "metadata.yaml").is_file():
+        return Ros2BagLog(path.parent)  # a storage file of a ROS 2 bag (sqlite3, or file-compressed *.mcap.zstd)
     if not head:
         raise UnreadableLog(f"{path}: the file is empty")
     raise UnreadableLog(f"{path}: not an MCAP file or ROS 1 bag (starts with {head[:8]!r})")

@@ -177,7 +177,7 @@ def test_bayer_mosaics_demosaic_to_their_colour(tmp_path, drive_logs, pattern, b
 def test_unknown_and_malformed_raw_images_are_skipped_with_reasons(tmp_path, drive_logs):
     t0, w, h = drive_logs.T0, drive_logs.WIDTH, drive_logs.HEIGHT
     log = drive_logs.write_mcap(tmp_path / "d.mcap", [
-        drive_logs.image("/cam/front/image_raw", t0, "yuv422", w, h, bytes(w * h * 2), w * 2),
+        drive_logs.image("/cam/front/image_raw", t0, "32FC1", w, h, bytes(w * h * 4), w * 4),
         drive_logs.image("/cam/front/image_raw", t0 + 1, "rgb8", w, h, bytes(w * 3 * (h - 1)), w * 3),  # short
         drive_logs.image("/cam/front/image_raw", t0 + 2, "rgb8", w, h, bytes(w * h * 3), w * 2),  # step < row
         drive_logs.image("/cam/front/image_raw", t0 + 3, "mono8", w, h, bytes(w * h), w),
