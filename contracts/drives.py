@@ -136,8 +136,12 @@ PROBLEM_KINDS = (
     "unsupported_message_encoding",
     "no_image_topics",
     "camera_topic_missing",   # a configured camera topic is not in the log
-    "camera_name_collision",  # two topics derived the same camera name; the later one got a suffix
+    "camera_name_collision",  # two topics derived the same camera name; each is named after its whole topic
+    "unaccounted_messages",   # the log counts more messages on a camera topic than were read or lost: counted lost
+    "count_mismatch",         # the log counts fewer messages on a camera topic than were read
 )
+# Problems that make a drive "partial" whatever their messages_lost (besides any with messages_lost null or > 0).
+PARTIAL_PROBLEMS = ("count_mismatch",)
 
 _DRIVE_CAMERA = {
     "topic": STR,
@@ -158,7 +162,7 @@ DRIVE_MANIFEST_SCHEMAS: dict[str, dict[str, Any]] = {
     "1.0": {
         "schema_version": STR,
         "drive_id": STR,
-        "status": STR,  # "complete" | "partial" (problems lost messages) | "no_image_topics"
+        "status": STR,  # "complete" (every image message extracted or skipped with a reason) | "partial" | ...
         "created_at": STR,
         "destination": STR,  # s3://bucket/incoming/ or a local directory
         "options": {"rate_hz": Nullable(NUMBER), "max_bytes": INT, "max_pixels": INT,
@@ -179,7 +183,8 @@ DRIVE_MANIFEST_SCHEMAS: dict[str, dict[str, Any]] = {
 def validate_drive_manifest(doc: Any) -> dict[str, Any]:
     """The document itself if it is a valid drive manifest whose counts reconcile, else DocumentError naming the key:
     per camera messages = messages_read + messages_lost and messages_read = extracted + sum(skipped); the totals are
-    the sums over the cameras; skip reasons and problem kinds are the known ones."""
+    the sums over the cameras; skip reasons and problem kinds are the known ones. A ``complete`` drive has no problem
+    that lost messages (or may have, or is in PARTIAL_PROBLEMS) and each camera's messages equal its topic's count."""
     _validate("drive manifest", doc, DRIVE_MANIFEST_SCHEMAS)
 
     def fail(key: str, problem: str) -> None:
@@ -212,4 +217,14 @@ def validate_drive_manifest(doc: Any) -> dict[str, Any]:
     for index, problem in enumerate(doc["problems"]):
         if problem["kind"] not in PROBLEM_KINDS:
             fail(f"problems[{index}].kind", f"unknown kind {problem['kind']!r} (known: {', '.join(PROBLEM_KINDS)})")
+        if doc["status"] == "complete" and (problem["messages_lost"] is None or problem["messages_lost"] > 0
+                                            or problem["kind"] in PARTIAL_PROBLEMS):
+            fail("status", f"is complete but problems[{index}] ({problem['kind']}) says messages were lost or "
+                 "miscounted")
+    if doc["status"] == "complete":
+        counts = {topic["name"]: topic["messages"] for topic in doc["topics"]}
+        for name, camera in doc["cameras"].items():
+            if camera["topic"] in counts and counts[camera["topic"]] != camera["messages"]:
+                fail("status", f"is complete but camera {name} has {camera['messages']} messages where its topic "
+                     f"{camera['topic']} counts {counts[camera['topic']]}")
     return doc

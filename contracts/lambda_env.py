@@ -20,7 +20,8 @@ Preprocessor variables (name: default, meaning):
 - ROI: empty, "left,top,right,bottom" as FRACTIONS (0..1) of the EXIF-oriented source frame, e.g.
   "0,0.25,1,1" drops the top quarter. Fractions (not pixels) so one setting fits cameras of any resolution.
 - MAX_INPUT_BYTES: 20971520, MAX_INPUT_PIXELS: 40000000, JPEG_QUALITY: 90 (1..95)
-- KEY_PATTERN: regex with named groups vehicle, camera, timestamp, matched against the key after "incoming/"
+- KEY_PATTERN: regex with named groups vehicle, camera, timestamp (and optionally drive), matched against the key
+  after "incoming/"
 - VRU_MIN_PIXELS: 50 (mask pixels at inference resolution)
 - WRITE_OVERLAY: false, RESTORE_ORIGINAL_SIZE: false ("true"/"false", also 1/0/yes/no)
 - MODEL_PACKAGE_VERSION: empty, copied into result documents
@@ -44,7 +45,9 @@ from typing import Any, TypeVar
 from contracts.layout import INFERENCE
 from contracts.naming import MODEL_PACKAGE_PARAMETER
 
-DEFAULT_KEY_PATTERN = r"^(?P<vehicle>[^/]+)/(?P<camera>[^/]+)/(?P<timestamp>[^/]+)\.(?:jpe?g|png)$"
+# <vehicle>/<camera>/<timestamp>, or <vehicle>/<drive>/<camera>/<timestamp> (drive frames: drivelogs/naming.py)
+DEFAULT_KEY_PATTERN = (r"^(?P<vehicle>[^/]+)/(?:(?P<drive>[^/]+)/)?(?P<camera>[^/]+)/(?P<timestamp>[^/]+)"
+                       r"\.(?:jpe?g|png)$")
 KEY_PATTERN_GROUPS = ("vehicle", "camera", "timestamp")
 METRICS_NAMESPACE = "roadseg"
 # Handler module -> POWERTOOLS_SERVICE_NAME of its function (the `service` dimension of its metrics).

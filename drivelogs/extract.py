@@ -35,7 +35,9 @@ LOG = logging.getLogger("roadseg.drives.extract")  # the extraction's one logger
 
 def extract_drive(drive: DriveId | str, logs: Sequence[Path | str], sink: FrameSink,
                   options: ExtractOptions | None = None) -> dict[str, Any]:
-    """Open every log first (UnreadableLog before anything is written), then extract them in order."""
+    """Open every log first (UnreadableLog before anything is written), then extract them in order; a log found
+    unreadable only once reading starts is a ``read_error`` problem in the manifest (status ``partial``), which then
+    records what the other logs gave."""
     drive_id = drive if isinstance(drive, DriveId) else DriveId.parse(drive)
     opened = [open_log(path) for path in logs]
     return DriveExtractor(drive_id, sink, options).extract(opened)

@@ -1,8 +1,12 @@
 """The extractor: which topics are cameras, which of their frames are kept, under which key, and the drive manifest.
 
-Every image topic is a camera unless a topic -> camera mapping is given; names come from drivelogs/naming.py. When
-two topics derive the same name the later one gets the dropped parts appended (``cam-front-image_raw``) and a problem
-says so. The key's stamp is header.stamp (the log time when the stamp is zero); the drive id goes in the object's
+Every image topic is a camera unless a topic -> camera mapping is given; names come from drivelogs/naming.py and depend
+on the topics alone, never on the order the log lists its channels (the shards of a split drive name their cameras
+alike): derived names are given when the first camera message arrives, to every camera topic the log has announced by
+then (the readers announce all of a log's channels first when the log has an index), in topic order. When two topics
+derive the same name neither keeps it: each is named after its whole topic (``cam-front-image_raw``,
+``cam-front-image_raw-compressed``) and a problem says so; a name taken in an earlier log stays with its topic. The
+key's stamp is header.stamp (the log time when the stamp is zero); the drive id goes in the object's
 metadata (contracts.drives.DRIVE_ID_METADATA).
 
 Per camera: a frame is kept when its stamp is at least 1/rate_hz after the last kept one (``rate_limited``
@@ -13,6 +17,13 @@ and counted as ``out_of_order``.
 
 The logs' problems (drivelogs/readers/) go into the manifest. For every camera, messages = extracted + skipped +
 lost (contracts.drives.validate_drive_manifest).
+
+Counts reconcile with the log: a camera topic whose log counts (index, statistics, metadata.yaml) more messages than
+were read or counted lost (messages outside chunks, an over-counting metadata.yaml) has the difference counted lost
+with an ``unaccounted_messages`` problem; one that counts fewer than were read gets a ``count_mismatch`` problem.
+Either makes the drive ``partial``: ``complete`` means every image message of the logs was extracted or skipped with a
+reason. A log that turns out unreadable only once reading starts (UnreadableLog) is a ``read_error`` problem of
+unknown loss; the drive is ``partial`` and the manifest records what the other logs gave.
 """
 
 from __future__ import annotations
@@ -25,7 +36,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.drives import DRIVE_ID_METADATA, DRIVE_MANIFEST_SCHEMA_VERSION, DriveId, validate_drive_manifest
+from contracts.drives import (
+    DRIVE_ID_METADATA,
+    DRIVE_MANIFEST_SCHEMA_VERSION,
+    PARTIAL_PROBLEMS,
+    DriveId,
+    validate_drive_manifest,
+)
 from drivelogs.decode import (
     IMAGE_TYPES,
     FrameLimits,
@@ -34,7 +51,7 @@ from drivelogs.decode import (
     message_stamp_ns,
 )
 from drivelogs.naming import camera_name_for_topic, frame_key, safe_camera_name, stamp_text
-from drivelogs.readers.log import DriveLog, LogMessage, UnsupportedMessageEncoding
+from drivelogs.readers.log import DriveLog, LogMessage, UnreadableLog, UnsupportedMessageEncoding
 from drivelogs.sinks import FrameSink
 
 LOG = logging.getLogger("roadseg.drives.extract")  # the extraction's one logger, whichever part logs
@@ -105,6 +122,7 @@ class DriveExtractor:
         self.options = options or ExtractOptions()
         self.cameras: dict[str, _Camera] = {}  # by topic
         self.names: set[str] = set()
+        self._unnamed: list[str] = []  # derived camera topics announced, named at the first camera message
         self.problems: list[dict[str, Any]] = []
         self.logs: list[dict[str, Any]] = []
         self.topics: dict[str, dict[str, Any]] = {}
@@ -123,22 +141,34 @@ class DriveExtractor:
                 return False
             name = config.name
         elif msgtype in IMAGE_TYPES:
-            config, name = None, camera_name_for_topic(topic)
-            if name in self.names:
-                dropped = "-".join(p for p in topic.split("/") if p)[len(name):].strip("-")
-                unique = safe_camera_name(name + "-" + dropped)
-                while unique in self.names:
-                    unique += "_"
-                self.problems.append({"kind": "camera_name_collision", "log": None, "topic": topic, "offset": None,
-                                      "messages_lost": 0, "detail": f"{topic} derives the camera name {name!r} of "
-                                      f"another topic; its frames go to {unique!r}"})
-                name = unique
+            config, name = None, ""
+            self._unnamed.append(topic)
         else:
             return False
         rate = config.rate_hz if config is not None and config.rate_hz is not None else self.options.rate_hz
         self.cameras[topic] = _Camera(name, topic, rate, msgtype)
-        self.names.add(name)
+        if name:
+            self.names.add(name)
         return True
+
+    def _name_cameras(self) -> None:
+        """Derived names for the topics announced so far, in topic order (see the module docstring)."""
+        topics, self._unnamed = sorted(self._unnamed), []
+        short = {topic: camera_name_for_topic(topic) for topic in topics}
+        for topic in topics:
+            rivals = sorted(t for t in topics if t != topic and short[t] == short[topic])
+            if not rivals and short[topic] not in self.names:
+                name = short[topic]
+            else:
+                name = safe_camera_name("-".join(p for p in topic.split("/") if p))
+                while name in self.names:
+                    name += "_"
+                other = ", ".join(rivals) if rivals else "a topic of an earlier log"
+                self.problems.append({"kind": "camera_name_collision", "log": None, "topic": topic, "offset": None,
+                                      "messages_lost": 0, "detail": f"{topic} and {other} derive the camera name "
+                                      f"{short[topic]!r}; its frames go to {name!r}"})
+            self.cameras[topic].name = name
+            self.names.add(name)
 
     def extract(self, logs: Sequence[DriveLog]) -> dict[str, Any]:
         """Reads each log in turn (a split drive's files in order) and returns the validated manifest."""
@@ -147,9 +177,12 @@ class DriveExtractor:
                 self._wanted(topic, None)
         for log in logs:
             LOG.info("drive %s: reading %s (%s, %d bytes)", self.drive, log.name, log.format, log.size_bytes)
-            for message in log.messages(self._wanted):
-                self._handle(self.cameras[message.topic], message)
-                self._progress(log)
+            try:
+                for message in log.messages(self._wanted):
+                    self._handle(self.cameras[message.topic], message)
+                    self._progress(log)
+            except UnreadableLog as exc:  # found unreadable only once reading began: the other logs still count
+                log.problem("read_error", f"{exc}; its messages are unknown", messages_lost=None)
             for topic, count in log.lost.items():
                 if topic in self.cameras:
                     self.cameras[topic].messages_lost += count
@@ -161,12 +194,34 @@ class DriveExtractor:
             self.logs.append({"name": log.name, "size_bytes": log.size_bytes, "format": log.format,
                               "library": log.library, "messages_read": log.messages_read,
                               "complete": log.complete})
+        self._reconcile()
         return self.manifest()
+
+    def _reconcile(self) -> None:
+        """Each camera's messages against its topic's count in the logs (see the module docstring)."""
+        for topic, camera in self.cameras.items():
+            entry = self.topics.get(topic)
+            if entry is None:
+                continue
+            counted, known = entry["messages"], camera.messages_read + camera.messages_lost
+            if counted > known:
+                camera.messages_lost += counted - known
+                self.problems.append({"kind": "unaccounted_messages", "log": None, "topic": topic, "offset": None,
+                                      "messages_lost": counted - known, "detail": f"the logs count {counted} "
+                                      f"messages on {topic} but {known} were read or counted lost (messages outside "
+                                      f"chunks or an over-counting index): {counted - known} counted lost"})
+            elif counted < known:
+                entry["messages"] = known
+                self.problems.append({"kind": "count_mismatch", "log": None, "topic": topic, "offset": None,
+                                      "messages_lost": 0, "detail": f"the logs count {counted} messages on {topic} "
+                                      f"but {known} were read or counted lost: the topic's count is what was read"})
 
     def _skip(self, camera: _Camera, reason: str) -> None:
         camera.skipped[reason] += 1
 
     def _handle(self, camera: _Camera, message: LogMessage) -> None:
+        if self._unnamed:
+            self._name_cameras()
         camera.messages_read += 1
         camera.msgtype = camera.msgtype or message.msgtype
         if message.msgtype not in IMAGE_TYPES:
@@ -199,7 +254,7 @@ class DriveExtractor:
         except SkipFrame as skip:
             LOG.debug("%s @ %s: %s", message.topic, stamp, skip)
             return self._skip(camera, skip.reason)
-        key = frame_key(self.drive.vehicle, camera.name, stamp, frame.ext)
+        key = frame_key(self.drive, camera.name, stamp, frame.ext)
         if not self.sink.put_frame(key, frame.body, frame.content_type, self.metadata):
             return self._skip(camera, "key_exists")
         camera.extracted += 1
@@ -219,6 +274,8 @@ class DriveExtractor:
                  log.name, read, extracted, extracted / max(now - self._started, 1e-9))
 
     def manifest(self) -> dict[str, Any]:
+        if self._unnamed:
+            self._name_cameras()
         cameras = {c.name: c.document() for c in self.cameras.values()}
         for topic, camera in self.cameras.items():
             if topic in self.topics:
@@ -239,7 +296,8 @@ class DriveExtractor:
         skipped: Counter[str] = Counter()
         for camera in self.cameras.values():
             skipped.update(camera.skipped)
-        partial = any(p["messages_lost"] is None or p["messages_lost"] > 0 for p in self.problems)
+        partial = any(p["messages_lost"] is None or p["messages_lost"] > 0 or p["kind"] in PARTIAL_PROBLEMS
+                      for p in self.problems)
         status = "no_image_topics" if not self.cameras else "partial" if partial else "complete"
         options = self.options
         configured = None if options.cameras is None else {t: c.name for t, c in options.cameras.items()}

@@ -135,7 +135,9 @@ _CAMERA_SUMS = ("messages", "messages_read", "messages_lost", "extracted", "out_
 
 def merge_manifests(shares: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One drive manifest from the shares of a split drive's instances (pure): logs, topics, problems and per-camera
-    counts added up, stamps and time range widened; validated, so the counts still reconcile."""
+    counts added up (cameras matched by topic, never by name), stamps and time range widened; a topic the shards named
+    differently, or a name two topics share, is a ``camera_name_collision`` problem; validated, so the counts still
+    reconcile."""
     if not shares:
         raise ValueError("no manifest shares to merge")
     drives = {share["drive_id"] for share in shares}
@@ -161,21 +163,46 @@ def merge_manifests(shares: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     merged["time_range"] = None if not ranges else {
         **{k: v for k, v in min(ranges, key=lambda r: r["start_ns"]).items() if k.startswith("start")},
         **{k: v for k, v in max(ranges, key=lambda r: r["end_ns"]).items() if k.startswith("end")}}
-    cameras: dict[str, dict[str, Any]] = {}
+    by_topic: dict[str, dict[str, Any]] = {}  # cameras are keyed by topic: shards may name them differently
+    names_of: dict[str, list[str]] = {}
     for share in shares:
         for name, camera in share["cameras"].items():
-            if name not in cameras:
-                cameras[name] = {**camera, "skipped": dict(camera["skipped"])}
+            topic = camera["topic"]
+            if name not in names_of.setdefault(topic, []):
+                names_of[topic].append(name)
+            if topic not in by_topic:
+                by_topic[topic] = {**camera, "skipped": dict(camera["skipped"])}
                 continue
-            into = cameras[name]
+            into = by_topic[topic]
             for key in _CAMERA_SUMS:
                 into[key] += camera[key]
             for reason, count in camera["skipped"].items():
                 into["skipped"][reason] = into["skipped"].get(reason, 0) + count
+            into["type"] = into["type"] or camera["type"]
             stamps = [s for s in (into["first_stamp"], camera["first_stamp"]) if s]
             into["first_stamp"] = min(stamps) if stamps else None  # fixed-width UTC strings sort in time order
             stamps = [s for s in (into["last_stamp"], camera["last_stamp"]) if s]
             into["last_stamp"] = max(stamps) if stamps else None
+    cameras: dict[str, dict[str, Any]] = {}
+    for topic in sorted(by_topic):
+        names = sorted(names_of[topic])
+        name = names[0]
+        if len(names) > 1:
+            merged["problems"].append({"kind": "camera_name_collision", "log": None, "topic": topic, "offset": None,
+                                       "messages_lost": 0, "detail": f"the shards named {topic} differently: its "
+                                       f"frames are under the cameras {', '.join(names)}"})
+        if name in cameras:
+            other = cameras[name]["topic"]
+            unique = name
+            while unique in cameras:
+                unique += "_"
+            merged["problems"].append({"kind": "camera_name_collision", "log": None, "topic": topic, "offset": None,
+                                       "messages_lost": 0, "detail": f"the shards named {topic} and {other} both "
+                                       f"{name!r}: their frames share that folder; {topic} is listed as {unique!r}"})
+            name = unique
+        cameras[name] = by_topic[topic]
+        if topic in topics:
+            topics[topic]["camera"] = name
     merged["cameras"] = cameras
     skipped: dict[str, int] = {}
     for camera in cameras.values():

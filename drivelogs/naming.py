@@ -1,7 +1,9 @@
 """Camera names from topics and frame keys from stamps: the only place the extraction's key layout is spelled.
 
-Keys are ``incoming/<vehicle>/<camera>/<stamp>.<jpg|png>`` (contracts.lambda_env.DEFAULT_KEY_PATTERN). ``<stamp>``
-is a nanosecond UTC time as a sortable string, ``20261203T101500.123456789Z``.
+Keys are ``incoming/<vehicle>/<drive>/<camera>/<stamp>.<jpg|png>`` (contracts.lambda_env.DEFAULT_KEY_PATTERN, whose
+drive segment is optional). ``<stamp>`` is a nanosecond UTC time as a sortable string, ``20261203T101500.123456789Z``.
+The drive is in the key so that two drives never collide whatever their stamps (cameras that stamp time since boot
+give every drive of a vehicle stamps in 1970).
 
 The camera name derived from a topic: split on "/", drop the trailing transport and image-stage parts (compressed,
 image_raw, image_rect_color, image, ...), join the rest with "-" and replace every character outside
@@ -14,6 +16,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from contracts.drives import DriveId
 from contracts.layout import INFERENCE
 
 TOPIC_SUFFIXES = frozenset({
@@ -44,5 +47,6 @@ def stamp_text(ns: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y%m%dT%H%M%S") + f".{nanos:09d}Z"
 
 
-def frame_key(vehicle: str, camera: str, stamp_ns: int, ext: str, prefix: str = INFERENCE.incoming) -> str:
-    return f"{prefix}{vehicle}/{camera}/{stamp_text(stamp_ns)}.{ext}"
+def frame_key(drive: DriveId, camera: str, stamp_ns: int, ext: str, prefix: str = INFERENCE.incoming) -> str:
+    """``incoming/<vehicle>/<drive>/<camera>/<stamp>.<ext>``: unique per drive, camera and stamp."""
+    return f"{prefix}{drive.vehicle}/{drive.drive}/{camera}/{stamp_text(stamp_ns)}.{ext}"

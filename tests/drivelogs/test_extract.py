@@ -79,7 +79,7 @@ def test_every_log_format_gives_the_same_frames(tmp_path, drive_logs, camera_mes
     # Byte for byte, under the stamp, with the extension the magic bytes say.
     by_stamp = {m.stamp: m.fields["data"] for m in camera_messages if m.topic == FRONT}
     for stamp, data in by_stamp.items():
-        assert written[f"incoming/car-7/cam-front/{stamp_text(stamp)}.jpg"] == data
+        assert written[f"incoming/car-7/2026-12-03/cam-front/{stamp_text(stamp)}.jpg"] == data
     assert sum(key.endswith(".png") for key in written) == 10
     assert manifest["time_range"]["start"] == "20261203T101500.000000000Z"
     assert manifest["cameras"]["cam-rear"]["first_stamp"] == "20261203T101500.000000001Z"
@@ -207,7 +207,7 @@ def test_cameras_from_config_with_names_and_rates(tmp_path, drive_logs, camera_m
     front = manifest["cameras"]["front"]
     # 10 Hz thinned to >= 250 ms apart: 0, 300, 600, 900 ms.
     assert front["extracted"] == 4 and front["skipped"] == {"rate_limited": 6} and front["rate_hz"] == 4.0
-    assert all(key.startswith("incoming/car-7/front/") for key in written)
+    assert all(key.startswith("incoming/car-7/2026-12-03/front/") for key in written)
     assert [p["kind"] for p in manifest["problems"]] == ["camera_topic_missing"]
     assert manifest["cameras"]["x"]["messages"] == 0
 
@@ -218,9 +218,9 @@ def test_derived_name_collisions_get_a_suffix(tmp_path, drive_logs):
         drive_logs.compressed("/cam/front/image_raw/compressed", t0, drive_logs.jpeg_bytes()),
         drive_logs.image("/cam/front/image_raw", t0, "mono8", 64, 32, bytes(64 * 32), 64)])
     manifest, written = extract(tmp_path, [log])
-    assert set(manifest["cameras"]) == {"cam-front", "cam-front-image_raw"}
+    assert set(manifest["cameras"]) == {"cam-front-image_raw-compressed", "cam-front-image_raw"}
     assert len(written) == 2
-    assert [p["kind"] for p in manifest["problems"]] == ["camera_name_collision"]
+    assert [p["kind"] for p in manifest["problems"]] == ["camera_name_collision"] * 2
     assert manifest["status"] == "complete"
 
 

@@ -45,9 +45,11 @@ def test_parse_frame_key_matches_default_pattern() -> None:
     assert (frame.vehicle, frame.camera, frame.timestamp) == ("veh-1", "front cam", "2024-05-01T10:00:00.123Z")
     unicode = parse_frame_key("incoming/車/前/été.png", PATTERN)
     assert (unicode.vehicle, unicode.camera, unicode.timestamp) == ("車", "前", "été")
+    drive = parse_frame_key("incoming/car-7/2026-12-03/front/19700101T000001.000000000Z.jpg", PATTERN)
+    assert (drive.vehicle, drive.camera, drive.timestamp) == ("car-7", "front", "19700101T000001.000000000Z")
 
 
-@pytest.mark.parametrize("key", ["incoming/loose.jpg", "incoming/a/b/c/d.jpg", "incoming/v/c/frame.gif", "other/x"])
+@pytest.mark.parametrize("key", ["incoming/loose.jpg", "incoming/a/b/c/d/e.jpg", "incoming/v/c/frame.gif", "other/x"])
 def test_unmatched_keys_give_null_fields(key: str) -> None:
     frame = parse_frame_key(key, PATTERN)
     assert not frame.matched and frame.vehicle is None and frame.camera is None and frame.timestamp is None
