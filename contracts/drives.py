@@ -8,10 +8,11 @@ A drive log is uploaded under ``drives/`` of the inference bucket (contracts.lay
     drives/<vehicle>/<drive>/metadata.yaml   a ROS 2 bag directory (sqlite3 or MCAP storage): the directory is
                                              extracted when its metadata.yaml arrives (the command uploads it last)
 
-The drive id is ``<vehicle>/<drive>``. Extracted frames go to ``incoming/<vehicle>/<camera>/<timestamp>.<ext>`` (the
-ingest function's default key pattern) with the drive id in the object's user metadata (``DRIVE_ID_METADATA``), so the
-existing ingest path validates, quarantines, de-duplicates and infers them. Everything roadseg writes about a drive
-lies under ``drive-outputs/<vehicle>/<drive>/`` (``DriveOutputs``).
+The drive id is ``<vehicle>/<drive>``. Extracted frames go to ``incoming/<vehicle>/<drive>/<camera>/<timestamp>.<ext>``
+(the ingest function's default key pattern, whose drive segment is optional: two drives never share a key) with the
+drive id in the object's user metadata (``DRIVE_ID_METADATA``), so the existing ingest path validates, quarantines,
+de-duplicates and infers them. Everything roadseg writes about a drive lies under
+``drive-outputs/<vehicle>/<drive>/`` (``DriveOutputs``).
 """
 
 from __future__ import annotations

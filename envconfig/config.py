@@ -22,6 +22,7 @@ from contracts.instances import ALGORITHM_DOCS, HOSTING_FAMILIES, INFERENCE_CPU_
 from contracts.instances import GPU_FAMILIES as GPU_FAMILIES
 from contracts.instances import NVME_FAMILIES as NVME_FAMILIES
 from contracts.instances import instance_family as instance_family
+from contracts.lambda_env import DEFAULT_KEY_PATTERN
 from envconfig.network import IsolatedNetworkConfig
 from segcore.classes import MAX_CLASSES, MIN_CLASSES, SCHEME_NAMES, get_scheme, scheme_from_config
 
@@ -301,7 +302,7 @@ class PreprocessingConfig(_Strict):
     max_input_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
     max_input_pixels: Annotated[int, Field(ge=256)] = 40_000_000
     jpeg_quality: Annotated[int, Field(ge=1, le=95)] = 90
-    key_pattern: str = r"^(?P<vehicle>[^/]+)/(?P<camera>[^/]+)/(?P<timestamp>[^/]+)\.(?:jpe?g|png)$"
+    key_pattern: str = DEFAULT_KEY_PATTERN  # drive frames carry a drive segment (drivelogs/naming.py)
     vru_min_pixels: Annotated[int, Field(ge=1)] = 50
     write_overlay: bool = False
     restore_original_size: bool = False
