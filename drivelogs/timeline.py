@@ -207,6 +207,8 @@ def _record(drive: DriveId, document: Document) -> FrameRecord | str:
     if not key:
         return "names no frame key"
     parsed = parse_frame_key(key, _KEY_PATTERN)
+    if parsed.drive and parsed.drive != drive.drive:  # two drives of one vehicle may share stamps (time since boot)
+        return f"belongs to drive {parsed.drive}"
     vehicle = body.get("vehicle") or parsed.vehicle
     camera = body.get("camera") or parsed.camera
     time_ns = parse_frame_time(body.get("timestamp") or parsed.timestamp)

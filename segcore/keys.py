@@ -46,6 +46,7 @@ class FrameKey:
     camera: str | None
     timestamp: str | None
     matched: bool  # whether KEY_PATTERN matched; unmatched keys still process, with null fields
+    drive: str | None = None  # the drive segment of a drive's frame key (drivelogs.naming.frame_key), if any
 
 
 def relative_key(key: str) -> str:
@@ -65,6 +66,7 @@ def parse_frame_key(key: str, pattern: re.Pattern[str]) -> FrameKey:
         camera=groups.get("camera"),
         timestamp=groups.get("timestamp"),
         matched=True,
+        drive=groups.get("drive"),
     )
 
 

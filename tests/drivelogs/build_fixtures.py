@@ -39,8 +39,8 @@ def epoch_ns(moment: datetime) -> int:
     return int(moment.replace(microsecond=0).timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
-def frame_key(vehicle: str, camera: str, moment: datetime) -> str:
-    return f"incoming/{vehicle}/{camera}/{stamp(moment)}.jpg"
+def frame_key(vehicle: str, camera: str, moment: datetime, drive: str | None = None) -> str:
+    return f"incoming/{vehicle}/{drive + '/' if drive else ''}{camera}/{stamp(moment)}.jpg"
 
 
 @dataclass(frozen=True)
@@ -82,14 +82,14 @@ def write_json(path: Path, doc: dict) -> None:
     path.write_text(json.dumps(doc))
 
 
-def write_drive(root: Path, vehicle: str, frames: list[Frame]) -> dict[str, Path]:
+def write_drive(root: Path, vehicle: str, frames: list[Frame], drive: str | None = None) -> dict[str, Path]:
     """Write the frames' documents, masks and overlays under root/{results,failures,quarantine}; the folders."""
     folders = {name: root / name for name in ("results", "failures", "quarantine")}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     pattern = re.compile(DEFAULT_KEY_PATTERN)
     for index, spec in enumerate(frames):
-        key = frame_key(vehicle, spec.camera, spec.moment)
+        key = frame_key(vehicle, spec.camera, spec.moment, drive)
         identity = frame_identity(key)
         frame = parse_frame_key(key, pattern)
         uploaded = spec.moment + timedelta(seconds=1)

@@ -337,6 +337,18 @@ def test_documents_of_other_drives_only(tmp_path, capsys):
     assert "another vehicle (car-9)" in capsys.readouterr().err
 
 
+def test_frames_of_another_drive_of_the_same_vehicle_and_time_are_left_out(tmp_path):
+    # Cameras stamping time since boot give two drives of one vehicle the same stamps: the key's drive decides.
+    folders = write_drive(tmp_path / "in", "car-7", [Frame("front", T0), Frame("front", T0 + TICK)],
+                          drive=DRIVE.drive)
+    write_drive(tmp_path / "in", "car-7", [Frame("front", T0), Frame("rear", T0 + TICK)], drive="2026-12-04")
+    assert main(["--drive-id", str(DRIVE), "--results", str(folders["results"]), "--output", str(tmp_path / "o"),
+                 "--no-video"]) == 0
+    summary = json.loads(local(tmp_path / "o", DriveOutputs(DRIVE).summary).read_text())
+    assert summary["frames"] == {"front": {"processed": 2, "quarantined": 0, "failed": 0, "total": 2}}
+    assert any("belongs to drive 2026-12-04" in warning for warning in summary["warnings"])
+
+
 def test_a_frame_with_several_documents_keeps_the_processed_one(tmp_path):
     moment = T0 + TICK
     folders = write_drive(tmp_path / "in", "car-7", [Frame("rear", T0), Frame("rear", moment, kind="failure")])
