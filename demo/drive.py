@@ -304,7 +304,7 @@ def rehearse_drive(aws: Any, *, bucket: str, table: str, scheme: ClassScheme, op
     s3.put_object(Bucket=bucket, Key=outputs.manifest, Body=json.dumps(report.manifest, indent=2).encode(),
                   ContentType="application/json")
     record_share(dynamodb, table, str(DRIVE_ID), "algo-1", int(report.manifest["totals"]["extracted"]), 1)
-    by_key = {frame_key(DRIVE_ID.vehicle, p.camera, p.stamp_ns, "jpg"): p for p in report.planned}
+    by_key = {frame_key(DRIVE_ID, p.camera, p.stamp_ns, "jpg"): p for p in report.planned}
     for number, key in enumerate(sink.keys):
         planned = by_key.get(key)
         if planned is None:
@@ -319,7 +319,7 @@ def rehearse_drive(aws: Any, *, bucket: str, table: str, scheme: ClassScheme, op
         report.problems.append(f"drive: extracted frames lack the {DRIVE_ID_METADATA} metadata ({seen[:1]})")
     totals = report.manifest["totals"]
     log(f"extraction ({report.manifest['status']}): {totals['extracted']} of {totals['messages']} messages -> "
-        f"s3://{bucket}/{INFERENCE.incoming}{DRIVE_ID.vehicle}/<camera>/<stamp>.jpg with metadata "
+        f"s3://{bucket}/{INFERENCE.incoming}{DRIVE_ID.vehicle}/{DRIVE_ID.drive}/<camera>/<stamp>.jpg with metadata "
         f"{DRIVE_ID_METADATA}={DRIVE_ID}; manifest {outputs.manifest}; DRIVE item extracted={totals['extracted']}")
     lap("extract")
 
@@ -434,7 +434,7 @@ def _frame_picture(report: DriveReport, folder: Path) -> None:
     peak = scene["peak_frame_key"] if scene else None
     wanted = next((i for i, p in enumerate(sorted((p for p in report.planned if p.camera == camera),
                                                     key=lambda p: p.stamp_ns))
-                   if peak == frame_key(DRIVE_ID.vehicle, camera, p.stamp_ns, "jpg")), 0)
+                   if peak == frame_key(DRIVE_ID, camera, p.stamp_ns, "jpg")), 0)
     picture = None
     with av.open(str(video)) as container:
         for index, decoded in enumerate(container.decode(video=0)):
@@ -461,7 +461,7 @@ def _check(report: DriveReport) -> None:
     totals = report.summary.get("totals", {})
     if totals.get("total") != len(report.planned):
         report.problems.append(f"drive summary counts {totals.get('total')} frames, {len(report.planned)} written")
-    planned = {frame_key(DRIVE_ID.vehicle, p.camera, p.stamp_ns, "jpg") for p in report.planned if p.vru_ahead}
+    planned = {frame_key(DRIVE_ID, p.camera, p.stamp_ns, "jpg") for p in report.planned if p.vru_ahead}
     if not any(s["camera"] == VRU_CAMERA and ({s["first_frame_key"], s["last_frame_key"]} & planned)
                for s in report.vru_scenes):
         report.problems.append(f"drive: no {VRU_AHEAD} scene on {VRU_CAMERA} where the person/rider was planned")

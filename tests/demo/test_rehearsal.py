@@ -233,7 +233,7 @@ def test_drive_frames_arrive_under_incoming_with_the_drive_id(rehearsal):
     drive = report.drive
     assert len(drive.frame_keys) == len(drive.planned)
     for key in drive.frame_keys:
-        assert key.startswith("incoming/veh-100/front/") or key.startswith("incoming/veh-100/rear/")
+        assert key.startswith(("incoming/veh-100/rehearsal-drive/front/", "incoming/veh-100/rehearsal-drive/rear/"))
         assert key.endswith("Z.jpg")
     manifest = json.loads((report.options.out / "drive" / "manifest.json").read_text())
     assert manifest["drive_id"] == "veh-100/rehearsal-drive" and manifest["status"] == "complete"
