@@ -3,7 +3,12 @@ ROS 1 ``ros1`` with a ``ros1msg`` schema (what ``mcap convert`` writes; rosbags'
 the schema defines, so the messages look like those of a ROS 1 bag), ``protobuf`` (mcap-protobuf-support: Foxglove's
 schemas and any other) and ``json`` for the Foxglove schemas (``foxglove.CompressedImage``, ``foxglove.RawImage``:
 their ``bytes`` fields are base64 in JSON). Anything else has no decoder (``None``): the reader reports the topic's
-messages as ``unsupported_message_encoding``."""
+messages as ``unsupported_message_encoding``.
+
+A ROS 2 bag recorded with ``--compression-mode message`` stores each message's CDR bytes as one zstd frame; only its
+``metadata.yaml`` says so, and a split bag's MCAP files are read without it. A CDR payload starts with its
+encapsulation header (``00 0x``), a zstd frame with the magic ``28 B5 2F FD``: such a payload is decompressed
+(zstandard) before it is decoded (``McapDecoders.decompress``)."""
 
 from __future__ import annotations
 
@@ -18,6 +23,12 @@ from drivelogs.readers.log import library_version
 Decoder = Callable[[bytes], Any]
 # Foxglove JSON schemas' fields of type bytes (base64 strings in the message).
 FOXGLOVE_JSON_BYTES = {"foxglove.CompressedImage": ("data",), "foxglove.RawImage": ("data",)}
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # a zstd frame's first bytes (RFC 8878); a CDR payload starts with 00
+
+
+def zstd_compressed(data: bytes) -> bool:
+    """Whether a message payload is a zstd frame (rosbag2's per-message compression) rather than CDR bytes."""
+    return bytes(data[:4]) == ZSTD_MAGIC
 
 
 def _namespace(value: Any) -> Any:
@@ -51,11 +62,28 @@ class McapDecoders:
         self._ros2: Any = None
         self._protobuf: Any = None
         self._ros1: Any = None  # rosbags typestore holding the ros1msg schemas' types
+        self._zstd: Any = None
         self.used: set[str] = set()  # the decoding libraries used, for the log's ``library``
 
     def library(self) -> str:
         names = ["mcap", *sorted(self.used)] if self.used else ["mcap", "mcap-ros2-support"]
         return " + ".join(f"{name} {library_version(name)}" for name in names)
+
+    def decompress(self, data: bytes) -> bytes:
+        """A message-compressed payload's CDR bytes: its one zstd frame, whole (ValueError if cut or damaged)."""
+        import zstandard
+
+        if self._zstd is None:
+            self._zstd = zstandard.ZstdDecompressor()
+        stream = self._zstd.decompressobj()
+        try:
+            out = stream.decompress(bytes(data))
+        except zstandard.ZstdError as exc:
+            raise ValueError(f"zstd: {exc}") from exc
+        if not stream.eof:
+            raise ValueError(f"zstd: the frame is cut ({len(data)} bytes, {len(out)} decompressed)")
+        self.used.add("zstandard")
+        return out
 
     def decoder_for(self, message_encoding: str, schema: Any) -> Decoder | None:
         if message_encoding == "cdr":

@@ -1,6 +1,9 @@
 """MCAP files, read record by record so that a damaged file is read around its damage. Messages are decoded by
 their channel's encoding (drivelogs/readers/mcap_decoders.py): ROS 2 CDR, ROS 1 (``ros1msg`` schemas, as ``mcap
-convert`` writes them), protobuf (Foxglove's schemas among others) and JSON with Foxglove's schemas."""
+convert`` writes them), protobuf (Foxglove's schemas among others) and JSON with Foxglove's schemas. ROS 2 messages
+compressed one by one (``ros2 bag record --compression-mode message``) are recognised by their zstd magic without the
+bag's metadata.yaml and decompressed; one that cannot be decompressed and decoded is counted lost (a ``read_error``
+problem on its topic, so the drive is ``partial``), never passed on as an undecodable frame of a complete drive."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from drivelogs.readers.log import (
     Wanted,
     normalise_type,
 )
-from drivelogs.readers.mcap_decoders import McapDecoders
+from drivelogs.readers.mcap_decoders import McapDecoders, zstd_compressed
 
 LOG = logging.getLogger("roadseg.drives.extract")  # the extraction's one logger, whichever part logs
 
@@ -34,6 +37,8 @@ class McapLog(DriveLog):
         self._factory = McapDecoders()
         self._decoders: dict[int, Callable[[bytes], Any] | None] = {}
         self._unsupported_reported: set[str] = set()
+        # per topic: its message-compression problem and the first error
+        self._compressed_problems: dict[str, tuple[dict[str, Any], str]] = {}
 
     @property  # type: ignore[override]
     def library(self) -> str:
@@ -50,7 +55,22 @@ class McapLog(DriveLog):
             self._decoders[channel.id] = decoder
         return self._decoders[channel.id]
 
-    def _message(self, channel: Any, schema: Any, record: Any) -> LogMessage:
+    def _compressed_lost(self, topic: str, error: Exception) -> None:
+        """A message-compressed payload that does not decompress and decode: lost, one problem per topic."""
+        self.lost[topic] += 1
+        problem, first = self._compressed_problems.get(topic, (None, f"{type(error).__name__}: {error}"))
+        if problem is None:
+            self.problem("read_error", "", topic=topic, messages_lost=1)
+            problem = self.problems[-1]
+            self._compressed_problems[topic] = (problem, first)
+        else:
+            problem["messages_lost"] += 1
+        problem["detail"] = (f"{problem['messages_lost']} message-compressed payloads (zstd, as ros2 bag record "
+                             f"--compression-mode message writes them) could not be decompressed and decoded: "
+                             f"counted lost (first: {first})")
+
+    def _message(self, channel: Any, schema: Any, record: Any) -> LogMessage | None:
+        """The record as a message to decode, or None for a message-compressed one that is lost (counted)."""
         decoder = self._decoder(channel, schema)
         if decoder is None:
             if channel.topic not in self._unsupported_reported:
@@ -61,6 +81,15 @@ class McapLog(DriveLog):
 
             def decode() -> Any:
                 raise UnsupportedMessageEncoding(channel.message_encoding)
+        elif channel.message_encoding == "cdr" and zstd_compressed(record.data):
+            try:  # decoded here: a payload that does not decompress is lost, not an undecodable frame
+                decoded = decoder(self._factory.decompress(record.data))
+            except Exception as exc:
+                self._compressed_lost(channel.topic, exc)
+                return None
+
+            def decode() -> Any:
+                return decoded
         else:
             data = record.data
 
@@ -120,8 +149,10 @@ class McapLog(DriveLog):
             for record in records:
                 if isinstance(record, Message) and record.channel_id in wanted_ids:
                     channel = channels[record.channel_id]
-                    self.messages_read += 1
-                    yield self._message(channel, schemas.get(channel.schema_id), record)
+                    message = self._message(channel, schemas.get(channel.schema_id), record)
+                    if message is not None:
+                        self.messages_read += 1
+                        yield message
         if summary.statistics is None:  # no counts in the summary: what was read (wanted topics only)
             LOG.info("%s: no statistics record; topic counts cover the camera topics", self.name)
 
@@ -167,8 +198,9 @@ class McapLog(DriveLog):
                 channel = channels[record.channel_id]
                 self.topic_counts[channel.topic] += 1
                 if record.channel_id in wanted_ids:
-                    self.messages_read += 1
-                    return self._message(channel, schemas.get(channel.schema_id), record)
+                    message = self._message(channel, schemas.get(channel.schema_id), record)
+                    self.messages_read += message is not None
+                    return message
             return None
 
         handle.seek(0)
