@@ -102,6 +102,11 @@ class DriveOutputs:
     def summary(self) -> str:
         return self.prefix + "summary.json"
 
+    @property
+    def sidecar(self) -> str:
+        """The drive's results as a sidecar MCAP on the log's clock (drivelogs/sidecar.py), next to the videos."""
+        return self.prefix + "sidecar.mcap"
+
     def video(self, camera: str) -> str:
         return self.prefix + f"videos/{camera}.mp4"
 

@@ -396,6 +396,10 @@ def rehearse_drive(aws: Any, *, bucket: str, table: str, scheme: ClassScheme, op
                 target = folder / "videos" / f"{camera}.mp4"
                 shutil.copyfile(local / "videos" / f"{camera}.mp4", target)
                 report.files[f"video:{camera}"] = target
+        sidecar = built / outputs.sidecar[len(INFERENCE.drive_outputs):]  # build_drive writes it by default
+        if sidecar.is_file():
+            shutil.copyfile(sidecar, folder / sidecar.name)
+            report.files["sidecar"] = folder / sidecar.name
     manifest_copy = folder / "manifest.json"
     manifest_copy.write_text(json.dumps(report.manifest, indent=2))
     report.files["manifest"] = manifest_copy
@@ -407,7 +411,9 @@ def rehearse_drive(aws: Any, *, bucket: str, table: str, scheme: ClassScheme, op
         f"Masks, overlays, scenes, summary and videos here are STAND-IN output ({NOTE}).\n"
         f"{DRIVE_ID.drive}.mcap   the generated drive log (ROS 2 CompressedImage, 2 cameras), as put under drives/\n"
         "manifest.json   the extraction's manifest; summary.json, scenes.json: the drive builder's documents\n"
-        "videos/         the review videos (overlays in time order); scene-frame.png: one decoded video frame\n")
+        "videos/         the review videos (overlays in time order); scene-frame.png: one decoded video frame\n"
+        "sidecar.mcap    the results on the log's clock (overlays, class ids, VRU boxes, stats, scenes): open it\n"
+        "                beside the drive's MCAP in Foxglove or Rerun\n")
     lap("outputs")
     _check(report)
     found = report.summary["scenes"]["counts"]
@@ -415,6 +421,11 @@ def rehearse_drive(aws: Any, *, bucket: str, table: str, scheme: ClassScheme, op
         + ", ".join(f"{k} {v}" for k, v in found.items())
         + f"; {len(report.uploaded)} objects under s3://{bucket}/{INFERENCE.drive_outputs}; "
         f"copies and {report.files.get('frame', Path('-')).name} in {folder}/ ({LABEL} masks)")
+    side = report.summary.get("sidecar") or {}
+    log(f"sidecar {side.get('key', '-')}: {side.get('messages', 0)} messages, overlays "
+        + ", ".join(f"{c} {n}" for c, n in sorted(side.get("overlays", {}).items()))
+        + f", VRU boxes {sum(side.get('boxes', {}).values())}, scenes {side.get('scenes', 0)}; "
+        f"copy in {folder}/sidecar.mcap")
     return report
 
 
@@ -467,3 +478,8 @@ def _check(report: DriveReport) -> None:
         report.problems.append(f"drive: no {VRU_AHEAD} scene on {VRU_CAMERA} where the person/rider was planned")
     if "frame" not in report.files:
         report.problems.append("drive: no review video frame picture")
+    side = report.summary.get("sidecar") or {}
+    if "sidecar" not in report.files:
+        report.problems.append("drive: the builder wrote no sidecar MCAP")
+    elif side.get("overlays") != {c: f["processed"] for c, f in report.summary.get("frames", {}).items()}:
+        report.problems.append(f"drive: the sidecar holds overlays {side.get('overlays')}, not one per processed frame")

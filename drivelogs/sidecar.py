@@ -43,7 +43,7 @@ from contracts.layout import INFERENCE
 from drivelogs.timeline import FileIndex, FrameRecord, load_mask
 from segcore.masks import MaskError
 
-SIDECAR_NAME = "sidecar.mcap"
+SIDECAR_NAME = "sidecar.mcap"  # the last part of DriveOutputs.sidecar
 SCENES_TOPIC = "/roadseg/scenes"
 STATS_SCHEMA = {
     "title": "roadseg.FrameStatistics",
@@ -63,8 +63,8 @@ _TEXT_BACKGROUND = Color(r=0.0, g=0.0, b=0.0, a=0.6)
 
 
 def sidecar_key(drive: DriveId) -> str:
-    """The sidecar's key in the inference bucket, next to the drive's videos."""
-    return DriveOutputs(drive).prefix + SIDECAR_NAME
+    """The sidecar's key in the inference bucket, next to the drive's videos (``DriveOutputs.sidecar``)."""
+    return DriveOutputs(drive).sidecar
 
 
 def topic(camera: str, kind: str) -> str:

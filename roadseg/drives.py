@@ -325,10 +325,8 @@ def drive_fetch(session: Session, out: Printer, *, drive: str, bucket: str | Non
     bucket = session.name(naming.INFERENCE_BUCKET_NAME, bucket, option="--bucket")
     outputs = DriveOutputs(drive_id)
     s3 = session.client("s3")
-    from drivelogs.sidecar import sidecar_key
-
     keys = [outputs.summary, outputs.scenes, outputs.timeline]
-    optional = {sidecar_key(drive_id)}  # the sidecar MCAP (drivelogs/sidecar.py): drives built before it have none
+    optional = {outputs.sidecar}  # the sidecar MCAP (drivelogs/sidecar.py): drives built before it have none
     keys += sorted(optional)
     if videos:
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=outputs.prefix + "videos/")

@@ -282,6 +282,37 @@ def test_drive_builder_summary_scene_video_and_frame(rehearsal):
     assert "Drive veh-100/rehearsal-drive" in text and "reconciled" in text and "scene-frame.png" in text
 
 
+def test_the_rehearsal_drive_has_a_sidecar_mcap_with_one_overlay_per_processed_frame(rehearsal):
+    from mcap.reader import make_reader
+
+    report, _ = rehearsal
+    drive, folder = report.drive, report.options.out / "drive"
+    assert "drive-outputs/veh-100/rehearsal-drive/sidecar.mcap" in drive.uploaded
+    assert drive.files["sidecar"] == folder / "sidecar.mcap"
+    with (folder / "sidecar.mcap").open("rb") as stream:
+        reader = make_reader(stream)
+        schemas = {c.topic: reader.get_summary().schemas[c.schema_id].name
+                   for c in reader.get_summary().channels.values()}
+        counts: dict[str, int] = {}
+        times: dict[str, list[int]] = {}
+        for _, channel, message in reader.iter_messages():
+            counts[channel.topic] = counts.get(channel.topic, 0) + 1
+            times.setdefault(channel.topic, []).append(message.log_time)
+    processed = drive.summary["frames"]
+    assert processed["front"]["processed"] == processed["rear"]["processed"] == len(drive.planned) // 2
+    for camera in ("front", "rear"):
+        assert schemas[f"/roadseg/{camera}/overlay"] == "foxglove.CompressedImage"
+        assert counts[f"/roadseg/{camera}/overlay"] == processed[camera]["processed"]
+        assert counts[f"/roadseg/{camera}/stats"] == len(drive.planned) // 2
+        # on the log's clock: the overlays carry the planned frames' stamps
+        assert sorted(times[f"/roadseg/{camera}/overlay"]) == sorted(
+            p.stamp_ns for p in drive.planned if p.camera == camera)
+    assert counts.get("/roadseg/scenes", 0) == len(drive.scenes["scenes"]) >= 1
+    side = drive.summary["sidecar"]
+    assert side["overlays"] == {"front": counts["/roadseg/front/overlay"], "rear": counts["/roadseg/rear/overlay"]}
+    assert side["messages"] == sum(counts.values())
+
+
 def test_every_document_carries_the_uploads_version_id(rehearsal):
     """The inference bucket is versioned as deployed (stacks/bucket_set.py): every upload got a VersionId, S3's event
     carries it, and ingest writes it into the quarantine document and derives the result's inference_id from it."""

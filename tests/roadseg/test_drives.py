@@ -182,6 +182,26 @@ def test_fetch_downloads_summary_scenes_timeline_and_videos(aws, run, tmp_path):
     assert rc == 0 and not (tmp_path / "nv" / "videos").exists()
 
 
+def test_fetch_downloads_the_sidecar_mcap_and_names_it_when_the_drive_has_none(aws, run, tmp_path):
+    from mcap.reader import make_reader
+
+    s3, _ = aws
+    outputs = _put_outputs(s3)
+    rc, out, _ = run("drive", "fetch", "car-7/d1", "--bucket", BUCKET, "--out-dir", tmp_path / "old", "--no-videos")
+    assert rc == 0 and f"s3://{BUCKET}/{outputs.sidecar} does not exist" in out
+    assert not (tmp_path / "old" / "sidecar.mcap").exists()
+    sidecar = _mcap(tmp_path / "built-sidecar.mcap")
+    s3.put_object(Bucket=BUCKET, Key=outputs.sidecar, Body=sidecar.read_bytes())
+    assert outputs.sidecar == "drive-outputs/car-7/d1/sidecar.mcap"
+    rc, out, _ = run("drive", "fetch", "car-7/d1", "--bucket", BUCKET, "--out-dir", tmp_path / "d1")
+    assert rc == 0 and "fetched 5 file(s)" in out
+    fetched = tmp_path / "d1" / "sidecar.mcap"
+    assert fetched.read_bytes() == sidecar.read_bytes()
+    with fetched.open("rb") as stream:
+        messages = list(make_reader(stream).iter_messages())
+    assert [json.loads(m.data)["i"] for _, _, m in messages] == list(range(10))
+
+
 def test_fetch_before_the_build_names_the_missing_object(aws, run, tmp_path):
     rc, _, err = run("drive", "fetch", "car-7/d1", "--bucket", BUCKET, "--out-dir", tmp_path)
     assert rc == 2 and "summary.json does not exist: the drive is not built yet" in err
