@@ -238,3 +238,66 @@ def check_lambda_environment(variables: Mapping[str, str]) -> list[str]:
     largest = sorted(variables, key=lambda k: len(str(variables[k])), reverse=True)[:3]
     return [f"the environment has {size} bytes, the limit is {MAX_LAMBDA_ENVIRONMENT_BYTES} in aggregate (largest: "
             f"{', '.join(largest)}): move lists into files ({LAMBDA_LIMITS_DOC})"]
+
+
+# -- CloudWatch (issue 23: the drift monitor reads the per-frame signal metrics and publishes drift metrics) ---------
+GET_METRIC_DATA_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_GetMetricData.html"
+PUT_METRIC_DATA_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html"
+PUT_METRIC_ALARM_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html"
+STATISTICS_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Statistics-definitions.html"
+# GetMetricData: "as many as 500 different metrics in a single request, with a total of as many as 100,800 data
+# points"; MetricDataQuery Id 1..255 characters, "The first character must be a lowercase letter" and the rest
+# letters, digits and underscores (API_MetricDataQuery).
+MAX_METRIC_DATA_QUERIES = 500
+MAX_METRIC_DATA_POINTS = 100_800
+MAX_METRIC_QUERY_ID = 255
+METRIC_QUERY_ID = re.compile(r"^[a-z][a-zA-Z0-9_]*$")
+# Retention (GetMetricData page): 60-second data points 15 days, 5-minute 63 days, 1-hour 455 days; and the
+# period a request must use for older start times: a multiple of 60 s beyond 3 hours, of 300 s beyond 15 days, of
+# 3600 s beyond 63 days.
+METRIC_RETENTION_DAYS = {60: 15, 300: 63, 3600: 455}
+# PutMetricData: at most 1000 different metrics and 1 MB per request, up to 30 dimensions per metric; values NaN and
+# +/-Infinity are rejected.
+MAX_PUT_METRICS = 1000
+MAX_PUT_METRIC_BYTES = 1_000_000
+MAX_METRIC_DIMENSIONS = 30
+# PutMetricAlarm: Period x EvaluationPeriods at most 7 days (604,800 s); for a period under one hour at most one
+# day (86,400 s).
+MAX_ALARM_EVALUATION_SECONDS = 604_800
+MAX_SUBHOUR_ALARM_EVALUATION_SECONDS = 86_400
+# Percentile rank PR(n:m): the percentage of data points in (n, m], "exclusive on the lower bound and inclusive on
+# the upper bound"; PR(:m) all <= m, PR(n:) all > n. Needs raw values (EMF and PutMetricData Values give them).
+
+
+def metric_period_floor(age_seconds: float) -> int:
+    """The smallest period (seconds) GetMetricData accepts for data that old (the GetMetricData page's rule)."""
+    if age_seconds > 63 * 86_400:
+        return 3600
+    if age_seconds > 15 * 86_400:
+        return 300
+    if age_seconds > 3 * 3600:
+        return 60
+    return 1
+
+
+def check_metric_query_ids(ids: Iterable[str]) -> list[str]:
+    """Each id matches ``METRIC_QUERY_ID`` and is at most 255 characters; no id twice in one request."""
+    problems, seen = [], set()
+    for query_id in ids:
+        if not METRIC_QUERY_ID.match(query_id) or len(query_id) > MAX_METRIC_QUERY_ID:
+            problems.append(f"metric query id {query_id!r} must match {METRIC_QUERY_ID.pattern} and have at most "
+                            f"{MAX_METRIC_QUERY_ID} characters ({GET_METRIC_DATA_DOC})")
+        if query_id in seen:
+            problems.append(f"metric query id {query_id!r} is used twice in one request ({GET_METRIC_DATA_DOC})")
+        seen.add(query_id)
+    return problems
+
+
+def check_alarm_evaluation(period_seconds: int, evaluation_periods: int) -> list[str]:
+    """Period x EvaluationPeriods within PutMetricAlarm's limits."""
+    total = period_seconds * evaluation_periods
+    limit = MAX_SUBHOUR_ALARM_EVALUATION_SECONDS if period_seconds < 3600 else MAX_ALARM_EVALUATION_SECONDS
+    if total > limit:
+        return [f"an alarm over {evaluation_periods} periods of {period_seconds} s evaluates {total} s, the limit is "
+                f"{limit} s ({PUT_METRIC_ALARM_DOC})"]
+    return []
