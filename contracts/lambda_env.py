@@ -26,6 +26,8 @@ Preprocessor variables (name: default, meaning):
 - WRITE_OVERLAY: false, RESTORE_ORIGINAL_SIZE: false ("true"/"false", also 1/0/yes/no)
 - MODEL_PACKAGE_VERSION: empty, copied into result documents
 - DRIVES_TABLE: unset, the drives table (contracts.drive_table); unset: frames of drives are not counted
+- METRICS_ENVIRONMENT: unset, the Environment dimension of the signal metrics (contracts.signal_metrics), the
+  deployment's prefix; unset: no signal metrics
 
 ``FRAME_PREPARATION_VARIABLES`` are the ones ``prepare_frame`` is configured with. The ingest function, the real-time
 front, the quality gate's PrepareServingValidation step (a Processing job environment) and the roadseg command all
@@ -356,6 +358,9 @@ class PreprocessorEnvironment(EnvironmentCodec):
     # The drives table (contracts.drive_table): ingest and postprocess count each drive frame's outcome in it.
     # Unset: no drive tracking (frames with drive metadata are processed like any other).
     drives_table: str | None = variable("DRIVES_TABLE", None, _table_name, omit_if_none=True)
+    # The Environment dimension of the per-frame signal metrics (contracts.signal_metrics): the deployment's prefix.
+    # Unset: the functions publish no signal metrics (the result documents still carry the signals).
+    metrics_environment: str | None = variable("METRICS_ENVIRONMENT", None, _optional_text, omit_if_none=True)
 
     def __post_init__(self) -> None:
         if self.class_colors is None:

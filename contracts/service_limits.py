@@ -39,6 +39,7 @@ CREATE_ENDPOINT_CONFIG_DOC = ("https://docs.aws.amazon.com/sagemaker/latest/APIR
                               "API_CreateEndpointConfig.html")
 TAG_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html"
 LAMBDA_LIMITS_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html"
+S3_USER_METADATA_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html"
 LAMBDA_CREATE_FUNCTION_DOC = "https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html"
 
 # AppSpecification (a Processing job's container): ContainerArguments and ContainerEntrypoint, 1..100 items of
@@ -77,6 +78,12 @@ MAX_DATA_INPUT_CONFIG_LENGTH = 16384
 # quotas page does not say how the aggregate is counted; counted here as the UTF-8 bytes of every key and value.
 MAX_LAMBDA_ENVIRONMENT_BYTES = 4096
 MAX_LAMBDA_FUNCTION_NAME = 64  # CreateFunction: FunctionName of a name alone, 1..64 characters
+# S3 user-defined metadata: "Within the PUT request header, the user-defined metadata is limited to 2 KB in size. The
+# size of user-defined metadata is measured by taking the sum of the number of bytes in the UTF-8 encoding of each key
+# and value." The page does not say whether the "x-amz-meta-" prefix counts: counted here without it (the keys as
+# the SDKs' Metadata maps hold them); S3_USER_METADATA_HEADER_PREFIX lets a check count it too.
+MAX_S3_USER_METADATA_BYTES = 2048
+S3_USER_METADATA_HEADER_PREFIX = "x-amz-meta-"
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 ENVIRONMENT_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -301,3 +308,21 @@ def check_alarm_evaluation(period_seconds: int, evaluation_periods: int) -> list
         return [f"an alarm over {evaluation_periods} periods of {period_seconds} s evaluates {total} s, the limit is "
                 f"{limit} s ({PUT_METRIC_ALARM_DOC})"]
     return []
+
+
+def s3_user_metadata_bytes(metadata: Mapping[str, str], *, with_header_prefix: bool = False) -> int:
+    """The size S3's 2 KB user-metadata limit applies to: the UTF-8 bytes of every key and value (optionally with
+    each key's "x-amz-meta-" header prefix, the stricter reading of the page)."""
+    prefix = len(S3_USER_METADATA_HEADER_PREFIX) if with_header_prefix else 0
+    return sum(prefix + len(key.encode()) + len(str(value).encode()) for key, value in metadata.items())
+
+
+def check_s3_user_metadata(metadata: Mapping[str, str]) -> list[str]:
+    """Empty when the user metadata of a PutObject fits S3's limit; else one line naming the size and the largest
+    values."""
+    size = s3_user_metadata_bytes(metadata)
+    if size <= MAX_S3_USER_METADATA_BYTES:
+        return []
+    largest = sorted(metadata, key=lambda k: len(str(metadata[k]).encode()), reverse=True)[:3]
+    return [f"the user metadata has {size} bytes, the limit is {MAX_S3_USER_METADATA_BYTES} (largest: "
+            f"{', '.join(largest)}) ({S3_USER_METADATA_DOC})"]

@@ -38,4 +38,5 @@ def preprocessor_environment(config: EnvironmentConfig, scheme: ClassScheme, *, 
         write_overlay=cfg.write_overlay, restore_original_size=cfg.restore_original_size,
         model_package_version=model_package_version,
         drives_table=drives_table,
+        metrics_environment=config.prefix,  # the signal metrics' Environment dimension (contracts.signal_metrics)
     )
