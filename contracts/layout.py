@@ -14,6 +14,9 @@ class DatasetsLayout:
     incoming: str = "incoming/"        # raw camera frames dropped by vehicles / upload tools
     raw: str = "raw/"                  # labelled source datasets (Cityscapes tree, images/+masks/)
     prepared: str = "prepared/"        # the algorithm's channels written by the Prepare step
+    # Immutable dataset versions (labelling.versions): versions/<id>/{images/,masks/,split.json,manifest.json}, the
+    # generic layout the Prepare step reads; written with conditional writes (If-None-Match), never overwritten.
+    versions: str = "versions/"
 
 
 @dataclass(frozen=True)

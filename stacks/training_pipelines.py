@@ -185,6 +185,8 @@ class TrainingPipelines(Construct):
         role = self.role
         # Data: read raw datasets, write prepared channels; read/write pipeline artifacts and checkpoints.
         buckets.datasets.grant_read(role, f"{DATASETS.raw}*")
+        # Dataset versions (`roadseg pipeline start --dataset-version`): read-only, they are immutable.
+        buckets.datasets.grant_read(role, f"{DATASETS.versions}*")
         buckets.datasets.grant_read_write(role, f"{DATASETS.prepared}*")
         buckets.artifacts.grant_read_write(role, f"{ARTIFACTS.pipelines}*")
         buckets.artifacts.grant_read_write(role, f"{ARTIFACTS.checkpoints}*")
@@ -262,6 +264,7 @@ class TrainingPipelines(Construct):
                  "PutMetricData is limited to SageMaker namespaces by condition."
                  + (VPC_WILDCARD_REASON if in_vpc else ""),
             f"{datasets}/{DATASETS.raw}*": "Read-only: the labelled source datasets pipelines prepare.",
+            f"{datasets}/{DATASETS.versions}*": "Read-only: the immutable dataset versions pipelines prepare.",
             f"{datasets}/{DATASETS.prepared}*": "The Prepare step writes each execution's channels here.",
             f"{artifacts}/{ARTIFACTS.pipelines}*": "Training output, predictions and evaluation reports.",
             f"{artifacts}/{ARTIFACTS.checkpoints}*": "Spot-training checkpoints of the training jobs.",
