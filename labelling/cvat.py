@@ -1,0 +1,374 @@
+"""CVAT "Segmentation mask 1.1": the model's masks as pre-annotations out, the corrected masks back in (issue 22).
+
+The format is Pascal VOC segmentation plus ``labelmap.txt`` (``name:r,g,b:parts:actions``): ``SegmentationClass/*.png``
+colour masks, ``SegmentationObject/*.png`` instance masks, ``ImageSets/Segmentation/default.txt`` and optionally
+``JPEGImages/``. CVAT itself reads and writes it with datumaro's ``voc_segmentation`` format and a label map built
+from the project's labels with ``background`` 0,0,0 first (cvat/apps/dataset_manager/formats/mask.py); this module
+writes it the same way, with datumaro, so what CVAT gets is what CVAT would write. A colour missing from
+labelmap.txt fails CVAT's import (CVAT issues #6830, #7847), hence every class colour is in it and the ignore value
+255 is painted as ``background`` 0,0,0, CVAT's "no label". On import, background (and 0,0,0 when no class has it)
+becomes 255 again.
+
+    write_cvat(frames: Sequence[FrameToLabel], scheme, destination: Path, *, model_version=None,
+               include_images=True, images_destination: Path | None = None) -> ExportManifest
+        One zip to upload to a CVAT task as "Segmentation mask 1.1" annotations, with roadseg-export.json inside;
+        ``images_destination``: a second zip holding only the frames (flat, ``<name>.jpg``) to create the task from
+        (a task created from the annotation zip would take its mask PNGs for frames).
+    read_cvat(archive: Path (zip or extracted folder), scheme, expected: ExportManifest | None = None, *,
+              allow_missing=False, task=None) -> ImportResult
+        The corrected masks as class-index masks (uint8, 255 = ignore) with provenance from ``expected`` or from the
+        roadseg-export.json inside the archive (CVAT's own export drops it). Every problem (a colour not in
+        labelmap.txt, a label the scheme lacks, a missing or extra frame, a size mismatch) is one line of the
+        LabelImportError, with the file and the pixel count.
+    cvat_label_map(scheme) -> dict[str, tuple[int, int, int]]   (labelmap.txt's entries, background first)
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from datumaro.components.annotation import AnnotationType, ExtractedMask, LabelCategories
+from datumaro.components.contexts.importer import ImportErrorPolicy
+from datumaro.components.dataset import Dataset
+from datumaro.components.dataset_base import DatasetItem
+from datumaro.components.errors import DatumaroError
+from datumaro.components.media import Image
+from datumaro.plugins.data_formats.voc.format import VocPath, parse_label_map
+from datumaro.plugins.data_formats.voc.importer import VocSegmentationImporter
+from datumaro.util.image import load_image
+
+from labelling.archive import (
+    MANIFEST_FILE,
+    ExportedFrame,
+    ExportManifest,
+    FrameToLabel,
+    ImportedLabel,
+    ImportResult,
+    LabelExportError,
+    LabelImportError,
+    Problems,
+    build_manifest,
+    check_export_frames,
+    check_frame_set,
+    parse_export_manifest,
+    provenance,
+    safe_extract,
+    size_problem,
+)
+from segcore.classes import IGNORE_INDEX, ClassScheme
+
+TOOL = "cvat"
+DATUMARO_FORMAT = "voc_segmentation"  # what CVAT's "Segmentation mask 1.1" exporter passes to datumaro
+BACKGROUND = "background"
+BACKGROUND_COLOR = (0, 0, 0)
+SUBSET = "default"  # CVAT writes ImageSets/Segmentation/default.txt
+
+# Marks, in a colour lookup, pixels whose colour labelmap.txt names with a label that is not a class of the scheme.
+_FOREIGN = 256
+_UNKNOWN = 257
+
+
+def cvat_label_map(scheme: ClassScheme) -> dict[str, tuple[int, int, int]]:
+    """labelmap.txt's entries for ``scheme``: background 0,0,0 first, then every class with its colour.
+
+    LabelExportError when CVAT could not tell the classes apart: a class named background or coloured 0,0,0 (CVAT's
+    "no label"), or two classes of one colour."""
+    entries: dict[str, tuple[int, int, int]] = {BACKGROUND: BACKGROUND_COLOR}
+    owner: dict[tuple[int, int, int], str] = {}
+    for c in scheme.classes:
+        color = tuple(c.color)
+        if c.name == BACKGROUND or color == BACKGROUND_COLOR:
+            raise LabelExportError(
+                f"scheme '{scheme.name}': class '{c.name}' {color} collides with CVAT's '{BACKGROUND}' 0,0,0 (its "
+                "'no label'); rename or recolour the class"
+            )
+        if color in owner:
+            raise LabelExportError(
+                f"scheme '{scheme.name}': classes '{owner[color]}' and '{c.name}' share colour {color}; CVAT's "
+                "colour masks could not tell them apart"
+            )
+        owner[color] = c.name
+        entries[c.name] = color
+    return entries
+
+
+def write_cvat(
+    frames: Sequence[FrameToLabel],
+    scheme: ClassScheme,
+    destination: Path,
+    *,
+    model_version: str | None = None,
+    include_images: bool = True,
+    images_destination: Path | None = None,
+) -> ExportManifest:
+    """Write the CVAT "Segmentation mask 1.1" zip of ``frames`` (see the module docstring); returns its manifest."""
+    label_map = cvat_label_map(scheme)
+    sizes = check_export_frames(frames, scheme)
+    if images_destination is not None and not include_images:
+        raise LabelExportError("images_destination needs include_images (the frames are taken from the export)")
+    items = []
+    for frame in frames:
+        if isinstance(frame.image, np.ndarray):
+            media = Image.from_numpy(data=np.ascontiguousarray(frame.image[:, :, ::-1]))  # datumaro holds BGR
+        else:
+            media = Image.from_file(path=str(frame.image))
+        present = [int(v) for v in np.unique(frame.mask) if v != IGNORE_INDEX]
+        # One mask per class present, sharing the index mask (no per-class copies); 255 gets none, so datumaro
+        # paints it as background.
+        annotations = [ExtractedMask(index_mask=frame.mask, index=v, label=v, id=i + 1, group=i + 1)
+                       for i, v in enumerate(present)]
+        items.append(DatasetItem(id=frame.name, subset=SUBSET, media=media, annotations=annotations))
+    dataset = Dataset.from_iterable(
+        items, categories={AnnotationType.label: LabelCategories.from_iterable(scheme.names)}, media_type=Image
+    )
+    with tempfile.TemporaryDirectory(prefix="roadseg-cvat-") as tmp:
+        root = Path(tmp) / "export"
+        dataset.export(
+            str(root),
+            DATUMARO_FORMAT,
+            save_media=include_images,
+            apply_colormap=True,
+            label_map={name: [color, [], []] for name, color in label_map.items()},
+        )
+        images = {p.stem: p for p in (root / VocPath.IMAGES_DIR).glob("*") if p.is_file()}
+        exported = [
+            ExportedFrame(
+                name=frame.name,
+                width=width,
+                height=height,
+                image=f"{VocPath.IMAGES_DIR}/{images[frame.name].name}" if frame.name in images else frame.name,
+                source_key=frame.source_key,
+                source_version_id=frame.source_version_id,
+            )
+            for frame, (width, height) in zip(frames, sizes, strict=True)
+        ]
+        manifest = build_manifest(TOOL, scheme, exported, model_version=model_version)
+        (root / MANIFEST_FILE).write_text(manifest.to_json())
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        _zip_folder(root, destination)
+        if images_destination is not None:
+            images_destination.parent.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(images_destination, "w", zipfile.ZIP_STORED) as zf:  # JPEGs do not compress
+                for name in sorted(images):
+                    zf.write(images[name], images[name].name)
+    return manifest
+
+
+def _zip_folder(root: Path, destination: Path) -> None:
+    with zipfile.ZipFile(destination, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(root).as_posix())
+
+
+class _CollectItemErrors(ImportErrorPolicy):
+    """datumaro skips an item it cannot read (an undeclared colour) instead of stopping; the colour check below
+    reports the item with its pixel counts."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def _handle_item_error(self, error) -> None:  # noqa: ANN001 - datumaro's signature
+        item_id = getattr(error, "item_id", None)
+        self.failed.append(item_id[0] if isinstance(item_id, tuple) else str(item_id))
+
+    def _handle_annotation_error(self, error) -> None:  # noqa: ANN001
+        return None
+
+
+def read_cvat(
+    archive: Path,
+    scheme: ClassScheme,
+    expected: ExportManifest | None = None,
+    *,
+    allow_missing: bool = False,
+    task: str | None = None,
+) -> ImportResult:
+    """The class-index masks of a CVAT "Segmentation mask 1.1" export (see the module docstring)."""
+    archive = Path(archive)
+    if archive.is_dir():
+        return _read_folder(archive, str(archive), scheme, expected, allow_missing, task)
+    if not archive.is_file():
+        raise LabelImportError([f"{archive}: no such file; pass the zip CVAT exported ('Segmentation mask 1.1')"])
+    with tempfile.TemporaryDirectory(prefix="roadseg-cvat-import-") as tmp:
+        safe_extract(archive, Path(tmp))
+        return _read_folder(Path(tmp), str(archive), scheme, expected, allow_missing, task)
+
+
+def _dataset_root(folder: Path, source: str) -> Path:
+    """The folder holding ImageSets/ (CVAT zips have it at the top; a re-zipped folder may nest it), as datumaro's
+    VOC importer finds it."""
+    sources = VocSegmentationImporter.find_sources(str(folder))
+    lists = sorted(Path(s["url"]) for s in sources)
+    if not lists:
+        raise LabelImportError([
+            f"{source}: no {VocPath.SUBSETS_DIR}/Segmentation/*.txt; not a CVAT 'Segmentation mask 1.1' export "
+            "(export the task with that format)"
+        ])
+    return lists[0].parents[2]
+
+
+def _read_folder(
+    folder: Path,
+    source: str,
+    scheme: ClassScheme,
+    expected: ExportManifest | None,
+    allow_missing: bool,
+    task: str | None,
+) -> ImportResult:
+    problems = Problems()
+    root = _dataset_root(folder, source)
+    manifest = expected
+    if manifest is None and (root / MANIFEST_FILE).is_file():
+        manifest = parse_export_manifest((root / MANIFEST_FILE).read_bytes(), f"{source}:{MANIFEST_FILE}")
+    if manifest is not None:
+        mismatch = manifest.scheme_problem(scheme, f"{source}:{MANIFEST_FILE}" if expected is None else "manifest")
+        if mismatch:
+            raise LabelImportError([mismatch])
+
+    colors, labels_by_color = _label_lookup(root, source, scheme, problems)
+    policy = _CollectItemErrors()
+    try:
+        dataset = Dataset.import_from(str(root), DATUMARO_FORMAT, error_policy=policy)
+        items = {item.id: item for item in dataset}
+    except DatumaroError as exc:
+        raise LabelImportError([f"{source}: datumaro cannot read it as '{DATUMARO_FORMAT}' ({exc})"]) from None
+    item_ids = sorted({*items, *policy.failed})
+
+    found: dict[str, tuple[str, int]] = {}
+    masks: dict[str, np.ndarray] = {}
+    no_mask: list[str] = []
+    by_name: dict[str, str] = {}
+    for item_id in item_ids:
+        # CVAT names an item after its task file's path; frame names are flat, so the last part is the frame.
+        name = PurePosixPath(item_id).name
+        if name in by_name:
+            problems.add(f"{source}: items '{by_name[name]}' and '{item_id}' are both frame '{name}'; keep one")
+            continue
+        by_name[name] = item_id
+        file = f"{VocPath.SEGMENTATION_DIR}/{item_id}{VocPath.SEGM_EXT}"
+        path = root / file
+        if not path.is_file():
+            no_mask.append(name)  # listed, nothing labelled: CVAT writes no class PNG for a frame without masks
+            continue
+        mask = _decode(path, file, source, colors, labels_by_color, scheme, problems)
+        if mask is None:
+            continue
+        height, width = mask.shape
+        found[name] = (file, width * height)
+        masks[name] = mask
+        frame = manifest.frame(name) if manifest is not None and name in manifest.names else None
+        line = size_problem(source, file, width, height, frame)
+        if line:
+            problems.add(line)
+        item = items.get(item_id)
+        if item is not None and isinstance(item.media, Image) and item.media.has_size:
+            image_height, image_width = item.media.size
+            if (image_width, image_height) != (width, height):
+                problems.add(
+                    f"{source}:{file}: mask is {width}x{height} ({width * height} pixels) but its image "
+                    f"{item.media.path} is {image_width}x{image_height}; label the frame at its size"
+                )
+    if manifest is None and no_mask and not allow_missing:
+        for name in no_mask:
+            problems.add(f"{source}: frame '{name}' has no {VocPath.SEGMENTATION_DIR} mask (nothing labelled); "
+                         "label it or import with missing frames allowed")
+    missing = check_frame_set(found, manifest, source, problems, allow_missing=allow_missing)
+    problems.raise_if_any()
+    if manifest is None:
+        missing = tuple(no_mask)
+    labels = tuple(
+        ImportedLabel(frame_name=name, mask=masks[name], tool=TOOL, task=task, **provenance(name, manifest))
+        for name in sorted(masks)
+    )
+    return ImportResult(tool=TOOL, labels=labels, manifest=manifest, missing=missing)
+
+
+def _label_lookup(
+    root: Path, source: str, scheme: ClassScheme, problems: Problems
+) -> tuple[dict[int, int], dict[int, str]]:
+    """Packed colour (r << 16 | g << 8 | b) -> train id, IGNORE_INDEX (background) or _FOREIGN (a label the scheme
+    lacks), and packed colour -> its label's name, from labelmap.txt read with datumaro's parser."""
+    path = root / VocPath.LABELMAP_FILE
+    if not path.is_file():
+        raise LabelImportError([
+            f"{source}: no {VocPath.LABELMAP_FILE}; CVAT writes it with every export and without it the colours "
+            "cannot be named (export the task again as 'Segmentation mask 1.1')"
+        ])
+    try:
+        label_map = parse_label_map(str(path))
+    except (DatumaroError, ValueError) as exc:
+        raise LabelImportError([f"{source}:{VocPath.LABELMAP_FILE}: {exc}"]) from None
+    names = set(scheme.names)
+    class_colors = {tuple(c.color) for c in scheme.classes}
+    colors: dict[int, int] = {}
+    labels: dict[int, str] = {}
+    for name, (color, _parts, _actions) in label_map.items():
+        if color is None:
+            continue  # a label without a colour paints nothing
+        if name in names:
+            value = scheme.index(name)
+        elif name == BACKGROUND or (tuple(color) == BACKGROUND_COLOR and BACKGROUND_COLOR not in class_colors):
+            value = IGNORE_INDEX
+        else:
+            value = _FOREIGN
+        packed = (color[0] << 16) | (color[1] << 8) | color[2]
+        if packed in colors and colors[packed] != value:
+            problems.add(
+                f"{source}:{VocPath.LABELMAP_FILE}: labels '{labels[packed]}' and '{name}' share colour "
+                f"{_rgb(packed)}; give each label its own colour in CVAT and export again"
+            )
+            continue
+        colors[packed] = value
+        labels[packed] = name
+    return colors, labels
+
+
+def _decode(
+    path: Path,
+    file: str,
+    source: str,
+    colors: dict[int, int],
+    labels: dict[int, str],
+    scheme: ClassScheme,
+    problems: Problems,
+) -> np.ndarray | None:
+    """The class-index mask of one colour PNG; None (and problem lines with pixel counts) when it has colours
+    labelmap.txt lacks or labels the scheme lacks. Decoded here rather than by datumaro's unpaint_mask, which stops
+    at the first undeclared colour without the pixel counts the report needs."""
+    try:
+        painted = load_image(str(path))  # datumaro's loader: HWC BGR(A)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's problem, reported as one line
+        problems.add(f"{source}:{file}: cannot read the PNG ({exc}); export the task again")
+        return None
+    if painted.ndim != 3 or painted.shape[2] < 3:
+        problems.add(f"{source}:{file}: a single-channel PNG; CVAT's class masks are RGB colour images")
+        return None
+    bgr = painted[:, :, :3].astype(np.uint32)
+    packed = (bgr[:, :, 2] << 16) | (bgr[:, :, 1] << 8) | bgr[:, :, 0]
+    uniques, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
+    values = np.array([colors.get(int(u), _UNKNOWN) for u in uniques], dtype=np.uint16)
+    unknown = [(int(u), int(n)) for u, n, v in zip(uniques, counts, values, strict=True) if v == _UNKNOWN]
+    foreign = [(int(u), int(n)) for u, n, v in zip(uniques, counts, values, strict=True) if v == _FOREIGN]
+    if unknown:
+        listed = "; ".join(f"{_rgb(u)}: {n}" for u, n in unknown[:5]) + ("; ..." if len(unknown) > 5 else "")
+        problems.add(
+            f"{source}:{file}: {sum(n for _, n in unknown)} pixels in {len(unknown)} colour(s) not in "
+            f"{VocPath.LABELMAP_FILE} ({listed}); add them to labelmap.txt with their class or repaint them"
+        )
+    for packed_color, count in foreign:
+        problems.add(
+            f"{source}:{file}: {count} pixels of label '{labels[packed_color]}' ({_rgb(packed_color)}), not a class "
+            f"of the '{scheme.name}' scheme (classes: {', '.join(scheme.names)}); relabel them"
+        )
+    if unknown or foreign:
+        return None
+    return values.astype(np.uint8)[inverse.reshape(packed.shape)]
+
+
+def _rgb(packed: int) -> str:
+    return f"{(packed >> 16) & 255},{(packed >> 8) & 255},{packed & 255}"
