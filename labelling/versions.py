@@ -11,9 +11,10 @@ generic``), so ``roadseg pipeline start --dataset-version V`` trains on it as it
 
 The manifest (``MANIFEST_SCHEMA_VERSION``, checked by :func:`check_manifest`) records the version id, its parent,
 when it was made, the scheme (name, classes with colours, ignore index), the split decision (seed, fraction,
-validation drives), every file with its SHA-256 and size, and per frame its provenance: source frame key and S3
-version id, drive, camera, labelling tool and task, the model package version that pre-annotated it, its split and
-the version that added it.
+validation drives), every file with its SHA-256 and size, the training frames' class pixel shares
+(``class_frequency``, the rare-class weights of the next selection), and per frame its provenance: source frame key
+and S3 version id, drive, camera, labelling tool and task, the model package version that pre-annotated it, its
+split, the version that added it and its labelled pixels per class.
 
 Merging: a new version holds every frame of its parent plus the imported ones. An imported frame whose name the
 parent already holds is refused unless ``replace=True`` (``--replace``): a label correction must be asked for, not
@@ -74,7 +75,7 @@ CONDITIONAL_WRITE_LOST = frozenset({"PreconditionFailed", "ConditionalRequestCon
 # How many claimed ids an import steps over before it gives up (each is a running or crashed import).
 MAX_CLAIM_ATTEMPTS = 10
 FRAME_FIELDS = ("name", "image", "mask", "split", "drive", "camera", "source_key", "source_version_id", "tool",
-                "task", "model_package_version", "added_in")
+                "task", "model_package_version", "added_in", "class_pixels")
 
 
 class VersionError(ValueError):
@@ -199,6 +200,22 @@ def encode_mask(mask: np.ndarray, scheme: ClassScheme) -> bytes:
     return buffer.getvalue()
 
 
+def class_pixels(mask: np.ndarray, scheme: ClassScheme) -> dict[str, int]:
+    """Labelled pixels per class name (classes with none left out; ignored pixels not counted)."""
+    counts = np.bincount(np.asarray(mask).ravel(), minlength=256)
+    return {c.name: int(counts[c.train_id]) for c in scheme.classes if counts[c.train_id]}
+
+
+def class_frequency(per_frame: Iterable[Mapping[str, int]]) -> dict[str, float]:
+    """Pixel share of each class over frames (what ``roadseg label select`` weighs rare classes by)."""
+    totals: dict[str, int] = {}
+    for counts in per_frame:
+        for name, pixels in counts.items():
+            totals[name] = totals.get(name, 0) + pixels
+    labelled = sum(totals.values())
+    return {name: pixels / labelled for name, pixels in sorted(totals.items())} if labelled else {}
+
+
 def _image_size(frame: NewFrame) -> tuple[int, int]:
     try:
         with Image.open(io.BytesIO(frame.image)) as image:
@@ -287,7 +304,8 @@ def plan_version(version: str, parent_manifest: Mapping[str, Any] | None, new_fr
             files += [PlannedFile(image_path, sha256(frame.image), len(frame.image), data=frame.image),
                       PlannedFile(mask_path, sha256(mask_png), len(mask_png), data=mask_png)]
             frames.append({"name": name, "image": image_path, "mask": mask_path, "split": decision.splits[name],
-                           **{k: v for k, v in asdict(frame.provenance).items()}, "added_in": version})
+                           **asdict(frame.provenance), "added_in": version,
+                           "class_pixels": class_pixels(frame.mask, scheme)})
         else:
             entry = kept[name]
             for path in (entry["image"], entry["mask"]):
@@ -312,6 +330,7 @@ def plan_version(version: str, parent_manifest: Mapping[str, Any] | None, new_fr
         "counts": {"frames": len(frames), "train": counts["train"], "validation": counts["validation"],
                    "added": len(new_frames) - len(replaced), "replaced": len(replaced), "kept": len(kept)},
         "replaced": replaced,
+        "class_frequency": class_frequency(f["class_pixels"] for f in frames if f["split"] == "train"),
         "files": [{"path": f.path, "sha256": f.sha256, "bytes": f.size} for f in files],
         "frames": frames,
     }

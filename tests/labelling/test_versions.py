@@ -137,6 +137,9 @@ def test_a_first_version_plans_files_with_hashes_and_provenance():
     split = json.loads(next(f.data for f in plan.files if f.path == SPLIT_FILE))
     assert sorted(split["train"] + split["validation"]) == sorted(f.name for f in frames)
     assert manifest["scheme"]["name"] == "camvid" and len(manifest["scheme"]["classes"]) == CAMVID.num_classes
+    first_class = CAMVID.classes[0].name
+    assert entry["class_pixels"] == {first_class: 32 * 16 - 1}  # the ignored pixel is no class's
+    assert manifest["class_frequency"] == {first_class: 1.0}
 
 
 @pytest.mark.parametrize(("change", "message"), [
