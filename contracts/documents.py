@@ -223,15 +223,39 @@ _SERVING = {
     "outside_roi": STR,  # "not_scored"
     "pixels_outside_roi": INT,  # labelled pixels left out because they lie outside the ROI
 }
+_METRICS = {"mIoU": NUMBER, "pixel_accuracy": NUMBER, "frequency_weighted_iou": NUMBER, "mean_accuracy": NUMBER}
+# 1.2: the incumbent (the approved model when the candidate was gated, scored on the same pixels; null for a first
+# model) and the reference profile written next to the report (contracts.signals.REFERENCE_PROFILE_FILE; null when
+# none was written). ``regression`` is what the gate compares with its tolerance: incumbent minus candidate IoU,
+# "mIoU" and per class, 0 where a class has no ground-truth pixels.
+_INCUMBENT = {
+    "model_data": Nullable(STR),
+    "model_package": Nullable(STR),
+    "metrics": _METRICS,
+    "per_class": _EVALUATION_1_0["per_class"],
+    "delta": MapOf(Nullable(NUMBER)),  # candidate minus incumbent IoU per class
+    "regression": MapOf(NUMBER),
+    "tolerance": Nullable(NUMBER),
+    "beyond_tolerance": Nullable(ListOf(STR)),
+}
 EVALUATION_SCHEMAS: dict[str, dict[str, Any]] = {
     "1.0": _EVALUATION_1_0,
     "1.1": {**_EVALUATION_1_0, "head": Nullable(STR), "serving": Nullable(_SERVING)},
 }
+EVALUATION_SCHEMAS["1.2"] = {**EVALUATION_SCHEMAS["1.1"], "incumbent": Nullable(_INCUMBENT),
+                             "reference_profile": Nullable(STR)}
 
 
 def validate_result(doc: Any) -> dict[str, Any]:
-    """The document itself if it is a valid result document, else DocumentError naming the key."""
-    return _validate("result", doc, RESULT_SCHEMAS)
+    """The document itself if it is a valid result document, else DocumentError naming the key. The optional
+    ``signals`` object (contracts.signals.RESULT_SIGNALS_KEY: the frame's signals, written by the postprocess function;
+    absent from older documents and the real-time front's) is checked when present."""
+    _validate("result", doc, RESULT_SCHEMAS)
+    from contracts.signals import RESULT_SIGNALS_KEY, validate_result_signals  # contracts.signals imports this module
+
+    if RESULT_SIGNALS_KEY in doc:
+        validate_result_signals(doc[RESULT_SIGNALS_KEY])
+    return doc
 
 
 def validate_failure(doc: Any) -> dict[str, Any]:

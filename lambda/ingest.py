@@ -29,6 +29,13 @@ IAM needed on the inference bucket: s3:GetObject, s3:PutObject, s3:GetObjectTagg
 (async input prefix), s3:PutObject (quarantine prefix); on the ingest bucket s3:GetObject and
 s3:GetObjectVersion; sagemaker:InvokeEndpointAsync on the async endpoint.
 
+Signals (issue 23): the prepared frame's input signals (segcore.metadata.prepared_input_signals: brightness,
+contrast, sharpness, saturation, dhash of the inference JPEG) travel to the postprocess function in the async input's
+user metadata (contracts.signals.INPUT_SIGNALS_METADATA_KEY); a frame whose signals cannot be computed or do not fit
+the metadata is submitted without them. Per camera, every frame decided here (submitted or quarantined) is counted
+as FramesReceived and a quarantined one as FramesQuarantined by reason, in embedded metric format with the dimensions
+of contracts.signal_metrics (roadseg_lambda.signal_metrics), when METRICS_ENVIRONMENT is set.
+
 Drives: a frame whose S3 user metadata names a drive (contracts.drives.DRIVE_ID_METADATA) carries the id on into the
 async input's metadata (postprocess counts its outcome); a quarantined one is counted here, exactly once
 (roadseg_lambda.drive_counts), when DRIVES_TABLE is set: dynamodb:PutItem and dynamodb:UpdateItem on that table.
@@ -39,6 +46,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -48,12 +56,13 @@ from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event, S3Eve
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from roadseg_lambda import aws, drive_counts
+from roadseg_lambda import aws, drive_counts, signal_metrics
 from roadseg_lambda.batch import ConcurrentBatchProcessor, KeyedLocks, MemoryBudget, decode_budget_bytes
 from roadseg_lambda.storage import ObjectTooLarge, object_tags, put_bytes, put_json, read_object_with_metadata
 
 from contracts.drive_table import QUARANTINED
 from contracts.lambda_env import METRICS_NAMESPACE
+from contracts.signals import INPUT_SIGNALS_METADATA_KEY
 from segcore.imaging import BadFrame, decode_cost, prepare_frame, sniff_format
 from segcore.keys import (
     decode_event_key,
@@ -64,7 +73,12 @@ from segcore.keys import (
     quarantine_keys,
     s3_uri,
 )
-from segcore.metadata import MetadataTooLarge, build_async_input_metadata, drive_of_metadata
+from segcore.metadata import (
+    MetadataTooLarge,
+    build_async_input_metadata,
+    drive_of_metadata,
+    prepared_input_signals,
+)
 from segcore.results import build_quarantine_document, iso8601, utc_now
 from segcore.settings import Settings, get_settings
 
@@ -213,6 +227,7 @@ def submit_frame(
             options = settings.prepare_options()
             with decode_budget(settings).reserve(decode_cost(data, options)):  # the network calls go on meanwhile
                 prepared = prepare_frame(data, options)
+            signals_text = _input_signals(prepared)
             metadata = build_async_input_metadata(
                 inference_id=inference_id,
                 source_bucket=bucket,
@@ -222,7 +237,11 @@ def submit_frame(
                 uploaded_at=uploaded_at,
                 submitted_at=iso8601(utc_now()),
                 drive_id=drive_id,  # postprocess counts the frame's outcome for its drive
+                input_signals_text=signals_text,
             )
+            if signals_text and INPUT_SIGNALS_METADATA_KEY not in metadata:
+                _count("InputSignalsLeftOut")
+                logger.warning("input signals left out: the frame key leaves no room in S3's 2 KB user metadata")
         except BadFrame as bad:
             return _quarantine(settings, bucket, key, version_id, inference_id, bad, size=len(data), drive_id=drive_id)
         except MetadataTooLarge as exc:
@@ -255,6 +274,7 @@ def submit_frame(
         Tagging={"TagSet": [{"Key": SUBMITTED_TAG, "Value": inference_id}]},
     )
     _count("FramesSubmitted")
+    _count_camera_frame(settings, frame.camera, None)
     logger.info(
         "async inference submitted",
         extra={"async_input_key": keys.async_input, "output_location": response.get("OutputLocation")},
@@ -309,6 +329,7 @@ def _quarantine(
     put_json(s3, settings.inference_bucket, reason_key, document)
     _count_drive_frame(settings, drive_id, key, documents={"quarantine": target, "quarantine_reason": reason_key})
     _count("FramesQuarantined")
+    _count_camera_frame(settings, parse_frame_key(key, settings.key_pattern).camera, bad.code)
     with single_metric(
         name="FramesQuarantinedByReason", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
     ) as reason_metric:
@@ -323,6 +344,27 @@ def _quarantine(
         },
     )
     return "quarantined"
+
+
+def _input_signals(prepared: Any) -> str | None:
+    """The prepared frame's input signals as metadata text; None (logged and counted) when they cannot be computed
+    (a strip too thin for the signals' working image): the frame is submitted without them."""
+    try:
+        return prepared_input_signals(prepared)
+    except ValueError as exc:
+        _count("InputSignalsFailed")
+        logger.warning("input signals not computed: the frame is submitted without them", extra={"error": str(exc)})
+        return None
+
+
+def _count_camera_frame(settings: Settings, camera: str | None, quarantine_code: str | None) -> None:
+    """FramesReceived (and FramesQuarantined by reason) for the frame's camera (contracts.signal_metrics)."""
+    if not settings.metrics_environment:
+        return
+    for document in signal_metrics.frame_count_documents(environment=settings.metrics_environment, camera=camera,
+                                                         quarantine_code=quarantine_code,
+                                                         timestamp_ms=int(time.time() * 1000)):
+        signal_metrics.emit(document)
 
 
 def _drive_id(settings: Settings, metadata: Any) -> str | None:

@@ -13,6 +13,13 @@ Handler string ``postprocess.handler``. For each SNS record:
   notifications are logged and counted, never raised
 - an invalid mask (not a single-channel PNG) becomes a failure document
 
+Signals (issue 23): the result document carries the frame's signals under ``signals``
+(contracts.signals.RESULT_SIGNALS_KEY): the input signals ingest put in the async input's metadata (null for inputs
+written without them) and the output signals of the mask (segcore.signals.output_signals). The numeric ones are
+published per frame in embedded metric format with the dimensions {Environment, Camera} (contracts.signal_metrics,
+roadseg_lambda.signal_metrics) when METRICS_ENVIRONMENT is set; the operational metrics above keep their own
+namespace and dimensions.
+
 AWS errors (throttling, permissions) ARE raised: Lambda's asynchronous invocation retries the event and
 then hands it to the function's on-failure destination / DLQ configured by the stack.
 
@@ -25,6 +32,7 @@ dynamodb:UpdateItem on that table.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -32,7 +40,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sns_event import SNSEventRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from roadseg_lambda import aws, drive_counts
+from roadseg_lambda import aws, drive_counts, signal_metrics
 from roadseg_lambda.notifications import FAILED, AsyncNotification, NotificationError, parse_async_notification
 from roadseg_lambda.storage import ObjectTooLarge, put_bytes, put_json, read_object
 
@@ -58,6 +66,7 @@ from segcore.results import (
     utc_now,
 )
 from segcore.settings import Settings, get_settings
+from segcore.signals import frame_signals, output_signals
 
 REQUIRED = ("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME", "CLASS_NAMES")
 MAX_MASK_BYTES = 64 * 1024 * 1024
@@ -157,6 +166,9 @@ def process_notification(note: AsyncNotification, settings: Settings) -> str:
         geometry=geometry,
         vru_classes=settings.vru_classes,
     )
+    signals = frame_signals(input=_input_signals(meta), output=output_signals(
+        mask, settings.class_names, vru_classes=settings.vru_classes, ignore_index=settings.ignore_index,
+        vru_min_pixels=settings.vru_min_pixels))
     mask_uri = note.output_location
     if settings.restore_original_size:
         restored = restore_to_original(mask, geometry, settings.ignore_index)
@@ -186,6 +198,7 @@ def process_notification(note: AsyncNotification, settings: Settings) -> str:
         mask_uri=mask_uri,
         overlay_uri=overlay_uri,
         endpoint_latency_ms=note.endpoint_latency_ms,
+        signals=signals,
     )
     put_json(s3, settings.inference_bucket, keys.result, document)
     _count_drive_frame(settings, meta, PROCESSED, {"result": keys.result, "mask": _key_of(mask_uri),
@@ -197,6 +210,10 @@ def process_notification(note: AsyncNotification, settings: Settings) -> str:
         metrics.add_metric(name="EndToEndLatency", unit=MetricUnit.Milliseconds, value=document["latency_ms"])
     if note.endpoint_latency_ms is not None:
         metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=note.endpoint_latency_ms)
+    if settings.metrics_environment:
+        signal_metrics.emit(signal_metrics.signal_document(
+            signals, environment=settings.metrics_environment, camera=frame.camera if frame else None,
+            timestamp_ms=int(time.time() * 1000)))
     logger.info(
         "result written",
         extra={
@@ -207,6 +224,17 @@ def process_notification(note: AsyncNotification, settings: Settings) -> str:
         },
     )
     return "completed"
+
+
+def _input_signals(meta: AsyncInputMetadata) -> dict[str, float | str] | None:
+    """The input signals ingest computed (None for an input written without them, or with an unreadable value:
+    logged and counted, the result is written with null input signals)."""
+    try:
+        return meta.input_signals()
+    except ValueError as exc:
+        _count("UnreadableInputSignals")
+        logger.warning("async input's signals metadata unreadable: input signals null", extra={"error": str(exc)})
+        return None
 
 
 def _input_metadata(s3: Any, note: AsyncNotification) -> AsyncInputMetadata | None:

@@ -9,9 +9,12 @@ result document was built. Bounding boxes follow ``masks`` (exclusive x1/y1, ori
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from contracts.documents import FAILURE_SCHEMA_VERSION, QUARANTINE_SCHEMA_VERSION, RESULT_SCHEMA_VERSION
+from contracts.signals import RESULT_SIGNALS_KEY
 
 from .keys import FrameKey
 from .masks import MaskStats
@@ -61,8 +64,11 @@ def build_result_document(
     mask_uri: str | None,
     overlay_uri: str | None,
     endpoint_latency_ms: int | None = None,
+    signals: Mapping[str, Any] | None = None,
 ) -> dict:
-    return {
+    """``signals``: the frame's signals (contracts.signals, segcore.signals.frame_signals: every name, None where not
+    computed), written under ``RESULT_SIGNALS_KEY``; None leaves the optional key out."""
+    document = {
         "schema_version": RESULT_SCHEMA_VERSION,
         "inference_id": inference_id,
         "mode": mode,  # "async" | "realtime"
@@ -97,6 +103,9 @@ def build_result_document(
         "mask_uri": mask_uri,
         "overlay_uri": overlay_uri,
     }
+    if signals is not None:
+        document[RESULT_SIGNALS_KEY] = dict(signals)
+    return document
 
 
 def build_failure_document(
