@@ -344,8 +344,16 @@ def _connect() -> Any:
 
 
 def _source_sql(files: Sequence[Path]) -> str:
-    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-    return f"read_parquet([{listed}], hive_partitioning = true, union_by_name = true)"
+    """One relation over the files: those in Hive folders (``key=value``) with their partition columns, the others
+    (a per-drive ``timeline.parquet`` holds the partition columns itself) as they are, united by column name."""
+    def listed(group: Sequence[Path]) -> str:
+        return ", ".join("'" + str(p).replace("'", "''") + "'" for p in group)
+
+    hive = [p for p in files if any("=" in part for part in p.parent.parts)]
+    plain = [p for p in files if p not in hive]
+    parts = [f"SELECT * FROM read_parquet([{listed(group)}], hive_partitioning = {flag}, union_by_name = true)"
+             for group, flag in ((hive, "true"), (plain, "false")) if group]
+    return "(" + " UNION ALL BY NAME ".join(parts) + ")"
 
 
 def _columns(con: Any, source: str, files: Sequence[Path]) -> set[str]:
