@@ -37,8 +37,11 @@ from urllib.parse import quote
 
 from contracts.documents import INT, NUMBER, STR, ListOf, MapOf, Nullable, _validate
 from contracts.layout import INFERENCE
+from contracts.signals import FRAME_SIGNALS
 
-TIMELINE_SCHEMA_VERSION = "1.0"
+# 1.1: the per-frame signals (contracts.signals.FRAME_SIGNALS) appended as columns; Athena reads Parquet columns by
+# name, so files of 1.0 (without them) read as nulls in those columns.
+TIMELINE_SCHEMA_VERSION = "1.1"
 DRIVE_SCENES_SCHEMA_VERSION = "1.0"
 DRIVE_SUMMARY_SCHEMA_VERSION = "1.0"
 
@@ -82,6 +85,10 @@ TIMELINE_COLUMNS: tuple[Column, ...] = (
     Column("result_uri", "string", "s3:// URI of the result, failure or quarantine document"),
     Column("mask_uri", "string", "s3:// URI of the mask PNG"),
     Column("overlay_uri", "string", "s3:// URI of the overlay JPEG"),
+    # The per-frame signals, one column each, named and typed once in contracts/signals.py: input signals from the
+    # result document (ingest -> postprocess), output signals from it or from the mask, flicker from the builder,
+    # model signals only for scored candidates (null otherwise).
+    *(Column(s.name, s.glue_type, f"{s.kind} signal ({s.unit}): {s.comment}") for s in FRAME_SIGNALS),
 )
 TIMELINE_PARTITION_KEYS: tuple[Column, ...] = (
     Column("vehicle", "string", "vehicle name"),

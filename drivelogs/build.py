@@ -84,6 +84,7 @@ def class_indices(scheme: ClassScheme) -> ClassIndices:
         drivable=tuple(scheme.index(n) for n in DRIVABLE_CLASSES if n in scheme.names),
         vru={scheme.index(n): n for n in scheme.vulnerable_road_users},
         ignore_index=scheme.ignore_index,
+        names=scheme.names,
     )
 
 

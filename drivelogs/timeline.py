@@ -10,7 +10,14 @@ Fetch -> decide -> act:
   stamp, or ISO 8601). When one frame has several documents, processed beats failed beats quarantined, then the
   newest document wins (a frame re-uploaded after a failure);
 - ``measure_ahead`` reads each processed frame's mask (a ``FileIndex`` finds it by the key in ``mask_uri``, else by
-  ``<identity>.mask.png``) and fills in what lies ahead (drivelogs/scenes.py);
+  ``<identity>.mask.png``) and fills in what lies ahead (drivelogs/scenes.py) and the label flicker against the
+  camera's previous frame (segcore.signals.label_flicker; null for a camera's first frame and after a frame without a
+  usable mask: quarantined, failed or its mask missing);
+- the per-frame signals (contracts.signals.FRAME_SIGNALS, one timeline column each): a result document's optional
+  ``signals`` object (input signals carried from the ingest function, output and model signals), the output signals
+  it lacks computed from its class fractions (segcore.signals.output_signals_from_fractions: a document written
+  before the postprocess function wrote signals gets them too), flicker from the builder; quarantined and failed
+  frames have none (their status and reason say why);
 - ``timeline_table`` / ``write_timeline`` turn the records into Arrow tables with the schema derived from
   contracts.drive_timeline.TIMELINE_COLUMNS and write the per-drive file and the table's Hive partitions.
 """
@@ -32,9 +39,11 @@ from contracts.drive_timeline import TIMELINE_COLUMNS, TIMELINE_PARTITION_KEYS, 
 from contracts.drives import DriveId
 from contracts.lambda_env import DEFAULT_KEY_PATTERN
 from contracts.layout import INFERENCE
+from contracts.signals import OUTPUT_SIGNALS, RESULT_SIGNALS_KEY, SIGNALS, validate_result_signals
 from drivelogs.scenes import EgoCorridor, FrameState, ahead_of_vehicle
 from segcore.keys import frame_identity, parse_frame_key
 from segcore.masks import Geometry, MaskError, decode_mask_png, restore_to_original
+from segcore.signals import downscale_mask, label_flicker, output_signals_from_fractions
 
 _KEY_PATTERN = re.compile(DEFAULT_KEY_PATTERN)
 _STAMP = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{1,9}))?Z$")
@@ -86,6 +95,8 @@ def load_documents(directories: Iterable[Path]) -> list[Document]:
                 raise BuildError(f"{path}: neither a result, a failure nor a quarantine document")
             try:
                 _VALIDATORS[kind](body)
+                if kind == "result" and body.get(RESULT_SIGNALS_KEY) is not None:
+                    validate_result_signals(body[RESULT_SIGNALS_KEY])
             except DocumentError as exc:
                 raise BuildError(f"{path}: {exc}") from None
             documents.append(Document(kind, path, body))
@@ -158,6 +169,7 @@ class FrameRecord:
     drivable_ahead_fraction: float | None = None
     vru_classes_ahead: tuple[str, ...] | None = None
     vru_ahead_pixels: int | None = None
+    signals: Mapping[str, Any] = field(default_factory=dict)  # FRAME_SIGNALS name -> value (absent: null)
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     document_time: str = ""
 
@@ -227,6 +239,7 @@ def _record(drive: DriveId, document: Document) -> FrameRecord | str:
             vru_classes=tuple(sorted({o["class"] for o in objects})),
             vru_boxes=tuple({"class": o["class"], "x0": o["bbox"][0], "y0": o["bbox"][1], "x1": o["bbox"][2],
                              "y1": o["bbox"][3]} for o in objects),
+            signals={k: v for k, v in (body.get(RESULT_SIGNALS_KEY) or {}).items() if v is not None},
             frame_width=body["original_size"]["width"], frame_height=body["original_size"]["height"],
             latency_ms=body["latency_ms"], model_package_version=body["model_package_version"],
             result_uri=f"s3://{bucket}/{INFERENCE.results}{identity}.json" if bucket else None,
@@ -287,6 +300,22 @@ class ClassIndices:
     drivable: tuple[int, ...]
     vru: Mapping[int, str]
     ignore_index: int = 255
+    names: tuple[str, ...] = ()  # the scheme's class names in train-id order
+
+    @property
+    def drivable_names(self) -> tuple[str, ...]:
+        return tuple(self.names[i] for i in self.drivable if i < len(self.names))
+
+
+def with_output_signals(record: FrameRecord, classes: ClassIndices) -> FrameRecord:
+    """A processed record whose document lacks output signals gets them from its class fractions (pure)."""
+    if record.status != "processed" or record.class_fractions is None \
+            or all(record.signals.get(name) is not None for name in OUTPUT_SIGNALS):
+        return record
+    present = bool(record.document.get("vulnerable_road_users", {}).get("present", bool(record.vru_classes)))
+    computed = output_signals_from_fractions(record.class_fractions, vru_classes=tuple(classes.vru.values()),
+                                             drivable_classes=classes.drivable_names, vru_present=present)
+    return replace(record, signals={**{k: v for k, v in computed.items() if v is not None}, **record.signals})
 
 
 def load_mask(path: Path, record: FrameRecord) -> np.ndarray:
@@ -304,9 +333,15 @@ def load_mask(path: Path, record: FrameRecord) -> np.ndarray:
 
 def measure_ahead(records: Sequence[FrameRecord], masks: FileIndex, classes: ClassIndices,
                   corridor: EgoCorridor) -> tuple[list[FrameRecord], list[str]]:
-    """Records with what lies ahead filled in for processed frames with a mask; problems as warnings."""
+    """Records with what lies ahead and the label flicker filled in for processed frames with a mask, and the output
+    signals a result document lacks; problems as warnings. ``records`` are in (camera, time) order (frame_records):
+    a frame's flicker compares its mask with the previous record's of the same camera, when that one had a mask."""
     out, warnings = [], []
+    previous: tuple[str, np.ndarray | None] | None = None  # (camera, downscaled mask) of the previous record
     for record in records:
+        record = with_output_signals(record, classes)
+        before = previous[1] if previous is not None and previous[0] == record.camera else None
+        previous = (record.camera, None)
         if record.status != "processed":
             out.append(record)
             continue
@@ -323,8 +358,12 @@ def measure_ahead(records: Sequence[FrameRecord], masks: FileIndex, classes: Cla
             continue
         ahead = ahead_of_vehicle(mask, drivable=classes.drivable, vru=classes.vru, corridor=corridor,
                                  ignore_index=classes.ignore_index, allowed_vru=record.vru_classes)
+        small = downscale_mask(mask)
+        previous = (record.camera, small)
+        flicker = label_flicker(before, small, ignore_index=classes.ignore_index)
         out.append(replace(record, drivable_ahead_fraction=ahead.drivable_fraction,
-                           vru_classes_ahead=ahead.vru_classes, vru_ahead_pixels=ahead.vru_pixels))
+                           vru_classes_ahead=ahead.vru_classes, vru_ahead_pixels=ahead.vru_pixels,
+                           signals={**record.signals, "flicker": flicker}))
     return out, warnings
 
 
@@ -395,6 +434,11 @@ def _value(record: FrameRecord, name: str) -> Any:
         return record.time_ns
     if name == "date":
         return datetime.strptime(record.day, "%Y-%m-%d").date()
+    if name in SIGNALS:
+        value = record.signals.get(name)
+        if value is None or SIGNALS[name].glue_type == "string":
+            return value
+        return int(value) if SIGNALS[name].glue_type == "int" else float(value)
     value = getattr(record, name)
     if isinstance(value, tuple):
         return list(value)
