@@ -8,8 +8,9 @@
 
 Each document carries ``schema_version``. A schema lists the keys a reader may rely on and their types; extra keys
 are allowed, so adding one is not a new version, while removing or retyping one is. A key that readers may rely on
-from now on is a new minor version (evaluation 1.1 adds ``head`` and ``serving``); the validators keep accepting the
-older versions. The validators are plain Python (no jsonschema in the Lambda bundle or the processing container).
+from now on is a new minor version (evaluation 1.1 adds ``head`` and ``serving``, 1.2 ``incumbent`` and
+``reference_profile``); the validators keep accepting the older versions. The validators are plain Python (no
+jsonschema in the Lambda bundle or the processing container).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 RESULT_SCHEMA_VERSION = "1.0"
 FAILURE_SCHEMA_VERSION = "1.0"
 QUARANTINE_SCHEMA_VERSION = "1.0"
-EVALUATION_SCHEMA_VERSION = "1.1"
+EVALUATION_SCHEMA_VERSION = "1.2"
 
 
 class DocumentError(ValueError):
@@ -247,15 +248,8 @@ EVALUATION_SCHEMAS["1.2"] = {**EVALUATION_SCHEMAS["1.1"], "incumbent": Nullable(
 
 
 def validate_result(doc: Any) -> dict[str, Any]:
-    """The document itself if it is a valid result document, else DocumentError naming the key. The optional
-    ``signals`` object (contracts.signals.RESULT_SIGNALS_KEY: the frame's signals, written by the postprocess function;
-    absent from older documents and the real-time front's) is checked when present."""
-    _validate("result", doc, RESULT_SCHEMAS)
-    from contracts.signals import RESULT_SIGNALS_KEY, validate_result_signals  # contracts.signals imports this module
-
-    if RESULT_SIGNALS_KEY in doc:
-        validate_result_signals(doc[RESULT_SIGNALS_KEY])
-    return doc
+    """The document itself if it is a valid result document, else DocumentError naming the key."""
+    return _validate("result", doc, RESULT_SCHEMAS)
 
 
 def validate_failure(doc: Any) -> dict[str, Any]:

@@ -12,11 +12,26 @@ to its annotation the way the postprocess and real-time functions restore masks
 ROI are not scored: the service never sees them, so no prediction of them exists to be right or wrong; how many
 labelled pixels that leaves out is reported (``serving.pixels_outside_roi``). Without a geometry file the predictions
 must already have the annotations' size and the report's ``serving`` is null.
+The incumbent (issue 22 s.5): with ``--incumbent-predictions`` (the currently approved model's masks of the SAME
+serving frames, from its own transform) both models are scored on the same pixels, and the report's ``incumbent``
+holds the incumbent's metrics, the per-class ``delta`` (candidate minus incumbent IoU) and the per-class
+``regression`` (incumbent minus candidate IoU; 0 where the class has no ground-truth pixels, so nothing can be
+measured) that the gate compares with its tolerance (``MaxIoURegression``). Without it ``incumbent`` is null: a first
+model is judged by the floors alone.
+
+The reference profile (issue 23 s.2): with ``--serving-frames`` (the serving JPEGs the transform read) the step also
+writes ``contracts.signals.REFERENCE_PROFILE_FILE`` next to ``evaluation.json``: the per-frame signals of the frames
+the model was gated on (input signals of each prepared frame, output signals of the candidate's mask at the
+inference resolution, as the postprocess function computes them), per camera where the frame names carry one
+(``camera_of_frame_name``) and over all frames. The registered model package points at it (DriftCheckBaselines).
+
 Runs in a SageMaker Processing container: standard library, numpy and Pillow only (plus roadseg_lambda, shipped in
 the same package). The report's shape is ``contracts.documents.EVALUATION_SCHEMAS`` (shipped with this package).
 
     python -m training.evaluate --ground-truth DIR --predictions DIR --output DIR [--scheme cityscapes]
-        [--serving-geometry geometry.json] [--head deeplab]
+        [--serving-geometry geometry.json] [--head deeplab] [--serving-frames DIR]
+        [--incumbent-predictions DIR --incumbent-model-data URI --incumbent-model-package ARN
+         --incumbent-tolerance 0.01]
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +49,10 @@ import numpy as np
 from PIL import Image
 
 from contracts.documents import EVALUATION_SCHEMA_VERSION
-from segcore.classes import CITYSCAPES, ClassScheme, add_scheme_arguments, scheme_from_arguments
+from contracts.signals import ALL_CAMERAS, REFERENCE_PROFILE_FILE
+from segcore.classes import CITYSCAPES, DRIVABLE_CLASSES, ClassScheme, add_scheme_arguments, scheme_from_arguments
 from segcore.masks import restore_to_original
+from segcore.signals import frame_signals, input_signals, output_signals, reference_profile
 from training.serving import FrameGeometry, ServingError, ServingGeometry, read_geometry
 
 PREDICTION_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -191,43 +209,38 @@ def _serving_block(serving: ServingGeometry, frames: list[FrameGeometry], pixels
     }
 
 
-def evaluate_dirs(
-    ground_truth_dir: str | Path,
-    predictions_dir: str | Path,
-    scheme: ClassScheme = CITYSCAPES,
-    output_dir: str | Path | None = None,
-    *,
-    serving: ServingGeometry | None = None,
-    head: str | None = None,
-) -> dict[str, Any]:
-    """Score every ground-truth PNG against its prediction; writes ``evaluation.json`` when output_dir is set.
+@dataclass(frozen=True)
+class Incumbent:
+    """The currently approved model: where its masks of the serving frames are and what it is (recorded)."""
 
-    With ``serving`` (PrepareServingValidation's geometry) each prediction is a mask of the frame's inference JPEG:
-    it is restored to the annotation's resolution first, and only the pixels inside the ROI are scored. ``head`` (the
-    algorithm hyperparameter of the model) is recorded as it is.
-    """
-    gt_dir, pred_dir = Path(ground_truth_dir), Path(predictions_dir)
-    for folder, what in ((gt_dir, "ground-truth"), (pred_dir, "predictions")):
-        if not folder.is_dir():
-            raise EvaluationError(f"{what} directory {folder} does not exist")
+    predictions_dir: Path
+    model_data: str | None = None
+    model_package: str | None = None
+    tolerance: float | None = None  # the gate's MaxIoURegression, recorded with the regressions beyond it
+
+
+def _ground_truth_files(gt_dir: Path) -> list[Path]:
     gt_files = sorted(p for p in gt_dir.iterdir() if p.is_file() and p.suffix.lower() == ".png")
     if not gt_files:
         raise EvaluationError(f"no ground-truth .png files in {gt_dir}")
-    predictions = _index_predictions(pred_dir)
+    return gt_files
+
+
+def _check_predictions(gt_files: list[Path], predictions: dict[str, Path], pred_dir: Path, what: str) -> None:
     missing = [p.stem for p in gt_files if p.stem not in predictions]
     if missing:
         shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
         raise EvaluationError(
-            f"{len(missing)} of {len(gt_files)} ground-truth images have no prediction in {pred_dir} "
+            f"{len(missing)} of {len(gt_files)} ground-truth images have no {what} in {pred_dir} "
             f"(expected <base>.jpg.out or <base>.png): {shown}"
         )
-    if serving is not None:
-        unprepared = [p.stem for p in gt_files if p.stem not in serving.frames]
-        if unprepared:
-            raise EvaluationError(
-                f"{len(unprepared)} ground-truth images have no serving geometry (PrepareServingValidation did not "
-                f"prepare them): {', '.join(unprepared[:20])}"
-            )
+
+
+def _score(
+    gt_files: list[Path], predictions: dict[str, Path], scheme: ClassScheme, serving: ServingGeometry | None
+) -> tuple[np.ndarray, list[FrameGeometry], int]:
+    """The confusion matrix of one model's predictions over every ground-truth file, the frames scored and the
+    labelled pixels left out because they lie outside the ROI."""
     cm = np.zeros((scheme.num_classes, scheme.num_classes), dtype=np.int64)
     scored_frames: list[FrameGeometry] = []
     pixels_outside_roi = 0
@@ -262,14 +275,153 @@ def evaluate_dirs(
             cm += confusion_matrix(gt, pred, scheme.num_classes, scheme.ignore_index)
         except EvaluationError as exc:
             raise EvaluationError(f"{gt_path.name} / {pred_path.name}: {exc}") from None
+    return cm, scored_frames, pixels_outside_roi
+
+
+def compare_with_incumbent(
+    candidate: dict[str, Any], incumbent: dict[str, Any], *, tolerance: float | None = None
+) -> dict[str, Any]:
+    """The report's ``incumbent`` block from both models' ``metrics_from_confusion`` results on the same pixels.
+
+    ``delta``: candidate minus incumbent IoU per class (null where either model has no IoU: the class is absent from
+    its predictions and the ground truth). ``regression``: incumbent minus candidate ("mIoU" and per class), what the
+    gate compares with ``MaxIoURegression``; a class without ground-truth pixels has no measurable regression (0.0):
+    the floors already fail a safety class that validation lacks (gate value -1). ``beyond_tolerance``: the classes
+    (and "mIoU") whose regression exceeds ``tolerance``, worst first, when one is given.
+    """
+    if candidate["classes"] != incumbent["classes"]:
+        raise EvaluationError("the incumbent was scored with other classes than the candidate")
+    delta: dict[str, float | None] = {}
+    regression: dict[str, float] = {"mIoU": round(incumbent["metrics"]["mIoU"] - candidate["metrics"]["mIoU"], 9)}
+    for name in candidate["classes"]:
+        mine, theirs = candidate["per_class"][name], incumbent["per_class"][name]
+        both = mine["iou"] is not None and theirs["iou"] is not None
+        delta[name] = round(mine["iou"] - theirs["iou"], 9) if both else None
+        # Same ground truth, so the same support: with support > 0 both unions are > 0 and both IoUs exist.
+        regression[name] = round(theirs["iou"] - mine["iou"], 9) if both and mine["support"] > 0 else 0.0
+    beyond = None
+    if tolerance is not None:
+        beyond = sorted((k for k, v in regression.items() if v > tolerance), key=lambda k: (-regression[k], k))
+    return {
+        "metrics": incumbent["metrics"],
+        "per_class": incumbent["per_class"],
+        "delta": delta,
+        "regression": regression,
+        "tolerance": tolerance,
+        "beyond_tolerance": beyond,
+    }
+
+
+def camera_of_frame_name(name: str) -> str:
+    """The camera of a frame named after its key (labelling.versions.frame_name: ``<vehicle>__[<drive>__]<camera>__
+    <stamp>``, the segments of contracts.lambda_env.DEFAULT_KEY_PATTERN), else ``"*"`` (all cameras)."""
+    parts = name.split("__")
+    if len(parts) == 4:
+        return parts[2] or ALL_CAMERAS
+    if len(parts) == 3:
+        return parts[1] or ALL_CAMERAS
+    return ALL_CAMERAS
+
+
+def frame_signal_records(
+    gt_files: list[Path], predictions: dict[str, Path], serving_frames_dir: Path, scheme: ClassScheme
+) -> list[dict[str, Any]]:
+    """Per validation frame (in name order): ``name``, ``camera`` and every frame signal: input signals of the
+    prepared frame (``<name>.jpg``), output signals of the candidate's mask as the model returned it (the inference
+    resolution: what the postprocess function sees)."""
+    records = []
+    for gt_path in gt_files:
+        frame_path = serving_frames_dir / f"{gt_path.stem}.jpg"
+        if not frame_path.is_file():
+            raise EvaluationError(f"serving frame {frame_path} is missing: the transform read a frame that is gone")
+        try:
+            with Image.open(frame_path) as img:
+                rgb = np.asarray(img.convert("RGB"))
+            inputs = input_signals(rgb)
+        except (OSError, ValueError) as exc:
+            raise EvaluationError(f"serving frame {frame_path} gives no input signals: {exc}") from None
+        mask = _read_class_png(predictions[gt_path.stem], "prediction")
+        outputs = output_signals(mask, scheme.names, vru_classes=scheme.vulnerable_road_users or None,
+                                 drivable_classes=DRIVABLE_CLASSES, ignore_index=scheme.ignore_index)
+        record = frame_signals(input=inputs, output=outputs)
+        records.append({"name": gt_path.stem, "camera": camera_of_frame_name(gt_path.stem), **record})
+    return records
+
+
+def evaluate_dirs(
+    ground_truth_dir: str | Path,
+    predictions_dir: str | Path,
+    scheme: ClassScheme = CITYSCAPES,
+    output_dir: str | Path | None = None,
+    *,
+    serving: ServingGeometry | None = None,
+    head: str | None = None,
+    incumbent: Incumbent | None = None,
+    serving_frames_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score every ground-truth PNG against its prediction; writes ``evaluation.json`` when output_dir is set.
+
+    With ``serving`` (PrepareServingValidation's geometry) each prediction is a mask of the frame's inference JPEG:
+    it is restored to the annotation's resolution first, and only the pixels inside the ROI are scored. ``head`` (the
+    algorithm hyperparameter of the model) is recorded as it is. With ``incumbent`` its predictions are scored the
+    same way and compared (``compare_with_incumbent``). With ``serving_frames_dir`` (and output_dir) the reference
+    profile of the frames is written next to ``evaluation.json`` (``reference_profile`` names it).
+    """
+    gt_dir, pred_dir = Path(ground_truth_dir), Path(predictions_dir)
+    folders = [(gt_dir, "ground-truth"), (pred_dir, "predictions")]
+    if incumbent is not None:
+        folders.append((Path(incumbent.predictions_dir), "incumbent predictions"))
+    if serving_frames_dir is not None:
+        folders.append((Path(serving_frames_dir), "serving frames"))
+    for folder, what in folders:
+        if not folder.is_dir():
+            raise EvaluationError(f"{what} directory {folder} does not exist")
+    gt_files = _ground_truth_files(gt_dir)
+    predictions = _index_predictions(pred_dir)
+    _check_predictions(gt_files, predictions, pred_dir, "prediction")
+    incumbent_predictions = None
+    if incumbent is not None:
+        incumbent_predictions = _index_predictions(Path(incumbent.predictions_dir))
+        _check_predictions(gt_files, incumbent_predictions, Path(incumbent.predictions_dir), "incumbent prediction")
+    if serving is not None:
+        unprepared = [p.stem for p in gt_files if p.stem not in serving.frames]
+        if unprepared:
+            raise EvaluationError(
+                f"{len(unprepared)} ground-truth images have no serving geometry (PrepareServingValidation did not "
+                f"prepare them): {', '.join(unprepared[:20])}"
+            )
+    cm, scored_frames, pixels_outside_roi = _score(gt_files, predictions, scheme, serving)
+    candidate = metrics_from_confusion(cm, scheme.names)
+    comparison = None
+    if incumbent is not None and incumbent_predictions is not None:
+        try:
+            incumbent_cm, _, _ = _score(gt_files, incumbent_predictions, scheme, serving)
+        except EvaluationError as exc:
+            raise EvaluationError(f"incumbent: {exc}") from None
+        comparison = {"model_data": incumbent.model_data, "model_package": incumbent.model_package,
+                      **compare_with_incumbent(candidate, metrics_from_confusion(incumbent_cm, scheme.names),
+                                               tolerance=incumbent.tolerance)}
+    profile = None
+    if serving_frames_dir is not None:
+        records = frame_signal_records(gt_files, predictions, Path(serving_frames_dir), scheme)
+        profile = reference_profile(records, camera_of=lambda record: record["camera"])
     result = {"schema_version": EVALUATION_SCHEMA_VERSION, "scheme": scheme.name, "num_images": len(gt_files),
-              **metrics_from_confusion(cm, scheme.names), "head": head,
-              "serving": None if serving is None else _serving_block(serving, scored_frames, pixels_outside_roi)}
+              **candidate, "head": head,
+              "serving": None if serving is None else _serving_block(serving, scored_frames, pixels_outside_roi),
+              "incumbent": comparison,
+              "reference_profile": None if profile is None or output_dir is None else REFERENCE_PROFILE_FILE}
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "evaluation.json").write_text(json.dumps(result, indent=1))
+        if profile is not None:
+            (out / REFERENCE_PROFILE_FILE).write_text(json.dumps(profile, indent=1))
     return result
+
+
+def _optional(value: str | None) -> str | None:
+    """A pipeline parameter's empty default means "none"."""
+    return value.strip() or None if value is not None else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -284,16 +436,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="geometry.json of PrepareServingValidation: predictions are masks of the "
                         "serving-resolution frames, mapped back to the ground truth; only the ROI is scored")
     parser.add_argument("--head", help="segmentation head of the model (algorithm hyperparameter), recorded")
+    parser.add_argument("--serving-frames", type=Path,
+                        help=f"the serving JPEGs (<base>.jpg) the predictions were made from: writes "
+                        f"{REFERENCE_PROFILE_FILE} (their per-frame signals) next to evaluation.json")
+    parser.add_argument("--incumbent-predictions", type=Path,
+                        help="the approved model's masks of the same frames: scored too and compared per class")
+    parser.add_argument("--incumbent-model-data", help="the incumbent's model.tar.gz URI, recorded")
+    parser.add_argument("--incumbent-model-package", help="the incumbent's model package ARN, recorded")
+    parser.add_argument("--incumbent-tolerance", type=float,
+                        help="the gate's largest allowed IoU regression, recorded with the classes beyond it")
     add_scheme_arguments(parser)
     args = parser.parse_args(argv)
     try:
         scheme = scheme_from_arguments(args)
     except ValueError as exc:
         parser.error(str(exc))
+    tolerance = args.incumbent_tolerance
+    if tolerance is not None and not (0.0 <= tolerance <= 1.0):
+        parser.error(f"--incumbent-tolerance {tolerance} must be within 0..1 (an IoU difference)")
+    incumbent = None
+    if args.incumbent_predictions is not None:
+        incumbent = Incumbent(args.incumbent_predictions, _optional(args.incumbent_model_data),
+                              _optional(args.incumbent_model_package), tolerance)
     try:
         serving = read_geometry(args.serving_geometry) if args.serving_geometry else None
         result = evaluate_dirs(args.ground_truth, args.predictions, scheme, args.output, serving=serving,
-                               head=args.head or None)
+                               head=args.head or None, incumbent=incumbent, serving_frames_dir=args.serving_frames)
     except (EvaluationError, ServingError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -308,6 +476,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"evaluated {result['num_images']} images{where}: mIoU {m['mIoU']:.4f}, pixel accuracy "
         f"{m['pixel_accuracy']:.4f} -> {args.output / 'evaluation.json'}"
     )
+    if result["incumbent"] is not None:
+        compared = result["incumbent"]
+        worst = max((k for k in compared["regression"]), key=lambda k: compared["regression"][k])
+        beyond = compared["beyond_tolerance"]
+        print(f"incumbent mIoU {compared['metrics']['mIoU']:.4f}; largest regression {worst} "
+              f"{compared['regression'][worst]:+.4f} IoU"
+              + ("" if beyond is None else f"; beyond the tolerance {tolerance:g}: {', '.join(beyond) or 'none'}"))
+    if result["reference_profile"] is not None:
+        print(f"reference profile of {result['num_images']} frames -> {args.output / REFERENCE_PROFILE_FILE}")
     return 0
 
 

@@ -180,7 +180,7 @@ def test_evaluation_keys_the_gate_reads_are_checked(evaluation_document: dict[st
 
 
 def test_evaluation_1_1_records_what_was_measured_and_1_0_stays_readable(evaluation_document: dict[str, Any]) -> None:
-    assert EVALUATION_SCHEMA_VERSION == "1.1"
+    assert EVALUATION_SCHEMA_VERSION == "1.2"  # 1.2 adds incumbent and reference_profile (tests/training)
     assert evaluation_document["head"] is None and evaluation_document["serving"] is None  # scored as given
     for key in ("head", "serving"):
         with pytest.raises(DocumentError) as info:

@@ -177,7 +177,8 @@ def test_evaluation_json_shape(dirs):
     data = json.loads((out / "evaluation.json").read_text())
     assert validate_evaluation(data) is data and data["schema_version"] == EVALUATION_SCHEMA_VERSION
     assert set(data) == {"schema_version", "scheme", "num_images", "num_classes", "classes", "metrics", "per_class",
-                         "gate", "confusion_matrix", "multiclass_classification_metrics", "head", "serving"}
+                         "gate", "confusion_matrix", "multiclass_classification_metrics", "head", "serving",
+                         "incumbent", "reference_profile"}
     assert data["head"] is None and data["serving"] is None  # scored as given, not through the serving path
     assert data["classes"] == ["road", "car", "person"] and data["num_classes"] == 3
     assert set(data["metrics"]) == {"mIoU", "pixel_accuracy", "frequency_weighted_iou", "mean_accuracy"}

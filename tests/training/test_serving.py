@@ -88,7 +88,7 @@ def test_evaluation_scores_the_roi_only_and_records_resolution_roi_and_head(scen
     assert sum(map(sum, result["confusion_matrix"])) == int(np.count_nonzero(label[16:] != 255))
     written = json.loads((out / "evaluation.json").read_text())
     assert written == result and validate_evaluation(written) is written
-    assert written["schema_version"] == EVALUATION_SCHEMA_VERSION == "1.1"
+    assert written["schema_version"] == EVALUATION_SCHEMA_VERSION == "1.2"
     assert written["head"] == "deeplab"
     assert written["serving"] == {
         "target_size": {"width": 64, "height": 32},
