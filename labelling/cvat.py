@@ -28,6 +28,7 @@ from __future__ import annotations
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -230,7 +231,7 @@ def _read_folder(
         if mismatch:
             raise LabelImportError([mismatch])
 
-    colors, labels_by_color = _label_lookup(root, source, scheme, problems)
+    lookup = _label_lookup(root, source, scheme, problems)
     policy = _CollectItemErrors()
     try:
         dataset = Dataset.import_from(str(root), DATUMARO_FORMAT, error_policy=policy)
@@ -255,19 +256,21 @@ def _read_folder(
         if not path.is_file():
             no_mask.append(name)  # listed, nothing labelled: CVAT writes no class PNG for a frame without masks
             continue
-        mask = _decode(path, file, source, colors, labels_by_color, scheme, problems)
-        if mask is None:
+        shape, mask = _decode(path, file, source, lookup, scheme, problems)
+        if shape is None:
             continue
-        height, width = mask.shape
+        height, width = shape
         found[name] = (file, width * height)
-        masks[name] = mask
+        if mask is not None:
+            masks[name] = mask
         frame = manifest.frame(name) if manifest is not None and name in manifest.names else None
         line = size_problem(source, file, width, height, frame)
         if line:
             problems.add(line)
         item = items.get(item_id)
-        if item is not None and isinstance(item.media, Image) and item.media.has_size:
-            image_height, image_width = item.media.size
+        image_size = item.media.size if item is not None and isinstance(item.media, Image) else None
+        if item is not None and item.media is not None and item.media.has_data and image_size is not None:
+            image_height, image_width = image_size
             if (image_width, image_height) != (width, height):
                 problems.add(
                     f"{source}:{file}: mask is {width}x{height} ({width * height} pixels) but its image "
@@ -288,11 +291,20 @@ def _read_folder(
     return ImportResult(tool=TOOL, labels=labels, manifest=manifest, missing=missing)
 
 
-def _label_lookup(
-    root: Path, source: str, scheme: ClassScheme, problems: Problems
-) -> tuple[dict[int, int], dict[int, str]]:
-    """Packed colour (r << 16 | g << 8 | b) -> train id, IGNORE_INDEX (background) or _FOREIGN (a label the scheme
-    lacks), and packed colour -> its label's name, from labelmap.txt read with datumaro's parser."""
+@dataclass(frozen=True)
+class _Lookup:
+    """What a mask pixel means. Colour PNGs: packed colour (r << 16 | g << 8 | b) -> train id, IGNORE_INDEX
+    (background) or _FOREIGN (a label the scheme lacks). Single-channel PNGs (CVAT's documentation allows them):
+    the pixel is the label's position in labelmap.txt, as datumaro's VOC reader takes it."""
+
+    colors: dict[int, int]
+    color_names: dict[int, str]
+    indices: dict[int, int]
+    index_names: dict[int, str]
+
+
+def _label_lookup(root: Path, source: str, scheme: ClassScheme, problems: Problems) -> _Lookup:
+    """The lookup from labelmap.txt, read with datumaro's parser."""
     path = root / VocPath.LABELMAP_FILE
     if not path.is_file():
         raise LabelImportError([
@@ -305,69 +317,73 @@ def _label_lookup(
         raise LabelImportError([f"{source}:{VocPath.LABELMAP_FILE}: {exc}"]) from None
     names = set(scheme.names)
     class_colors = {tuple(c.color) for c in scheme.classes}
-    colors: dict[int, int] = {}
-    labels: dict[int, str] = {}
-    for name, (color, _parts, _actions) in label_map.items():
-        if color is None:
-            continue  # a label without a colour paints nothing
+    lookup = _Lookup({}, {}, {}, {})
+    for position, (name, (color, _parts, _actions)) in enumerate(label_map.items()):
         if name in names:
             value = scheme.index(name)
-        elif name == BACKGROUND or (tuple(color) == BACKGROUND_COLOR and BACKGROUND_COLOR not in class_colors):
+        elif name == BACKGROUND or (color is not None and tuple(color) == BACKGROUND_COLOR
+                                    and BACKGROUND_COLOR not in class_colors):
             value = IGNORE_INDEX
         else:
             value = _FOREIGN
+        lookup.indices[position] = value
+        lookup.index_names[position] = name
+        if color is None:
+            continue  # a label without a colour paints nothing in a colour PNG
         packed = (color[0] << 16) | (color[1] << 8) | color[2]
-        if packed in colors and colors[packed] != value:
+        if packed in lookup.colors and lookup.colors[packed] != value:
             problems.add(
-                f"{source}:{VocPath.LABELMAP_FILE}: labels '{labels[packed]}' and '{name}' share colour "
+                f"{source}:{VocPath.LABELMAP_FILE}: labels '{lookup.color_names[packed]}' and '{name}' share colour "
                 f"{_rgb(packed)}; give each label its own colour in CVAT and export again"
             )
             continue
-        colors[packed] = value
-        labels[packed] = name
-    return colors, labels
+        lookup.colors[packed] = value
+        lookup.color_names[packed] = name
+    return lookup
 
 
 def _decode(
-    path: Path,
-    file: str,
-    source: str,
-    colors: dict[int, int],
-    labels: dict[int, str],
-    scheme: ClassScheme,
-    problems: Problems,
-) -> np.ndarray | None:
-    """The class-index mask of one colour PNG; None (and problem lines with pixel counts) when it has colours
-    labelmap.txt lacks or labels the scheme lacks. Decoded here rather than by datumaro's unpaint_mask, which stops
-    at the first undeclared colour without the pixel counts the report needs."""
+    path: Path, file: str, source: str, lookup: _Lookup, scheme: ClassScheme, problems: Problems
+) -> tuple[tuple[int, int] | None, np.ndarray | None]:
+    """(height, width) and the class-index mask of one mask PNG; no mask (and problem lines with pixel counts) when
+    it has colours labelmap.txt lacks or labels the scheme lacks, no size either when it is unreadable. Decoded here
+    rather than by datumaro's unpaint_mask, which stops at the first undeclared colour without the pixel counts the
+    report needs."""
     try:
-        painted = load_image(str(path))  # datumaro's loader: HWC BGR(A)
+        painted = load_image(str(path))  # datumaro's loader: HW (single channel) or HWC BGR(A)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's problem, reported as one line
         problems.add(f"{source}:{file}: cannot read the PNG ({exc}); export the task again")
-        return None
-    if painted.ndim != 3 or painted.shape[2] < 3:
-        problems.add(f"{source}:{file}: a single-channel PNG; CVAT's class masks are RGB colour images")
-        return None
-    bgr = painted[:, :, :3].astype(np.uint32)
-    packed = (bgr[:, :, 2] << 16) | (bgr[:, :, 1] << 8) | bgr[:, :, 0]
-    uniques, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
-    values = np.array([colors.get(int(u), _UNKNOWN) for u in uniques], dtype=np.uint16)
+        return None, None
+    if painted.ndim == 3 and painted.shape[2] == 1:
+        painted = painted[:, :, 0]
+    if painted.ndim == 2:
+        keys = painted.astype(np.int64)
+        table, names, what, show = lookup.indices, lookup.index_names, "label index(es)", str
+    elif painted.ndim == 3 and painted.shape[2] >= 3:
+        bgr = painted[:, :, :3].astype(np.int64)
+        keys = (bgr[:, :, 2] << 16) | (bgr[:, :, 1] << 8) | bgr[:, :, 0]
+        table, names, what, show = lookup.colors, lookup.color_names, "colour(s)", _rgb
+    else:
+        problems.add(f"{source}:{file}: a {painted.shape} image is no mask; CVAT writes RGB colour PNGs")
+        return None, None
+    uniques, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    values = np.array([table.get(int(u), _UNKNOWN) for u in uniques], dtype=np.uint16)
     unknown = [(int(u), int(n)) for u, n, v in zip(uniques, counts, values, strict=True) if v == _UNKNOWN]
     foreign = [(int(u), int(n)) for u, n, v in zip(uniques, counts, values, strict=True) if v == _FOREIGN]
     if unknown:
-        listed = "; ".join(f"{_rgb(u)}: {n}" for u, n in unknown[:5]) + ("; ..." if len(unknown) > 5 else "")
+        listed = "; ".join(f"{show(u)}: {n}" for u, n in unknown[:5]) + ("; ..." if len(unknown) > 5 else "")
         problems.add(
-            f"{source}:{file}: {sum(n for _, n in unknown)} pixels in {len(unknown)} colour(s) not in "
+            f"{source}:{file}: {sum(n for _, n in unknown)} pixels in {len(unknown)} {what} not in "
             f"{VocPath.LABELMAP_FILE} ({listed}); add them to labelmap.txt with their class or repaint them"
         )
-    for packed_color, count in foreign:
+    for key, count in foreign:
         problems.add(
-            f"{source}:{file}: {count} pixels of label '{labels[packed_color]}' ({_rgb(packed_color)}), not a class "
-            f"of the '{scheme.name}' scheme (classes: {', '.join(scheme.names)}); relabel them"
+            f"{source}:{file}: {count} pixels of label '{names[key]}' ({show(key)}), not a class of the "
+            f"'{scheme.name}' scheme (classes: {', '.join(scheme.names)}); relabel them"
         )
     if unknown or foreign:
-        return None
-    return values.astype(np.uint8)[inverse.reshape(packed.shape)]
+        return keys.shape, None
+    return keys.shape, values.astype(np.uint8)[inverse.reshape(keys.shape)]
 
 
 def _rgb(packed: int) -> str:
