@@ -1,0 +1,332 @@
+"""Model signals of a CANDIDATE POOL (issue 22 section 1): the approved edge bundle's class probabilities, reduced per
+frame to mean_entropy, mean_margin and region_score (segcore.signals.probability_signals: RIPU's class impurity x
+mean entropy over k x k regions), written as one Parquet file keyed by frame_key that ``labelling.selection`` joins
+(``model_scores=``). Never every frame: the pool is a first selection's picks (``selection.write_pool``), a few
+times the labelling budget.
+
+    python -m labelling.scoring --bundle BUNDLE_DIR --frames FRAMES_DIR [--pool pool.txt] [--key-prefix incoming/] \
+        --output OUT_DIR [--region 32] [--device auto|cpu|cuda]
+
+A frame's key is its path below ``--frames`` with ``--key-prefix`` in front (a Processing job's S3 input of
+``s3://<bucket>/incoming/`` lands as ``<frames>/<vehicle>/<drive>/<camera>/<stamp>.jpg``: prefix ``incoming/``).
+With ``--pool`` only the listed keys are scored; a listed frame that is not there is counted ``missing``. Each frame
+goes through the service's own steps: the ingest function's ``prepare_frame`` (with the bundle's frame preparation),
+``segcore.bundle_runtime.network_input``, ONNX Runtime, a softmax over the classes with the padding cut off. Out:
+``model-scores.parquet`` (contracts.labelling.SCORE_COLUMNS) and ``scoring-summary.json`` whose counts reconcile:
+pool = scored + refused (the ingest's BadFrame codes) + missing. Exit codes: 0 done, 1 frames missing or none
+scored, 2 bad input (bundle, folders, pool file).
+
+WHERE THE PROBABILITIES COME FROM (decided): a Processing job running the approved EDGE BUNDLE with ONNX Runtime,
+not the async endpoint's ``application/x-protobuf`` probability output.
+
+- The endpoint's probabilities are ~40 MB per 1024x512 frame (19 classes x float32; contracts reference notes):
+  40 GB written to S3 and read back per 1,000 frames, each RecordIO-protobuf body decoded (segcore.recordio), and the
+  pool's frames queue in front of the production backlog on the serving instances, scaling them up.
+- The bundle is the same model (the ExportModel step exports every gated model; parity.json records ONNX Runtime
+  against MXNet: max logit difference and argmax agreement), so entropy and margin come from the numbers the
+  endpoint would produce, within that recorded parity; the probabilities never leave the instance (a few hundred
+  bytes per frame leave it).
+- COST per 1,000 frames (on-demand list prices, us-east-1, as config/prices/sagemaker-inference.yaml dates them;
+  Processing bills the instance-hours the same way; re-check before budgeting): on ml.g4dn.xlarge at USD 0.736/h and
+  the price file's assumed 6 frames/s for this network at 1024x512 on that GPU, 1,000 frames take ~2.8 min =
+  USD 0.034, plus the job's start (~3-5 min of instance time, ~USD 0.05 per job whatever its size). The async route
+  bills the same GPU instance-hours (slower: the 40 MB body is serialised per frame) plus S3 for 40 GB per 1,000
+  frames. On CPU (ml.c5.xlarge, USD 0.204/h - an assumption from the public Processing price list, not in the price
+  file) FCN-ResNet50 at ~0.58 TFLOP per frame runs at roughly 0.2-0.3 frames/s: ~USD 0.2-0.3 per 1,000 frames and
+  about an hour, still cheap for a pool but slow; use the GPU instance when one is configured.
+- The per-frame work outside the network (JPEG preparation, softmax, entropy, margin, region scores) is measured
+  against the bare ONNX Runtime forward by bench/scoring.py.
+
+Wiring the job into the stacks (a ProcessingStep with the bundle and the pool's frames as inputs, through
+jobs/processing_entry.py) is not done yet; this module runs the same way locally and in a Processing container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from contracts.bundle import BUNDLE, FIT, MEAN, PREPARE_FUNCTION, STD, validate_bundle, validate_preprocessing
+from contracts.documents import DocumentError
+from contracts.labelling import SCORE_COLUMNS
+from contracts.signals import MODEL_SIGNALS
+
+SCORES_FILE = "model-scores.parquet"
+SUMMARY_FILE = "scoring-summary.json"
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+DEVICES = ("auto", "cpu", "cuda")
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+DEFAULT_REGION = 32  # pixels per side of a RIPU region at the inference size (RIPU uses k = 33 at 1280x640)
+
+
+class ScoringError(ValueError):
+    """Bad input to scoring: one line naming what, where and how to fix it (exit code 2)."""
+
+
+# ------------------------------------------------------------------------------------------------ bundle
+
+
+@dataclass(frozen=True)
+class ScoringBundle:
+    """What scoring needs of an edge bundle: the model file, its input, the frame preparation and the classes."""
+
+    location: str
+    onnx_path: Path
+    input_name: str
+    network_size: tuple[int, int]  # (width, height)
+    prepare_options: Any  # segcore.imaging.PrepareOptions
+    class_names: tuple[str, ...]
+    model: str  # "<head>/<backbone> sha256:<first 12 of model.onnx>", written beside each score
+
+
+def _read_json(root: Path, name: str) -> Any:
+    try:
+        return json.loads((root / name).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScoringError(f"bundle {root}: {name} is missing: is this an edge bundle (the ExportModel step's "
+                           "bundle/ folder)?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ScoringError(f"bundle {root}: {name} cannot be read as JSON: {exc}") from None
+
+
+def load_bundle(root: Path | str) -> ScoringBundle:
+    """The bundle at a local folder, checked: contracts, model.onnx against its SHA-256, the input as
+    segcore.bundle_runtime feeds it, the frame preparation read through the ingest function's own settings."""
+    from contracts.lambda_env import FRAME_PREPARATION_VARIABLES
+    from segcore.settings import Settings, SettingsError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ScoringError(f"bundle {root} is not a folder (an edge bundle is the folder holding {BUNDLE.manifest})")
+    try:
+        manifest = validate_bundle(_read_json(root, BUNDLE.manifest))
+        preprocessing = validate_preprocessing(_read_json(root, BUNDLE.preprocessing))
+    except DocumentError as exc:
+        raise ScoringError(f"bundle {root}: {exc}") from None
+    onnx_path = root / BUNDLE.onnx
+    if manifest["onnx"]["status"] != "exported" or not onnx_path.is_file():
+        raise ScoringError(f"bundle {root} has no {BUNDLE.onnx} ({manifest['onnx']['reason'] or 'missing'}): scoring "
+                           "runs the ONNX model; export the model with a head that exports (fcn, deeplab)")
+    digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    if digest != manifest["files"].get(BUNDLE.onnx, {}).get("sha256", "").lower():
+        raise ScoringError(f"bundle {root}: {BUNDLE.onnx} does not match its SHA-256 in {BUNDLE.manifest} (a partial "
+                           "or altered copy): copy the bundle again")
+    classes = _read_json(root, BUNDLE.classes)
+    entries = classes.get("classes") if isinstance(classes, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ScoringError(f"bundle {root}: {BUNDLE.classes} classes must list the classes")
+    names = [str(e.get("name")) for e in entries if isinstance(e, dict)]
+    colors = [e.get("color") for e in entries if isinstance(e, dict)]
+    spec = preprocessing["input"]
+    expected = {"dtype": "float32", "layout": "NCHW", "channel_order": "RGB", "fit": FIT}
+    for key, value in expected.items():
+        if spec[key] != value:
+            raise ScoringError(f"bundle {root}: {BUNDLE.preprocessing} input.{key} is {spec[key]!r}, scoring feeds "
+                               f"{value!r} (segcore.bundle_runtime)")
+    for key, reference in (("mean", MEAN), ("std", STD)):
+        if not np.allclose(spec[key], reference, rtol=0, atol=1e-6):
+            raise ScoringError(f"bundle {root}: {BUNDLE.preprocessing} input.{key} is {spec[key]}, scoring "
+                               f"normalises with {list(reference)}")
+    preparation = preprocessing["frame_preparation"]
+    if preparation["function"] != PREPARE_FUNCTION:
+        raise ScoringError(f"bundle {root}: {BUNDLE.preprocessing} frame_preparation.function is "
+                           f"{preparation['function']!r}; scoring prepares frames with {PREPARE_FUNCTION}")
+    environment = {k: preparation["environment"][k] for k in FRAME_PREPARATION_VARIABLES
+                   if k in preparation["environment"]}
+    environment.update(CLASS_NAMES=json.dumps(names), CLASS_COLORS=json.dumps(colors),
+                       IGNORE_INDEX=str(classes.get("ignore_index", 255)),
+                       VRU_CLASSES=json.dumps(classes.get("vulnerable_road_users", [])))
+    try:
+        settings = Settings.from_env(environment)
+    except SettingsError as exc:
+        raise ScoringError(f"bundle {root}: frame preparation or classes: {'; '.join(exc.problems)}") from None
+    return ScoringBundle(location=str(root), onnx_path=onnx_path, input_name=spec["name"],
+                         network_size=(spec["width"], spec["height"]), prepare_options=settings.prepare_options(),
+                         class_names=tuple(names),
+                         model=f"{manifest['head']}/{manifest['backbone']} sha256:{digest[:12]}")
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities (C x H x W float32) of logits C x H x W."""
+    shifted = logits - logits.max(axis=0, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=0, keepdims=True)
+    return shifted
+
+
+class Scorer:
+    """An ONNX Runtime session over the bundle's model; ``score(jpeg_or_png_bytes)`` -> the model signals."""
+
+    def __init__(self, bundle: ScoringBundle, device: str = "auto", *, region: int = DEFAULT_REGION,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        if device not in DEVICES:
+            raise ScoringError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+        available = ort.get_available_providers()
+        if device == "cuda" and CUDA not in available:
+            raise ScoringError(f"--device cuda: this ONNX Runtime has no {CUDA}; install onnxruntime-gpu or use cpu")
+        providers = [CUDA, CPU] if device != "cpu" and CUDA in available else [CPU]
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(bundle.onnx_path), sess_options=options, providers=providers)
+        except Exception as exc:  # ONNX Runtime's own exception types (bad protobuf, unsupported operator, ...)
+            raise ScoringError(f"bundle {bundle.location}: ONNX Runtime cannot load {BUNDLE.onnx}: {exc}") from None
+        if region < 1:
+            raise ScoringError(f"--region must be at least 1 pixel, got {region}")
+        self.bundle, self.region = bundle, region
+        self.provider = self.session.get_providers()[0]
+        self.output_name = self.session.get_outputs()[0].name
+
+    def logits(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
+        """The network's logits [C, h, w] for the prepared frame (padding cut off) and its (width, height).
+        Raises the ingest's BadFrame for a frame the service would refuse."""
+        from segcore.bundle_runtime import network_input
+        from segcore.imaging import prepare_frame
+
+        prepared = prepare_frame(data, self.bundle.prepare_options)
+        tensor, (width, height) = network_input(prepared.jpeg, self.bundle.network_size)
+        logits = np.asarray(self.session.run([self.output_name], {self.bundle.input_name: tensor})[0])
+        if logits.ndim != 4 or logits.shape[1] != len(self.bundle.class_names):
+            raise ScoringError(f"bundle {self.bundle.location}: {BUNDLE.onnx} returned {list(logits.shape)}, "
+                               f"expected [1, {len(self.bundle.class_names)}, H, W]")
+        return logits[0, :, :height, :width], (width, height)
+
+    def score(self, data: bytes) -> dict[str, float]:
+        from segcore.signals import probability_signals
+
+        logits, _ = self.logits(data)
+        return probability_signals(softmax(np.array(logits, dtype=np.float32)), region=self.region)
+
+
+@dataclass(frozen=True)
+class PoolFrame:
+    frame_key: str
+    path: Path | None  # None: listed in the pool but not found under the frames folder
+
+
+def pool_frames(frames_dir: Path | str, *, pool: Iterable[str] | None = None, key_prefix: str = "") -> list[PoolFrame]:
+    """The frames to score: every frame file under ``frames_dir`` (sorted), or the pool's keys in its order."""
+    root = Path(frames_dir)
+    if not root.is_dir():
+        raise ScoringError(f"frames {root} is not a folder: name the folder holding the pool's frames")
+    if pool is None:
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES)
+        return [PoolFrame(key_prefix + p.relative_to(root).as_posix(), p) for p in files]
+    found = []
+    for key in dict.fromkeys(pool):
+        if key_prefix and not key.startswith(key_prefix):
+            raise ScoringError(f"pool: frame key {key!r} does not start with the key prefix {key_prefix!r}")
+        path = root / key[len(key_prefix):]
+        found.append(PoolFrame(key, path if path.is_file() else None))
+    return found
+
+
+@dataclass(frozen=True)
+class ScoringRun:
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def score_frames(scorer: Scorer, frames: Sequence[PoolFrame]) -> ScoringRun:
+    """Score each frame: rows for the scored ones, and the counts (pool = scored + refused + missing)."""
+    from segcore.imaging import BadFrame
+
+    rows: list[dict[str, Any]] = []
+    refused: Counter[str] = Counter()
+    refusals: list[dict[str, str]] = []
+    missing: list[str] = []
+    started = time.perf_counter()
+    for frame in frames:
+        if frame.path is None:
+            missing.append(frame.frame_key)
+            continue
+        try:
+            signals = scorer.score(frame.path.read_bytes())
+        except BadFrame as exc:
+            refused[exc.code] += 1
+            refusals.append({"frame_key": frame.frame_key, "code": exc.code, "reason": exc.reason})
+            continue
+        except OSError as exc:
+            refused["unreadable"] += 1
+            refusals.append({"frame_key": frame.frame_key, "code": "unreadable", "reason": str(exc)})
+            continue
+        rows.append({"frame_key": frame.frame_key, **{s: signals[s] for s in MODEL_SIGNALS},
+                     "model": scorer.bundle.model})
+    elapsed = time.perf_counter() - started
+    summary = {"pool": len(frames), "scored": len(rows), "refused": dict(sorted(refused.items())),
+               "missing": len(missing), "missing_keys": missing[:100], "refusals": refusals[:100],
+               "model": scorer.bundle.model, "provider": scorer.provider, "region": scorer.region,
+               "seconds": round(elapsed, 3), "frames_per_second": round(len(rows) / elapsed, 3) if elapsed else None}
+    assert summary["scored"] + sum(refused.values()) + len(missing) == len(frames)
+    return ScoringRun(rows=rows, summary=summary)
+
+
+def write_scores(run: ScoringRun, output_dir: Path | str) -> Path:
+    """``model-scores.parquet`` (SCORE_COLUMNS) and ``scoring-summary.json`` under ``output_dir``; the Parquet path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    types = {"string": pa.string(), "double": pa.float64()}
+    schema = pa.schema([(name, types[kind]) for name, kind in SCORE_COLUMNS])
+    table = pa.table({name: [row[name] for row in run.rows] for name in schema.names}, schema=schema)
+    path = output_dir / SCORES_FILE
+    pq.write_table(table, path)
+    (output_dir / SUMMARY_FILE).write_text(json.dumps(run.summary, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labelling.scoring", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", required=True, type=Path, help="the approved edge bundle (a local folder)")
+    parser.add_argument("--frames", required=True, type=Path, help="folder holding the pool's frames")
+    parser.add_argument("--pool", type=Path, help="frame keys to score, one a line (selection's pool.txt)")
+    parser.add_argument("--key-prefix", default="", help="what precedes a frame's path below --frames in its key")
+    parser.add_argument("--output", required=True, type=Path, help="folder for model-scores.parquet and the summary")
+    parser.add_argument("--region", type=int, default=DEFAULT_REGION, help="RIPU region side in pixels")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    args = parser.parse_args(argv)
+    try:
+        pool = None
+        if args.pool is not None:
+            try:
+                pool = [line.strip() for line in args.pool.read_text(encoding="utf-8").splitlines() if line.strip()]
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ScoringError(f"pool {args.pool}: cannot read it: {exc}") from None
+        frames = pool_frames(args.frames, pool=pool, key_prefix=args.key_prefix)
+        if not frames:
+            raise ScoringError(f"no frames to score in {args.frames}" + (f" for {args.pool}" if pool is not None
+                                                                         else ""))
+        scorer = Scorer(load_bundle(args.bundle), args.device, region=args.region)
+        run = score_frames(scorer, frames)
+        write_scores(run, args.output)
+    except ScoringError as exc:
+        print(f"labelling.scoring: error: {exc}", file=sys.stderr)
+        return 2
+    s = run.summary
+    print(f"scored {s['scored']} of {s['pool']} frames ({s['frames_per_second']} frames/s, {s['provider']}); refused "
+          f"{sum(s['refused'].values())}, missing {s['missing']} -> {args.output / SCORES_FILE}")
+    return 1 if s["missing"] or not s["scored"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
