@@ -1,0 +1,74 @@
+"""What the drift monitor publishes (PutMetricData), built from its verdicts (pure), and the names the alarms and
+the dashboard use (stacks/drift_monitoring.py imports them, so both ends read one definition).
+
+Per camera (dimensions ``Environment``, ``Camera``; the same values as the signal metrics,
+``contracts.signal_metrics``): ``DriftDetected`` (1 drift, 0 no drift; not published for a camera with too few frames
+to judge, so its alarm treats missing data as not breaching) and ``DriftedSignals`` (how many signals drifted). Per
+camera and signal (``Environment``, ``Camera``, ``Signal``; ``Signal`` is a name of
+``contracts.signal_metrics.PUBLISHED_SIGNALS``, a fixed set of 12): ``SignalPsi`` and ``SignalJsDistance``, for the
+dashboard and for diagnosis, only with ``per_signal``.
+
+Cardinality (each combination one custom metric; CloudWatch pricing $0.30 per metric-month in the first tier):
+2 per camera, plus 2 x 12 = 24 per camera with ``per_signal``: 10 cameras 20 or 260 metrics ($6 or $78 a month).
+PutMetricData: at most 1000 metrics per request (``contracts.service_limits.MAX_PUT_METRICS``); the datum's size is
+far below the 1 MB request limit at that count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from contracts.service_limits import MAX_PUT_METRICS
+from contracts.signal_metrics import CAMERA_DIMENSION, ENVIRONMENT_DIMENSION, PUBLISHED_SIGNALS
+from monitoring.drift import DRIFT, OK, CameraVerdict
+
+DRIFT_NAMESPACE = "roadseg/drift"
+SIGNAL_DIMENSION = "Signal"
+DRIFT_DETECTED = "DriftDetected"
+DRIFTED_SIGNALS = "DriftedSignals"
+SIGNAL_PSI = "SignalPsi"
+SIGNAL_JS = "SignalJsDistance"
+CAMERA_DIMENSIONS: tuple[str, ...] = (ENVIRONMENT_DIMENSION, CAMERA_DIMENSION)
+SIGNAL_DIMENSIONS: tuple[str, ...] = (ENVIRONMENT_DIMENSION, CAMERA_DIMENSION, SIGNAL_DIMENSION)
+# metric name -> its one dimension set (stacks/metric_catalogue.py lists the same).
+DRIFT_METRICS: dict[str, tuple[str, ...]] = {DRIFT_DETECTED: CAMERA_DIMENSIONS, DRIFTED_SIGNALS: CAMERA_DIMENSIONS,
+                                             SIGNAL_PSI: SIGNAL_DIMENSIONS, SIGNAL_JS: SIGNAL_DIMENSIONS}
+
+
+def metrics_per_camera(per_signal: bool) -> int:
+    return 2 + (2 * len(PUBLISHED_SIGNALS) if per_signal else 0)
+
+
+def _datum(name: str, dimensions: dict[str, str], value: float, stamp: datetime) -> dict[str, Any]:
+    return {"MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+            "Timestamp": stamp, "Value": float(value), "Unit": "None" if name != DRIFTED_SIGNALS else "Count"}
+
+
+def drift_metric_data(environment: str, verdicts: Iterable[CameraVerdict], stamp: datetime, *,
+                      per_signal: bool = True) -> list[dict[str, Any]]:
+    """The MetricData of one run: judged cameras only (``ok`` or ``drift``)."""
+    data = []
+    for verdict in verdicts:
+        if verdict.status not in (OK, DRIFT):
+            continue
+        camera = {ENVIRONMENT_DIMENSION: environment, CAMERA_DIMENSION: verdict.camera}
+        data.append(_datum(DRIFT_DETECTED, camera, 1.0 if verdict.drifted else 0.0, stamp))
+        data.append(_datum(DRIFTED_SIGNALS, camera, len(verdict.drifted_signals), stamp))
+        if per_signal:
+            for finding in verdict.findings:
+                if finding.psi is None or finding.js is None:
+                    continue
+                dims = {**camera, SIGNAL_DIMENSION: finding.signal}
+                data.append(_datum(SIGNAL_PSI, dims, finding.psi, stamp))
+                data.append(_datum(SIGNAL_JS, dims, finding.js, stamp))
+    return data
+
+
+def put_requests(metric_data: Sequence[dict[str, Any]], size: int = MAX_PUT_METRICS) -> Iterator[dict[str, Any]]:
+    """PutMetricData requests of at most ``size`` data (the API's limit is 1000 metrics per request)."""
+    if not 1 <= size <= MAX_PUT_METRICS:
+        raise ValueError(f"batch size {size}: PutMetricData takes 1..{MAX_PUT_METRICS} metrics")
+    for start in range(0, len(metric_data), size):
+        yield {"Namespace": DRIFT_NAMESPACE, "MetricData": list(metric_data[start:start + size])}

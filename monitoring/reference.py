@@ -1,0 +1,82 @@
+"""The reference profile of the model now serving: where it is and what it holds (pure; the caller fetches).
+
+The chain the scheduled job and ``roadseg monitor status`` follow: the serving SSM parameter
+(``contracts.naming.serving_package_parameter``: the rollout writes the approved package's ARN into it) ->
+DescribeModelPackage -> ``DriftCheckBaselines.ModelDataQuality.Statistics.S3Uri`` (the gate writes the profile
+next to evaluation.json and points the package at it) -> the profile document, validated with
+``contracts.signals.validate_reference_profile``. A rollout switches the parameter, so the reference follows the
+model. DescribeModelPackage's response shape:
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeModelPackage.html (DriftCheckBaselines ->
+ModelDataQuality -> Statistics: MetricsSource with ContentType and S3Uri).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.documents import DocumentError
+from contracts.naming import NO_MODEL_PACKAGE
+from contracts.signals import validate_reference_profile
+
+DESCRIBE_MODEL_PACKAGE_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeModelPackage.html"
+
+
+class ReferenceProfileError(ValueError):
+    """The serving model has no usable reference profile; the message says which package and what to do."""
+
+
+@dataclass(frozen=True)
+class ServingReference:
+    package_arn: str
+    package_version: str | None  # the model package version (the ARN's last part), as results name it
+    profile_uri: str
+
+
+def serving_package(parameter_value: str | None) -> str | None:
+    """The serving package ARN from the SSM parameter's value; None while no package is approved."""
+    value = (parameter_value or "").strip()
+    return None if not value or value == NO_MODEL_PACKAGE else value
+
+
+def reference_of_package(describe: Mapping[str, Any]) -> ServingReference:
+    """The profile's S3 URI from a DescribeModelPackage response; ReferenceProfileError when the package has none."""
+    arn = str(describe.get("ModelPackageArn") or "?")
+    version = describe.get("ModelPackageVersion")
+    statistics = (((describe.get("DriftCheckBaselines") or {}).get("ModelDataQuality") or {})
+                  .get("Statistics") or {})
+    uri = statistics.get("S3Uri")
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise ReferenceProfileError(
+            f"model package {arn} has no DriftCheckBaselines.ModelDataQuality.Statistics.S3Uri: it was registered "
+            "before the gate wrote reference profiles; approve a package from a newer pipeline run "
+            f"({DESCRIBE_MODEL_PACKAGE_DOC})")
+    return ServingReference(arn, str(version) if version is not None else None, uri)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of ``s3://bucket/key``."""
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ReferenceProfileError(f"{uri!r} is not an s3://bucket/key URI")
+    bucket, key = uri[5:].split("/", 1)
+    if not bucket or not key:
+        raise ReferenceProfileError(f"{uri!r} is not an s3://bucket/key URI")
+    return bucket, key
+
+
+def parse_profile(body: bytes | str, where: str) -> dict[str, Any]:
+    """The validated profile document; ReferenceProfileError naming ``where`` and the problem."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReferenceProfileError(f"{where}: the reference profile is not JSON ({exc})") from None
+    try:
+        return validate_reference_profile(doc)
+    except DocumentError as exc:
+        raise ReferenceProfileError(f"{where}: {exc}") from None
+
+
+def profile_cameras(profile: Mapping[str, Any]) -> list[str]:
+    return sorted((profile.get("cameras") or {}).keys())
