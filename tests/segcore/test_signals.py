@@ -11,6 +11,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from contracts.signals import FRAME_SIGNALS, MONITORED_SIGNALS, SIGNAL_BIN_EDGES, validate_reference_profile
 from segcore.classes import CAMVID, CITYSCAPES, custom_scheme
+from segcore.masks import mask_statistics
 from segcore.scenes import generate_scene
 from segcore.signals import (
     decode_input_signals,
@@ -198,6 +199,10 @@ def test_output_signals_edge_cases():
 def test_output_signals_on_a_generated_scene(scene):
     rgb, mask = scene
     out = output_signals(mask, CITYSCAPES.names, vru_classes=CITYSCAPES.vulnerable_road_users)
+    # postprocess already counts the classes (mask_statistics): the same signals from its counts, no second pass
+    stats = mask_statistics(mask, CITYSCAPES.names, vru_classes=CITYSCAPES.vulnerable_road_users)
+    assert output_signals_from_fractions(stats.class_pixels, vru_classes=CITYSCAPES.vulnerable_road_users,
+                                         vru_present=stats.vru_present) == out
     total = sum(out[f"frac_{g}"] for g in ("road", "sidewalk", "vegetation", "sky", "vehicles", "vru"))
     assert 0.3 < total <= 1.0 + 1e-6
     assert out["frac_road"] > 0.05 and out["frac_sky"] > 0.05
