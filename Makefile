@@ -96,6 +96,8 @@ bench: $(VENV)/.dev-installed node_modules/.installed $(EXPORT_VENV)/.installed
 	PYTHONPATH=lambda $(PY) bench/ingest_overlap.py
 	PYTHONPATH=.:lambda $(PY) bench/ingest_memory.py
 	PYTHONPATH=.:lambda $(EXPORT_VENV)/bin/python bench/export.py --width 512 --height 256 --frames 4 --warmup 1
+	$(PY) bench/extraction_formats.py
+	$(PY) bench/sidecar.py
 
 # Local rehearsal against moto on 127.0.0.1 (no AWS account): see docs/rehearsal.md.
 demo: $(VENV)/.dev-installed node_modules/.installed
