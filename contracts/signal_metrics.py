@@ -76,9 +76,10 @@ SIGNAL_UNIT = "None"
 
 # Ingest, per frame it decided about (submitted or quarantined; a re-delivery that finds the frame submitted, and a
 # frame deleted before it was read, are not counted): FramesReceived {Environment, Camera} and, for a quarantined one,
-# FramesQuarantined {Environment, Camera, Reason}. Quarantine rate per camera = sum over reasons / FramesReceived.
+# FramesQuarantinedByCamera {Environment, Camera, Reason} (not the operational FramesQuarantined of the functions'
+# namespace). Quarantine rate of a camera = FramesQuarantinedByCamera summed over reasons / FramesReceived.
 FRAMES_RECEIVED_METRIC = "FramesReceived"
-FRAMES_QUARANTINED_METRIC = "FramesQuarantined"
+FRAMES_QUARANTINED_METRIC = "FramesQuarantinedByCamera"
 COUNT_UNIT = "Count"
 
 

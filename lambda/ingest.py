@@ -33,8 +33,8 @@ Signals (issue 23): the prepared frame's input signals (segcore.metadata.prepare
 contrast, sharpness, saturation, dhash of the inference JPEG) travel to the postprocess function in the async input's
 user metadata (contracts.signals.INPUT_SIGNALS_METADATA_KEY); a frame whose signals cannot be computed or do not fit
 the metadata is submitted without them. Per camera, every frame decided here (submitted or quarantined) is counted
-as FramesReceived and a quarantined one as FramesQuarantined by reason, in embedded metric format with the dimensions
-of contracts.signal_metrics (roadseg_lambda.signal_metrics), when METRICS_ENVIRONMENT is set.
+as FramesReceived and a quarantined one as FramesQuarantinedByCamera (by reason), in embedded metric format with the
+dimensions of contracts.signal_metrics (roadseg_lambda.signal_metrics), when METRICS_ENVIRONMENT is set.
 
 Drives: a frame whose S3 user metadata names a drive (contracts.drives.DRIVE_ID_METADATA) carries the id on into the
 async input's metadata (postprocess counts its outcome); a quarantined one is counted here, exactly once
@@ -358,7 +358,7 @@ def _input_signals(prepared: Any) -> str | None:
 
 
 def _count_camera_frame(settings: Settings, camera: str | None, quarantine_code: str | None) -> None:
-    """FramesReceived (and FramesQuarantined by reason) for the frame's camera (contracts.signal_metrics)."""
+    """FramesReceived (and FramesQuarantinedByCamera, by reason) for the frame's camera (contracts.signal_metrics)."""
     if not settings.metrics_environment:
         return
     for document in signal_metrics.frame_count_documents(environment=settings.metrics_environment, camera=camera,

@@ -69,7 +69,7 @@ def signal_document(signals: Mapping[str, Any], *, environment: str, camera: str
 def frame_count_documents(*, environment: str, camera: str | None, quarantine_code: str | None,
                          timestamp_ms: int) -> list[dict[str, Any]]:
     """The ingest's per-camera counts for one frame it decided about: FramesReceived {Environment, Camera} and, when
-    the frame was quarantined, FramesQuarantined {Environment, Camera, Reason}."""
+    the frame was quarantined, FramesQuarantinedByCamera {Environment, Camera, Reason}."""
     dimensions = dict(zip(SIGNAL_DIMENSIONS, (environment, camera_value(camera)), strict=True))
     documents = [_document(SIGNAL_METRICS_NAMESPACE, dimensions, [(FRAMES_RECEIVED_METRIC, COUNT_UNIT, 1.0)],
                            timestamp_ms)]

@@ -102,6 +102,23 @@ def emitted_metrics(output: str) -> dict[str, list[float]]:
     return found
 
 
+def emf_documents(output: str, namespace: str) -> list[dict]:
+    """The EMF documents (one per line) whose directives publish into ``namespace``."""
+    documents = []
+    for line in output.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and any(d.get("Namespace") == namespace
+                                         for d in doc.get("_aws", {}).get("CloudWatchMetrics", [])):
+            documents.append(doc)
+    return documents
+
+
 def log_records(output: str) -> list[dict]:
     records = []
     for line in output.splitlines():

@@ -24,6 +24,7 @@ from lambda_testkit import (
     camera_array,
     client_error,
     drain_queue,
+    emf_documents,
     emitted_metrics,
     encode,
     log_records,
@@ -36,8 +37,12 @@ from PIL import Image
 from roadseg_lambda import aws
 
 from contracts.documents import validate_quarantine, validate_result
+from contracts.signal_metrics import SIGNAL_METRICS_NAMESPACE
+from contracts.signals import INPUT_SIGNALS, INPUT_SIGNALS_METADATA_KEY
 from segcore.keys import derive_inference_id, frame_identity
+from segcore.metadata import parse_async_input_metadata
 from segcore.settings import SettingsError, get_settings
+from segcore.signals import input_signals
 
 KEY = "incoming/veh-1/front cam/2026-01-01T00:00:00.000Z.jpg"
 
@@ -338,3 +343,70 @@ def test_missing_configuration_fails_loudly(aws_env, runtime, context, monkeypat
     get_settings.cache_clear()
     with pytest.raises(SettingsError, match="ASYNC_ENDPOINT_NAME"):
         ingest.handler(sqs_event([]), context)
+
+
+# ------------------------------------------------------------------------------------------ signals (issue 23)
+
+
+def _camera_counts(out: str) -> list[tuple[str, dict[str, str], float]]:
+    """(metric, dimensions, value) of every per-camera count the ingest published."""
+    counts = []
+    for doc in emf_documents(out, SIGNAL_METRICS_NAMESPACE):
+        directive = doc["_aws"]["CloudWatchMetrics"][0]
+        (names,) = directive["Dimensions"]
+        for metric in directive["Metrics"]:
+            counts.append((metric["Name"], {n: doc[n] for n in names}, doc[metric["Name"]]))
+    return counts
+
+
+def test_input_signals_travel_in_the_async_input_metadata(aws_env, runtime, context, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("METRICS_ENVIRONMENT", "roadseg-dev")
+    get_settings.cache_clear()
+    key = "incoming/veh-1/front/2026-01-01T00:00:00.000Z.jpg"
+    records = upload_frame(aws_env, key, encode(camera_array(320, 240, seed=3), "JPEG", quality=92))
+    assert ingest.handler(sqs_event(records), context) == {"batchItemFailures": []}
+
+    s3 = aws_env["s3"]
+    input_key = f"async-input/{frame_identity(key)}.jpg"
+    meta = parse_async_input_metadata(s3.head_object(Bucket=INFERENCE_BUCKET, Key=input_key)["Metadata"])
+    carried = meta.input_signals()
+    # exactly the signals of the pixels the model receives: the inference JPEG, decoded
+    body = s3.get_object(Bucket=INFERENCE_BUCKET, Key=input_key)["Body"].read()
+    expected = input_signals(np.asarray(Image.open(io.BytesIO(body)).convert("RGB")))
+    assert set(carried) == set(INPUT_SIGNALS) and carried["dhash"] == expected["dhash"]
+    for name in ("brightness", "contrast", "saturation"):
+        assert math.isclose(carried[name], expected[name], abs_tol=5e-5), name
+    assert math.isclose(carried["sharpness"], expected["sharpness"], abs_tol=0.05)
+    assert _camera_counts(capsys.readouterr().out) == [
+        ("FramesReceived", {"Environment": "roadseg-dev", "Camera": "front"}, 1.0)]
+
+
+def test_quarantine_is_counted_per_camera_and_reason(aws_env, runtime, context, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("METRICS_ENVIRONMENT", "roadseg-dev")
+    get_settings.cache_clear()
+    records = upload_frame(aws_env, "incoming/veh-1/rear/2026-01-01T00:00:00.000Z.jpg", b"not a frame\n")
+    assert ingest.handler(sqs_event(records), context) == {"batchItemFailures": []}
+    dims = {"Environment": "roadseg-dev", "Camera": "rear"}
+    assert _camera_counts(capsys.readouterr().out) == [
+        ("FramesReceived", dims, 1.0), ("FramesQuarantinedByCamera", {**dims, "Reason": "unsupported_format"}, 1.0)]
+
+
+def test_redelivery_and_unset_environment_publish_no_camera_counts(aws_env, runtime, context, capsys) -> None:
+    records = upload_frame(aws_env, KEY, encode(camera_array(160, 120), "JPEG"))
+    assert ingest.handler(sqs_event(records), context) == {"batchItemFailures": []}
+    assert ingest.handler(sqs_event(records), context) == {"batchItemFailures": []}
+    assert _camera_counts(capsys.readouterr().out) == []  # METRICS_ENVIRONMENT unset
+
+
+def test_a_frame_too_thin_for_signals_is_submitted_without_them(aws_env, runtime, context, capsys,
+                                                                 monkeypatch) -> None:
+    monkeypatch.setenv("TARGET_WIDTH", "1024")
+    monkeypatch.setenv("TARGET_HEIGHT", "512")
+    get_settings.cache_clear()
+    # sent as 1024x16: a working image of 4 rows, too few for the signals, and never a reason to refuse the frame
+    records = upload_frame(aws_env, KEY, encode(camera_array(1024, 16), "PNG"))
+    assert ingest.handler(sqs_event(records), context) == {"batchItemFailures": []}
+    input_key = f"async-input/{frame_identity(KEY)}.jpg"
+    meta = aws_env["s3"].head_object(Bucket=INFERENCE_BUCKET, Key=input_key)["Metadata"]
+    assert INPUT_SIGNALS_METADATA_KEY not in meta and len(runtime.calls) == 1
+    assert emitted_metrics(capsys.readouterr().out)["InputSignalsFailed"] == [1.0]

@@ -16,6 +16,7 @@ from lambda_testkit import (
     INGEST_BUCKET,
     async_notification,
     camera_array,
+    emf_documents,
     emitted_metrics,
     encode,
     mask_png,
@@ -23,6 +24,9 @@ from lambda_testkit import (
 )
 from PIL import Image
 
+from contracts.documents import validate_result
+from contracts.signal_metrics import PUBLISHED_SIGNALS, SIGNAL_DIMENSIONS, SIGNAL_METRICS, SIGNAL_METRICS_NAMESPACE
+from contracts.signals import INPUT_SIGNALS, RESULT_SIGNALS_KEY, SIGNALS
 from segcore.imaging import PreparedFrame, PrepareOptions, prepare_frame
 from segcore.keys import derive_inference_id, frame_identity, parse_frame_key
 from segcore.metadata import build_async_input_metadata
@@ -31,8 +35,10 @@ from segcore.settings import DEFAULT_KEY_PATTERN, get_settings
 FRAME_KEY = "incoming/veh-2/rear/2026-02-02T12:00:00.000Z.png"
 
 
-def seed_async_input(s3: Any, *, roi: tuple[float, float, float, float] | None = None) -> dict[str, Any]:
-    """What ingest leaves behind: the async input JPEG with its metadata (frame 320x240 -> 160x120)."""
+def seed_async_input(s3: Any, *, roi: tuple[float, float, float, float] | None = None,
+                     input_signals_text: str | None = None) -> dict[str, Any]:
+    """What ingest leaves behind: the async input JPEG with its metadata (frame 320x240 -> 160x120); without
+    ``input_signals_text``, an input written before the signals existed."""
     prepared: PreparedFrame = prepare_frame(
         encode(camera_array(320, 240, seed=5), "PNG"), PrepareOptions(target_size=(160, 120), roi=roi)
     )
@@ -47,6 +53,7 @@ def seed_async_input(s3: Any, *, roi: tuple[float, float, float, float] | None =
         prepared=prepared,
         uploaded_at="2026-02-02T12:00:00.000Z",
         submitted_at="2026-02-02T12:00:00.200Z",
+        input_signals_text=input_signals_text,
     )
     s3.put_object(Bucket=INFERENCE_BUCKET, Key=input_key, Body=prepared.jpeg, Metadata=metadata)
     return {
@@ -199,3 +206,83 @@ def test_missing_async_input_becomes_a_failure_document(aws_env, context, capsys
     assert postprocess.handler(sns_event(note), context) == {"outcomes": ["failed"]}
     assert read_json(s3, "failures/gone/frame.json")["code"] == "async_input_missing"
     assert emitted_metrics(capsys.readouterr().out)["MissingAsyncInputs"] == [1.0]
+
+
+# ------------------------------------------------------------------------------------------ signals (issue 23)
+
+SIGNALS_TEXT = "b=0.4123;c=0.2011;s=123.4;sat=0.3012;h=0123456789abcdef"
+
+
+def _signal_mask() -> np.ndarray:
+    """160x120: 60 rows of road, 30 of sky, 20 of vegetation, 10 ignored; a 10x10 person on the road."""
+    mask = np.zeros((120, 160), dtype=np.uint8)  # road
+    mask[:30] = 10  # sky
+    mask[30:50] = 8  # vegetation
+    mask[110:] = 255  # ignored
+    mask[80:90, 50:60] = 11  # person, 100 px (>= VRU_MIN_PIXELS 50)
+    return mask
+
+
+def _complete(aws_env: dict[str, Any], context: Any, **seed: Any) -> dict[str, Any]:
+    s3 = aws_env["s3"]
+    seeded = seed_async_input(s3, **seed)
+    output = put_mask(s3, mask_png(_signal_mask()))
+    note = async_notification(inference_id=seeded["inference_id"], input_location=seeded["input_uri"],
+                              output_location=output)
+    assert postprocess.handler(sns_event(note), context) == {"outcomes": ["completed"]}
+    return read_json(s3, f"results/{seeded['identity']}.json")
+
+
+def test_result_carries_input_and_output_signals_and_emits_them_per_camera(aws_env, context, capsys,
+                                                                           monkeypatch) -> None:
+    monkeypatch.setenv("METRICS_ENVIRONMENT", "roadseg-dev")
+    get_settings.cache_clear()
+    result = validate_result(_complete(aws_env, context, input_signals_text=SIGNALS_TEXT))
+
+    signals = result[RESULT_SIGNALS_KEY]
+    assert set(signals) == set(SIGNALS)  # every frame signal, null where the serving path computes none
+    assert (signals["brightness"], signals["contrast"], signals["sharpness"], signals["saturation"],
+            signals["dhash"]) == (0.4123, 0.2011, 123.4, 0.3012, "0123456789abcdef")
+    labelled = 160 * 110
+    assert signals["frac_sky"] == round(30 * 160 / labelled, 6)
+    assert signals["frac_vegetation"] == round(20 * 160 / labelled, 6)
+    assert signals["frac_road"] == round((60 * 160 - 100) / labelled, 6) == signals["drivable_fraction"]
+    assert signals["frac_vru"] == round(100 / labelled, 6) and signals["vru_present"] == 1
+    assert signals["frac_vehicles"] == 0.0 and signals["frac_sidewalk"] == 0.0
+    assert signals["flicker"] is None and signals["mean_entropy"] is None
+
+    out = capsys.readouterr().out
+    documents = emf_documents(out, SIGNAL_METRICS_NAMESPACE)
+    assert len(documents) == 1
+    doc = documents[0]
+    directive = doc["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Dimensions"] == [list(SIGNAL_DIMENSIONS)] == [["Environment", "Camera"]]
+    assert (doc["Environment"], doc["Camera"]) == ("roadseg-dev", "rear")
+    assert "service" not in doc and "vehicle" not in doc  # low cardinality: never the vehicle, drive or frame
+    published = {m["Name"]: doc[m["Name"]] for m in directive["Metrics"]}
+    assert published == {SIGNAL_METRICS[name]: float(signals[name]) for name in PUBLISHED_SIGNALS}
+    assert published["Brightness"] == 0.4123 and published["VruPresent"] == 1.0
+    # the operational metrics keep their namespace and dimension set (alarms depend on them)
+    operational = emf_documents(out, "roadseg-test")
+    assert operational and all(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]] for d in operational)
+    assert emitted_metrics(out)["ResultsWritten"] == [1.0]
+
+
+def test_an_input_written_before_signals_existed_still_completes(aws_env, context, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("METRICS_ENVIRONMENT", "roadseg-dev")
+    get_settings.cache_clear()
+    result = validate_result(_complete(aws_env, context))
+    signals = result[RESULT_SIGNALS_KEY]
+    assert all(signals[name] is None for name in ("brightness", "contrast", "sharpness", "saturation", "dhash"))
+    assert signals["frac_sky"] == round(30 * 160 / (160 * 110), 6)
+    (doc,) = emf_documents(capsys.readouterr().out, SIGNAL_METRICS_NAMESPACE)
+    names = {m["Name"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names == {SIGNAL_METRICS[name] for name in PUBLISHED_SIGNALS if name not in INPUT_SIGNALS}
+
+
+def test_unreadable_signals_metadata_is_counted_and_the_result_written(aws_env, context, capsys) -> None:
+    result = validate_result(_complete(aws_env, context, input_signals_text="b=bright;c=0.1"))
+    assert result[RESULT_SIGNALS_KEY]["brightness"] is None and result[RESULT_SIGNALS_KEY]["frac_sky"] is not None
+    out = capsys.readouterr().out
+    assert emitted_metrics(out)["UnreadableInputSignals"] == [1.0]
+    assert emf_documents(out, SIGNAL_METRICS_NAMESPACE) == []  # METRICS_ENVIRONMENT unset: no signal metrics
