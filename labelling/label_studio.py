@@ -207,11 +207,10 @@ def read_label_studio(
             unannotated.append(name)
             continue
         frame = manifest.frame(name) if manifest is not None and name in manifest.names else None
-        mask = _paint(annotation.get("result") or [], where, name, frame, scheme, problems)
+        mask, pixels = _paint(annotation.get("result") or [], where, name, frame, scheme, problems)
+        found[name] = (f"task {task_id}", pixels)  # found even when unusable: its problems are reported already
         if mask is None:
             continue
-        height, width = mask.shape
-        found[name] = (f"task {task_id}", width * height)
         labels[name] = ImportedLabel(
             frame_name=name, mask=mask, tool=TOOL, task=task_id, annotator=_annotator(annotation),
             updated_at=annotation.get("updated_at") or annotation.get("created_at"), **provenance(name, manifest),
@@ -226,7 +225,9 @@ def read_label_studio(
         else:
             problems.add(f"{source}: frame '{name}' is not in the export manifest and has no annotation; delete "
                          "its task or pass the manifest of its export")
-    missing = check_frame_set(found, manifest, source, problems, allow_missing=allow_missing)
+    # A task without a submitted annotation was reported above; only tasks that are gone are missing here.
+    present = {**found, **{n: ("", 0) for n in unannotated if manifest is not None and n in manifest.names}}
+    missing = check_frame_set(present, manifest, source, problems, allow_missing=allow_missing)
     problems.raise_if_any()
     if manifest is not None:
         missing = tuple(sorted({*missing, *(n for n in unannotated if n in manifest.names)}))
@@ -251,7 +252,7 @@ def _frame_name(data: Mapping[str, Any]) -> str | None:
 
 def _latest_annotation(annotations: Any) -> dict[str, Any] | None:
     """The newest annotation that was not cancelled (skipped); Label Studio keeps every annotator's."""
-    kept = [a for a in annotations or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    kept = [a for a in annotations or [] if isinstance(a, dict) and not (a.get("was_cancelled") or a.get("skipped"))]
     if not kept:
         return None
     return max(kept, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), str(a.get("id", ""))))
@@ -271,10 +272,12 @@ def _paint(
     frame: ExportedFrame | None,
     scheme: ClassScheme,
     problems: Problems,
-) -> np.ndarray | None:
-    """The class-index mask the brush results paint, in order; None (with problem lines) when one is unusable."""
+) -> tuple[np.ndarray | None, int]:
+    """The class-index mask the brush results paint, in order, and its pixel count; no mask (with problem lines)
+    when a result is unusable."""
     mask: np.ndarray | None = None
     size: tuple[int, int] | None = None
+    pixels = frame.pixels if frame is not None else 0
     ok = True
     for index, result in enumerate(results):
         what = f"{where} result {index}"
@@ -289,6 +292,8 @@ def _paint(
             problems.add(f"{what}: no original_width/original_height; export the project as 'JSON' again")
             ok = False
             continue
+        if frame is None and not pixels:
+            pixels = width * height
         line = size_problem(where, f"result {index}", width, height, frame)
         if line:
             problems.add(line)
@@ -322,11 +327,11 @@ def _paint(
             mask = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
         mask[painted] = scheme.index(names[0])
     if not ok:
-        return None
+        return None, pixels
     if mask is None:  # submitted with no brush at all: every pixel unlabelled
         if frame is None:
             problems.add(f"{where}: frame '{name}' has an annotation without brushes and no known size; pass the "
                          "export manifest")
-            return None
+            return None, pixels
         mask = np.full((frame.height, frame.width), IGNORE_INDEX, dtype=np.uint8)
-    return mask
+    return mask, mask.size
