@@ -3,7 +3,8 @@
 Every image topic is a camera unless a topic -> camera mapping is given; names come from drivelogs/naming.py and depend
 on the topics alone, never on the order the log lists its channels (the shards of a split drive name their cameras
 alike): derived names are given when the first camera message arrives, to every camera topic the log has announced by
-then (the readers announce all of a log's channels first when the log has an index), in topic order. When two topics
+then (the readers announce all of a log's channels first: from the index, or for an MCAP file without a usable
+summary from a first pass over its records), in topic order. When two topics
 derive the same name neither keeps it: each is named after its whole topic (``cam-front-image_raw``,
 ``cam-front-image_raw-compressed``) and a problem says so; a name taken in an earlier log stays with its topic. The
 key's stamp is header.stamp (the log time when the stamp is zero); the drive id goes in the object's

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from contracts.drives import DriveId
 from contracts.layout import INFERENCE
@@ -41,10 +42,16 @@ def camera_name_for_topic(topic: str) -> str:
     return safe_camera_name("-".join(kept or parts))
 
 
+@lru_cache(maxsize=256)
+def _second_text(seconds: int) -> str:
+    # a camera gives tens of frames per second: the date formatting is done once per second, not per frame
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y%m%dT%H%M%S")
+
+
 def stamp_text(ns: int) -> str:
     """A nanosecond UTC time as a sortable key part: ``20261203T101500.123456789Z``."""
     seconds, nanos = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y%m%dT%H%M%S") + f".{nanos:09d}Z"
+    return f"{_second_text(seconds)}.{nanos:09d}Z"
 
 
 def frame_key(drive: DriveId, camera: str, stamp_ns: int, ext: str, prefix: str = INFERENCE.incoming) -> str:

@@ -107,10 +107,18 @@ class McapLog(DriveLog):
                 summary = SeekingReader(handle).get_summary()
             except Exception as exc:  # no footer: a truncated file (the stream read says where it stops)
                 LOG.info("%s: no readable summary (%s); reading records in order", self.name, exc)
-            if summary is not None and summary.chunk_indexes:
+            if summary is not None and summary.chunk_indexes and self._channels_listed(summary):
                 yield from self._indexed(handle, summary, wanted)
             else:
                 yield from self._streamed(handle, wanted)
+
+    @staticmethod
+    def _channels_listed(summary: Any) -> bool:
+        """Whether the summary lists the channels its chunks hold: a writer may index chunks without repeating the
+        channels in the summary (mcap's ``repeat_channels=False``); read through the index, such a file would show
+        no topics at all, so it is read record by record instead."""
+        used = {cid for index in summary.chunk_indexes for cid in index.message_index_offsets}
+        return bool(summary.channels) and used <= summary.channels.keys()
 
     def _indexed(self, handle: Any, summary: Any, wanted: Wanted) -> Iterator[LogMessage]:
         from mcap.data_stream import ReadDataStream
@@ -175,6 +183,41 @@ class McapLog(DriveLog):
             return None
         return counts
 
+    @staticmethod
+    def _channels_ahead(handle: Any) -> list[tuple[Any, Any]]:
+        """Every channel (and its schema) of a file without a usable summary, from one pass over its records:
+        chunks decompressed and CRC-checked as the reading pass checks them, messages not decoded, a damaged chunk
+        passed over and the pass ended where the file stops (the reading pass that follows reports the damage).
+        The extractor names cameras at the first camera message from the topics announced so far; announced here
+        first, the names cannot depend on the order in which channels first appear (drivelogs/extractor.py)."""
+        from mcap.records import Channel, Chunk, Schema
+        from mcap.stream_reader import StreamReader, breakup_chunk
+
+        schemas: dict[int, Any] = {}
+        channels: dict[int, Any] = {}
+
+        def note(record: Any) -> None:
+            if isinstance(record, Schema):
+                schemas[record.id] = record
+            elif isinstance(record, Channel):
+                channels.setdefault(record.id, record)
+
+        handle.seek(0)
+        try:
+            for record in StreamReader(handle, emit_chunks=True).records:
+                if isinstance(record, Chunk):
+                    try:
+                        inner = breakup_chunk(record, validate_crc=True)
+                    except Exception:  # the reading pass reports the chunk
+                        continue
+                    for item in inner:
+                        note(item)
+                else:
+                    note(record)
+        except Exception:  # the file stops: the reading pass reports where
+            pass
+        return [(channel, schemas.get(channel.schema_id)) for channel in channels.values()]
+
     def _streamed(self, handle: Any, wanted: Wanted) -> Iterator[LogMessage]:
         from mcap.records import Channel, Chunk, DataEnd, Message, Schema
         from mcap.stream_reader import StreamReader, breakup_chunk
@@ -203,6 +246,8 @@ class McapLog(DriveLog):
                     return message
             return None
 
+        for channel, schema in self._channels_ahead(handle):  # every channel announced before the first message
+            wanted(channel.topic, normalise_type(schema.name if schema else None))
         handle.seek(0)
         records = StreamReader(handle, emit_chunks=True).records
         while True:

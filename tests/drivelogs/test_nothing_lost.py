@@ -94,6 +94,79 @@ def test_shards_with_channels_in_another_order_name_cameras_alike(tmp_path, driv
     assert by_folder == {"cam-front-image_raw-compressed": {"jpg"}, "cam-front-image_raw": {"png"}}
 
 
+REAR = "/cam/rear/image_raw/compressed"
+
+
+def _unindexed_mcap(path: Path, drive_logs, order: list[str], chunk_size: int | None, indexed: bool = False) -> Path:
+    """An MCAP whose summary lists no channels (mcap's Writer: no repeated channels or schemas, no statistics, no
+    summary offsets) and, unless ``indexed``, has no chunk or message indexes either; chunked or not. The topics'
+    channels are registered in ``order``, each just before its first message, after the earlier topics' first
+    messages: a reader meets them one by one."""
+    from mcap.writer import CompressionType, IndexType, Writer
+    from mcap_ros2._dynamic import serialize_dynamic
+
+    from drivelogs.msgdefs import MSGDEFS
+
+    t0, w, h = drive_logs.T0, drive_logs.WIDTH, drive_logs.HEIGHT
+    made = {FRONT: lambda i: drive_logs.compressed(FRONT, t0 + i * 100_000_000, drive_logs.jpeg_bytes(seed=i)),
+            REAR: lambda i: drive_logs.compressed(REAR, t0 + i * 100_000_000 + 2, drive_logs.png_bytes(seed=i),
+                                                  fmt="png"),
+            RAW: lambda i: drive_logs.image(RAW, t0 + i * 100_000_000 + 1, "mono8", w, h, bytes([i]) * (w * h), w)}
+    with path.open("wb") as handle:
+        writer = Writer(handle, chunk_size=chunk_size or 1024 * 1024, compression=CompressionType.ZSTD,
+                        index_types=IndexType.ALL if indexed else IndexType.NONE, repeat_channels=False,
+                        repeat_schemas=False, use_chunking=chunk_size is not None, use_statistics=False,
+                        use_summary_offsets=False)
+        writer.start(profile="ros2", library="test (unindexed)")
+        channels: dict[str, tuple[int, object]] = {}
+        for i in range(4):
+            for topic in order:
+                msg = made[topic](i)
+                if topic not in channels:
+                    schema = writer.register_schema(msg.msgtype, "ros2msg", MSGDEFS[msg.msgtype].encode())
+                    encode = serialize_dynamic(msg.msgtype, MSGDEFS[msg.msgtype])[msg.msgtype]
+                    channels[topic] = (writer.register_channel(topic, "cdr", schema), encode)
+                channel_id, encode = channels[topic]
+                sec, nanosec = divmod(msg.stamp, 1_000_000_000)
+                data = encode({"header": {"stamp": {"sec": sec, "nanosec": nanosec}, "frame_id": "cam"},
+                               **msg.fields})
+                writer.add_message(channel_id, log_time=msg.time, data=data, publish_time=msg.time)
+        writer.finish()
+    return path
+
+
+@pytest.mark.parametrize(("chunk_size", "indexed"), [(None, False), (4096, False), (1024 * 1024, False), (4096, True)],
+                         ids=["unchunked", "small-chunks", "one-chunk", "chunk-index-without-channels"])
+def test_unindexed_mcap_names_cameras_by_topic_whatever_the_channel_order(tmp_path, drive_logs, chunk_size, indexed):
+    from mcap.reader import make_reader
+
+    orders = ([FRONT, RAW, REAR], [REAR, RAW, FRONT], [RAW, FRONT, REAR])
+    results = []
+    for index, order in enumerate(orders):
+        log = _unindexed_mcap(tmp_path / f"d_{index}.mcap", drive_logs, order, chunk_size, indexed)
+        with log.open("rb") as handle:  # no channels up front, and chunk indexes only when asked for
+            summary = make_reader(handle).get_summary()
+            assert summary is None or (not summary.channels and bool(summary.chunk_indexes) == indexed)
+        out = tmp_path / f"out_{index}"
+        manifest = validate_drive_manifest(extract_drive("car-7/d", [log], LocalDirectorySink(out)))
+        by_folder: dict[str, set[str]] = {}
+        for key in frames(out):
+            by_folder.setdefault(key.split("/")[3], set()).add(key.rsplit(".", 1)[1])
+        collisions = sorted((p["topic"], p["detail"]) for p in manifest["problems"])
+        results.append(({n: (c["topic"], c["extracted"]) for n, c in manifest["cameras"].items()}, by_folder,
+                         collisions, manifest["status"]))
+    expected_cameras = {"cam-front-image_raw-compressed": (FRONT, 4), "cam-front-image_raw": (RAW, 4),
+                        "cam-rear": (REAR, 4)}
+    assert results[0][0] == expected_cameras
+    assert results[0][1] == {"cam-front-image_raw-compressed": {"jpg"}, "cam-front-image_raw": {"png"},
+                             "cam-rear": {"png"}}
+    # both colliding topics are named after their whole topic, each naming the other (never "an earlier log")
+    assert [topic for topic, _ in results[0][2]] == [RAW, FRONT]
+    assert all("earlier log" not in detail for _, detail in results[0][2])
+    assert results[0][3] == "complete"
+    assert all(result == results[0] for result in results[1:]), results
+
+
 def test_the_merge_matches_cameras_by_topic_and_reports_names_that_differ(tmp_path, drive_logs):
     log = drive_logs.write_mcap(tmp_path / "d.mcap", boot_messages(drive_logs))
     share = validate_drive_manifest(extract_drive("car-7/d", [log], LocalDirectorySink(tmp_path / "out")))
