@@ -14,6 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from contracts.lambda_env import METRICS_NAMESPACE
+from contracts.signal_metrics import (
+    EMF_SPECIFICATION_DOC,
+    FRAMES_QUARANTINED_METRIC,
+    FRAMES_RECEIVED_METRIC,
+    QUARANTINE_DIMENSIONS,
+    SIGNAL_DIMENSIONS,
+    SIGNAL_METRICS,
+    SIGNAL_METRICS_NAMESPACE,
+)
 
 SAGEMAKER_ENDPOINT_METRICS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html"
 SAGEMAKER_ASYNC_METRICS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-monitor.html"
@@ -73,6 +82,12 @@ CATALOGUE: dict[tuple[str, str], MetricSpec] = {spec.key: spec for spec in [
     # roadseg's own metrics (Powertools EMF adds the `service` dimension to every metric it flushes).
     *_specs(METRICS_NAMESPACE, "FramesQuarantinedByReason", (frozenset({"service", "Reason"}),),
             POWERTOOLS_METRICS_DOC),
+    # The per-frame signals and per-camera counts (contracts.signal_metrics), written by the postprocess and ingest
+    # functions as EMF documents with exactly these dimensions (tests/lambda check the documents they print).
+    *_specs(SIGNAL_METRICS_NAMESPACE, " ".join([*SIGNAL_METRICS.values(), FRAMES_RECEIVED_METRIC]),
+            (frozenset(SIGNAL_DIMENSIONS),), EMF_SPECIFICATION_DOC),
+    *_specs(SIGNAL_METRICS_NAMESPACE, FRAMES_QUARANTINED_METRIC, (frozenset(QUARANTINE_DIMENSIONS),),
+            EMF_SPECIFICATION_DOC),
 ]}
 
 
