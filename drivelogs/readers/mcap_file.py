@@ -2,8 +2,9 @@
 their channel's encoding (drivelogs/readers/mcap_decoders.py): ROS 2 CDR, ROS 1 (``ros1msg`` schemas, as ``mcap
 convert`` writes them), protobuf (Foxglove's schemas among others) and JSON with Foxglove's schemas. ROS 2 messages
 compressed one by one (``ros2 bag record --compression-mode message``) are recognised by their zstd magic without the
-bag's metadata.yaml and decompressed; one that cannot be decompressed and decoded is counted lost (a ``read_error``
-problem on its topic, so the drive is ``partial``), never passed on as an undecodable frame of a complete drive."""
+bag's metadata.yaml and decompressed; one that cannot be decompressed is counted lost (an ``undecompressable``
+problem on its topic, so the drive is ``partial``), never passed on as an undecodable frame of a complete drive; one
+that decompresses to bytes its schema does not decode is skipped as ``undecodable``, as an uncompressed one is."""
 
 from __future__ import annotations
 
@@ -56,18 +57,18 @@ class McapLog(DriveLog):
         return self._decoders[channel.id]
 
     def _compressed_lost(self, topic: str, error: Exception) -> None:
-        """A message-compressed payload that does not decompress and decode: lost, one problem per topic."""
+        """A message-compressed payload that does not decompress: lost, one ``undecompressable`` problem per topic."""
         self.lost[topic] += 1
         problem, first = self._compressed_problems.get(topic, (None, f"{type(error).__name__}: {error}"))
         if problem is None:
-            self.problem("read_error", "", topic=topic, messages_lost=1)
+            self.problem("undecompressable", "", topic=topic, messages_lost=1)
             problem = self.problems[-1]
             self._compressed_problems[topic] = (problem, first)
         else:
             problem["messages_lost"] += 1
         problem["detail"] = (f"{problem['messages_lost']} message-compressed payloads (zstd, as ros2 bag record "
-                             f"--compression-mode message writes them) could not be decompressed and decoded: "
-                             f"counted lost (first: {first})")
+                             f"--compression-mode message writes them) could not be decompressed: counted lost "
+                             f"(first: {first})")
 
     def _message(self, channel: Any, schema: Any, record: Any) -> LogMessage | None:
         """The record as a message to decode, or None for a message-compressed one that is lost (counted)."""
@@ -82,14 +83,14 @@ class McapLog(DriveLog):
             def decode() -> Any:
                 raise UnsupportedMessageEncoding(channel.message_encoding)
         elif channel.message_encoding == "cdr" and zstd_compressed(record.data):
-            try:  # decoded here: a payload that does not decompress is lost, not an undecodable frame
-                decoded = decoder(self._factory.decompress(record.data))
+            try:  # decompressed here: a payload that does not decompress is lost, not an undecodable frame
+                data = self._factory.decompress(record.data)
             except Exception as exc:
                 self._compressed_lost(channel.topic, exc)
                 return None
 
-            def decode() -> Any:
-                return decoded
+            def decode() -> Any:  # CDR bytes that do not decode are undecodable, as uncompressed ones are
+                return decoder(data)
         else:
             data = record.data
 

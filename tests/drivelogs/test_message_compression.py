@@ -1,7 +1,8 @@
 """A ROS 2 MCAP recorded with ``ros2 bag record --compression-mode message`` read alone, without its metadata.yaml
 (as the split-bag job reads each shard): every message's CDR bytes are one zstd frame (zstandard, as rosbag2's
 zstd compressor writes them), inside chunks written by the mcap library. The frames come out as the uncompressed
-log gives them; a payload that does not decompress is counted lost and the drive is ``partial``, never ``complete``."""
+log gives them; a payload that does not decompress is counted lost (an ``undecompressable`` problem per topic) and the
+drive is ``partial``, never ``complete``; one that decompresses to CDR bytes that do not decode is ``undecodable``."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ RAW = "/cam/left/image_raw"
 
 
 def write_message_compressed(path: Path, messages: list, drive_logs, *, chunked: bool = True,
-                             damage: set[int] = frozenset()) -> Path:
+                             damage: set[int] = frozenset(), cut_cdr: set[int] = frozenset()) -> Path:
     """An MCAP (mcap's writer, CDR from mcap-ros2-support) whose payloads are zstd-compressed one by one; the
-    messages at the indexes in ``damage`` have their compressed frame cut in half."""
+    messages at the indexes in ``damage`` have their compressed frame cut in half, those in ``cut_cdr`` are a whole
+    zstd frame of their CDR bytes cut to 12 (it decompresses, the CDR does not decode)."""
     from mcap.writer import Writer
     from mcap_ros2._dynamic import serialize_dynamic
 
@@ -41,7 +43,7 @@ def write_message_compressed(path: Path, messages: list, drive_logs, *, chunked:
             channel_id, encode = channels[msg.topic]
             sec, nanosec = divmod(msg.stamp, 1_000_000_000)
             cdr = encode({"header": {"stamp": {"sec": sec, "nanosec": nanosec}, "frame_id": "camera"}, **msg.fields})
-            payload = compressor.compress(cdr)
+            payload = compressor.compress(cdr[:12] if index in cut_cdr else cdr)
             assert payload[:4] == b"\x28\xb5\x2f\xfd" and cdr[:1] == b"\x00"
             if index in damage:
                 payload = payload[: len(payload) // 2]
@@ -106,11 +108,28 @@ def test_payload_that_does_not_decompress_is_lost_and_the_drive_partial(tmp_path
     assert manifest["status"] == "partial"
     problems = {p["topic"]: p for p in manifest["problems"]}
     assert set(problems) == {FRONT, RAW}
-    assert problems[FRONT]["kind"] == "read_error" and problems[FRONT]["messages_lost"] == 2
-    assert problems[RAW]["messages_lost"] == 1
-    assert "zstd" in problems[FRONT]["detail"] and "compress" in problems[FRONT]["detail"]
+    assert problems[FRONT]["kind"] == problems[RAW]["kind"] == "undecompressable"
+    assert problems[FRONT]["messages_lost"] == 2 and problems[RAW]["messages_lost"] == 1
+    assert "2 message-compressed payloads" in problems[FRONT]["detail"] and "zstd" in problems[FRONT]["detail"]
     by_topic = {c["topic"]: c for c in manifest["cameras"].values()}
     assert (by_topic[FRONT]["messages"], by_topic[FRONT]["extracted"], by_topic[FRONT]["messages_lost"]) == (6, 4, 2)
     assert (by_topic[RAW]["messages"], by_topic[RAW]["extracted"], by_topic[RAW]["messages_lost"]) == (6, 5, 1)
     assert manifest["totals"]["skipped"] == {} and manifest["totals"]["messages_lost"] == 3
     assert sorted(len(frames) for frames in written.values()) == [4, 5]
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["indexed", "streamed"])
+def test_payload_that_decompresses_but_does_not_decode_is_undecodable_not_lost(tmp_path, drive_logs, chunked):
+    messages = messages_of(drive_logs)
+    log = write_message_compressed(tmp_path / "bag_2.mcap", messages, drive_logs, chunked=chunked, cut_cdr={2, 5})
+
+    manifest, written = extract(tmp_path, log)
+
+    assert manifest["status"] == "complete", manifest["problems"]  # every message read and accounted for
+    assert manifest["problems"] == []
+    by_topic = {c["topic"]: c for c in manifest["cameras"].values()}
+    assert (by_topic[FRONT]["extracted"], by_topic[FRONT]["skipped"], by_topic[FRONT]["messages_lost"]) == (
+        5, {"undecodable": 1}, 0)
+    assert (by_topic[RAW]["extracted"], by_topic[RAW]["skipped"], by_topic[RAW]["messages_lost"]) == (
+        5, {"undecodable": 1}, 0)
+    assert sorted(len(frames) for frames in written.values()) == [5, 5]
