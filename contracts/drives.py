@@ -139,8 +139,8 @@ PROBLEM_KINDS = (
     "truncated",              # the log ends early: read up to ``offset``; later messages unknown (messages_lost null)
     "lost_chunk",             # a chunk in the middle could not be read; ``messages_lost`` from the chunk index
     "read_error",             # the library stopped reading; counted loss from the index where it has one
-    "undecompressable",       # message-compressed payloads (one zstd frame each) that do not decompress and decode:
-                              # counted lost, one problem per topic, messages_lost = how many
+    "undecompressable",       # message-compressed payloads (one zstd frame each) that do not decompress: counted
+                              # lost, one problem per topic, messages_lost = how many
     "unsupported_message_encoding",
     "no_image_topics",
     "camera_topic_missing",   # a configured camera topic is not in the log
