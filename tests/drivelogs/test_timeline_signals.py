@@ -31,9 +31,14 @@ def local(output: Path, key: str) -> Path:
     return output / key[len(INFERENCE.drive_outputs):]
 
 
+def stamp_of(slot: int) -> str:
+    """The key stamp of the frame in ``slot`` (build_fixtures.stamp)."""
+    moment = T0 + slot * TICK
+    return f"{moment.strftime('%Y%m%dT%H%M%S')}.{moment.microsecond * 1000:09d}Z"
+
+
 def _slot2_document(results: Path) -> Path:
-    wanted = f"{(T0 + 2 * TICK).strftime('%Y%m%dT%H%M%S')}.{(T0 + 2 * TICK).microsecond * 1000:09d}Z"
-    (path,) = [p for p in results.rglob("*.json") if wanted in p.name and "front" in str(p)]
+    (path,) = [p for p in results.rglob("*.json") if stamp_of(2) in p.name and "front" in str(p)]
     return path
 
 
@@ -133,3 +138,16 @@ def test_a_bad_signals_object_is_bad_input(tmp_path, capsys):
 def test_output_signal_names_do_not_shadow_older_columns():
     older = {c.name for c in TIMELINE_COLUMNS} - {s.name for s in FRAME_SIGNALS}
     assert not older & set(OUTPUT_SIGNALS)
+
+
+def test_no_flicker_across_a_frame_whose_mask_is_missing(tmp_path):
+    frames = [Frame("front", T0 + i * TICK, rider="ahead" if i == 2 else None) for i in range(4)]
+    folders = write_drive(tmp_path / "in", "car-7", frames)
+    (lost,) = [p for p in folders["results"].rglob("*.mask.png") if stamp_of(1) in p.name]
+    lost.unlink()
+    output = tmp_path / "out"
+    assert main(["--drive-id", str(DRIVE), "--results", str(folders["results"]), "--output", str(output),
+                 "--no-video", "--no-sidecar"]) == 0
+    rows = pq.read_table(local(output, DriveOutputs(DRIVE).timeline)).to_pylist()
+    assert [r["flicker"] for r in rows] == [None, None, None, pytest.approx(48 / 2048 / 2, abs=0.003)]
+    assert rows[1]["frac_sky"] == 0.5  # its output signals still come from its result document

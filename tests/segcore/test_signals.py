@@ -88,6 +88,12 @@ def test_box_downsample_matches_the_full_frame_mean(scene):
     assert signals["contrast"] == pytest.approx(luma.std() / 255, rel=0.2)  # the box average smooths a little
 
 
+def test_an_alpha_channel_is_left_out(scene):
+    rgb = np.ascontiguousarray(np.asarray(_pil(scene[0]).resize((1280, 720))))
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])
+    assert input_signals(rgba) == input_signals(rgb)
+
+
 def test_signals_need_an_rgb_frame():
     with pytest.raises(ValueError, match="H x W x 3 uint8"):
         input_signals(np.zeros((10, 10), np.uint8))
