@@ -402,6 +402,76 @@ class DrivesConfig(_Strict):
         return value
 
 
+# -- monitoring: label-free drift per camera (issue 23, stacks/drift_monitoring.py, docs/drift.md) --------------------
+
+# Signals with a CloudWatch anomaly-detection alarm per camera by default: what a night, a re-mounted camera and a
+# wrong model move first.
+DEFAULT_ANOMALY_SIGNALS = ("brightness", "frac_road", "drivable_fraction")
+
+
+class MonitoringConfig(_Strict):
+    """The scheduled drift check: every camera's last window against the serving model's reference profile."""
+
+    enabled: bool = True
+    drift_schedule: Literal["hourly", "daily"] = "hourly"
+    # The window each run judges, ending on the hour (None: the schedule's period, 1 or 24 hours).
+    window_hours: Annotated[int, Field(ge=1, le=168)] | None = None
+    # Evidently's defaults (PSI 0.1, Jensen-Shannon distance 0.1; a signal drifts when both reach theirs) and
+    # NannyML's band (reference chunk means +/- 3 sigma). docs/drift.md has the false-alarm rates they give.
+    psi_threshold: Annotated[float, Field(gt=0, le=10)] = 0.1
+    js_threshold: Annotated[float, Field(gt=0, le=1)] = 0.1
+    band_sigmas: Annotated[float, Field(gt=0, le=10)] = 3.0
+    min_frames: Annotated[int, Field(ge=1, le=1_000_000)] = 200
+    # Drifted windows in a row before a drift alarm fires (period x windows at most 7 days: PutMetricAlarm).
+    alarm_windows: Annotated[int, Field(ge=1, le=24)] = 3
+    # Cameras with their own alarms and dashboard row (None: the drives.cameras names). Every camera that publishes
+    # signals is judged either way, and the environment's DriftedCameras alarm covers them all.
+    cameras: list[str] | None = None
+    anomaly_signals: list[str] = Field(default_factory=lambda: list(DEFAULT_ANOMALY_SIGNALS))
+    anomaly_band_std: Annotated[float, Field(gt=0, le=10)] = 3.0  # ANOMALY_DETECTION_BAND width, in std devs
+    per_signal_metrics: bool = True  # SignalPsi / SignalJsDistance per camera and signal (24 metrics per camera)
+    function: FunctionConfig = FunctionConfig(memory_mb=512, timeout_seconds=300)
+
+    @field_validator("cameras")
+    @classmethod
+    def _cameras(cls, value: list[str] | None) -> list[str] | None:
+        for camera in value or ():
+            if not CAMERA_NAME.match(camera):
+                raise ValueError(f"cameras: {camera!r} must be 1-63 letters, digits, '_', '.', '-' (a camera name)")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("cameras: each camera at most once")
+        return value
+
+    @field_validator("anomaly_signals")
+    @classmethod
+    def _signals(cls, value: list[str]) -> list[str]:
+        from contracts.signal_metrics import PUBLISHED_SIGNALS
+
+        unknown = [s for s in value if s not in PUBLISHED_SIGNALS]
+        if unknown:
+            raise ValueError(f"anomaly_signals: {unknown} are not published per camera (use any of "
+                             f"{', '.join(PUBLISHED_SIGNALS)})")
+        return value
+
+    @property
+    def schedule_hours(self) -> int:
+        return 1 if self.drift_schedule == "hourly" else 24
+
+    @property
+    def window(self) -> int:
+        """The judged window in hours."""
+        return self.window_hours or self.schedule_hours
+
+    @model_validator(mode="after")
+    def _alarm_range(self) -> MonitoringConfig:
+        from contracts.service_limits import check_alarm_evaluation
+
+        problems = check_alarm_evaluation(self.schedule_hours * 3600, self.alarm_windows)
+        if problems:
+            raise ValueError(f"alarm_windows {self.alarm_windows} with a {self.drift_schedule} schedule: {problems[0]}")
+        return self
+
+
 # -- delivery: the promotion pipeline (stacks/delivery), opt-in ------------------------------------------------------
 
 CODESTAR_CONNECTION_ARN = re.compile(
@@ -485,6 +555,8 @@ class EnvironmentConfig(_Strict):
     delivery: DeliveryConfig | None = None
     # Isolated-network mode (stacks/network.py): absent, nothing runs in a VPC.
     network: IsolatedNetworkConfig | None = None
+    # Label-free drift per camera (issue 23).
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @model_validator(mode="after")
     def _account_needs_region(self) -> EnvironmentConfig:
@@ -516,6 +588,13 @@ class EnvironmentConfig(_Strict):
         if self.delivery is not None and self.name in self.delivery.stages:
             raise ValueError(f"delivery.stages: '{self.name}' is the tools environment itself, not a stage")
         return self
+
+    @property
+    def monitored_cameras(self) -> list[str]:
+        """Cameras with their own drift and anomaly alarms: monitoring.cameras, else the drives' camera names."""
+        if self.monitoring.cameras is not None:
+            return list(self.monitoring.cameras)
+        return sorted(set(self.drives.cameras.values()))
 
     @property
     def retain(self) -> bool:

@@ -1,15 +1,17 @@
 """What the drift monitor publishes (PutMetricData), built from its verdicts (pure), and the names the alarms and
 the dashboard use (stacks/drift_monitoring.py imports them, so both ends read one definition).
 
-Per camera (dimensions ``Environment``, ``Camera``; the same values as the signal metrics,
-``contracts.signal_metrics``): ``DriftDetected`` (1 drift, 0 no drift; not published for a camera with too few frames
-to judge, so its alarm treats missing data as not breaching) and ``DriftedSignals`` (how many signals drifted). Per
-camera and signal (``Environment``, ``Camera``, ``Signal``; ``Signal`` is a name of
+Per environment (dimension ``Environment``): ``DriftedCameras``, how many cameras the run judged drifted (its alarm
+needs no list of cameras at synth time). Per camera (dimensions ``Environment``, ``Camera``; the same values as the
+signal metrics, ``contracts.signal_metrics``): ``DriftDetected`` (1 drift, 0 no drift; not published for a camera
+with too few frames to judge, so its alarm treats missing data as not breaching) and ``DriftedSignals`` (how many
+signals drifted). Per camera and signal (``Environment``, ``Camera``, ``Signal``; ``Signal`` is a name of
 ``contracts.signal_metrics.PUBLISHED_SIGNALS``, a fixed set of 12): ``SignalPsi`` and ``SignalJsDistance``, for the
 dashboard and for diagnosis, only with ``per_signal``.
 
 Cardinality (each combination one custom metric; CloudWatch pricing $0.30 per metric-month in the first tier):
-2 per camera, plus 2 x 12 = 24 per camera with ``per_signal``: 10 cameras 20 or 260 metrics ($6 or $78 a month).
+1 per environment, 2 per camera, plus 2 x 12 = 24 per camera with ``per_signal``: 10 cameras 21 or 261 metrics ($6.30
+or $78.30 a month).
 PutMetricData: at most 1000 metrics per request (``contracts.service_limits.MAX_PUT_METRICS``); the datum's size is
 far below the 1 MB request limit at that count.
 """
@@ -28,28 +30,35 @@ DRIFT_NAMESPACE = "roadseg/drift"
 SIGNAL_DIMENSION = "Signal"
 DRIFT_DETECTED = "DriftDetected"
 DRIFTED_SIGNALS = "DriftedSignals"
+DRIFTED_CAMERAS = "DriftedCameras"  # per environment: cameras judged drifted in the run (alarmed without a camera list)
 SIGNAL_PSI = "SignalPsi"
 SIGNAL_JS = "SignalJsDistance"
+ENVIRONMENT_DIMENSIONS: tuple[str, ...] = (ENVIRONMENT_DIMENSION,)
 CAMERA_DIMENSIONS: tuple[str, ...] = (ENVIRONMENT_DIMENSION, CAMERA_DIMENSION)
 SIGNAL_DIMENSIONS: tuple[str, ...] = (ENVIRONMENT_DIMENSION, CAMERA_DIMENSION, SIGNAL_DIMENSION)
 # metric name -> its one dimension set (stacks/metric_catalogue.py lists the same).
-DRIFT_METRICS: dict[str, tuple[str, ...]] = {DRIFT_DETECTED: CAMERA_DIMENSIONS, DRIFTED_SIGNALS: CAMERA_DIMENSIONS,
+DRIFT_METRICS: dict[str, tuple[str, ...]] = {DRIFTED_CAMERAS: ENVIRONMENT_DIMENSIONS,
+                                             DRIFT_DETECTED: CAMERA_DIMENSIONS, DRIFTED_SIGNALS: CAMERA_DIMENSIONS,
                                              SIGNAL_PSI: SIGNAL_DIMENSIONS, SIGNAL_JS: SIGNAL_DIMENSIONS}
 
 
-def metrics_per_camera(per_signal: bool) -> int:
-    return 2 + (2 * len(PUBLISHED_SIGNALS) if per_signal else 0)
+def custom_metrics(cameras: int, per_signal: bool) -> int:
+    """Custom metrics the monitor creates for one environment."""
+    return 1 + cameras * (2 + (2 * len(PUBLISHED_SIGNALS) if per_signal else 0))
 
 
 def _datum(name: str, dimensions: dict[str, str], value: float, stamp: datetime) -> dict[str, Any]:
+    unit = "Count" if name in (DRIFTED_SIGNALS, DRIFTED_CAMERAS) else "None"
     return {"MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
-            "Timestamp": stamp, "Value": float(value), "Unit": "None" if name != DRIFTED_SIGNALS else "Count"}
+            "Timestamp": stamp, "Value": float(value), "Unit": unit}
 
 
 def drift_metric_data(environment: str, verdicts: Iterable[CameraVerdict], stamp: datetime, *,
                       per_signal: bool = True) -> list[dict[str, Any]]:
-    """The MetricData of one run: judged cameras only (``ok`` or ``drift``)."""
-    data = []
+    """The MetricData of one run: ``DriftedCameras`` for the environment, then the judged cameras (``ok`` or
+    ``drift``) only."""
+    verdicts = list(verdicts)
+    data = [_datum(DRIFTED_CAMERAS, {ENVIRONMENT_DIMENSION: environment}, sum(v.drifted for v in verdicts), stamp)]
     for verdict in verdicts:
         if verdict.status not in (OK, DRIFT):
             continue
