@@ -15,6 +15,10 @@ date=.../part-<drive>.parquet``, contracts.drive_timeline). The manifest is opti
 come from the frame times alone and the summary says so. Frames of the drive are the documents of its vehicle,
 within the manifest's time range when there is one.
 
+The timeline has one column per frame signal (contracts/signals.py): from the result documents, their class
+fractions where a document carries no output signals, and label flicker between consecutive masks of a camera
+(drivelogs/timeline.py).
+
 The frame rate of a camera (scenes' missing frames, the video): ``--fps``, else the median interval between its
 frames, else the manifest's extraction rate, else 1 frame per second.
 
