@@ -4,6 +4,7 @@
     roadseg endpoint invoke|submit|status                                     roadseg env preflight|outputs|costs
     roadseg segment PATH... --bundle DIR|s3://...  (ONNX Runtime here, with the service's pre- and postprocessing)
     roadseg drive upload|status|scenes|fetch      (whole drive logs: ROS 1/ROS 2 bags, MCAP)
+    roadseg label select|export|import            roadseg data versions|verify   (the data engine: docs/data-engine.md)
 
 ``--env`` (default dev) picks ``config/<env>.yaml`` (``$ROADSEG_CONFIG_DIR/<env>.yaml`` when set); names of
 buckets, pipelines, the model package group and endpoints come from the deployed stacks' outputs, and explicit
@@ -208,6 +209,149 @@ def data_upload(ctx, directory, prefix, bucket):
     commands.data_upload(_session(ctx), _printer(ctx), directory=directory, bucket=bucket, prefix=prefix)
 
 
+datasets_bucket_option = click.option("--bucket", help="override: the datasets bucket (default: the data stack's "
+                                                       "DatasetsBucketName)")
+
+
+@data.command("versions", epilog=_example("roadseg data versions --json"))
+@datasets_bucket_option
+@json_option
+@click.pass_context
+def data_versions(ctx, bucket, as_json):
+    """List the dataset versions (roadseg label import makes them) with their parents and frame counts."""
+    from roadseg.commands import label as commands
+
+    commands.data_versions(_session(ctx), _printer(ctx, as_json), bucket=bucket)
+
+
+@data.command("verify", epilog=_example("roadseg data verify v0002"))
+@click.argument("version")
+@datasets_bucket_option
+@json_option
+@click.pass_context
+def data_verify(ctx, version, bucket, as_json):
+    """Recompute the SHA-256 of every file of a dataset version against its manifest (exit 1 on a mismatch)."""
+    from roadseg.commands import label as commands
+
+    commands.data_verify(_session(ctx), _printer(ctx, as_json), version=version, bucket=bucket)
+
+
+# -- label -------------------------------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def label() -> None:
+    """Choose frames worth labelling, hand them to CVAT or Label Studio, import the labels as a dataset version."""
+
+
+frames_bucket_option = click.option("--frames-bucket", help="override: the bucket of the frames (default: the data "
+                                                            "stack's InferenceBucketName, where drive frames land)")
+
+
+@label.command("select", epilog=_example(
+    "roadseg label select --drive car-7/2026-12-03-0912 --budget-hours 40 --per-camera 50 --output selection/"))
+@click.argument("timelines", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--drive", "drives", multiple=True, metavar="VEHICLE/DRIVE",
+              help="a built drive: its timeline.parquet is read from the drive outputs (repeatable)")
+@click.option("--output", required=True, type=click.Path(path_type=Path),
+              help="folder for selection.json, pool.txt and contact-sheet.png")
+@click.option("--budget-frames", type=click.IntRange(min=1), help="frames to pick")
+@click.option("--budget-hours", type=click.FloatRange(min=0, min_open=True),
+              help="labelling hours to fill (with --minutes-per-frame)")
+@click.option("--minutes-per-frame", type=click.FloatRange(min=0, min_open=True),
+              help="labelling time per frame (default 90: fine Cityscapes-style labelling)")
+@click.option("--per-camera", type=click.IntRange(min=0), help="most picks per camera")
+@click.option("--per-vehicle", type=click.IntRange(min=0), help="most picks per vehicle")
+@click.option("--min-gap-s", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="near-duplicates: least time between two picks of one camera")
+@click.option("--max-hamming", type=click.IntRange(0, 64), default=6, show_default=True,
+              help="near-duplicates: dHash bits within which two frames of a drive count as one")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--start", type=click.DateTime(), help="frames from this UTC time")
+@click.option("--end", type=click.DateTime(), help="frames before this UTC time")
+@click.option("--exclude-version", default="latest", show_default=True,
+              help="dataset version whose labelled and validation frames are left out and whose class shares weigh "
+                   "rare classes: latest, an id, or none")
+@click.option("--model-scores", multiple=True, type=click.Path(path_type=Path),
+              help="Parquet of model signals for a candidate pool (python -m labelling.scoring), repeatable")
+@frames_bucket_option
+@datasets_bucket_option
+@json_option
+@click.pass_context
+def label_select(ctx, timelines, drives, output, budget_frames, budget_hours, minutes_per_frame, per_camera,
+                 per_vehicle, min_gap_s, max_hamming, seed, start, end, exclude_version, model_scores, frames_bucket,
+                 bucket, as_json):
+    """Pick the frames worth labelling from drive timelines, within a budget, with the reason for each pick."""
+    from datetime import UTC
+
+    from roadseg.commands import label as commands
+
+    commands.label_select(_session(ctx), _printer(ctx, as_json), timelines=timelines, drives=drives, output=output,
+                          budget_frames=budget_frames, budget_hours=budget_hours,
+                          minutes_per_frame=minutes_per_frame, per_camera=per_camera, per_vehicle=per_vehicle,
+                          min_gap_s=min_gap_s, max_hamming=max_hamming, seed=seed,
+                          start=start.replace(tzinfo=UTC) if start else None,
+                          end=end.replace(tzinfo=UTC) if end else None, exclude_version=exclude_version,
+                          model_scores=model_scores, frames_bucket=frames_bucket, bucket=bucket)
+
+
+@label.command("export", epilog=_example(
+    "roadseg label export selection/selection.json --format cvat --output to-cvat/",
+    "roadseg label export selection/selection.json --format label-studio --urls --expires-in 86400 --output ls/"))
+@click.argument("selection", type=click.Path(path_type=Path))
+@click.option("--format", "tool", required=True, type=click.Choice(["cvat", "label-studio"]))
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="folder for the export")
+@click.option("--urls/--zip", default=False, show_default=True,
+              help="Label Studio: frames as presigned S3 URLs (--urls) or as files and a zip (--zip); CVAT: --zip")
+@click.option("--expires-in", type=int, default=3600, show_default=True, help="seconds the presigned URLs live")
+@frames_bucket_option
+@scheme_options
+@json_option
+@click.pass_context
+def label_export(ctx, selection, tool, output, urls, expires_in, frames_bucket, scheme, classes_file, as_json):
+    """Write a selection's frames with the model's masks as pre-annotations for CVAT or Label Studio."""
+    from roadseg.commands import label as commands
+
+    session = _session(ctx)
+    commands.label_export(session, _printer(ctx, as_json), selection_path=selection, tool=tool, output=output,
+                          urls=urls, expires_in=expires_in, scheme=_scheme(session, scheme, classes_file),
+                          frames_bucket=frames_bucket)
+
+
+@label.command("import", epilog=_example(
+    "roadseg label import task_7.zip --format cvat --export-manifest to-cvat/roadseg-export.json"))
+@click.argument("archive", type=click.Path(path_type=Path))
+@click.option("--format", "tool", required=True, type=click.Choice(["cvat", "label-studio"]))
+@click.option("--export-manifest", type=click.Path(path_type=Path),
+              help="the roadseg-export.json `roadseg label export` wrote (CVAT's own export does not keep it)")
+@click.option("--parent", default="latest", show_default=True,
+              help="the version to merge with: latest, an id (v0003), or none for a first version")
+@click.option("--replace", is_flag=True, help="imported frames that the parent already holds replace its labels")
+@click.option("--reshuffle-validation", is_flag=True,
+              help="draw the validation drives afresh (gate results are then not comparable with earlier ones)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the validation draw")
+@click.option("--validation-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True, help="share of frames in validation when it is drawn")
+@click.option("--allow-missing", is_flag=True, help="exported frames without labels are left out, not an error")
+@click.option("--task", help="the labelling tool's task id, recorded with each frame")
+@frames_bucket_option
+@datasets_bucket_option
+@scheme_options
+@json_option
+@click.pass_context
+def label_import(ctx, archive, tool, export_manifest, parent, replace, reshuffle_validation, seed,
+                 validation_fraction, allow_missing, task, frames_bucket, bucket, scheme, classes_file, as_json):
+    """Check a labelling tool's export against the scheme and write it, merged with its parent, as a new
+    immutable dataset version."""
+    from roadseg.commands import label as commands
+
+    session = _session(ctx)
+    commands.label_import(session, _printer(ctx, as_json), archive=archive, tool=tool,
+                          export_manifest=export_manifest, parent=parent, replace=replace,
+                          reshuffle_validation=reshuffle_validation, seed=seed,
+                          validation_fraction=validation_fraction, allow_missing=allow_missing, task=task,
+                          scheme=_scheme(session, scheme, classes_file), frames_bucket=frames_bucket, bucket=bucket)
+
+
 # -- pipeline ----------------------------------------------------------------------------------------------------
 
 @cli.group(context_settings=CONTEXT)
@@ -221,6 +365,8 @@ def pipeline() -> None:
               help="training, tuning, or an explicit pipeline name")
 @click.option("--dataset", help="a tree uploaded with `roadseg data upload`: sets InputDataS3Uri to "
                                 "s3://<datasets bucket>/raw/<dataset>/")
+@click.option("--dataset-version", metavar="VERSION", help="a dataset version (roadseg data versions): sets "
+                                                           "InputDataS3Uri to it and DatasetLayout to generic")
 @click.option("--param", "params", multiple=True, metavar="Key=Value", help="pipeline parameter (repeatable)")
 @click.option("--wait", is_flag=True, help="wait until the execution ends (exit 1 unless Succeeded)")
 @click.option("--timeout", type=click.FloatRange(min=0), default=0,
@@ -228,12 +374,13 @@ def pipeline() -> None:
 @click.option("--poll-interval", type=float, default=30.0, hidden=True)
 @json_option
 @click.pass_context
-def pipeline_start(ctx, which, dataset, params, wait, timeout, poll_interval, as_json):
+def pipeline_start(ctx, which, dataset, dataset_version, params, wait, timeout, poll_interval, as_json):
     """Start an execution of the environment's training (or tuning) pipeline and print its ARN."""
     from roadseg.commands import pipeline as commands
 
     commands.pipeline_start(_session(ctx), _printer(ctx, as_json), pipeline=which, params=params, wait=wait,
-                            timeout=timeout, poll_interval=poll_interval, dataset=dataset)
+                            timeout=timeout, poll_interval=poll_interval, dataset=dataset,
+                            dataset_version=dataset_version)
 
 
 @pipeline.command("status", epilog=_example("roadseg pipeline status --execution <execution arn> --json"))

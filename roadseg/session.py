@@ -46,7 +46,7 @@ def forget_session() -> None:
 
 
 def make_client(service: str, region: str, *, max_attempts: int | None = None,
-                user_agent: str = "roadseg-cli") -> Any:
+                user_agent: str = "roadseg-cli", signature_version: str | None = None) -> Any:
     """The one place AWS clients are created, for the commands and the preflight (tests replace it to use moto or
     botocore's Stubber). Standard retries; ``max_attempts`` goes to botocore's retry config as it is (the retries
     after the first try; botocore's default where None); the user agent tells the commands' calls and the
@@ -55,7 +55,8 @@ def make_client(service: str, region: str, *, max_attempts: int | None = None,
 
     retries = {"mode": "standard"} | ({"max_attempts": max_attempts} if max_attempts is not None else {})
     config = Config(user_agent_extra=user_agent, retries=retries,
-                    read_timeout=70 if service == "sagemaker-runtime" else 60)
+                    read_timeout=70 if service == "sagemaker-runtime" else 60,
+                    **({"signature_version": signature_version} if signature_version else {}))
     return _boto3_session().client(service, region_name=region, config=config)
 
 

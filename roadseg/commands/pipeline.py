@@ -56,13 +56,41 @@ def _check_params(sm: Any, pipeline: str, params: list[dict[str, str]]) -> None:
                         f"{', '.join(sorted(declared)) or 'none'}")
 
 
+def _dataset_version_parameters(session: Session, parameters: list[dict[str, str]],
+                                version: str) -> list[dict[str, str]]:
+    """InputDataS3Uri and DatasetLayout for a dataset version (labelling.versions), once its manifest says it is
+    complete and labelled with the environment's scheme (the Prepare step checks masks against that scheme)."""
+    from labelling.versions import VersionError, read_manifest, scheme_document, version_prefix
+    from segcore.classes import scheme_from_config
+
+    taken = sorted({"InputDataS3Uri", "DatasetLayout"} & {p["Name"] for p in parameters})
+    if taken:
+        raise UserError(f"give either --dataset-version or --param {'/'.join(taken)}=..., not both")
+    bucket = session.name(naming.DATASETS_BUCKET_NAME)
+    try:
+        manifest = read_manifest(session.client("s3"), bucket, version)
+        scheme = scheme_from_config(session.config.classes)
+    except (VersionError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if manifest["scheme"] != scheme_document(scheme):
+        raise UserError(f"dataset version {version} is labelled with scheme '{manifest['scheme']['name']}', not the "
+                        f"'{scheme.name}' classes of environment '{session.env}' (classes in {session.config_path})")
+    return [{"Name": "InputDataS3Uri", "Value": f"s3://{bucket}/{version_prefix(version)}"},
+            {"Name": "DatasetLayout", "Value": manifest["layout"]}]
+
+
 def pipeline_start(session: Session, out: Printer, *, pipeline: str, params: Sequence[str], wait: bool,
-                   timeout: float, poll_interval: float, dataset: str | None = None) -> None:
+                   timeout: float, poll_interval: float, dataset: str | None = None,
+                   dataset_version: str | None = None) -> None:
     from contracts.layout import DATASETS
 
     sm = session.client("sagemaker")
     name = pipeline_name(session, pipeline)
     parameters = parse_params(params)
+    if dataset and dataset_version:
+        raise UserError("give either --dataset or --dataset-version, not both")
+    if dataset_version:
+        parameters += _dataset_version_parameters(session, parameters, dataset_version)
     if dataset:
         if any(p["Name"] == "InputDataS3Uri" for p in parameters):
             raise UserError("give either --dataset or --param InputDataS3Uri=..., not both")

@@ -1,0 +1,251 @@
+"""The data engine's commands against moto: roadseg label select|export|import, roadseg data versions|verify and
+roadseg pipeline start --dataset-version, from frames and results in the inference bucket to a training start."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+from PIL import Image
+
+from labelling.archive import FrameToLabel, frame_name_for_key
+from labelling.cvat import write_cvat
+from labelling.label_studio import brush_results
+from segcore.classes import CITYSCAPES
+from segcore.keys import frame_identity
+from tests.labelling.timeline_fixtures import frame as timeline_frame
+from tests.labelling.timeline_fixtures import write_table
+
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/roadseg-test"
+DATASETS, INFERENCE = "dev-datasets", "dev-inference"
+OUTPUTS = {
+    "RoadsegDevData": {"DatasetsBucketName": DATASETS, "ArtifactsBucketName": "dev-artifacts",
+                       "InferenceBucketName": INFERENCE},
+    "RoadsegDevTraining": {"TrainingPipelineName": "roadseg-dev-training", "TuningPipelineName": "roadseg-dev-tuning",
+                           "ModelPackageGroupName": "roadseg-dev-segmentation"},
+}
+DRIVES = (("car-1", "d1"), ("car-2", "d2"), ("car-3", "d3"))
+WIDTH, HEIGHT = 64, 32
+ROAD, SKY, PERSON = CITYSCAPES.index("road"), CITYSCAPES.index("sky"), CITYSCAPES.index("person")
+
+
+@pytest.fixture
+def deployed(offline_aws_env):
+    with mock_aws():
+        cfn = boto3.client("cloudformation", region_name=REGION)
+        for name, outputs in OUTPUTS.items():
+            template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                        "Outputs": {key: {"Value": value} for key, value in outputs.items()}}
+            cfn.create_stack(StackName=name, TemplateBody=json.dumps(template))
+        s3 = boto3.client("s3", region_name=REGION)
+        for bucket in (DATASETS, INFERENCE):
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        sm = boto3.client("sagemaker", region_name=REGION)
+        definition = json.dumps({"Version": "2020-12-01", "Steps": [],
+                                 "Parameters": [{"Name": "InputDataS3Uri", "Type": "String"},
+                                                {"Name": "DatasetLayout", "Type": "String"}]})
+        sm.create_pipeline(PipelineName="roadseg-dev-training", PipelineDefinition=definition, RoleArn=ROLE,
+                           ClientRequestToken="roadseg-dev-training".ljust(32, "x"))
+        yield s3
+
+
+def _png(mask: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(mask).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _model_mask(index: int) -> np.ndarray:
+    """What the model said: sky over road."""
+    mask = np.full((HEIGHT, WIDTH), ROAD, dtype=np.uint8)
+    mask[: HEIGHT // 2] = SKY
+    mask[0, index] = 255
+    return mask
+
+
+def _corrected(index: int) -> np.ndarray:
+    """What the annotator drew: the model's mask plus a person, and one pixel left unlabelled."""
+    mask = _model_mask(index)
+    mask[HEIGHT // 2:, 10 + index: 20 + index] = PERSON
+    mask[0, index] = 255
+    return mask
+
+
+def _drive_frames(s3, timeline_dir: Path) -> list[dict]:
+    """Two frames per drive in the inference bucket, each with its result document and model mask (at half size
+    with the geometry, as the endpoint writes it without restore_original_size), and the drives' timeline."""
+    rows = []
+    index = 0
+    for vehicle, drive in DRIVES:
+        for second in (0.0, 10.0):
+            row = timeline_frame(vehicle, drive, "front", second + 100 * index)
+            key = row["frame_key"]
+            pixels = np.random.default_rng(index).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+            s3.put_object(Bucket=INFERENCE, Key=key, Body=buffer.getvalue())
+            identity = frame_identity(key)
+            half = _model_mask(index)[::2, ::2]  # the model's resolution: half the frame, whole frame in view
+            s3.put_object(Bucket=INFERENCE, Key=f"async-output/{identity}.png", Body=_png(half))
+            document = {"frame_key": key, "model_package_version": "3", "original_size": {"width": WIDTH,
+                                                                                          "height": HEIGHT},
+                        "crop_box": [0, 0, WIDTH, HEIGHT], "mask_uri": f"s3://{INFERENCE}/async-output/{identity}.png"}
+            s3.put_object(Bucket=INFERENCE, Key=f"results/{identity}.json", Body=json.dumps(document).encode())
+            row["mask_uri"] = document["mask_uri"]
+            rows.append(row)
+            index += 1
+    write_table(timeline_dir, rows)
+    return rows
+
+
+def _select_and_export(run, s3, tmp_path: Path, tool: str, *extra: str) -> tuple[dict, Path, list[dict]]:
+    rows = _drive_frames(s3, tmp_path / "timeline")
+    rc, out, err = run("label", "select", tmp_path / "timeline", "--budget-frames", 6, "--output", tmp_path / "sel",
+                       "--json")
+    assert rc == 0, err
+    selected = json.loads(out)
+    assert selected["accounting"]["picked"] == 6 and selected["excluded_version"] == "none (no dataset version yet)"
+    assert (tmp_path / "sel" / "contact-sheet.png").stat().st_size > 0
+    rc, out, err = run("label", "export", tmp_path / "sel" / "selection.json", "--format", tool,
+                       "--output", tmp_path / "export", *extra, "--json")
+    assert rc == 0, err
+    return json.loads(out), tmp_path / "export", rows
+
+
+def test_a_drive_goes_through_cvat_to_a_dataset_version_and_a_training_start(deployed, run, tmp_path):
+    s3 = deployed
+    exported, folder, rows = _select_and_export(run, s3, tmp_path, "cvat")
+    assert exported["frames"] == 6 and exported["model_version"] == "3" and not exported["without_pre_annotation"]
+    assert {Path(p).name for p in exported["files"]} == {"cvat-annotations.zip", "cvat-images.zip",
+                                                         "roadseg-export.json"}
+    manifest = json.loads((folder / "roadseg-export.json").read_text())
+    versions = {f["source_key"]: f["source_version_id"] for f in manifest["frames"]}
+    assert all(versions.values()) and set(versions) == {r["frame_key"] for r in rows}
+    # The pre-annotation is the model's mask at the frame's size (restored from the model's resolution).
+    with zipfile.ZipFile(folder / "cvat-annotations.zip") as zf:
+        assert any(n.startswith("SegmentationClass/") for n in zf.namelist())
+
+    # The annotators' corrections, in CVAT's Segmentation mask 1.1 (written with datumaro like CVAT does).
+    frames = [FrameToLabel(frame_name_for_key(r["frame_key"]), np.zeros((HEIGHT, WIDTH, 3), np.uint8),
+                           _corrected(i)) for i, r in enumerate(rows)]
+    write_cvat(frames, CITYSCAPES, tmp_path / "task_7.zip")
+    rc, out, err = run("label", "import", tmp_path / "task_7.zip", "--format", "cvat", "--export-manifest",
+                       folder / "roadseg-export.json", "--task", "7", "--seed", 3, "--json")
+    assert rc == 0, err
+    imported = json.loads(out)
+    assert imported["version"] == "v0001" and imported["parent"] is None
+    assert imported["counts"]["frames"] == 6 and imported["counts"]["added"] == 6
+    assert imported["uri"] == f"s3://{DATASETS}/versions/v0001/"
+
+    version = json.loads(s3.get_object(Bucket=DATASETS, Key="versions/v0001/manifest.json")["Body"].read())
+    for i, row in enumerate(rows):
+        entry = next(f for f in version["frames"] if f["source_key"] == row["frame_key"])
+        assert (entry["drive"], entry["camera"], entry["tool"], entry["task"], entry["model_package_version"]) == \
+            (f"{row['vehicle']}/{row['drive']}", "front", "cvat", "7", "3")
+        assert entry["source_version_id"] == versions[row["frame_key"]]
+        image = s3.get_object(Bucket=DATASETS, Key="versions/v0001/" + entry["image"])["Body"].read()
+        assert image == s3.get_object(Bucket=INFERENCE, Key=row["frame_key"])["Body"].read()  # the exact bytes
+        mask = s3.get_object(Bucket=DATASETS, Key="versions/v0001/" + entry["mask"])["Body"].read()
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(mask))), _corrected(i))
+    drives_by_split: dict[str, set[str]] = {}
+    for f in version["frames"]:
+        drives_by_split.setdefault(f["split"], set()).add(f["drive"])
+    assert not drives_by_split["train"] & drives_by_split["validation"]
+
+    rc, out, _ = run("data", "versions", "--json")
+    assert rc == 0 and [(v["version"], v["frames"], v["complete"]) for v in json.loads(out)] == [("v0001", 6, True)]
+    rc, out, _ = run("data", "versions")
+    assert rc == 0 and "v0001" in out and "complete" in out
+    rc, out, _ = run("data", "verify", "v0001", "--json")
+    assert rc == 0 and json.loads(out)["ok"] and json.loads(out)["checked"] == 13
+
+    rc, out, err = run("pipeline", "start", "--dataset-version", "v0001", "--json")
+    assert rc == 0, err
+    arn = json.loads(out)["execution_arn"]
+    listed = boto3.client("sagemaker", region_name=REGION).list_pipeline_parameters_for_execution(
+        PipelineExecutionArn=arn)["PipelineParameters"]
+    assert {p["Name"]: p["Value"] for p in listed} == {"InputDataS3Uri": f"s3://{DATASETS}/versions/v0001/",
+                                                       "DatasetLayout": "generic"}
+
+
+def test_label_studio_with_presigned_urls_makes_the_next_version(deployed, run, tmp_path):
+    s3 = deployed
+    exported, folder, rows = _select_and_export(run, s3, tmp_path, "label-studio", "--urls", "--expires-in", 86400)
+    assert exported["urls_expire_in_s"] == 86400
+    tasks = json.loads((folder / "label-studio" / "tasks.json").read_text())
+    assert len(tasks) == 6
+    assert all("X-Amz-Expires=86400" in t["data"]["image"] and "versionId=" in t["data"]["image"] for t in tasks)
+    # Label Studio's JSON export: each task with the annotator's brushes (label-studio-converter's RLE).
+    by_name = {frame_name_for_key(r["frame_key"]): i for i, r in enumerate(rows)}
+    for number, task in enumerate(tasks):
+        task["id"] = 100 + number
+        task["annotations"] = [{"id": 1, "result": brush_results(_corrected(by_name[task["data"]["frame"]]),
+                                                                 CITYSCAPES), "updated_at": "2026-12-08T10:00:00Z"}]
+    (tmp_path / "ls-export.json").write_text(json.dumps(tasks))
+    rc, out, err = run("label", "import", tmp_path / "ls-export.json", "--format", "label-studio",
+                       "--export-manifest", folder / "roadseg-export.json", "--parent", "none", "--json")
+    assert rc == 0, err
+    first = json.loads(out)
+    assert first["version"] == "v0001" and first["tool"] == "label-studio"
+
+    # The same frames again: refused without --replace (nothing written), a new version with it.
+    rc, _, err = run("label", "import", tmp_path / "ls-export.json", "--format", "label-studio",
+                     "--export-manifest", folder / "roadseg-export.json")
+    assert rc == 2 and "6 imported frame(s) are already in v0001" in err and "--replace" in err
+    rc, out, err = run("label", "import", tmp_path / "ls-export.json", "--format", "label-studio",
+                       "--export-manifest", folder / "roadseg-export.json", "--replace", "--json")
+    assert rc == 0, err
+    second = json.loads(out)
+    assert (second["version"], second["parent"], second["counts"]["replaced"]) == ("v0002", "v0001", 6)
+    assert second["split"]["validation_groups"] == first["split"]["validation_groups"]  # validation stays fixed
+
+    # The next selection leaves the labelled frames out.
+    rc, out, err = run("label", "select", tmp_path / "timeline", "--budget-frames", 6, "--output",
+                       tmp_path / "sel2", "--json")
+    assert rc == 0, err
+    again = json.loads(out)
+    assert again["excluded_version"] == "v0002" and again["accounting"]["picked"] == 0
+
+
+def test_bad_input_is_one_line_with_exit_2(deployed, run, tmp_path):
+    rc, _, err = run("label", "select", "--budget-frames", 3, "--output", tmp_path / "sel")
+    assert rc == 2 and "timeline files or folders, or --drive" in err
+    rc, _, err = run("label", "select", "--drive", "car-1/never", "--budget-frames", 3, "--output", tmp_path / "s")
+    assert rc == 2 and "drive car-1/never has no timeline" in err
+    (tmp_path / "selection.json").write_text("{}")
+    rc, _, err = run("label", "export", tmp_path / "selection.json", "--format", "cvat", "--output", tmp_path / "x")
+    assert rc == 2 and "not a selection manifest" in err
+    rc, _, err = run("label", "export", tmp_path / "selection.json", "--format", "cvat", "--urls", "--output",
+                     tmp_path / "x")
+    assert rc == 2 and "presigned URLs (--urls) are for Label Studio" in err
+    rc, _, err = run("label", "import", tmp_path / "missing.zip", "--format", "cvat")
+    assert rc == 2 and "missing.zip" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = run("pipeline", "start", "--dataset-version", "v0009")
+    assert rc == 2 and "dataset version v0009 does not exist" in err
+    rc, _, err = run("pipeline", "start", "--dataset-version", "v0009", "--dataset", "cityscapes")
+    assert rc == 2 and "either --dataset or --dataset-version" in err
+    rc, _, err = run("data", "verify", "latest")
+    assert rc == 2 and "'latest' is not a dataset version id" in err
+
+
+def test_a_damaged_version_fails_verify_with_exit_1(deployed, run, tmp_path):
+    s3 = deployed
+    _, folder, rows = _select_and_export(run, s3, tmp_path, "cvat")
+    frames = [FrameToLabel(frame_name_for_key(r["frame_key"]), np.zeros((HEIGHT, WIDTH, 3), np.uint8),
+                           _corrected(i)) for i, r in enumerate(rows)]
+    write_cvat(frames, CITYSCAPES, tmp_path / "task.zip")
+    rc, _, err = run("label", "import", tmp_path / "task.zip", "--format", "cvat", "--export-manifest",
+                     folder / "roadseg-export.json")
+    assert rc == 0, err
+    split = "versions/v0001/split.json"
+    s3.put_object(Bucket=DATASETS, Key=split, Body=b'{"train": [], "validation": []}')
+    rc, _, err = run("data", "verify", "v0001")
+    assert rc == 1 and "split.json: 31 bytes" in err
