@@ -174,6 +174,12 @@ class ExportManifest:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
+    def tool_problem(self, tool: str, source: str) -> str | None:
+        """A line when this manifest belongs to an export for another tool than the one whose labels are read."""
+        if self.tool == tool:
+            return None
+        return f"{source}: is the manifest of a {self.tool} export, not of a {tool} one; pass the {tool} export's"
+
     def scheme_problem(self, scheme: ClassScheme, source: str) -> str | None:
         """A line when the labels were exported with another scheme than the one importing them, else None."""
         ours = tuple((c.name, tuple(c.color)) for c in scheme.classes)
@@ -199,6 +205,8 @@ def build_manifest(
 ) -> ExportManifest:
     if tool not in TOOLS:
         raise LabelExportError(f"unknown labelling tool '{tool}'; choose one of {', '.join(TOOLS)}")
+    if urls_expire_at is not None:
+        check_utc_time(urls_expire_at, "urls_expire_at")
     return ExportManifest(
         tool=tool,
         scheme=scheme.name,
@@ -207,6 +215,16 @@ def build_manifest(
         model_version=model_version,
         urls_expire_at=urls_expire_at,
     )
+
+
+def check_utc_time(value: str, what: str) -> None:
+    """LabelExportError unless ``value`` is an ISO 8601 UTC time like 2026-12-08T05:00:00Z."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.utcoffset() is None or parsed.utcoffset().total_seconds() != 0:
+        raise LabelExportError(f"{what} {value!r} must be an ISO 8601 UTC time such as 2026-12-08T05:00:00Z")
 
 
 def parse_export_manifest(text: str | bytes, source: str) -> ExportManifest:
@@ -364,7 +382,7 @@ class ImportResult:
 
     def counts(self) -> dict[str, int]:
         """Reconciliation: expected = imported + missing when there is a manifest."""
-        expected = len(self.manifest.frames) if self.manifest else len(self.labels)
+        expected = len(self.manifest.frames) if self.manifest else len(self.labels) + len(self.missing)
         return {"expected": expected, "imported": len(self.labels), "missing": len(self.missing)}
 
 

@@ -232,7 +232,8 @@ def _read_folder(
     if manifest is None and (root / MANIFEST_FILE).is_file():
         manifest = parse_export_manifest((root / MANIFEST_FILE).read_bytes(), f"{source}:{MANIFEST_FILE}")
     if manifest is not None:
-        mismatch = manifest.scheme_problem(scheme, f"{source}:{MANIFEST_FILE}" if expected is None else "manifest")
+        where = f"{source}:{MANIFEST_FILE}" if expected is None else "manifest"
+        mismatch = manifest.tool_problem(TOOL, where) or manifest.scheme_problem(scheme, where)
         if mismatch:
             raise LabelImportError([mismatch])
 

@@ -23,7 +23,8 @@ the brush's canvas may soften its edges.
         overwrites an earlier one where both paint); pixels no brush covers become 255 (ignore). Every problem (a
         label the scheme lacks, a missing or extra frame, a size mismatch, an undecodable brush) is one line of the
         LabelImportError with the task and the pixel count. ``expected`` defaults to a roadseg-export.json next to
-        the export file.
+        the export file. A task is matched to its frame by the "frame" field our export puts in its data, else by
+        the file name of its image (a task made by hand, e.g. from presigned URLs).
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def read_label_studio(
     if manifest is None and (export.parent / MANIFEST_FILE).is_file():
         manifest = load_export_manifest(export.parent / MANIFEST_FILE)
     if manifest is not None:
-        mismatch = manifest.scheme_problem(scheme, "manifest")
+        mismatch = manifest.tool_problem(TOOL, "manifest") or manifest.scheme_problem(scheme, "manifest")
         if mismatch:
             raise LabelImportError([mismatch])
 
@@ -246,7 +247,7 @@ def _frame_name(data: Mapping[str, Any]) -> str | None:
         return None
     parsed = urlparse(ref)
     path = parse_qs(parsed.query).get("d", [parsed.path])[0]
-    stem = PurePosixPath(unquote(path)).stem
+    stem = PurePosixPath(unquote(path)).stem  # a file uploaded through Label Studio's page gets a prefix: not ours
     return stem or None
 
 

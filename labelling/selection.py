@@ -278,19 +278,37 @@ class ClassMix:
 
     @classmethod
     def from_arrow(cls, column: Any) -> ClassMix:
+        """From a map<string, double> column (the timeline's class_fractions)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        value_type = array.type.item_type
-        as_list = array.cast(pa.list_(pa.struct([("key", array.type.key_type), ("value", value_type)])))
+        entry = pa.struct([("key", array.type.key_type), ("value", array.type.item_type)])
+        as_list = array.cast(pa.list_(entry))
         entries = pc.list_flatten(as_list)
         keys = entries.field("key")
         classes = tuple(sorted(str(c) for c in pc.unique(keys).to_pylist()))
-        index = pc.index_in(keys, value_set=pa.array(classes, type=keys.type)).to_numpy(zero_copy_only=False)
-        value = np.nan_to_num(entries.field("value").to_numpy(zero_copy_only=False).astype(np.float64))
-        row = pc.list_parent_indices(as_list).to_numpy(zero_copy_only=False).astype(np.int64)
-        return cls(n=len(array), classes=classes, row=row, index=index.astype(np.int64), value=np.maximum(value, 0))
+        index = pc.index_in(keys, value_set=pa.array(classes, type=keys.type))
+        return cls._build(len(array), classes, pc.list_parent_indices(as_list), index, entries.field("value"))
+
+    @classmethod
+    def from_lists(cls, index_column: Any, value_column: Any, classes: Sequence[str]) -> ClassMix:
+        """From two list columns of equal shapes: class indices into ``classes`` and their fractions (what the
+        selection query returns, so no string leaves DuckDB per entry)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        indices = index_column.combine_chunks() if isinstance(index_column, pa.ChunkedArray) else index_column
+        values = value_column.combine_chunks() if isinstance(value_column, pa.ChunkedArray) else value_column
+        return cls._build(len(indices), tuple(classes), pc.list_parent_indices(indices), pc.list_flatten(indices),
+                          pc.list_flatten(values))
+
+    @classmethod
+    def _build(cls, n: int, classes: tuple[str, ...], row: Any, index: Any, value: Any) -> ClassMix:
+        values = np.nan_to_num(value.to_numpy(zero_copy_only=False).astype(np.float64, copy=False))
+        return cls(n=n, classes=classes, row=row.to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
+                   index=index.to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
+                   value=np.maximum(values, 0.0))
 
     def renormalised(self) -> np.ndarray:
         """Each entry divided by its frame's total (0 for a frame whose fractions add up to 0)."""
@@ -398,9 +416,8 @@ def _filters(drives: Sequence[str] | None, start: dt.datetime | None, end: dt.da
 
 
 def _register_keys(con: Any, name: str, keys: Iterable[str] | None) -> None:
-    import pyarrow as pa
-
-    con.register(name, pa.table({"frame_key": pa.array(sorted(set(keys or ())), type=pa.string())}))
+    """A temporary table ``name`` (frame_key) of the keys (bound as one list parameter: no pandas round trip)."""
+    con.execute(f"CREATE TEMP TABLE {name} AS SELECT DISTINCT unnest(?::VARCHAR[]) AS frame_key", [list(keys or ())])
 
 
 def _register_scores(con: Any, paths: Sequence[Path]) -> int:
@@ -461,32 +478,47 @@ def select_frames(timeline: Path | str | Sequence[Path | str], *, budget: Budget
         "mask_uri": "mask_uri" if "mask_uri" in columns else "NULL::VARCHAR",
         "reason_code": "reason_code" if "reason_code" in columns else "NULL::VARCHAR",
     }
-    con.execute(f"""CREATE TEMP TABLE rows AS
-        SELECT frame_key, drive_id, split_part(drive_id, '/', 1) AS vehicle, camera::VARCHAR AS camera,
+    _register_keys(con, "validation_keys", validation_keys)
+    _register_keys(con, "labelled_keys", labelled_keys)
+    # One pass over the files: the columns selection needs and each frame's exclusion (NULL: eligible).
+    sql_rows = f"""CREATE TEMP TABLE rows AS
+        SELECT t.frame_key, drive_id, split_part(drive_id, '/', 1) AS vehicle, camera::VARCHAR AS camera,
                frame_time_ns, status, {optional['reason_code']} AS reason_code, class_fractions,
                {optional['flicker']} AS flicker, {optional['dhash']} AS dhash, {optional['vru']} AS vru_present,
                {', '.join(f'{optional[s]} AS {s}' for s in MODEL_SIGNALS)},
-               {optional['overlay_uri']} AS overlay_uri, {optional['mask_uri']} AS mask_uri
-        FROM {source} WHERE {where}""", params)
+               {optional['overlay_uri']} AS overlay_uri, {optional['mask_uri']} AS mask_uri,
+               CASE WHEN status IS DISTINCT FROM 'processed' THEN coalesce(status, 'unknown')
+                    WHEN class_fractions IS NULL THEN 'no_class_fractions'
+                    WHEN v.frame_key IS NOT NULL THEN 'validation'
+                    WHEN l.frame_key IS NOT NULL THEN 'labelled' END AS exclusion
+        FROM {source} t LEFT JOIN validation_keys v ON v.frame_key = t.frame_key
+             LEFT JOIN labelled_keys l ON l.frame_key = t.frame_key
+        WHERE {where}"""
+    try:
+        con.execute(sql_rows, params)
+        classes = [row[0] for row in con.execute("SELECT DISTINCT unnest(map_keys(class_fractions)) AS c FROM rows "
+                                                 "WHERE exclusion IS NULL ORDER BY c").fetchall()]
+    except duckdb.Error as exc:
+        raise SelectionError(f"timeline files (first {files[0]}): DuckDB cannot select from them: "
+                             f"{str(exc).splitlines()[0]}: are these drive timeline files?") from None
     rows, distinct = con.execute("SELECT count(*), count(DISTINCT frame_key) FROM rows").fetchone()
     frames = "rows"
     if rows != distinct:  # the same frame in the per-drive file and the table's copy: keep one, processed first
         con.execute("""CREATE TEMP TABLE frames AS SELECT * FROM rows QUALIFY row_number() OVER (
             PARTITION BY frame_key ORDER BY status <> 'processed', drive_id, frame_time_ns, overlay_uri) = 1""")
         frames = "frames"
-    statuses = con.execute(f"SELECT status, reason_code, count(*) FROM {frames} WHERE status IS DISTINCT FROM "
-                           "'processed' GROUP BY ALL ORDER BY ALL").fetchall()
     excluded = {reason: 0 for reason in EXCLUSION_REASONS}
     reason_codes: dict[str, dict[str, int]] = {}
-    for status, code, count in statuses:
-        if status not in FRAME_STATUSES:
-            raise SelectionError(f"timeline files: status {status!r} is not one of {', '.join(FRAME_STATUSES)} "
+    for reason, code, count in con.execute(f"SELECT exclusion, reason_code, count(*) FROM {frames} WHERE exclusion "
+                                           "IS NOT NULL GROUP BY ALL ORDER BY ALL").fetchall():
+        if reason not in EXCLUSION_REASONS:
+            raise SelectionError(f"timeline files: status {reason!r} is not one of {', '.join(FRAME_STATUSES)} "
                                  f"({count} frames): are these drive timeline files?")
-        excluded[status] += count
-        reason_codes.setdefault(status, {})[code or "unknown"] = count
+        excluded[reason] += count
+        if reason in FRAME_STATUSES:
+            codes = reason_codes.setdefault(reason, {})
+            codes[code or "unknown"] = codes.get(code or "unknown", 0) + count
 
-    _register_keys(con, "validation_keys", validation_keys)
-    _register_keys(con, "labelled_keys", labelled_keys)
     score_sql, score_frames = "", None
     scores_used = [Path(p) for p in model_scores or ()]
     if scores_used:
@@ -496,29 +528,23 @@ def select_frames(timeline: Path | str | Sequence[Path | str], *, budget: Budget
         score_frames = _register_scores(con, scores_used)
         score_sql = "LEFT JOIN model_scores s USING (frame_key)"
     model_cols = ", ".join(f"coalesce({'s.' + m + ', ' if scores_used else ''}f.{m}) AS {m}" for m in MODEL_SIGNALS)
-    con.execute(f"""CREATE TEMP TABLE judged AS
-        SELECT f.*, CASE WHEN f.class_fractions IS NULL THEN 'no_class_fractions'
-                         WHEN v.frame_key IS NOT NULL THEN 'validation'
-                         WHEN l.frame_key IS NOT NULL THEN 'labelled' END AS exclusion
-        FROM {frames} f LEFT JOIN validation_keys v USING (frame_key) LEFT JOIN labelled_keys l USING (frame_key)
-        WHERE f.status = 'processed'""")
-    for reason, count in con.execute("SELECT exclusion, count(*) FROM judged WHERE exclusion IS NOT NULL "
-                                     "GROUP BY ALL").fetchall():
-        excluded[reason] += count
     try:
+        # Per frame the class mix as class indices and fractions (no class name per entry leaves DuckDB).
         eligible = con.sql(f"""
-            SELECT f.frame_key, f.drive_id, f.vehicle, f.camera, f.frame_time_ns, f.class_fractions, f.flicker,
-                   f.vru_present, {model_cols}, f.overlay_uri, f.mask_uri,
+            SELECT f.frame_key, f.drive_id, f.vehicle, f.camera, f.frame_time_ns, f.flicker, f.vru_present,
+                   {model_cols},
+                   list_transform(map_keys(f.class_fractions), lambda k: list_position(?::VARCHAR[], k)::INTEGER - 1)
+                       AS class_index,
+                   map_values(f.class_fractions)::DOUBLE[] AS class_value,
                    CASE WHEN f.dhash IS NULL THEN NULL ELSE ('0x' || f.dhash)::UBIGINT END AS dhash,
                    ('0x' || left(md5(f.frame_key || ':' || ?::VARCHAR), 15))::BIGINT AS tiebreak
-            FROM judged f {score_sql} WHERE f.exclusion IS NULL""", params=[seed]).to_arrow_table()
-    except duckdb.Error as exc:  # the conversion error names the bad dhash value
+            FROM {frames} f {score_sql} WHERE f.exclusion IS NULL""", params=[classes, seed]).to_arrow_table()
+    except duckdb.ConversionException as exc:  # names the bad dhash value
         raise SelectionError(f"timeline files: a dhash value is not 16 hex digits ({str(exc).splitlines()[0]}): "
                              "rebuild the timeline with the drive builder") from None
-    con.close()
 
     n = eligible.num_rows
-    mix = ClassMix.from_arrow(eligible.column("class_fractions"))
+    mix = ClassMix.from_lists(eligible.column("class_index"), eligible.column("class_value"), classes)
     frequency_source = "given" if training_frequency is not None else "timeline mean"
     reference = training_frequency if training_frequency is not None else mix.mean()
     raw: dict[str, np.ndarray] = {
@@ -536,15 +562,19 @@ def select_frames(timeline: Path | str | Sequence[Path | str], *, budget: Budget
 
     picked, suppressed, not_chosen = _greedy(eligible, order, frame_budget, quotas, near_duplicates)
     picks = []
-    details = eligible.select(["frame_key", "drive_id", "vehicle", "camera", "frame_time_ns", "class_fractions",
-                               "overlay_uri", "mask_uri"]).take(picked).to_pylist() if picked else []
+    details = eligible.select(["frame_key", "drive_id", "vehicle", "camera", "frame_time_ns"]).take(
+        picked).to_pylist() if picked else []
+    extra = {key: (dict(fractions or {}), overlay, mask) for key, fractions, overlay, mask in con.execute(
+        f"SELECT frame_key, class_fractions, overlay_uri, mask_uri FROM {frames} WHERE exclusion IS NULL AND "
+        "frame_key IN (SELECT unnest(?::VARCHAR[]))", [[row["frame_key"] for row in details]]).fetchall()}
+    con.close()
     for rank, (i, row) in enumerate(zip(picked, details, strict=True), start=1):
         top = sorted(((c[i], name) for name, c in contributions.items() if c[i] > 0), key=lambda t: (-t[0], t[1]))[:3]
         picks.append(Pick(rank=rank, frame_key=row["frame_key"], drive_id=row["drive_id"], vehicle=row["vehicle"],
                           camera=row["camera"], frame_time_ns=int(row["frame_time_ns"]), score=float(score[i]),
                           top_signals=tuple((name, _value(raw[name][i]), round(float(c), 6)) for c, name in top),
-                          class_fractions={k: float(v) for k, v in (row["class_fractions"] or [])},
-                          overlay_uri=row["overlay_uri"], mask_uri=row["mask_uri"]))
+                          class_fractions={k: float(v) for k, v in extra[row["frame_key"]][0].items()},
+                          overlay_uri=extra[row["frame_key"]][1], mask_uri=extra[row["frame_key"]][2]))
 
     document = {
         "schema_version": SELECTION_SCHEMA_VERSION,

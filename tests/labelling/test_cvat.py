@@ -24,6 +24,7 @@ from labelling.archive import (
     load_export_manifest,
 )
 from labelling.cvat import cvat_label_map, read_cvat, write_cvat
+from labelling.label_studio import write_label_studio
 from segcore.classes import CAMVID, CITYSCAPES, IGNORE_INDEX, custom_scheme
 from tests.labelling.conftest import HEIGHT, WIDTH, block_mask, rgb_image
 
@@ -353,6 +354,28 @@ def test_labels_exported_with_another_scheme(exported):
     assert _one_line(excinfo) == (
         f"{archive}:roadseg-export.json: exported with scheme 'cityscapes' (19 classes) but imported with 'camvid' "
         "(11 classes); import with the scheme of the export"
+    )
+
+
+def test_manifest_of_another_tool(exported, frames, tmp_path):
+    archive, _ = exported
+    other = write_label_studio(frames, CITYSCAPES, tmp_path / "ls")
+    with pytest.raises(LabelImportError) as excinfo:
+        read_cvat(archive, CITYSCAPES, expected=other)
+    assert _one_line(excinfo) == (
+        "manifest: is the manifest of a label-studio export, not of a cvat one; pass the cvat export's"
+    )
+
+
+def test_item_list_naming_a_file_outside_the_archive(tmp_path):
+    archive = _cvat_like_archive(tmp_path, {"a": block_mask(0)}, _scheme_labels())
+    folder = _extract(archive, tmp_path / "x")
+    with (folder / "ImageSets" / "Segmentation" / "default.txt").open("a") as f:
+        f.write("../../../outside\n")
+    with pytest.raises(LabelImportError) as excinfo:
+        read_cvat(folder, CITYSCAPES)
+    assert _one_line(excinfo) == (
+        f"{folder}:ImageSets/Segmentation/default.txt: item '../../../outside' leaves the archive"
     )
 
 

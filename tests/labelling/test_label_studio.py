@@ -136,6 +136,10 @@ def test_presigned_urls_are_referenced_with_their_expiry(frames, tmp_path):
     assert [t["data"]["image"] for t in tasks] == [urls[f.name] for f in frames]
     assert not (tmp_path / "ls" / "images").exists()
     assert manifest.urls_expire_at == "2026-12-08T05:00:00Z"
+    with pytest.raises(LabelExportError, match="urls_expire_at 'in an hour' must be an ISO 8601 UTC time"):
+        write_label_studio(frames, CITYSCAPES, tmp_path / "b", image_urls=urls, urls_expire_at="in an hour")
+    with pytest.raises(LabelExportError, match="must be an ISO 8601 UTC time"):
+        write_label_studio(frames, CITYSCAPES, tmp_path / "b", image_urls=urls, urls_expire_at="2026-12-08T05:00+02:00")
     with pytest.raises(LabelExportError, match="presigned URLs need their expiry"):
         write_label_studio(frames, CITYSCAPES, tmp_path / "b", image_urls=urls)
     with pytest.raises(LabelExportError, match=f"frames {frames[0].name}, {frames[1].name}, "):
