@@ -15,8 +15,9 @@ Handler string ``postprocess.handler``. For each SNS record:
 
 Signals (issue 23): the result document carries the frame's signals under ``signals``
 (contracts.signals.RESULT_SIGNALS_KEY): the input signals ingest put in the async input's metadata (null for inputs
-written without them) and the output signals of the mask (segcore.signals.output_signals). The numeric ones are
-published per frame in embedded metric format with the dimensions {Environment, Camera} (contracts.signal_metrics,
+written without them) and the output signals of the mask (segcore.signals.output_signals_from_fractions over the
+mask statistics' class fractions: no second pass over the mask). The numeric ones are published per frame in
+embedded metric format with the dimensions {Environment, Camera} (contracts.signal_metrics,
 roadseg_lambda.signal_metrics) when METRICS_ENVIRONMENT is set; the operational metrics above keep their own
 namespace and dimensions.
 
@@ -66,7 +67,7 @@ from segcore.results import (
     utc_now,
 )
 from segcore.settings import Settings, get_settings
-from segcore.signals import frame_signals, output_signals
+from segcore.signals import frame_signals, output_signals_from_fractions
 
 REQUIRED = ("INFERENCE_BUCKET", "ASYNC_ENDPOINT_NAME", "CLASS_NAMES")
 MAX_MASK_BYTES = 64 * 1024 * 1024
@@ -166,9 +167,10 @@ def process_notification(note: AsyncNotification, settings: Settings) -> str:
         geometry=geometry,
         vru_classes=settings.vru_classes,
     )
-    signals = frame_signals(input=_input_signals(meta), output=output_signals(
-        mask, settings.class_names, vru_classes=settings.vru_classes, ignore_index=settings.ignore_index,
-        vru_min_pixels=settings.vru_min_pixels))
+    # From the statistics' class fractions, not a second pass over the mask: the same shares up to their rounding
+    # (1e-6), and vru_present by the same rule (a VRU class with at least VRU_MIN_PIXELS pixels).
+    signals = frame_signals(input=_input_signals(meta), output=output_signals_from_fractions(
+        stats.class_fractions, vru_classes=settings.vru_classes, vru_present=stats.vru_present))
     mask_uri = note.output_location
     if settings.restore_original_size:
         restored = restore_to_original(mask, geometry, settings.ignore_index)
