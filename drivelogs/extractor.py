@@ -24,7 +24,9 @@ were read or counted lost (messages outside chunks, an over-counting metadata.ya
 with an ``unaccounted_messages`` problem; one that counts fewer than were read gets a ``count_mismatch`` problem.
 Either makes the drive ``partial``: ``complete`` means every image message of the logs was extracted or skipped with a
 reason. A log that turns out unreadable only once reading starts (UnreadableLog) is a ``read_error`` problem of
-unknown loss; the drive is ``partial`` and the manifest records what the other logs gave.
+unknown loss; the drive is ``partial`` and the manifest records what the other logs gave. ``no_image_topics`` is the
+status of logs read whole without an image topic; logs that lost messages before any camera was seen (a ROS 1 bag
+cut in its first kilobytes) are ``partial``, with the ``no_image_topics`` problem.
 """
 
 from __future__ import annotations
@@ -299,7 +301,8 @@ class DriveExtractor:
             skipped.update(camera.skipped)
         partial = any(p["messages_lost"] is None or p["messages_lost"] > 0 or p["kind"] in PARTIAL_PROBLEMS
                       for p in self.problems)
-        status = "no_image_topics" if not self.cameras else "partial" if partial else "complete"
+        # a log damaged before any camera showed up is partial, not empty: its image topics are unknown, not absent
+        status = "partial" if partial else "no_image_topics" if not self.cameras else "complete"
         options = self.options
         configured = None if options.cameras is None else {t: c.name for t, c in options.cameras.items()}
         doc = {
