@@ -357,7 +357,7 @@ def _connect() -> Any:
     import duckdb
 
     con = duckdb.connect()
-    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET preserve_insertion_order = false").fetchall()
     return con
 
 
@@ -417,7 +417,8 @@ def _filters(drives: Sequence[str] | None, start: dt.datetime | None, end: dt.da
 
 def _register_keys(con: Any, name: str, keys: Iterable[str] | None) -> None:
     """A temporary table ``name`` (frame_key) of the keys (bound as one list parameter: no pandas round trip)."""
-    con.execute(f"CREATE TEMP TABLE {name} AS SELECT DISTINCT unnest(?::VARCHAR[]) AS frame_key", [list(keys or ())])
+    con.execute(f"CREATE TEMP TABLE {name} AS SELECT DISTINCT unnest(?::VARCHAR[]) AS frame_key",
+                [list(keys or ())]).fetchall()
 
 
 def _register_scores(con: Any, paths: Sequence[Path]) -> int:
@@ -433,8 +434,8 @@ def _register_scores(con: Any, paths: Sequence[Path]) -> int:
     if "frame_key" not in columns:
         raise SelectionError(f"model scores {paths[0]}: no frame_key column: is it labelling.scoring's output?")
     selected = ", ".join(f"{s}::DOUBLE AS {s}" if s in columns else f"NULL::DOUBLE AS {s}" for s in MODEL_SIGNALS)
-    con.execute(f"CREATE TEMP VIEW model_scores AS SELECT frame_key, {selected} FROM {source}")
-    rows, distinct = con.execute("SELECT count(*), count(DISTINCT frame_key) FROM model_scores").fetchone()
+    con.execute(f"CREATE TEMP VIEW model_scores AS SELECT frame_key, {selected} FROM {source}").fetchall()
+    rows, distinct = con.execute("SELECT count(*), count(DISTINCT frame_key) FROM model_scores").fetchall()[0]
     if rows != distinct:
         raise SelectionError(f"model scores ({', '.join(map(str, paths))}): {rows - distinct} frame keys appear more "
                              "than once: score each frame once, or pass one scores file per pool")
@@ -495,17 +496,18 @@ def select_frames(timeline: Path | str | Sequence[Path | str], *, budget: Budget
              LEFT JOIN labelled_keys l ON l.frame_key = t.frame_key
         WHERE {where}"""
     try:
-        con.execute(sql_rows, params)
+        con.execute(sql_rows, params).fetchall()
         classes = [row[0] for row in con.execute("SELECT DISTINCT unnest(map_keys(class_fractions)) AS c FROM rows "
                                                  "WHERE exclusion IS NULL ORDER BY c").fetchall()]
     except duckdb.Error as exc:
         raise SelectionError(f"timeline files (first {files[0]}): DuckDB cannot select from them: "
                              f"{str(exc).splitlines()[0]}: are these drive timeline files?") from None
-    rows, distinct = con.execute("SELECT count(*), count(DISTINCT frame_key) FROM rows").fetchone()
+    rows, distinct = con.execute("SELECT count(*), count(DISTINCT frame_key) FROM rows").fetchall()[0]
     frames = "rows"
     if rows != distinct:  # the same frame in the per-drive file and the table's copy: keep one, processed first
         con.execute("""CREATE TEMP TABLE frames AS SELECT * FROM rows QUALIFY row_number() OVER (
-            PARTITION BY frame_key ORDER BY status <> 'processed', drive_id, frame_time_ns, overlay_uri) = 1""")
+            PARTITION BY frame_key ORDER BY status <> 'processed', drive_id, frame_time_ns, overlay_uri) = 1"""
+                    ).fetchall()
         frames = "frames"
     excluded = {reason: 0 for reason in EXCLUSION_REASONS}
     reason_codes: dict[str, dict[str, int]] = {}

@@ -291,3 +291,11 @@ def test_a_timeline_from_before_the_signal_columns(tmp_path):
     selection = select_frames(tmp_path, budget=Budget(frames=1), seed=1, weights={"vru_present": 1.0})
     assert selection.picks[0].frame_key == frames[2]["frame_key"]
     assert selection.picks[0].top_signals == (("vru_present", 1.0, 1.0),)
+
+
+def test_class_fractions_of_another_type_fail_with_one_line(tmp_path):
+    pq.write_table(pa.table({"frame_key": ["k"], "drive_id": ["v/d"], "camera": ["front"], "frame_time_ns": [1],
+                             "status": ["processed"], "class_fractions": ["road=1"]}), tmp_path / "x.parquet")
+    with pytest.raises(SelectionError, match="DuckDB cannot select from them") as caught:
+        select_frames(tmp_path, budget=Budget(frames=1), seed=1)
+    assert "\n" not in str(caught.value)
