@@ -23,6 +23,7 @@ Public API (other modules and ``roadseg label`` use these):
     LabelImportError(ValueError)                          - .problems: every problem, one line each; str(): the first
                                                             MAX_PROBLEM_LINES lines plus "... and N more problems"
     LabelExportError(ValueError)                          - bad export input (programmer/caller error), one line
+    zip_folder(folder, destination)                       - e.g. a Label Studio export folder as one zip to hand on
 
 Pixel values: class index = the scheme's train id (segcore.classes), ``IGNORE_INDEX`` (255) = unlabelled / ignore.
 """
@@ -442,6 +443,15 @@ def safe_extract(archive: Path, destination: Path) -> None:
         raise LabelImportError([f"{archive}: not a zip archive ({exc})"]) from None
     except OSError as exc:
         raise LabelImportError([f"{archive}: cannot read ({exc.strerror or exc})"]) from None
+
+
+def zip_folder(folder: Path, destination: Path) -> None:
+    """Zip every file under ``folder`` (paths relative to it, sorted, so the same export gives the same listing)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(destination, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
 
 
 def provenance(name: str, manifest: ExportManifest | None) -> dict[str, Any]:

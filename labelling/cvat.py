@@ -62,6 +62,7 @@ from labelling.archive import (
     provenance,
     safe_extract,
     size_problem,
+    zip_folder,
 )
 from segcore.classes import IGNORE_INDEX, ClassScheme
 
@@ -152,21 +153,13 @@ def write_cvat(
         ]
         manifest = build_manifest(TOOL, scheme, exported, model_version=model_version)
         (root / MANIFEST_FILE).write_text(manifest.to_json())
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        _zip_folder(root, destination)
+        zip_folder(root, destination)
         if images_destination is not None:
             images_destination.parent.mkdir(parents=True, exist_ok=True)
             with zipfile.ZipFile(images_destination, "w", zipfile.ZIP_STORED) as zf:  # JPEGs do not compress
                 for name in sorted(images):
                     zf.write(images[name], images[name].name)
     return manifest
-
-
-def _zip_folder(root: Path, destination: Path) -> None:
-    with zipfile.ZipFile(destination, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(root.rglob("*")):
-            if path.is_file():
-                zf.write(path, path.relative_to(root).as_posix())
 
 
 def read_cvat(

@@ -17,8 +17,8 @@ the brush's canvas may soften its edges.
         ``urls_expire_at`` (ISO 8601 UTC) is then required and recorded, so nobody wonders why images stop loading),
         or else written to images/<name>.jpg and referenced as ``image_prefix + "images/<name>.jpg"`` (e.g.
         "/data/local-files/?d=export/" for Label Studio's local file storage).
-    read_label_studio(export: Path (Label Studio's JSON export), scheme, expected: ExportManifest | None = None, *,
-                      allow_missing=False) -> ImportResult
+    read_label_studio(export: Path (Label Studio's JSON export, or a zip holding it), scheme,
+                      expected: ExportManifest | None = None, *, allow_missing=False) -> ImportResult
         Per task the newest annotation that was not cancelled; its brush results painted in order (a later result
         overwrites an earlier one where both paint); pixels no brush covers become 255 (ignore). Every problem (a
         label the scheme lacks, a missing or extra frame, a size mismatch, an undecodable brush) is one line of the
@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import xml.etree.ElementTree as ET
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -57,6 +59,7 @@ from labelling.archive import (
     load_export_manifest,
     load_rgb,
     provenance,
+    safe_extract,
     size_problem,
 )
 from segcore.classes import IGNORE_INDEX, ClassScheme
@@ -169,9 +172,23 @@ def read_label_studio(
     *,
     allow_missing: bool = False,
 ) -> ImportResult:
-    """The class-index masks of a Label Studio JSON export (see the module docstring)."""
+    """The class-index masks of a Label Studio JSON export, or of a zip holding one (see the module docstring)."""
     export = Path(export)
-    source = str(export)
+    if export.is_file() and zipfile.is_zipfile(export):
+        with tempfile.TemporaryDirectory(prefix="roadseg-ls-import-") as tmp:
+            safe_extract(export, Path(tmp))
+            inner = sorted(p for p in Path(tmp).rglob("*.json") if p.name != MANIFEST_FILE)
+            if len(inner) != 1:
+                raise LabelImportError([f"{export}: holds {len(inner)} JSON files besides {MANIFEST_FILE}; expected "
+                                        "the one JSON export of the project"])
+            source = f"{export}:{inner[0].relative_to(tmp).as_posix()}"
+            return _read_export(inner[0], source, scheme, expected, allow_missing)
+    return _read_export(export, str(export), scheme, expected, allow_missing)
+
+
+def _read_export(
+    export: Path, source: str, scheme: ClassScheme, expected: ExportManifest | None, allow_missing: bool
+) -> ImportResult:
     try:
         tasks = json.loads(export.read_bytes())
     except OSError as exc:

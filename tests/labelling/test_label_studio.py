@@ -13,7 +13,7 @@ from label_studio_converter import Converter
 from label_studio_converter.brush import decode_from_annotation, image2annotation, mask2rle
 from PIL import Image
 
-from labelling.archive import MANIFEST_FILE, LabelExportError, LabelImportError, load_export_manifest
+from labelling.archive import MANIFEST_FILE, LabelExportError, LabelImportError, load_export_manifest, zip_folder
 from labelling.label_studio import (
     CONFIG_FILE,
     FROM_NAME,
@@ -165,6 +165,22 @@ def test_our_tasks_round_trip_with_provenance(exported, frames):
         assert (label.source_key, label.source_version_id, label.model_version) == (
             frame.source_key, frame.source_version_id, "roadseg-model/7")
     assert result.counts() == {"expected": 4, "imported": 4, "missing": 0}
+
+
+def test_a_zip_of_the_export_and_its_manifest_reads(exported, frames, tmp_path):
+    folder, _ = exported
+    export = _as_label_studio_export(folder)
+    archive = tmp_path / "labelled.zip"
+    zip_folder(folder, archive)  # tasks.json is our own file, not an export: two JSON files
+    with pytest.raises(LabelImportError) as excinfo:
+        read_label_studio(archive, CITYSCAPES)
+    assert _one_line(excinfo) == (f"{archive}: holds 2 JSON files besides roadseg-export.json; expected the one "
+                                  "JSON export of the project")
+    (folder / TASKS_FILE).unlink()
+    zip_folder(folder, archive)
+    result = read_label_studio(archive, CITYSCAPES)
+    assert result.manifest is not None and [lb.source_key for lb in result.labels] == [f.source_key for f in frames]
+    assert export.name == "export.json"
 
 
 # --------------------------------------------------------------------------- exports the library's encoder built
