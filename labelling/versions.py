@@ -33,7 +33,6 @@ CopyObject is not used: its If-None-Match is refused (501) under bucket policies
 
 Public API (pure planning, then the S3 acts):
 
-    frame_name(source_key) -> str
     plan_version(version_id, parent_manifest | None, new_frames, scheme, *, replace, reshuffle_validation, seed,
                  validation_fraction, created_at) -> VersionPlan
     create_version(s3, bucket, new_frames, scheme, *, parent="latest"|None|id, replace=False, ...) -> dict manifest
@@ -56,7 +55,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from contracts.layout import DATASETS, INFERENCE
+from contracts.layout import DATASETS
 from labelling.splits import DEFAULT_SEED, DEFAULT_VALIDATION_FRACTION, SPLITS, SplitError, assign_splits, group_of
 from segcore.classes import ClassScheme
 
@@ -169,19 +168,6 @@ def next_version_id(existing: Iterable[str]) -> str:
     return f"v{max(numbers, default=0) + 1:04d}"
 
 
-def frame_name(source_key: str) -> str:
-    """A file name for a frame key: ``incoming/car-7/d1/front/20261203T101500.123456789Z.jpg`` ->
-    ``car-7__d1__front__20261203T101500.123456789Z`` (unique as the key is; characters outside [A-Za-z0-9._-]
-    become '-')."""
-    key = source_key.strip("/")
-    key = key.removeprefix(INFERENCE.incoming).removeprefix(DATASETS.incoming)
-    stem = PurePosixPath(key)
-    if stem.suffix.lower() in IMAGE_EXTENSIONS:
-        stem = stem.with_suffix("")
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", "__".join(stem.parts)).lstrip("._-")
-    return name[-200:] or "frame"
-
-
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -232,7 +218,7 @@ def check_new_frame(frame: NewFrame, scheme: ClassScheme) -> None:
     """What the Prepare step would drop, refused here instead: bad name, mask values or sizes."""
     if not FRAME_NAME.match(frame.name):
         raise VersionError(f"frame name '{frame.name}' must be 1-200 characters of A-Z a-z 0-9 . _ - "
-                           "(use labelling.versions.frame_name(source key))")
+                           "(labelling.archive.frame_name_for_key(source key) makes one)")
     if frame.image_ext.lower() not in IMAGE_EXTENSIONS:
         raise VersionError(f"frame {frame.name}: image extension '{frame.image_ext}' is not .jpg, .jpeg or .png")
     mask = np.asarray(frame.mask)

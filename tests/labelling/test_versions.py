@@ -13,6 +13,7 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
+from labelling.archive import frame_name_for_key
 from labelling.splits import SplitError, assign_splits, group_of
 from labelling.versions import (
     CLAIM_FILE,
@@ -24,7 +25,6 @@ from labelling.versions import (
     VersionError,
     check_manifest,
     create_version,
-    frame_name,
     list_versions,
     plan_version,
     put_new,
@@ -50,7 +50,7 @@ def _frame(drive: str | None, index: int, *, label: int = 0, camera: str = "fron
     key = f"incoming/{drive or 'loose'}/{camera}/20261203T1015{index:02d}.000000000Z.jpg"
     mask = np.full((height, width), label, dtype=np.uint8)
     mask[0, 0] = 255  # an ignored pixel survives the round trip
-    return NewFrame(frame_name(key), _jpeg(width, height, index), mask,
+    return NewFrame(frame_name_for_key(key), _jpeg(width, height, index), mask,
                     FrameProvenance(tool="cvat", source_key=key, source_version_id=f"ver-{index}", drive=drive,
                                     camera=camera, task="task-7", model_package_version="3"))
 
@@ -111,12 +111,6 @@ def test_splits_that_cannot_be_by_drive_say_how_to_fix():
 
 
 # ------------------------------------------------------------------------------------------------ pure planning
-
-
-def test_frame_names_come_from_the_key():
-    assert frame_name("incoming/car-7/d1/front/20261203T101500.123456789Z.jpg") == \
-        "car-7__d1__front__20261203T101500.123456789Z"
-    assert frame_name("incoming/x y/ü.png") == "x-y__-"
 
 
 def test_a_first_version_plans_files_with_hashes_and_provenance():
