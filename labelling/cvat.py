@@ -25,10 +25,16 @@ check the two readers agree on every mask.
         labelmap.txt, a label the scheme lacks, a missing or extra frame, a size mismatch) is one line of the
         LabelImportError, with the file and the pixel count.
     cvat_label_map(scheme) -> dict[str, tuple[int, int, int]]   (labelmap.txt's entries, background first)
+    cvat_project_labels(scheme) -> list[dict]
+        The project's labels as CVAT's API, its CLI (``cvat-cli project create --labels @cvat-labels.json``) and the
+        label editor's "Raw" tab take them (name, "#rrggbb" colour, type "any": masks stay masks, or become polygons
+        if the upload converts them); also written into the export zip as ``cvat-labels.json``. A task's labels must
+        carry the scheme's names, or CVAT drops the pre-annotations of the others.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -70,6 +76,7 @@ TOOL = "cvat"
 DATUMARO_FORMAT = "voc_segmentation"  # what CVAT's "Segmentation mask 1.1" exporter passes to datumaro
 BACKGROUND = "background"
 BACKGROUND_COLOR = (0, 0, 0)
+PROJECT_LABELS_FILE = "cvat-labels.json"
 SUBSET = "default"  # CVAT writes ImageSets/Segmentation/default.txt
 
 # Marks, in a colour lookup, pixels whose colour labelmap.txt names with a label that is not a class of the scheme.
@@ -99,6 +106,14 @@ def cvat_label_map(scheme: ClassScheme) -> dict[str, tuple[int, int, int]]:
         owner[color] = c.name
         entries[c.name] = color
     return entries
+
+
+def cvat_project_labels(scheme: ClassScheme) -> list[dict[str, object]]:
+    """CVAT's label objects for ``scheme`` (the Label model of CVAT's API: name, color "#rrggbb", type, attributes;
+    https://docs.cvat.ai/docs/api_sdk/sdk/reference/models/label/). No background label: CVAT adds its own."""
+    cvat_label_map(scheme)  # the same refusals: CVAT could not tell such classes apart in a colour mask
+    return [{"name": c.name, "color": "#{:02x}{:02x}{:02x}".format(*c.color), "type": "any", "attributes": []}
+            for c in scheme.classes]
 
 
 def write_cvat(
@@ -153,6 +168,7 @@ def write_cvat(
         ]
         manifest = build_manifest(TOOL, scheme, exported, model_version=model_version)
         (root / MANIFEST_FILE).write_text(manifest.to_json())
+        (root / PROJECT_LABELS_FILE).write_text(json.dumps(cvat_project_labels(scheme), indent=2) + "\n")
         zip_folder(root, destination)
         if images_destination is not None:
             images_destination.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ datumaro the way CVAT writes them read by ours, and every bad archive reported i
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from labelling.archive import (
     frame_name_for_key,
     load_export_manifest,
 )
-from labelling.cvat import cvat_label_map, read_cvat, write_cvat
+from labelling.cvat import cvat_label_map, cvat_project_labels, read_cvat, write_cvat
 from labelling.label_studio import write_label_studio
 from segcore.classes import CAMVID, CITYSCAPES, IGNORE_INDEX, custom_scheme
 from tests.labelling.conftest import HEIGHT, WIDTH, block_mask, rgb_image
@@ -94,6 +95,10 @@ def test_labelmap_names_every_class_colour_and_background_black(exported, tmp_pa
     }
     assert list(label_map)[0] == "background"
     assert cvat_label_map(CITYSCAPES) == {"background": (0, 0, 0), **dict(_scheme_labels())}
+    labels = json.loads((folder / "cvat-labels.json").read_text())
+    assert labels == cvat_project_labels(CITYSCAPES)
+    assert labels[0] == {"name": "road", "color": "#804080", "type": "any", "attributes": []}
+    assert [lb["name"] for lb in labels] == list(CITYSCAPES.names)
 
 
 def test_datumaro_imports_our_export_and_reproduces_every_mask(exported, frames, tmp_path):
