@@ -27,6 +27,8 @@ class Ros1BagLog(RosbagLog):
         from rosbags.rosbag1.reader import Header, RecordType, decompressors, read_bytes, read_uint32
         from rosbags.typesys import Stores, get_typestore
 
+        for topic, msgtype in self._connections_ahead():  # every camera announced before the first message
+            wanted(topic, msgtype)
         typestore = get_typestore(Stores.EMPTY)
         connections: dict[int, tuple[str, str]] = {}  # conn id -> (topic, msgtype)
         size = self.path.stat().st_size
@@ -75,6 +77,53 @@ class Ros1BagLog(RosbagLog):
             return
         self.problem("truncated", f"the bag index is unusable ({why}); every chunk was read in order",
                      offset=size, messages_lost=0)
+
+    def _connections_ahead(self) -> list[tuple[str, str]]:
+        """(topic, type) of every connection record the bag holds, from one pass over its records (chunks
+        decompressed, messages skipped), ended where the bag stops; the reading pass that follows reports damage.
+        The extractor names cameras at the first camera message from the topics announced so far: announced here
+        first, the names cannot depend on the order in which connections first appear in the chunks."""
+        from rosbags.rosbag1.reader import Header, RecordType, decompressors, read_bytes, read_uint32
+        from rosbags.typesys.msg import normalize_msgtype
+
+        found: dict[int, tuple[str, str]] = {}
+
+        def connection(header: Any, stream: Any) -> None:
+            conn, topic = header.get_uint32("conn"), header.get_string("topic")
+            found.setdefault(conn, (topic, normalize_msgtype(Header.read(stream).get_string("type"))))
+
+        size = self.path.stat().st_size
+        with self.path.open("rb") as bio:
+            bio.readline()
+            try:
+                Header.read(bio, RecordType.BAGHEADER)
+                bio.seek(read_uint32(bio), os.SEEK_CUR)
+            except Exception:  # as the reading pass does: the first chunk follows the padded bag header
+                bio.seek(FIRST_RECORD)
+            while bio.tell() < size:
+                try:
+                    header = Header.read(bio)
+                    op = header.get_uint8("op")
+                    if op == RecordType.CONNECTION:
+                        connection(header, bio)
+                        continue
+                    if op != RecordType.CHUNK:
+                        read_bytes(bio, read_uint32(bio))
+                        continue
+                    data = decompressors[header.get_string("compression")](read_bytes(bio, read_uint32(bio)))
+                except Exception:  # the bag stops here
+                    break
+                chunk = io.BytesIO(data)
+                try:
+                    while chunk.tell() < len(data):
+                        record = Header.read(chunk)
+                        if record.get_uint8("op") == RecordType.CONNECTION:
+                            connection(record, chunk)
+                        else:
+                            read_bytes(chunk, read_uint32(chunk))
+                except Exception:  # a damaged chunk: the reading pass reports it
+                    continue
+        return list(found.values())
 
     def _chunk(self, data: bytes, wanted: Wanted, typestore: Any,
                connections: dict[int, tuple[str, str]]) -> Iterator[LogMessage]:

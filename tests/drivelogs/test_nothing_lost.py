@@ -167,6 +167,31 @@ def test_unindexed_mcap_names_cameras_by_topic_whatever_the_channel_order(tmp_pa
     assert all(result == results[0] for result in results[1:]), results
 
 
+@pytest.mark.parametrize("damage", ["header", "cut-before-index"])
+def test_ros1_bag_read_chunk_by_chunk_names_cameras_by_topic_whatever_the_order(tmp_path, drive_logs, damage):
+    """A ROS 1 bag whose index is unusable is read chunk by chunk; each topic's connection record sits in the chunk
+    of its first message (rosbags' writer), so one topic's connection comes chunks after the other's frames."""
+    t0, w, h = drive_logs.T0, drive_logs.WIDTH, drive_logs.HEIGHT
+    made = {FRONT: lambda i: drive_logs.compressed(FRONT, t0 + i * 100_000_000, drive_logs.jpeg_bytes(seed=i)),
+            RAW: lambda i: drive_logs.image(RAW, t0 + i * 100_000_000 + 1, "mono8", w, h, bytes([i]) * (w * h), w)}
+    results = []
+    for index, order in enumerate(([FRONT, RAW], [RAW, FRONT])):
+        bag = drive_logs.write_ros1_bag(tmp_path / f"d_{index}.bag", [made[topic](i) for topic in order
+                                                                       for i in range(4)], chunk_threshold=3000)
+        data = bytearray(bag.read_bytes())
+        if damage == "header":
+            data[20:36] = bytes(b ^ 0xFF for b in data[20:36])
+        else:
+            from rosbags.rosbag1 import Reader
+
+            with Reader(bag) as reader:
+                data = data[: max(c.pos for c in reader.chunk_infos) + 20]
+        bag.write_bytes(bytes(data))
+        manifest = validate_drive_manifest(extract_drive("car-7/d", [bag], LocalDirectorySink(tmp_path / f"o{index}")))
+        results.append({n: c["topic"] for n, c in manifest["cameras"].items()})
+    assert results[0] == results[1] == {"cam-front-image_raw-compressed": FRONT, "cam-front-image_raw": RAW}
+
+
 def test_the_merge_matches_cameras_by_topic_and_reports_names_that_differ(tmp_path, drive_logs):
     log = drive_logs.write_mcap(tmp_path / "d.mcap", boot_messages(drive_logs))
     share = validate_drive_manifest(extract_drive("car-7/d", [log], LocalDirectorySink(tmp_path / "out")))
