@@ -70,7 +70,7 @@ from labelling.archive import (
     size_problem,
     zip_folder,
 )
-from segcore.classes import IGNORE_INDEX, ClassScheme
+from segcore.classes import ClassScheme
 
 TOOL = "cvat"
 DATUMARO_FORMAT = "voc_segmentation"  # what CVAT's "Segmentation mask 1.1" exporter passes to datumaro
@@ -136,7 +136,7 @@ def write_cvat(
             media = Image.from_numpy(data=np.ascontiguousarray(frame.image[:, :, ::-1]))  # datumaro holds BGR
         else:
             media = Image.from_file(path=str(frame.image))
-        present = [int(v) for v in np.unique(frame.mask) if v != IGNORE_INDEX]
+        present = [int(v) for v in np.unique(frame.mask) if v != scheme.ignore_index]
         # One mask per class present, sharing the index mask (no per-class copies); 255 gets none, so datumaro
         # paints it as background.
         annotations = [ExtractedMask(index_mask=frame.mask, index=v, label=v, id=i + 1, group=i + 1)
@@ -306,7 +306,7 @@ def _read_folder(
 
 @dataclass(frozen=True)
 class _Lookup:
-    """What a mask pixel means. Colour PNGs: packed colour (r << 16 | g << 8 | b) -> train id, IGNORE_INDEX
+    """What a mask pixel means. Colour PNGs: packed colour (r << 16 | g << 8 | b) -> train id, the ignore index
     (background) or _FOREIGN (a label the scheme lacks). Single-channel PNGs (CVAT's documentation allows them):
     the pixel is the label's position in labelmap.txt, as datumaro's VOC reader takes it."""
 
@@ -336,7 +336,7 @@ def _label_lookup(root: Path, source: str, scheme: ClassScheme, problems: Proble
             value = scheme.index(name)
         elif name == BACKGROUND or (color is not None and tuple(color) == BACKGROUND_COLOR
                                     and BACKGROUND_COLOR not in class_colors):
-            value = IGNORE_INDEX
+            value = scheme.ignore_index
         else:
             value = _FOREIGN
         lookup.indices[position] = value

@@ -62,7 +62,7 @@ from labelling.archive import (
     safe_extract,
     size_problem,
 )
-from segcore.classes import IGNORE_INDEX, ClassScheme
+from segcore.classes import ClassScheme
 
 TOOL = "label-studio"
 FROM_NAME = "tag"  # the BrushLabels control
@@ -92,7 +92,7 @@ def brush_results(mask: np.ndarray, scheme: ClassScheme) -> list[dict[str, Any]]
     height, width = mask.shape
     results = []
     for value in np.unique(mask):
-        if value == IGNORE_INDEX:
+        if value == scheme.ignore_index:
             continue
         name = scheme.classes[int(value)].name
         results.append({
@@ -323,26 +323,35 @@ def _paint(
             ok = False
             continue
         size = (width, height)
-        try:
-            layer = decode_rle(value["rle"])
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            problems.add(f"{what}: cannot decode its brush RLE ({type(exc).__name__}: {exc}); draw it again")
+        rle = value.get("rle") if isinstance(value, dict) else None
+        # The RLE's first 32 bits are its value count (RGBA: 4 per pixel); checked before decoding, which would
+        # allocate whatever a damaged header claims.
+        if not isinstance(rle, list) or len(rle) < 4 or not all(isinstance(b, int) and 0 <= b <= 255 for b in rle):
+            problems.add(f"{what}: no brush RLE (value.rle, a list of bytes); draw it again")
             ok = False
             continue
-        if layer.size != width * height * 4:
-            problems.add(f"{what}: brush RLE holds {layer.size // 4} pixels but the image is {width}x{height} "
+        count = int.from_bytes(bytes(rle[:4]), "big")
+        if count != width * height * 4:
+            problems.add(f"{what}: brush RLE holds {count // 4} pixels but the image is {width}x{height} "
                          f"({width * height} pixels); draw it again")
+            ok = False
+            continue
+        try:
+            layer = decode_rle(rle)
+        except (IndexError, TypeError, ValueError) as exc:
+            problems.add(f"{what}: cannot decode its brush RLE ({type(exc).__name__}: {exc}); draw it again")
             ok = False
             continue
         painted = layer.reshape(height, width, 4)[:, :, 3] >= PAINTED_ALPHA
         names = value.get("brushlabels") or []
+        names = names if isinstance(names, list) else [names]
         if len(names) != 1 or names[0] not in scheme.names:
             problems.add(f"{what}: {int(painted.sum())} pixels of label {names!r}, not one class of the "
                          f"'{scheme.name}' scheme (classes: {', '.join(scheme.names)}); relabel them")
             ok = False
             continue
         if mask is None:
-            mask = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
+            mask = np.full((height, width), scheme.ignore_index, dtype=np.uint8)
         mask[painted] = scheme.index(names[0])
     if not ok:
         return None, pixels
@@ -351,5 +360,5 @@ def _paint(
             problems.add(f"{where}: frame '{name}' has an annotation without brushes and no known size; pass the "
                          "export manifest")
             return None, pixels
-        mask = np.full((frame.height, frame.width), IGNORE_INDEX, dtype=np.uint8)
+        mask = np.full((frame.height, frame.width), scheme.ignore_index, dtype=np.uint8)
     return mask, mask.size

@@ -297,13 +297,22 @@ def test_rle_that_does_not_fit_its_size_and_other_tools(tmp_path):
     brush = _brush(np.ones((HEIGHT, WIDTH), dtype=bool), "road")
     brush["original_width"] = WIDTH * 2
     polygon = {"type": "polygonlabels", "value": {"points": [[0, 0], [1, 1], [0, 1]], "polygonlabels": ["car"]}}
-    export = _write(tmp_path, [_task(1, "f", [brush]), _task(2, "g", [polygon])])
+    huge = _brush(np.ones((HEIGHT, WIDTH), dtype=bool), "road")
+    huge["value"]["rle"] = [255, 255, 255, 252, *huge["value"]["rle"][4:]]  # a header claiming 2**30 pixels
+    cut = _brush(np.ones((HEIGHT, WIDTH), dtype=bool), "road")
+    cut["value"]["rle"] = cut["value"]["rle"][:6]
+    export = _write(tmp_path, [_task(1, "f", [brush]), _task(2, "g", [polygon]), _task(3, "h", [huge]),
+                               _task(4, "i", [cut])])
     with pytest.raises(LabelImportError) as excinfo:
         read_label_studio(export, CITYSCAPES)
     assert excinfo.value.problems == (
         f"{export}: task 1 result 0: brush RLE holds {WIDTH * HEIGHT} pixels but the image is {WIDTH * 2}x{HEIGHT} "
         f"({WIDTH * 2 * HEIGHT} pixels); draw it again",
         f"{export}: task 2 result 0: type 'polygonlabels' is not brushlabels; label frames with the brush only",
+        f"{export}: task 3 result 0: brush RLE holds {2**30 - 1} pixels but the image is {WIDTH}x{HEIGHT} "
+        f"({WIDTH * HEIGHT} pixels); draw it again",
+        f"{export}: task 4 result 0: cannot decode its brush RLE (ValueError: invalid literal for int() with base 2: "
+        "''); draw it again",
     )
 
 
