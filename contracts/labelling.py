@@ -8,8 +8,9 @@ to label, why each one (its top signals), and the accounting that reconciles eve
 
 - candidates: distinct frames (by frame_key) of the timeline files inside the drive and time filters;
 - excluded: frames that may never be picked, by reason (``EXCLUSION_REASONS``): not processed (quarantined or failed,
-  with the timeline's reason codes in ``excluded_reason_codes``), no class fractions, already labelled, in the
-  validation set;
+  with the timeline's reason codes in ``excluded_reason_codes``), no class fractions, in the validation set, of a
+  validation drive (splits are by drive: a new label there would grow the validation set the gate compares on),
+  already labelled;
 - suppressed: near-duplicates of an earlier pick along the drive (``SUPPRESSION_REASONS``: same camera closer in
   time than the minimum gap, or an image whose dHash lies within the Hamming threshold of a pick's);
 - not_chosen: eligible frames left out because a camera's or a vehicle's quota was full, or the budget was
@@ -41,7 +42,7 @@ POOL_FILE = "pool.txt"  # frame keys of a candidate pool, one a line (what label
 
 DEFAULT_MINUTES_PER_FRAME = 90.0
 
-EXCLUSION_REASONS = ("quarantined", "failed", "no_class_fractions", "validation", "labelled")
+EXCLUSION_REASONS = ("quarantined", "failed", "no_class_fractions", "validation", "validation_drive", "labelled")
 SUPPRESSION_REASONS = ("time_gap", "dhash")
 NOT_CHOSEN_REASONS = ("camera_quota", "vehicle_quota", "budget")
 

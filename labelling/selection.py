@@ -7,16 +7,22 @@ searched recursively), read with DuckDB. Optional filters: drive ids (``<vehicle
 
 Public API (the CLI is a thin layer over it):
 
-    selection = select_frames(paths, budget=Budget(hours=40), quotas=Quotas(per_camera=50), seed=7, ...)
+    version = version_exclusions(json.loads(manifest_text))          # optional: the current dataset version
+    selection = select_frames(paths, budget=Budget(hours=40), quotas=Quotas(per_camera=50), seed=7,
+                              labelled_keys=version.labelled_keys, validation_keys=version.validation_keys,
+                              validation_drives=version.validation_drives,
+                              training_frequency=version.class_frequency or None, model_scores=[scores], ...)
     write_selection(selection, out / SELECTION_MANIFEST_FILE)       # contracts.labelling manifest, validated
     write_pool(selection, out / POOL_FILE)                          # frame keys, for labelling.scoring
     write_contact_sheet(selection, out / CONTACT_SHEET_FILE, images=local_images(selection, bucket_copy))
 
 How a frame is chosen:
 
-1. ELIGIBLE: processed, has class fractions, not in ``validation_keys`` or ``labelled_keys``; every other frame is
-   counted under its reason (quarantined and failed with the timeline's reason codes). A frame present in two files
-   (the per-drive copy and the table's copy) counts once.
+1. ELIGIBLE: processed, has class fractions, not in ``validation_keys``, not of one of ``validation_drives``
+   (splits are by drive: a new label there would grow the validation set), not in ``labelled_keys``; every other
+   frame is counted under its reason (quarantined and failed with the timeline's reason codes). A frame present in
+   two files (the per-drive copy and the table's copy) counts once. ``version_exclusions(manifest)`` reads all three
+   and the class frequency from a dataset version's manifest (labelling.versions).
 2. SCORE = sum over ``contracts.labelling.SCORE_SIGNALS`` of weight x signal scaled min-max to 0..1 over the eligible
    frames (a frame without a signal, e.g. flicker of a camera's first frame or a model signal outside the scored
    pool, contributes 0 for it): label flicker (timeline column ``flicker``), rarity of the frame's class mix for the
@@ -62,6 +68,7 @@ from contracts.labelling import (
     validate_selection,
 )
 from contracts.signals import MODEL_SIGNALS
+from labelling.splits import NO_DRIVE_PREFIX
 
 MIN_FREQUENCY = 1e-4  # segcore.signals.MIN_FREQUENCY: a class the training set lacks counts as this rare
 REQUIRED_COLUMNS = ("frame_key", "drive_id", "camera", "frame_time_ns", "status", "class_fractions")
@@ -211,7 +218,7 @@ def timeline_files(paths: Path | str | Sequence[Path | str]) -> list[Path]:
 
 def read_frame_keys(path: Path | str) -> list[str]:
     """Frame keys from a file: a JSON list, a JSON object with ``frame_keys`` or ``frames`` (a list of keys or of
-    objects with ``frame_key``; a dataset version manifest), or plain text with one key a line."""
+    objects with ``frame_key`` or ``source_key``: a dataset version manifest), or plain text with one key a line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -231,12 +238,46 @@ def read_frame_keys(path: Path | str) -> list[str]:
                              "frames")
     keys = []
     for position, item in enumerate(items):
-        key = item.get("frame_key") if isinstance(item, dict) else item
+        key = item.get("frame_key", item.get("source_key")) if isinstance(item, dict) else item
         if not isinstance(key, str) or not key:
             raise SelectionError(f"frame keys {path}: entry {position} is not a frame key (a string, or an object "
                                  "with frame_key)")
         keys.append(key)
     return keys
+
+
+@dataclass(frozen=True)
+class VersionExclusions:
+    """What a dataset version (labelling.versions manifest) says about the next selection."""
+
+    labelled_keys: tuple[str, ...]  # every frame of the version (its source frame key)
+    validation_keys: tuple[str, ...]  # those in its validation split
+    validation_drives: tuple[str, ...]  # the drives of its validation split (splits are by drive)
+    class_frequency: dict[str, float]  # the training frames' class pixel shares: the rare-class weights
+    frames_without_source_key: int  # labelled frames that cannot be matched to a timeline frame (say so)
+
+
+def version_exclusions(manifest: Mapping[str, Any], where: str = "dataset version manifest") -> VersionExclusions:
+    """The labelled and validation frames, the validation drives and the class frequency of a dataset version's
+    manifest (``versions/<id>/manifest.json``)."""
+    frames = manifest.get("frames") if isinstance(manifest, Mapping) else None
+    if not isinstance(frames, list):
+        raise SelectionError(f"{where}: no frames list: is it a dataset version's manifest.json?")
+    labelled, validation, unkeyed = [], [], 0
+    for frame in frames:
+        key = frame.get("source_key") if isinstance(frame, Mapping) else None
+        if not isinstance(key, str) or not key:  # imported without provenance: no timeline frame to match
+            unkeyed += 1
+            continue
+        labelled.append(key)
+        if frame.get("split") == "validation":
+            validation.append(key)
+    groups = (manifest.get("split") or {}).get("validation_groups") or []
+    drives = tuple(g for g in groups if isinstance(g, str) and not g.startswith(NO_DRIVE_PREFIX))
+    frequency = manifest.get("class_frequency") or {}
+    return VersionExclusions(labelled_keys=tuple(labelled), validation_keys=tuple(validation),
+                             validation_drives=drives, frames_without_source_key=unkeyed,
+                             class_frequency=check_frequency(frequency, where) if frequency else {})
 
 
 def read_training_frequency(path: Path | str) -> dict[str, float]:
@@ -446,6 +487,7 @@ def select_frames(timeline: Path | str | Sequence[Path | str], *, budget: Budget
                   seed: int, drives: Sequence[str] | None = None, start: dt.datetime | None = None,
                   end: dt.datetime | None = None, near_duplicates: NearDuplicates = NearDuplicates(),
                   labelled_keys: Iterable[str] | None = None, validation_keys: Iterable[str] | None = None,
+                  validation_drives: Iterable[str] | None = None,
                   training_frequency: Mapping[str, float] | None = None,
                   model_scores: Sequence[Path | str] | None = None,
                   weights: Mapping[str, float] | None = None) -> Selection:
@@ -481,6 +523,8 @@ def select_frames(timeline: Path | str | Sequence[Path | str], *, budget: Budget
     }
     _register_keys(con, "validation_keys", validation_keys)
     _register_keys(con, "labelled_keys", labelled_keys)
+    con.execute("CREATE TEMP TABLE validation_drives AS SELECT DISTINCT unnest(?::VARCHAR[]) AS validation_drive",
+                [list(validation_drives or ())]).fetchall()
     # One pass over the files: the columns selection needs and each frame's exclusion (NULL: eligible).
     sql_rows = f"""CREATE TEMP TABLE rows AS
         SELECT t.frame_key, drive_id, split_part(drive_id, '/', 1) AS vehicle, camera::VARCHAR AS camera,
@@ -491,9 +535,11 @@ def select_frames(timeline: Path | str | Sequence[Path | str], *, budget: Budget
                CASE WHEN status IS DISTINCT FROM 'processed' THEN coalesce(status, 'unknown')
                     WHEN class_fractions IS NULL THEN 'no_class_fractions'
                     WHEN v.frame_key IS NOT NULL THEN 'validation'
+                    WHEN vd.validation_drive IS NOT NULL THEN 'validation_drive'
                     WHEN l.frame_key IS NOT NULL THEN 'labelled' END AS exclusion
         FROM {source} t LEFT JOIN validation_keys v ON v.frame_key = t.frame_key
              LEFT JOIN labelled_keys l ON l.frame_key = t.frame_key
+             LEFT JOIN validation_drives vd ON vd.validation_drive = t.drive_id
         WHERE {where}"""
     try:
         con.execute(sql_rows, params).fetchall()

@@ -26,6 +26,7 @@ from labelling.selection import (
     read_frame_keys,
     select_frames,
     tiebreak,
+    version_exclusions,
     write_contact_sheet,
     write_pool,
     write_selection,
@@ -130,7 +131,8 @@ def test_exclusions_are_counted_with_their_reasons(tmp_path):
     selection = select_frames(tmp_path, budget=Budget(frames=10), seed=1, near_duplicates=NO_DUPLICATES,
                               validation_keys=[validation], labelled_keys=[labelled, validation])
     acc = selection.accounting
-    assert acc["excluded"] == {"quarantined": 2, "failed": 1, "no_class_fractions": 1, "validation": 1, "labelled": 1}
+    assert acc["excluded"] == {"quarantined": 2, "failed": 1, "no_class_fractions": 1, "validation": 1,
+                               "validation_drive": 0, "labelled": 1}
     assert acc["excluded_reason_codes"] == {"quarantined": {"too_dark": 2}, "failed": {"endpoint_error": 1}}
     picked = {p.frame_key for p in selection.picks}
     assert validation not in picked and labelled not in picked and len(picked) == 4
@@ -299,3 +301,38 @@ def test_class_fractions_of_another_type_fail_with_one_line(tmp_path):
     with pytest.raises(SelectionError, match="DuckDB cannot select from them") as caught:
         select_frames(tmp_path, budget=Budget(frames=1), seed=1)
     assert "\n" not in str(caught.value)
+
+
+def test_a_dataset_version_excludes_its_frames_and_validation_drives(tmp_path):
+    """The manifest labelling.versions writes: its frames are labelled, its validation frames and drives excluded,
+    its class frequency weighs rarity."""
+    from labelling.versions import FrameProvenance, NewFrame, plan_version
+    from segcore.classes import CAMVID
+
+    timeline = spaced("car-0", "d0", "front", 4) + spaced("car-1", "d1", "front", 4)
+    mask = np.zeros((8, 16), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 8)).save(buffer, format="PNG")
+    new = [NewFrame(name=f"f{i}", image=buffer.getvalue(), mask=mask, image_ext=".png",
+                    provenance=FrameProvenance(tool="cvat", source_key=row["frame_key"], drive=row["drive_id"]))
+           for i, row in enumerate([timeline[0], timeline[4]])]
+    manifest = plan_version("v0001", None, new, CAMVID, seed=1, validation_fraction=0.5).manifest
+    version = version_exclusions(manifest)
+    assert sorted(version.labelled_keys) == sorted([timeline[0]["frame_key"], timeline[4]["frame_key"]])
+    assert len(version.validation_drives) == 1 and version.validation_keys
+    assert version.class_frequency == manifest["class_frequency"]
+    selection = select_frames(tmp_path_table(tmp_path, timeline), budget=Budget(frames=10), seed=1,
+                              near_duplicates=NO_DUPLICATES, labelled_keys=version.labelled_keys,
+                              validation_keys=version.validation_keys, validation_drives=version.validation_drives,
+                              training_frequency=version.class_frequency)
+    excluded = selection.accounting["excluded"]
+    assert excluded["validation"] == 1 and excluded["validation_drive"] == 3 and excluded["labelled"] == 1
+    assert {p.drive_id for p in selection.picks} == {"car-0/d0", "car-1/d1"} - set(version.validation_drives)
+    assert selection.accounting["picked"] == 3
+    with pytest.raises(SelectionError, match="no frames list"):
+        version_exclusions({"version": "v0001"})
+
+
+def tmp_path_table(tmp_path, frames):
+    write_table(tmp_path / "timeline", frames)
+    return tmp_path / "timeline"
