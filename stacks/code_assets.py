@@ -32,6 +32,7 @@ EXPORT_DIR = ROOT / "export"
 PROCESSING_ENTRY = ROOT / "jobs" / "processing_entry.py"
 CONTRACTS_DIR = ROOT / "contracts"
 SEGCORE_DIR = ROOT / "segcore"
+MONITORING_DIR = ROOT / "monitoring"
 
 # The export environment's wheels (export/requirements.txt), downloaded by `make synth` / `make test`.
 EXPORT_WHEELHOUSE = ROOT / ".wheelhouse" / "export"
@@ -52,9 +53,11 @@ def _tree(directory: Path, under: str = "") -> Files:
 
 
 def lambda_files() -> Files:
-    """lambda/ at the root (handler modules, roadseg_lambda/, the bundler's requirements.txt), segcore/ and
-    contracts/."""
-    return _tree(LAMBDA_DIR) + _tree(SEGCORE_DIR, "segcore") + _tree(CONTRACTS_DIR, "contracts")
+    """lambda/ at the root (handler modules, roadseg_lambda/, the bundler's requirements.txt), segcore/, contracts/
+    and monitoring/ (the drift monitor's handler runs monitoring.job; the package imports only segcore and contracts
+    besides numpy)."""
+    return (_tree(LAMBDA_DIR) + _tree(SEGCORE_DIR, "segcore") + _tree(CONTRACTS_DIR, "contracts")
+            + _tree(MONITORING_DIR, "monitoring"))
 
 
 def processing_files() -> Files:

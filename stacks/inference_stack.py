@@ -10,6 +10,7 @@ from contracts import naming
 from envconfig.config import EnvironmentConfig
 from stacks.async_endpoint import AsyncEndpoint, AsyncEndpointProps
 from stacks.bucket_set import BucketSet
+from stacks.drift_monitoring import DriftMonitoring, DriftMonitoringProps
 from stacks.drive_processing import DriveProcessing, DriveProcessingProps
 from stacks.drives import DriveTable, DriveTableProps
 from stacks.images import images_mapping
@@ -105,6 +106,11 @@ class InferenceStack(cdk.Stack):
             frame_limits=(config.preprocessing.max_input_bytes, config.preprocessing.max_input_pixels),
             vpc_config=placement.sagemaker_vpc_config() if placement else None))
         self.monitoring.add_section("Whole drives", self.drive_processing.alarms)
+        # Label-free drift per camera (issue 23): each camera's last window against the serving model's reference.
+        self.drift = DriftMonitoring(self, "Drift", DriftMonitoringProps(
+            config=config, buckets=buckets, key=self.operations_key, monitoring=self.monitoring,
+            model_package_group=training.settings.model_package_group,
+            serving_parameter=naming.serving_package_parameter(config.prefix))) if config.monitoring.enabled else None
         self.rollout.allow_updating(self.preprocessors.functions)
         if any(e.endpoint_config.kms_key_id for e in (self.realtime, self.async_endpoint)):
             self.rollout.allow_granting_volume_key(buckets.key)

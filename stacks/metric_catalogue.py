@@ -23,6 +23,7 @@ from contracts.signal_metrics import (
     SIGNAL_METRICS,
     SIGNAL_METRICS_NAMESPACE,
 )
+from monitoring.metrics import DRIFT_METRICS, DRIFT_NAMESPACE
 
 SAGEMAKER_ENDPOINT_METRICS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html"
 SAGEMAKER_ASYNC_METRICS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-monitor.html"
@@ -30,6 +31,7 @@ SAGEMAKER_PIPELINE_METRICS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/d
 LAMBDA_METRICS_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html"
 SQS_METRICS_DOC = "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-available-cloudwatch-metrics.html"
 POWERTOOLS_METRICS_DOC = "https://docs.powertools.aws.dev/lambda/python/latest/core/metrics/"
+DRIFT_METRICS_DOC = "monitoring/metrics.py (roadseg publishes them itself with PutMetricData)"
 
 ENDPOINT = frozenset({"EndpointName"})
 ENDPOINT_VARIANT = frozenset({"EndpointName", "VariantName"})
@@ -88,6 +90,8 @@ CATALOGUE: dict[tuple[str, str], MetricSpec] = {spec.key: spec for spec in [
             (frozenset(SIGNAL_DIMENSIONS),), EMF_SPECIFICATION_DOC),
     *_specs(SIGNAL_METRICS_NAMESPACE, FRAMES_QUARANTINED_METRIC, (frozenset(QUARANTINE_DIMENSIONS),),
             EMF_SPECIFICATION_DOC),
+    # The drift monitor's own metrics (monitoring/metrics.py publishes them with PutMetricData, one dimension set each).
+    *[MetricSpec(DRIFT_NAMESPACE, name, (frozenset(dims),), DRIFT_METRICS_DOC) for name, dims in DRIFT_METRICS.items()],
 ]}
 
 

@@ -56,7 +56,8 @@ class EndpointService:
 # service -> endpoint. The integration contract ``vpc-endpoints-for-called-services`` checks that every service a
 # function or job calls has one (stacks/checks/service_contracts/rules.py, CALLED_SERVICES).
 ENDPOINT_SERVICES: tuple[EndpointService, ...] = (
-    EndpointService("SageMakerApi", "sagemaker.api", "rollout (DescribeModelPackage); operators' SDKs",
+    EndpointService("SageMakerApi", "sagemaker.api",
+                    "rollout and drift monitor (DescribeModelPackage); operators' SDKs",
                     "https://docs.aws.amazon.com/sagemaker/latest/dg/interface-vpc-endpoint.html"),
     EndpointService("SageMakerRuntime", "sagemaker.runtime", "ingest (InvokeEndpointAsync), real-time front "
                     "(InvokeEndpoint)", "https://docs.aws.amazon.com/sagemaker/latest/dg/interface-vpc-endpoint.html"),
@@ -64,7 +65,8 @@ ENDPOINT_SERVICES: tuple[EndpointService, ...] = (
                     "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_sts_vpce.html"),
     EndpointService("Logs", "logs", "CloudWatch Logs agents of jobs and endpoints in the VPC",
                     "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch-logs-and-interface-VPC.html"),
-    EndpointService("Monitoring", "monitoring", "PutMetricData of jobs and endpoints in the VPC",
+    EndpointService("Monitoring", "monitoring", "PutMetricData of jobs and endpoints in the VPC; the drift monitor "
+                    "(ListMetrics, GetMetricData, PutMetricData)",
                     "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-and-interface-VPC.html"),
     EndpointService("Kms", "kms", "SSE-KMS data keys for S3 objects and volumes used from the VPC",
                     "https://docs.aws.amazon.com/kms/latest/developerguide/kms-vpc-endpoint.html"),
@@ -79,7 +81,8 @@ ENDPOINT_SERVICES: tuple[EndpointService, ...] = (
                     "https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html"),
     EndpointService("CloudFormation", "cloudformation", "rollout (DescribeStacks, UpdateStack)",
                     "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/vpc-interface-endpoints.html"),
-    EndpointService("Ssm", "ssm", "SSM parameters read from the VPC (operators' tooling)",
+    EndpointService("Ssm", "ssm", "SSM parameters read from the VPC (operators' tooling; the drift monitor reads "
+                    "the serving package)",
                     "https://docs.aws.amazon.com/systems-manager/latest/userguide/setup-create-vpc.html"),
     EndpointService("Glue", "glue", "the drive completion function (GetTable, BatchCreatePartition of the timeline)",
                     "https://docs.aws.amazon.com/glue/latest/dg/vpc-interface-endpoints.html"),

@@ -1,0 +1,189 @@
+"""The drift monitor in the inference stack: schedule, least-privilege role, alarms to the alarm topic with the
+dimensions the function publishes, the dashboard section, the code asset and isolated-network mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from contracts import naming
+from contracts.signal_metrics import CAMERA_DIMENSION, ENVIRONMENT_DIMENSION, SIGNAL_METRICS_NAMESPACE
+from monitoring.metrics import DRIFT_DETECTED, DRIFT_METRICS, DRIFT_NAMESPACE, DRIFTED_CAMERAS
+from stacks.checks.service_contracts import Assembly, Context, check
+from stacks.code_assets import lambda_files, stage
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def env(request, synth):
+    return synth(request.param)
+
+
+@pytest.fixture(scope="module")
+def template(env) -> dict:
+    return json.loads((env.outdir / env.stacks.inference.template_file).read_text())
+
+
+def _of_type(template: dict, kind: str) -> dict[str, dict]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def _drift_function(template: dict) -> tuple[str, dict]:
+    (found,) = [(k, v) for k, v in _of_type(template, "AWS::Lambda::Function").items()
+                if v["Properties"].get("Handler") == "drift_monitor.handler"]
+    return found
+
+
+def _role_statements(template: dict, function: dict) -> list[dict]:
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [s for policy in _of_type(template, "AWS::IAM::Policy").values()
+            if {"Ref": role} in policy["Properties"]["Roles"]
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def _actions(statement: dict) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else actions
+
+
+def test_the_schedule_invokes_the_function_with_a_dead_letter_queue(env, template):
+    logical, function = _drift_function(template)
+    (rule,) = [r for r in _of_type(template, "AWS::Events::Rule").values()
+               if "ScheduleExpression" in r["Properties"]]
+    hours = env.config.monitoring.schedule_hours
+    assert rule["Properties"]["ScheduleExpression"] == ("rate(1 hour)" if hours == 1 else "rate(1 day)")
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [logical, "Arn"]}
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [function["Properties"]["DeadLetterConfig"]["TargetArn"]
+                                                                ["Fn::GetAtt"][0], "Arn"]}
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["DRIFT_ENVIRONMENT"] == env.config.prefix
+    assert variables["DRIFT_SERVING_PARAMETER"] == naming.serving_package_parameter(env.config.prefix)
+    assert variables["DRIFT_WINDOW_SECONDS"] == str(env.config.monitoring.window * 3600)
+    assert variables["DRIFT_CAMERAS"] == ",".join(env.config.monitored_cameras)
+
+
+def test_the_role_holds_exactly_what_the_job_calls(template):
+    _, function = _drift_function(template)
+    statements = _role_statements(template, function)
+    allowed = {a for s in statements for a in _actions(s)}
+    expected = {"ssm:GetParameter", "sagemaker:DescribeModelPackage", "cloudwatch:GetMetricData",
+                "cloudwatch:ListMetrics", "cloudwatch:PutMetricData", "s3:GetObject*", "s3:GetBucket*", "s3:List*",
+                "kms:Decrypt", "sqs:SendMessage", "kms:GenerateDataKey", "kms:Encrypt", "kms:ReEncrypt*",
+                "kms:GenerateDataKey*", "kms:DescribeKey"}
+    assert allowed <= expected, allowed - expected
+    assert {"ssm:GetParameter", "sagemaker:DescribeModelPackage", "cloudwatch:GetMetricData",
+            "cloudwatch:PutMetricData", "s3:GetObject*"} <= allowed
+    assert not any(a.endswith(":*") or a == "*" for a in allowed)
+    (put,) = [s for s in statements if "cloudwatch:PutMetricData" in _actions(s)]
+    assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": DRIFT_NAMESPACE}}
+    (ssm,) = [s for s in statements if "ssm:GetParameter" in _actions(s)]
+    assert "serving/model-package-arn" in json.dumps(ssm["Resource"])
+    (describe,) = [s for s in statements if "sagemaker:DescribeModelPackage" in _actions(s)]
+    assert "-segmentation/*" in json.dumps(describe["Resource"])
+    (read,) = [s for s in statements if "s3:GetObject*" in _actions(s)]
+    assert "/pipelines/*" in json.dumps(read["Resource"])
+
+
+def _alarms_on(template: dict, namespace: str) -> list[dict]:
+    found = []
+    for alarm in _of_type(template, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        metrics = [props] if "MetricName" in props else [
+            q["MetricStat"]["Metric"] for q in props.get("Metrics", []) if "MetricStat" in q]
+        if any(m.get("Namespace") == namespace for m in metrics):
+            found.append(props)
+    return found
+
+
+def _topic(template: dict) -> str:
+    (topic,) = [k for k, v in _of_type(template, "AWS::SNS::Topic").items()
+                if "alarms" in json.dumps(v["Properties"].get("DisplayName", ""))]
+    return topic
+
+
+def test_drift_alarms_reach_the_alarm_topic_with_the_published_dimensions(env, template):
+    topic = _topic(template)
+    drift = _alarms_on(template, DRIFT_NAMESPACE)
+    cameras = env.config.monitored_cameras
+    assert len(drift) == 1 + len(cameras)
+    windows = env.config.monitoring.alarm_windows
+    for props in drift:
+        assert props["AlarmActions"] == [{"Ref": topic}] and props["OKActions"] == [{"Ref": topic}]
+        assert props["EvaluationPeriods"] == props["DatapointsToAlarm"] == windows
+        assert props["TreatMissingData"] == "notBreaching"
+        dimensions = tuple(sorted(d["Name"] for d in props["Dimensions"]))
+        assert dimensions == tuple(sorted(DRIFT_METRICS[props["MetricName"]]))  # what monitoring/metrics.py puts
+        assert {"Name": ENVIRONMENT_DIMENSION, "Value": env.config.prefix} in props["Dimensions"]
+    assert sorted(p["MetricName"] for p in drift) == sorted([DRIFTED_CAMERAS] + [DRIFT_DETECTED] * len(cameras))
+    alarmed = sorted(d["Value"] for p in drift for d in p["Dimensions"] if d["Name"] == CAMERA_DIMENSION)
+    assert alarmed == sorted(cameras)
+
+
+def test_anomaly_detection_alarms_per_camera_and_signal(env, template):
+    topic = _topic(template)
+    anomaly = _alarms_on(template, SIGNAL_METRICS_NAMESPACE)
+    cfg = env.config.monitoring
+    assert len(anomaly) == len(env.config.monitored_cameras) * len(cfg.anomaly_signals)
+    for props in anomaly:
+        assert props["AlarmActions"] == [{"Ref": topic}]
+        assert props["ComparisonOperator"] == "LessThanLowerOrGreaterThanUpperThreshold"
+        (band,) = [q for q in props["Metrics"] if "Expression" in q]
+        assert band["Expression"].startswith("ANOMALY_DETECTION_BAND(") and props["ThresholdMetricId"] == band["Id"]
+    if env.config.monitored_cameras:
+        assert anomaly
+
+
+def test_the_function_is_watched(template):
+    logical, _ = _drift_function(template)
+    topic = _topic(template)
+    watched = [a["Properties"] for a in _of_type(template, "AWS::CloudWatch::Alarm").values()
+               if {"Name": "FunctionName", "Value": {"Ref": logical}} in a["Properties"].get("Dimensions", [])]
+    names = sorted(p["MetricName"] for p in watched)
+    assert names == ["Errors", "Invocations"]
+    assert all(p["AlarmActions"] == [{"Ref": topic}] for p in watched)
+    (not_running,) = [p for p in watched if p["MetricName"] == "Invocations"]
+    assert not_running["TreatMissingData"] == "breaching" and not_running["ComparisonOperator"] == "LessThanThreshold"
+
+
+def test_the_dashboard_has_a_row_per_camera(env, template):
+    (dashboard,) = _of_type(template, "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    assert "Drift per camera" in body
+    for camera in env.config.monitored_cameras:
+        assert f"{camera}: drift" in body and f"{camera}: signal means (hourly)" in body
+
+
+def test_every_contract_holds(env):
+    context = Context(reserved_concurrency_declared=env.config.reserved_lambda_concurrency,
+                      account_pinned=env.config.account is not None)
+    violations = check(Assembly.from_directory(env.outdir), context)
+    assert violations == [], "\n".join(map(str, violations))
+
+
+def test_isolated_mode_runs_the_function_in_the_vpc_with_its_endpoints(isolated_synth):
+    env = isolated_synth("isolated-create")
+    templates = env.templates()
+    inference = templates[env.stacks.inference.stack_name]
+    _, function = _drift_function(inference)
+    assert function["Properties"]["VpcConfig"]["SubnetIds"]
+    violations = check(Assembly.from_directory(env.outdir), Context(reserved_concurrency_declared=0,
+                                                                   account_pinned=True))
+    assert violations == [], "\n".join(map(str, violations))
+
+
+def test_the_lambda_asset_runs_the_handler_on_its_own(tmp_path: Path):
+    """Only what the asset ships: lambda/, segcore/, contracts/ and monitoring/ (no training, envconfig or stacks)."""
+    names = {name for name, _ in lambda_files()}
+    assert {"drift_monitor.py", "monitoring/job.py", "monitoring/drift.py", "monitoring/queries.py"} <= names
+    staged = stage(lambda_files(), tmp_path / "asset")
+    code = ("import sys, drift_monitor, monitoring.job; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('training', 'envconfig', 'stacks', 'aws_cdk')]")
+    environment = {**os.environ, "PYTHONPATH": str(staged)}
+    result = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(staged)!r}); {code}"],
+                            cwd=tmp_path, env=environment, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
