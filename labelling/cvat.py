@@ -137,8 +137,8 @@ def write_cvat(
         else:
             media = Image.from_file(path=str(frame.image))
         present = [int(v) for v in np.unique(frame.mask) if v != scheme.ignore_index]
-        # One mask per class present, sharing the index mask (no per-class copies); 255 gets none, so datumaro
-        # paints it as background.
+        # One mask per class present, sharing the index mask (no per-class copies); the ignore value gets none, so
+        # datumaro paints it as background. A frame with nothing but ignore gets no class PNG (CVAT's own way).
         annotations = [ExtractedMask(index_mask=frame.mask, index=v, label=v, id=i + 1, group=i + 1)
                        for i, v in enumerate(present)]
         items.append(DatasetItem(id=frame.name, subset=SUBSET, media=media, annotations=annotations))
