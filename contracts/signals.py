@@ -156,6 +156,23 @@ REFERENCE_PROFILE_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
+# Where a model package's reference profile is: the gate's RegisterModel step records it as the statistics of the
+# package's drift check baselines, DriftCheckBaselines.ModelDataQuality.Statistics (a MetricsSource: ContentType
+# application/json, S3Uri), which DescribeModelPackage returns as it was given
+# (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DriftCheckBaselines.html). SageMaker stores the URI
+# and never reads the file (Model Monitor, which would, is not used).
+REFERENCE_PROFILE_LOCATION = ("DriftCheckBaselines", "ModelDataQuality", "Statistics", "S3Uri")
+
+
+def reference_profile_uri(model_package: Mapping[str, Any]) -> str | None:
+    """The S3 URI of a model package's reference profile from its DescribeModelPackage response (or the
+    CreateModelPackage request), None for a package registered without one (before the gate wrote profiles)."""
+    node: Any = model_package
+    for key in REFERENCE_PROFILE_LOCATION:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node if isinstance(node, str) and node else None
+
+
 def validate_reference_profile(doc: Any) -> dict[str, Any]:
     """The document itself if it is a valid reference profile, else DocumentError naming the key: beyond the types,
     every signal is a monitored signal, its edges are ``SIGNAL_BIN_EDGES``' (histograms only compare bin by bin) and

@@ -22,6 +22,7 @@ import pytest
 from contracts.instances import has_local_instance_storage
 from contracts.job_settings import CLASSES_FILE, SETTINGS_DIR, SETTINGS_INPUT
 from contracts.service_limits import MAX_CONTAINER_ARGUMENT_LENGTH, check_container_arguments
+from contracts.signals import REFERENCE_PROFILE_FILE, reference_profile_uri
 from segcore.classes import classes_json, custom_scheme
 from training.hyperparameters import TUNABLE_RANGES, tuning_ranges
 from training.pipelines.definition import build_training_pipeline, build_tuning_pipeline
@@ -304,12 +305,9 @@ def test_training_pipeline_steps_in_order(training):
         ("CreateCandidateModel", "Model"),
         ("TransformValidation", "Transform"),
         ("EvaluateModel", "Processing"),
-        ("QualityGate", "Condition"),
+        ("IsFirstModel", "Condition"),
     ]
-    gate = training["Steps"][-1]["Arguments"]
-    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("ExportModel", "Processing"),
-                                                                 ("RegisterModel", "RegisterModel")]
-    assert [(s["Name"], s["Type"]) for s in gate["ElseSteps"]] == [("GateFailed", "Fail")]
+    _assert_the_two_tails(training)
 
 
 def test_tuning_pipeline_steps_in_order(tuning):
@@ -321,12 +319,31 @@ def test_tuning_pipeline_steps_in_order(tuning):
         ("CreateCandidateModel", "Model"),
         ("TransformValidation", "Transform"),
         ("EvaluateModel", "Processing"),
-        ("QualityGate", "Condition"),
+        ("IsFirstModel", "Condition"),
     ]
-    gate = tuning["Steps"][-1]["Arguments"]
-    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("ExportModel", "Processing"),
-                                                                 ("RegisterModel", "RegisterModel")]
-    assert [(s["Name"], s["Type"]) for s in gate["ElseSteps"]] == [("GateFailed", "Fail")]
+    _assert_the_two_tails(tuning)
+
+
+def _assert_the_two_tails(definition: dict) -> None:
+    """IsFirstModel: a first model (IncumbentModelS3Uri "") meets today's gate; otherwise the incumbent is created,
+    transformed and scored first, and a gate that also reads the regressions decides."""
+    branch = definition["Steps"][-1]["Arguments"]
+    assert branch["Conditions"] == [{"Type": "Equals", "LeftValue": get("IncumbentModelS3Uri"), "RightValue": ""}]
+    [gate] = branch["IfSteps"]
+    assert (gate["Name"], gate["Type"]) == ("QualityGate", "Condition")
+    assert [(s["Name"], s["Type"]) for s in gate["Arguments"]["IfSteps"]] == [("ExportModel", "Processing"),
+                                                                              ("RegisterModel", "RegisterModel")]
+    assert [(s["Name"], s["Type"]) for s in gate["Arguments"]["ElseSteps"]] == [("GateFailed", "Fail")]
+    assert [(s["Name"], s["Type"]) for s in branch["ElseSteps"]] == [
+        ("CreateIncumbentModel", "Model"),
+        ("TransformIncumbent", "Transform"),
+        ("EvaluateVsIncumbent", "Processing"),
+        ("QualityGateVsIncumbent", "Condition"),
+    ]
+    gate = branch["ElseSteps"][-1]["Arguments"]
+    assert [(s["Name"], s["Type"]) for s in gate["IfSteps"]] == [("ExportModelVsIncumbent", "Processing"),
+                                                                 ("RegisterModelVsIncumbent", "RegisterModel")]
+    assert [(s["Name"], s["Type"]) for s in gate["ElseSteps"]] == [("GateFailedVsIncumbent", "Fail")]
 
 
 @pytest.mark.parametrize("pipeline", ["training", "tuning"])
@@ -347,12 +364,30 @@ def test_dependencies_follow_property_references(pipeline, training, tuning):
         | ({job} if pipeline == "tuning" else set()),
         # Only a gated model is exported, from the artifact that was evaluated, with the frames it was judged on.
         "ExportModel": {job, "PrepareServingValidation", "EvaluateModel"},
+        # The reference profile is EvaluateModel's in both tails.
         "RegisterModel": {job, "EvaluateModel", "ExportModel"},
         "GateFailed": {"EvaluateModel"},
+        "CreateIncumbentModel": set(),  # the IncumbentModelS3Uri parameter only
+        "TransformIncumbent": {"CreateIncumbentModel", "PrepareServingValidation"},  # the same serving frames
+        "EvaluateVsIncumbent": {"PrepareDataset", "PrepareServingValidation", "TransformValidation",
+                                "TransformIncumbent"} | ({job} if pipeline == "tuning" else set()),
+        "ExportModelVsIncumbent": {job, "PrepareServingValidation", "EvaluateVsIncumbent"},
+        "RegisterModelVsIncumbent": {job, "EvaluateVsIncumbent", "EvaluateModel", "ExportModelVsIncumbent"},
+        "GateFailedVsIncumbent": {"EvaluateVsIncumbent"},
     }
     for name, upstream in expected.items():
         assert referenced_steps(by_name[name]["Arguments"]) == upstream, name
     assert referenced_steps(gate["Conditions"]) == {"EvaluateModel"}
+    assert referenced_steps(by_name["QualityGateVsIncumbent"]["Arguments"]["Conditions"]) == {"EvaluateVsIncumbent"}
+    # No step outside the incumbent's branch reads a step inside it: SageMaker would never run such a step for a
+    # first model (the branch not taken blocks everything below it).
+    incumbent_branch = {s["Name"] for s in by_name["IsFirstModel"]["Arguments"]["ElseSteps"]}
+    incumbent_branch |= {"ExportModelVsIncumbent", "RegisterModelVsIncumbent", "GateFailedVsIncumbent"}
+    outside = set(by_name) - incumbent_branch
+    own = {name: by_name[name]["Arguments"]["Conditions"] if by_name[name]["Type"] == "Condition"
+           else by_name[name]["Arguments"] for name in outside}  # a condition's branches are not its own arguments
+    assert {name: referenced_steps(node) & incumbent_branch for name, node in own.items()} == \
+        {name: set() for name in outside}
     assert not any("DependsOn" in s for s in by_name.values())  # data references order everything
 
 
@@ -384,7 +419,10 @@ def test_training_parameters(training):
         "MinIoUBicycle",
         "MinIoUMotorcycle",
         "MinIoUTrafficLight",
+        "MaxIoURegression",
         "ModelApprovalStatus",
+        "IncumbentModelS3Uri",
+        "IncumbentModelPackageArn",
     ]
     assert all(re.fullmatch(r"[A-Za-z0-9]+", name) for name in params)
     assert params["InputDataS3Uri"]["DefaultValue"] == "s3://test-datasets-bucket/raw/"
@@ -401,6 +439,10 @@ def test_training_parameters(training):
     for class_name, floor in FLOORS.items():
         assert params[floor_parameter_name(class_name)]["Type"] == "Float"
         assert params[floor_parameter_name(class_name)]["DefaultValue"] == floor
+    assert params["MaxIoURegression"] == {"Name": "MaxIoURegression", "Type": "Float", "DefaultValue": 0.01}
+    # "" (no approved model): a first model; roadseg pipeline start fills both from the latest Approved package.
+    assert params["IncumbentModelS3Uri"] == {"Name": "IncumbentModelS3Uri", "Type": "String", "DefaultValue": ""}
+    assert params["IncumbentModelPackageArn"]["DefaultValue"] == ""
     assert params["ModelApprovalStatus"]["DefaultValue"] == "PendingManualApproval"
     assert set(params["ModelApprovalStatus"]["EnumValues"]) == {"PendingManualApproval", "Approved", "Rejected"}
 
@@ -838,8 +880,16 @@ def test_evaluate_step(pipeline, training, tuning):
         "/opt/ml/processing/output/evaluation",
         "--scheme",
         "cityscapes",
+        "--serving-frames",
+        "/opt/ml/processing/input/serving_validation",
     ]
     inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
+    # The frames the transform read: their input signals go into the reference profile.
+    assert inputs["serving_validation"] == {
+        "S3Uri": {"Get": "Steps.PrepareServingValidation.ProcessingOutputConfig.Outputs['serving_validation']"
+                         ".S3Output.S3Uri"},
+        "LocalPath": "/opt/ml/processing/input/serving_validation", "S3DataType": "S3Prefix",
+        "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated", "S3CompressionType": "None"}
     assert inputs["serving_geometry"]["S3Uri"] == {
         "Get": "Steps.PrepareServingValidation.ProcessingOutputConfig.Outputs['serving_geometry'].S3Output.S3Uri"
     }
@@ -905,10 +955,15 @@ def test_gate_json_paths_resolve_on_an_evaluation_report():
     assert get_using_dot_notation(report, gate_json_path("motorcycle")) == -1.0
 
 
+TAILS = [("RegisterModel", "EvaluateModel", "ExportModel"),
+         ("RegisterModelVsIncumbent", "EvaluateVsIncumbent", "ExportModelVsIncumbent")]
+
+
 @pytest.mark.parametrize("pipeline", ["training", "tuning"])
-def test_register_model(pipeline, training, tuning):
+@pytest.mark.parametrize(("register_step", "evaluate_step", "export_step"), TAILS)
+def test_register_model(pipeline, register_step, evaluate_step, export_step, training, tuning):
     definition = {"training": training, "tuning": tuning}[pipeline]
-    args = steps(definition)["RegisterModel"]["Arguments"]
+    args = steps(definition)[register_step]["Arguments"]
     assert args["ModelPackageGroupName"] == "roadseg-test-segmentation"
     assert args["ModelApprovalStatus"] == get("ModelApprovalStatus")
     spec = args["InferenceSpecification"]
@@ -921,27 +976,35 @@ def test_register_model(pipeline, training, tuning):
     assert container["Image"] == SUBSTITUTES["AlgorithmImage"]
     candidate = steps(definition)["CreateCandidateModel"]["Arguments"]["PrimaryContainer"]["ModelDataUrl"]
     assert container["ModelDataUrl"] == candidate  # the model that was evaluated is the one registered
-    assert args["ModelMetrics"]["ModelQuality"]["Statistics"] == {
+    assert args["ModelMetrics"]["ModelQuality"]["Statistics"] == {  # the report the gate read
         "ContentType": "application/json",
         "S3Uri": join(
-            {"Get": "Steps.EvaluateModel.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"},
+            {"Get": f"Steps.{evaluate_step}.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"},
             "evaluation.json",
             on="/",
         ),
     }
+    # The reference profile of the gated frames (EvaluateModel's, in both tails): where the drift monitor finds it.
+    assert args["DriftCheckBaselines"] == {"ModelDataQuality": {"Statistics": {
+        "ContentType": "application/json",
+        "S3Uri": join({"Get": "Steps.EvaluateModel.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"},
+                      REFERENCE_PROFILE_FILE, on="/"),
+    }}}
     assert args["CustomerMetadataProperties"] == {
         "ClassScheme": "cityscapes",
         "NumClasses": "19",
-        "EdgeBundle": {"Get": "Steps.ExportModel.ProcessingOutputConfig.Outputs['bundle'].S3Output.S3Uri"},
+        "EdgeBundle": {"Get": f"Steps.{export_step}.ProcessingOutputConfig.Outputs['bundle'].S3Output.S3Uri"},
         "ServingSize": "1024x512",
     }
 
 
 @pytest.mark.parametrize("pipeline", ["training", "tuning"])
-def test_export_step_turns_the_gated_model_into_an_edge_bundle(pipeline, training, tuning):
+@pytest.mark.parametrize(("evaluate_step", "export_step"), [(e, x) for _, e, x in TAILS])
+def test_export_step_turns_the_gated_model_into_an_edge_bundle(pipeline, evaluate_step, export_step, training,
+                                                               tuning):
     definition = {"training": training, "tuning": tuning}[pipeline]
     by_name = steps(definition)
-    args = by_name["ExportModel"]["Arguments"]
+    args = by_name[export_step]["Arguments"]
     # Python 3.11 for MXNet, the same entry script, the functions' frame preparation (the serving resolution).
     assert args["AppSpecification"]["ImageUri"] == SUBSTITUTES["ExportImage"]
     assert args["AppSpecification"]["ContainerEntrypoint"] == PROCESSING_ENTRYPOINT
@@ -966,7 +1029,7 @@ def test_export_step_turns_the_gated_model_into_an_edge_bundle(pipeline, trainin
         "Get": "Steps.PrepareServingValidation.ProcessingOutputConfig.Outputs['serving_validation'].S3Output.S3Uri"
     }
     assert inputs["evaluation"]["S3Uri"] == {
-        "Get": "Steps.EvaluateModel.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"
+        "Get": f"Steps.{evaluate_step}.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"
     }
     [output] = args["ProcessingOutputConfig"]["Outputs"]
     assert output["OutputName"] == "bundle"
@@ -997,6 +1060,140 @@ def test_the_longest_edge_bundle_uri_is_a_valid_model_package_metadata_value():
     assert arguments[arguments.index("--max-logit-difference") + 1] == "0.05"
     assert arguments[arguments.index("--min-argmax-agreement") + 1] == "0.99"
     assert arguments[arguments.index("--max-parity-frames") + 1] == "3"
+
+
+def test_the_reference_profile_location_is_what_the_contract_reads(training):
+    # contracts.signals.reference_profile_uri reads DescribeModelPackage: the request's shape is what it returns.
+    args = steps(training)["RegisterModel"]["Arguments"]
+    request = {**args, "DriftCheckBaselines": {"ModelDataQuality": {"Statistics": {
+        "ContentType": "application/json", "S3Uri": "s3://artifacts/pipelines/p/e/evaluation/reference-profile.json"}}}}
+    assert reference_profile_uri(request) == "s3://artifacts/pipelines/p/e/evaluation/reference-profile.json"
+    assert reference_profile_uri({k: v for k, v in args.items() if k != "DriftCheckBaselines"}) is None
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").shape_for("DescribeModelPackageOutput")
+    node = shape
+    for key in ("DriftCheckBaselines", "ModelDataQuality", "Statistics", "S3Uri"):
+        node = node.members[key]  # the path exists in DescribeModelPackage's output
+    assert node.type_name == "string"
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_the_incumbent_is_created_from_the_parameter_and_transforms_the_same_frames(pipeline, training, tuning):
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    by_name = steps(definition)
+    model = by_name["CreateIncumbentModel"]["Arguments"]
+    candidate = by_name["CreateCandidateModel"]["Arguments"]
+    assert model["PrimaryContainer"]["ModelDataUrl"] == get("IncumbentModelS3Uri")
+    # The same image, role and isolation as the candidate: the two differ in their model data only.
+    assert {k: v for k, v in model.items() if k != "PrimaryContainer"} == \
+        {k: v for k, v in candidate.items() if k != "PrimaryContainer"}
+    assert model["PrimaryContainer"]["Image"] == candidate["PrimaryContainer"]["Image"]
+    incumbent = by_name["TransformIncumbent"]["Arguments"]
+    mine = by_name["TransformValidation"]["Arguments"]
+    assert incumbent["ModelName"] == {"Get": "Steps.CreateIncumbentModel.ModelName"}
+    assert incumbent["TransformInput"] == mine["TransformInput"]  # the SAME serving frames
+    assert {k: v for k, v in incumbent.items() if k not in ("ModelName", "TransformOutput")} == \
+        {k: v for k, v in mine.items() if k not in ("ModelName", "TransformOutput")}
+    assert incumbent["TransformOutput"]["S3OutputPath"] == join(
+        "s3:/", "test-artifacts-bucket", "pipelines", f"roadseg-test-{pipeline}", EXECUTION_ID,
+        "incumbent-predictions", on="/")
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_evaluate_vs_incumbent_scores_both_models(pipeline, training, tuning):
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    by_name = steps(definition)
+    step = by_name["EvaluateVsIncumbent"]
+    args = step["Arguments"]
+    first = by_name["EvaluateModel"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    container = args["AppSpecification"]["ContainerArguments"]
+    # The candidate's arguments (without the reference profile, EvaluateModel's), then the incumbent's.
+    assert container[: len(first) - 2] == first[:-2]
+    assert container[len(first) - 2:] == [
+        "--incumbent-predictions", "/opt/ml/processing/input/incumbent_predictions",
+        join("--incumbent-model-data=", get("IncumbentModelS3Uri")),
+        join("--incumbent-model-package=", get("IncumbentModelPackageArn")),
+        "--incumbent-tolerance", join(get("MaxIoURegression")),
+    ]
+    inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
+    assert inputs["incumbent_predictions"]["S3Uri"] == {"Get": "Steps.TransformIncumbent.TransformOutput.S3OutputPath"}
+    assert inputs["predictions"]["S3Uri"] == {"Get": "Steps.TransformValidation.TransformOutput.S3OutputPath"}
+    assert "serving_validation" not in inputs
+    [output] = args["ProcessingOutputConfig"]["Outputs"]
+    assert output["S3Output"]["S3Uri"] == join("s3:/", "test-artifacts-bucket", "pipelines", f"roadseg-test-{pipeline}",
+                                               EXECUTION_ID, "evaluation-vs-incumbent", on="/")
+    assert step["PropertyFiles"] == [
+        {"PropertyFileName": "IncumbentEvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}]
+
+
+def _vs_get(path: str) -> dict:
+    return json_get("EvaluateVsIncumbent", "IncumbentEvaluationReport", path)
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_a_regression_beyond_the_tolerance_fails_the_gate(pipeline, training, tuning):
+    """QualityGateVsIncumbent: today's floors on the same report, and every safety-critical class's regression
+    (incumbent minus candidate IoU) at most MaxIoURegression."""
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    conditions = steps(definition)["QualityGateVsIncumbent"]["Arguments"]["Conditions"]
+    floors = [(c["Type"], c["LeftValue"], c["RightValue"]) for c in conditions[: 1 + len(FLOORS)]]
+    assert floors == [("GreaterThanOrEqualTo", _vs_get("gate.mIoU"), get("MinMIoU")),
+                      *(("GreaterThanOrEqualTo", _vs_get(gate_json_path(name)), get(floor_parameter_name(name)))
+                        for name in FLOORS)]
+    regressions = [(c["Type"], c["LeftValue"], c["RightValue"]) for c in conditions[1 + len(FLOORS):]]
+    assert regressions == [
+        ("LessThanOrEqualTo", _vs_get("incumbent.regression.person"), get("MaxIoURegression")),
+        ("LessThanOrEqualTo", _vs_get("incumbent.regression.rider"), get("MaxIoURegression")),
+        ("LessThanOrEqualTo", _vs_get("incumbent.regression.bicycle"), get("MaxIoURegression")),
+        ("LessThanOrEqualTo", _vs_get("incumbent.regression.motorcycle"), get("MaxIoURegression")),
+        ("LessThanOrEqualTo", _vs_get("incumbent.regression['traffic light']"), get("MaxIoURegression")),
+    ]
+    # The first model's gate reads no regression.
+    assert "incumbent" not in json.dumps(steps(definition)["QualityGate"]["Arguments"]["Conditions"])
+
+
+def test_the_regression_paths_resolve_on_a_report_written_by_evaluate(tmp_path):
+    """The gate's JsonPaths on a real evaluation.json (training.evaluate with an incumbent), read with the SDK's own
+    JsonPath evaluator, and what each condition decides."""
+    import numpy as np
+    from PIL import Image
+    from sagemaker.core.local.utils import get_using_dot_notation
+
+    from segcore.classes import custom_scheme as scheme_of
+    from training.evaluate import Incumbent, evaluate_dirs
+
+    scheme = scheme_of("two", [("road", (1, 1, 1)), ("traffic light", (2, 2, 2))])
+    truth = np.array([[0, 0, 1, 1]] * 4, dtype=np.uint8)
+    for folder, mask in (("gt", truth), ("incumbent", truth), ("candidate", np.array([[0, 0, 0, 1]] * 4, np.uint8))):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(mask).save(tmp_path / folder / ("a.png" if folder == "gt" else "a.jpg.out"), "PNG")
+    report = evaluate_dirs(tmp_path / "gt", tmp_path / "candidate", scheme,
+                           incumbent=Incumbent(tmp_path / "incumbent", tolerance=0.01))
+    regression = get_using_dot_notation(report, gate_json_path("traffic light", root="incumbent.regression"))
+    assert regression == pytest.approx(0.5)  # 1.0 -> 0.5
+    assert not regression <= BASE.incumbent_tolerance  # QualityGateVsIncumbent's condition fails
+    assert get_using_dot_notation(report, gate_json_path("road", root="incumbent.regression")) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("pipeline", ["training", "tuning"])
+def test_the_incumbent_gate_failure_names_each_class_regression(pipeline, training, tuning):
+    definition = {"training": training, "tuning": tuning}[pipeline]
+    values = steps(definition)["GateFailedVsIncumbent"]["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    assert values[:5] == ["Quality gate failed: mIoU=", _vs_get("gate.mIoU"), " (min ", get("MinMIoU"), ")"]
+    for class_name in FLOORS:
+        label = f"; {class_name} IoU regression vs incumbent="
+        at = values.index(label)
+        assert values[at: at + 5] == [label, _vs_get(gate_json_path(class_name, root="incumbent.regression")),
+                                      " (max ", get("MaxIoURegression"), ")"]
+    first = steps(definition)["GateFailed"]["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    assert not any("regression" in v for v in first if isinstance(v, str))
+
+
+def test_the_tolerance_comes_from_the_settings():
+    settings = dataclasses.replace(BASE, incumbent_tolerance=0.03)
+    definition = json.loads(fn_sub(build_training_pipeline(settings)))
+    assert parameters(definition)["MaxIoURegression"]["DefaultValue"] == 0.03
 
 
 @pytest.mark.parametrize("pipeline", ["training", "tuning"])
@@ -1068,6 +1265,7 @@ def test_local_instance_storage(instance_type, local_storage):
         ({"tuning_max_parallel_jobs": 7}, "tuning_max_parallel_jobs"),
         ({"safety_iou_floors": {"traffic light": 0.2, "traffic_light": 0.3}}, "same parameter"),
         ({"safety_iou_floors": {"person": 1.5}}, "within 0..1"),
+        ({"incumbent_tolerance": -0.01}, "incumbent_tolerance -0.01 must be within 0..1"),
         ({"prefix": "roadseg_dev"}, "prefix"),
     ],
 )

@@ -11,6 +11,9 @@ from training.pipelines.sentinels import SENTINELS
 from training.pipelines.settings import PipelineSettings, floor_parameter_name
 
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+# What `roadseg pipeline start` fills in (roadseg/commands/pipeline.py): the incumbent's model.tar.gz and package ARN.
+INCUMBENT_MODEL_PARAMETER = "IncumbentModelS3Uri"
+INCUMBENT_PACKAGE_PARAMETER = "IncumbentModelPackageArn"
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,10 @@ class PipelineParameters:
     mini_batch_size: ParameterInteger | None
     min_miou: ParameterFloat
     class_floors: tuple[tuple[str, ParameterFloat], ...]  # (class name, MinIoU<Class> parameter)
+    max_regression: ParameterFloat
     approval_status: ParameterString
+    incumbent_model: ParameterString
+    incumbent_package: ParameterString
     previous_model: ParameterString | None
 
     @classmethod
@@ -65,9 +71,15 @@ class PipelineParameters:
                 (name, ParameterFloat(floor_parameter_name(name), default_value=float(floor)))
                 for name, floor in settings.safety_iou_floors.items()
             ),
+            # The largest IoU a safety-critical class may lose against the incumbent (evaluation.json's regression).
+            max_regression=ParameterFloat("MaxIoURegression", default_value=float(settings.incumbent_tolerance)),
             approval_status=ParameterString(
                 "ModelApprovalStatus", default_value="PendingManualApproval", enum_values=list(APPROVAL_STATUSES)
             ),
+            # The approved model to compare with, filled by `roadseg pipeline start` from the latest Approved package
+            # of the group; "" (the default): a first model, judged by the floors alone.
+            incumbent_model=ParameterString(INCUMBENT_MODEL_PARAMETER, default_value=""),
+            incumbent_package=ParameterString(INCUMBENT_PACKAGE_PARAMETER, default_value=""),
             **specific,
         )
 
@@ -84,7 +96,10 @@ class PipelineParameters:
             self.mini_batch_size,
             self.min_miou,
             *(p for _, p in self.class_floors),
+            self.max_regression,
             self.approval_status,
+            self.incumbent_model,
+            self.incumbent_package,
             self.previous_model,
         ]
         return [p for p in ordered if p is not None]

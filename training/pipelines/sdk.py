@@ -42,6 +42,7 @@ with warnings.catch_warnings():
     import sagemaker.core.telemetry.telemetry_logging as _core_telemetry
     import sagemaker.serve.utils.telemetry_logger as _serve_telemetry
     from sagemaker.core import image_uris
+    from sagemaker.core.drift_check_baselines import DriftCheckBaselines
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.core.network import NetworkConfig
     from sagemaker.core.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter
@@ -63,7 +64,11 @@ with warnings.catch_warnings():
         StoppingCondition,
     )
     from sagemaker.core.transformer import Transformer
-    from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+    from sagemaker.core.workflow.conditions import (
+        ConditionEquals,
+        ConditionGreaterThanOrEqualTo,
+        ConditionLessThanOrEqualTo,
+    )
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
     from sagemaker.core.workflow.functions import Join, JsonGet
     from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
@@ -90,8 +95,9 @@ for _key in _IMPORT_ENVIRONMENT:
 
 # What the step builders take from the SDK (they import it from here, after the traps above).
 __all__ = [
-    "CategoricalParameter", "Channel", "CheckpointConfig", "Compute", "ConditionGreaterThanOrEqualTo",
-    "ConditionStep", "ContinuousParameter", "DataSource", "ExecutionVariables", "FailStep", "HyperparameterTuner",
+    "CategoricalParameter", "Channel", "CheckpointConfig", "Compute", "ConditionEquals",
+    "ConditionGreaterThanOrEqualTo", "ConditionLessThanOrEqualTo", "ConditionStep", "ContinuousParameter",
+    "DataSource", "DriftCheckBaselines", "ExecutionVariables", "FailStep", "HyperparameterTuner",
     "IntegerParameter", "Join", "JsonGet", "MetricsSource", "ModelBuilder", "ModelMetrics", "ModelStep",
     "ModelTrainer", "NetworkConfig", "Networking", "OutputDataConfig", "ParameterFloat", "ParameterInteger",
     "ParameterString", "Pipeline", "PipelineSession", "ProcessingInput", "ProcessingOutput", "ProcessingS3Input",

@@ -51,6 +51,9 @@ class PipelineSettings:
     export_max_logit_difference: float = 0.01
     export_min_argmax_agreement: float = 0.999
     export_parity_frames: int = 8
+    # The gate against the incumbent (config training.incumbent_tolerance): the largest IoU a safety-critical class
+    # may lose against the approved model on the same validation frames (MaxIoURegression's default).
+    incumbent_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
         problems = [*_hyperparameter_problems(self), *_settings_problems(self)]
@@ -102,6 +105,8 @@ def _settings_problems(settings: PipelineSettings) -> Iterator[str]:
         parameter_names[parameter] = name
         if not 0 <= floor <= 1:
             yield f"IoU floor of {name!r} ({floor}) must be within 0..1"
+    if not 0 <= settings.incumbent_tolerance <= 1:
+        yield f"incumbent_tolerance {settings.incumbent_tolerance} must be within 0..1 (an IoU difference)"
     if (settings.class_scheme == "custom") != bool(settings.custom_classes_json):
         yield "custom_classes_json must be given exactly when class_scheme is 'custom'"
     if settings.vpc_subnet_count or settings.vpc_security_group_count:
