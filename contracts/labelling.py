@@ -76,7 +76,8 @@ SELECTION_SCHEMAS: dict[str, dict[str, Any]] = {
     "1.0": {
         "schema_version": STR,
         "seed": INT,
-        "sources": ListOf(STR),
+        "sources": ListOf(STR),  # the timeline files and folders as given (sorted)
+        "source_files": INT,  # the Parquet files read from them
         "filters": {"drives": Nullable(ListOf(STR)), "start": Nullable(STR), "end": Nullable(STR)},
         "budget": {"frames": INT, "hours": Nullable(NUMBER), "minutes_per_frame": NUMBER,
                    "picked_hours": NUMBER},

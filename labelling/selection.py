@@ -51,6 +51,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -346,16 +347,22 @@ class ClassMix:
 
     @classmethod
     def _build(cls, n: int, classes: tuple[str, ...], row: Any, index: Any, value: Any) -> ClassMix:
-        values = np.nan_to_num(value.to_numpy(zero_copy_only=False).astype(np.float64, copy=False))
+        values = value.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        values = np.where(np.isfinite(values), values, 0.0)
         return cls(n=n, classes=classes, row=row.to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
                    index=index.to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
                    value=np.maximum(values, 0.0))
 
+    @cached_property
+    def totals(self) -> np.ndarray:
+        """Each frame's sum of fractions."""
+        return np.bincount(self.row, weights=self.value, minlength=self.n)
+
+    @cached_property
     def renormalised(self) -> np.ndarray:
         """Each entry divided by its frame's total (0 for a frame whose fractions add up to 0)."""
-        totals = np.bincount(self.row, weights=self.value, minlength=self.n)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(totals[self.row] > 0, self.value / totals[self.row], 0.0)
+        totals = self.totals[self.row]
+        return np.divide(self.value, totals, out=np.zeros_like(self.value), where=totals > 0)
 
     def mean(self) -> dict[str, float]:
         """Mean fraction per class over the frames (an absent class counts 0)."""
@@ -366,23 +373,22 @@ class ClassMix:
         """segcore.signals.rarity of every frame."""
         frequency = np.array([training_frequency.get(c, 0.0) for c in self.classes], dtype=np.float64)
         surprise = -np.log(np.maximum(frequency, MIN_FREQUENCY))
-        per_frame = np.bincount(self.row, weights=self.renormalised() * surprise[self.index], minlength=self.n)
+        per_frame = np.bincount(self.row, weights=self.renormalised * surprise[self.index], minlength=self.n)
         return np.round(np.minimum(1.0, per_frame / -math.log(MIN_FREQUENCY)), 6)
 
     def distance(self, reference: Mapping[str, float]) -> np.ndarray:
         """segcore.signals.distribution_distance of every frame from ``reference`` (Jensen-Shannon, base 2)."""
         positive = {c: max(0.0, float(v)) for c, v in reference.items()}
         total_q = sum(positive.values())
-        p = self.renormalised()
-        has_p = np.bincount(self.row, weights=self.value, minlength=self.n) > 0
+        p = self.renormalised
+        has_p = self.totals > 0
         if total_q <= 0:
             return np.where(has_p, 1.0, 0.0)
         q_of = np.array([positive.get(c, 0.0) / total_q for c in self.classes], dtype=np.float64)
         q = q_of[self.index]
         m = (p + q) / 2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            term_p = np.where(p > 0, p * np.log2(p / m), 0.0)
-            term_q = np.where(q > 0, q * np.log2(q / m), 0.0)
+        term_p = p * np.log2(np.divide(p, m, out=np.ones_like(p), where=p > 0))  # 0 where p = 0
+        term_q = q * np.log2(np.divide(q, m, out=np.ones_like(q), where=q > 0))
         # A reference class the frame lacks adds q x log2(q / (q/2)) = q to KL(q||m): 1 - (q mass on the frame's
         # classes), counting each class once.
         q_present = np.bincount(self.row, weights=q, minlength=self.n)
@@ -627,7 +633,8 @@ def select_frames(timeline: Path | str | Sequence[Path | str], *, budget: Budget
     document = {
         "schema_version": SELECTION_SCHEMA_VERSION,
         "seed": seed,
-        "sources": [str(p) for p in files],
+        "sources": sorted({str(p) for p in ([timeline] if isinstance(timeline, (str, Path)) else timeline)}),
+        "source_files": len(files),
         "filters": {"drives": sorted(drives) if drives is not None else None,
                     "start": start.isoformat() if start else None, "end": end.isoformat() if end else None},
         "budget": {"frames": frame_budget, "hours": budget.hours, "minutes_per_frame": budget.minutes_per_frame,
