@@ -5,7 +5,7 @@ mean entropy over k x k regions), written as one Parquet file keyed by frame_key
 times the labelling budget.
 
     python -m labelling.scoring --bundle BUNDLE_DIR --frames FRAMES_DIR [--pool pool.txt] [--key-prefix incoming/] \
-        --output OUT_DIR [--region 32] [--device auto|cpu|cuda]
+        --output OUT_DIR [--region 32] [--device auto|cpu|cuda] [--workers N]
 
 A frame's key is its path below ``--frames`` with ``--key-prefix`` in front (a Processing job's S3 input of
 ``s3://<bucket>/incoming/`` lands as ``<frames>/<vehicle>/<drive>/<camera>/<stamp>.jpg``: prefix ``incoming/``).
@@ -245,37 +245,54 @@ class ScoringRun:
     summary: dict[str, Any]
 
 
-def score_frames(scorer: Scorer, frames: Sequence[PoolFrame]) -> ScoringRun:
-    """Score each frame: rows for the scored ones, and the counts (pool = scored + refused + missing)."""
+def _score_one(scorer: Scorer, frame: PoolFrame) -> tuple[str, Any]:
+    """("scored", signals) | ("refused", (code, reason)) | ("missing", None) for one frame."""
     from segcore.imaging import BadFrame
 
+    if frame.path is None:
+        return "missing", None
+    try:
+        return "scored", scorer.score(frame.path.read_bytes())
+    except BadFrame as exc:
+        return "refused", (exc.code, exc.reason)
+    except OSError as exc:
+        return "refused", ("unreadable", str(exc))
+
+
+def score_frames(scorer: Scorer, frames: Sequence[PoolFrame], *, workers: int = 1) -> ScoringRun:
+    """Score each frame: rows for the scored ones in the pool's order, and the counts (pool = scored + refused +
+    missing). ``workers`` > 1 scores that many frames at once in threads: ONNX Runtime's run, Pillow's decoding and
+    numpy's reductions release the GIL, so on a GPU instance the per-frame CPU work (preparation, softmax, signals)
+    of one frame overlaps the next frame's forward; use the instance's vCPU count there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers < 1:
+        raise ScoringError(f"--workers must be at least 1, got {workers}")
     rows: list[dict[str, Any]] = []
     refused: Counter[str] = Counter()
     refusals: list[dict[str, str]] = []
     missing: list[str] = []
     started = time.perf_counter()
-    for frame in frames:
-        if frame.path is None:
-            missing.append(frame.frame_key)
-            continue
-        try:
-            signals = scorer.score(frame.path.read_bytes())
-        except BadFrame as exc:
-            refused[exc.code] += 1
-            refusals.append({"frame_key": frame.frame_key, "code": exc.code, "reason": exc.reason})
-            continue
-        except OSError as exc:
-            refused["unreadable"] += 1
-            refusals.append({"frame_key": frame.frame_key, "code": "unreadable", "reason": str(exc)})
-            continue
-        rows.append({"frame_key": frame.frame_key, **{s: signals[s] for s in MODEL_SIGNALS},
-                     "model": scorer.bundle.model})
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = pool.map(lambda f: _score_one(scorer, f), frames) if workers > 1 else \
+            (_score_one(scorer, f) for f in frames)
+        for frame, (outcome, value) in zip(frames, outcomes, strict=True):
+            if outcome == "missing":
+                missing.append(frame.frame_key)
+            elif outcome == "refused":
+                refused[value[0]] += 1
+                refusals.append({"frame_key": frame.frame_key, "code": value[0], "reason": value[1]})
+            else:
+                rows.append({"frame_key": frame.frame_key, **{s: value[s] for s in MODEL_SIGNALS},
+                             "model": scorer.bundle.model})
     elapsed = time.perf_counter() - started
     summary = {"pool": len(frames), "scored": len(rows), "refused": dict(sorted(refused.items())),
                "missing": len(missing), "missing_keys": missing[:100], "refusals": refusals[:100],
                "model": scorer.bundle.model, "provider": scorer.provider, "region": scorer.region,
-               "seconds": round(elapsed, 3), "frames_per_second": round(len(rows) / elapsed, 3) if elapsed else None}
-    assert summary["scored"] + sum(refused.values()) + len(missing) == len(frames)
+               "workers": workers, "seconds": round(elapsed, 3),
+               "frames_per_second": round(len(rows) / elapsed, 3) if elapsed else None}
+    if summary["scored"] + sum(refused.values()) + len(missing) != len(frames):  # every frame has one outcome
+        raise AssertionError("scoring lost frames: the counts do not add up to the pool")
     return ScoringRun(rows=rows, summary=summary)
 
 
@@ -304,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", required=True, type=Path, help="folder for model-scores.parquet and the summary")
     parser.add_argument("--region", type=int, default=DEFAULT_REGION, help="RIPU region side in pixels")
     parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--workers", type=int, default=1, help="frames scored at once (a GPU instance: its vCPUs)")
     args = parser.parse_args(argv)
     try:
         pool = None
@@ -317,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ScoringError(f"no frames to score in {args.frames}" + (f" for {args.pool}" if pool is not None
                                                                          else ""))
         scorer = Scorer(load_bundle(args.bundle), args.device, region=args.region)
-        run = score_frames(scorer, frames)
+        run = score_frames(scorer, frames, workers=args.workers)
         write_scores(run, args.output)
     except ScoringError as exc:
         print(f"labelling.scoring: error: {exc}", file=sys.stderr)

@@ -127,3 +127,14 @@ def test_bad_pool_and_frames(bundle, frames, tmp_path):
     (tmp_path / "gone.txt").write_text("veh-9/x.jpg\n")
     assert scoring.main(["--bundle", str(bundle), "--frames", str(frames), "--pool", str(tmp_path / "gone.txt"),
                          "--output", str(tmp_path / "o")]) == 1  # listed but missing: the job failed
+
+
+def test_workers_score_the_same_rows_in_the_pool_order(bundle, frames):
+    scorer = Scorer(load_bundle(bundle), "cpu", region=8)
+    listed = pool_frames(frames)
+    one = score_frames(scorer, listed)
+    three = score_frames(scorer, listed, workers=3)
+    assert three.rows == one.rows and [r["frame_key"] for r in one.rows] == [f.frame_key for f in listed][:3]
+    assert three.summary["refused"] == one.summary["refused"] == {"unsupported_format": 1}
+    with pytest.raises(ScoringError, match="at least 1"):
+        score_frames(scorer, listed, workers=0)
