@@ -15,9 +15,10 @@ Paths timed in one process on one core (CPU time, median of --runs, interleaved)
             sidecar can cost with these inputs
 The file indexes (drivelogs.timeline.FileIndex) are built before the clock starts, as the builder hands them over.
 
-Memory: peak RSS above the baseline after the imports, a warm-up sidecar and the drive's records in memory (and
-tracemalloc's peak for the Python side) of write_sidecar at two drive lengths (--memory-sizes), each in a fresh
-subprocess: it must not grow with the drive (the writer holds one chunk and one frame's files at a time).
+Memory: peak RSS (VmHWM, reset before the write) above the RSS after the imports, a warm-up sidecar and the drive's
+records in memory (and tracemalloc's peak for the Python side, in a second write) of write_sidecar at two drive
+lengths (--memory-sizes), each in a fresh subprocess: it must not grow with the drive (the writer holds one chunk
+and one frame's files at a time).
 
 Target: sidecar / plain <= 1.5 (exit code 1 when missed or when memory grows); sidecar / +masks is printed too: the
 writer's own cost above the decoding its input needs.
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -181,9 +181,20 @@ def speed(work: Path, frames: int, runs: int) -> dict:
     return {"frames": len(records), "messages": counts["sidecar"], "cpu": cpu, "sizes": sizes}
 
 
-def rss_kib() -> int:
+def status_kib(field: str) -> int:
+    """A /proc/self/status figure in KiB: VmRSS (now) or VmHWM (the peak since the last reset)."""
     return int(next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
-                    if line.startswith("VmRSS:")))
+                    if line.startswith(f"{field}:")))
+
+
+def reset_peak() -> bool:
+    """Start VmHWM afresh (Linux >= 4.0: ``5`` to /proc/self/clear_refs). Not ru_maxrss: on Linux a child started
+    with fork + exec keeps its parent's peak there, so it would show the parent's size, not the writer's."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def child_memory(results: Path, frames: int, out: Path) -> None:
@@ -192,9 +203,11 @@ def child_memory(results: Path, frames: int, out: Path) -> None:
     scenes = scenes_of(frames)
     index = FileIndex(results)
     sidecar_write(out / "warmup.mcap", records[:20], scenes[:1], index)  # lazy imports, first-use allocations
-    baseline = rss_kib()  # KiB: ru_maxrss already holds the peak of the imports
+    baseline = status_kib("VmRSS")
+    if not reset_peak():
+        raise SystemExit("/proc/self/clear_refs is not writable: the peak RSS of the write cannot be isolated")
     info = write_sidecar(out / "sidecar.mcap", DRIVE, records, scenes, index, index)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = status_kib("VmHWM")
     tracemalloc.start()  # a second write, traced (tracing's own bookkeeping would inflate the RSS of the first)
     write_sidecar(out / "traced.mcap", DRIVE, records, scenes, index, index)
     _, traced_peak = tracemalloc.get_traced_memory()
