@@ -210,6 +210,9 @@ class TrainingConfig(_Strict):
     # (ServingContract). A value given here wins, with a warning at synth when it breaks that contract.
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     min_miou: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # The gate against the incumbent (the latest Approved model package, scored on the same validation frames): the
+    # largest IoU a safety-critical class may lose (the pipelines' MaxIoURegression default). A first model has none.
+    incumbent_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
     max_bad_pair_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05
     # Adds the algorithm's `model` channel (PreviousModelS3Uri parameter) to the training pipeline.
     incremental: bool = False

@@ -92,6 +92,7 @@ def pipeline_settings(config: EnvironmentConfig, scheme: ClassScheme) -> Pipelin
         export_max_logit_difference=training.export.max_logit_difference,
         export_min_argmax_agreement=training.export.min_argmax_agreement,
         export_parity_frames=training.export.parity_frames,
+        incumbent_tolerance=training.incumbent_tolerance,
     )
 
 
