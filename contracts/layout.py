@@ -49,6 +49,10 @@ DATASETS = DatasetsLayout()
 ARTIFACTS = ArtifactsLayout()
 INFERENCE = InferenceLayout()
 
+# What `roadseg pipeline start` points the pipelines' InputDataS3Uri at (--dataset: raw/<name>/, --dataset-version:
+# versions/<id>/): the pipeline role must read both (stacks/checks rule pipeline-role-reads-dataset-inputs).
+PIPELINE_INPUT_PREFIXES = (DATASETS.raw, DATASETS.versions)
+
 
 # SageMaker Processing jobs run ``python3 <entry script> <module> [args]`` (jobs/processing_entry.py). The entry
 # script is one S3 object downloaded into PROCESSING_CODE_DIR under its own key name, which the stack does not control

@@ -14,7 +14,7 @@ from constructs import Construct
 
 from contracts import naming
 from contracts.lambda_env import frame_preparation_environment
-from contracts.layout import ARTIFACTS, DATASETS
+from contracts.layout import ARTIFACTS, DATASETS, PIPELINE_INPUT_PREFIXES
 from envconfig.classes import resolve_scheme
 from envconfig.config import ConfigError, EnvironmentConfig
 from envconfig.job_settings import job_settings
@@ -185,9 +185,9 @@ class TrainingPipelines(Construct):
     def _grant(self, config: EnvironmentConfig, buckets: SharedBuckets, stack: cdk.Stack, *, in_vpc: bool) -> None:
         role = self.role
         # Data: read raw datasets, write prepared channels; read/write pipeline artifacts and checkpoints.
-        buckets.datasets.grant_read(role, f"{DATASETS.raw}*")
-        # Dataset versions (`roadseg pipeline start --dataset-version`): read-only, they are immutable.
-        buckets.datasets.grant_read(role, f"{DATASETS.versions}*")
+        # What InputDataS3Uri may name (raw trees and the immutable dataset versions): read-only.
+        for prefix in PIPELINE_INPUT_PREFIXES:
+            buckets.datasets.grant_read(role, f"{prefix}*")
         buckets.datasets.grant_read_write(role, f"{DATASETS.prepared}*")
         buckets.artifacts.grant_read_write(role, f"{ARTIFACTS.pipelines}*")
         buckets.artifacts.grant_read_write(role, f"{ARTIFACTS.checkpoints}*")

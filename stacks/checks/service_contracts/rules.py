@@ -16,6 +16,7 @@ from typing import Any
 
 from contracts.aws_docs import (
     ASYNC_SCALING_DOC,
+    CREATE_PROCESSING_JOB_DOC,
     FUNCTION_URL_DOC,
     GUARDRAILS_DOC,
     LOGS_KMS_DOC,
@@ -24,6 +25,8 @@ from contracts.aws_docs import (
     SQS_KMS_DOC,
     SSM_PARAMETER_TYPES_DOC,
 )
+from contracts.layout import PIPELINE_INPUT_PREFIXES
+from contracts.naming import DATASETS_BUCKET_ARN_EXPORT
 from stacks.checks.service_contracts.assembly import Assembly, Resource, ResourceRef
 from stacks.metric_catalogue import CATALOGUE
 
@@ -452,6 +455,27 @@ def volume_keys(assembly: Assembly, _: Context) -> Iterator[Violation]:
                     yield Violation(name, pipeline.path, f"step {step.get('Name')} encrypts its volume with "
                                     f"{key.path if key else key_text}; the pipeline role {role.path} creates the job "
                                     "and needs kms:CreateGrant on that key", SAGEMAKER_KMS_DOC)
+
+
+@rule("pipeline-role-reads-dataset-inputs")
+def pipeline_dataset_inputs(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    """The Prepare step's ProcessingInput downloads InputDataS3Uri with the pipeline's role (CreateProcessingJob's
+    RoleArn), and `roadseg pipeline start` points it at any of PIPELINE_INPUT_PREFIXES of the datasets bucket
+    (--dataset, --dataset-version): the role reads every one of them."""
+    name = "pipeline-role-reads-dataset-inputs"
+    buckets = sorted({assembly.text(stack, value) for export, (stack, value) in assembly._exports.items()
+                      if export.endswith(f":{DATASETS_BUCKET_ARN_EXPORT}")})
+    for pipeline in assembly.resources("AWS::SageMaker::Pipeline"):
+        role = assembly.target(pipeline.stack, pipeline.properties.get("RoleArn"), "AWS::IAM::Role")
+        if role is None:
+            continue
+        for bucket in buckets:
+            for prefix in PIPELINE_INPUT_PREFIXES:
+                target = f"{bucket}/{prefix}some-dataset/images/frame.jpg"
+                if not assembly.role_allows(role, "s3:GetObject", target):
+                    yield Violation(name, pipeline.path, f"the pipeline role {role.path} cannot s3:GetObject under "
+                                    f"{prefix} of the datasets bucket, where `roadseg pipeline start` may point "
+                                    "InputDataS3Uri", CREATE_PROCESSING_JOB_DOC)
 
 
 @rule("endpoint-volume-key-grantable-by-updater")

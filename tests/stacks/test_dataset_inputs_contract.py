@@ -1,0 +1,50 @@
+"""The pipeline role reads every datasets prefix `roadseg pipeline start` may point InputDataS3Uri at
+(contracts.layout.PIPELINE_INPUT_PREFIXES: raw trees and dataset versions); the rule notices a role that cannot."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from contracts.layout import DATASETS, PIPELINE_INPUT_PREFIXES
+from stacks.checks.service_contracts import RULES, Assembly, Context
+
+RULE = "pipeline-role-reads-dataset-inputs"
+
+
+def _templates(env) -> dict[str, dict]:
+    return {stack.stack_name: json.loads((env.outdir / stack.template_file).read_text()) for stack in env.stacks.all}
+
+
+def _violations(templates: dict[str, dict]) -> list:
+    return list(RULES[RULE](Assembly(templates), Context()))
+
+
+def _without_versions(templates: dict[str, dict]) -> int:
+    """Drop every policy resource naming versions/* of a bucket; returns how many were dropped."""
+    dropped = 0
+    for template in templates.values():
+        for body in template["Resources"].values():
+            if body["Type"] != "AWS::IAM::Policy":
+                continue
+            for statement in body["Properties"]["PolicyDocument"]["Statement"]:
+                resources = statement.get("Resource")
+                if not isinstance(resources, list):
+                    continue
+                kept = [r for r in resources if f"/{DATASETS.versions}*" not in json.dumps(r)]
+                dropped += len(resources) - len(kept)
+                statement["Resource"] = kept
+    return dropped
+
+
+def test_the_pipeline_role_reads_raw_trees_and_dataset_versions(synth):
+    assert DATASETS.versions in PIPELINE_INPUT_PREFIXES and DATASETS.raw in PIPELINE_INPUT_PREFIXES
+    templates = _templates(synth("dev"))
+    assert _violations(templates) == []
+    broken = copy.deepcopy(templates)
+    assert _without_versions(broken) >= 1
+    violations = _violations(broken)
+    assert len(violations) == 2  # the training and the tuning pipeline
+    assert any("Training" in v.resource for v in violations) and any("Tuning" in v.resource for v in violations)
+    assert all("under versions/ of the datasets bucket" in v.message for v in violations)
+    assert all(v.doc.startswith("https://docs.aws.amazon.com/") for v in violations)
