@@ -27,15 +27,19 @@ not the async endpoint's ``application/x-protobuf`` probability output.
   endpoint would produce, within that recorded parity; the probabilities never leave the instance (a few hundred
   bytes per frame leave it).
 - COST per 1,000 frames (on-demand list prices, us-east-1, as config/prices/sagemaker-inference.yaml dates them;
-  Processing bills the instance-hours the same way; re-check before budgeting): on ml.g4dn.xlarge at USD 0.736/h and
-  the price file's assumed 6 frames/s for this network at 1024x512 on that GPU, 1,000 frames take ~2.8 min =
-  USD 0.034, plus the job's start (~3-5 min of instance time, ~USD 0.05 per job whatever its size). The async route
-  bills the same GPU instance-hours (slower: the 40 MB body is serialised per frame) plus S3 for 40 GB per 1,000
-  frames. On CPU (ml.c5.xlarge, USD 0.204/h - an assumption from the public Processing price list, not in the price
-  file) FCN-ResNet50 at ~0.58 TFLOP per frame runs at roughly 0.2-0.3 frames/s: ~USD 0.2-0.3 per 1,000 frames and
-  about an hour, still cheap for a pool but slow; use the GPU instance when one is configured.
-- The per-frame work outside the network (JPEG preparation, softmax, entropy, margin, region scores) is measured
-  against the bare ONNX Runtime forward by bench/scoring.py.
+  Processing bills instance-hours the same way; re-check before budgeting): on ml.g4dn.xlarge at USD 0.736/h and
+  the price file's ASSUMED 6 frames/s for this network at 1024x512 on that GPU, 1,000 frames take ~2.8 min =
+  USD 0.034, plus the job's start (~3-5 min of instance time, ~USD 0.05 per job whatever its size). The work besides
+  the network (preparation, softmax, entropy, margin, region scores) measured 0.16-0.6 s per 1024x512 frame on one
+  core of the 2-core build machine (bench/scoring.py, depending on its load): with ``--workers 4`` (the instance's 4
+  vCPUs) that is 7-25 frames/s, so the GPU stays the limit; with one worker it would be (~1.3-4 frames/s, up to
+  ~USD 0.16 per 1,000 frames). The async route bills the same GPU instance-hours (slower: the 40 MB body is
+  serialised per frame) plus S3 for 40 GB per 1,000 frames. On CPU (ml.c5.xlarge, USD 0.204/h - an assumption from
+  the public Processing price list, not in the price file) FCN-ResNet50's ~0.58 TFLOP per frame runs at roughly
+  0.1-0.4 frames/s per instance: ~USD 0.15-0.6 per 1,000 frames and one to three hours; cheap for a pool but slow,
+  so use the GPU instance when one is configured.
+- bench/scoring.py measures scoring against the bare ONNX Runtime forward on one core (ratio ~1.05 at FCN-ResNet50's
+  compute per pixel).
 
 Wiring the job into the stacks (a ProcessingStep with the bundle and the pool's frames as inputs, through
 jobs/processing_entry.py) is not done yet; this module runs the same way locally and in a Processing container.
