@@ -248,8 +248,15 @@ EVALUATION_SCHEMAS["1.2"] = {**EVALUATION_SCHEMAS["1.1"], "incumbent": Nullable(
 
 
 def validate_result(doc: Any) -> dict[str, Any]:
-    """The document itself if it is a valid result document, else DocumentError naming the key."""
-    return _validate("result", doc, RESULT_SCHEMAS)
+    """The document itself if it is a valid result document, else DocumentError naming the key. The optional
+    ``signals`` object (contracts.signals.RESULT_SIGNALS_KEY: the frame's signals, written by the postprocess function;
+    absent from older documents and the real-time front's) is checked when present."""
+    _validate("result", doc, RESULT_SCHEMAS)
+    from contracts.signals import RESULT_SIGNALS_KEY, validate_result_signals  # contracts.signals imports this module
+
+    if RESULT_SIGNALS_KEY in doc:
+        validate_result_signals(doc[RESULT_SIGNALS_KEY])
+    return doc
 
 
 def validate_failure(doc: Any) -> dict[str, Any]:
