@@ -103,6 +103,7 @@ class DriftRun:
     end: datetime
     verdicts: list[CameraVerdict] = field(default_factory=list)
     requests: int = 0  # GetMetricData requests made
+    profile: dict[str, Any] | None = None  # the reference profile document compared with
 
     def to_dict(self) -> dict[str, Any]:
         return {"window": {"start": self.start.isoformat(), "end": self.end.isoformat()},
@@ -200,7 +201,7 @@ def run_drift(clients: Mapping[str, Any], settings: DriftSettings, now: datetime
     windows = parse_window(results, index)
     verdicts = judge(profile, {camera: windows.get(camera, {}) for camera in cameras}, settings.thresholds,
                      signals=signals, window={"start": start.isoformat(), "end": end.isoformat()})
-    return DriftRun(reference, start, end, verdicts, requests)
+    return DriftRun(reference, start, end, verdicts, requests, profile)
 
 
 def publish(cloudwatch: Any, settings: DriftSettings, run: DriftRun) -> int:

@@ -5,6 +5,7 @@
     roadseg segment PATH... --bundle DIR|s3://...  (ONNX Runtime here, with the service's pre- and postprocessing)
     roadseg drive upload|status|scenes|fetch      (whole drive logs: ROS 1/ROS 2 bags, MCAP)
     roadseg label select|export|import            roadseg data versions|verify   (the data engine: docs/data-engine.md)
+    roadseg monitor status [--window 24h] [--plot out.png]   (drift per camera: docs/drift.md)
 
 ``--env`` (default dev) picks ``config/<env>.yaml`` (``$ROADSEG_CONFIG_DIR/<env>.yaml`` when set); names of
 buckets, pipelines, the model package group and endpoints come from the deployed stacks' outputs, and explicit
@@ -696,6 +697,30 @@ def drive_fetch(ctx, drive_id, out_dir, videos, bucket):
     from roadseg import drives
 
     drives.drive_fetch(_session(ctx), _printer(ctx), drive=drive_id, bucket=bucket, out_dir=out_dir, videos=videos)
+
+
+# -- monitor -----------------------------------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def monitor() -> None:
+    """Label-free drift per camera against the serving model's reference profile (docs/drift.md)."""
+
+
+@monitor.command("status", epilog=_example("roadseg --env prod monitor status --window 24h --plot drift.png",
+                                           "roadseg monitor status --camera front --json"))
+@click.option("--window", metavar="Nh|Nd", help="the window judged, ending on the last whole hour (default: the "
+              "configured monitoring window, 1h hourly / 24h daily)")
+@click.option("--camera", "cameras", multiple=True, help="only this camera (repeatable)")
+@click.option("--plot", type=click.Path(path_type=Path), help="PNG of the hourly signal means against the reference")
+@json_option
+@click.pass_context
+def monitor_status(ctx, window, cameras, plot, as_json):
+    """Drift per camera over the window (exit 1 when a camera drifted), the reference model version, every
+    signal's PSI and Jensen-Shannon distance; publishes nothing."""
+    from roadseg.commands import monitor as commands
+
+    ctx.exit(commands.monitor_status(_session(ctx), _printer(ctx, as_json), window=window, cameras=cameras,
+                                     plot=plot))
 
 
 # -- env ---------------------------------------------------------------------------------------------------------

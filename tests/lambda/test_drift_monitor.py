@@ -66,9 +66,12 @@ def _serve(aws, *, with_profile: bool = True) -> str:
 
 def _frames(aws, camera: str, drift: str | None) -> None:
     seed = {"front": 1, "rear": 2, "side": 3}[camera]
-    window = simulate.window(np.random.default_rng(seed), 0, FRAMES, drift, 0)
-    for signal, values in window.signals.items():
-        aws["cloudwatch"].record(PREFIX, camera, signal, WINDOW_START, values)
+    rng = np.random.default_rng(seed)
+    # The undrifted camera sees the reference mix itself (the statistics of varying mixes: tests/monitoring).
+    signals = simulate.window(rng, 0, FRAMES, drift, 0).signals if drift else simulate.frames(
+        rng, FRAMES, simulate.REFERENCE_MIX)
+    for signal in simulate.PUBLISHED_SIGNALS:
+        aws["cloudwatch"].record(PREFIX, camera, signal, WINDOW_START, signals[signal])
 
 
 def _published(aws, name: str, camera: str, signal: str | None = None) -> list[float]:
