@@ -56,6 +56,76 @@ def _check_params(sm: Any, pipeline: str, params: list[dict[str, str]]) -> None:
                         f"{', '.join(sorted(declared)) or 'none'}")
 
 
+def _declared_parameters(sm: Any, pipeline: str) -> set[str] | None:
+    """The parameter names the pipeline's definition declares, None when the definition cannot be read here."""
+    definition = sm.describe_pipeline(PipelineName=pipeline).get("PipelineDefinition") or ""
+    try:
+        return {p["Name"] for p in json.loads(definition).get("Parameters", [])}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def latest_approved_package(sm: Any, group: str) -> dict[str, Any] | None:
+    """DescribeModelPackage of the group's latest Approved model package (the incumbent), None when there is none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        page = sm.list_model_packages(ModelPackageGroupName=group, ModelApprovalStatus="Approved",
+                                      SortBy="CreationTime", SortOrder="Descending", MaxResults=1)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("ResourceNotFound", "ValidationException"):
+            return None  # no group yet: nothing was ever registered
+        raise
+    summaries = page.get("ModelPackageSummaryList", [])
+    return sm.describe_model_package(ModelPackageName=summaries[0]["ModelPackageArn"]) if summaries else None
+
+
+# A container argument holds at most 256 characters; EvaluateVsIncumbent passes "--incumbent-model-data=<uri>".
+MAX_INCUMBENT_MODEL_URI = 256 - len("--incumbent-model-data=")
+
+
+def incumbent_parameters(package: dict[str, Any] | None) -> list[dict[str, str]]:
+    """IncumbentModelS3Uri and IncumbentModelPackageArn of the incumbent (DescribeModelPackage), or both "" for a
+    first model (the gate then applies the floors alone)."""
+    from training.pipelines.settings import INCUMBENT_MODEL_PARAMETER, INCUMBENT_PACKAGE_PARAMETER
+
+    model_data, arn = "", ""
+    if package is not None:
+        arn = package.get("ModelPackageArn", "")
+        containers = package.get("InferenceSpecification", {}).get("Containers", [])
+        model_data = containers[0].get("ModelDataUrl", "") if containers else ""
+        if not model_data:
+            raise UserError(f"the approved model package {arn} names no ModelDataUrl: the gate cannot run it on the "
+                            f"validation frames; pass --param {INCUMBENT_MODEL_PARAMETER}=s3://.../model.tar.gz")
+        if len(model_data) > MAX_INCUMBENT_MODEL_URI:
+            raise UserError(f"the approved model's data URI is {len(model_data)} characters, more than the "
+                            f"{MAX_INCUMBENT_MODEL_URI} a job argument can carry: {model_data[:80]}...")
+    return [{"Name": INCUMBENT_MODEL_PARAMETER, "Value": model_data},
+            {"Name": INCUMBENT_PACKAGE_PARAMETER, "Value": arn}]
+
+
+def _incumbent(session: Session, out: Printer, sm: Any, declared: set[str] | None,
+               parameters: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The incumbent's parameters when the pipeline compares with one and the caller named none."""
+    from training.pipelines.settings import INCUMBENT_MODEL_PARAMETER
+
+    given = {p["Name"] for p in parameters}
+    if declared is None or INCUMBENT_MODEL_PARAMETER not in declared or INCUMBENT_MODEL_PARAMETER in given:
+        return []
+    try:
+        group = session.name(naming.MODEL_PACKAGE_GROUP_NAME)
+    except UserError:  # the stack's output missing (a rehearsal, a pipeline named by hand): the name it would have
+        group = naming.model_package_group_name(session.config.prefix)
+    package = latest_approved_package(sm, group)
+    found = [p for p in incumbent_parameters(package) if p["Name"] not in given]
+    if package is None:
+        out.info(f"no Approved model package in {group}: a first model, gated by the floors alone")
+    else:
+        out.info(f"incumbent: {group} version {package.get('ModelPackageVersion', '?')} "
+                 f"({package['ModelPackageArn']}); the gate refuses a safety-class regression beyond MaxIoURegression")
+    return found
+
+
 def _dataset_version_parameters(session: Session, parameters: list[dict[str, str]],
                                 version: str) -> list[dict[str, str]]:
     """InputDataS3Uri and DatasetLayout for a dataset version (labelling.versions), once its manifest says it is
@@ -96,6 +166,7 @@ def pipeline_start(session: Session, out: Printer, *, pipeline: str, params: Seq
             raise UserError("give either --dataset or --param InputDataS3Uri=..., not both")
         bucket = session.name(naming.DATASETS_BUCKET_NAME)
         parameters.append({"Name": "InputDataS3Uri", "Value": f"s3://{bucket}/{DATASETS.raw}{dataset.strip('/')}/"})
+    parameters += _incumbent(session, out, sm, _declared_parameters(sm, name), parameters)
     _check_params(sm, name, parameters)
     request: dict[str, Any] = {"PipelineName": name}
     if parameters:

@@ -8,12 +8,14 @@ from contracts.layout import DATASETS
 from training.hyperparameters import HEADS
 from training.pipelines.sdk import ParameterFloat, ParameterInteger, ParameterString
 from training.pipelines.sentinels import SENTINELS
-from training.pipelines.settings import PipelineSettings, floor_parameter_name
+from training.pipelines.settings import (
+    INCUMBENT_MODEL_PARAMETER,
+    INCUMBENT_PACKAGE_PARAMETER,
+    PipelineSettings,
+    floor_parameter_name,
+)
 
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
-# What `roadseg pipeline start` fills in (roadseg/commands/pipeline.py): the incumbent's model.tar.gz and package ARN.
-INCUMBENT_MODEL_PARAMETER = "IncumbentModelS3Uri"
-INCUMBENT_PACKAGE_PARAMETER = "IncumbentModelPackageArn"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ from training.hyperparameters import HEADS
 # A VpcConfig names 1..16 subnets and 1..5 security groups
 # (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_VpcConfig.html).
 MAX_VPC_SUBNETS, MAX_VPC_SECURITY_GROUPS = 16, 5
+# The pipeline parameters `roadseg pipeline start` fills from the latest Approved model package of the group (the
+# incumbent the gate compares with; roadseg/commands/pipeline.py): its model.tar.gz and its ARN. "" means none.
+INCUMBENT_MODEL_PARAMETER = "IncumbentModelS3Uri"
+INCUMBENT_PACKAGE_PARAMETER = "IncumbentModelPackageArn"
 
 
 @dataclass(frozen=True)
