@@ -160,3 +160,33 @@ def test_check_s3_user_metadata_names_the_largest_values() -> None:
     (problem,) = check_s3_user_metadata({"source-key": "k" * 2000, "camera": "c" * 40, "x": "1"})
     assert "2058 bytes" in problem and "source-key" in problem and "UsingMetadata" in problem
     assert s3_user_metadata_bytes({"é": "é"}) == 4  # UTF-8 bytes, not characters
+
+
+# ----------------------------------------------------------------------------------- the result's signals object
+
+def _result(signals: dict | None) -> dict:
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from segcore.masks import mask_statistics
+    from segcore.results import build_result_document
+
+    mask = np.zeros((12, 16), dtype=np.uint8)
+    return build_result_document(
+        inference_id="i", mode="async", source_bucket="b", frame=None, original_size=(16, 12),
+        inference_size=(16, 12), crop_box=(0, 0, 16, 12), stats=mask_statistics(mask, ["road", "sky"]),
+        model_package_version=None, endpoint_name=None, uploaded_at=None, completed_at=datetime.now(UTC),
+        mask_uri=None, overlay_uri=None, signals=signals)
+
+
+def test_the_result_signals_object_is_optional_and_checked_when_present() -> None:
+    from contracts.documents import DocumentError, validate_result
+    from contracts.signals import RESULT_SIGNALS_KEY
+
+    assert RESULT_SIGNALS_KEY not in validate_result(_result(None))  # the real-time front's, older documents
+    assert validate_result(_result({"brightness": 0.4, "dhash": "0123456789abcdef", "flicker": None}))
+    with pytest.raises(DocumentError, match="signals.brightness"):
+        validate_result(_result({"brightness": "bright"}))
+    with pytest.raises(DocumentError, match="signals.exposure"):
+        validate_result(_result({"exposure": 0.4}))
