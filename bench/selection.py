@@ -49,6 +49,7 @@ def generate(root: Path, per_camera: int) -> int:
     import pyarrow.parquet as pq
 
     from contracts.drive_timeline import TIMELINE_COLUMNS, timeline_table_key
+    from contracts.layout import INFERENCE
     from drivelogs.timeline import arrow_type
 
     schema = pa.schema([(c.name, arrow_type(c.glue_type)) for c in TIMELINE_COLUMNS])
@@ -74,7 +75,7 @@ def generate(root: Path, per_camera: int) -> int:
                 items = pa.array(shares[processed].ravel())
                 fractions = pa.MapArray.from_arrays(pa.array(offsets), keys, items,
                                                     mask=pa.array(~processed))
-                frame_keys = [f"incoming/{vehicle}/{drive}/{camera}/{t}.jpg" for t in ns.tolist()]
+                frame_keys = [f"{INFERENCE.incoming}{vehicle}/{drive}/{camera}/{t}.jpg" for t in ns.tolist()]
                 vru = np.isin(picks[:, 5], [11, 12, 18]) & processed
                 flicker = np.where(np.arange(n) == 0, np.nan, rng.beta(1, 20, size=n))
                 dhash = [f"{h:016x}" for h in rng.integers(0, 2**63, size=n, dtype=np.int64).tolist()]
