@@ -154,3 +154,17 @@ def test_every_published_signal_is_judged(profile: dict) -> None:
     verdict = camera_verdict("front", profile, _windows(window), DriftThresholds())
     assert [f.signal for f in verdict.findings] == list(PUBLISHED_SIGNALS)
     assert verdict.to_dict()["findings"][0]["signal"] == PUBLISHED_SIGNALS[0]
+
+
+@pytest.mark.parametrize("signal", ["brightness", "sharpness", "vru_present"])
+def test_window_counts_are_segcore_histograms(signal: str) -> None:
+    from contracts.signals import SIGNAL_BIN_EDGES
+    from segcore.signals import histogram
+
+    rng = np.random.default_rng(4)
+    edges = np.asarray(SIGNAL_BIN_EDGES[signal])
+    values = np.concatenate([rng.uniform(edges[0] - 1, edges[-1] * 1.2, 2000), edges, [np.nan, np.inf]])
+    window = window_from_values(signal, values)
+    assert list(window.counts) == histogram(values.tolist(), signal)
+    assert window_from_values(signal, [*values.tolist(), None]).counts == window.counts
+    assert window.frames == len(values) - 2 and window.mean == pytest.approx(values[np.isfinite(values)].mean())
