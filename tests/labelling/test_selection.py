@@ -335,3 +335,32 @@ def test_a_dataset_version_excludes_its_frames_and_validation_drives(tmp_path):
 def tmp_path_table(tmp_path, frames):
     write_table(tmp_path / "timeline", frames)
     return tmp_path / "timeline"
+
+
+def test_the_drive_builders_own_files(tmp_path):
+    """Timelines written by drivelogs.timeline.write_timeline (the per-drive file and the table's partitions, both
+    under one folder): every frame counted once, the builder's flicker and dHash columns used."""
+    from contracts.drives import DriveId
+    from drivelogs.timeline import FrameRecord, write_timeline
+
+    drive = DriveId("car-7", "morning")
+    records = [FrameRecord(drive_id=str(drive), vehicle="car-7", camera="front", time_ns=BASE_NS + i * 10**9,
+                           frame_key=f"incoming/car-7/morning/front/{i}.jpg", status="processed",
+                           class_fractions={"road": 0.7, "sky": 0.3}, vru_classes=(),
+                           overlay_uri=f"s3://inference/results/{i}.overlay.jpg",
+                           signals={"flicker": i / 10,
+                                    "dhash": "00000000000000ff" if i >= 4 else f"{0x0F0F << (8 * i + 16):016x}"})
+               for i in range(6)]
+    records.append(FrameRecord(drive_id=str(drive), vehicle="car-7", camera="front", time_ns=BASE_NS + 9 * 10**9,
+                               frame_key="incoming/car-7/morning/front/9.jpg", status="failed",
+                               reason_code="endpoint_error", reason="500"))
+    write_timeline(records, drive, tmp_path / "car-7" / "morning" / "timeline.parquet", tmp_path / "table")
+    selection = select_frames(tmp_path, budget=Budget(frames=3), seed=1,
+                              near_duplicates=NearDuplicates(min_gap_s=0.5, max_hamming=2))
+    acc = selection.accounting
+    assert acc["rows"] == 14 and acc["candidates"] == 7
+    assert acc["excluded_reason_codes"] == {"failed": {"endpoint_error": 1}}
+    # flicker ranks 5, 4, 3, ...: 4 has 5's dHash (suppressed), then 3 and 2
+    assert [p.frame_key.rsplit("/", 1)[1] for p in selection.picks] == ["5.jpg", "3.jpg", "2.jpg"]
+    assert acc["suppressed"]["dhash"] == 1
+    reconciles(selection)
