@@ -101,33 +101,38 @@ def _obstruct(out: dict[str, np.ndarray], area: float, rng: np.random.Generator)
     _derived(out, rng)
 
 
-def window_mix(rng: np.random.Generator, drift: str | None) -> dict[str, float]:
+def window_mix(rng: np.random.Generator, drift: str | None, severity: float = 1.0) -> dict[str, float]:
     names = list(REFERENCE_MIX)
     weights = rng.dirichlet(np.asarray([REFERENCE_MIX[n] for n in names]) * MIX_CONCENTRATION)
     mix = dict(zip(names, weights.tolist(), strict=True))
     if drift == "class_mix":
-        mix = {name: share * 0.4 for name, share in mix.items()} | {"rural": 0.6}
+        rural = 0.6 * severity
+        mix = {name: share * (1 - rural) for name, share in mix.items()} | {"rural": rural}
     return mix
 
 
-def window(rng: np.random.Generator, index: int, count: int, drift: str | None = None, onset: int = 0) -> Window:
-    """Window ``index`` of a stream whose ``drift`` (one of DRIFTS, or None) starts at window ``onset``."""
+def window(rng: np.random.Generator, index: int, count: int, drift: str | None = None, onset: int = 0,
+           severity: float = 1.0) -> Window:
+    """Window ``index`` of a stream whose ``drift`` (one of DRIFTS, or None) starts at window ``onset``.
+    ``severity`` scales the drift (1: the issue's; 0.25: brightness x 0.825, sky +5 points, a 10 % obstruction,
+    15 % rural scenes)."""
     active = drift if drift is not None and index >= onset else None
-    out = frames(rng, count, window_mix(rng, active))
+    out = frames(rng, count, window_mix(rng, active, severity))
     if active == "night":
-        out["brightness"] = out["brightness"] * 0.3
+        out["brightness"] = out["brightness"] * (1 - 0.7 * severity)
     elif active == "remount":
-        _shift_sky(out, 0.20, rng)
+        _shift_sky(out, 0.20 * severity, rng)
     elif active == "obstruction":
-        _obstruct(out, OBSTRUCTION_AREA * min(1.0, (index - onset + 1) / OBSTRUCTION_RAMP_WINDOWS), rng)
+        ramp = min(1.0, (index - onset + 1) / OBSTRUCTION_RAMP_WINDOWS)
+        _obstruct(out, OBSTRUCTION_AREA * severity * ramp, rng)
     return Window(index, {name: out[name] for name in PUBLISHED_SIGNALS})
 
 
-def stream(seed: int, windows: int, frames_per_window: int, drift: str | None = None, onset: int = 0
-           ) -> Iterator[Window]:
+def stream(seed: int, windows: int, frames_per_window: int, drift: str | None = None, onset: int = 0,
+           severity: float = 1.0) -> Iterator[Window]:
     rng = np.random.default_rng(seed)
     for index in range(windows):
-        yield window(rng, index, frames_per_window, drift, onset)
+        yield window(rng, index, frames_per_window, drift, onset, severity)
 
 
 def reference_records(seed: int, count: int, block: int = 100) -> list[dict[str, float]]:
