@@ -46,15 +46,17 @@ def pipeline_lines(outdir: Path) -> list[str]:
 
 
 def _with_branches(steps) -> list[str]:
-    """Step names in order; a condition shows its branches:
-    ``QualityGate ? (ExportModel -> RegisterModel) : GateFailed``."""
+    """Step names in order; a condition shows its branches, nested ones in brackets:
+    ``IsFirstModel ? (QualityGate ? (ExportModel -> RegisterModel) : GateFailed) : (CreateIncumbentModel -> ...)``."""
     names = []
     for step in steps:
         if step.get("Type") != "Condition":
             names.append(step["Name"])
             continue
-        passed = " -> ".join(s["Name"] for s in step["Arguments"].get("IfSteps", []))
-        failed = " -> ".join(s["Name"] for s in step["Arguments"].get("ElseSteps", []))
+        passed = " -> ".join(_with_branches(step["Arguments"].get("IfSteps", [])))
+        failed = " -> ".join(_with_branches(step["Arguments"].get("ElseSteps", [])))
+        if len(step["Arguments"].get("ElseSteps", [])) > 1:
+            failed = f"({failed})"
         names.append(f"{step['Name']} ? ({passed}) : {failed}")
     return names
 

@@ -12,7 +12,10 @@ def test_synth_summary_shows_stacks_derived_hyperparameters_and_the_gates_resolu
     lines = pipeline_lines(env.outdir)
     cfg = env.config.preprocessing
     assert any("PrepareServingValidation -> CreateCandidateModel" in line for line in lines)
-    assert any(line.endswith("QualityGate ? (ExportModel -> RegisterModel) : GateFailed") for line in lines)
+    assert any(line.endswith("EvaluateModel -> IsFirstModel ? (QualityGate ? (ExportModel -> RegisterModel) : "
+                             "GateFailed) : (CreateIncumbentModel -> TransformIncumbent -> EvaluateVsIncumbent -> "
+                             "QualityGateVsIncumbent ? (ExportModelVsIncumbent -> RegisterModelVsIncumbent) : "
+                             "GateFailedVsIncumbent)") for line in lines)
     assert f"  hyperparameters: base_size={max(cfg.target_width, cfg.target_height)}, crop_size=512" in "\n".join(lines)
     assert f"  gate measures at {cfg.target_width}x{cfg.target_height}" in "\n".join(lines)
     assert main([str(env.outdir)]) == 0 and "roadseg-dev-tuning:" in capsys.readouterr().out

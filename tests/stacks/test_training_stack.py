@@ -51,13 +51,19 @@ def test_training_pipeline_steps_in_order(env, template):
     assert [(step["Name"], step["Type"]) for step in definition["Steps"]] == [
         ("PrepareDataset", "Processing"), ("TrainSegmentation", "Training"),
         ("PrepareServingValidation", "Processing"), ("CreateCandidateModel", "Model"),
-        ("TransformValidation", "Transform"), ("EvaluateModel", "Processing"), ("QualityGate", "Condition")]
-    condition = definition["Steps"][-1]
+        ("TransformValidation", "Transform"), ("EvaluateModel", "Processing"), ("IsFirstModel", "Condition")]
+    [condition] = definition["Steps"][-1]["Arguments"]["IfSteps"]  # a first model: today's gate
     assert [(s["Name"], s["Type"]) for s in condition["Arguments"]["IfSteps"]] == [
         ("ExportModel", "Processing"), ("RegisterModel", "RegisterModel")]
     assert [s["Type"] for s in condition["Arguments"]["ElseSteps"]] == ["Fail"]
     # one gate condition for mIoU and one per safety-critical class
-    assert len(condition["Arguments"]["Conditions"]) == 1 + len(env.config.classes.safety_critical_iou_floors)
+    floors = len(env.config.classes.safety_critical_iou_floors)
+    assert len(condition["Arguments"]["Conditions"]) == 1 + floors
+    # Against an incumbent: the same, plus one regression condition per safety-critical class.
+    against = definition["Steps"][-1]["Arguments"]["ElseSteps"][-1]
+    assert against["Name"] == "QualityGateVsIncumbent" and len(against["Arguments"]["Conditions"]) == 1 + 2 * floors
+    parameters = {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]}
+    assert parameters["MaxIoURegression"] == env.config.training.incumbent_tolerance
 
 
 def test_export_step_gets_the_python_311_image_and_the_shipped_wheels(env, template):
@@ -243,7 +249,7 @@ def test_camvid_only_config_synthesizes_with_camvid_safety_floors(camvid_only):
         floors = {name: p["DefaultValue"] for name, p in parameters.items() if name.startswith("MinIoU")}
         assert floors == {"MinIoUPedestrian": 0.5, "MinIoUBicyclist": 0.4}
         assert parameters["MinMIoU"]["DefaultValue"] == config.training.min_miou
-        gate = next(step for step in definition["Steps"] if step["Name"] == "QualityGate")
+        gate = next(step for step in definition["Steps"] if step["Name"] == "IsFirstModel")["Arguments"]["IfSteps"][0]
         pairs = [(c["LeftValue"]["Std:JsonGet"]["Path"], c["RightValue"]) for c in gate["Arguments"]["Conditions"]]
         assert pairs == [("gate.mIoU", {"Get": "Parameters.MinMIoU"}),
                          ("gate.pedestrian", {"Get": "Parameters.MinIoUPedestrian"}),
