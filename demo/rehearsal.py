@@ -18,7 +18,9 @@ and hands the report (demo/report.py) to demo/render.py. Each stage has its modu
 8. real-time: one frame through ``realtime.handler`` (function URL event), answered by the stand-in;
 9. outputs (demo/outputs.py): results, overlays, quarantine and side-by-side pictures into the local output folder;
 10. drive (``--no-drive`` skips it): a generated two-camera MCAP drive through extraction, the same ingest / async /
-    postprocess path with the drives table counting, the drive builder, and its outputs (demo/drive.py).
+    postprocess path with the drives table counting, the drive builder, and its outputs (demo/drive.py);
+11. labelling (with the drive): select from the drive, export to CVAT, "annotate" with the generator's ground truth
+    written by datumaro, import as a new dataset version, pipeline start on it (demo/labelling.py).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from demo.awsenv import AwsClients, LocalMoto, local_aws
 from demo.drive import DriveError, DriveOptions, DriveReport, rehearse_drive
 from demo.frames import upload_frames
 from demo.inference import answer_async, answer_realtime, function_environment, ingest, postprocess
+from demo.labelling import rehearse_labelling
 from demo.lambdas import Lambdas
 from demo.log import RehearsalLog
 from demo.options import Names, Options, RehearsalError
@@ -49,7 +52,7 @@ from envconfig.config import EnvironmentConfig, load_config
 
 # Output subfolders this rehearsal owns (only these are cleared before a run: --out may be any folder).
 OUTPUT_PARTS = ("results", "quarantine", "failures", "realtime", "side-by-side", "pipelines", "registry",
-                "rollout", "drive", "logs", "summary.txt", "summary.json", "README.txt")
+                "rollout", "drive", "labelling", "logs", "summary.txt", "summary.json", "README.txt")
 
 
 def run(options: Options, echo: Callable[[str], None] = print) -> Report:
@@ -124,6 +127,11 @@ def run(options: Options, echo: Callable[[str], None] = print) -> Report:
                     with stage("drive: MCAP -> extract -> ingest/async/postprocess -> counts -> build"):
                         report.drive = _drive(aws, config, scheme, names, arns, lambdas, runtime, segmenter, env,
                                               options, out, log)
+                    with stage("labelling: select, export to CVAT, annotate (datumaro), import, version, train"):
+                        rehearse_labelling(aws, prefix=config.prefix, names=names, scheme=scheme,
+                                           segmenter=segmenter, loose=frames,
+                                           loose_versions={f.key: f.version_id for f in report.frames},
+                                           out=out, log=log)
     finally:
         if server is not None:
             report.server_running_after = server.running
