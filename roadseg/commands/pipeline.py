@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from contracts import naming
+from contracts.service_limits import MAX_CONTAINER_ARGUMENT_LENGTH
 from roadseg.output import Printer, when
 from roadseg.session import JobFailed, Session, UserError
 
@@ -80,8 +81,8 @@ def latest_approved_package(sm: Any, group: str) -> dict[str, Any] | None:
     return sm.describe_model_package(ModelPackageName=summaries[0]["ModelPackageArn"]) if summaries else None
 
 
-# A container argument holds at most 256 characters; EvaluateVsIncumbent passes "--incumbent-model-data=<uri>".
-MAX_INCUMBENT_MODEL_URI = 256 - len("--incumbent-model-data=")
+# EvaluateVsIncumbent passes "--incumbent-model-data=<uri>" as one container argument (at most 256 characters).
+MAX_INCUMBENT_MODEL_URI = MAX_CONTAINER_ARGUMENT_LENGTH - len("--incumbent-model-data=")
 
 
 def incumbent_parameters(package: dict[str, Any] | None) -> list[dict[str, str]]:

@@ -3,7 +3,11 @@
 Two pipelines share one set of steps::
 
     <prefix>-training: PrepareDataset -> TrainSegmentation -> CreateCandidateModel -> TransformValidation
-                       -> EvaluateModel -> QualityGate -> (ExportModel -> RegisterModel) | GateFailed
+                       -> EvaluateModel -> IsFirstModel ?
+                          QualityGate -> (ExportModel -> RegisterModel) | GateFailed
+                        : CreateIncumbentModel -> TransformIncumbent -> EvaluateVsIncumbent
+                          -> QualityGateVsIncumbent -> (ExportModelVsIncumbent -> RegisterModelVsIncumbent)
+                                                       | GateFailedVsIncumbent
     <prefix>-tuning:   PrepareDataset -> TuneSegmentation (best job) -> CreateCandidateModel -> ... (same)
 
     both:              PrepareDataset -> PrepareServingValidation -> TransformValidation (beside the training)
@@ -12,6 +16,12 @@ The gate measures what ships: PrepareServingValidation turns the validation imag
 function sends the endpoints (training/serving.py: ``prepare_frame`` with the environment's preprocessing), the
 transform runs on those, and EvaluateModel maps each mask back to the annotation the way the postprocess function
 restores masks, scoring the ROI only (training/evaluate.py).
+
+The gate compares with the incumbent (issue 22 s.5): ``roadseg pipeline start`` passes the latest Approved model
+package as IncumbentModelS3Uri; with one, the incumbent runs on the same serving frames and the candidate may lose at
+most MaxIoURegression IoU on any safety-critical class; without one (a first model) the floors alone decide
+(steps.py says why there are two tails). EvaluateModel also writes the reference profile of the gated frames
+(issue 23 s.2), which the model package records as its drift check baseline.
 
 Only a model that passes the gate is exported and registered: ExportModel (export/model.py) rebuilds the GluonCV
 network at the serving resolution, writes the edge bundle (MXNet graph for Neo, ONNX, classes, preprocessing, parity
