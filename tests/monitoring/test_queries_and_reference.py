@@ -1,0 +1,160 @@
+"""monitoring.queries (GetMetricData requests and their parsing), monitoring.reference and monitoring.metrics."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contracts.service_limits import (
+    MAX_PUT_METRICS,
+    check_alarm_evaluation,
+    check_metric_query_ids,
+    metric_period_floor,
+)
+from contracts.signal_metrics import PUBLISHED_SIGNALS, SIGNAL_METRICS, SIGNAL_METRICS_NAMESPACE
+from contracts.signals import SIGNAL_BIN_EDGES
+from monitoring import simulate
+from monitoring.drift import DRIFT, OK, CameraVerdict, DriftFinding, window_from_values
+from monitoring.job import DriftSettings, window_bounds
+from monitoring.metrics import (
+    DRIFT_DETECTED,
+    DRIFT_METRICS,
+    DRIFT_NAMESPACE,
+    DRIFTED_CAMERAS,
+    custom_metrics,
+    drift_metric_data,
+    put_requests,
+)
+from monitoring.queries import BIN, batches, bin_statistic, format_bound, parse_series, parse_window, window_queries
+from monitoring.reference import (
+    ReferenceProfileError,
+    parse_profile,
+    reference_of_package,
+    serving_package,
+    split_s3_uri,
+)
+from segcore.signals import population_stability_index, reference_profile
+
+_spec = importlib.util.spec_from_file_location("cloudwatch_pr", Path(__file__).with_name("cloudwatch_pr.py"))
+cloudwatch_pr = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cloudwatch_pr)
+
+START = datetime(2026, 12, 1, 10, tzinfo=UTC)
+
+
+def test_bin_statistics_cover_the_line_once() -> None:
+    edges = SIGNAL_BIN_EDGES["brightness"]
+    stats = [bin_statistic(edges, b) for b in range(len(edges) - 1)]
+    assert stats[0] == "PR(:0.05)" and stats[1] == "PR(0.05:0.1)" and stats[-1] == "PR(0.95:)"
+    sharp = SIGNAL_BIN_EDGES["sharpness"]
+    assert bin_statistic(sharp, len(sharp) - 2) == f"PR({format_bound(sharp[-2])}:)"
+    assert "e" not in format_bound(100000.0) and format_bound(100000.0) == "100000"
+    assert [bin_statistic((0.0, 0.5, 1.0), b) for b in (0, 1)] == ["PR(:0.5)", "PR(0.5:)"]
+
+
+def test_one_camera_is_251_queries_with_valid_ids() -> None:
+    queries, index = window_queries("roadseg-dev", ["front"], list(PUBLISHED_SIGNALS), 3600)
+    bins = sum(len(SIGNAL_BIN_EDGES[s]) - 1 for s in PUBLISHED_SIGNALS)
+    assert len(queries) == 2 * len(PUBLISHED_SIGNALS) + bins == 251
+    assert check_metric_query_ids(q["Id"] for q in queries) == []
+    metric = queries[0]["MetricStat"]["Metric"]
+    assert metric["Namespace"] == SIGNAL_METRICS_NAMESPACE and metric["MetricName"] == SIGNAL_METRICS["brightness"]
+    assert {d["Name"] for d in metric["Dimensions"]} == {"Environment", "Camera"}
+    assert [len(b) for b in batches(queries * 3)] == [500, 253]
+    with pytest.raises(ValueError, match="multiple of 60"):
+        window_queries("e", ["front"], ["brightness"], 90)
+    with pytest.raises(ValueError, match="not published"):
+        window_queries("e", ["front"], ["flicker"], 3600)
+
+
+def test_parsed_windows_equal_local_histograms(monkeypatch) -> None:
+    """The PR answers (as CloudWatch defines them) turn back into the histogram the job would compute locally."""
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    import boto3
+
+    window = simulate.window(np.random.default_rng(2), 0, 3000)
+    with mock_aws():
+        cw = cloudwatch_pr.PercentileRankCloudWatch(boto3.client("cloudwatch", region_name="us-east-1"))
+        half = 1500  # two periods of the window: shares x counts add up
+        for signal, values in window.signals.items():
+            cw.record("env", "front", signal, START, values[:half])
+            cw.record("env", "front", signal, START + timedelta(hours=1), values[half:])
+        queries, index = window_queries("env", ["front"], list(PUBLISHED_SIGNALS), 3600)
+        results = []
+        for batch in batches(queries):
+            results += cw.get_metric_data(MetricDataQueries=batch, StartTime=START,
+                                          EndTime=START + timedelta(hours=2))["MetricDataResults"]
+    parsed = parse_window(results, index)["front"]
+    for signal, values in window.signals.items():
+        local = window_from_values(signal, values)
+        assert parsed[signal].frames == local.frames == 3000
+        assert parsed[signal].mean == pytest.approx(local.mean)
+        assert sum(parsed[signal].counts) == pytest.approx(3000)
+        # Only values exactly on an inner edge may sit in a neighbouring bin (PR's (n, m] against [n, m)).
+        assert population_stability_index(local.counts, parsed[signal].counts) < 1e-3, signal
+    series = parse_series(results, index)["front"]["brightness"]
+    assert [p[0] for p in series] == [START, START + timedelta(hours=1)] and series[0][2] == half
+    assert {k.kind for k in index.values()} >= {BIN}
+
+
+def test_reference_chain_errors_are_one_line() -> None:
+    assert serving_package("none") is None and serving_package(" ") is None
+    arn = "arn:aws:sagemaker:us-east-1:1:model-package/g/3"
+    assert serving_package(arn) == arn
+    with pytest.raises(ReferenceProfileError, match="DriftCheckBaselines.*newer pipeline run"):
+        reference_of_package({"ModelPackageArn": "arn:x", "ModelPackageVersion": 2})
+    ref = reference_of_package({"ModelPackageArn": "arn:x", "ModelPackageVersion": 2, "DriftCheckBaselines": {
+        "ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": "s3://b/k/p.json"}}}})
+    assert ref.package_version == "2" and split_s3_uri(ref.profile_uri) == ("b", "k/p.json")
+    with pytest.raises(ReferenceProfileError, match="not an s3://"):
+        split_s3_uri("s3://bucket-only")
+    with pytest.raises(ReferenceProfileError, match="s3://b/k: the reference profile is not JSON"):
+        parse_profile(b"{", "s3://b/k")
+    profile = reference_profile(simulate.reference_records(1, 300))
+    profile["cameras"]["*"]["brightness"]["edges"] = [0, 1]
+    with pytest.raises(ReferenceProfileError, match="s3://b/k: reference profile document: cameras.*brightness.edges"):
+        parse_profile(json.dumps(profile), "s3://b/k")
+
+
+def _verdict(camera: str, drifted: bool) -> CameraVerdict:
+    finding = DriftFinding(camera, "brightness", DRIFT if drifted else OK, 1000, psi=0.5 if drifted else 0.01,
+                           js=0.3 if drifted else 0.02, reasons=("distance",) if drifted else ())
+    return CameraVerdict(camera, DRIFT if drifted else OK, (finding,))
+
+
+def test_published_metrics_and_their_dimensions() -> None:
+    stamp = START
+    insufficient = CameraVerdict("side", "insufficient-data", ())
+    data = drift_metric_data("roadseg-dev", [_verdict("front", True), _verdict("rear", False), insufficient], stamp)
+    by_name: dict[str, list] = {}
+    for datum in data:
+        by_name.setdefault(datum["MetricName"], []).append(datum)
+        assert tuple(d["Name"] for d in datum["Dimensions"]) == DRIFT_METRICS[datum["MetricName"]]
+    assert [d["Value"] for d in by_name[DRIFTED_CAMERAS]] == [1.0]
+    assert {d["Dimensions"][1]["Value"]: d["Value"] for d in by_name[DRIFT_DETECTED]} == {"front": 1.0, "rear": 0.0}
+    assert len(data) == 1 + 2 * (2 + 2)  # side is not judged: nothing for it
+    assert len(drift_metric_data("e", [_verdict("front", True)], stamp, per_signal=False)) == 3
+    requests = list(put_requests(data * 300))  # 2,700 data
+    assert [len(r["MetricData"]) for r in requests] == [MAX_PUT_METRICS, MAX_PUT_METRICS, 700]
+    assert all(r["Namespace"] == DRIFT_NAMESPACE for r in requests)
+    assert custom_metrics(10, True) == 261 and custom_metrics(10, False) == 21
+
+
+def test_limits_and_window_arithmetic() -> None:
+    assert metric_period_floor(3600) == 1 and metric_period_floor(4 * 3600) == 60
+    assert metric_period_floor(20 * 86400) == 300 and metric_period_floor(100 * 86400) == 3600
+    assert check_alarm_evaluation(3600, 168) == [] and check_alarm_evaluation(86400, 8)
+    assert check_alarm_evaluation(300, 289) and not check_alarm_evaluation(300, 288)
+    start, end = window_bounds(datetime(2026, 12, 8, 10, 59, 59, tzinfo=UTC), 3 * 3600)
+    assert (start, end) == (datetime(2026, 12, 8, 7, tzinfo=UTC), datetime(2026, 12, 8, 10, tzinfo=UTC))
+    with pytest.raises(ValueError, match="whole hours"):
+        DriftSettings("e", "/p", window_seconds=1800)
+    settings = DriftSettings("e", "/p", window_seconds=7200, cameras=("a", "b"), per_signal=False)
+    assert DriftSettings.from_env(settings.to_env()) == settings
