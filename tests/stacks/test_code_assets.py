@@ -20,6 +20,7 @@ from PIL import Image
 
 from contracts.documents import validate_evaluation
 from contracts.lambda_env import PreprocessorEnvironment
+from contracts.signals import REFERENCE_PROFILE_FILE, validate_reference_profile
 from segcore.scenes import generate_scene
 from stacks.code_assets import (
     CONTRACTS_DIR,
@@ -164,10 +165,19 @@ def test_processing_entry_runs_the_serving_step_and_the_evaluation_from_the_pack
     with Image.open(serving / "a.jpg") as sent, Image.open(serving / "b.jpg") as other:
         assert sent.size == other.size == (48, 18)
     Image.fromarray(label[:36:2, ::2]).save(pred / "a.jpg.out", format="PNG")  # a mask at the serving resolution
+    # EvaluateModel writes the reference profile of the served frames; EvaluateVsIncumbent's "--option=value"
+    # arguments, an empty package ARN among them, reach the module as the pipeline passes them.
     _run_entry(package_dir, tmp_path, ["evaluate", "--ground-truth", str(gt), "--predictions", str(pred),
                                        "--serving-geometry", str(geometry / "geometry.json"), "--head", "deeplab",
-                                       "--output", str(out)], {})
+                                       "--output", str(out), "--serving-frames", str(serving),
+                                       "--incumbent-predictions", str(pred),
+                                       "--incumbent-model-data=s3://artifacts/pipelines/p/e/model.tar.gz",
+                                       "--incumbent-model-package=", "--incumbent-tolerance", "0.01"], {})
     report = validate_evaluation(json.loads((out / "evaluation.json").read_text()))
+    assert report["incumbent"]["model_data"] == "s3://artifacts/pipelines/p/e/model.tar.gz"
+    assert report["incumbent"]["model_package"] is None and report["incumbent"]["beyond_tolerance"] == []
+    profile = validate_reference_profile(json.loads((out / REFERENCE_PROFILE_FILE).read_text()))
+    assert profile["frames"] == 1 and report["reference_profile"] == REFERENCE_PROFILE_FILE
     assert report["head"] == "deeplab"
     assert report["serving"]["target_size"] == {"width": 48, "height": 24}
     assert report["serving"]["roi"] == [0.0, 0.0, 1.0, 0.75]
