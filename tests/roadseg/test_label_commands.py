@@ -249,3 +249,43 @@ def test_a_damaged_version_fails_verify_with_exit_1(deployed, run, tmp_path):
     s3.put_object(Bucket=DATASETS, Key=split, Body=b'{"train": [], "validation": []}')
     rc, _, err = run("data", "verify", "v0001")
     assert rc == 1 and "split.json: 31 bytes" in err
+
+
+def test_label_studio_frames_as_files_and_a_zip_hold_the_exact_bytes(deployed, run, tmp_path):
+    s3 = deployed
+    exported, folder, rows = _select_and_export(run, s3, tmp_path, "label-studio", "--zip")
+    assert exported["urls_expire_in_s"] is None
+    with zipfile.ZipFile(folder / "label-studio-frames.zip") as zf:
+        names = set(zf.namelist())
+        assert {"tasks.json", "labelling-config.xml", "roadseg-export.json"} <= names
+        for row in rows:
+            member = f"images/{frame_name_for_key(row['frame_key'])}.jpg"
+            assert zf.read(member) == s3.get_object(Bucket=INFERENCE, Key=row["frame_key"])["Body"].read()
+    tasks = json.loads((folder / "label-studio" / "tasks.json").read_text())
+    assert all(t["data"]["image"].startswith("images/") for t in tasks)
+    # The pre-annotation is the model's mask at the frame's size: sky over road, as _model_mask drew it.
+    first = next(t for t in tasks if t["data"]["source_key"] == rows[0]["frame_key"])
+    labels = {r["value"]["brushlabels"][0] for r in first["predictions"][0]["result"]}
+    assert labels == {"road", "sky"}
+
+
+def test_the_import_refuses_another_scheme_and_a_bad_parent(deployed, run, tmp_path):
+    s3 = deployed
+    _, folder, rows = _select_and_export(run, s3, tmp_path, "cvat", "--expires-in", 60)
+    frames = [FrameToLabel(frame_name_for_key(r["frame_key"]), np.zeros((HEIGHT, WIDTH, 3), np.uint8),
+                           _corrected(i)) for i, r in enumerate(rows)]
+    write_cvat(frames, CITYSCAPES, tmp_path / "task.zip")
+    manifest = folder / "roadseg-export.json"
+    rc, _, err = run("label", "import", tmp_path / "task.zip", "--format", "cvat", "--export-manifest", manifest,
+                     "--scheme", "camvid")
+    assert rc == 2 and "exported with scheme 'cityscapes'" in err and "import with the scheme of the export" in err
+    rc, _, err = run("label", "import", tmp_path / "task.zip", "--format", "cvat", "--export-manifest", manifest,
+                     "--parent", "v1")
+    assert rc == 2 and "--parent: 'v1' is not a dataset version id" in err
+    rc, _, err = run("label", "import", tmp_path / "task.zip", "--format", "cvat", "--export-manifest", manifest,
+                     "--parent", "v0004")
+    assert rc == 2 and "dataset version v0004 does not exist" in err
+    rc, _, err = run("label", "export", folder / ".." / "sel" / "selection.json", "--format", "label-studio",
+                     "--urls", "--expires-in", 700000, "--output", tmp_path / "x")
+    assert rc == 2 and "presigned URLs last 1 to 604800 seconds" in err
+    assert not s3.list_objects_v2(Bucket=DATASETS).get("Contents")  # nothing was written by refused imports
