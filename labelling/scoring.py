@@ -70,7 +70,7 @@ SUMMARY_FILE = "scoring-summary.json"
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
-DEFAULT_REGION = 32  # pixels per side of a RIPU region at the inference size (RIPU uses k = 33 at 1280x640)
+DEFAULT_REGION = 32  # pixels per side of a region at the inference size (RIPU's FloatingRegionScore: 33x33 by default)
 
 
 class ScoringError(ValueError):
