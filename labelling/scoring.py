@@ -26,8 +26,9 @@ not the async endpoint's ``application/x-protobuf`` probability output.
   against MXNet: max logit difference and argmax agreement), so entropy and margin come from the numbers the
   endpoint would produce, within that recorded parity; the probabilities never leave the instance (a few hundred
   bytes per frame leave it).
-- COST per 1,000 frames (on-demand list prices, us-east-1, as config/prices/sagemaker-inference.yaml dates them;
-  Processing bills instance-hours the same way; re-check before budgeting): on ml.g4dn.xlarge at USD 0.736/h and
+- COST per 1,000 frames (on-demand list prices, us-east-1, as config/prices/sagemaker-inference.yaml dates them: the
+  inference price of the type, taken as the Processing price, which the file does not hold - an assumption to
+  re-check before budgeting): on ml.g4dn.xlarge at USD 0.736/h and
   the price file's ASSUMED 6 frames/s for this network at 1024x512 on that GPU, 1,000 frames take ~2.8 min =
   USD 0.034, plus the job's start (~3-5 min of instance time, ~USD 0.05 per job whatever its size). The work besides
   the network (preparation, softmax, entropy, margin, region scores) measured 0.16-0.6 s per 1024x512 frame on one
