@@ -148,6 +148,7 @@ def label_select(session: Session, out: Printer, *, timelines: Sequence[Path], d
         Quotas,
         SelectionError,
         select_frames,
+        version_exclusions,
         write_contact_sheet,
         write_pool,
         write_selection,
@@ -157,10 +158,10 @@ def label_select(session: Session, out: Printer, *, timelines: Sequence[Path], d
         raise UserError("name the frames to choose from: timeline files or folders, or --drive <vehicle>/<drive>")
     manifest, excluded_from = (None, "none") if exclude_version == "none" else _version_context(
         session.client("s3"), _datasets_bucket(session, bucket), exclude_version)
-    labelled = [f["source_key"] for f in manifest["frames"] if f["source_key"]] if manifest else None
-    validation = ([f["source_key"] for f in manifest["frames"] if f["source_key"] and f["split"] == "validation"]
-                  if manifest else None)
-    frequency = (manifest["class_frequency"] or None) if manifest else None
+    try:
+        version = version_exclusions(manifest, f"dataset version {excluded_from}") if manifest else None
+    except SelectionError as exc:
+        raise UserError(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="roadseg-select-") as tmp:
         paths = [*timelines, *_download_timelines(session, drives, frames_bucket, Path(tmp))] if drives \
             else list(timelines)
@@ -171,8 +172,11 @@ def label_select(session: Session, out: Printer, *, timelines: Sequence[Path], d
                                                                           per_vehicle=per_vehicle),
                                       seed=seed, start=start, end=end,
                                       near_duplicates=NearDuplicates(min_gap_s=min_gap_s, max_hamming=max_hamming),
-                                      labelled_keys=labelled, validation_keys=validation,
-                                      training_frequency=frequency, model_scores=list(model_scores) or None)
+                                      labelled_keys=version.labelled_keys if version else None,
+                                      validation_keys=version.validation_keys if version else None,
+                                      validation_drives=version.validation_drives if version else None,
+                                      training_frequency=(version.class_frequency or None) if version else None,
+                                      model_scores=list(model_scores) or None)
         except SelectionError as exc:
             raise UserError(str(exc)) from None
     output.mkdir(parents=True, exist_ok=True)
