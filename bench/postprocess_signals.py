@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
+from contracts.layout import INFERENCE
+
 BUCKET = "roadseg-bench-inference"
 ENDPOINT = "roadseg-bench-async"
 CITYSCAPES = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
@@ -126,16 +128,16 @@ def _postprocess(frames: list[tuple[bytes, bytes]], width: int, height: int) -> 
     pattern = __import__("re").compile(DEFAULT_KEY_PATTERN)
     notes = []
     for i, (frame, mask) in enumerate(frames * 2):  # every frame twice: once with, once without the signals
-        key = f"incoming/veh-1/front/2026-12-03T10-00-00-{i:03d}.jpg"
+        key = f"{INFERENCE.incoming}veh-1/front/2026-12-03T10-00-00-{i:03d}.jpg"
         prepared = prepare_frame(frame, PrepareOptions(target_size=(width, height)))
         inference_id = derive_inference_id(BUCKET, key, "v1")
-        input_key = f"async-input/{frame_identity(key)}.jpg"
+        input_key = f"{INFERENCE.async_input}{frame_identity(key)}.jpg"
         metadata = build_async_input_metadata(
             inference_id=inference_id, source_bucket=BUCKET, frame=parse_frame_key(key, pattern),
             source_version_id="v1", prepared=prepared, uploaded_at="2026-12-03T10:00:00.000Z",
             submitted_at="2026-12-03T10:00:00.100Z", input_signals_text=prepared_input_signals(prepared))
         s3.put_object(Bucket=BUCKET, Key=input_key, Body=prepared.jpeg, Metadata=metadata)
-        output_key = f"async-output/{uuid.uuid4()}.out"
+        output_key = f"{INFERENCE.async_output}{uuid.uuid4()}.out"
         s3.put_object(Bucket=BUCKET, Key=output_key, Body=mask)
         notes.append(_sns({
             "awsRegion": "us-east-1", "eventTime": "2026-12-03T10:00:01.250Z",
@@ -204,7 +206,7 @@ def _ingest(frames: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     aws.runtime_client = lambda: runtime  # moto answers InvokeEndpointAsync
     keys = []
     for i, (frame, _) in enumerate(frames * 2):
-        key = f"incoming/veh-1/front/2026-12-03T10-00-00-{i:03d}.jpg"
+        key = f"{INFERENCE.incoming}veh-1/front/2026-12-03T10-00-00-{i:03d}.jpg"
         s3.put_object(Bucket=BUCKET, Key=key, Body=frame)
         keys.append(key)
     with_times, without_times, sink = [], [], io.StringIO()
