@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -151,17 +150,31 @@ def speed_table(work: Path, frames: int, raw_frames: int, runs: int) -> list[dic
     return rows
 
 
+def status_kib(field: str) -> int:
+    """A /proc/self/status figure in KiB: VmRSS (now) or VmHWM (the peak since the last reset)."""
+    return int(next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith(f"{field}:")))
+
+
 def child_memory(log: Path, out: Path, warmup: Path) -> None:
-    """Peak RSS above the baseline after imports (and a warm-up frame), plus tracemalloc's peak."""
+    """Peak RSS above the baseline after imports (and a warm-up frame), plus tracemalloc's peak (a second run).
+
+    The peak is VmHWM reset before the extraction (``5`` to /proc/self/clear_refs, Linux >= 4.0), not ru_maxrss: a
+    child started with fork + exec keeps its parent's peak there, so every drive length would show the parent's size.
+    """
     import drivelogs.extract  # noqa: F401  (imports counted in the baseline)
 
     extract(warmup, out)  # lazy imports and first-use allocations belong to the baseline
-    baseline = int(next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
-                        if line.startswith("VmRSS:")))  # KiB, the current RSS (ru_maxrss is already the import peak)
-    tracemalloc.start()
+    baseline = status_kib("VmRSS")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        raise SystemExit("/proc/self/clear_refs is not writable: no peak RSS of the extraction alone") from None
     extracted = extract(log, out)
+    peak = status_kib("VmHWM")
+    tracemalloc.start()  # a second extraction, traced (tracing's bookkeeping would inflate the first one's RSS)
+    extract(log, out)
     _, traced_peak = tracemalloc.get_traced_memory()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"extracted": extracted, "rss_growth_mib": round((peak - baseline) / 1024, 1),
                       "tracemalloc_peak_mib": round(traced_peak / 2**20, 1)}))
 
