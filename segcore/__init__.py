@@ -9,6 +9,8 @@ Pure (no AWS calls), importing only ``contracts``; it ships inside the Lambda co
 - ``metadata``        the async input object's user metadata (written by ingest, read by postprocess)
 - ``masks``           mask PNG decoding, statistics, restoring, overlays
 - ``results``         result, failure and quarantine documents
+- ``signals``         per-frame signals (input, output, flicker, model confidence), their histograms, PSI and
+                      Jensen-Shannon distance, reference profiles: shared by the data engine and the drift monitor
 - ``recordio``        the algorithm's RecordIO probability output
 - ``bundle_runtime``  the edge bundle's network input and mask
 - ``scenes``          synthetic road scenes (tests, the rehearsal, benchmarks, parity frames)
