@@ -18,6 +18,7 @@ from PIL import Image
 from contracts.lambda_env import RolloutEnvironment
 from contracts.layout import ARTIFACTS
 from contracts.naming import MODEL_PACKAGE_PARAMETER
+from contracts.signals import REFERENCE_PROFILE_FILE, reference_profile_uri
 from demo.awsenv import AwsClients
 from demo.frames import iso_timestamp, scene_seed
 from demo.lambdas import SERVICE_NAMES, LambdaContext, Lambdas
@@ -41,15 +42,17 @@ def register_and_roll_out(aws: AwsClients, config: EnvironmentConfig, names: Nam
     run_prefix = f"{ARTIFACTS.pipelines}{names.training_pipeline}/{execution_id}/"
     registry_dir = out / "registry"
     with tempfile.TemporaryDirectory(prefix="roadseg-evaluate-") as tmp:
-        gt_dir, pred_dir = Path(tmp, "ground_truth"), Path(tmp, "predictions")
-        gt_dir.mkdir()
-        pred_dir.mkdir()
+        gt_dir, pred_dir, frames_dir = Path(tmp, "ground_truth"), Path(tmp, "predictions"), Path(tmp, "frames")
+        for folder in (gt_dir, pred_dir, frames_dir):
+            folder.mkdir()
         for i in range(4):
-            _, truth = generate_scene(512, 256, scene_seed(options.seed + 1, i))
+            image, truth = generate_scene(512, 256, scene_seed(options.seed + 1, i))
             prediction = degrade(truth, options.noise, np.random.default_rng([options.seed, 1000 + i]))
             Image.fromarray(truth).save(gt_dir / f"val_{i:03d}.png")
             Image.fromarray(prediction).save(pred_dir / f"val_{i:03d}.png")
-        evaluation = evaluate_dirs(gt_dir, pred_dir, scheme, registry_dir)
+            Image.fromarray(image).save(frames_dir / f"val_{i:03d}.jpg", quality=90)  # the frames "served"
+        # As EvaluateModel does: evaluation.json and the reference profile of the gated frames next to it.
+        evaluation = evaluate_dirs(gt_dir, pred_dir, scheme, registry_dir, serving_frames_dir=frames_dir)
     evaluation["stand_in"] = True
     evaluation["note"] = f"{LABEL}: predictions are ground truth + tile noise ({options.noise:.0%}), not a model"
     evaluation_path = registry_dir / "evaluation.json"
@@ -57,6 +60,9 @@ def register_and_roll_out(aws: AwsClients, config: EnvironmentConfig, names: Nam
     evaluation_key = f"{run_prefix}evaluation/evaluation.json"
     s3.put_object(Bucket=names.artifacts_bucket, Key=evaluation_key, Body=evaluation_path.read_bytes(),
                   ContentType="application/json")
+    profile_key = f"{run_prefix}evaluation/{REFERENCE_PROFILE_FILE}"
+    s3.put_object(Bucket=names.artifacts_bucket, Key=profile_key,
+                  Body=(registry_dir / REFERENCE_PROFILE_FILE).read_bytes(), ContentType="application/json")
     model_key = f"{run_prefix}model/model.tar.gz"
     s3.put_object(Bucket=names.artifacts_bucket, Key=model_key, Body=_stand_in_model_archive())
     floors = config.classes.safety_critical_iou_floors
@@ -75,6 +81,9 @@ def register_and_roll_out(aws: AwsClients, config: EnvironmentConfig, names: Nam
         ModelApprovalStatus="PendingManualApproval",
         ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
                                                       "S3Uri": f"s3://{names.artifacts_bucket}/{evaluation_key}"}}},
+        # Where RegisterModel records the reference profile (contracts.signals.reference_profile_uri reads it).
+        DriftCheckBaselines={"ModelDataQuality": {"Statistics": {
+            "ContentType": "application/json", "S3Uri": f"s3://{names.artifacts_bucket}/{profile_key}"}}},
         CustomerMetadataProperties={"stand_in": "true", "pipeline_execution": training_run.execution_arn},
     )["ModelPackageArn"]
     report.model_package_arn = arn
@@ -84,7 +93,7 @@ def register_and_roll_out(aws: AwsClients, config: EnvironmentConfig, names: Nam
                  f"local rehearsal: stand-in metrics, mIoU {evaluation['metrics']['mIoU']:.3f}"], log)
     package = sm.describe_model_package(ModelPackageName=arn)
     log(f"model package {arn.split('/', 1)[1]} registered with evaluation.json (stand-in mIoU "
-        f"{evaluation['metrics']['mIoU']:.3f}) and approved")
+        f"{evaluation['metrics']['mIoU']:.3f}) and approved; its reference profile: {reference_profile_uri(package)}")
 
     event = _approval_event(package, names.region)
     (out / "rollout").mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contracts.signals import REFERENCE_PROFILE_FILE, validate_reference_profile
 from demo.__main__ import main as demo_main
 from demo.frames import BROKEN_VEHICLE
 from demo.options import Names, Options
@@ -29,8 +30,10 @@ DRIVE_SECONDS, DRIVE_HZ = 2.0, 3.0  # 2 cameras x 6 frames
 # What ingest must say about each file segcore/scenes.py's write_broken_frames() writes.
 BROKEN_CODES = {"empty.jpg": "empty", "truncated.jpg": "truncated", "truncated.png": "truncated",
                 "notes.jpg": "unsupported_format", "animated.gif": "unsupported_format"}
-TRAINING_PARAMETERS = {"DatasetLayout": "cityscapes", "Epochs": "2"}
-TUNING_PARAMETERS = {"DatasetLayout": "cityscapes", "Epochs": "3"}
+# roadseg pipeline start adds the incumbent: none yet (the rehearsal approves its first package after the pipelines).
+FIRST_MODEL = {"IncumbentModelS3Uri": "", "IncumbentModelPackageArn": ""}
+TRAINING_PARAMETERS = {"DatasetLayout": "cityscapes", "Epochs": "2", **FIRST_MODEL}
+TUNING_PARAMETERS = {"DatasetLayout": "cityscapes", "Epochs": "3", **FIRST_MODEL}
 
 
 def _server_threads() -> list[threading.Thread]:
@@ -130,6 +133,14 @@ def test_approval_rolls_out_once_and_the_redelivered_event_is_skipped(rehearsal)
     assert event["detail"]["ModelApprovalStatus"] == "Approved" and event["resources"] == [arn]
     evaluation = json.loads((report.options.out / "registry" / "evaluation.json").read_text())
     assert evaluation["stand_in"] is True and 0.5 < evaluation["metrics"]["mIoU"] <= 1
+    # As the gate registers it: the reference profile of the gated frames, where DescribeModelPackage says it is.
+    assert evaluation["incumbent"] is None and evaluation["reference_profile"] == REFERENCE_PROFILE_FILE
+    profile = validate_reference_profile(json.loads((report.options.out / "registry" / REFERENCE_PROFILE_FILE)
+                                                    .read_text()))
+    assert profile["frames"] == evaluation["num_images"] == 4
+    log = (report.options.out / "logs" / "rehearsal.log").read_text()
+    assert "its reference profile: s3://roadseg-dev-artifacts/pipelines/roadseg-dev-training/" in log
+    assert f"/evaluation/{REFERENCE_PROFILE_FILE}" in log
 
 
 def test_stand_in_output_is_labelled(rehearsal):
