@@ -29,7 +29,9 @@ that crashed) takes the id after it, so the loser of a race never mixes files in
 claiming, the manifest's absence is also checked with HeadObject, for S3-compatible stores that ignore the header
 (moto 5.2.5 honours it on PutObject, tests/labelling/test_versions.py checks that); with such a store two imports
 racing between that check and their writes could still mix files, which :func:`verify_version` then reports.
-CopyObject is not used: its If-None-Match is refused (501) under bucket policies that enforce conditional writes.
+The deployed datasets bucket enforces it: its policy denies a PutObject under versions/ without If-None-Match
+(stacks/bucket_set.py). CopyObject is not used: it is refused (403/501) under a policy that enforces conditional
+writes; nor are multipart uploads (UploadPart carries no conditional header).
 
 Public API (pure planning, then the S3 acts):
 

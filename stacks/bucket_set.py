@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from contracts import naming
-from contracts.layout import INFERENCE
+from contracts.layout import DATASETS, INFERENCE
 from envconfig.config import EnvironmentConfig
 from stacks.compliance import acknowledge, acknowledge_all_packs
 
@@ -78,6 +79,15 @@ class BucketSet(Construct):
             "Datasets",
             lifecycle_rules=[self._abort_uploads(retention.abort_incomplete_upload_days), noncurrent],
         )
+        # Dataset versions are written once (labelling.versions writes with If-None-Match): S3 refuses a PutObject
+        # under versions/ without that header, so no tool overwrites a version. CopyObject is refused there too
+        # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html); multipart
+        # uploads would be (UploadPart carries no conditional header): versions are written with single PutObjects.
+        self.datasets.add_to_resource_policy(iam.PolicyStatement(
+            sid="DatasetVersionsAreWrittenOnce", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=["s3:PutObject"], resources=[self.datasets.arn_for_objects(f"{DATASETS.versions}*")],
+            conditions={"Null": {"s3:if-none-match": "true"}},
+        ))
         self.artifacts = self._bucket(
             "Artifacts",
             lifecycle_rules=[self._abort_uploads(retention.abort_incomplete_upload_days), noncurrent],

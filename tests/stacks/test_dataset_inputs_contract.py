@@ -48,3 +48,23 @@ def test_the_pipeline_role_reads_raw_trees_and_dataset_versions(synth):
     assert any("Training" in v.resource for v in violations) and any("Tuning" in v.resource for v in violations)
     assert all("under versions/ of the datasets bucket" in v.message for v in violations)
     assert all(v.doc.startswith("https://docs.aws.amazon.com/") for v in violations)
+
+
+def test_the_datasets_bucket_refuses_unconditional_writes_under_versions(synth):
+    """S3 enforces labelling.versions' If-None-Match: a PutObject under versions/ without it is denied to anyone."""
+    env = synth("dev")
+    templates = _templates(env)
+    found = []
+    for template in templates.values():
+        for body in template["Resources"].values():
+            if body["Type"] != "AWS::S3::BucketPolicy":
+                continue
+            for statement in body["Properties"]["PolicyDocument"]["Statement"]:
+                if statement.get("Sid") == "DatasetVersionsAreWrittenOnce":
+                    found.append(statement)
+    assert len(found) == 1
+    statement = found[0]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == {"AWS": "*"}
+    assert statement["Action"] == "s3:PutObject"
+    assert statement["Condition"] == {"Null": {"s3:if-none-match": "true"}}
+    assert json.dumps(statement["Resource"]).endswith(f'"/{DATASETS.versions}*"]]}}')
