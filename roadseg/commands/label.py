@@ -22,6 +22,7 @@ import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -369,6 +370,7 @@ def label_import(session: Session, out: Printer, *, archive: Path, tool: str, ex
                  bucket: str | None) -> None:
     from labelling.archive import LabelImportError, load_export_manifest
     from labelling.versions import (
+        WRITE_WORKERS,
         FrameProvenance,
         NewFrame,
         VersionConflict,
@@ -408,8 +410,10 @@ def label_import(session: Session, out: Printer, *, archive: Path, tool: str, ex
     source_bucket = _frames_bucket(session, frames_bucket)
     pattern = re.compile(session.config.preprocessing.key_pattern)
     frames = []
-    for label in result.labels:
-        found = _get(s3, source_bucket, label.source_key, label.source_version_id)
+    with ThreadPoolExecutor(max_workers=WRITE_WORKERS) as pool:  # boto3 clients are thread-safe
+        downloads = list(pool.map(lambda lb: _get(s3, source_bucket, lb.source_key, lb.source_version_id),
+                                  result.labels))
+    for label, found in zip(result.labels, downloads, strict=True):
         if found is None:
             version = f" version {label.source_version_id}" if label.source_version_id else ""
             raise UserError(f"frame {label.frame_name}: s3://{source_bucket}/{label.source_key}{version} does not "
