@@ -49,6 +49,7 @@ import numpy as np
 from PIL import Image
 
 from contracts.documents import EVALUATION_SCHEMA_VERSION
+from contracts.layout import DATASETS
 from contracts.signals import ALL_CAMERAS, REFERENCE_PROFILE_FILE
 from segcore.classes import CITYSCAPES, DRIVABLE_CLASSES, ClassScheme, add_scheme_arguments, scheme_from_arguments
 from segcore.masks import restore_to_original
@@ -313,14 +314,14 @@ def compare_with_incumbent(
 
 
 def camera_of_frame_name(name: str) -> str:
-    """The camera of a frame named after its key (labelling.versions.frame_name: ``<vehicle>__[<drive>__]<camera>__
-    <stamp>``, the segments of contracts.lambda_env.DEFAULT_KEY_PATTERN), else ``"*"`` (all cameras)."""
+    """The camera of a frame named after its S3 key (labelling.archive.frame_name_for_key joins the key's segments
+    with ``__``: ``incoming__<vehicle>__[<drive>__]<camera>__<stamp>``, the segments of
+    contracts.lambda_env.DEFAULT_KEY_PATTERN under the incoming prefix), else ``"*"`` (all cameras)."""
     parts = name.split("__")
-    if len(parts) == 4:
-        return parts[2] or ALL_CAMERAS
-    if len(parts) == 3:
-        return parts[1] or ALL_CAMERAS
-    return ALL_CAMERAS
+    if parts and parts[0] == DATASETS.incoming.strip("/"):
+        parts = parts[1:]
+    # vehicle, [drive,] camera, stamp: the camera is the segment before the stamp.
+    return parts[-2] if len(parts) in (3, 4) and parts[-2] else ALL_CAMERAS
 
 
 def frame_signal_records(

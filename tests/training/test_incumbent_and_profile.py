@@ -12,7 +12,7 @@ from PIL import Image
 
 from contracts.documents import DocumentError, validate_evaluation
 from contracts.signals import ALL_CAMERAS, MONITORED_SIGNALS, REFERENCE_PROFILE_FILE, validate_reference_profile
-from labelling.versions import frame_name
+from labelling.archive import frame_name_for_key
 from segcore.classes import CITYSCAPES, custom_scheme
 from segcore.signals import input_signals
 from training.evaluate import (
@@ -164,11 +164,13 @@ def test_cli_refuses_a_tolerance_outside_0_1(dirs, capsys):
     [
         ("incoming/car-7/d1/front/20261203T101500.123456789Z.jpg", "front"),
         ("incoming/car-7/front-left/20261203T101500.1Z.jpg", "front-left"),  # no drive segment
+        ("car-7/d1/rear/20261203T101500.1Z.jpg", "rear"),  # a key relative to the incoming prefix
         ("frankfurt_000000_000294_leftImg8bit.png", ALL_CAMERAS),  # a dataset name: no camera
+        ("incoming/a/b/c/d/e/f.jpg", ALL_CAMERAS),  # not a frame key's shape
     ],
 )
-def test_camera_of_frame_name_reads_what_frame_name_wrote(key, camera):
-    assert camera_of_frame_name(frame_name(key)) == camera
+def test_camera_of_frame_name_reads_what_frame_name_for_key_wrote(key, camera):
+    assert camera_of_frame_name(frame_name_for_key(key)) == camera
 
 
 def _serving_frame(path: Path, seed: int, scale: float) -> np.ndarray:
@@ -181,7 +183,7 @@ def _serving_frame(path: Path, seed: int, scale: float) -> np.ndarray:
 
 
 def test_the_reference_profile_holds_the_signals_of_the_gated_frames(tmp_path):
-    names = [frame_name(f"incoming/car-7/d1/{camera}/2026120{i}T101500.0Z.jpg")
+    names = [frame_name_for_key(f"incoming/car-7/d1/{camera}/2026120{i}T101500.0Z.jpg")
              for i, camera in enumerate(("front", "front", "rear"))]
     road, sky, person = CITYSCAPES.names.index("road"), CITYSCAPES.names.index("sky"), CITYSCAPES.names.index("person")
     masks = []
