@@ -187,3 +187,42 @@ def test_the_lambda_asset_runs_the_handler_on_its_own(tmp_path: Path):
     result = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(staged)!r}); {code}"],
                             cwd=tmp_path, env=environment, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def _drift_rule(templates: dict) -> list[str]:
+    from stacks.checks.service_contracts.drift import NAME, drift_alarms
+
+    return [str(v) for v in drift_alarms(Assembly(templates), Context()) if v.rule == NAME]
+
+
+def test_the_drift_contract_fails_on_an_alarm_for_another_environment(synth):
+    import copy
+
+    env = synth("prod")
+    templates = {s.stack_name: json.loads((env.outdir / s.template_file).read_text()) for s in env.stacks.all}
+    assert _drift_rule(templates) == []
+    broken = copy.deepcopy(templates)
+    inference = broken[env.stacks.inference.stack_name]
+    for props in _alarms_on(inference, DRIFT_NAMESPACE):
+        for dimension in props["Dimensions"]:
+            if dimension["Name"] == ENVIRONMENT_DIMENSION:
+                dimension["Value"] = "someone-else"
+    found = _drift_rule(broken)
+    assert len(found) == 1 + len(env.config.monitored_cameras)
+    assert all("Environment=someone-else, which no drift function publishes" in v for v in found)
+
+
+def test_the_drift_contract_fails_when_the_role_may_not_publish_there(synth):
+    import copy
+
+    env = synth("prod")
+    templates = {s.stack_name: json.loads((env.outdir / s.template_file).read_text()) for s in env.stacks.all}
+    broken = copy.deepcopy(templates)
+    inference = broken[env.stacks.inference.stack_name]
+    _, function = _drift_function(inference)
+    for statement in _role_statements(inference, function):
+        if "cloudwatch:PutMetricData" in _actions(statement):
+            statement["Condition"] = {"StringEquals": {"cloudwatch:namespace": "roadseg"}}
+    found = _drift_rule(broken)
+    assert any("may not cloudwatch:PutMetricData into roadseg/drift" in v for v in found)
+    assert any("which no drift function publishes" in v for v in found)  # and so every drift alarm is blind

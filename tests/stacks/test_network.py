@@ -197,7 +197,7 @@ def test_every_function_model_and_job_runs_in_the_vpc(isolated_synth, name):
     providers = {lid for _, lid in _custom_resource_providers(Assembly(templates))}
     assert any(lid.startswith("BucketNotificationsHandler") for lid in providers)
     assert set(functions) - providers == in_vpc
-    assert len(in_vpc) == 6  # ingest, postprocess, real-time front, rollout, drive launcher and completion
+    assert len(in_vpc) == 7  # ingest, postprocess, real-time front, rollout, drive launcher and completion, drift
     for lid in in_vpc:
         vpc_config = functions[lid]["VpcConfig"]
         assert len(vpc_config["SubnetIds"]) == 2 and len(vpc_config["SecurityGroupIds"]) == 1, lid

@@ -115,7 +115,7 @@ def test_log_group_on_a_key_that_does_not_admit_cloudwatch_logs_fails(dev):
     violations = _break_and_check(dev, "log-group-key-admits-cloudwatch-logs",
                                   lambda t: _drop_key_statements(t, _sid("CloudWatchLogsEncryptLogGroups")),
                                   "kms:EncryptionContext:aws:logs:arn")
-    assert len(violations) == 6  # ingest, postprocess, real-time front, rollout, drive launcher and completion
+    assert len(violations) == 7  # ingest, postprocess, real-time front, rollout, drive launcher and completion, drift
 
 
 def test_log_group_condition_must_cover_the_group(dev):

@@ -1,0 +1,81 @@
+"""Metrics class of the integration contracts, one more edge: the drift monitor publishes what its alarms watch.
+Registers with ``stacks.checks.service_contracts.rules.rule`` when imported.
+
+- ``drift-alarms-watch-what-the-monitor-publishes``: every alarm on a ``monitoring.metrics.DRIFT_NAMESPACE``
+  metric names, in its ``Environment`` dimension, the environment a drift function of the app publishes for
+  (``DRIFT_ENVIRONMENT`` in its variables); that function's role may cloudwatch:PutMetricData into the namespace
+  (a ``cloudwatch:namespace`` condition, when there is one, names it: CW_NAMESPACE_CONDITION_DOC) and may read the
+  signal series it judges (cloudwatch:GetMetricData, cloudwatch:ListMetrics). An alarm on another environment
+  value, or a function that may not publish there, leaves the alarm without a data point, and with
+  ``notBreaching`` missing data it stays OK forever. The dimension NAMES are checked against the catalogue by
+  ``metric-published-with-these-dimensions``; this rule checks the VALUES and the permission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from monitoring.metrics import DRIFT_NAMESPACE
+from stacks.checks.service_contracts.assembly import Assembly, Resource
+from stacks.checks.service_contracts.rules import Context, Violation, _role_of_function, rule
+
+NAME = "drift-alarms-watch-what-the-monitor-publishes"
+CW_NAMESPACE_CONDITION_DOC = ("https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/"
+                              "iam-cw-condition-keys-namespace.html")
+ENVIRONMENT_VARIABLE = "DRIFT_ENVIRONMENT"
+READ_ACTIONS = ("cloudwatch:GetMetricData", "cloudwatch:ListMetrics")
+
+
+def _publishers(assembly: Assembly) -> dict[str, list[tuple[Resource, Resource | None]]]:
+    """DRIFT_ENVIRONMENT value -> [(drift function, its role)]."""
+    found: dict[str, list[tuple[Resource, Resource | None]]] = {}
+    for function in assembly.resources("AWS::Lambda::Function"):
+        variables = (function.properties.get("Environment") or {}).get("Variables") or {}
+        if ENVIRONMENT_VARIABLE in variables:
+            value = assembly.text(function.stack, variables[ENVIRONMENT_VARIABLE])
+            found.setdefault(value, []).append((function, _role_of_function(assembly, function)))
+    return found
+
+
+def _may_publish(assembly: Assembly, role: Resource | None) -> bool:
+    if role is None:
+        return False
+    for statement in assembly.identity_statements(role):
+        if statement.allows_action("cloudwatch:PutMetricData"):
+            namespaces = statement.condition_values("cloudwatch:namespace")
+            if not namespaces or DRIFT_NAMESPACE in namespaces:
+                return True
+    return False
+
+
+def _drift_metrics(props: dict) -> Iterator[dict]:
+    if props.get("Namespace") == DRIFT_NAMESPACE:
+        yield props
+    for query in props.get("Metrics", []):
+        metric = (query.get("MetricStat") or {}).get("Metric") or {}
+        if metric.get("Namespace") == DRIFT_NAMESPACE:
+            yield metric
+
+
+@rule(NAME)
+def drift_alarms(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    publishers = _publishers(assembly)
+    for environment, functions in sorted(publishers.items()):
+        for function, role in functions:
+            if not _may_publish(assembly, role):
+                yield Violation(NAME, function.path, f"publishes drift metrics for {environment} but its role may not "
+                                f"cloudwatch:PutMetricData into {DRIFT_NAMESPACE}", CW_NAMESPACE_CONDITION_DOC)
+            missing = [a for a in READ_ACTIONS if role is None or not assembly.role_allows(role, a, "*")]
+            if missing:
+                yield Violation(NAME, function.path, f"judges the signal series but may not {', '.join(missing)}",
+                                CW_NAMESPACE_CONDITION_DOC)
+    for alarm in assembly.resources("AWS::CloudWatch::Alarm"):
+        for metric in _drift_metrics(alarm.properties):
+            dimensions = {d["Name"]: assembly.text(alarm.stack, d["Value"]) for d in metric.get("Dimensions", [])}
+            environment = dimensions.get("Environment")
+            able = [f for f, role in publishers.get(environment, []) if _may_publish(assembly, role)]
+            if not able:
+                known = ", ".join(sorted(publishers)) or "none"
+                yield Violation(NAME, alarm.path, f"watches {DRIFT_NAMESPACE} {metric.get('MetricName')} for "
+                                f"Environment={environment}, which no drift function publishes (drift functions "
+                                f"publish for: {known}): the alarm never sees a data point", CW_NAMESPACE_CONDITION_DOC)
