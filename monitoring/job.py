@@ -114,10 +114,15 @@ class DriftRun:
                 "cameras": [v.to_dict() for v in self.verdicts]}
 
 
+# Frames of the last minutes are still on their way (the async endpoint, postprocess, EMF extraction from the log):
+# a window ends on the last whole hour at least this long before the run.
+SETTLE = timedelta(minutes=15)
+
+
 def window_bounds(now: datetime, window_seconds: int) -> tuple[datetime, datetime]:
-    """The last whole window before ``now``: it ends on the hour (so the one-period query has one data point and
-    the hourly runs tile time), ``window_seconds`` long."""
-    end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    """The last whole window that ended ``SETTLE`` before ``now``: it ends on the hour (so the one-period query has
+    one data point and hourly runs tile time), ``window_seconds`` long."""
+    end = (now.astimezone(UTC) - SETTLE).replace(minute=0, second=0, microsecond=0)
     return end - timedelta(seconds=window_seconds), end
 
 

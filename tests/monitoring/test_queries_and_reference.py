@@ -154,6 +154,8 @@ def test_limits_and_window_arithmetic() -> None:
     assert check_alarm_evaluation(300, 289) and not check_alarm_evaluation(300, 288)
     start, end = window_bounds(datetime(2026, 12, 8, 10, 59, 59, tzinfo=UTC), 3 * 3600)
     assert (start, end) == (datetime(2026, 12, 8, 7, tzinfo=UTC), datetime(2026, 12, 8, 10, tzinfo=UTC))
+    # 10:10 is within the settling quarter hour after 10:00: the window ending at 09:00 is the last complete one
+    assert window_bounds(datetime(2026, 12, 8, 10, 10, tzinfo=UTC), 3600)[1] == datetime(2026, 12, 8, 9, tzinfo=UTC)
     with pytest.raises(ValueError, match="whole hours"):
         DriftSettings("e", "/p", window_seconds=1800)
     settings = DriftSettings("e", "/p", window_seconds=7200, cameras=("a", "b"), per_signal=False)
