@@ -19,7 +19,7 @@ from typing import Any
 
 from contracts.documents import DocumentError
 from contracts.naming import NO_MODEL_PACKAGE
-from contracts.signals import validate_reference_profile
+from contracts.signals import reference_profile_uri, validate_reference_profile
 
 DESCRIBE_MODEL_PACKAGE_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeModelPackage.html"
 
@@ -45,10 +45,8 @@ def reference_of_package(describe: Mapping[str, Any]) -> ServingReference:
     """The profile's S3 URI from a DescribeModelPackage response; ReferenceProfileError when the package has none."""
     arn = str(describe.get("ModelPackageArn") or "?")
     version = describe.get("ModelPackageVersion")
-    statistics = (((describe.get("DriftCheckBaselines") or {}).get("ModelDataQuality") or {})
-                  .get("Statistics") or {})
-    uri = statistics.get("S3Uri")
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
+    uri = reference_profile_uri(describe)  # the one place the location is written (the gate registers it there)
+    if uri is None or not uri.startswith("s3://"):
         raise ReferenceProfileError(
             f"model package {arn} has no DriftCheckBaselines.ModelDataQuality.Statistics.S3Uri: it was registered "
             "before the gate wrote reference profiles; approve a package from a newer pipeline run "
