@@ -145,14 +145,21 @@ def draw(cloudwatch: Any, settings: DriftSettings, run: Any, path: Path) -> Path
         for index, camera in enumerate(cameras):
             points = series.get(camera, {}).get(signal, [])
             colour = COLOURS[index % len(COLOURS)]
-            xy = [(left + (stamp - run.start).total_seconds() / span * (right - left), y(mean))
-                  for stamp, mean, _ in points]
+            xy = [(left + ((stamp - run.start).total_seconds() + 1800) / span * (right - left), y(mean))
+                  for stamp, mean, _ in points]  # each hour's mean at the middle of its hour
             if len(xy) > 1:
                 canvas.line(xy, fill=colour, width=2)
             for x, y_ in xy:
                 canvas.ellipse((x - 2, y_ - 2, x + 2, y_ + 2), fill=colour)
             if row == 0:
                 canvas.text((right + 15, top + 16 * index), camera, fill=colour, font=font)
+    if signals:  # time axis under the last panel: the window's start, middle and end
+        axis = 30 + (len(signals) - 1) * panel + panel - 40
+        for fraction in (0.0, 0.5, 1.0):
+            stamp = run.start + (run.end - run.start) * fraction
+            x = left + fraction * (right - left)
+            canvas.line((x, axis, x, axis + 5), fill="black")
+            canvas.text((x, axis + 8), f"{stamp:%m-%d %H:%M}", fill="black", font=font, anchor="mt")
     canvas.text((width // 2, 12), f"{settings.environment}: hourly signal means, {run.start:%Y-%m-%d %H:%M} .. "
                 f"{run.end:%Y-%m-%d %H:%M} UTC; shaded: reference band", fill="black", font=font, anchor="mm")
     path = Path(path)
