@@ -410,6 +410,9 @@ class DrivesConfig(_Strict):
 # Signals with a CloudWatch anomaly-detection alarm per camera by default: what a night, a re-mounted camera and a
 # wrong model move first.
 DEFAULT_ANOMALY_SIGNALS = ("brightness", "frac_road", "drivable_fraction")
+# Per-camera alarms the inference stack may hold: CloudFormation allows 500 resources per stack
+# (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html) and prod has ~140.
+MAX_CAMERA_ALARMS = 240
 
 
 class MonitoringConfig(_Strict):
@@ -428,7 +431,8 @@ class MonitoringConfig(_Strict):
     # Drifted windows in a row before a drift alarm fires (period x windows at most 7 days: PutMetricAlarm).
     alarm_windows: Annotated[int, Field(ge=1, le=24)] = 3
     # Cameras with their own alarms and dashboard row (None: the drives.cameras names). Every camera that publishes
-    # signals is judged either way, and the environment's DriftedCameras alarm covers them all.
+    # signals is judged either way, and the environment's DriftedCameras alarm covers them all. Each adds
+    # 1 + len(anomaly_signals) alarms to the inference stack: at most MAX_CAMERA_ALARMS in all (EnvironmentConfig).
     cameras: list[str] | None = None
     anomaly_signals: list[str] = Field(default_factory=lambda: list(DEFAULT_ANOMALY_SIGNALS))
     anomaly_band_std: Annotated[float, Field(gt=0, le=10)] = 3.0  # ANOMALY_DETECTION_BAND width, in std devs
@@ -590,6 +594,17 @@ class EnvironmentConfig(_Strict):
                              "pipeline")
         if self.delivery is not None and self.name in self.delivery.stages:
             raise ValueError(f"delivery.stages: '{self.name}' is the tools environment itself, not a stage")
+        return self
+
+    @model_validator(mode="after")
+    def _camera_alarms_fit(self) -> EnvironmentConfig:
+        per_camera = 1 + len(self.monitoring.anomaly_signals)
+        cameras = len(self.monitored_cameras)
+        if cameras * per_camera > MAX_CAMERA_ALARMS:
+            raise ValueError(
+                f"monitoring: {cameras} cameras x {per_camera} alarms each is {cameras * per_camera} alarms, more than "
+                f"{MAX_CAMERA_ALARMS} (CloudFormation's 500 resources per stack): list fewer monitoring.cameras or "
+                "anomaly_signals (every publishing camera is judged anyway)")
         return self
 
     @property

@@ -1,0 +1,48 @@
+"""envconfig's monitoring section: what it accepts and the one-line refusals."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from envconfig.config import MAX_CAMERA_ALARMS, EnvironmentConfig, MonitoringConfig, load_config
+from stacks.drift_monitoring import drift_settings
+
+
+def test_defaults_are_the_anchors_and_hourly() -> None:
+    cfg = MonitoringConfig()
+    assert (cfg.psi_threshold, cfg.js_threshold, cfg.band_sigmas, cfg.alarm_windows) == (0.1, 0.1, 3.0, 3)
+    assert cfg.schedule_hours == 1 and cfg.window == 1
+    assert MonitoringConfig(drift_schedule="daily").window == 24
+    assert MonitoringConfig(drift_schedule="daily", window_hours=48).window == 48
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"drift_schedule": "daily", "alarm_windows": 8}, "604800"),  # 8 days: PutMetricAlarm's 7-day range
+    ({"anomaly_signals": ["flicker"]}, "not published per camera"),
+    ({"cameras": ["front", "front"]}, "at most once"),
+    ({"cameras": ["front camera"]}, "camera name"),
+    ({"psi_threshold": 0}, "greater than 0"),
+])
+def test_refusals(values: dict, fragment: str) -> None:
+    with pytest.raises(ValidationError, match=fragment):
+        MonitoringConfig(**values)
+
+
+def test_cameras_default_to_the_drive_cameras_and_the_alarms_fit_a_stack() -> None:
+    base = {"name": "dev", "prefix": "roadseg-dev"}
+    config = EnvironmentConfig.model_validate({**base, "drives": {"cameras": {"/cam/b": "rear", "/cam/a": "front"}}})
+    assert config.monitored_cameras == ["front", "rear"]
+    explicit = EnvironmentConfig.model_validate({**base, "monitoring": {"cameras": []},
+                                                 "drives": {"cameras": {"/cam/a": "front"}}})
+    assert explicit.monitored_cameras == []
+    too_many = [f"c{i}" for i in range(MAX_CAMERA_ALARMS // 4 + 1)]
+    with pytest.raises(ValidationError, match="CloudFormation's 500 resources"):
+        EnvironmentConfig.model_validate({**base, "monitoring": {"cameras": too_many}})
+
+
+def test_the_function_settings_follow_the_config() -> None:
+    config = load_config("prod")
+    settings = drift_settings(config, "/roadseg/x/serving/model-package-arn")
+    assert settings.environment == config.prefix and settings.cameras == ("front",)
+    assert settings.window_seconds == 3600 and settings.thresholds.psi == config.monitoring.psi_threshold
