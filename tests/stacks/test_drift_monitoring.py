@@ -226,3 +226,19 @@ def test_the_drift_contract_fails_when_the_role_may_not_publish_there(synth):
     found = _drift_rule(broken)
     assert any("may not cloudwatch:PutMetricData into roadseg/drift" in v for v in found)
     assert any("which no drift function publishes" in v for v in found)  # and so every drift alarm is blind
+
+
+def test_the_drift_contract_fails_when_nobody_publishes_the_signals_it_reads(synth):
+    import copy
+
+    env = synth("prod")
+    templates = {s.stack_name: json.loads((env.outdir / s.template_file).read_text()) for s in env.stacks.all}
+    broken = copy.deepcopy(templates)
+    for function in _of_type(broken[env.stacks.inference.stack_name], "AWS::Lambda::Function").values():
+        variables = (function["Properties"].get("Environment") or {}).get("Variables") or {}
+        variables.pop("METRICS_ENVIRONMENT", None)
+    found = _drift_rule(broken)
+    assert any(f"judges the signal series of Environment={env.config.prefix}, which no function publishes" in v
+               for v in found)
+    anomaly = [v for v in found if "watches roadseg/signals" in v]
+    assert len(anomaly) == len(env.config.monitored_cameras) * len(env.config.monitoring.anomaly_signals) > 0

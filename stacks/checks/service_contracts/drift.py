@@ -9,12 +9,17 @@ Registers with ``stacks.checks.service_contracts.rules.rule`` when imported.
   value, or a function that may not publish there, leaves the alarm without a data point, and with
   ``notBreaching`` missing data it stays OK forever. The dimension NAMES are checked against the catalogue by
   ``metric-published-with-these-dimensions``; this rule checks the VALUES and the permission.
+  The other end too: the environment a drift function judges, and the ``Environment`` of every alarm on a
+  ``contracts.signal_metrics.SIGNAL_METRICS_NAMESPACE`` series (the anomaly-detection alarms), is one a function of
+  the app publishes signal metrics for (``METRICS_ENVIRONMENT``, contracts.lambda_env): else the monitor reads
+  empty series and judges every camera ``insufficient-data`` forever.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from contracts.signal_metrics import EMF_SPECIFICATION_DOC, SIGNAL_METRICS_NAMESPACE
 from monitoring.metrics import DRIFT_NAMESPACE
 from stacks.checks.service_contracts.assembly import Assembly, Resource
 from stacks.checks.service_contracts.rules import Context, Violation, _role_of_function, rule
@@ -23,16 +28,18 @@ NAME = "drift-alarms-watch-what-the-monitor-publishes"
 CW_NAMESPACE_CONDITION_DOC = ("https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/"
                               "iam-cw-condition-keys-namespace.html")
 ENVIRONMENT_VARIABLE = "DRIFT_ENVIRONMENT"
+SIGNALS_ENVIRONMENT_VARIABLE = "METRICS_ENVIRONMENT"  # contracts.lambda_env: the signal metrics' Environment
 READ_ACTIONS = ("cloudwatch:GetMetricData", "cloudwatch:ListMetrics")
 
 
-def _publishers(assembly: Assembly) -> dict[str, list[tuple[Resource, Resource | None]]]:
-    """DRIFT_ENVIRONMENT value -> [(drift function, its role)]."""
+def _publishers(assembly: Assembly, variable: str = ENVIRONMENT_VARIABLE
+                ) -> dict[str, list[tuple[Resource, Resource | None]]]:
+    """``variable``'s value -> [(function carrying it, its role)]."""
     found: dict[str, list[tuple[Resource, Resource | None]]] = {}
     for function in assembly.resources("AWS::Lambda::Function"):
         variables = (function.properties.get("Environment") or {}).get("Variables") or {}
-        if ENVIRONMENT_VARIABLE in variables:
-            value = assembly.text(function.stack, variables[ENVIRONMENT_VARIABLE])
+        if variable in variables:
+            value = assembly.text(function.stack, variables[variable])
             found.setdefault(value, []).append((function, _role_of_function(assembly, function)))
     return found
 
@@ -48,12 +55,12 @@ def _may_publish(assembly: Assembly, role: Resource | None) -> bool:
     return False
 
 
-def _drift_metrics(props: dict) -> Iterator[dict]:
-    if props.get("Namespace") == DRIFT_NAMESPACE:
+def _metrics_in(props: dict, namespace: str) -> Iterator[dict]:
+    if props.get("Namespace") == namespace:
         yield props
     for query in props.get("Metrics", []):
         metric = (query.get("MetricStat") or {}).get("Metric") or {}
-        if metric.get("Namespace") == DRIFT_NAMESPACE:
+        if metric.get("Namespace") == namespace:
             yield metric
 
 
@@ -69,8 +76,24 @@ def drift_alarms(assembly: Assembly, _: Context) -> Iterator[Violation]:
             if missing:
                 yield Violation(NAME, function.path, f"judges the signal series but may not {', '.join(missing)}",
                                 CW_NAMESPACE_CONDITION_DOC)
+    signal_publishers = _publishers(assembly, SIGNALS_ENVIRONMENT_VARIABLE)
+    for environment, functions in sorted(publishers.items()):
+        if environment not in signal_publishers:
+            for function, _role in functions:
+                yield Violation(NAME, function.path, f"judges the signal series of Environment={environment}, which "
+                                f"no function publishes ({SIGNALS_ENVIRONMENT_VARIABLE} of the app's functions: "
+                                f"{', '.join(sorted(signal_publishers)) or 'none'}): every camera would have no data",
+                                EMF_SPECIFICATION_DOC)
     for alarm in assembly.resources("AWS::CloudWatch::Alarm"):
-        for metric in _drift_metrics(alarm.properties):
+        for metric in _metrics_in(alarm.properties, SIGNAL_METRICS_NAMESPACE):
+            environment = next((assembly.text(alarm.stack, d["Value"]) for d in metric.get("Dimensions", [])
+                                if d["Name"] == "Environment"), None)
+            if environment not in signal_publishers:
+                yield Violation(NAME, alarm.path, f"watches {SIGNAL_METRICS_NAMESPACE} {metric.get('MetricName')} for "
+                                f"Environment={environment}, which no function publishes: the alarm never sees a "
+                                "data point", EMF_SPECIFICATION_DOC)
+    for alarm in assembly.resources("AWS::CloudWatch::Alarm"):
+        for metric in _metrics_in(alarm.properties, DRIFT_NAMESPACE):
             dimensions = {d["Name"]: assembly.text(alarm.stack, d["Value"]) for d in metric.get("Dimensions", [])}
             environment = dimensions.get("Environment")
             able = [f for f, role in publishers.get(environment, []) if _may_publish(assembly, role)]
