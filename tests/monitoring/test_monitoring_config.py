@@ -11,7 +11,7 @@ from stacks.drift_monitoring import drift_settings
 
 def test_defaults_are_the_anchors_and_hourly() -> None:
     cfg = MonitoringConfig()
-    assert (cfg.psi_threshold, cfg.js_threshold, cfg.band_sigmas, cfg.alarm_windows) == (0.1, 0.1, 3.0, 3)
+    assert (cfg.psi_threshold, cfg.js_threshold, cfg.band_sigmas, cfg.alarm_windows) == (0.2, 0.2, 3.0, 3)
     assert cfg.schedule_hours == 1 and cfg.window == 1
     assert MonitoringConfig(drift_schedule="daily").window == 24
     assert MonitoringConfig(drift_schedule="daily", window_hours=48).window == 48
