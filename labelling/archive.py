@@ -11,7 +11,12 @@ Public API (other modules and ``roadseg label`` use these):
 
     FrameToLabel(name, image: np.ndarray (H, W, 3) RGB uint8 | Path to a JPEG/PNG, mask: np.ndarray (H, W) uint8
                  class indices with 255 = ignore, source_key=None, source_version_id=None)   - what an export takes
-    ExportedFrame(name, width, height, image, source_key, source_version_id)                 - one manifest entry
+    ExportedFrame(name, width, height, image, source_key, source_version_id, pre_annotation_sha256)
+                                                                                             - one manifest entry
+    pre_annotation_digest(mask) -> str                    (SHA-256 of a class-index mask's shape and bytes)
+    unchanged_labels(result, accept_unchanged) -> UnchangedCheck
+                                                          (imported masks equal to their pre-annotation: refused
+                                                           unless accepted; see "Unchanged pre-annotations")
     ExportManifest(tool, scheme, classes, frames, model_version, created_at, urls_expire_at)
         .to_json() -> str, .frame(name) -> ExportedFrame, .names -> tuple[str, ...]
     load_export_manifest(path) -> ExportManifest          (LabelImportError with one line when unreadable/invalid)
@@ -26,10 +31,20 @@ Public API (other modules and ``roadseg label`` use these):
     zip_folder(folder, destination)                       - e.g. a Label Studio export folder as one zip to hand on
 
 Pixel values: class index = the scheme's train id (segcore.classes), ``IGNORE_INDEX`` (255) = unlabelled / ignore.
+
+Unchanged pre-annotations: CVAT turns uploaded pre-annotations into annotations, and Label Studio's annotator can
+submit a prediction as it is, so a frame nobody corrected comes back looking labelled (and a later selection would
+then leave it out as labelled). The export manifest (schema 1.1) records each frame's ``pre_annotation_sha256``
+(``pre_annotation_digest`` of the mask handed to the tool); an imported mask with the same digest is UNCHANGED.
+``unchanged_labels`` keeps the changed ones and refuses the unchanged unless ``accept_unchanged`` (an annotator who
+checked a frame and found the model right); its counts reconcile: labels read = imported + refused, imported =
+changed + unchanged accepted. A schema 1.0 manifest has no digests: its frames cannot be told apart and are counted
+``unchecked`` (imported).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import zipfile
@@ -46,7 +61,7 @@ from contracts.documents import INT, STR, DocumentError, ListOf, Nullable, _vali
 from segcore.classes import IGNORE_INDEX, RGB, ClassScheme
 
 MANIFEST_FILE = "roadseg-export.json"
-EXPORT_SCHEMA_VERSION = "1.0"
+EXPORT_SCHEMA_VERSION = "1.1"
 TOOLS = ("cvat", "label-studio")
 MAX_PROBLEM_LINES = 20
 
@@ -64,7 +79,13 @@ EXPORT_SCHEMAS: dict[str, dict[str, Any]] = {
         "scheme": {"name": STR, "classes": ListOf({"name": STR, "color": ListOf(INT, 3)})},
         "frames": ListOf({"name": STR, "width": INT, "height": INT, "image": STR, "source_key": Nullable(STR),
                           "source_version_id": Nullable(STR)}),
-    }
+    },
+}
+# 1.1: each frame's pre-annotation digest, to tell an imported mask nobody changed (see "Unchanged pre-annotations").
+EXPORT_SCHEMAS["1.1"] = {
+    **EXPORT_SCHEMAS["1.0"],
+    "frames": ListOf({"name": STR, "width": INT, "height": INT, "image": STR, "source_key": Nullable(STR),
+                      "source_version_id": Nullable(STR), "pre_annotation_sha256": Nullable(STR)}),
 }
 
 
@@ -131,6 +152,7 @@ class ExportedFrame:
     image: str
     source_key: str | None = None
     source_version_id: str | None = None
+    pre_annotation_sha256: str | None = None  # pre_annotation_digest of the mask handed to the tool
 
     @property
     def pixels(self) -> int:
@@ -167,7 +189,7 @@ class ExportManifest:
             "scheme": {"name": self.scheme, "classes": [{"name": n, "color": list(c)} for n, c in self.classes]},
             "frames": [
                 {"name": f.name, "width": f.width, "height": f.height, "image": f.image, "source_key": f.source_key,
-                 "source_version_id": f.source_version_id}
+                 "source_version_id": f.source_version_id, "pre_annotation_sha256": f.pre_annotation_sha256}
                 for f in self.frames
             ],
         }
@@ -190,6 +212,15 @@ class ExportManifest:
             f"{source}: exported with scheme '{self.scheme}' ({len(self.classes)} classes) but imported with "
             f"'{scheme.name}' ({scheme.num_classes} classes); import with the scheme of the export"
         )
+
+
+def pre_annotation_digest(mask: np.ndarray) -> str:
+    """SHA-256 of a class-index mask: its shape ("HxW:") then its uint8 bytes in C order, so two masks share a
+    digest exactly when they are pixel for pixel the same array."""
+    array = np.ascontiguousarray(mask, dtype=np.uint8)
+    digest = hashlib.sha256(f"{array.shape[0]}x{array.shape[1]}:".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def utc_now() -> str:
@@ -241,7 +272,8 @@ def parse_export_manifest(text: str | bytes, source: str) -> ExportManifest:
     if doc["tool"] not in TOOLS:
         raise LabelImportError([f"{source}: tool '{doc['tool']}' is not one of {', '.join(TOOLS)}"])
     frames = tuple(
-        ExportedFrame(f["name"], f["width"], f["height"], f["image"], f["source_key"], f["source_version_id"])
+        ExportedFrame(f["name"], f["width"], f["height"], f["image"], f["source_key"], f["source_version_id"],
+                      f.get("pre_annotation_sha256"))
         for f in doc["frames"]
     )
     names = [f.name for f in frames]
@@ -464,3 +496,57 @@ def provenance(name: str, manifest: ExportManifest | None) -> dict[str, Any]:
         "source_version_id": frame.source_version_id,
         "model_version": manifest.model_version,
     }
+
+
+# ------------------------------------------------------------------------------------- unchanged pre-annotations
+
+UNCHANGED_NAMES_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class UnchangedCheck:
+    """The labels to import and those refused because they equal their pre-annotation (module docstring)."""
+
+    imported: tuple[ImportedLabel, ...]
+    refused: tuple[ImportedLabel, ...]  # unchanged and not accepted
+    changed: int
+    unchanged_accepted: int
+    unchecked: int  # the export recorded no digest (schema 1.0 or no manifest): imported, not told apart
+
+    def counts(self) -> dict[str, Any]:
+        """labels read = imported + sum(refused); imported = changed + unchanged_accepted + unchecked."""
+        return {"read": len(self.imported) + len(self.refused), "imported": len(self.imported),
+                "changed": self.changed, "unchanged_accepted": self.unchanged_accepted, "unchecked": self.unchecked,
+                "refused": {"unchanged": len(self.refused)}}
+
+    def refusal_line(self) -> str | None:
+        """One line naming the refused frames (how many, the first few) and how to import them; None if none."""
+        if not self.refused:
+            return None
+        names = [label.frame_name for label in self.refused]
+        shown = ", ".join(names[:UNCHANGED_NAMES_SHOWN]) + (", ..." if len(names) > UNCHANGED_NAMES_SHOWN else "")
+        return (f"{len(names)} frame(s) came back exactly as the model pre-annotated them, so nobody may have "
+                f"reviewed them ({shown}): left out; correct them in the tool, or pass --accept-unchanged if "
+                "annotators checked them and found the model right")
+
+
+def unchanged_labels(result: ImportResult, accept_unchanged: bool = False) -> UnchangedCheck:
+    """Split ``result.labels`` by whether each mask equals the pre-annotation its export recorded."""
+    recorded = {f.name: f.pre_annotation_sha256 for f in result.manifest.frames} if result.manifest else {}
+    imported, refused = [], []
+    changed = accepted = unchecked = 0
+    for label in result.labels:
+        digest = recorded.get(label.frame_name)
+        if digest is None:
+            unchecked += 1
+            imported.append(label)
+        elif pre_annotation_digest(label.mask) != digest:
+            changed += 1
+            imported.append(label)
+        elif accept_unchanged:
+            accepted += 1
+            imported.append(label)
+        else:
+            refused.append(label)
+    return UnchangedCheck(imported=tuple(imported), refused=tuple(refused), changed=changed,
+                          unchanged_accepted=accepted, unchecked=unchecked)

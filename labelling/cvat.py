@@ -65,6 +65,7 @@ from labelling.archive import (
     check_export_frames,
     check_frame_set,
     parse_export_manifest,
+    pre_annotation_digest,
     provenance,
     safe_extract,
     size_problem,
@@ -163,6 +164,7 @@ def write_cvat(
                 image=f"{VocPath.IMAGES_DIR}/{images[frame.name].name}" if frame.name in images else frame.name,
                 source_key=frame.source_key,
                 source_version_id=frame.source_version_id,
+                pre_annotation_sha256=pre_annotation_digest(frame.mask),
             )
             for frame, (width, height) in zip(frames, sizes, strict=True)
         ]

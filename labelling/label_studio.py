@@ -58,6 +58,7 @@ from labelling.archive import (
     check_frame_set,
     load_export_manifest,
     load_rgb,
+    pre_annotation_digest,
     provenance,
     safe_extract,
     size_problem,
@@ -141,7 +142,8 @@ def write_label_studio(
             "data": {DATA_KEY: ref, FRAME_KEY: frame.name, "source_key": frame.source_key},
             "predictions": [{"model_version": model_version or "roadseg", "result": brush_results(frame.mask, scheme)}],
         })
-        exported.append(ExportedFrame(frame.name, width, height, ref, frame.source_key, frame.source_version_id))
+        exported.append(ExportedFrame(frame.name, width, height, ref, frame.source_key, frame.source_version_id,
+                                      pre_annotation_digest(frame.mask)))
     manifest = build_manifest(TOOL, scheme, exported, model_version=model_version, urls_expire_at=urls_expire_at)
     (destination / TASKS_FILE).write_text(json.dumps(tasks) + "\n")
     (destination / CONFIG_FILE).write_text(labelling_config(scheme))

@@ -334,13 +334,17 @@ def label_export(ctx, selection, tool, output, urls, expires_in, frames_bucket, 
               show_default=True, help="share of frames in validation when it is drawn")
 @click.option("--allow-missing", is_flag=True, help="exported frames without labels are left out, not an error")
 @click.option("--task", help="the labelling tool's task id, recorded with each frame")
+@click.option("--accept-unchanged", is_flag=True,
+              help="import frames whose labels equal the model's pre-annotation (left out by default: CVAT turns "
+                   "pre-annotations into annotations, so such a frame may never have been reviewed)")
 @frames_bucket_option
 @datasets_bucket_option
 @scheme_options
 @json_option
 @click.pass_context
 def label_import(ctx, archive, tool, export_manifest, parent, replace, reshuffle_validation, seed,
-                 validation_fraction, allow_missing, task, frames_bucket, bucket, scheme, classes_file, as_json):
+                 validation_fraction, allow_missing, task, accept_unchanged, frames_bucket, bucket, scheme,
+                 classes_file, as_json):
     """Check a labelling tool's export against the scheme and write it, merged with its parent, as a new
     immutable dataset version."""
     from roadseg.commands import label as commands
@@ -350,7 +354,8 @@ def label_import(ctx, archive, tool, export_manifest, parent, replace, reshuffle
                           export_manifest=export_manifest, parent=parent, replace=replace,
                           reshuffle_validation=reshuffle_validation, seed=seed,
                           validation_fraction=validation_fraction, allow_missing=allow_missing, task=task,
-                          scheme=_scheme(session, scheme, classes_file), frames_bucket=frames_bucket, bucket=bucket)
+                          scheme=_scheme(session, scheme, classes_file), frames_bucket=frames_bucket, bucket=bucket,
+                          accept_unchanged=accept_unchanged)
 
 
 # -- pipeline ----------------------------------------------------------------------------------------------------

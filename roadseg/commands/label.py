@@ -367,8 +367,8 @@ def _write_export(tool: str, frames: list, scheme, output: Path, *, model_versio
 def label_import(session: Session, out: Printer, *, archive: Path, tool: str, export_manifest: Path | None,
                  parent: str, replace: bool, reshuffle_validation: bool, seed: int, validation_fraction: float,
                  allow_missing: bool, task: str | None, scheme, frames_bucket: str | None,
-                 bucket: str | None) -> None:
-    from labelling.archive import LabelImportError, load_export_manifest
+                 bucket: str | None, accept_unchanged: bool = False) -> None:
+    from labelling.archive import LabelImportError, load_export_manifest, unchanged_labels
     from labelling.versions import (
         WRITE_WORKERS,
         FrameProvenance,
@@ -397,12 +397,18 @@ def label_import(session: Session, out: Printer, *, archive: Path, tool: str, ex
             result = read_label_studio(archive, scheme, expected, allow_missing=allow_missing)
     except LabelImportError as exc:
         raise UserError(str(exc)) from None
+    # CVAT turns uploaded pre-annotations into annotations: a frame nobody opened would import as labelled (and be
+    # left out of every later selection). Masks equal to their pre-annotation are refused unless accepted.
+    unchanged = unchanged_labels(result, accept_unchanged)
+    refusal = unchanged.refusal_line()
+    if refusal and not unchanged.imported:
+        raise UserError(f"nothing to import: {refusal}")
     if parent not in ("latest", "none"):
         try:
             check_version_id(parent)
         except VersionError as exc:
             raise UserError(f"--parent: {exc}") from None
-    no_source = [label.frame_name for label in result.labels if not label.source_key]
+    no_source = [label.frame_name for label in unchanged.imported if not label.source_key]
     if no_source:
         raise UserError(f"{len(no_source)} imported frame(s) have no source frame key (e.g. {no_source[0]}): pass "
                         "--export-manifest with the roadseg-export.json of the export they came from")
@@ -412,8 +418,8 @@ def label_import(session: Session, out: Printer, *, archive: Path, tool: str, ex
     frames = []
     with ThreadPoolExecutor(max_workers=WRITE_WORKERS) as pool:  # boto3 clients are thread-safe
         downloads = list(pool.map(lambda lb: _get(s3, source_bucket, lb.source_key, lb.source_version_id),
-                                  result.labels))
-    for label, found in zip(result.labels, downloads, strict=True):
+                                  unchanged.imported))
+    for label, found in zip(unchanged.imported, downloads, strict=True):
         if found is None:
             version = f" version {label.source_version_id}" if label.source_version_id else ""
             raise UserError(f"frame {label.frame_name}: s3://{source_bucket}/{label.source_key}{version} does not "
@@ -443,9 +449,21 @@ def label_import(session: Session, out: Printer, *, archive: Path, tool: str, ex
              f"{uri}  (validation drives {'drawn afresh' if manifest['split']['reshuffled'] else 'kept'}: "
              f"{', '.join(manifest['split']['validation_groups'])})",
              f"train on it: roadseg pipeline start --dataset-version {version}")
+    labels = {**unchanged.counts(), "missing": len(result.missing)}
+    if result.manifest is not None:
+        labels["exported"] = len(result.manifest.frames)  # = imported + refused + missing
+    out.line(f"labels: {labels['imported']} imported ({labels['changed']} changed by annotators, "
+             f"{labels['unchanged_accepted']} unchanged and accepted"
+             + (f", {labels['unchecked']} not checked: the export recorded no pre-annotation digest" if
+                labels["unchecked"] else "")
+             + f"), {labels['refused']['unchanged']} refused as unchanged, {labels['missing']} missing"
+             + (f", of {labels['exported']} exported" if "exported" in labels else ""))
+    if refusal:
+        out.warn(refusal)
     if result.missing:
         out.warn(f"{len(result.missing)} exported frame(s) were not labelled and are left out, e.g. "
                  f"{result.missing[0]}")
     out.document({"version": version, "parent": manifest["parent"], "uri": uri, "counts": counts,
+                  "labels": labels, "refused_unchanged": [label.frame_name for label in unchanged.refused],
                   "split": manifest["split"], "replaced": manifest["replaced"], "missing": list(result.missing),
                   "tool": result.tool})

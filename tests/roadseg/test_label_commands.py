@@ -289,3 +289,67 @@ def test_the_import_refuses_another_scheme_and_a_bad_parent(deployed, run, tmp_p
                      "--urls", "--expires-in", 700000, "--output", tmp_path / "x")
     assert rc == 2 and "presigned URLs last 1 to 604800 seconds" in err
     assert not s3.list_objects_v2(Bucket=DATASETS).get("Contents")  # nothing was written by refused imports
+
+
+def test_frames_nobody_changed_are_refused_unless_accepted(deployed, run, tmp_path):
+    """CVAT turns uploaded pre-annotations into annotations: an untouched frame comes back as the model's mask. The
+    export records each pre-annotation's digest, and the import leaves such frames out unless --accept-unchanged."""
+    from labelling.archive import pre_annotation_digest
+    from labelling.cvat import read_cvat
+
+    s3 = deployed
+    _, folder, rows = _select_and_export(run, s3, tmp_path, "cvat")
+    manifest = json.loads((folder / "roadseg-export.json").read_text())
+    assert manifest["schema_version"] == "1.1"
+    pre = {label.frame_name: label.mask for label in read_cvat(folder / "cvat-annotations.zip", CITYSCAPES).labels}
+    assert {f["name"]: f["pre_annotation_sha256"] for f in manifest["frames"]} == \
+        {name: pre_annotation_digest(mask) for name, mask in pre.items()}
+
+    # The task exported as it was uploaded: every frame unchanged, nothing to import.
+    rc, _, err = run("label", "import", folder / "cvat-annotations.zip", "--format", "cvat", "--export-manifest",
+                     folder / "roadseg-export.json")
+    assert rc == 2 and "nothing to import: 6 frame(s) came back exactly as the model pre-annotated" in err
+    assert "--accept-unchanged" in err and len(err.strip().splitlines()) == 1
+    assert not s3.list_objects_v2(Bucket=DATASETS).get("Contents")
+
+    # Annotators corrected the first four frames and left two untouched.
+    names = [frame_name_for_key(r["frame_key"]) for r in rows]
+    frames = [FrameToLabel(name, np.zeros((HEIGHT, WIDTH, 3), np.uint8), _corrected(i) if i < 4 else pre[name])
+              for i, name in enumerate(names)]
+    write_cvat(frames, CITYSCAPES, tmp_path / "task.zip")
+    rc, out, err = run("label", "import", tmp_path / "task.zip", "--format", "cvat", "--export-manifest",
+                       folder / "roadseg-export.json", "--json")
+    assert rc == 0, err
+    imported = json.loads(out)
+    assert imported["counts"]["frames"] == 4 and sorted(imported["refused_unchanged"]) == sorted(names[4:])
+    assert imported["labels"] == {"read": 6, "imported": 4, "changed": 4, "unchanged_accepted": 0, "unchecked": 0,
+                                  "refused": {"unchanged": 2}, "missing": 0, "exported": 6}
+    assert "2 frame(s) came back exactly as the model pre-annotated them" in err
+
+    # Checked and found right: accepted, counted apart from the changed ones.
+    rc, out, err = run("label", "import", tmp_path / "task.zip", "--format", "cvat", "--export-manifest",
+                       folder / "roadseg-export.json", "--accept-unchanged", "--replace", "--json")
+    assert rc == 0, err
+    accepted = json.loads(out)
+    assert accepted["labels"]["imported"] == 6 and accepted["labels"]["unchanged_accepted"] == 2
+    assert accepted["labels"]["refused"] == {"unchanged": 0} and accepted["counts"]["frames"] == 6
+
+
+def test_label_studio_annotations_equal_to_the_prediction_are_refused(deployed, run, tmp_path):
+    s3 = deployed
+    _, folder, rows = _select_and_export(run, s3, tmp_path, "label-studio", "--zip")
+    tasks = json.loads((folder / "label-studio" / "tasks.json").read_text())
+    for number, task in enumerate(tasks):
+        task["id"] = 200 + number
+        # The annotator submitted the prediction as it was on the first task, and corrected the others.
+        result = task["predictions"][0]["result"] if number == 0 else brush_results(
+            _corrected(number), CITYSCAPES)
+        task["annotations"] = [{"id": 1, "result": result, "updated_at": "2026-12-08T10:00:00Z"}]
+    (tmp_path / "ls.json").write_text(json.dumps(tasks))
+    rc, out, err = run("label", "import", tmp_path / "ls.json", "--format", "label-studio", "--export-manifest",
+                       folder / "roadseg-export.json", "--json")
+    assert rc == 0, err
+    imported = json.loads(out)
+    assert imported["refused_unchanged"] == [tasks[0]["data"]["frame"]]
+    assert imported["labels"]["changed"] == 5 and imported["labels"]["refused"] == {"unchanged": 1}
+    assert imported["counts"]["frames"] == 5
