@@ -98,6 +98,13 @@ bench: $(VENV)/.dev-installed node_modules/.installed $(EXPORT_VENV)/.installed
 	PYTHONPATH=.:lambda $(EXPORT_VENV)/bin/python bench/export.py --width 512 --height 256 --frames 4 --warmup 1
 	$(PY) bench/extraction_formats.py
 	$(PY) bench/sidecar.py
+# Issues 22-23, each at its defaults (on the 2-core build machine: 2, 9, 15, 28 and 61 s). bench/log_kinds_table.py is
+# not a benchmark: it writes docs/drives.md's table, which tests/drivelogs/test_log_kinds.py keeps current.
+	$(PY) bench/signals.py
+	PYTHONPATH=.:lambda $(PY) bench/postprocess_signals.py
+	PYTHONPATH=. $(PY) bench/scoring.py
+	PYTHONPATH=. $(PY) bench/selection.py
+	$(PY) bench/drift.py
 
 # Local rehearsal against moto on 127.0.0.1 (no AWS account): see docs/rehearsal.md.
 demo: $(VENV)/.dev-installed node_modules/.installed
