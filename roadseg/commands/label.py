@@ -52,6 +52,51 @@ def _frames_bucket(session: Session, bucket: str | None) -> str:
     return session.name(naming.INFERENCE_BUCKET_NAME, bucket, option="--frames-bucket")
 
 
+def credentials_expiry(credentials: Any) -> tuple[bool, dt.datetime | None]:
+    """(temporary, expiry) of botocore credentials: temporary when they carry a session token or expire; the expiry
+    when botocore knows it (RefreshableCredentials of an assumed role, SSO or a credential process keep it in
+    ``_expiry_time``; a session token from the environment has none)."""
+    if credentials is None:
+        return False, None
+    expiry = getattr(credentials, "_expiry_time", None)
+    expiry = expiry if isinstance(expiry, dt.datetime) else None
+    if expiry is not None and expiry.tzinfo is None:
+        expiry = expiry.replace(tzinfo=dt.UTC)
+    return bool(getattr(credentials, "token", None)) or expiry is not None, expiry
+
+
+def presigned_urls_expire_at(now: dt.datetime, expires_in: int, temporary: bool,
+                             credentials_expire_at: dt.datetime | None) -> tuple[dt.datetime, str | None]:
+    """When presigned URLs stop working and a line saying why, when not after ``expires_in``: a URL signed with
+    temporary credentials dies with them whatever its X-Amz-Expires (re:Post, "presigned-url-s3-bucket-expiration";
+    PRESIGNED_URL_DOC). UserError when the credentials have already expired."""
+    wanted = now + dt.timedelta(seconds=expires_in)
+    if credentials_expire_at is not None:
+        if credentials_expire_at <= now:
+            raise UserError(f"your AWS credentials expired at {_utc(credentials_expire_at)}: sign in again (aws sso "
+                            "login, or assume the role again) and export again")
+        if credentials_expire_at < wanted:
+            return credentials_expire_at, (
+                f"the frame URLs stop working at {_utc(credentials_expire_at)}, when the temporary AWS credentials "
+                f"that signed them expire, not at {_utc(wanted)} as --expires-in {expires_in} asks "
+                f"({PRESIGNED_URL_DOC}); for longer, export with longer-lived credentials (a role session with a "
+                "longer duration) or export with --zip")
+        return wanted, None
+    if temporary:
+        return wanted, (f"the frame URLs are signed with temporary AWS credentials of unknown expiry: they stop "
+                        f"working when those expire, possibly before {_utc(wanted)} ({PRESIGNED_URL_DOC})")
+    return wanted, None
+
+
+def _utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _signing_credentials() -> Any:
+    """The credentials the presigner signs with: those of the one boto3 session (roadseg.session)."""
+    return sessions._boto3_session().get_credentials()
+
+
 def _not_found(exc: Exception) -> bool:
     code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
     return code in ("404", "NoSuchKey", "NotFound", "NoSuchVersion")
@@ -307,10 +352,15 @@ def label_export(session: Session, out: Printer, *, selection_path: Path, tool: 
                 urls_by_name[name] = presigner.generate_presigned_url("get_object", Params=params,
                                                                       ExpiresIn=expires_in)
         model_version = models.most_common(1)[0][0] if models else None
+        expires_at, expiry_note = None, None
+        if urls:  # after signing: refreshable credentials may have been refreshed for it
+            expires_at, expiry_note = presigned_urls_expire_at(dt.datetime.now(dt.UTC), expires_in,
+                                                               *credentials_expiry(_signing_credentials()))
         output.mkdir(parents=True, exist_ok=True)
         try:
             written = _write_export(tool, frames, scheme, output, model_version=model_version,
-                                    urls=urls_by_name if urls else None, expires_in=expires_in)
+                                    urls=urls_by_name if urls else None,
+                                    urls_expire_at=_utc(expires_at) if expires_at else None)
         except LabelExportError as exc:
             raise UserError(str(exc)) from None
     manifest_path = output / "roadseg-export.json"
@@ -322,17 +372,19 @@ def label_export(session: Session, out: Printer, *, selection_path: Path, tool: 
                  f"exported unlabelled, e.g. {without_pre_annotation[0]}")
     out.line(f"exported {len(frames)} frames for {tool} into {output}: {', '.join(str(p.name) for p in written)}",
              f"export manifest: {manifest_path} (keep it: `roadseg label import` needs it)")
-    if urls:
-        expires = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expires_in)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        out.line(f"frame URLs expire at {expires} (sooner if your AWS credentials are temporary: {PRESIGNED_URL_DOC})")
+    if expires_at is not None:
+        out.line(f"frame URLs expire at {_utc(expires_at)} (recorded in {manifest_path.name})")
+    if expiry_note:
+        out.warn(expiry_note)
     out.document({"tool": tool, "frames": len(frames), "output": str(output), "files": [str(p) for p in written],
                   "export_manifest": str(manifest_path), "model_version": model_version,
                   "without_pre_annotation": without_pre_annotation,
-                  "urls_expire_in_s": expires_in if urls else None})
+                  "urls_expire_in_s": expires_in if urls else None,
+                  "urls_expire_at": _utc(expires_at) if expires_at else None})
 
 
 def _write_export(tool: str, frames: list, scheme, output: Path, *, model_version: str | None,
-                  urls: dict[str, str] | None, expires_in: int) -> list[Path]:
+                  urls: dict[str, str] | None, urls_expire_at: str | None) -> list[Path]:
     from labelling.archive import MANIFEST_FILE
 
     if tool == "cvat":
@@ -346,8 +398,7 @@ def _write_export(tool: str, frames: list, scheme, output: Path, *, model_versio
 
     folder = output / LABEL_STUDIO_DIR
     if urls is not None:
-        expires = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expires_in)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        write_label_studio(frames, scheme, folder, image_urls=urls, urls_expire_at=expires,
+        write_label_studio(frames, scheme, folder, image_urls=urls, urls_expire_at=urls_expire_at,
                            model_version=model_version)
         written = sorted(p for p in folder.iterdir() if p.is_file())
     else:

@@ -353,3 +353,56 @@ def test_label_studio_annotations_equal_to_the_prediction_are_refused(deployed, 
     assert imported["refused_unchanged"] == [tasks[0]["data"]["frame"]]
     assert imported["labels"]["changed"] == 5 and imported["labels"]["refused"] == {"unchanged": 1}
     assert imported["counts"]["frames"] == 5
+
+
+class _FakeCredentials:
+    """What botocore hands the presigner: RefreshableCredentials keep their expiry in _expiry_time."""
+
+    def __init__(self, token: str | None, expiry=None) -> None:
+        self.access_key, self.secret_key, self.token = "AKIA", "secret", token
+        if expiry is not None:
+            self._expiry_time = expiry
+
+
+def test_presigned_urls_expire_with_the_temporary_credentials_that_signed_them():
+    import datetime as dt
+
+    from roadseg.commands.label import credentials_expiry, presigned_urls_expire_at
+    from roadseg.session import UserError
+
+    now = dt.datetime(2026, 12, 8, 4, 0, tzinfo=dt.UTC)
+    soon = now + dt.timedelta(hours=1)
+    assert credentials_expiry(None) == (False, None)
+    assert credentials_expiry(_FakeCredentials(None)) == (False, None)  # an IAM user's keys
+    assert credentials_expiry(_FakeCredentials("token")) == (True, None)  # a session token from the environment
+    assert credentials_expiry(_FakeCredentials("token", soon)) == (True, soon)  # an assumed role, SSO
+    assert credentials_expiry(_FakeCredentials("t", soon.replace(tzinfo=None))) == (True, soon)  # naive = UTC
+
+    at, note = presigned_urls_expire_at(now, 86400, True, soon)
+    assert at == soon and "stop working at 2026-12-08T05:00:00Z" in note and "not at 2026-12-09T04:00:00Z" in note
+    assert presigned_urls_expire_at(now, 1800, True, soon) == (now + dt.timedelta(seconds=1800), None)
+    assert presigned_urls_expire_at(now, 86400, False, None) == (now + dt.timedelta(days=1), None)
+    at, note = presigned_urls_expire_at(now, 86400, True, None)
+    assert at == now + dt.timedelta(days=1) and "unknown expiry" in note
+    with pytest.raises(UserError, match="credentials expired at 2026-12-08T03:00:00Z"):
+        presigned_urls_expire_at(now, 60, True, now - dt.timedelta(hours=1))
+
+
+def test_the_export_records_when_the_credentials_end_the_urls(deployed, run, tmp_path, monkeypatch):
+    import datetime as dt
+
+    from roadseg.commands import label as commands
+
+    expiry = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=50)).replace(microsecond=0)
+    monkeypatch.setattr(commands, "_signing_credentials", lambda: _FakeCredentials("token", expiry))
+    s3 = deployed
+    _drive_frames(s3, tmp_path / "timeline")
+    rc, _, err = run("label", "select", tmp_path / "timeline", "--budget-frames", 2, "--output", tmp_path / "sel")
+    assert rc == 0, err
+    rc, out, err = run("label", "export", tmp_path / "sel" / "selection.json", "--format", "label-studio", "--urls",
+                       "--expires-in", 86400, "--output", tmp_path / "export", "--json")
+    assert rc == 0, err
+    stamp = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert json.loads(out)["urls_expire_at"] == stamp
+    assert json.loads((tmp_path / "export" / "roadseg-export.json").read_text())["urls_expire_at"] == stamp
+    assert f"stop working at {stamp}, when the temporary AWS credentials" in err
