@@ -37,6 +37,9 @@ class InferenceLayout:
     data_capture: str = "data-capture/"    # real-time endpoint request/response samples
     drives: str = "drives/"                # drive logs (ROS 1/2 bags, MCAP): drives/<vehicle>/<drive>.<ext>
     drive_outputs: str = "drive-outputs/"  # per drive: manifest, timeline, scenes, review videos, summary
+    # Model scores of a candidate pool (labelling.scoring_job): label-scores/<job>/input/ (the pool, the frames' and
+    # the bundle's manifest files the CLI writes) and label-scores/<job>/output/ (model-scores.parquet, the summary).
+    label_scores: str = "label-scores/"
 
     @property
     def expiring_outputs(self) -> tuple[str, ...]:

@@ -32,6 +32,10 @@ ASYNC_ENDPOINT_NAME = "AsyncEndpointName"  # only while a model is approved
 SERVING_STATUS = "ServingStatus"
 REALTIME_FRONT_URL = "RealtimeFrontUrl"
 REALTIME_FRONT_INVOKE_POLICY_ARN = "RealtimeFrontInvokePolicyArn"
+# What `roadseg label score` needs to start a scoring Processing job (a JSON object: labelling.scoring_job
+# .ScoringJobSettings) and the name prefix of those jobs (a plain string the failure-alarm contract reads).
+LABEL_SCORING_JOB = "LabelScoringJob"
+LABEL_SCORING_JOB_PREFIX = "LabelScoringJobPrefix"
 
 # Which stack (logical key) holds each output.
 OUTPUT_STACKS: dict[str, str] = {
@@ -40,7 +44,11 @@ OUTPUT_STACKS: dict[str, str] = {
     EXECUTION_ROLE_ARN: TRAINING,
     ALARM_TOPIC_ARN: INFERENCE, REALTIME_ENDPOINT_NAME: INFERENCE, ASYNC_ENDPOINT_NAME: INFERENCE,
     SERVING_STATUS: INFERENCE, REALTIME_FRONT_URL: INFERENCE, REALTIME_FRONT_INVOKE_POLICY_ARN: INFERENCE,
+    LABEL_SCORING_JOB: INFERENCE, LABEL_SCORING_JOB_PREFIX: INFERENCE,
 }
+# Outputs naming the prefix of jobs an operator command starts (not a role of the app): the contract
+# async-jobs-reach-the-alarm-topic requires a failure rule for each (job kind by output key).
+OPERATOR_JOB_PREFIX_OUTPUTS: dict[str, str] = {LABEL_SCORING_JOB_PREFIX: "processing"}
 
 # Cross-stack export keys of the data stack (the export name is ``export_name(prefix, key)``).
 DATASETS_BUCKET_ARN_EXPORT = "DatasetsBucketArn"
@@ -195,6 +203,21 @@ def drive_job_name(prefix: str, kind: str, drive_id: str) -> str:
     name = f"{drive_job_prefix(prefix)}{kind}-{hashlib.sha256(drive_id.encode()).hexdigest()[:24]}"
     if len(name) > 63:
         raise ValueError(f"drive job name {name!r} is over 63 characters: shorten the prefix")
+    return name
+
+
+def label_scoring_job_prefix(prefix: str) -> str:
+    """Processing jobs that score a candidate pool (``roadseg label score``) start with this: the job-failure rule
+    matches it (stacks/job_failure_alarms.py)."""
+    return f"{prefix}-label-score-"
+
+
+def label_scoring_job_name(prefix: str, stamp: str, digest: str) -> str:
+    """``<prefix>-label-score-<UTC stamp YYYYMMDDHHMMSS>-<8 hex of the pool and bundle>``: a new job per run (the
+    same pool may be scored again by a newer model), readable by time. Job names: 1-63 letters, digits and '-'."""
+    name = f"{label_scoring_job_prefix(prefix)}{stamp}-{digest[:8]}"
+    if len(name) > 63:
+        raise ValueError(f"scoring job name {name!r} is over 63 characters: shorten the prefix")
     return name
 
 

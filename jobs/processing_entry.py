@@ -6,11 +6,13 @@ Shipped alone as the step's `code`; the `training`, `drivelogs`, `export`, `road
 /opt/ml/processing/input/package/.
 roadseg_lambda is the Lambda functions' own library: the serving step prepares frames and the evaluation restores
 masks with their code.
-Usage: ``python3 processing_entry.py <prepare|serving|evaluate|export|drive-job> [args...]``.
+Usage: ``python3 processing_entry.py <prepare|serving|evaluate|export|drive-job|score> [args...]``.
 
 ``drive-job`` (drivelogs.job: the whole-drive extraction and builder jobs) runs in the image's own Python 3.12
 with the drive wheels (one zip under /opt/ml/processing/input/wheels/, drivelogs/requirements.txt) installed
 with ``pip install --no-index --no-deps --target <dir>`` and that directory on PYTHONPATH.
+``score`` (labelling.scoring: a candidate pool's model scores, labelling/scoring_job.py) runs the same way, with
+the same wheels (onnxruntime, numpy, pillow and pyarrow are in drivelogs/requirements.txt).
 Self-contained on purpose (stdlib only): it runs before the package is importable.
 
 Job settings (contracts.job_settings: the custom class list, the camera map, which no argument may carry inline)
@@ -36,16 +38,18 @@ from pathlib import Path
 
 PACKAGE_DIR = Path("/opt/ml/processing/input/package")
 SETTINGS_DIR = Path("/opt/ml/processing/input/settings")  # contracts.job_settings.SETTINGS_DIR (stdlib-only copy)
-MODULES = ("prepare", "serving", "evaluate", "export", "drive-job")
+MODULES = ("prepare", "serving", "evaluate", "export", "drive-job", "score")
 # The module each argument runs (the job arguments name steps, not modules, so a module can move freely).
 MODULE_PATHS = {"prepare": "training.prepare", "serving": "training.serving", "evaluate": "training.evaluate",
-                "export": "export.model", "drive-job": "drivelogs.job"}
+                "export": "export.model", "drive-job": "drivelogs.job", "score": "labelling.scoring"}
+# The modules that run in the image's own Python with the drive wheels on PYTHONPATH.
+DRIVE_WHEEL_MODULES = ("drive-job", "score")
 IN_DRIVE_ENV = "ROADSEG_IN_DRIVE_ENV"
 WHEELS_DIR = Path("/opt/ml/processing/input/wheels")
 EXPORT_PYTHON = (3, 11)
 IN_EXPORT_ENV = "ROADSEG_IN_EXPORT_ENV"
 # Loaded in reverse order: contracts first (every other imports it), then segcore and roadseg_lambda.
-PACKAGES = ("training", "drivelogs", "export", "roadseg_lambda", "segcore", "contracts")
+PACKAGES = ("training", "drivelogs", "export", "labelling", "roadseg_lambda", "segcore", "contracts")
 
 
 def unpack(package_dir: Path, into: Path) -> Path:
@@ -133,7 +137,7 @@ def main(argv: list[str], package_dir: Path = PACKAGE_DIR, settings_dir: Path = 
     if argv[0] == "export" and not os.environ.get(IN_EXPORT_ENV):
         python = export_environment(WHEELS_DIR, Path(tempfile.mkdtemp(prefix="roadseg-export-")))
         os.execve(python, [str(python), __file__, *argv], {**os.environ, IN_EXPORT_ENV: "1"})
-    if argv[0] == "drive-job" and not os.environ.get(IN_DRIVE_ENV):
+    if argv[0] in DRIVE_WHEEL_MODULES and not os.environ.get(IN_DRIVE_ENV):
         site = drive_environment(WHEELS_DIR, Path(tempfile.mkdtemp(prefix="roadseg-drive-")))
         path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
         os.execve(sys.executable, [sys.executable, __file__, *argv],

@@ -28,6 +28,7 @@ LAMBDA_LIBRARY_DIR = LAMBDA_DIR / "roadseg_lambda"
 TRAINING_DIR = ROOT / "training"
 DRIVELOGS_DIR = ROOT / "drivelogs"
 EXPORT_DIR = ROOT / "export"
+LABELLING_DIR = ROOT / "labelling"
 # The Processing steps' one entry script, shipped alone as each step's code (it unpacks the processing package).
 PROCESSING_ENTRY = ROOT / "jobs" / "processing_entry.py"
 CONTRACTS_DIR = ROOT / "contracts"
@@ -61,9 +62,11 @@ def lambda_files() -> Files:
 
 
 def processing_files() -> Files:
-    """training/, drivelogs/, export/, roadseg_lambda/ (without the handler modules), segcore/ and contracts/ as
-    packages at the root of the zip (jobs/processing_entry.py's PACKAGES)."""
+    """training/, drivelogs/, export/, labelling/ (the candidate-pool scoring job), roadseg_lambda/ (without the
+    handler modules), segcore/ and contracts/ as packages at the root of the zip (jobs/processing_entry.py's
+    PACKAGES)."""
     return (_tree(TRAINING_DIR, "training") + _tree(DRIVELOGS_DIR, "drivelogs") + _tree(EXPORT_DIR, "export")
+            + _tree(LABELLING_DIR, "labelling")
             + _tree(LAMBDA_LIBRARY_DIR, "roadseg_lambda") + _tree(SEGCORE_DIR, "segcore")
             + _tree(CONTRACTS_DIR, "contracts"))
 
