@@ -24,16 +24,15 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from benchkit import cpu_medians, reset_peak, status_kib  # bench/benchkit.py, beside this file
 from PIL import Image
 
 from drivelogs.extract import extract_drive
@@ -115,12 +114,6 @@ def extract(path: Path, work: Path | None) -> int:
     return extract_drive("car-7/bench", [path], sink)["totals"]["extracted"]
 
 
-def timed(fn: Callable[[], int]) -> tuple[float, int]:
-    start = time.process_time()
-    count = fn()
-    return time.process_time() - start, count
-
-
 def speed_table(work: Path, frames: int, raw_frames: int, runs: int) -> list[dict]:
     logs = {"compressed": write_log(work / "compressed.mcap", frames, raw=False),
             "raw rgb8": write_log(work / "raw.mcap", raw_frames, raw=True)}
@@ -134,26 +127,14 @@ def speed_table(work: Path, frames: int, raw_frames: int, runs: int) -> list[dic
         }
         if kind == "raw rgb8":
             paths["floor"] = lambda log=log: library_read(log, png=True)
-        samples: dict[str, list[float]] = {name: [] for name in paths}
-        counts: dict[str, int] = {}
-        for _ in range(runs):  # interleaved, so drift hits every path alike
-            for name, fn in paths.items():
-                seconds, counts[name] = timed(fn)
-                samples[name].append(seconds)
-        library = statistics.median(samples["library"])
-        for name, values in samples.items():
-            seconds = statistics.median(values)
+        medians, counts = cpu_medians(paths, runs)
+        library = medians["library"]
+        for name, seconds in medians.items():
             rows.append({"log": kind, "path": name, "frames": counts[name], "cpu_s": round(seconds, 3),
                          "frames_per_s_per_core": round(counts[name] / seconds, 1),
                          "ratio_to_library": round(seconds / library, 2),
                          "log_mb": round(log.stat().st_size / 2**20, 1)})
     return rows
-
-
-def status_kib(field: str) -> int:
-    """A /proc/self/status figure in KiB: VmRSS (now) or VmHWM (the peak since the last reset)."""
-    return int(next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
-                    if line.startswith(f"{field}:")))
 
 
 def child_memory(log: Path, out: Path, warmup: Path) -> None:
@@ -166,10 +147,8 @@ def child_memory(log: Path, out: Path, warmup: Path) -> None:
 
     extract(warmup, out)  # lazy imports and first-use allocations belong to the baseline
     baseline = status_kib("VmRSS")
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        raise SystemExit("/proc/self/clear_refs is not writable: no peak RSS of the extraction alone") from None
+    if not reset_peak():
+        raise SystemExit("/proc/self/clear_refs is not writable: no peak RSS of the extraction alone")
     extracted = extract(log, out)
     peak = status_kib("VmHWM")
     tracemalloc.start()  # a second extraction, traced (tracing's bookkeeping would inflate the first one's RSS)

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from extraction import HEIGHT, T0, WIDTH, DropSink, scene, timed  # bench/extraction.py, beside this file
+from benchkit import cpu_medians  # bench/benchkit.py, beside this file
+from extraction import HEIGHT, T0, WIDTH, DropSink, scene  # bench/extraction.py, beside this file
 from PIL import Image
 
 from drivelogs.decode import PNG_COMPRESSION
@@ -146,15 +146,9 @@ def speed_table(work: Path, frames: int, raw_frames: int, runs: int) -> list[dic
         }
         if kind != "foxglove":
             paths["convert"] = lambda log=log, kind=kind: library_read(log, kind + "+convert")
-        samples: dict[str, list[float]] = {name: [] for name in paths}
-        counts: dict[str, int] = {}
-        for _ in range(runs):
-            for name, fn in paths.items():
-                seconds, counts[name] = timed(fn)
-                samples[name].append(seconds)
-        floor = statistics.median(samples["lib+crc"])
-        for name, values in samples.items():
-            seconds = statistics.median(values)
+        medians, counts = cpu_medians(paths, runs)  # interleaved, so drift hits every path alike
+        floor = medians["lib+crc"]
+        for name, seconds in medians.items():
             rows.append({"log": kind, "path": name, "frames": counts[name], "cpu_s": round(seconds, 3),
                          "frames_per_s_per_core": round(counts[name] / seconds, 1),
                          "ratio_to_lib_crc": round(seconds / floor, 2),

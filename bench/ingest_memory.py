@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit import reset_peak, status_kib  # bench/benchkit.py, beside this file
+
 MIB = 1024 * 1024
 # name -> (megapixels as a share of max_input_pixels, mode): the three shapes of issue 19's finding 7.
 KINDS = {"rgba40": (1.0, "RGBA"), "grey16-40": (1.0, "I;16"), "rgba20": (0.5, "RGBA")}
@@ -110,18 +112,12 @@ def child(way: str, png: str, frames: int, memory_mb: int, max_bytes: int, max_p
 
 
 def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return status_kib(field) * 1024
 
 
 def _reset_peak() -> int:
     """Reset the peak RSS to the current RSS (Linux: clear_refs 5); returns the current RSS."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
+    reset_peak()
     return _status("VmRSS")
 
 

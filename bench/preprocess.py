@@ -24,11 +24,9 @@ import gc
 import io
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 import numpy as np  # noqa: E402
+from benchkit import wall_medians_ms  # noqa: E402  (bench/benchkit.py, beside this file)
 from PIL import Image  # noqa: E402
 
 from segcore.imaging import PrepareOptions, prepare_frame  # noqa: E402
@@ -86,21 +85,6 @@ def make_paths(data: bytes, fmt: str) -> dict[str, Callable[[], object]]:
         return encode_jpeg(im if im.size == TARGET else small)
 
     return {"project": project, "naive": naive, "floor": floor}
-
-
-def time_paths(paths: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
-    for fn in paths.values():  # warm-up: imports, decoder tables, allocator
-        fn()
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in paths}
-    names = list(paths)
-    for i in range(runs):
-        order = names[i % len(names) :] + names[: i % len(names)]
-        for name in order:
-            start = time.perf_counter()
-            paths[name]()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) * 1000 for name, values in samples.items()}
 
 
 def _proc_status_kib(field: str) -> int | None:
@@ -182,7 +166,7 @@ def bench_masks(runs: int) -> dict[str, float]:
     }
     stats = mask_statistics(mask, CLASSES, vru_min_pixels=50, geometry=geometry)
     assert len(stats.vru_objects) == 4, stats.vru_objects
-    return time_paths(paths, runs)
+    return wall_medians_ms(paths, runs)
 
 
 def main() -> int:
@@ -212,7 +196,7 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory() as tmp:
         for fmt, data in inputs.items():
-            timings = time_paths(make_paths(data, fmt), args.runs)
+            timings = wall_medians_ms(make_paths(data, fmt), args.runs)
             entry: dict[str, object] = {"input_bytes": len(data), "median_ms": timings}
             if not args.no_memory:
                 input_file = Path(tmp) / f"frame.{fmt}"

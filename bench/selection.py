@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit import reset_peak, status_kib  # bench/benchkit.py, beside this file
+
 MIB = 1024 * 1024
 VEHICLES, DRIVES, CAMERAS = 10, 5, ("front", "rear", "left", "right")
 CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic_light", "traffic_sign", "vegetation",
@@ -107,17 +109,12 @@ def generate(root: Path, per_camera: int) -> int:
 
 
 def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return status_kib(field) * 1024
 
 
 def _reset_peak() -> int:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
+    """Reset the peak RSS to the current RSS (Linux: clear_refs 5); returns the current RSS."""
+    reset_peak()
     return _status("VmRSS")
 
 

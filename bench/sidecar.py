@@ -31,15 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from benchkit import cpu_medians, reset_peak, status_kib  # bench/benchkit.py, beside this file
 from PIL import Image
 
 from contracts.drives import DriveId
@@ -152,12 +151,6 @@ def sidecar_write(path: Path, records: list[FrameRecord], scenes: list[dict], in
     return info.messages
 
 
-def timed(fn) -> tuple[float, int]:  # noqa: ANN001
-    start = time.process_time()
-    count = fn()
-    return time.process_time() - start, count
-
-
 def speed(work: Path, frames: int, runs: int) -> dict:
     results = work / "speed"
     records = records_of(frames)
@@ -169,34 +162,12 @@ def speed(work: Path, frames: int, runs: int) -> dict:
     paths = {"sidecar": lambda: sidecar_write(work / "sidecar.mcap", records, scenes, index),
              "plain": lambda: plain_write(work / "plain.mcap", messages),
              "+masks": lambda: decode_inputs(records, index) and plain_write(work / "plain.mcap", messages)}
-    samples: dict[str, list[float]] = {name: [] for name in paths}
-    counts: dict[str, int] = {}
-    for _ in range(runs):  # interleaved, so drift hits every path alike
-        for name, fn in paths.items():
-            seconds, counts[name] = timed(fn)
-            samples[name].append(seconds)
+    cpu, counts = cpu_medians(paths, runs)  # interleaved, so drift hits every path alike
     if len(set(counts.values())) != 1:
         raise SystemExit(f"the paths wrote different message counts {counts}: the comparison is void")
     sizes = {"sidecar": (work / "sidecar.mcap").stat().st_size, "plain": (work / "plain.mcap").stat().st_size}
     sizes["+masks"] = sizes["plain"]
-    cpu = {name: statistics.median(values) for name, values in samples.items()}
     return {"frames": len(records), "messages": counts["sidecar"], "cpu": cpu, "sizes": sizes}
-
-
-def status_kib(field: str) -> int:
-    """A /proc/self/status figure in KiB: VmRSS (now) or VmHWM (the peak since the last reset)."""
-    return int(next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
-                    if line.startswith(f"{field}:")))
-
-
-def reset_peak() -> bool:
-    """Start VmHWM afresh (Linux >= 4.0: ``5`` to /proc/self/clear_refs). Not ru_maxrss: on Linux a child started
-    with fork + exec keeps its parent's peak there, so it would show the parent's size, not the writer's."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def child_memory(results: Path, frames: int, out: Path) -> None:

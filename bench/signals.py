@@ -24,11 +24,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
+from benchkit import wall_medians_ms  # bench/benchkit.py, beside this file
 from PIL import Image
 
 from segcore.classes import CITYSCAPES
@@ -70,21 +69,6 @@ def make_paths(width: int, height: int) -> dict[str, Callable[[], object]]:
     }
 
 
-def time_paths(paths: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
-    for fn in paths.values():  # warm-up: imports, decoder tables, allocator, lru caches
-        fn()
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in paths}
-    names = list(paths)
-    for i in range(runs):
-        order = names[i % len(names) :] + names[: i % len(names)]
-        for name in order:
-            start = time.perf_counter()
-            paths[name]()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) * 1000 for name, values in samples.items()}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=40)
@@ -92,7 +76,7 @@ def main() -> int:
     args = parser.parse_args()
     report = {}
     for width, height in SIZES:
-        ms = time_paths(make_paths(width, height), args.runs)
+        ms = wall_medians_ms(make_paths(width, height), args.runs)
         base = ms["baseline"]
         signals = ms["input"] + ms["output"]
         report[f"{width}x{height}"] = {"ms": {k: round(v, 3) for k, v in ms.items()},
