@@ -4,7 +4,7 @@
     roadseg endpoint invoke|submit|status                                     roadseg env preflight|outputs|costs
     roadseg segment PATH... --bundle DIR|s3://...  (ONNX Runtime here, with the service's pre- and postprocessing)
     roadseg drive upload|status|scenes|fetch      (whole drive logs: ROS 1/ROS 2 bags, MCAP)
-    roadseg label select|export|import            roadseg data versions|verify   (the data engine: docs/data-engine.md)
+    roadseg label select|score|export|import      roadseg data versions|verify   (the data engine: docs/data-engine.md)
     roadseg monitor status [--window 24h] [--plot out.png]   (drift per camera: docs/drift.md)
 
 ``--env`` (default dev) picks ``config/<env>.yaml`` (``$ROADSEG_CONFIG_DIR/<env>.yaml`` when set); names of
@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 
 from contracts.layout import INFERENCE
+from labelling.scoring_job import INSTANCE_VCPUS as SCORING_INSTANCE_TYPES
 from roadseg import __version__
 from roadseg.output import Printer
 from roadseg.session import (
@@ -274,25 +275,30 @@ frames_bucket_option = click.option("--frames-bucket", help="override: the bucke
                    "rare classes: latest, an id, or none")
 @click.option("--model-scores", multiple=True, type=click.Path(path_type=Path),
               help="Parquet of model signals for a candidate pool (python -m labelling.scoring), repeatable")
+@click.option("--overlays", type=click.Path(path_type=Path, file_okay=False),
+              help="contact sheet: a local copy of the inference bucket to take overlays from (else read from S3)")
 @frames_bucket_option
 @datasets_bucket_option
+@scheme_options
 @json_option
 @click.pass_context
 def label_select(ctx, timelines, drives, output, budget_frames, budget_hours, minutes_per_frame, per_camera,
-                 per_vehicle, min_gap_s, max_hamming, seed, start, end, exclude_version, model_scores, frames_bucket,
-                 bucket, as_json):
+                 per_vehicle, min_gap_s, max_hamming, seed, start, end, exclude_version, model_scores, overlays,
+                 frames_bucket, bucket, scheme, classes_file, as_json):
     """Pick the frames worth labelling from drive timelines, within a budget, with the reason for each pick."""
     from datetime import UTC
 
     from roadseg.commands import label as commands
 
-    commands.label_select(_session(ctx), _printer(ctx, as_json), timelines=timelines, drives=drives, output=output,
+    session = _session(ctx)
+    commands.label_select(session, _printer(ctx, as_json), timelines=timelines, drives=drives, output=output,
                           budget_frames=budget_frames, budget_hours=budget_hours,
                           minutes_per_frame=minutes_per_frame, per_camera=per_camera, per_vehicle=per_vehicle,
                           min_gap_s=min_gap_s, max_hamming=max_hamming, seed=seed,
                           start=start.replace(tzinfo=UTC) if start else None,
                           end=end.replace(tzinfo=UTC) if end else None, exclude_version=exclude_version,
-                          model_scores=model_scores, frames_bucket=frames_bucket, bucket=bucket)
+                          model_scores=model_scores, frames_bucket=frames_bucket, bucket=bucket,
+                          scheme=_scheme(session, scheme, classes_file), overlays=overlays)
 
 
 @label.command("export", epilog=_example(
@@ -316,6 +322,34 @@ def label_export(ctx, selection, tool, output, urls, expires_in, frames_bucket, 
     commands.label_export(session, _printer(ctx, as_json), selection_path=selection, tool=tool, output=output,
                           urls=urls, expires_in=expires_in, scheme=_scheme(session, scheme, classes_file),
                           frames_bucket=frames_bucket)
+
+
+@label.command("score", epilog=_example(
+    "roadseg label score --pool selection/pool.txt --wait --output scores/",
+    "roadseg label select --drive car-7/2026-12-03-0912 --model-scores scores/model-scores.parquet --output picks/"))
+@click.option("--pool", required=True, type=click.Path(path_type=Path),
+              help="the candidate pool: pool.txt (or selection.json) that roadseg label select wrote")
+@click.option("--bundle", help="an edge bundle's s3://.../bundle/ (default: the serving model package's EdgeBundle)")
+@click.option("--instance-type", default="ml.m5.xlarge", show_default=True,
+              type=click.Choice(list(SCORING_INSTANCE_TYPES)),
+              help="the Processing instance (GPU types need a GPU scoring image in the stack)")
+@click.option("--region-size", "region", type=click.IntRange(min=1),
+              help="RIPU region side in pixels (default: labelling.scoring's 32)")
+@click.option("--wait", is_flag=True, help="wait until the job ends (exit 1 unless Completed) and print its counts")
+@click.option("--output", type=click.Path(path_type=Path),
+              help="with --wait: folder to copy model-scores.parquet and scoring-summary.json into")
+@click.option("--timeout", type=click.FloatRange(min=0), default=0,
+              help="with --wait: give up after this many seconds (0: never)")
+@click.option("--poll-interval", type=float, default=30.0, hidden=True)
+@json_option
+@click.pass_context
+def label_score(ctx, pool, bundle, instance_type, region, wait, output, timeout, poll_interval, as_json):
+    """Score a candidate pool with the approved model in a SageMaker Processing job: entropy, margin and region
+    score per frame, for roadseg label select --model-scores."""
+    from roadseg.commands import label_score as commands
+
+    commands.label_score(_session(ctx), _printer(ctx, as_json), pool=pool, bundle=bundle, instance_type=instance_type,
+                         wait=wait, output=output, timeout=timeout, poll_interval=poll_interval, region=region)
 
 
 @label.command("import", epilog=_example(
