@@ -29,8 +29,9 @@ that crashed) takes the id after it, so the loser of a race never mixes files in
 claiming, the manifest's absence is also checked with HeadObject, for S3-compatible stores that ignore the header
 (moto 5.2.5 honours it on PutObject, tests/labelling/test_versions.py checks that); with such a store two imports
 racing between that check and their writes could still mix files, which :func:`verify_version` then reports.
-The deployed datasets bucket enforces it: its policy denies a PutObject under versions/ without If-None-Match
-(stacks/bucket_set.py). CopyObject is not used: it is refused (403/501) under a policy that enforces conditional
+The deployed datasets bucket enforces it: its policy denies a PutObject under versions/ without If-None-Match,
+and any DeleteObject or DeleteObjectVersion there (stacks/bucket_set.py; contract rule
+dataset-versions-are-immutable), so nothing here deletes: a crashed import's claim stays and is stepped over. CopyObject is not used: it is refused (403/501) under a policy that enforces conditional
 writes; nor are multipart uploads (UploadPart carries no conditional header).
 
 Public API (pure planning, then the S3 acts):

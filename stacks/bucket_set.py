@@ -88,6 +88,19 @@ class BucketSet(Construct):
             actions=["s3:PutObject"], resources=[self.datasets.arn_for_objects(f"{DATASETS.versions}*")],
             conditions={"Null": {"s3:if-none-match": "true"}},
         ))
+        # ... and never deleted: a DeleteObject would only add a delete marker (the bucket is versioned) but hides
+        # the version from the pipeline; DeleteObjectVersion would destroy it. Denied to every principal. No role
+        # needs an exemption: no bucket of this app has auto_delete_objects (no Custom::S3AutoDeleteObjects
+        # function), so `cdk destroy` of a retain=false environment fails on a non-empty datasets bucket, as it does
+        # today, and an operator empties it after removing this statement. Lifecycle rules are not requests and are
+        # not subject to the policy (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lifecycle-mgmt.html):
+        # the datasets bucket's only expiry is noncurrent-version expiration, and objects under versions/ never get a
+        # noncurrent version (written once with If-None-Match, never deleted), so it cannot touch them.
+        self.datasets.add_to_resource_policy(iam.PolicyStatement(
+            sid="DatasetVersionsAreNeverDeleted", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=["s3:DeleteObject", "s3:DeleteObjectVersion"],
+            resources=[self.datasets.arn_for_objects(f"{DATASETS.versions}*")],
+        ))
         self.artifacts = self._bucket(
             "Artifacts",
             lifecycle_rules=[self._abort_uploads(retention.abort_incomplete_upload_days), noncurrent],

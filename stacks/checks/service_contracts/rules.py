@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from contracts.aws_docs import (
@@ -25,7 +26,7 @@ from contracts.aws_docs import (
     SQS_KMS_DOC,
     SSM_PARAMETER_TYPES_DOC,
 )
-from contracts.layout import PIPELINE_INPUT_PREFIXES
+from contracts.layout import DATASETS, PIPELINE_INPUT_PREFIXES
 from contracts.naming import DATASETS_BUCKET_ARN_EXPORT
 from stacks.checks.service_contracts.assembly import Assembly, Resource, ResourceRef
 from stacks.metric_catalogue import CATALOGUE
@@ -476,6 +477,62 @@ def pipeline_dataset_inputs(assembly: Assembly, _: Context) -> Iterator[Violatio
                     yield Violation(name, pipeline.path, f"the pipeline role {role.path} cannot s3:GetObject under "
                                     f"{prefix} of the datasets bucket, where `roadseg pipeline start` may point "
                                     "InputDataS3Uri", CREATE_PROCESSING_JOB_DOC)
+
+
+S3_CONDITIONAL_WRITES_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html"
+S3_DELETE_OBJECTS_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/DeletingObjectVersions.html"
+S3_LIFECYCLE_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/intro-lifecycle-rules.html"
+# CDK's auto_delete_objects: a custom resource whose function empties the bucket on stack deletion.
+AUTO_DELETE_TYPE = "Custom::S3AutoDeleteObjects"
+
+
+def _denied_to_everyone(statement: Any, action: str, target: str) -> bool:
+    return (statement.effect == "Deny" and "AWS:*" in statement.principals
+            and any(fnmatchcase(action.lower(), a.lower()) for a in statement.actions)
+            and statement.covers_resource(target))
+
+
+@rule("dataset-versions-are-immutable")
+def dataset_versions_immutable(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    """labelling.versions writes a dataset version once (PutObject If-None-Match) and never deletes it; gate results
+    are compared on it. The datasets bucket's policy denies to every principal a PutObject under versions/ without
+    If-None-Match and any DeleteObject / DeleteObjectVersion there (a delete marker would hide the version, and the
+    noncurrent-version expiry would then destroy it); no lifecycle rule expires current objects under versions/;
+    no auto-delete custom resource empties the bucket (it would need an exemption the policy does not make)."""
+    name = "dataset-versions-are-immutable"
+    bucket_arns = {assembly.text(stack, value) for export, (stack, value) in assembly._exports.items()
+                   if export.endswith(f":{DATASETS_BUCKET_ARN_EXPORT}")}
+    for bucket in assembly.resources("AWS::S3::Bucket"):
+        arn = assembly.arn(bucket)
+        if arn not in bucket_arns:
+            continue
+        target = f"{arn}/{DATASETS.versions}v0001/masks/frame.png"
+        statements = [st for policy in assembly.resources("AWS::S3::BucketPolicy")
+                      if assembly.resolve(policy.stack, policy.properties.get("Bucket")) == bucket.ref()
+                      for st in assembly.statements(policy.stack, policy.properties.get("PolicyDocument"))]
+        if not any(_denied_to_everyone(st, "s3:PutObject", target)
+                   and st.conditions.get("Null", {}).get("s3:if-none-match") in ("true", True) for st in statements):
+            yield Violation(name, bucket.path, f"the datasets bucket's policy does not deny a PutObject under "
+                            f"{DATASETS.versions} without If-None-Match: another tool could overwrite a dataset "
+                            "version", S3_CONDITIONAL_WRITES_DOC)
+        for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
+            if not any(_denied_to_everyone(st, action, target) and not st.conditions for st in statements):
+                yield Violation(name, bucket.path, f"the datasets bucket's policy does not deny {action} under "
+                                f"{DATASETS.versions} to every principal: a dataset version could be deleted",
+                                S3_DELETE_OBJECTS_DOC)
+        rules = (bucket.properties.get("LifecycleConfiguration") or {}).get("Rules") or []
+        for entry in rules:
+            prefix = entry.get("Prefix") or (entry.get("Filter") or {}).get("Prefix") or ""
+            if (entry.get("ExpirationInDays") or entry.get("ExpirationDate")) and (
+                    DATASETS.versions.startswith(prefix) or prefix.startswith(DATASETS.versions)):
+                yield Violation(name, bucket.path, f"lifecycle rule {entry.get('Id')} expires current objects under "
+                                f"{DATASETS.versions} (lifecycle actions are not subject to the bucket policy)",
+                                S3_LIFECYCLE_DOC)
+        for custom in assembly.resources(AUTO_DELETE_TYPE):
+            if assembly.resolve(custom.stack, custom.properties.get("BucketName")) == bucket.ref():
+                yield Violation(name, custom.path, "auto-delete empties the datasets bucket on stack deletion, which "
+                                f"the policy's Deny on {DATASETS.versions} refuses: exempt exactly its role with an "
+                                "aws:PrincipalArn condition, or keep auto-delete off", S3_DELETE_OBJECTS_DOC)
 
 
 @rule("endpoint-volume-key-grantable-by-updater")
