@@ -499,8 +499,11 @@ def select_frames(timeline: Path | str | Sequence[Path | str], *, budget: Budget
                   validation_drives: Iterable[str] | None = None,
                   training_frequency: Mapping[str, float] | None = None,
                   model_scores: Sequence[Path | str] | None = None,
-                  weights: Mapping[str, float] | None = None) -> Selection:
-    """The selection manifest's picks and accounting (see the module docstring); SelectionError on bad input."""
+                  weights: Mapping[str, float] | None = None,
+                  source_names: Mapping[str, str] | None = None) -> Selection:
+    """The selection manifest's picks and accounting (see the module docstring); SelectionError on bad input.
+    ``source_names``: what the manifest's ``sources`` records for a given path instead of the path (e.g. the S3 URI
+    a timeline was downloaded from to a temporary file)."""
     import duckdb
 
     files = timeline_files(timeline)
@@ -636,7 +639,8 @@ def select_frames(timeline: Path | str | Sequence[Path | str], *, budget: Budget
     document = {
         "schema_version": SELECTION_SCHEMA_VERSION,
         "seed": seed,
-        "sources": sorted({str(p) for p in ([timeline] if isinstance(timeline, (str, Path)) else timeline)}),
+        "sources": sorted({(source_names or {}).get(str(p), str(p))
+                           for p in ([timeline] if isinstance(timeline, (str, Path)) else timeline)}),
         "source_files": len(files),
         "filters": {"drives": sorted(drives) if drives is not None else None,
                     "start": start.isoformat() if start else None, "end": end.isoformat() if end else None},

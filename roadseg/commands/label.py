@@ -36,6 +36,7 @@ from roadseg.session import JobFailed, Session, UserError
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-presigned-url.html
 PRESIGNED_URL_MAX_SECONDS = 7 * 24 * 3600
 PRESIGNED_URL_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-presigned-url.html"
+CONTACT_SHEET_PICKS = 100  # the contact sheet shows the first picks (overlays fetched for these only)
 CVAT_ANNOTATIONS_ZIP = "cvat-annotations.zip"
 CVAT_IMAGES_ZIP = "cvat-images.zip"
 LABEL_STUDIO_DIR = "label-studio"
@@ -157,12 +158,14 @@ def _version_context(s3: Any, bucket: str, exclude_version: str | None) -> tuple
         raise UserError(str(exc)) from None
 
 
-def _download_timelines(session: Session, drives: Sequence[str], frames_bucket: str | None, folder: Path) -> list[Path]:
+def _download_timelines(session: Session, drives: Sequence[str], frames_bucket: str | None,
+                        folder: Path) -> dict[Path, str]:
+    """Each drive's timeline downloaded into ``folder``: local path -> the S3 URI it came from."""
     from contracts.drives import DriveId, DriveKeyError, DriveOutputs
 
     s3 = session.client("s3")
     bucket = _frames_bucket(session, frames_bucket)
-    paths = []
+    paths = {}
     for text in drives:
         try:
             drive = DriveId.parse(text)
@@ -177,8 +180,38 @@ def _download_timelines(session: Session, drives: Sequence[str], frames_bucket: 
                 raise UserError(f"drive {drive} has no timeline (s3://{bucket}/{key}): build it first "
                                 f"(roadseg drive status {drive})") from None
             raise
-        paths.append(target)
+        paths[target] = f"s3://{bucket}/{key}"
     return paths
+
+
+def _overlay_images(session: Session, picks: Sequence[Any], overlays: Path | None, limit: int) -> dict[str, Any]:
+    """Frame key -> its overlay for the contact sheet: a local copy under ``overlays`` (a synced bucket,
+    labelling.selection.local_images), else the overlay itself from S3. Best effort: the sheet draws a pick without
+    one as its class-fraction bars, so a missing or unreadable overlay is no error."""
+    from labelling.selection import Selection, local_images
+    from segcore.keys import parse_s3_uri
+
+    picks = list(picks)[:limit]
+    images: dict[str, Any] = dict(local_images(Selection(picks=tuple(picks), document={}), overlays)) \
+        if overlays else {}
+    wanted = [p for p in picks if p.frame_key not in images and (p.overlay_uri or "").startswith("s3://")]
+    if not wanted:
+        return images
+    s3 = session.client("s3")
+
+    def fetch(pick: Any) -> bytes | None:
+        try:
+            bucket, key = parse_s3_uri(pick.overlay_uri)
+            found = _get(s3, bucket, key)
+        except Exception:  # noqa: BLE001 - no access, no bucket, expired: the sheet falls back to bars
+            return None
+        return found[0] if found else None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for pick, data in zip(wanted, pool.map(fetch, wanted), strict=True):
+            if data:
+                images[pick.frame_key] = data
+    return images
 
 
 def label_select(session: Session, out: Printer, *, timelines: Sequence[Path], drives: Sequence[str],
@@ -186,7 +219,7 @@ def label_select(session: Session, out: Printer, *, timelines: Sequence[Path], d
                  minutes_per_frame: float | None, per_camera: int | None, per_vehicle: int | None,
                  min_gap_s: float, max_hamming: int | None, seed: int, start: dt.datetime | None,
                  end: dt.datetime | None, exclude_version: str | None, model_scores: Sequence[Path],
-                 frames_bucket: str | None, bucket: str | None) -> None:
+                 frames_bucket: str | None, bucket: str | None, scheme=None, overlays: Path | None = None) -> None:
     from contracts.labelling import CONTACT_SHEET_FILE, POOL_FILE, SELECTION_MANIFEST_FILE
     from labelling.selection import (
         Budget,
@@ -209,8 +242,8 @@ def label_select(session: Session, out: Printer, *, timelines: Sequence[Path], d
     except SelectionError as exc:
         raise UserError(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="roadseg-select-") as tmp:
-        paths = [*timelines, *_download_timelines(session, drives, frames_bucket, Path(tmp))] if drives \
-            else list(timelines)
+        downloaded = _download_timelines(session, drives, frames_bucket, Path(tmp)) if drives else {}
+        paths = [*timelines, *downloaded]
         try:
             budget = Budget(frames=budget_frames, hours=budget_hours,
                             **({"minutes_per_frame": minutes_per_frame} if minutes_per_frame else {}))
@@ -222,13 +255,16 @@ def label_select(session: Session, out: Printer, *, timelines: Sequence[Path], d
                                       validation_keys=version.validation_keys if version else None,
                                       validation_drives=version.validation_drives if version else None,
                                       training_frequency=(version.class_frequency or None) if version else None,
-                                      model_scores=list(model_scores) or None)
+                                      model_scores=list(model_scores) or None,
+                                      source_names={str(p): uri for p, uri in downloaded.items()})
         except SelectionError as exc:
             raise UserError(str(exc)) from None
     output.mkdir(parents=True, exist_ok=True)
     write_selection(selection, output / SELECTION_MANIFEST_FILE)
     write_pool(selection, output / POOL_FILE)
-    write_contact_sheet(selection, output / CONTACT_SHEET_FILE)
+    images = _overlay_images(session, selection.picks, overlays, CONTACT_SHEET_PICKS)
+    palette = {c.name: tuple(c.color) for c in scheme.classes} if scheme is not None else None
+    write_contact_sheet(selection, output / CONTACT_SHEET_FILE, images, palette=palette, limit=CONTACT_SHEET_PICKS)
     accounting = selection.accounting
     out.line(f"picked {accounting['picked']} of {accounting['candidates']} frames "
              f"(excluded {sum(accounting['excluded'].values())}, near-duplicates "
@@ -237,7 +273,8 @@ def label_select(session: Session, out: Printer, *, timelines: Sequence[Path], d
     out.line(f"selection: {output / SELECTION_MANIFEST_FILE}; contact sheet: {output / CONTACT_SHEET_FILE}",
              f"next: roadseg label export {output / SELECTION_MANIFEST_FILE} --format cvat --output <folder>")
     out.document({"selection": str(output / SELECTION_MANIFEST_FILE), "contact_sheet": str(output / CONTACT_SHEET_FILE),
-                  "pool": str(output / POOL_FILE), "excluded_version": excluded_from, "accounting": accounting})
+                  "contact_sheet_overlays": len(images), "pool": str(output / POOL_FILE),
+                  "excluded_version": excluded_from, "accounting": accounting})
 
 
 # ------------------------------------------------------------------------------------------------------- export

@@ -406,3 +406,65 @@ def test_the_export_records_when_the_credentials_end_the_urls(deployed, run, tmp
     assert json.loads(out)["urls_expire_at"] == stamp
     assert json.loads((tmp_path / "export" / "roadseg-export.json").read_text())["urls_expire_at"] == stamp
     assert f"stop working at {stamp}, when the temporary AWS credentials" in err
+
+
+def _cvat_version(run, s3, tmp_path: Path) -> tuple[dict, list[dict]]:
+    """v0001 from the six frames of _drive_frames, corrected in CVAT."""
+    _, folder, rows = _select_and_export(run, s3, tmp_path, "cvat")
+    frames = [FrameToLabel(frame_name_for_key(r["frame_key"]), np.zeros((HEIGHT, WIDTH, 3), np.uint8),
+                           _corrected(i)) for i, r in enumerate(rows)]
+    write_cvat(frames, CITYSCAPES, tmp_path / "task.zip")
+    rc, out, err = run("label", "import", tmp_path / "task.zip", "--format", "cvat", "--export-manifest",
+                       folder / "roadseg-export.json", "--seed", 3, "--json")
+    assert rc == 0, err
+    return json.loads(out), rows
+
+
+def test_the_next_selection_leaves_out_every_frame_of_a_validation_drive(deployed, run, tmp_path):
+    s3 = deployed
+    version, _ = _cvat_version(run, s3, tmp_path)
+    validation = set(version["split"]["validation_groups"])
+    assert validation and validation < {f"{v}/{d}" for v, d in DRIVES}
+    # New, unlabelled frames of every drive: those of the validation drives may not be picked.
+    fresh = [timeline_frame(vehicle, drive, "front", 5000.0 + 50 * i) for i, (vehicle, drive) in enumerate(DRIVES)]
+    write_table(tmp_path / "fresh", fresh)
+    rc, out, err = run("label", "select", tmp_path / "fresh", "--budget-frames", 6, "--output", tmp_path / "sel2",
+                       "--json")
+    assert rc == 0, err
+    selected = json.loads(out)
+    assert selected["excluded_version"] == "v0001"
+    assert selected["accounting"]["excluded"]["validation_drive"] == len(validation)
+    picks = json.loads((tmp_path / "sel2" / "selection.json").read_text())["picks"]
+    assert {p["drive_id"] for p in picks} == {f"{v}/{d}" for v, d in DRIVES} - validation
+
+
+def test_select_from_a_drive_records_its_s3_timeline_and_draws_overlays_and_scheme_colours(deployed, run, tmp_path):
+    from contracts.drives import DriveId, DriveOutputs
+    from tests.labelling.timeline_fixtures import write_drive_file
+
+    s3 = deployed
+    red = io.BytesIO()
+    Image.new("RGB", (WIDTH, HEIGHT), (255, 0, 0)).save(red, "JPEG", quality=95)
+    rows = []
+    for second in (0.0, 10.0, 20.0):
+        row = timeline_frame("car-1", "d1", "front", second)
+        row["overlay_uri"] = f"s3://{INFERENCE}/overlays/{second}.jpg" if second < 20 else None
+        if row["overlay_uri"]:
+            s3.put_object(Bucket=INFERENCE, Key=f"overlays/{second}.jpg", Body=red.getvalue())
+        rows.append(row)
+    key = DriveOutputs(DriveId.parse("car-1/d1")).timeline
+    write_drive_file(tmp_path / "timeline.parquet", rows)
+    s3.upload_file(str(tmp_path / "timeline.parquet"), INFERENCE, key)
+
+    rc, out, err = run("label", "select", "--drive", "car-1/d1", "--budget-frames", 3, "--output", tmp_path / "sel",
+                       "--exclude-version", "none", "--json")
+    assert rc == 0, err
+    selected = json.loads(out)
+    document = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    assert document["sources"] == [f"s3://{INFERENCE}/{key}"]  # not the temporary file it was read from
+    assert selected["accounting"]["picked"] == 3 and selected["contact_sheet_overlays"] == 2
+    sheet = np.asarray(Image.open(tmp_path / "sel" / "contact-sheet.png").convert("RGB")).reshape(-1, 3)
+    colours = {tuple(c) for c in np.unique(sheet, axis=0)}
+    assert any(r > 240 and g < 20 and b < 20 for r, g, b in colours)  # the overlays
+    road = tuple(CITYSCAPES.classes[ROAD].color)
+    assert road in colours  # the third pick's class bars in the scheme's colour
