@@ -28,6 +28,9 @@ Preprocessor variables (name: default, meaning):
 - DRIVES_TABLE: unset, the drives table (contracts.drive_table); unset: frames of drives are not counted
 - METRICS_ENVIRONMENT: unset, the Environment dimension of the signal metrics (contracts.signal_metrics), the
   deployment's prefix; unset: no signal metrics
+- METRICS_CAMERAS: unset, the configured camera names, comma-separated (at most
+  ``contracts.signal_metrics.MAX_CAMERA_LIST_BYTES``): the signal metrics' Camera values; any other camera, and every
+  camera while it is empty, is published as "unknown"
 
 ``FRAME_PREPARATION_VARIABLES`` are the ones ``prepare_frame`` is configured with. The ingest function, the real-time
 front, the quality gate's PrepareServingValidation step (a Processing job environment) and the roadseg command all
@@ -46,6 +49,7 @@ from typing import Any, TypeVar
 
 from contracts.layout import INFERENCE
 from contracts.naming import MODEL_PACKAGE_PARAMETER
+from contracts.signal_metrics import camera_list, parse_camera_list
 
 # <vehicle>/<camera>/<timestamp>, or <vehicle>/<drive>/<camera>/<timestamp> (drive frames: drivelogs/naming.py)
 DEFAULT_KEY_PATTERN = (r"^(?P<vehicle>[^/]+)/(?:(?P<drive>[^/]+)/)?(?P<camera>[^/]+)/(?P<timestamp>[^/]+)"
@@ -361,6 +365,10 @@ class PreprocessorEnvironment(EnvironmentCodec):
     # The Environment dimension of the per-frame signal metrics (contracts.signal_metrics): the deployment's prefix.
     # Unset: the functions publish no signal metrics (the result documents still carry the signals).
     metrics_environment: str | None = variable("METRICS_ENVIRONMENT", None, _optional_text, omit_if_none=True)
+    # The configured camera names (comma-separated): the only Camera values the signal metrics carry; any other
+    # camera is published as "unknown" (contracts.signal_metrics.camera_value). Unset: every frame is "unknown".
+    metrics_cameras: tuple[str, ...] | None = variable("METRICS_CAMERAS", None, parse_camera_list, camera_list,
+                                                       omit_if_none=True)
 
     def __post_init__(self) -> None:
         if self.class_colors is None:

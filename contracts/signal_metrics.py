@@ -9,9 +9,14 @@ these dimension sets, so a query, an alarm or a widget on another set is refused
 Dimensions are LOW-cardinality on purpose: each distinct combination of dimension values is one custom metric,
 billed per month. ``Environment`` is the deployment's prefix (``envconfig`` ``prefix``: several deployments may share
 an account's namespace), ``Camera`` the camera position from the frame key (``KEY_PATTERN``'s ``camera`` group);
-never the vehicle, the drive or the frame. A camera value that is not a plausible camera name (a key that did not
-match the pattern, or a free-text segment) is published as ``UNKNOWN_CAMERA``, so a stray upload cannot create
-metrics. Quarantine reasons are the fixed set ``QUARANTINE_REASONS`` (segcore.imaging.BadFrame codes and the ingest's
+never the vehicle, the drive or the frame. Only the deployment's CONFIGURED camera names (envconfig
+``drives.cameras`` values and ``monitoring.cameras``, given to the functions as ``METRICS_CAMERAS``,
+contracts.lambda_env) are published as themselves; any other camera (a key that did not match the pattern, a loose
+upload ``veh/drive-0001/frame.jpg`` whose drive reads as the camera, a free-text segment) is published as
+``UNKNOWN_CAMERA``, so a stray upload cannot create metrics (each new camera value would be 14 metrics and 251
+GetMetricData queries per drift run). A deployment with no configured cameras publishes every frame as
+``UNKNOWN_CAMERA``: one series per signal, judged as one camera. Quarantine reasons are the fixed set
+``QUARANTINE_REASONS`` (segcore.imaging.BadFrame codes and the ingest's
 own ``key_too_long``); any other code is published as ``OTHER_REASON``.
 
 Cost (CloudWatch pricing, https://aws.amazon.com/cloudwatch/pricing/, first tier $0.30 per metric-month, prorated by
@@ -27,7 +32,7 @@ in milliseconds since the epoch). Standard library only.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from types import MappingProxyType
 
 from contracts.signals import INPUT_SIGNALS, NUMERIC_SIGNALS, OUTPUT_SIGNALS
@@ -53,6 +58,16 @@ OTHER_REASON = "other"
 # The camera names envconfig accepts (drives.cameras values; envconfig.config.CAMERA_NAME): letters, digits, '_', '.',
 # '-', at most 63 characters.
 CAMERA_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# METRICS_CAMERAS (comma-separated) may take at most this share of a function's environment: Lambda allows 4 KB for
+# all variables in aggregate (contracts.service_limits.MAX_LAMBDA_ENVIRONMENT_BYTES), and the class names, colours
+# and key pattern need the rest. 1 KB is 16 cameras of 63 characters, or ~100 of 9.
+MAX_CAMERA_LIST_BYTES = 1024
+# The drift function judges the configured cameras and UNKNOWN_CAMERA; the environment's "any camera drifted" alarm is
+# a composite of their per-camera drift alarms, and "The rule expression of a composite alarm can include as many as
+# 100 underlying alarms" (PutCompositeAlarm). So at most 99 configured cameras.
+COMPOSITE_ALARM_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutCompositeAlarm.html"
+MAX_COMPOSITE_ALARM_CHILDREN = 100
+MAX_JUDGED_CAMERAS = MAX_COMPOSITE_ALARM_CHILDREN
 
 # Every refusal code a quarantined frame can carry: segcore.imaging.BadFrame's codes (its module docstring) and the
 # ingest function's key_too_long (the async input's metadata would break S3's 2 KB limit). A test reads the sources.
@@ -83,9 +98,28 @@ FRAMES_QUARANTINED_METRIC = "FramesQuarantinedByCamera"
 COUNT_UNIT = "Count"
 
 
-def camera_value(camera: str | None) -> str:
-    """The Camera dimension's value for a frame's camera (``UNKNOWN_CAMERA`` for none or an implausible name)."""
-    return camera if camera and CAMERA_VALUE.match(camera) else UNKNOWN_CAMERA
+def camera_value(camera: str | None, configured: Collection[str]) -> str:
+    """The Camera dimension's value for a frame's camera: the camera itself when it is one of the ``configured``
+    names, else ``UNKNOWN_CAMERA`` (none, implausible, or not configured: the dimension stays bounded)."""
+    return camera if camera and camera in configured and CAMERA_VALUE.match(camera) else UNKNOWN_CAMERA
+
+
+def camera_list(cameras: Iterable[str]) -> str:
+    """METRICS_CAMERAS' text: the names comma-separated (sorted, each once)."""
+    return ",".join(sorted(set(cameras)))
+
+
+def parse_camera_list(raw: str) -> tuple[str, ...]:
+    """METRICS_CAMERAS' names; ValueError (saying what is wrong) for a name that is not a camera name, or a list
+    longer than ``MAX_CAMERA_LIST_BYTES``."""
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    bad = [name for name in names if not CAMERA_VALUE.match(name) or name == UNKNOWN_CAMERA]
+    if bad:
+        raise ValueError(f"{bad} are not camera names (1-63 letters, digits, '_', '.', '-'; not {UNKNOWN_CAMERA!r})")
+    if len(raw.encode()) > MAX_CAMERA_LIST_BYTES:
+        raise ValueError(f"the list has {len(raw.encode())} bytes, at most {MAX_CAMERA_LIST_BYTES} (Lambda's 4 KB "
+                         "environment)")
+    return names
 
 
 def reason_value(code: str) -> str:

@@ -127,6 +127,12 @@ def _equal_edges(low: float, high: float, bins: int) -> tuple[float, ...]:
 # A blurred frame is below ~50, a sharp street scene a few hundred to a few thousand.
 SHARPNESS_EDGES = (0.0, *(round(10 ** (k / 4), 6) for k in range(-4, 21)))
 UNIT_EDGES = _equal_edges(0.0, 1.0, 20)
+# How a value is binned (segcore.signals.histogram, and the drift job's PR(n:m) queries, monitoring.queries): bin i is
+# (edges[i], edges[i+1]], exclusive below and inclusive above, as CloudWatch's percentile-rank statistic PR(n:m)
+# counts ("Statistics definitions": https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/
+# Statistics-definitions.html); the first bin also holds values at or below edges[0] (PR(:m)), the last values above
+# edges[-1] (PR(n:)). One convention, so a reference histogram and a CloudWatch window agree bin for bin.
+BIN_EDGE_CONVENTION = "(low, high]"
 SIGNAL_BIN_EDGES: Mapping[str, tuple[float, ...]] = MappingProxyType({
     **{name: UNIT_EDGES for name in NUMERIC_SIGNALS},
     "sharpness": SHARPNESS_EDGES,

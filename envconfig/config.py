@@ -407,9 +407,12 @@ class DrivesConfig(_Strict):
 
 # -- monitoring: label-free drift per camera (issue 23, stacks/drift_monitoring.py, docs/drift.md) --------------------
 
-# Signals with a CloudWatch anomaly-detection alarm per camera by default: what a night, a re-mounted camera and a
-# wrong model move first.
-DEFAULT_ANOMALY_SIGNALS = ("brightness", "frac_road", "drivable_fraction")
+# Signals with a CloudWatch anomaly-detection alarm per camera by default: the INPUT signals only (what a night, a
+# dirty or re-mounted camera moves). Not the output signals (class fractions, drivable fraction): their band is
+# learnt from the serving model's own history, so every rollout of a better model would move them out of it and
+# fire; output drift is judged against the new model's reference profile by the drift function instead
+# (docs/drift.md).
+DEFAULT_ANOMALY_SIGNALS = ("brightness", "contrast", "sharpness", "saturation")
 # Per-camera alarms the inference stack may hold: CloudFormation allows 500 resources per stack
 # (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html) and prod has ~140.
 MAX_CAMERA_ALARMS = 240
@@ -600,13 +603,35 @@ class EnvironmentConfig(_Strict):
 
     @model_validator(mode="after")
     def _camera_alarms_fit(self) -> EnvironmentConfig:
-        per_camera = 1 + len(self.monitoring.anomaly_signals)
-        cameras = len(self.monitored_cameras)
-        if cameras * per_camera > MAX_CAMERA_ALARMS:
+        from contracts.signal_metrics import MAX_JUDGED_CAMERAS
+
+        # A drift alarm per judged camera (every configured camera and "unknown"), anomaly alarms per monitored one.
+        judged = len(self.signal_cameras) + 1
+        anomaly = len(self.monitored_cameras) * len(self.monitoring.anomaly_signals)
+        if judged + anomaly > MAX_CAMERA_ALARMS:
             raise ValueError(
-                f"monitoring: {cameras} cameras x {per_camera} alarms each is {cameras * per_camera} alarms, more than "
-                f"{MAX_CAMERA_ALARMS} (CloudFormation's 500 resources per stack): list fewer monitoring.cameras or "
-                "anomaly_signals (every publishing camera is judged anyway)")
+                f"monitoring: {judged} drift alarms (configured cameras and 'unknown') and {anomaly} anomaly alarms "
+                f"are {judged + anomaly} alarms, more than {MAX_CAMERA_ALARMS} (CloudFormation's 500 resources per "
+                "stack): list fewer monitoring.cameras or anomaly_signals")
+        if judged > MAX_JUDGED_CAMERAS:
+            raise ValueError(
+                f"monitoring: {judged - 1} configured cameras (drives.cameras, monitoring.cameras); at most "
+                f"{MAX_JUDGED_CAMERAS - 1}: the any-camera drift alarm combines one alarm per camera and 'unknown', "
+                f"and a composite alarm takes at most {MAX_JUDGED_CAMERAS}")
+        return self
+
+    @model_validator(mode="after")
+    def _signal_cameras_fit(self) -> EnvironmentConfig:
+        from contracts.signal_metrics import UNKNOWN_CAMERA, camera_list, parse_camera_list
+
+        if UNKNOWN_CAMERA in self.signal_cameras:
+            raise ValueError(f"cameras: {UNKNOWN_CAMERA!r} is the signal metrics' name for every unconfigured camera; "
+                             "name the camera differently")
+        try:
+            parse_camera_list(camera_list(self.signal_cameras))
+        except ValueError as exc:
+            raise ValueError(f"drives.cameras and monitoring.cameras together: {exc}; name fewer cameras or shorter "
+                             "names") from None
         return self
 
     @property
@@ -615,6 +640,12 @@ class EnvironmentConfig(_Strict):
         if self.monitoring.cameras is not None:
             return list(self.monitoring.cameras)
         return sorted(set(self.drives.cameras.values()))
+
+    @property
+    def signal_cameras(self) -> list[str]:
+        """The configured camera names (drives.cameras values and monitoring.cameras): the only Camera values the
+        signal metrics carry (METRICS_CAMERAS); every other camera is published and judged as "unknown"."""
+        return sorted(set(self.drives.cameras.values()) | set(self.monitoring.cameras or ()))
 
     @property
     def retain(self) -> bool:

@@ -39,4 +39,5 @@ def preprocessor_environment(config: EnvironmentConfig, scheme: ClassScheme, *, 
         model_package_version=model_package_version,
         drives_table=drives_table,
         metrics_environment=config.prefix,  # the signal metrics' Environment dimension (contracts.signal_metrics)
+        metrics_cameras=tuple(config.signal_cameras) or None,  # their Camera values; any other is "unknown"
     )

@@ -10,8 +10,11 @@ on those notify the alarm topic. The flow is ``monitoring.job``: fetch (SSM GetP
 
 Outcomes: ``{"action": "judged", ...}`` with the verdicts; ``{"action": "skipped", "reason": "no model serving"}``
 while the serving parameter names no package (nothing is published: the alarms treat missing data as not
-breaching). A serving package without a usable reference profile raises (the function's Errors alarm): drift of a
-model nobody can compare with must not pass in silence.
+breaching). A serving package without a usable reference profile (registered before the gate wrote profiles; the
+profile missing or invalid) publishes ``ReferenceMissing`` = 1 for the environment, whose alarm notifies the alarm
+topic, and returns ``{"action": "skipped", "reason": "reference missing"}`` without raising: drift of a model nobody
+can compare with must not pass in silence, but retrying cannot fix it. Real errors (access denied, throttling beyond
+the client's retries, a bad setting) still raise (the Errors alarm).
 
 Environment: ``monitoring.job.DriftSettings.to_env`` (DRIFT_ENVIRONMENT, DRIFT_SERVING_PARAMETER,
 DRIFT_WINDOW_SECONDS, DRIFT_PSI_THRESHOLD, DRIFT_JS_THRESHOLD, DRIFT_BAND_SIGMAS, DRIFT_MIN_FRAMES, DRIFT_CAMERAS,
@@ -44,6 +47,13 @@ def handler(event: dict[str, Any], context: Any, *, now: datetime | None = None,
     settings = DriftSettings.from_env(os.environ)
     aws = aws or clients()
     run = run_drift(aws, settings, now or datetime.now(UTC))
+    if run.reference_missing:
+        # Not raised: every retry and every later run would fail the same way until an operator acts (a new package,
+        # or a profile attached to this one), so the ReferenceMissing alarm says it once instead of hourly errors.
+        publish(aws["cloudwatch"], settings, run)
+        logger.error("the serving model package has no usable reference profile: drift is not judged",
+                     extra={"reason": run.reference_missing, "window_end": run.end.isoformat()})
+        return {"action": "skipped", "reason": "reference missing", **run.to_dict()}
     if run.reference is None:
         logger.info("no model package is serving: nothing to compare with", extra={"window_end": run.end.isoformat()})
         return {"action": "skipped", "reason": "no model serving", **run.to_dict()}

@@ -363,7 +363,8 @@ def _count_camera_frame(settings: Settings, camera: str | None, quarantine_code:
         return
     for document in signal_metrics.frame_count_documents(environment=settings.metrics_environment, camera=camera,
                                                          quarantine_code=quarantine_code,
-                                                         timestamp_ms=int(time.time() * 1000)):
+                                                         timestamp_ms=int(time.time() * 1000),
+                                                         cameras=settings.metrics_cameras or ()):
         signal_metrics.emit(document)
 
 

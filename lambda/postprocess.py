@@ -215,7 +215,7 @@ def process_notification(note: AsyncNotification, settings: Settings) -> str:
     if settings.metrics_environment:
         signal_metrics.emit(signal_metrics.signal_document(
             signals, environment=settings.metrics_environment, camera=frame.camera if frame else None,
-            timestamp_ms=int(time.time() * 1000)))
+            timestamp_ms=int(time.time() * 1000), cameras=settings.metrics_cameras or ()))
     logger.info(
         "result written",
         extra={

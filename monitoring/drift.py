@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from contracts.signals import ALL_CAMERAS, MONITORED_SIGNALS, SIGNAL_BIN_EDGES
-from segcore.signals import jensen_shannon_distance, population_stability_index
+from segcore.signals import finite_values, histogram, jensen_shannon_distance, population_stability_index
 
 # Evidently (evidently.ai, data drift presets): stattest_threshold defaults, PSI 0.1 and Jensen-Shannon 0.1.
 EVIDENTLY_PSI_THRESHOLD = 0.1
@@ -183,19 +183,9 @@ def judge(profile: Mapping[str, Any], windows_by_camera: Mapping[str, Mapping[st
 
 def window_from_values(signal: str, values: Iterable[float | None]) -> WindowDistribution:
     """A window from raw per-frame values (None and non-finite values skipped): what the job reads from
-    CloudWatch, computed locally (tests, benchmark, a drive timeline). The counts are ``segcore.signals.histogram``'s
-    (values below the first edge in the first bin, above the last in the last; tests/monitoring compare the two),
-    computed on a float array without a Python loop per value (a week of 10 cameras at 2 Hz is 12 million values
-    per signal)."""
-    import numpy as np
-
-    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
-        array = values.astype(np.float64, copy=False)
-    else:
-        array = np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-    array = array[np.isfinite(array)]
-    edges = np.asarray(SIGNAL_BIN_EDGES[signal])
-    index = np.clip(np.searchsorted(edges, array, side="right") - 1, 0, len(edges) - 2)
-    counts = np.bincount(index, minlength=len(edges) - 1)
+    CloudWatch, computed locally (tests, benchmark, a drive timeline). The counts are ``segcore.signals.histogram``'s,
+    whose bins are PR(n:m)'s, so the local window and CloudWatch's agree bin for bin (tests/monitoring)."""
+    array = finite_values(values)
+    counts = histogram(array, signal)
     mean = float(array.mean()) if array.size else None
     return WindowDistribution(signal, tuple(float(c) for c in counts), float(array.size), mean)

@@ -32,7 +32,7 @@ from monitoring.drift import (
     DriftThresholds,
     judge,
 )
-from monitoring.metrics import drift_metric_data, put_requests
+from monitoring.metrics import drift_metric_data, put_requests, reference_missing_data
 from monitoring.queries import batches, parse_series, parse_window, window_queries
 from monitoring.reference import (
     ReferenceProfileError,
@@ -53,7 +53,10 @@ class DriftSettings:
     serving_parameter: str  # contracts.naming.serving_package_parameter(prefix)
     window_seconds: int = 3600
     thresholds: DriftThresholds = DriftThresholds()
-    cameras: tuple[str, ...] = ()  # judged even when ListMetrics does not list them (yet)
+    # The configured cameras (EnvironmentConfig.signal_cameras, the functions' METRICS_CAMERAS): judged even when
+    # ListMetrics does not list them (yet). No other camera is judged except UNKNOWN_CAMERA, the catch-all the
+    # functions publish every other camera as; an older series of an unconfigured name is ignored.
+    cameras: tuple[str, ...] = ()
     per_signal: bool = True  # publish SignalPsi / SignalJsDistance per camera and signal
 
     def __post_init__(self) -> None:
@@ -104,9 +107,13 @@ class DriftRun:
     verdicts: list[CameraVerdict] = field(default_factory=list)
     requests: int = 0  # GetMetricData requests made
     profile: dict[str, Any] | None = None  # the reference profile document compared with
+    # Why the serving package could not be compared (it has no usable reference profile); None when it could, or when
+    # no package serves. Not an error: a retry cannot fix it, the ReferenceMissing alarm reports it.
+    reference_missing: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"window": {"start": self.start.isoformat(), "end": self.end.isoformat()},
+                **({"reference_missing": self.reference_missing} if self.reference_missing else {}),
                 "reference": None if self.reference is None else {
                     "model_package_arn": self.reference.package_arn,
                     "model_package_version": self.reference.package_version,
@@ -119,10 +126,18 @@ class DriftRun:
 SETTLE = timedelta(minutes=15)
 
 
+DAY_SECONDS = 86_400
+
+
 def window_bounds(now: datetime, window_seconds: int) -> tuple[datetime, datetime]:
-    """The last whole window that ended ``SETTLE`` before ``now``: it ends on the hour (so the one-period query has
-    one data point and hourly runs tile time), ``window_seconds`` long."""
+    """The last whole window that ended ``SETTLE`` before ``now``, ``window_seconds`` long. It ends on the hour (so
+    the one-period query has one data point and hourly runs tile time); a window of whole days ends at 00:00 UTC, so
+    daily runs judge calendar days (UTC) whatever hour the schedule fires at. GetMetricData's documentation does not
+    say how it aligns a 24-hour period (only how it rounds StartTime by the data's age, to the minute within 15 days):
+    the query's StartTime is the window's start itself, so the one data point covers exactly the window."""
     end = (now.astimezone(UTC) - SETTLE).replace(minute=0, second=0, microsecond=0)
+    if window_seconds % DAY_SECONDS == 0:
+        end = end.replace(hour=0)
     return end - timedelta(seconds=window_seconds), end
 
 
@@ -144,17 +159,25 @@ def load_reference(ssm: Any, sagemaker: Any, s3: Any, parameter: str) -> tuple[S
 
 
 def discover_cameras(cloudwatch: Any, environment: str) -> list[str]:
-    """Cameras with a signal series in this environment (ListMetrics: metrics with data in the past two weeks),
-    without the catch-all ``UNKNOWN_CAMERA``."""
+    """Cameras with a signal series in this environment (ListMetrics: metrics with data in the past two weeks), the
+    catch-all ``UNKNOWN_CAMERA`` included."""
     cameras = set()
     for page in cloudwatch.get_paginator("list_metrics").paginate(
             Namespace=SIGNAL_METRICS_NAMESPACE, MetricName=SIGNAL_METRICS[CAMERA_PROBE_SIGNAL],
             Dimensions=[{"Name": ENVIRONMENT_DIMENSION, "Value": environment}]):
         for metric in page.get("Metrics", []):
             dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
-            if set(dims) == {ENVIRONMENT_DIMENSION, CAMERA_DIMENSION} and dims[CAMERA_DIMENSION] != UNKNOWN_CAMERA:
+            if set(dims) == {ENVIRONMENT_DIMENSION, CAMERA_DIMENSION}:
                 cameras.add(dims[CAMERA_DIMENSION])
     return sorted(cameras)
+
+
+def judged_cameras(configured: Iterable[str], discovered: Iterable[str]) -> list[str]:
+    """The cameras a run judges: every configured one, and ``UNKNOWN_CAMERA`` when it has a series. A discovered
+    camera that is not configured (a series from before the functions published only configured names) is not
+    judged: the queries per run stay bounded by the config (251 per camera)."""
+    configured = set(configured) - {UNKNOWN_CAMERA}
+    return sorted(configured) + ([UNKNOWN_CAMERA] if UNKNOWN_CAMERA in set(discovered) else [])
 
 
 def get_metric_data(cloudwatch: Any, queries: list[dict[str, Any]], start: datetime, end: datetime
@@ -194,11 +217,14 @@ def judged_signals(profile: Mapping[str, Any]) -> list[str]:
 def run_drift(clients: Mapping[str, Any], settings: DriftSettings, now: datetime) -> DriftRun:
     """Fetch and decide; publishes nothing (see :func:`publish`)."""
     start, end = window_bounds(now, settings.window_seconds)
-    loaded = load_reference(clients["ssm"], clients["sagemaker"], clients["s3"], settings.serving_parameter)
+    try:
+        loaded = load_reference(clients["ssm"], clients["sagemaker"], clients["s3"], settings.serving_parameter)
+    except ReferenceProfileError as exc:  # no profile, not found, not valid; access and service errors still raise
+        return DriftRun(None, start, end, reference_missing=str(exc))
     if loaded is None:
         return DriftRun(None, start, end)
     reference, profile = loaded
-    cameras = sorted(set(discover_cameras(clients["cloudwatch"], settings.environment)) | set(settings.cameras))
+    cameras = judged_cameras(settings.cameras, discover_cameras(clients["cloudwatch"], settings.environment))
     signals = judged_signals(profile)
     check_retention(start, now, settings.window_seconds)
     queries, index = window_queries(settings.environment, cameras, signals, settings.window_seconds)
@@ -210,8 +236,14 @@ def run_drift(clients: Mapping[str, Any], settings: DriftSettings, now: datetime
 
 
 def publish(cloudwatch: Any, settings: DriftSettings, run: DriftRun) -> int:
-    """PutMetricData of the run's verdicts (time stamped at the window's end); how many data were published."""
-    data = drift_metric_data(settings.environment, run.verdicts, run.end, per_signal=settings.per_signal)
+    """PutMetricData of the run's verdicts, or of ReferenceMissing (time stamped at the window's end); how many data
+    were published. Nothing while no model serves."""
+    if run.reference_missing:
+        data = reference_missing_data(settings.environment, run.end)
+    elif run.reference is None:
+        return 0
+    else:
+        data = drift_metric_data(settings.environment, run.verdicts, run.end, per_signal=settings.per_signal)
     for request in put_requests(data):
         cloudwatch.put_metric_data(**request)
     return len(data)

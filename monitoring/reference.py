@@ -41,16 +41,29 @@ def serving_package(parameter_value: str | None) -> str | None:
     return None if not value or value == NO_MODEL_PACKAGE else value
 
 
+# An operator's way to give a package registered before the gate wrote profiles one: UpdateModelPackage cannot add
+# DriftCheckBaselines (set at creation only) but can set CustomerMetadataProperties (keys 1..128, values 1..256
+# characters, UPDATE_MODEL_PACKAGE_DOC), e.g. ``aws sagemaker update-model-package --model-package-arn ARN
+# --customer-metadata-properties ReferenceProfile=s3://bucket/pipelines/.../reference-profile.json``. Read only when
+# DriftCheckBaselines has no profile (the gate's registration wins).
+REFERENCE_PROFILE_METADATA_KEY = "ReferenceProfile"
+UPDATE_MODEL_PACKAGE_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_UpdateModelPackage.html"
+
+
 def reference_of_package(describe: Mapping[str, Any]) -> ServingReference:
-    """The profile's S3 URI from a DescribeModelPackage response; ReferenceProfileError when the package has none."""
+    """The profile's S3 URI from a DescribeModelPackage response (DriftCheckBaselines, else the operator's
+    CustomerMetadataProperties ``ReferenceProfile``); ReferenceProfileError when the package has neither."""
     arn = str(describe.get("ModelPackageArn") or "?")
     version = describe.get("ModelPackageVersion")
     uri = reference_profile_uri(describe)  # the one place the location is written (the gate registers it there)
-    if uri is None or not uri.startswith("s3://"):
+    if uri is None:
+        uri = (describe.get("CustomerMetadataProperties") or {}).get(REFERENCE_PROFILE_METADATA_KEY)
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
         raise ReferenceProfileError(
             f"model package {arn} has no DriftCheckBaselines.ModelDataQuality.Statistics.S3Uri: it was registered "
-            "before the gate wrote reference profiles; approve a package from a newer pipeline run "
-            f"({DESCRIBE_MODEL_PACKAGE_DOC})")
+            "before the gate wrote reference profiles; approve a package from a newer pipeline run, or attach a "
+            f"profile: aws sagemaker update-model-package --model-package-arn {arn} --customer-metadata-properties "
+            f"{REFERENCE_PROFILE_METADATA_KEY}=s3://... ({DESCRIBE_MODEL_PACKAGE_DOC})")
     return ServingReference(arn, str(version) if version is not None else None, uri)
 
 

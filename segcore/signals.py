@@ -385,17 +385,24 @@ def _numeric_signal(signal: str) -> tuple[float, ...]:
     return SIGNAL_BIN_EDGES[signal]
 
 
-def _finite(values: Iterable[Any]) -> np.ndarray:
-    kept = [float(v) for v in values if v is not None and not isinstance(v, str) and math.isfinite(float(v))]
-    return np.asarray(kept, dtype=np.float64)
+def finite_values(values: Iterable[Any]) -> np.ndarray:
+    """The finite values as a float64 array (None, strings, NaN and infinities left out). A numeric numpy array takes
+    the fast path (no Python loop per value: a week of 10 cameras at 2 Hz is 12 million values per signal)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        array = values.astype(np.float64, copy=False).ravel()
+    else:
+        array = np.asarray([float(v) for v in values if v is not None and not isinstance(v, str)], dtype=np.float64)
+    return array[np.isfinite(array)]
 
 
 def histogram(values: Iterable[float | None], signal: str) -> list[int]:
-    """Counts of the values in the signal's fixed bins (contracts.signals.SIGNAL_BIN_EDGES): None and NaN left out,
-    values below the first edge in the first bin, above the last in the last."""
+    """Counts of the values in the signal's fixed bins (contracts.signals.SIGNAL_BIN_EDGES): None and NaN left out.
+    Bins are CloudWatch PR(n:m)'s (contracts.signals ``BIN_EDGE_CONVENTION``): bin i holds (edges[i], edges[i+1]],
+    exclusive below and inclusive above, so a value exactly on an inner edge is in the lower bin; the first bin also
+    holds everything at or below its lower edge, the last everything above its upper edge (PR(:m), PR(n:))."""
     edges = np.asarray(_numeric_signal(signal))
-    data = _finite(values)
-    index = np.clip(np.searchsorted(edges, data, side="right") - 1, 0, len(edges) - 2)
+    data = finite_values(values)
+    index = np.clip(np.searchsorted(edges, data, side="left") - 1, 0, len(edges) - 2)
     return np.bincount(index, minlength=len(edges) - 1).astype(int).tolist()
 
 
@@ -444,7 +451,7 @@ def reference_profile(records: Iterable[Mapping[str, Any]], *, camera_of: Callab
             value = record.get(signal)
             for target in targets:
                 target[signal].append(value)
-    cameras = {camera: {signal: _signal_profile(_finite(raw), signal, chunk_size) for signal, raw in by.items()}
+    cameras = {camera: {signal: _signal_profile(finite_values(raw), signal, chunk_size) for signal, raw in by.items()}
                for camera, by in sorted(values.items())}
     return {"schema_version": REFERENCE_PROFILE_SCHEMA_VERSION, "signals_version": SIGNALS_VERSION,
             "model_package_version": model_package_version, "frames": frames, "cameras": cameras}

@@ -11,11 +11,13 @@ drift and anomaly-detection alarms (to the alarm topic) and a dashboard section 
   cloudwatch:ListMetrics, which support no resource-level permissions (CW_IAM_DOC lists no resource type for them);
   cloudwatch:PutMetricData limited to ``monitoring.metrics.DRIFT_NAMESPACE`` by the ``cloudwatch:namespace``
   condition (CW_NAMESPACE_CONDITION_DOC).
-- Alarms (each to the alarm topic, OK included): ``DriftedCameras`` of the environment (any camera, no list needed),
-  ``DriftDetected`` per configured camera, both after ``monitoring.alarm_windows`` drifted windows in a row; and a
-  CloudWatch anomaly-detection alarm per configured camera on each of ``monitoring.anomaly_signals`` (hourly mean
-  outside the model's band of ``anomaly_band_std`` standard deviations for ``alarm_windows`` hours). Missing data is
-  not breaching: a camera that sends nothing is the ingest's concern (FramesReceived), not drift.
+- Alarms (each to the alarm topic, OK included): ``DriftDetected`` per judged camera (every configured camera,
+  ``EnvironmentConfig.signal_cameras``, and ``unknown``) after ``monitoring.alarm_windows`` drifted windows in a
+  row, and ``DriftedCameras``, a composite alarm in ALARM while any of them is (one camera drifted that many windows
+  in a row); ``ReferenceMissing`` (the serving package has no usable reference profile); and a CloudWatch
+  anomaly-detection alarm per monitored camera (``monitoring.cameras``) on each of ``monitoring.anomaly_signals``
+  (hourly mean outside the model's band of ``anomaly_band_std`` standard deviations for ``alarm_windows`` hours).
+  Missing data is not breaching: a camera that sends nothing is the ingest's concern (FramesReceived), not drift.
 - Isolated-network mode: the function runs in the private subnets (RoadsegFunction's placement) and calls ssm,
   sagemaker.api, s3, kms, monitoring and logs, all endpoints of stacks/network.py (the contract
   ``isolated-network-endpoint-for-every-called-service`` checks the role's actions against them).
@@ -33,11 +35,24 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from contracts.layout import ARTIFACTS
-from contracts.signal_metrics import CAMERA_DIMENSION, ENVIRONMENT_DIMENSION, SIGNAL_METRICS, SIGNAL_METRICS_NAMESPACE
+from contracts.signal_metrics import (
+    CAMERA_DIMENSION,
+    ENVIRONMENT_DIMENSION,
+    SIGNAL_METRICS,
+    SIGNAL_METRICS_NAMESPACE,
+    UNKNOWN_CAMERA,
+)
 from envconfig.config import EnvironmentConfig
 from monitoring.drift import DriftThresholds
 from monitoring.job import DriftSettings
-from monitoring.metrics import DRIFT_DETECTED, DRIFT_NAMESPACE, DRIFTED_CAMERAS, DRIFTED_SIGNALS, SIGNAL_PSI
+from monitoring.metrics import (
+    DRIFT_DETECTED,
+    DRIFT_NAMESPACE,
+    DRIFTED_CAMERAS,
+    DRIFTED_SIGNALS,
+    REFERENCE_MISSING,
+    SIGNAL_PSI,
+)
 from stacks.bucket_set import SharedBuckets
 from stacks.functions.roadseg_function import RoadsegFunction, RoadsegFunctionProps
 from stacks.metric_catalogue import metric
@@ -71,7 +86,7 @@ def drift_settings(config: EnvironmentConfig, serving_parameter: str) -> DriftSe
     return DriftSettings(
         environment=config.prefix, serving_parameter=serving_parameter, window_seconds=cfg.window * 3600,
         thresholds=DriftThresholds(cfg.psi_threshold, cfg.js_threshold, cfg.band_sigmas, cfg.min_frames),
-        cameras=tuple(config.monitored_cameras), per_signal=cfg.per_signal_metrics)
+        cameras=tuple(config.signal_cameras), per_signal=cfg.per_signal_metrics)
 
 
 class DriftMonitoring(Construct):
@@ -87,7 +102,10 @@ class DriftMonitoring(Construct):
             description="Drift per camera: the last window's signals against the serving model's reference profile",
             function=cfg.function, environment=drift_settings(config, props.serving_parameter).to_env(),
             key=props.key, log_retention_days=config.retention.log_group_days, retain=config.retain,
-            no_vpc_reason=FUNCTION_NO_VPC, retry_attempts=2))
+            # No retries of the scheduled invocation: the next scheduled run judges again anyway (a retried run of the
+            # same window adds nothing), and a failure that outlives the retries would dead-letter every period.
+            # Errors still reach the Errors alarm; a missing reference profile is not an error (ReferenceMissing).
+            no_vpc_reason=FUNCTION_NO_VPC, retry_attempts=0))
 
         parameter = stack.format_arn(service="ssm", resource="parameter",
                                      resource_name=props.serving_parameter.lstrip("/"))
@@ -109,27 +127,32 @@ class DriftMonitoring(Construct):
             reasons={"*": "PutMetricData supports no resource-level permissions; the cloudwatch:namespace condition "
                           f"limits it to {DRIFT_NAMESPACE} ({CW_NAMESPACE_CONDITION_DOC})."})
 
-        self.rule = events.Rule(self, "Schedule", schedule=events.Schedule.rate(self.period),
+        # Daily runs at 00:20 UTC, just after the judged UTC day closed and settled (monitoring.job.window_bounds:
+        # whole-day windows end at 00:00 UTC); hourly runs may fire at any minute (windows end on the hour).
+        schedule = (events.Schedule.rate(self.period) if cfg.drift_schedule == "hourly"
+                    else events.Schedule.cron(minute="20", hour="0"))
+        self.rule = events.Rule(self, "Schedule", schedule=schedule,
                                 description=f"roadseg {config.prefix}: drift per camera, {cfg.drift_schedule}")
         self.rule.add_target(targets.LambdaFunction(
             self.function, dead_letter_queue=self.function.failed_invocations, retry_attempts=2,
             max_event_age=cdk.Duration.hours(1)))
 
         env = {ENVIRONMENT_DIMENSION: config.prefix}
-        self.any_camera = self._drift_alarm(
-            "DriftedCameras", metric(DRIFT_NAMESPACE, DRIFTED_CAMERAS, env, statistic="Maximum", period=self.period),
-            f"A camera of {config.prefix} drifted from the serving model's reference for {cfg.alarm_windows} "
-            "windows in a row: `roadseg monitor status` names it (docs/drift.md)")
+        # Every camera the function judges (the configured ones and the catch-all "unknown") has a drift alarm; the
+        # monitored ones (monitoring.cameras) also anomaly alarms and a dashboard row.
+        self.judged_cameras = [*config.signal_cameras, UNKNOWN_CAMERA]
         self.cameras = list(config.monitored_cameras)
         self.camera_alarms: list[cw.Alarm] = []
         self.anomaly_alarms: list[cw.AnomalyDetectionAlarm] = []
-        for index, camera in enumerate(self.cameras):
+        for index, camera in enumerate(self.judged_cameras):
             dims = {**env, CAMERA_DIMENSION: camera}
             self.camera_alarms.append(self._drift_alarm(
                 f"Drift{index}", metric(DRIFT_NAMESPACE, DRIFT_DETECTED, dims, statistic="Maximum",
                                         period=self.period),
                 f"Camera {camera} drifted from the serving model's reference for {cfg.alarm_windows} windows in a "
                 "row: `roadseg monitor status` (docs/drift.md)"))
+            if camera not in self.cameras:
+                continue
             for signal in cfg.anomaly_signals:
                 self.anomaly_alarms.append(cw.AnomalyDetectionAlarm(
                     self, f"Anomaly{index}{SIGNAL_METRICS[signal]}",
@@ -141,6 +164,23 @@ class DriftMonitoring(Construct):
                     alarm_description=f"Camera {camera}: hourly mean {signal} outside its anomaly-detection band "
                                       f"({ANOMALY_DOC}) for {cfg.alarm_windows} hours"))
 
+        # "Some camera drifted alarm_windows windows in a row": any per-camera drift alarm in ALARM. Not an alarm on
+        # DriftedCameras (a count per run): different cameras drifting in successive windows would trip it, and
+        # metric math has no per-series "N in a row" (MAX over the cameras' series has the same flaw).
+        self.any_camera = cw.CompositeAlarm(
+            self, "DriftedCameras", alarm_rule=cw.AlarmRule.any_of(*self.camera_alarms),
+            alarm_description=f"A camera of {config.prefix} drifted from the serving model's reference for "
+                              f"{cfg.alarm_windows} windows in a row: `roadseg monitor status` names it "
+                              "(docs/drift.md)")
+        self.reference_missing = cw.Alarm(
+            self, "ReferenceMissing",
+            metric=metric(DRIFT_NAMESPACE, REFERENCE_MISSING, env, statistic="Maximum", period=self.period),
+            threshold=1, evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            alarm_description="The serving model package has no usable reference profile: drift is not judged. "
+                              "Approve a package from a newer pipeline run, or attach a profile "
+                              "(CustomerMetadataProperties ReferenceProfile, docs/drift.md)")
         self.errors = self.function.errors_alarm(description="The drift monitor failed: drift goes unmeasured")
         self.dlq_depth = self.function.dlq_depth_alarm(
             description="Drift checks that failed every retry (or schedule events not delivered)")
@@ -152,8 +192,8 @@ class DriftMonitoring(Construct):
             threshold=1, evaluation_periods=1, comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.BREACHING,
             alarm_description="The drift monitor did not run for two schedule periods")
-        self.alarms: list[cw.AlarmBase] = [self.any_camera, *self.camera_alarms, *self.anomaly_alarms, self.errors,
-                                           self.dlq_depth, self.not_running]
+        self.alarms: list[cw.AlarmBase] = [self.any_camera, *self.camera_alarms, *self.anomaly_alarms,
+                                           self.reference_missing, self.errors, self.dlq_depth, self.not_running]
         props.monitoring.publish(*self.alarms)
         self._dashboard(props.monitoring.dashboard, config)
 
@@ -169,6 +209,8 @@ class DriftMonitoring(Construct):
         dashboard.add_widgets(cw.TextWidget(markdown="## Drift per camera (docs/drift.md)", width=24, height=1))
         dashboard.add_widgets(cw.AlarmStatusWidget(title="Drift alarms", alarms=self.alarms, width=24))
         env = {ENVIRONMENT_DIMENSION: config.prefix}
+        dashboard.add_widgets(cw.GraphWidget(title="Cameras judged drifted per run", width=24, height=4, left=[
+            metric(DRIFT_NAMESPACE, DRIFTED_CAMERAS, env, statistic="Maximum", period=self.period)]))
         signals = list(dict.fromkeys([*DASHBOARD_SIGNALS, *config.monitoring.anomaly_signals]))
         hour = cdk.Duration.hours(1)
         for camera in self.cameras:

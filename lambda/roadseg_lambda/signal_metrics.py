@@ -15,7 +15,7 @@ import json
 import math
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from contracts.signal_metrics import (
@@ -49,10 +49,11 @@ def _document(namespace: str, dimensions: Mapping[str, str], metrics: list[tuple
 
 
 def signal_document(signals: Mapping[str, Any], *, environment: str, camera: str | None,
-                    timestamp_ms: int) -> dict[str, Any] | None:
+                    timestamp_ms: int, cameras: Collection[str] = ()) -> dict[str, Any] | None:
     """One frame's published signals (``SIGNAL_METRICS``) with the dimensions {Environment, Camera}; a signal that is
     missing, null or not a finite number is left out (an input signal of a frame ingested before signals existed).
-    None when no signal is left."""
+    None when no signal is left. ``cameras``: the configured names (METRICS_CAMERAS); any other camera is published as
+    ``UNKNOWN_CAMERA``."""
     metrics = []
     for signal, metric in SIGNAL_METRICS.items():
         value = signals.get(signal)
@@ -62,15 +63,15 @@ def signal_document(signals: Mapping[str, Any], *, environment: str, camera: str
             metrics.append((metric, SIGNAL_UNIT, float(value)))
     if not metrics:
         return None
-    dimensions = dict(zip(SIGNAL_DIMENSIONS, (environment, camera_value(camera)), strict=True))
+    dimensions = dict(zip(SIGNAL_DIMENSIONS, (environment, camera_value(camera, cameras)), strict=True))
     return _document(SIGNAL_METRICS_NAMESPACE, dimensions, metrics, timestamp_ms)
 
 
 def frame_count_documents(*, environment: str, camera: str | None, quarantine_code: str | None,
-                         timestamp_ms: int) -> list[dict[str, Any]]:
+                         timestamp_ms: int, cameras: Collection[str] = ()) -> list[dict[str, Any]]:
     """The ingest's per-camera counts for one frame it decided about: FramesReceived {Environment, Camera} and, when
     the frame was quarantined, FramesQuarantinedByCamera {Environment, Camera, Reason}."""
-    dimensions = dict(zip(SIGNAL_DIMENSIONS, (environment, camera_value(camera)), strict=True))
+    dimensions = dict(zip(SIGNAL_DIMENSIONS, (environment, camera_value(camera, cameras)), strict=True))
     documents = [_document(SIGNAL_METRICS_NAMESPACE, dimensions, [(FRAMES_RECEIVED_METRIC, COUNT_UNIT, 1.0)],
                            timestamp_ms)]
     if quarantine_code is not None:

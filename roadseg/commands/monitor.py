@@ -19,7 +19,6 @@ from typing import Any
 from contracts.naming import serving_package_parameter
 from monitoring.drift import DRIFT, DriftThresholds, reference_band, reference_for
 from monitoring.job import DriftSettings, judged_signals, run_drift, signal_series
-from monitoring.reference import ReferenceProfileError
 from roadseg.output import Printer
 from roadseg.session import JobFailed, Session, UserError
 
@@ -50,7 +49,7 @@ def settings_for(session: Session, hours: int, cameras: Sequence[str]) -> DriftS
         environment=config.prefix, serving_parameter=serving_package_parameter(config.prefix),
         window_seconds=hours * 3600,
         thresholds=DriftThresholds(cfg.psi_threshold, cfg.js_threshold, cfg.band_sigmas, cfg.min_frames),
-        cameras=tuple(cameras) or tuple(config.monitored_cameras), per_signal=cfg.per_signal_metrics)
+        cameras=tuple(cameras) or tuple(config.signal_cameras), per_signal=cfg.per_signal_metrics)
 
 
 def monitor_status(session: Session, out: Printer, *, window: str | None, cameras: Sequence[str],
@@ -59,10 +58,9 @@ def monitor_status(session: Session, out: Printer, *, window: str | None, camera
     settings = settings_for(session, hours, cameras)
     now = now or datetime.now(UTC)
     clients = {name: session.client(name) for name in ("ssm", "sagemaker", "s3", "cloudwatch")}
-    try:
-        run = run_drift(clients, settings, now)
-    except ReferenceProfileError as exc:
-        raise JobFailed(str(exc)) from None
+    run = run_drift(clients, settings, now)
+    if run.reference_missing:
+        raise JobFailed(run.reference_missing)
     if cameras:
         run.verdicts = [v for v in run.verdicts if v.camera in set(cameras)]
     document = run.to_dict()

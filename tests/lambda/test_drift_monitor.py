@@ -16,8 +16,8 @@ from moto import mock_aws
 from contracts.naming import NO_MODEL_PACKAGE, serving_package_parameter
 from monitoring import simulate
 from monitoring.job import DriftSettings
-from monitoring.metrics import DRIFT_DETECTED, DRIFT_NAMESPACE, DRIFTED_SIGNALS, SIGNAL_PSI
-from monitoring.reference import ReferenceProfileError
+from monitoring.metrics import DRIFT_DETECTED, DRIFT_NAMESPACE, DRIFTED_SIGNALS, REFERENCE_MISSING, SIGNAL_PSI
+from monitoring.reference import REFERENCE_PROFILE_METADATA_KEY
 from segcore.signals import reference_profile
 
 _spec = importlib.util.spec_from_file_location(
@@ -37,7 +37,7 @@ FRAMES = 1500
 @pytest.fixture
 def aws(monkeypatch):
     with mock_aws():
-        settings = DriftSettings(PREFIX, serving_package_parameter(PREFIX), cameras=("side",))
+        settings = DriftSettings(PREFIX, serving_package_parameter(PREFIX), cameras=("front", "rear", "side"))
         for name, value in settings.to_env().items():
             monkeypatch.setenv(name, value)
         clients = {name: boto3.client(name, region_name="us-east-1") for name in ("ssm", "sagemaker", "s3")}
@@ -65,7 +65,7 @@ def _serve(aws, *, with_profile: bool = True) -> str:
 
 
 def _frames(aws, camera: str, drift: str | None) -> None:
-    seed = {"front": 1, "rear": 2, "side": 3}[camera]
+    seed = {"front": 1, "rear": 2, "side": 3, "drive-0001": 4}[camera]
     rng = np.random.default_rng(seed)
     # The undrifted camera sees the reference mix itself (the statistics of varying mixes: tests/monitoring).
     signals = simulate.window(rng, 0, FRAMES, drift, 0).signals if drift else simulate.frames(
@@ -90,6 +90,7 @@ def test_a_night_camera_drifts_and_a_normal_one_does_not(aws) -> None:
     arn = _serve(aws)
     _frames(aws, "front", "night")
     _frames(aws, "rear", None)
+    _frames(aws, "drive-0001", "night")  # an unconfigured name (a series from before METRICS_CAMERAS): not judged
     out = drift_monitor.handler({}, None, now=NOW, aws=aws)
 
     assert out["action"] == "judged"
@@ -105,6 +106,8 @@ def test_a_night_camera_drifts_and_a_normal_one_does_not(aws) -> None:
     assert _published(aws, DRIFT_DETECTED, "front") == [1.0]
     assert _published(aws, DRIFT_DETECTED, "rear") == [0.0]
     assert _published(aws, DRIFT_DETECTED, "side") == []  # not judged: nothing published, the alarm stays quiet
+    assert _published(aws, DRIFT_DETECTED, "drive-0001") == []
+    assert _published_environment(aws, REFERENCE_MISSING) == [0.0]  # the ReferenceMissing alarm returns to OK
     assert _published(aws, DRIFTED_SIGNALS, "front")[0] >= 1
     assert _published(aws, SIGNAL_PSI, "front", "brightness")[0] > 1
 
@@ -118,9 +121,46 @@ def test_no_model_serving_publishes_nothing(aws) -> None:
     assert _published(aws, DRIFT_DETECTED, "front") == []
 
 
-def test_a_package_without_a_reference_profile_fails_loudly(aws) -> None:
+def _published_environment(aws, name: str) -> list[float]:
+    response = aws["cloudwatch"]._client.get_metric_data(
+        MetricDataQueries=[{"Id": "m", "MetricStat": {"Metric": {
+            "Namespace": DRIFT_NAMESPACE, "MetricName": name, "Dimensions": [{"Name": "Environment", "Value": PREFIX}]},
+            "Period": 3600, "Stat": "Maximum"}}],
+        StartTime=NOW - timedelta(hours=3), EndTime=NOW + timedelta(hours=1))
+    return response["MetricDataResults"][0]["Values"]
+
+
+def test_a_package_without_a_reference_profile_is_alarmed_not_raised(aws) -> None:
+    """Packages registered before the gate wrote profiles: ReferenceMissing = 1 (its alarm), no exception (which
+    would fail every hourly run, retry, dead-letter and alarm Errors until a new package is approved)."""
     arn = _serve(aws, with_profile=False)
-    with pytest.raises(ReferenceProfileError, match=f"{arn}.*DriftCheckBaselines"):
+    _frames(aws, "front", "night")
+    out = drift_monitor.handler({}, None, now=NOW, aws=aws)
+    assert out["action"] == "skipped" and out["reason"] == "reference missing"
+    assert arn in out["reference_missing"] and "update-model-package" in out["reference_missing"]
+    assert _published_environment(aws, REFERENCE_MISSING) == [1.0]
+    assert aws["cloudwatch"].requests == []  # nothing judged
+    assert _published(aws, DRIFT_DETECTED, "front") == []
+
+
+def test_an_operator_attached_profile_is_used_for_an_old_package(aws) -> None:
+    """UpdateModelPackage cannot add DriftCheckBaselines; CustomerMetadataProperties ReferenceProfile can."""
+    arn = _serve(aws, with_profile=False)
+    key = "pipelines/train/exec-1/evaluation/reference-profile.json"
+    aws["sagemaker"].update_model_package(ModelPackageArn=arn, CustomerMetadataProperties={
+        REFERENCE_PROFILE_METADATA_KEY: f"s3://{BUCKET}/{key}"})
+    _frames(aws, "front", "night")
+    out = drift_monitor.handler({}, None, now=NOW, aws=aws)
+    assert out["action"] == "judged" and out["reference"]["profile"] == f"s3://{BUCKET}/{key}"
+    assert {c["camera"]: c["status"] for c in out["cameras"]}["front"] == "drift"
+
+
+def test_a_real_error_still_raises(aws) -> None:
+    """Access, throttling and service errors are not a missing reference: they raise (retried by the next run, and
+    the Errors alarm)."""
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError):  # the serving parameter does not exist
         drift_monitor.handler({}, None, now=NOW, aws=aws)
 
 

@@ -361,6 +361,7 @@ def _camera_counts(out: str) -> list[tuple[str, dict[str, str], float]]:
 
 def test_input_signals_travel_in_the_async_input_metadata(aws_env, runtime, context, capsys, monkeypatch) -> None:
     monkeypatch.setenv("METRICS_ENVIRONMENT", "roadseg-dev")
+    monkeypatch.setenv("METRICS_CAMERAS", "front,rear")
     get_settings.cache_clear()
     key = "incoming/veh-1/front/2026-01-01T00:00:00.000Z.jpg"
     records = upload_frame(aws_env, key, encode(camera_array(320, 240, seed=3), "JPEG", quality=92))
@@ -383,12 +384,26 @@ def test_input_signals_travel_in_the_async_input_metadata(aws_env, runtime, cont
 
 def test_quarantine_is_counted_per_camera_and_reason(aws_env, runtime, context, capsys, monkeypatch) -> None:
     monkeypatch.setenv("METRICS_ENVIRONMENT", "roadseg-dev")
+    monkeypatch.setenv("METRICS_CAMERAS", "front,rear")
     get_settings.cache_clear()
     records = upload_frame(aws_env, "incoming/veh-1/rear/2026-01-01T00:00:00.000Z.jpg", b"not a frame\n")
     assert ingest.handler(sqs_event(records), context) == {"batchItemFailures": []}
     dims = {"Environment": "roadseg-dev", "Camera": "rear"}
     assert _camera_counts(capsys.readouterr().out) == [
         ("FramesReceived", dims, 1.0), ("FramesQuarantinedByCamera", {**dims, "Reason": "unsupported_format"}, 1.0)]
+
+
+def test_a_loose_upload_s_drive_is_counted_as_the_unknown_camera(aws_env, runtime, context, capsys,
+                                                                 monkeypatch) -> None:
+    """veh/drive-0001/frame.jpg matches KEY_PATTERN with the drive as camera: not a configured camera, so
+    "unknown" (a new Camera value per stray drive would be 14 metrics and 251 drift queries an hour)."""
+    monkeypatch.setenv("METRICS_ENVIRONMENT", "roadseg-dev")
+    monkeypatch.setenv("METRICS_CAMERAS", "front,rear")
+    get_settings.cache_clear()
+    records = upload_frame(aws_env, "incoming/veh-1/drive-0001/frame.jpg", encode(camera_array(160, 120), "JPEG"))
+    assert ingest.handler(sqs_event(records), context) == {"batchItemFailures": []}
+    assert _camera_counts(capsys.readouterr().out) == [
+        ("FramesReceived", {"Environment": "roadseg-dev", "Camera": "unknown"}, 1.0)]
 
 
 def test_redelivery_and_unset_environment_publish_no_camera_counts(aws_env, runtime, context, capsys) -> None:

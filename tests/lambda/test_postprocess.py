@@ -241,6 +241,7 @@ def _complete(aws_env: dict[str, Any], context: Any, **seed: Any) -> dict[str, A
 def test_result_carries_input_and_output_signals_and_emits_them_per_camera(aws_env, context, capsys,
                                                                            monkeypatch) -> None:
     monkeypatch.setenv("METRICS_ENVIRONMENT", "roadseg-dev")
+    monkeypatch.setenv("METRICS_CAMERAS", "front,rear")
     get_settings.cache_clear()
     result = validate_result(_complete(aws_env, context, input_signals_text=SIGNALS_TEXT))
 

@@ -63,17 +63,58 @@ def test_every_quarantine_code_in_the_sources_is_a_fixed_reason() -> None:
     assert reason_value("too_small") == "too_small" and reason_value("a brand new code") == OTHER_REASON
 
 
+CONFIGURED = ("front", "cam_2.left-up")
+
+
 @pytest.mark.parametrize(("camera", "value"), [("front", "front"), ("cam_2.left-up", "cam_2.left-up"),
                                                 (None, UNKNOWN_CAMERA), ("", UNKNOWN_CAMERA),
-                                                ("front cam", UNKNOWN_CAMERA), ("x" * 64, UNKNOWN_CAMERA)])
+                                                ("front cam", UNKNOWN_CAMERA), ("x" * 64, UNKNOWN_CAMERA),
+                                                # a loose upload veh/drive-0001/frame.jpg: the drive reads as camera
+                                                ("drive-0001", UNKNOWN_CAMERA), ("rear", UNKNOWN_CAMERA)])
 def test_camera_values_stay_low_cardinality(camera: str | None, value: str) -> None:
-    assert camera_value(camera) == value
+    assert camera_value(camera, CONFIGURED) == value
+
+
+def test_without_configured_cameras_every_frame_is_unknown() -> None:
+    assert camera_value("front", ()) == UNKNOWN_CAMERA
+    doc = signal_document({"brightness": 0.5}, environment="e", camera="front", timestamp_ms=0)
+    assert doc["Camera"] == UNKNOWN_CAMERA
+
+
+def test_the_ingest_key_pattern_reads_a_loose_upload_s_drive_as_camera_and_publishes_it_unknown() -> None:
+    """The defect this guards: KEY_PATTERN's optional drive group lets veh/drive-0001/frame.jpg match with camera
+    drive-0001; without the configured list every such upload was a new camera (14 metrics, 251 queries/hour)."""
+    from contracts.lambda_env import PreprocessorEnvironment
+
+    env = PreprocessorEnvironment.from_env({"METRICS_ENVIRONMENT": "roadseg-prod", "METRICS_CAMERAS": "front,rear"})
+    assert env.metrics_cameras == ("front", "rear")
+    match = env.key_pattern.match("veh/drive-0001/frame.jpg")
+    assert match and match.group("camera") == "drive-0001"
+    (received,) = frame_count_documents(environment="e", camera=match.group("camera"), quarantine_code=None,
+                                        timestamp_ms=1, cameras=env.metrics_cameras)
+    assert received["Camera"] == UNKNOWN_CAMERA
+    (front,) = frame_count_documents(environment="e", camera="front", quarantine_code=None, timestamp_ms=1,
+                                     cameras=env.metrics_cameras)
+    assert front["Camera"] == "front"
+
+
+@pytest.mark.parametrize(("raw", "fragment"), [("front,front cam", "not camera names"),
+                                               ("front,unknown", "not camera names"),
+                                               (",".join(f"camera-{i:04d}" for i in range(110)), "at most 1024")])
+def test_metrics_cameras_refusals(raw: str, fragment: str) -> None:
+    from contracts.lambda_env import EnvironmentContractError, PreprocessorEnvironment
+
+    with pytest.raises(EnvironmentContractError, match=fragment) as caught:
+        PreprocessorEnvironment.from_env({"METRICS_CAMERAS": raw})
+    assert "METRICS_CAMERAS" in str(caught.value)
 
 
 def test_signal_document_is_emf_with_exactly_environment_and_camera() -> None:
     signals = {"brightness": 0.41, "contrast": None, "sharpness": float("nan"), "saturation": 0.3,
                "dhash": "0123456789abcdef", "frac_road": 0.5, "vru_present": True, "flicker": 0.2}
-    doc = signal_document(signals, environment="roadseg-prod", camera="front", timestamp_ms=1_700_000_000_000)
+    doc = signal_document(signals, environment="roadseg-prod", camera="front", timestamp_ms=1_700_000_000_000,
+                          cameras=("front",))
+    assert doc["Camera"] == "front"
     directive = doc["_aws"]["CloudWatchMetrics"][0]
     assert doc["_aws"]["Timestamp"] == 1_700_000_000_000 and directive["Namespace"] == SIGNAL_METRICS_NAMESPACE
     assert directive["Dimensions"] == [list(SIGNAL_DIMENSIONS)]
@@ -86,10 +127,11 @@ def test_signal_document_is_emf_with_exactly_environment_and_camera() -> None:
 
 
 def test_frame_counts_carry_the_reason_only_when_quarantined() -> None:
-    (received,) = frame_count_documents(environment="e", camera="front cam", quarantine_code=None, timestamp_ms=1)
+    (received,) = frame_count_documents(environment="e", camera="front cam", quarantine_code=None, timestamp_ms=1,
+                                        cameras=("rear",))
     assert received["Camera"] == UNKNOWN_CAMERA and received["FramesReceived"] == 1.0
     _, quarantined = frame_count_documents(environment="e", camera="rear", quarantine_code="truncated",
-                                           timestamp_ms=1)
+                                           timestamp_ms=1, cameras=("rear",))
     assert quarantined["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [list(QUARANTINE_DIMENSIONS)]
     assert (quarantined["Camera"], quarantined["Reason"], quarantined["FramesQuarantinedByCamera"]) == (
         "rear", "truncated", 1.0)

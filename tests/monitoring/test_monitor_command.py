@@ -33,6 +33,13 @@ BUCKET = "roadseg-artifacts-cli"
 
 @pytest.fixture
 def aws(monkeypatch, tmp_path):
+    # dev configures no camera (its frames are all "unknown"); these tests name two: the functions publish and the
+    # drift check judges only configured cameras (METRICS_CAMERAS).
+    configs = tmp_path / "config"
+    configs.mkdir()
+    (configs / "dev.yaml").write_text(Path(__file__).parents[2].joinpath("config", "dev.yaml").read_text()
+                                      + "\nmonitoring:\n  cameras: [front, rear]\n")
+    monkeypatch.setenv("ROADSEG_CONFIG_DIR", str(configs))
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
                        "AWS_CONFIG_FILE": str(tmp_path / "none"),
@@ -127,6 +134,19 @@ def test_no_model_serving_exits_0(aws, run) -> None:
     aws["ssm"].put_parameter(Name=serving_package_parameter(PREFIX), Value="none", Type="String")
     rc, out, _ = run("--env", "dev", "monitor", "status")
     assert rc == 0 and "No model package is serving" in out
+
+
+def test_only_configured_cameras_and_unknown_are_judged(aws, run) -> None:
+    """A series of an unconfigured camera name (published before METRICS_CAMERAS existed) is not judged; the
+    "unknown" catch-all is, once it has a series."""
+    _serve(aws)
+    _record(aws, "front", None, 1)
+    _record(aws, "drive-0001", "night", 1)
+    _record(aws, "unknown", "night", 1)
+    rc, out, _ = run("--env", "dev", "monitor", "status", "--json")
+    doc = json.loads(out)
+    assert sorted(c["camera"] for c in doc["cameras"]) == ["front", "rear", "unknown"]
+    assert {c["camera"]: c["status"] for c in doc["cameras"]}["unknown"] == "drift" and rc == 1
 
 
 def test_bad_window_exits_2(aws, run) -> None:

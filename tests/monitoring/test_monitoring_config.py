@@ -46,3 +46,34 @@ def test_the_function_settings_follow_the_config() -> None:
     settings = drift_settings(config, "/roadseg/x/serving/model-package-arn")
     assert settings.environment == config.prefix and settings.cameras == ("front",)
     assert settings.window_seconds == 3600 and settings.thresholds.psi == config.monitoring.psi_threshold
+
+
+def test_anomaly_alarms_default_to_input_signals_only() -> None:
+    """Output signals (class fractions, drivable fraction) move with every model rollout: their learnt band is the
+    old model's, so an anomaly alarm on them would fire on each approval."""
+    from contracts.signals import INPUT_SIGNALS, OUTPUT_SIGNALS
+
+    defaults = MonitoringConfig().anomaly_signals
+    assert defaults == ["brightness", "contrast", "sharpness", "saturation"]
+    assert set(defaults) <= set(INPUT_SIGNALS) and not set(defaults) & set(OUTPUT_SIGNALS)
+
+
+def test_signal_cameras_are_the_drive_and_monitoring_cameras_and_reach_the_functions() -> None:
+    from contracts.lambda_env import PreprocessorEnvironment
+    from envconfig.lambda_env import preprocessor_environment
+    from segcore.classes import get_scheme
+
+    base = {"name": "dev", "prefix": "roadseg-dev"}
+    config = EnvironmentConfig.model_validate({**base, "monitoring": {"cameras": ["side"]},
+                                               "drives": {"cameras": {"/cam/b": "rear", "/cam/a": "front"}}})
+    assert config.signal_cameras == ["front", "rear", "side"] and config.monitored_cameras == ["side"]
+    env = preprocessor_environment(config, get_scheme("cityscapes"), inference_bucket="bucket-x",
+                                   async_endpoint_name="a", realtime_endpoint_name="r").to_env()
+    assert env["METRICS_CAMERAS"] == "front,rear,side"
+    assert PreprocessorEnvironment.from_env(env).metrics_cameras == ("front", "rear", "side")
+    assert drift_settings(config, "/p").cameras == ("front", "rear", "side")
+    with pytest.raises(ValidationError, match="'unknown' is the signal metrics' name"):
+        EnvironmentConfig.model_validate({**base, "monitoring": {"cameras": ["unknown"]}})
+    many = {f"/cam/{i}": f"camera-with-a-long-name-{i:03d}" for i in range(40)}
+    with pytest.raises(ValidationError, match="at most 1024"):
+        EnvironmentConfig.model_validate({**base, "drives": {"cameras": many}, "monitoring": {"cameras": []}})

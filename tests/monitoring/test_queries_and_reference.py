@@ -26,19 +26,22 @@ from monitoring.metrics import (
     DRIFT_METRICS,
     DRIFT_NAMESPACE,
     DRIFTED_CAMERAS,
+    REFERENCE_MISSING,
     custom_metrics,
     drift_metric_data,
     put_requests,
+    reference_missing_data,
 )
 from monitoring.queries import BIN, batches, bin_statistic, format_bound, parse_series, parse_window, window_queries
 from monitoring.reference import (
+    REFERENCE_PROFILE_METADATA_KEY,
     ReferenceProfileError,
     parse_profile,
     reference_of_package,
     serving_package,
     split_s3_uri,
 )
-from segcore.signals import population_stability_index, reference_profile
+from segcore.signals import reference_profile
 
 _spec = importlib.util.spec_from_file_location("cloudwatch_pr", Path(__file__).with_name("cloudwatch_pr.py"))
 cloudwatch_pr = importlib.util.module_from_spec(_spec)
@@ -80,6 +83,11 @@ def test_parsed_windows_equal_local_histograms(monkeypatch) -> None:
     import boto3
 
     window = simulate.window(np.random.default_rng(2), 0, 3000)
+    # Values exactly on every edge, in place of the first frames: PR(n:m) counts them in the bin below (n, m]; the
+    # local histogram must too (contracts.signals.BIN_EDGE_CONVENTION).
+    for signal, values in window.signals.items():
+        edges = np.asarray(SIGNAL_BIN_EDGES[signal])
+        values[:len(edges)] = edges
     with mock_aws():
         cw = cloudwatch_pr.PercentileRankCloudWatch(boto3.client("cloudwatch", region_name="us-east-1"))
         half = 1500  # two periods of the window: shares x counts add up
@@ -97,8 +105,7 @@ def test_parsed_windows_equal_local_histograms(monkeypatch) -> None:
         assert parsed[signal].frames == local.frames == 3000
         assert parsed[signal].mean == pytest.approx(local.mean)
         assert sum(parsed[signal].counts) == pytest.approx(3000)
-        # Only values exactly on an inner edge may sit in a neighbouring bin (PR's (n, m] against [n, m)).
-        assert population_stability_index(local.counts, parsed[signal].counts) < 1e-3, signal
+        assert parsed[signal].counts == pytest.approx(local.counts, abs=1e-6), signal  # bin for bin
     series = parse_series(results, index)["front"]["brightness"]
     assert [p[0] for p in series] == [START, START + timedelta(hours=1)] and series[0][2] == half
     assert {k.kind for k in index.values()} >= {BIN}
@@ -113,6 +120,9 @@ def test_reference_chain_errors_are_one_line() -> None:
     ref = reference_of_package({"ModelPackageArn": "arn:x", "ModelPackageVersion": 2, "DriftCheckBaselines": {
         "ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": "s3://b/k/p.json"}}}})
     assert ref.package_version == "2" and split_s3_uri(ref.profile_uri) == ("b", "k/p.json")
+    attached = reference_of_package({"ModelPackageArn": "arn:x", "CustomerMetadataProperties": {
+        REFERENCE_PROFILE_METADATA_KEY: "s3://b/old/reference-profile.json"}})
+    assert attached.profile_uri == "s3://b/old/reference-profile.json"
     with pytest.raises(ReferenceProfileError, match="not an s3://"):
         split_s3_uri("s3://bucket-only")
     with pytest.raises(ReferenceProfileError, match="s3://b/k: the reference profile is not JSON"):
@@ -139,12 +149,16 @@ def test_published_metrics_and_their_dimensions() -> None:
         assert tuple(d["Name"] for d in datum["Dimensions"]) == DRIFT_METRICS[datum["MetricName"]]
     assert [d["Value"] for d in by_name[DRIFTED_CAMERAS]] == [1.0]
     assert {d["Dimensions"][1]["Value"]: d["Value"] for d in by_name[DRIFT_DETECTED]} == {"front": 1.0, "rear": 0.0}
-    assert len(data) == 1 + 2 * (2 + 2)  # side is not judged: nothing for it
-    assert len(drift_metric_data("e", [_verdict("front", True)], stamp, per_signal=False)) == 3
-    requests = list(put_requests(data * 300))  # 2,700 data
+    assert len(data) == 2 + 2 * (2 + 2)  # DriftedCameras, ReferenceMissing; side is not judged: nothing for it
+    assert len(drift_metric_data("e", [_verdict("front", True)], stamp, per_signal=False)) == 4
+    requests = list(put_requests(data * 270))  # 2,700 data
     assert [len(r["MetricData"]) for r in requests] == [MAX_PUT_METRICS, MAX_PUT_METRICS, 700]
     assert all(r["Namespace"] == DRIFT_NAMESPACE for r in requests)
-    assert custom_metrics(10, True) == 261 and custom_metrics(10, False) == 21
+    assert custom_metrics(10, True) == 262 and custom_metrics(10, False) == 22
+    (missing,) = reference_missing_data("e", stamp)
+    assert (missing["MetricName"], missing["Value"], missing["Dimensions"]) == (
+        REFERENCE_MISSING, 1.0, [{"Name": "Environment", "Value": "e"}])
+    assert {d["MetricName"]: d["Value"] for d in data}[REFERENCE_MISSING] == 0.0  # a judged run clears the alarm
 
 
 def test_limits_and_window_arithmetic() -> None:
@@ -156,6 +170,13 @@ def test_limits_and_window_arithmetic() -> None:
     assert (start, end) == (datetime(2026, 12, 8, 7, tzinfo=UTC), datetime(2026, 12, 8, 10, tzinfo=UTC))
     # 10:10 is within the settling quarter hour after 10:00: the window ending at 09:00 is the last complete one
     assert window_bounds(datetime(2026, 12, 8, 10, 10, tzinfo=UTC), 3600)[1] == datetime(2026, 12, 8, 9, tzinfo=UTC)
+    # daily windows are UTC calendar days, whatever hour the schedule fires at (and 00:10 is still settling)
+    day = (datetime(2026, 12, 7, tzinfo=UTC), datetime(2026, 12, 8, tzinfo=UTC))
+    assert window_bounds(datetime(2026, 12, 8, 17, 42, tzinfo=UTC), 86400) == day
+    assert window_bounds(datetime(2026, 12, 8, 0, 16, tzinfo=UTC), 86400) == day
+    assert window_bounds(datetime(2026, 12, 8, 0, 10, tzinfo=UTC), 86400) == (day[0] - timedelta(days=1), day[0])
+    assert window_bounds(datetime(2026, 12, 8, 9, 0, tzinfo=UTC), 2 * 86400) == (day[1] - timedelta(days=2), day[1])
+    assert window_bounds(datetime(2026, 12, 8, 9, 0, tzinfo=UTC), 6 * 3600)[1] == datetime(2026, 12, 8, 8, tzinfo=UTC)
     with pytest.raises(ValueError, match="whole hours"):
         DriftSettings("e", "/p", window_seconds=1800)
     settings = DriftSettings("e", "/p", window_seconds=7200, cameras=("a", "b"), per_signal=False)

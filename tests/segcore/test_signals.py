@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
-from contracts.signals import FRAME_SIGNALS, MONITORED_SIGNALS, SIGNAL_BIN_EDGES, validate_reference_profile
+from contracts.signals import (
+    BIN_EDGE_CONVENTION,
+    FRAME_SIGNALS,
+    MONITORED_SIGNALS,
+    SIGNAL_BIN_EDGES,
+    validate_reference_profile,
+)
 from segcore.classes import CAMVID, CITYSCAPES, custom_scheme
 from segcore.masks import mask_statistics
 from segcore.scenes import generate_scene
@@ -302,11 +308,20 @@ def test_rarity_and_distribution_distance():
 
 
 def test_histogram_uses_the_fixed_bins():
-    assert histogram([0.0, 0.04, 0.05, 0.99, 1.0, 1.7, -0.2, None, float("nan")], "brightness") == \
-        [3, 1] + [0] * 17 + [3]  # below the first edge: the first bin; 1.0 and above: the last
+    # PR(n:m)'s convention, (low, high]: 0.05 (an inner edge) in the first bin; at or below 0.0 in the first bin,
+    # above the last edge in the last
+    assert histogram([0.0, 0.04, 0.05, 0.051, 0.99, 1.0, 1.7, -0.2, None, float("nan")], "brightness") == \
+        [4, 1] + [0] * 17 + [3]
+    assert BIN_EDGE_CONVENTION == "(low, high]"
     sharp = histogram([0.0, 0.05, 1.0, 1e9], "sharpness")
     assert len(sharp) == len(SIGNAL_BIN_EDGES["sharpness"]) - 1 and sum(sharp) == 4 and sharp[-1] == 1
     assert histogram([0, 1, 1], "vru_present") == [1, 2]
+    # the numpy fast path (a float or integer array) counts what the per-value path counts
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.random(10_000), np.asarray(SIGNAL_BIN_EDGES["brightness"]), [np.nan, np.inf]])
+    assert histogram(values, "brightness") == histogram([*values.tolist(), None], "brightness")
+    assert sum(histogram(values, "brightness")) == 10_000 + 21
+    assert histogram(np.asarray([0, 1, 1]), "vru_present") == [1, 2]
     with pytest.raises(ValueError, match="not a numeric frame signal"):
         histogram(["abc"], "dhash")
 
@@ -345,7 +360,8 @@ def test_reference_profile_per_camera_and_overall():
     assert set(doc["cameras"]["front"]) == set(MONITORED_SIGNALS)
     front, rear, overall = (doc["cameras"][c]["brightness"] for c in ("front", "rear", "*"))
     assert sum(front["counts"]) == 600 and sum(overall["counts"]) == 1200
-    assert rear["counts"][2] == 600 and rear["std"] == 0.0 and rear["mean"] == pytest.approx(0.1)
+    # 0.1 is an edge: its bin is (0.05, 0.1] (PR(n:m)'s convention)
+    assert rear["counts"][1] == 600 and rear["std"] == 0.0 and rear["mean"] == pytest.approx(0.1)
     assert len(front["chunk_means"]) == 6 and all(0.45 < m < 0.55 for m in front["chunk_means"])
     assert doc["cameras"]["*"]["vru_present"]["counts"] == [800, 400]
     assert doc["cameras"]["*"]["flicker"]["mean"] is None and doc["cameras"]["*"]["flicker"]["counts"] == [0] * 20

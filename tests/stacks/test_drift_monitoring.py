@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from contracts import naming
-from contracts.signal_metrics import CAMERA_DIMENSION, ENVIRONMENT_DIMENSION, SIGNAL_METRICS_NAMESPACE
-from monitoring.metrics import DRIFT_DETECTED, DRIFT_METRICS, DRIFT_NAMESPACE, DRIFTED_CAMERAS
+from contracts.signal_metrics import CAMERA_DIMENSION, ENVIRONMENT_DIMENSION, SIGNAL_METRICS_NAMESPACE, UNKNOWN_CAMERA
+from monitoring.metrics import DRIFT_DETECTED, DRIFT_METRICS, DRIFT_NAMESPACE, DRIFTED_CAMERAS, REFERENCE_MISSING
 from stacks.checks.service_contracts import Assembly, Context, check
 from stacks.code_assets import lambda_files, stage
 
@@ -55,7 +55,7 @@ def test_the_schedule_invokes_the_function_with_a_dead_letter_queue(env, templat
     (rule,) = [r for r in _of_type(template, "AWS::Events::Rule").values()
                if "ScheduleExpression" in r["Properties"]]
     hours = env.config.monitoring.schedule_hours
-    assert rule["Properties"]["ScheduleExpression"] == ("rate(1 hour)" if hours == 1 else "rate(1 day)")
+    assert rule["Properties"]["ScheduleExpression"] == ("rate(1 hour)" if hours == 1 else "cron(20 0 * * ? *)")
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [logical, "Arn"]}
     assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [function["Properties"]["DeadLetterConfig"]["TargetArn"]
@@ -64,7 +64,11 @@ def test_the_schedule_invokes_the_function_with_a_dead_letter_queue(env, templat
     assert variables["DRIFT_ENVIRONMENT"] == env.config.prefix
     assert variables["DRIFT_SERVING_PARAMETER"] == naming.serving_package_parameter(env.config.prefix)
     assert variables["DRIFT_WINDOW_SECONDS"] == str(env.config.monitoring.window * 3600)
-    assert variables["DRIFT_CAMERAS"] == ",".join(env.config.monitored_cameras)
+    assert variables["DRIFT_CAMERAS"] == ",".join(env.config.signal_cameras)
+    # No retries of the scheduled invocation: the next run judges again (and a missing profile is not an error).
+    (invoke,) = [c["Properties"] for c in _of_type(template, "AWS::Lambda::EventInvokeConfig").values()
+                 if c["Properties"]["FunctionName"] == {"Ref": logical}]
+    assert invoke["MaximumRetryAttempts"] == 0
 
 
 def test_the_role_holds_exactly_what_the_job_calls(template):
@@ -109,19 +113,36 @@ def _topic(template: dict) -> str:
 def test_drift_alarms_reach_the_alarm_topic_with_the_published_dimensions(env, template):
     topic = _topic(template)
     drift = _alarms_on(template, DRIFT_NAMESPACE)
-    cameras = env.config.monitored_cameras
-    assert len(drift) == 1 + len(cameras)
+    cameras = [*env.config.signal_cameras, UNKNOWN_CAMERA]  # every judged camera
+    assert len(drift) == len(cameras) + 1
     windows = env.config.monitoring.alarm_windows
     for props in drift:
         assert props["AlarmActions"] == [{"Ref": topic}] and props["OKActions"] == [{"Ref": topic}]
-        assert props["EvaluationPeriods"] == props["DatapointsToAlarm"] == windows
         assert props["TreatMissingData"] == "notBreaching"
         dimensions = tuple(sorted(d["Name"] for d in props["Dimensions"]))
         assert dimensions == tuple(sorted(DRIFT_METRICS[props["MetricName"]]))  # what monitoring/metrics.py puts
         assert {"Name": ENVIRONMENT_DIMENSION, "Value": env.config.prefix} in props["Dimensions"]
-    assert sorted(p["MetricName"] for p in drift) == sorted([DRIFTED_CAMERAS] + [DRIFT_DETECTED] * len(cameras))
+        if props["MetricName"] == DRIFT_DETECTED:
+            assert props["EvaluationPeriods"] == props["DatapointsToAlarm"] == windows
+    assert sorted(p["MetricName"] for p in drift) == sorted([REFERENCE_MISSING] + [DRIFT_DETECTED] * len(cameras))
     alarmed = sorted(d["Value"] for p in drift for d in p["Dimensions"] if d["Name"] == CAMERA_DIMENSION)
     assert alarmed == sorted(cameras)
+
+
+def test_any_camera_alarm_is_a_composite_of_the_per_camera_drift_alarms(env, template):
+    """"Some camera drifted N windows in a row", not "some camera drifted in each of N windows": an alarm on the
+    DriftedCameras count would fire when different cameras drift in successive windows."""
+    topic = _topic(template)
+    (composite,) = _of_type(template, "AWS::CloudWatch::CompositeAlarm").values()
+    props = composite["Properties"]
+    assert props["AlarmActions"] == [{"Ref": topic}] and props["OKActions"] == [{"Ref": topic}]
+    rule = json.dumps(props["AlarmRule"])
+    per_camera = [k for k, v in _of_type(template, "AWS::CloudWatch::Alarm").items()
+                  if v["Properties"].get("MetricName") == DRIFT_DETECTED]
+    assert len(per_camera) == len(env.config.signal_cameras) + 1
+    assert all(f'"{logical}"' in rule for logical in per_camera)
+    assert rule.count("ALARM(") == len(per_camera) and " OR " in rule or len(per_camera) == 1
+    assert not [a for a in _alarms_on(template, DRIFT_NAMESPACE) if a["MetricName"] == DRIFTED_CAMERAS]
 
 
 def test_anomaly_detection_alarms_per_camera_and_signal(env, template):
@@ -208,7 +229,7 @@ def test_the_drift_contract_fails_on_an_alarm_for_another_environment(synth):
             if dimension["Name"] == ENVIRONMENT_DIMENSION:
                 dimension["Value"] = "someone-else"
     found = _drift_rule(broken)
-    assert len(found) == 1 + len(env.config.monitored_cameras)
+    assert len(found) == len(env.config.signal_cameras) + 2  # a drift alarm per judged camera, ReferenceMissing
     assert all("Environment=someone-else, which no drift function publishes" in v for v in found)
 
 
@@ -242,3 +263,17 @@ def test_the_drift_contract_fails_when_nobody_publishes_the_signals_it_reads(syn
                for v in found)
     anomaly = [v for v in found if "watches roadseg/signals" in v]
     assert len(anomaly) == len(env.config.monitored_cameras) * len(env.config.monitoring.anomaly_signals) > 0
+
+
+def test_the_drift_contract_bounds_the_composite_alarm(synth):
+    import copy
+
+    env = synth("prod")
+    templates = {s.stack_name: json.loads((env.outdir / s.template_file).read_text()) for s in env.stacks.all}
+    broken = copy.deepcopy(templates)
+    (composite,) = _of_type(broken[env.stacks.inference.stack_name], "AWS::CloudWatch::CompositeAlarm").values()
+    composite["Properties"]["AlarmRule"] = " OR ".join(f'ALARM("a{i}")' for i in range(101))
+    composite["Properties"]["AlarmActions"] = []
+    found = _drift_rule(broken)
+    assert any("names 101 alarms, a composite alarm takes at most 100" in v for v in found)
+    assert any("notifies nobody" in v for v in found)

@@ -13,13 +13,22 @@ Registers with ``stacks.checks.service_contracts.rules.rule`` when imported.
   ``contracts.signal_metrics.SIGNAL_METRICS_NAMESPACE`` series (the anomaly-detection alarms), is one a function of
   the app publishes signal metrics for (``METRICS_ENVIRONMENT``, contracts.lambda_env): else the monitor reads
   empty series and judges every camera ``insufficient-data`` forever.
+  And the any-camera drift alarm: a composite alarm (every ``AWS::CloudWatch::CompositeAlarm`` of the app) names at
+  most ``MAX_COMPOSITE_ALARM_CHILDREN`` (100) alarms in its rule (COMPOSITE_ALARM_DOC), and notifies a topic.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 
-from contracts.signal_metrics import EMF_SPECIFICATION_DOC, SIGNAL_METRICS_NAMESPACE
+from contracts.signal_metrics import (
+    COMPOSITE_ALARM_DOC,
+    EMF_SPECIFICATION_DOC,
+    MAX_COMPOSITE_ALARM_CHILDREN,
+    SIGNAL_METRICS_NAMESPACE,
+)
 from monitoring.metrics import DRIFT_NAMESPACE
 from stacks.checks.service_contracts.assembly import Assembly, Resource
 from stacks.checks.service_contracts.rules import Context, Violation, _role_of_function, rule
@@ -30,6 +39,8 @@ CW_NAMESPACE_CONDITION_DOC = ("https://docs.aws.amazon.com/AmazonCloudWatch/late
 ENVIRONMENT_VARIABLE = "DRIFT_ENVIRONMENT"
 SIGNALS_ENVIRONMENT_VARIABLE = "METRICS_ENVIRONMENT"  # contracts.lambda_env: the signal metrics' Environment
 READ_ACTIONS = ("cloudwatch:GetMetricData", "cloudwatch:ListMetrics")
+# An alarm state function of a composite alarm's rule expression, each naming one alarm (PutCompositeAlarm).
+CHILD_ALARM = re.compile(r"\b(?:ALARM|OK|INSUFFICIENT_DATA)\(")
 
 
 def _publishers(assembly: Assembly, variable: str = ENVIRONMENT_VARIABLE
@@ -102,3 +113,10 @@ def drift_alarms(assembly: Assembly, _: Context) -> Iterator[Violation]:
                 yield Violation(NAME, alarm.path, f"watches {DRIFT_NAMESPACE} {metric.get('MetricName')} for "
                                 f"Environment={environment}, which no drift function publishes (drift functions "
                                 f"publish for: {known}): the alarm never sees a data point", CW_NAMESPACE_CONDITION_DOC)
+    for alarm in assembly.resources("AWS::CloudWatch::CompositeAlarm"):
+        children = len(CHILD_ALARM.findall(json.dumps(alarm.properties.get("AlarmRule"))))
+        if children > MAX_COMPOSITE_ALARM_CHILDREN:
+            yield Violation(NAME, alarm.path, f"its rule names {children} alarms, a composite alarm takes at most "
+                            f"{MAX_COMPOSITE_ALARM_CHILDREN}: PutCompositeAlarm refuses it", COMPOSITE_ALARM_DOC)
+        if not alarm.properties.get("AlarmActions"):
+            yield Violation(NAME, alarm.path, "notifies nobody (no AlarmActions)", COMPOSITE_ALARM_DOC)
