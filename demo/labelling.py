@@ -13,7 +13,9 @@ commands a team runs (docs/data-engine.md), against the local moto server:
 
 Names resolve as in an account: a stand-in of the data stack (CloudFormation outputs only) names the buckets. The
 stage checks its own result (every imported mask equals the ground truth, the version's validation drives are
-v0001's, the execution's parameters point at v0002) and raises RehearsalError otherwise. Outputs: labelling/.
+v0001's, the execution's parameters point at v0002, every exported frame is imported, refused as unchanged or
+missing, and none is refused) and raises RehearsalError otherwise. Outputs: labelling/ (summary.json, the selection,
+the CVAT export, the "annotators'" zip).
 """
 
 from __future__ import annotations
@@ -127,10 +129,19 @@ def rehearse_labelling(aws: AwsClients, *, prefix: str, names: Names, scheme: Cl
     parameters = {p["Name"]: p["Value"] for p in listed}
 
     problems = _check(aws, names, version, seed, truths, parameters, verified)
+    labels = imported["labels"]
+    # Every exported frame is accounted for: imported, refused as unchanged (the stand-in's mask came back as it
+    # was; the ground truth differs from it by the stand-in's noise, so none should be), or missing.
+    if labels["imported"] + labels["refused"]["unchanged"] + labels["missing"] != exported["frames"]:
+        problems.append(f"the import's labels {labels} do not add up to the {exported['frames']} exported frames")
+    if imported["refused_unchanged"]:
+        problems.append(f"{len(imported['refused_unchanged'])} frame(s) refused as unchanged although the ground "
+                        f"truth was written for them: {imported['refused_unchanged'][:3]}")
     summary = {"drive": DRIVE, "seed_version": seed["version"], "picked": picked,
                "accounting": selected["accounting"], "exported": exported["frames"],
                "model_version": exported["model_version"], "version": version, "parent": imported["parent"],
-               "counts": imported["counts"], "validation_groups": imported["split"]["validation_groups"],
+               "counts": imported["counts"], "labels": labels, "refused_unchanged": imported["refused_unchanged"],
+               "validation_groups": imported["split"]["validation_groups"],
                "verified_files": verified["checked"], "execution_arn": started["execution_arn"],
                "parameters": parameters, "problems": problems}
     (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

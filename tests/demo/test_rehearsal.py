@@ -342,3 +342,20 @@ def test_every_document_carries_the_uploads_version_id(rehearsal):
     text = (report.options.out / "summary.txt").read_text()
     finished = FRAMES + len(BROKEN_CODES)
     assert f"versioned    {finished:3d}  of {finished} documents carry the upload's VersionId" in text
+
+
+def test_the_labelling_stage_closes_the_loop_on_the_rehearsal_drive(rehearsal):
+    """Stage 11 (demo/labelling.py): its own summary, read explicitly: the drive's picks exported to CVAT, every one
+    imported (none refused as unchanged: the ground truth differs from the stand-in's pre-annotation), the new
+    version keeps its parent's validation drives and the training start points at it."""
+    report, _ = rehearsal
+    summary = json.loads((report.options.out / "labelling" / "summary.json").read_text())
+    assert summary["problems"] == [] and summary["drive"] == "veh-100/rehearsal-drive"
+    assert summary["picked"] >= 1 and summary["exported"] == summary["picked"]
+    assert (summary["seed_version"], summary["version"], summary["parent"]) == ("v0001", "v0002", "v0001")
+    labels = summary["labels"]
+    assert labels["imported"] == labels["changed"] == summary["exported"] and summary["refused_unchanged"] == []
+    assert labels["refused"] == {"unchanged": 0} and labels["missing"] == 0
+    assert summary["counts"]["added"] == summary["exported"]
+    assert summary["parameters"]["InputDataS3Uri"].endswith("/versions/v0002/")
+    assert summary["parameters"]["DatasetLayout"] == "generic"
