@@ -95,7 +95,7 @@ bench: $(VENV)/.dev-installed node_modules/.installed $(EXPORT_VENV)/.installed
 	$(PY) bench/extraction.py
 	PYTHONPATH=lambda $(PY) bench/ingest_overlap.py
 	PYTHONPATH=.:lambda $(PY) bench/ingest_memory.py
-	PYTHONPATH=.:lambda $(EXPORT_VENV)/bin/python bench/export.py --width 512 --height 256 --frames 4 --warmup 1
+	PYTHONPATH=.:lambda $(EXPORT_VENV)/bin/python bench/exported_model.py --width 512 --height 256 --frames 4 --warmup 1
 	$(PY) bench/extraction_formats.py
 	$(PY) bench/sidecar.py
 # Issues 22-23, each at its defaults (on the 2-core build machine: 2, 9, 15, 28 and 61 s). bench/log_kinds_table.py is

@@ -24,7 +24,6 @@ import argparse
 import io
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,8 +31,6 @@ from pathlib import Path
 import numpy as np
 
 FCN_FLOP_PER_PIXEL = 0.58e12 / (1024 * 512)
-# Run as a script, bench/ is first on sys.path and bench/export.py would shadow the export package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def fcn_like_model(width: int, height: int, classes: int) -> tuple[bytes, float]:

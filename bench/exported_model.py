@@ -2,7 +2,7 @@
 
 Run in the export environment (it needs MXNet):
 
-    PYTHONPATH=.:lambda .venv-export/bin/python bench/export.py [--width 1024 --height 512 --head fcn --frames 8]
+    PYTHONPATH=.:lambda .venv-export/bin/python bench/exported_model.py [--width 1024 --height 512 --frames 8]
 
 The network is a GluonCV head on ResNet50 with random weights (the speed of a graph does not depend on its
 weights), exported exactly as export/model.py exports a model: the hybridized main output
