@@ -49,7 +49,6 @@ jobs/processing_entry.py) is not done yet; this module runs the same way locally
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -61,8 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from contracts.bundle import BUNDLE, FIT, MEAN, PREPARE_FUNCTION, STD, validate_bundle, validate_preprocessing
-from contracts.documents import DocumentError
+from contracts.bundle import BUNDLE
 from contracts.labelling import SCORE_COLUMNS
 from contracts.signals import MODEL_SIGNALS
 
@@ -94,71 +92,23 @@ class ScoringBundle:
     model: str  # "<head>/<backbone> sha256:<first 12 of model.onnx>", written beside each score
 
 
-def _read_json(root: Path, name: str) -> Any:
-    try:
-        return json.loads((root / name).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScoringError(f"bundle {root}: {name} is missing: is this an edge bundle (the ExportModel step's "
-                           "bundle/ folder)?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ScoringError(f"bundle {root}: {name} cannot be read as JSON: {exc}") from None
-
-
 def load_bundle(root: Path | str) -> ScoringBundle:
-    """The bundle at a local folder, checked: contracts, model.onnx against its SHA-256, the input as
-    segcore.bundle_runtime feeds it, the frame preparation read through the ingest function's own settings."""
-    from contracts.lambda_env import FRAME_PREPARATION_VARIABLES
-    from segcore.settings import Settings, SettingsError
+    """The bundle at a local folder, checked by the loader roadseg segment uses (segcore.bundle_runtime.EdgeBundle:
+    contracts, model.onnx against its SHA-256, the input as network_input feeds it, the frame preparation and
+    classes read through the functions' own settings codec)."""
+    from segcore.bundle_runtime import BundleError, EdgeBundle
 
     root = Path(root)
     if not root.is_dir():
         raise ScoringError(f"bundle {root} is not a folder (an edge bundle is the folder holding {BUNDLE.manifest})")
     try:
-        manifest = validate_bundle(_read_json(root, BUNDLE.manifest))
-        preprocessing = validate_preprocessing(_read_json(root, BUNDLE.preprocessing))
-    except DocumentError as exc:
-        raise ScoringError(f"bundle {root}: {exc}") from None
-    onnx_path = root / BUNDLE.onnx
-    if manifest["onnx"]["status"] != "exported" or not onnx_path.is_file():
-        raise ScoringError(f"bundle {root} has no {BUNDLE.onnx} ({manifest['onnx']['reason'] or 'missing'}): scoring "
-                           "runs the ONNX model; export the model with a head that exports (fcn, deeplab)")
-    digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-    if digest != manifest["files"].get(BUNDLE.onnx, {}).get("sha256", "").lower():
-        raise ScoringError(f"bundle {root}: {BUNDLE.onnx} does not match its SHA-256 in {BUNDLE.manifest} (a partial "
-                           "or altered copy): copy the bundle again")
-    classes = _read_json(root, BUNDLE.classes)
-    entries = classes.get("classes") if isinstance(classes, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise ScoringError(f"bundle {root}: {BUNDLE.classes} classes must list the classes")
-    names = [str(e.get("name")) for e in entries if isinstance(e, dict)]
-    colors = [e.get("color") for e in entries if isinstance(e, dict)]
-    spec = preprocessing["input"]
-    expected = {"dtype": "float32", "layout": "NCHW", "channel_order": "RGB", "fit": FIT}
-    for key, value in expected.items():
-        if spec[key] != value:
-            raise ScoringError(f"bundle {root}: {BUNDLE.preprocessing} input.{key} is {spec[key]!r}, scoring feeds "
-                               f"{value!r} (segcore.bundle_runtime)")
-    for key, reference in (("mean", MEAN), ("std", STD)):
-        if not np.allclose(spec[key], reference, rtol=0, atol=1e-6):
-            raise ScoringError(f"bundle {root}: {BUNDLE.preprocessing} input.{key} is {spec[key]}, scoring "
-                               f"normalises with {list(reference)}")
-    preparation = preprocessing["frame_preparation"]
-    if preparation["function"] != PREPARE_FUNCTION:
-        raise ScoringError(f"bundle {root}: {BUNDLE.preprocessing} frame_preparation.function is "
-                           f"{preparation['function']!r}; scoring prepares frames with {PREPARE_FUNCTION}")
-    environment = {k: preparation["environment"][k] for k in FRAME_PREPARATION_VARIABLES
-                   if k in preparation["environment"]}
-    environment.update(CLASS_NAMES=json.dumps(names), CLASS_COLORS=json.dumps(colors),
-                       IGNORE_INDEX=str(classes.get("ignore_index", 255)),
-                       VRU_CLASSES=json.dumps(classes.get("vulnerable_road_users", [])))
-    try:
-        settings = Settings.from_env(environment)
-    except SettingsError as exc:
-        raise ScoringError(f"bundle {root}: frame preparation or classes: {'; '.join(exc.problems)}") from None
-    return ScoringBundle(location=str(root), onnx_path=onnx_path, input_name=spec["name"],
-                         network_size=(spec["width"], spec["height"]), prepare_options=settings.prepare_options(),
-                         class_names=tuple(names),
-                         model=f"{manifest['head']}/{manifest['backbone']} sha256:{digest[:12]}")
+        bundle = EdgeBundle.load(root, str(root))
+    except BundleError as exc:
+        raise ScoringError(str(exc)) from None
+    return ScoringBundle(location=bundle.location, onnx_path=bundle.onnx_path, input_name=bundle.input_name,
+                         network_size=bundle.network_size, prepare_options=bundle.settings.prepare_options(),
+                         class_names=tuple(bundle.settings.class_names),
+                         model=f"{bundle.head}/{bundle.backbone} sha256:{bundle.onnx_sha256[:12]}")
 
 
 # ----------------------------------------------------------------------------------------------- scoring

@@ -31,8 +31,9 @@ claiming, the manifest's absence is also checked with HeadObject, for S3-compati
 racing between that check and their writes could still mix files, which :func:`verify_version` then reports.
 The deployed datasets bucket enforces it: its policy denies a PutObject under versions/ without If-None-Match,
 and any DeleteObject or DeleteObjectVersion there (stacks/bucket_set.py; contract rule
-dataset-versions-are-immutable), so nothing here deletes: a crashed import's claim stays and is stepped over. CopyObject is not used: it is refused (403/501) under a policy that enforces conditional
-writes; nor are multipart uploads (UploadPart carries no conditional header).
+dataset-versions-are-immutable), so nothing here deletes: a crashed import's claim stays and is stepped over.
+CopyObject is not used: it is refused (403/501) under a policy that enforces conditional writes; nor are multipart
+uploads (UploadPart carries no conditional header).
 
 Public API (pure planning, then the S3 acts):
 

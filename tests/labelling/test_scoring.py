@@ -105,10 +105,21 @@ def test_the_command(bundle, frames, tmp_path, capsys):
     assert json.loads((tmp_path / "all" / scoring.SUMMARY_FILE).read_text())["refused"] == {"unsupported_format": 1}
 
 
+def _edit_json(path, edit) -> None:
+    document = json.loads(path.read_text())
+    edit(document)
+    path.write_text(json.dumps(document))
+
+
 @pytest.mark.parametrize(("breaking", "message"), [
     (lambda b: (b / "bundle.json").unlink(), "bundle.json is missing"),
     (lambda b: (b / "model.onnx").write_bytes(b"x" + (b / "model.onnx").read_bytes()[1:]), "does not match its SHA"),
-    (lambda b: (b / "preprocessing.json").write_text("{"), "cannot be read as JSON"),
+    (lambda b: (b / "preprocessing.json").write_text("{"), "preprocessing.json is not valid JSON"),
+    # The checks of the loader roadseg segment uses too (segcore.bundle_runtime.EdgeBundle), not a copy of some.
+    (lambda b: _edit_json(b / "preprocessing.json", lambda d: d["output"].update(shape=[1, 5, 32, 64])),
+     "preprocessing.json output.shape: is [1, 5, 32, 64]; with the 3 classes of classes.json it must be"),
+    (lambda b: _edit_json(b / "classes.json", lambda d: d.update(vulnerable_road_users=["cyclist"])),
+     "classes.json vulnerable_road_users (VRU_CLASSES: ['cyclist'] are not in CLASS_NAMES"),
 ])
 def test_a_bad_bundle_is_one_line_and_exit_code_2(bundle, frames, tmp_path, capsys, breaking, message):
     breaking(bundle)
