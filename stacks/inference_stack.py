@@ -14,6 +14,7 @@ from stacks.drift_monitoring import DriftMonitoring, DriftMonitoringProps
 from stacks.drive_processing import DriveProcessing, DriveProcessingProps
 from stacks.drives import DriveTable, DriveTableProps
 from stacks.images import images_mapping
+from stacks.label_scoring import LabelScoring, LabelScoringProps
 from stacks.monitoring import Monitoring, MonitoringProps
 from stacks.network import NetworkStack, place_functions_in
 from stacks.operations_key import OperationsKey, OperationsKeyProps
@@ -106,6 +107,14 @@ class InferenceStack(cdk.Stack):
             frame_limits=(config.preprocessing.max_input_bytes, config.preprocessing.max_input_pixels),
             vpc_config=placement.sagemaker_vpc_config() if placement else None))
         self.monitoring.add_section("Whole drives", self.drive_processing.alarms)
+        # Candidate-pool scoring (roadseg label score): the job's role and settings; its failures reach the alarm
+        # topic through the job-failure rule on its name prefix (stacks/job_failure_alarms.py).
+        drive_assets = self.drive_processing
+        self.label_scoring = LabelScoring(self, "LabelScoring", LabelScoringProps(
+            prefix=config.prefix, buckets=buckets, images=images_mapping(self, config),
+            code_assets=(drive_assets.entry_script, drive_assets.package, drive_assets.wheels),
+            volume_size_gb=config.drives.volume_size_gb, max_runtime_seconds=config.drives.max_runtime_hours * 3600,
+            vpc_config=placement.sagemaker_vpc_config() if placement else None))
         # Label-free drift per camera (issue 23): each camera's last window against the serving model's reference.
         self.drift = DriftMonitoring(self, "Drift", DriftMonitoringProps(
             config=config, buckets=buckets, key=self.operations_key, monitoring=self.monitoring,
@@ -117,6 +126,10 @@ class InferenceStack(cdk.Stack):
 
         cdk.CfnOutput(self, naming.ALARM_TOPIC_ARN, value=self.monitoring.topic.topic_arn,
                       description="Every alarm notifies this topic: subscribe on-call addresses to it")
+        cdk.CfnOutput(self, naming.LABEL_SCORING_JOB, value=self.label_scoring.settings_json,
+                      description="What roadseg label score needs to start a scoring Processing job (JSON)")
+        cdk.CfnOutput(self, naming.LABEL_SCORING_JOB_PREFIX, value=self.label_scoring.job_prefix,
+                      description="Scoring jobs are named with this prefix (the job-failure rule matches it)")
         cdk.CfnOutput(self, naming.REALTIME_ENDPOINT_NAME, value=self.realtime_name, condition=self.model.has_model)
         cdk.CfnOutput(self, naming.ASYNC_ENDPOINT_NAME, value=self.async_name, condition=self.model.has_model)
         cdk.CfnOutput(self, naming.SERVING_STATUS, value=cdk.Fn.condition_if(

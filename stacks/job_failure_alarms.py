@@ -7,6 +7,8 @@ matching only this project's jobs in a failed or stopped state and publishing th
   job-level rule could not tell this project's from another's; the execution can.
 - Drive jobs (``SageMaker Processing Job State Change``, ``detail.ProcessingJobName`` starting with
   ``contracts.naming.drive_job_prefix``): the extraction and builder jobs the drive functions start.
+- Scoring jobs (the same event, names starting with ``contracts.naming.label_scoring_job_prefix``): the
+  candidate-pool scoring jobs ``roadseg label score`` starts.
 - Neo compilation jobs: the SageMaker events page (EVENTS_DOC) lists no compilation-job event, so no rule can
   watch them; the rollout function reports the jobs it creates (the contract class d rule records the gap).
 
@@ -76,7 +78,14 @@ class JobFailureAlarms(Construct):
                                      PROCESSING_JOB_EVENT,
                                      {"ProcessingJobName": [{"prefix": naming.drive_job_prefix(props.prefix)}],
                                       "ProcessingJobStatus": list(FAILED_STATES)})
-        self.rules = [self.pipelines, self.drive_jobs]
+        # Candidate-pool scoring jobs, started by `roadseg label score` (the operator's credentials, not a role of the
+        # app: the contract reads their prefix from the LabelScoringJobPrefix output).
+        scoring_prefix = naming.label_scoring_job_prefix(props.prefix)
+        self.scoring_jobs = self._rule("ScoringJobs", f"{names}label-scoring", props.topic,
+                                       "A candidate-pool scoring job (roadseg label score) failed or was stopped",
+                                       PROCESSING_JOB_EVENT, {"ProcessingJobName": [{"prefix": scoring_prefix}],
+                                                              "ProcessingJobStatus": list(FAILED_STATES)})
+        self.rules = [self.pipelines, self.drive_jobs, self.scoring_jobs]
 
     def _rule(self, construct_id: str, rule_name: str, topic: sns.ITopic, description: str, detail_type: str,
               detail: dict) -> events.Rule:

@@ -4,7 +4,9 @@ reaches the alarm topic). Rules register with ``stacks.checks.service_contracts.
 - ``async-jobs-reach-the-alarm-topic``: every pipeline (its executions, so every job it starts) has a CloudWatch
   alarm on its failed executions or an EventBridge rule on its failed/stopped executions; every role of the app
   that may start Processing, Training or tuning jobs itself (not as a pipeline) has an EventBridge rule on those
-  jobs' state changes whose name filter covers the jobs it may create. Both must end at a topic the alarms use,
+  jobs' state changes whose name filter covers the jobs it may create; so does every prefix of jobs an operator
+  command starts with the operator's credentials (the outputs of ``contracts.naming.OPERATOR_JOB_PREFIX_OUTPUTS``:
+  ``roadseg label score``'s scoring jobs), which no role of the app shows. Both must end at a topic the alarms use,
   whose key and policy let EventBridge publish. Neo compilation jobs have no state-change event in the SageMaker
   events page (EVENTS_DOC): the rule cannot ask for one, and says so in ``COMPILATION_GAP``.
 - ``dead-letter-queues-alarmed``: every SQS queue that receives dead letters or failure destinations (Lambda
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from contracts.naming import OPERATOR_JOB_PREFIX_OUTPUTS
 from stacks.checks.service_contracts.assembly import Assembly, Resource
 from stacks.checks.service_contracts.rules import Context, Violation, _key_admits, _topic_policy_allows, rule
 
@@ -173,6 +176,23 @@ def async_jobs(assembly: Assembly, _: Context) -> Iterator[Violation]:
                 yield Violation(name, role.path, f"may start {kind} jobs named {pattern}, but no EventBridge rule on "
                                 f"\"{detail_type}\" with {'/'.join(FAILED_STATES)} for those names reaches the alarm "
                                 f"topic{detail}", EVENTS_DOC)
+    # Jobs an operator command starts: their name prefix is a stack output (the command reads the same value).
+    for stack, template in assembly.templates.items():
+        for key, kind in OPERATOR_JOB_PREFIX_OUTPUTS.items():
+            output = (template.get("Outputs") or {}).get(key)
+            if output is None:
+                continue
+            job_prefix = assembly.text(stack, output.get("Value"))
+            _, _, detail_type, name_field, status_field = JOB_EVENTS[kind]
+            rules = [(r, d) for r, d in _sagemaker_rules(assembly, detail_type) if _matches_failures(d, status_field)]
+            covering = [r for r, d in rules if _name_filter_covers(d, name_field, f"{job_prefix}*")]
+            problems = [_delivery_problem(assembly, r, topics) for r in covering]
+            if None in problems:
+                continue
+            detail = f" ({'; '.join(problems)})" if problems else ""
+            yield Violation(name, f"{stack}/Outputs/{key}", f"the operator command starts {kind} jobs named "
+                            f"{job_prefix}*, but no EventBridge rule on \"{detail_type}\" with "
+                            f"{'/'.join(FAILED_STATES)} for those names reaches the alarm topic{detail}", EVENTS_DOC)
 
 
 # -- dead-letter queues ------------------------------------------------------------------------------------------

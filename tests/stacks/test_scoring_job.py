@@ -1,0 +1,159 @@
+"""The candidate-pool scoring job in the synthesized inference stack: its role reads the bundles, the frames and the
+command's inputs and writes only the scores; the LabelScoringJob output is what labelling.scoring_job reads, and a
+request built from it touches only what the role may; failed or stopped scoring jobs reach the alarm topic (the
+contract async-jobs-reach-the-alarm-topic fails without the rule)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from contracts import naming
+from labelling.scoring_job import (
+    BUNDLE_FILES,
+    ScoringJobSettings,
+    input_key,
+    job_name,
+    output_prefix,
+    scoring_request,
+)
+from tests.stacks.test_network_and_failure_contracts import _break, _job_rules
+from tests.stacks.test_service_contracts import _context, _templates
+
+PREFIX = "roadseg-dev"
+BUNDLE = "s3://dev-artifacts/pipelines/roadseg-dev-training/exec1/bundle/"
+
+
+@pytest.fixture(scope="module")
+def env(synth):
+    return synth("dev")
+
+
+@pytest.fixture(scope="module")
+def template(env):
+    return env.template(env.stacks.inference).to_json()
+
+
+def _role_statements(template: dict) -> list[dict]:
+    (policy,) = [r for k, r in template["Resources"].items()
+                 if r["Type"] == "AWS::IAM::Policy" and k.startswith("LabelScoringRoleDefaultPolicy")]
+    return policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _object_patterns(statements: list[dict], action: str) -> dict[str, set[str]]:
+    """Bucket export ("Artifacts", "Inference") -> the object paths on which ``action`` is allowed."""
+    found: dict[str, set[str]] = {}
+    for statement in statements:
+        if action not in _listed(statement["Action"]):
+            continue
+        for resource in _listed(statement["Resource"]):
+            join = resource.get("Fn::Join") if isinstance(resource, dict) else None
+            if join and isinstance(join[1][0], dict) and "Fn::ImportValue" in join[1][0]:
+                bucket = join[1][0]["Fn::ImportValue"].split(":")[1].removesuffix("BucketArn")
+                found.setdefault(bucket, set()).add(join[1][1].lstrip("/"))
+    return found
+
+
+def _flatten(value) -> str:
+    """An output's Fn::Join with every intrinsic written as a placeholder: the JSON text a deploy would produce."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_flatten(p) for p in parts)
+    return "TOKEN"
+
+
+def _after(parts: list, key: str):
+    """The intrinsic that follows ``"key":"`` in an output's Fn::Join parts."""
+    (index,) = [i for i, p in enumerate(parts) if isinstance(p, str) and p.endswith(f'"{key}":"')]
+    return parts[index + 1]
+
+
+def test_the_role_reads_bundles_frames_and_inputs_and_writes_only_the_scores(template) -> None:
+    (role,) = [r for k, r in template["Resources"].items()
+               if r["Type"] == "AWS::IAM::Role" and k.startswith("LabelScoringRole")]
+    assert [s["Principal"] for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]] == [
+        {"Service": "sagemaker.amazonaws.com"}]
+    statements = _role_statements(template)
+    assert _object_patterns(statements, "s3:GetObject*") == {
+        "Artifacts": {"pipelines/*/bundle/*"}, "Inference": {"incoming/*", "label-scores/*/input/*"}}
+    assert _object_patterns(statements, "s3:PutObject") == {"Inference": {"label-scores/*/output/*"}}
+    assert not any(a.startswith("s3:Delete") for s in statements for a in _listed(s["Action"]))
+    assert not any("sagemaker:" in a for s in statements for a in _listed(s["Action"]))  # it starts nothing
+
+
+def test_the_outputs_are_what_the_command_reads_and_a_request_stays_within_the_role(template) -> None:
+    outputs = template["Outputs"]
+    assert outputs[naming.LABEL_SCORING_JOB_PREFIX]["Value"] == naming.label_scoring_job_prefix(PREFIX)
+    value = outputs[naming.LABEL_SCORING_JOB]["Value"]
+    settings = ScoringJobSettings.from_output(_flatten(value))
+    assert settings.prefix == PREFIX and settings.subnets == ()  # dev: not in a VPC
+    assert settings.volume_size_gb > 0 and settings.max_runtime_seconds > 0
+    parts = value["Fn::Join"][1]
+    role = _after(parts, "role_arn")
+    assert role["Fn::GetAtt"][0].startswith("LabelScoringRole")
+    wheels = _after(parts, "wheels_uri")
+    drive_wheels = [r for k, r in template["Resources"].items() if k.startswith("DriveProcessingLauncher")
+                    and r["Type"] == "AWS::Lambda::Function"][0]["Properties"]["Environment"]["Variables"]
+    assert wheels in drive_wheels.values()  # the drive jobs' wheelhouse (one S3 object)
+
+    statements = _role_statements(template)
+    reads, puts = _object_patterns(statements, "s3:GetObject*"), _object_patterns(statements, "s3:PutObject")
+    keys = ["incoming/car-1/d1/front/001.jpg"]
+    name = job_name(PREFIX, keys, BUNDLE, datetime(2026, 12, 8, tzinfo=UTC))
+    request = scoring_request(settings, name=name, pool_sha256="0" * 64)
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in request["ProcessingInputs"]}
+    for channel in ("bundle", "frames", "pool"):
+        key = inputs[channel].split("/", 3)[3]
+        assert any(fnmatch.fnmatch(key, p) for p in reads["Inference"]), key
+    assert any(fnmatch.fnmatch(k, p) for k in keys for p in reads["Inference"])
+    bundle_keys = [BUNDLE.split("/", 3)[3] + f for f in BUNDLE_FILES]
+    assert all(any(fnmatch.fnmatch(k, p) for p in reads["Artifacts"]) for k in bundle_keys)
+    assert fnmatch.fnmatch(output_prefix(name) + "model-scores.parquet", next(iter(puts["Inference"])))
+    assert not any(fnmatch.fnmatch(input_key(name, "pool.txt"), p) for p in puts["Inference"])
+
+
+def test_failed_or_stopped_scoring_jobs_reach_the_alarm_topic(env) -> None:
+    templates = _templates(env)
+    rules = _job_rules(templates)
+    body = rules[f"{PREFIX}-job-failed-label-scoring"][2]["Properties"]
+    assert body["EventPattern"]["detail"] == {"ProcessingJobName": [{"prefix": f"{PREFIX}-label-score-"}],
+                                              "ProcessingJobStatus": ["Failed", "Stopped"]}
+    assert body["Targets"][0]["Arn"]["Ref"].startswith("MonitoringAlarmTopic")
+
+    def drop(broken):
+        stack, lid, _ = _job_rules(broken)[f"{PREFIX}-job-failed-label-scoring"]
+        del broken[stack]["Resources"][lid]
+        return True
+    violations = _break(templates, "async-jobs-reach-the-alarm-topic", drop,
+                        f"the operator command starts processing jobs named {PREFIX}-label-score-*", _context(env))
+    assert [v.resource for v in violations] == [f"{env.stacks.inference.stack_name}/Outputs/LabelScoringJobPrefix"]
+
+    def narrow(broken):
+        _, _, rule = _job_rules(broken)[f"{PREFIX}-job-failed-label-scoring"]
+        rule["Properties"]["EventPattern"]["detail"]["ProcessingJobStatus"] = ["Failed"]  # Stopped goes unseen
+        return True
+    _break(templates, "async-jobs-reach-the-alarm-topic", narrow, f"{PREFIX}-label-score-*", _context(env))
+
+
+@pytest.mark.parametrize("example", ["isolated-create"])
+def test_isolated_network_mode_runs_the_scoring_job_in_the_vpc(isolated_synth, example) -> None:
+    env = isolated_synth(example)
+    template = env.templates()[env.stacks.inference.stack_name]
+    value = template["Outputs"][naming.LABEL_SCORING_JOB]["Value"]
+    parts = value["Fn::Join"][1]
+    subnets = _after(parts, "subnets")
+    assert isinstance(subnets, dict) and "Fn::Join" in subnets  # the placement's subnets, comma-joined
+    groups = _after(parts, "security_group_ids")
+    assert isinstance(groups, dict)
+    vpc = [s for s in _role_statements(template) if s.get("Sid") == "NetworkInterfacesInTheVpc"]
+    assert vpc and "ec2:CreateNetworkInterface" in _listed(vpc[0]["Action"])
+    assert json.dumps(template).count(f"{env.config.prefix}-job-failed-label-scoring") == 1
