@@ -103,7 +103,8 @@ def workspace(tmp_path_factory, export_python) -> dict[str, Path]:
         Image.fromarray(rgb).save(frames / f"frame{index}.jpg", quality=90)
     cm = np.diag(np.arange(1, NUM_CLASSES + 1) * 100) + 3
     evaluation = {"schema_version": EVALUATION_SCHEMA_VERSION, "scheme": "cityscapes", "num_images": 3,
-                  **metrics_from_confusion(cm, CITYSCAPES.names), "head": None, "serving": None}
+                  **metrics_from_confusion(cm, CITYSCAPES.names), "head": None, "serving": None,
+                  "incumbent": None, "reference_profile": None}
     (root / "evaluation.json").write_text(json.dumps(evaluation))
     builds = [[str(BUILDER), "--output", str(root / f"{head}.tar.gz"), "--head", head, "--num-classes",
                str(NUM_CLASSES), "--width", str(WIDTH), "--height", str(HEIGHT), "--seed", str(seed),
