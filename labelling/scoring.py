@@ -42,8 +42,10 @@ not the async endpoint's ``application/x-protobuf`` probability output.
 - bench/scoring.py measures scoring against the bare ONNX Runtime forward on one core (ratio ~1.05 at FCN-ResNet50's
   compute per pixel).
 
-Wiring the job into the stacks (a ProcessingStep with the bundle and the pool's frames as inputs, through
-jobs/processing_entry.py) is not done yet; this module runs the same way locally and in a Processing container.
+In AWS, ``roadseg label score`` runs this module as a Processing job (labelling/scoring_job.py builds the request:
+the bundle's files and the pool's frames as manifest-file inputs, jobs/processing_entry.py ``score`` with the drive
+wheels' CPU onnxruntime); it runs the same way locally and in the container. GPU instances are not wired yet (no
+GPU image and onnxruntime-gpu wheel in the stack), so the per-1,000-frame GPU cost above is for when they are.
 """
 
 from __future__ import annotations
