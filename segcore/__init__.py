@@ -12,6 +12,6 @@ Pure (no AWS calls), importing only ``contracts``; it ships inside the Lambda co
 - ``signals``         per-frame signals (input, output, flicker, model confidence), their histograms, PSI and
                       Jensen-Shannon distance, reference profiles: shared by the data engine and the drift monitor
 - ``recordio``        the algorithm's RecordIO probability output
-- ``bundle_runtime``  the edge bundle's network input and mask
+- ``bundle_runtime``  the edge bundle: loading and checking it, its network input and mask
 - ``scenes``          synthetic road scenes (tests, the rehearsal, benchmarks, parity frames)
 """
