@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from contracts import naming
+from contracts.lambda_env import DrivesEnvironment
 from labelling.scoring_job import (
     BUNDLE_FILES,
     ScoringJobSettings,
@@ -20,7 +21,9 @@ from labelling.scoring_job import (
     output_prefix,
     scoring_request,
 )
-from tests.stacks.test_network_and_failure_contracts import _break, _job_rules
+from stacks.checks.service_contracts import Assembly
+from stacks.checks.service_contracts.networks import missing_vpc_config
+from tests.stacks.test_network_and_failure_contracts import _break, _Fakes, _job_rules, _launcher
 from tests.stacks.test_service_contracts import _context, _templates
 
 PREFIX = "roadseg-dev"
@@ -157,3 +160,23 @@ def test_isolated_network_mode_runs_the_scoring_job_in_the_vpc(isolated_synth, e
     vpc = [s for s in _role_statements(template) if s.get("Sid") == "NetworkInterfacesInTheVpc"]
     assert vpc and "ec2:CreateNetworkInterface" in _listed(vpc[0]["Action"])
     assert json.dumps(template).count(f"{env.config.prefix}-job-failed-label-scoring") == 1
+
+
+@pytest.mark.parametrize("example", ["isolated-create", "isolated-import"])
+def test_scoring_requests_run_in_the_drive_jobs_subnets_and_groups(isolated_synth, example) -> None:
+    """The LabelScoringJob output of an isolated environment, resolved as the deploy would, makes requests in the
+    same subnets and security groups as the drive jobs' (contract class c for requests built by the command)."""
+    env = isolated_synth(example)
+    templates = env.templates()
+    stack = env.stacks.inference.stack_name
+    text = Assembly(templates).text(stack, templates[stack]["Outputs"][naming.LABEL_SCORING_JOB]["Value"])
+    fakes = _Fakes()
+    variables, _ = _launcher(env)
+    decoded = DrivesEnvironment.from_env({k: fakes.value(v) for k, v in variables.items()})
+    settings = ScoringJobSettings.from_output(fakes.value(text))
+    assert settings.subnets and settings.subnets == tuple(decoded.job_subnets)
+    assert settings.security_group_ids == tuple(decoded.job_security_groups)
+    request = scoring_request(settings, name=f"{env.config.prefix}-label-score-20261208000000-0a1b2c3d",
+                              pool_sha256="0" * 64)
+    assert missing_vpc_config("processing", request, decoded.job_subnets, decoded.job_security_groups) is None
+    assert request["NetworkConfig"]["EnableNetworkIsolation"] is True
