@@ -406,15 +406,18 @@ class PreprocessorEnvironment(EnvironmentCodec):
 
 def frame_preparation_environment(preprocessing: Any) -> PreprocessorEnvironment:
     """The frame-preparation fields of a config's ``preprocessing`` section
-    (``envconfig.config.PreprocessingConfig``, or anything with those attributes); every other field keeps its
-    default. The one mapping from the config to what
+    (``envconfig.config.PreprocessingConfig``, or anything with those attributes) and its ``vru_min_pixels``; every
+    other field keeps its default. The one mapping from the config to what
     ``prepare_frame`` does: the preprocessors' environment, the gate's serving step and the roadseg command start here.
     """
     return PreprocessorEnvironment(
         target_width=preprocessing.target_width, target_height=preprocessing.target_height,
         roi=tuple(float(v) for v in preprocessing.roi) if preprocessing.roi else None,
         max_input_bytes=preprocessing.max_input_bytes, max_input_pixels=preprocessing.max_input_pixels,
-        jpeg_quality=preprocessing.jpeg_quality)
+        jpeg_quality=preprocessing.jpeg_quality,
+        # Not frame preparation, but how the postprocess function measures vru_present: the gate's reference profile
+        # (EvaluateModel --vru-min-pixels) must measure it the same way. Not in frame_preparation_env().
+        vru_min_pixels=getattr(preprocessing, "vru_min_pixels", 50))
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,9 @@ from training.serving import FrameGeometry, ServingError, ServingGeometry, read_
 
 PREDICTION_EXTENSIONS = (".jpg", ".jpeg", ".png")
 ABSENT_GATE_VALUE = -1.0
+# The postprocess function's default VRU_MIN_PIXELS (contracts.lambda_env); the pipeline passes the environment's
+# preprocessing.vru_min_pixels, so the reference profile's vru_present is measured as production measures it.
+DEFAULT_VRU_MIN_PIXELS = 50
 
 
 class EvaluationError(ValueError):
@@ -325,7 +328,8 @@ def camera_of_frame_name(name: str) -> str:
 
 
 def frame_signal_records(
-    gt_files: list[Path], predictions: dict[str, Path], serving_frames_dir: Path, scheme: ClassScheme
+    gt_files: list[Path], predictions: dict[str, Path], serving_frames_dir: Path, scheme: ClassScheme,
+    *, vru_min_pixels: int = DEFAULT_VRU_MIN_PIXELS,
 ) -> list[dict[str, Any]]:
     """Per validation frame (in name order): ``name``, ``camera`` and every frame signal: input signals of the
     prepared frame (``<name>.jpg``), output signals of the candidate's mask as the model returned it (the inference
@@ -343,7 +347,8 @@ def frame_signal_records(
             raise EvaluationError(f"serving frame {frame_path} gives no input signals: {exc}") from None
         mask = _read_class_png(predictions[gt_path.stem], "prediction")
         outputs = output_signals(mask, scheme.names, vru_classes=scheme.vulnerable_road_users or None,
-                                 drivable_classes=DRIVABLE_CLASSES, ignore_index=scheme.ignore_index)
+                                 drivable_classes=DRIVABLE_CLASSES, ignore_index=scheme.ignore_index,
+                                 vru_min_pixels=vru_min_pixels)
         record = frame_signals(input=inputs, output=outputs)
         records.append({"name": gt_path.stem, "camera": camera_of_frame_name(gt_path.stem), **record})
     return records
@@ -359,6 +364,7 @@ def evaluate_dirs(
     head: str | None = None,
     incumbent: Incumbent | None = None,
     serving_frames_dir: str | Path | None = None,
+    vru_min_pixels: int = DEFAULT_VRU_MIN_PIXELS,
 ) -> dict[str, Any]:
     """Score every ground-truth PNG against its prediction; writes ``evaluation.json`` when output_dir is set.
 
@@ -404,7 +410,8 @@ def evaluate_dirs(
                                                tolerance=incumbent.tolerance)}
     profile = None
     if serving_frames_dir is not None:
-        records = frame_signal_records(gt_files, predictions, Path(serving_frames_dir), scheme)
+        records = frame_signal_records(gt_files, predictions, Path(serving_frames_dir), scheme,
+                                       vru_min_pixels=vru_min_pixels)
         profile = reference_profile(records, camera_of=lambda record: record["camera"])
     result = {"schema_version": EVALUATION_SCHEMA_VERSION, "scheme": scheme.name, "num_images": len(gt_files),
               **candidate, "head": head,
@@ -446,8 +453,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--incumbent-model-package", help="the incumbent's model package ARN, recorded")
     parser.add_argument("--incumbent-tolerance", type=float,
                         help="the gate's largest allowed IoU regression, recorded with the classes beyond it")
+    parser.add_argument("--vru-min-pixels", type=int, default=DEFAULT_VRU_MIN_PIXELS,
+                        help="mask pixels of a vulnerable road user class that make a frame's vru_present 1 in the "
+                             "reference profile: the postprocess function's VRU_MIN_PIXELS (preprocessing."
+                             f"vru_min_pixels; default {DEFAULT_VRU_MIN_PIXELS})")
     add_scheme_arguments(parser)
     args = parser.parse_args(argv)
+    if args.vru_min_pixels < 1:
+        parser.error(f"--vru-min-pixels {args.vru_min_pixels} must be at least 1 (mask pixels)")
     try:
         scheme = scheme_from_arguments(args)
     except ValueError as exc:
@@ -462,7 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         serving = read_geometry(args.serving_geometry) if args.serving_geometry else None
         result = evaluate_dirs(args.ground_truth, args.predictions, scheme, args.output, serving=serving,
-                               head=args.head or None, incumbent=incumbent, serving_frames_dir=args.serving_frames)
+                               head=args.head or None, incumbent=incumbent, serving_frames_dir=args.serving_frames,
+                               vru_min_pixels=args.vru_min_pixels)
     except (EvaluationError, ServingError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -156,6 +156,13 @@ def test_cli_refuses_a_tolerance_outside_0_1(dirs, capsys):
     assert "--incumbent-tolerance 5.0 must be within 0..1" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_vru_threshold_below_one_pixel(dirs, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--ground-truth", str(dirs["gt"]), "--predictions", str(dirs["candidate"]), "--output",
+              str(dirs["out"]), "--vru-min-pixels", "0"])
+    assert info.value.code == 2 and "--vru-min-pixels 0 must be at least 1" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------ reference profile
 
 
@@ -216,6 +223,12 @@ def test_the_reference_profile_holds_the_signals_of_the_gated_frames(tmp_path):
     assert everything["brightness"]["mean"] == pytest.approx(expected, abs=1e-6)
     assert profile["cameras"]["rear"]["brightness"]["mean"] < 0.5 * profile["cameras"]["front"]["brightness"]["mean"]
     assert everything["flicker"]["counts"] == [0] * 20 and everything["flicker"]["mean"] is None  # not a drive
+    # The environment's VRU_MIN_PIXELS (here 100 > the rear frame's 80 person pixels) is what the profile measures
+    # vru_present with, as the postprocess function does: the pipeline passes --vru-min-pixels.
+    evaluate_dirs(tmp_path / "gt", tmp_path / "pred", CITYSCAPES, tmp_path / "out100",
+                  serving_frames_dir=tmp_path / "frames", vru_min_pixels=100)
+    stricter = json.loads((tmp_path / "out100" / REFERENCE_PROFILE_FILE).read_text())
+    assert stricter["cameras"]["rear"]["vru_present"]["mean"] == 0.0
 
 
 def test_a_serving_frame_missing_from_the_profile_is_named(tmp_path):

@@ -856,6 +856,11 @@ def test_serving_step_carries_the_configured_preprocessing():
                                "MAX_INPUT_BYTES": "20971520", "MAX_INPUT_PIXELS": "30000000", "JPEG_QUALITY": "80"}
     # No other job gets the functions' variables.
     by_name = steps(json.loads(fn_sub(build_training_pipeline(settings))))
+    # The reference profile measures vru_present with the postprocess function's VRU_MIN_PIXELS.
+    vru = dataclasses.replace(BASE, serving_preprocessing=dataclasses.replace(configured, vru_min_pixels=120))
+    evaluate = steps(json.loads(fn_sub(build_training_pipeline(vru))))["EvaluateModel"]["Arguments"]
+    arguments = evaluate["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--vru-min-pixels") + 1] == "120"
     assert all("Environment" not in by_name[name]["Arguments"] for name in ("PrepareDataset", "EvaluateModel"))
 
 
@@ -882,6 +887,8 @@ def test_evaluate_step(pipeline, training, tuning):
         "cityscapes",
         "--serving-frames",
         "/opt/ml/processing/input/serving_validation",
+        "--vru-min-pixels",
+        "50",
     ]
     inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
     # The frames the transform read: their input signals go into the reference profile.
@@ -1108,9 +1115,11 @@ def test_evaluate_vs_incumbent_scores_both_models(pipeline, training, tuning):
     args = step["Arguments"]
     first = by_name["EvaluateModel"]["Arguments"]["AppSpecification"]["ContainerArguments"]
     container = args["AppSpecification"]["ContainerArguments"]
-    # The candidate's arguments (without the reference profile, EvaluateModel's), then the incumbent's.
-    assert container[: len(first) - 2] == first[:-2]
-    assert container[len(first) - 2:] == [
+    # The candidate's arguments (without the reference profile's --serving-frames and --vru-min-pixels,
+    # EvaluateModel's), then the incumbent's.
+    assert first[-4:-3] == ["--serving-frames"] and first[-2:-1] == ["--vru-min-pixels"]
+    assert container[: len(first) - 4] == first[:-4]
+    assert container[len(first) - 4:] == [
         "--incumbent-predictions", "/opt/ml/processing/input/incumbent_predictions",
         join("--incumbent-model-data=", get("IncumbentModelS3Uri")),
         join("--incumbent-model-package=", get("IncumbentModelPackageArn")),

@@ -375,7 +375,9 @@ def _evaluate_step(
             serving.properties.ProcessingOutputConfig.Outputs[SERVING_VALIDATION].S3Output.S3Uri,
             frames,
         ))
-        arguments += ["--serving-frames", frames]
+        # The reference profile's vru_present as the postprocess function measures it (its VRU_MIN_PIXELS).
+        arguments += ["--serving-frames", frames,
+                      "--vru-min-pixels", str(settings.serving_preprocessing.vru_min_pixels)]
     else:
         inputs.append(processing_input("incumbent_predictions", incumbent.properties.TransformOutput.S3OutputPath,
                                        incumbent_predictions))
