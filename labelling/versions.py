@@ -491,7 +491,14 @@ def _write_planned(s3: Any, bucket: str, plan: VersionPlan, planned: PlannedFile
     if data is None:
         assert plan.parent is not None
         source = version_prefix(plan.parent) + (planned.parent_path or planned.path)
-        data = s3.get_object(Bucket=bucket, Key=source)["Body"].read()
+        try:
+            data = s3.get_object(Bucket=bucket, Key=source)["Body"].read()
+        except Exception as exc:
+            if str(getattr(exc, "response", {}).get("Error", {}).get("Code", "")) not in ("NoSuchKey", "404"):
+                raise
+            raise VersionError(f"s3://{bucket}/{source} is missing from {plan.parent}: the parent is damaged "
+                               f"(`roadseg data verify {plan.parent}`); {plan.version} stays incomplete (no "
+                               "manifest)") from None
         if sha256(data) != planned.sha256:
             raise VersionError(f"s3://{bucket}/{source} does not match its SHA-256 in {plan.parent}'s manifest: the "
                                f"parent is damaged (`roadseg data verify {plan.parent}`); {plan.version} stays "
