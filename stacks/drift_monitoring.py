@@ -89,6 +89,13 @@ def drift_settings(config: EnvironmentConfig, serving_parameter: str) -> DriftSe
         cameras=tuple(config.signal_cameras), per_signal=cfg.per_signal_metrics)
 
 
+def drift_schedule(kind: str) -> events.Schedule:
+    """Hourly: every hour, at whatever minute (windows end on the hour). Daily: 00:20 UTC, just after the judged UTC
+    day closed and its frames settled (monitoring.job.window_bounds: whole-day windows end at 00:00 UTC)."""
+    return events.Schedule.rate(cdk.Duration.hours(1)) if kind == "hourly" else events.Schedule.cron(minute="20",
+                                                                                                      hour="0")
+
+
 class DriftMonitoring(Construct):
     def __init__(self, scope: Construct, construct_id: str, props: DriftMonitoringProps) -> None:
         super().__init__(scope, construct_id)
@@ -127,11 +134,7 @@ class DriftMonitoring(Construct):
             reasons={"*": "PutMetricData supports no resource-level permissions; the cloudwatch:namespace condition "
                           f"limits it to {DRIFT_NAMESPACE} ({CW_NAMESPACE_CONDITION_DOC})."})
 
-        # Daily runs at 00:20 UTC, just after the judged UTC day closed and settled (monitoring.job.window_bounds:
-        # whole-day windows end at 00:00 UTC); hourly runs may fire at any minute (windows end on the hour).
-        schedule = (events.Schedule.rate(self.period) if cfg.drift_schedule == "hourly"
-                    else events.Schedule.cron(minute="20", hour="0"))
-        self.rule = events.Rule(self, "Schedule", schedule=schedule,
+        self.rule = events.Rule(self, "Schedule", schedule=drift_schedule(cfg.drift_schedule),
                                 description=f"roadseg {config.prefix}: drift per camera, {cfg.drift_schedule}")
         self.rule.add_target(targets.LambdaFunction(
             self.function, dead_letter_queue=self.function.failed_invocations, retry_attempts=2,

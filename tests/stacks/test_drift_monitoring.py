@@ -277,3 +277,19 @@ def test_the_drift_contract_bounds_the_composite_alarm(synth):
     found = _drift_rule(broken)
     assert any("names 101 alarms, a composite alarm takes at most 100" in v for v in found)
     assert any("notifies nobody" in v for v in found)
+
+
+def test_daily_runs_fire_after_the_utc_day_closed():
+    """Daily windows are UTC days ending 00:00 (monitoring.job.window_bounds, SETTLE 15 min): the run at 00:20 judges
+    the day just closed."""
+    from datetime import UTC, datetime
+
+    from monitoring.job import SETTLE, window_bounds
+    from stacks.drift_monitoring import drift_schedule
+
+    assert drift_schedule("daily").expression_string == "cron(20 0 * * ? *)"
+    assert drift_schedule("hourly").expression_string == "rate(1 hour)"
+    run = datetime(2026, 12, 8, 0, 20, tzinfo=UTC)
+    assert run - SETTLE > datetime(2026, 12, 8, tzinfo=UTC)
+    assert window_bounds(run, 86400) == (datetime(2026, 12, 7, tzinfo=UTC), datetime(2026, 12, 8, tzinfo=UTC))
+
