@@ -76,7 +76,8 @@ def child(way: str, png: str, frames: int, memory_mb: int, max_bytes: int, max_p
 
     options = PrepareOptions(max_bytes=max_bytes, max_pixels=max_pixels)
     data = [Path(png).read_bytes() for _ in range(frames)]  # each record holds its own object's bytes
-    before = _reset_peak()
+    reset_peak()  # the peak RSS starts afresh at the current RSS (Linux: clear_refs 5)
+    before = status_kib("VmRSS") * 1024
     budget = MemoryBudget(decode_budget_bytes({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb)},
                                               records_in_flight=frames, max_input_bytes=max_bytes))
     lock = threading.Lock()
@@ -106,23 +107,9 @@ def child(way: str, png: str, frames: int, memory_mb: int, max_bytes: int, max_p
         with ThreadPoolExecutor(max_workers=frames) as pool:
             list(pool.map(one, data))
     seconds = time.perf_counter() - started
-    peak = _peak() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = status_kib("VmHWM") * 1024 or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"peak": peak, "before": before, "seconds": seconds, "at_once": decoding[1],
                       "budget": budget.capacity, "cost": decode_cost(data[0], options)}))
-
-
-def _status(field: str) -> int:
-    return status_kib(field) * 1024
-
-
-def _reset_peak() -> int:
-    """Reset the peak RSS to the current RSS (Linux: clear_refs 5); returns the current RSS."""
-    reset_peak()
-    return _status("VmRSS")
-
-
-def _peak() -> int:
-    return _status("VmHWM")
 
 
 def measure(way: str, png: Path, args: argparse.Namespace, limits: dict[str, int]) -> dict[str, float]:

@@ -108,16 +108,6 @@ def generate(root: Path, per_camera: int) -> int:
     return total
 
 
-def _status(field: str) -> int:
-    return status_kib(field) * 1024
-
-
-def _reset_peak() -> int:
-    """Reset the peak RSS to the current RSS (Linux: clear_refs 5); returns the current RSS."""
-    reset_peak()
-    return _status("VmRSS")
-
-
 def scan(root: Path) -> dict[str, float]:
     """The baseline: read the columns and reduce them with numpy."""
     import numpy as np
@@ -157,11 +147,12 @@ def child(kind: str, root: Path) -> None:
         import duckdb  # noqa: F401
 
         import labelling.selection  # noqa: F401
-    baseline_rss = _reset_peak()
+    reset_peak()  # the peak RSS starts afresh at the current RSS (Linux: clear_refs 5)
+    baseline_rss = status_kib("VmRSS") * 1024
     started = time.perf_counter()
     result = (select if kind == "selection" else scan)(root)
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "peak": _status("VmHWM"), "rss_after_imports": baseline_rss,
+    print(json.dumps({"seconds": seconds, "peak": status_kib("VmHWM") * 1024, "rss_after_imports": baseline_rss,
                       "result": result}))
 
 
