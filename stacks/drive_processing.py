@@ -67,8 +67,8 @@ from stacks.compliance import acknowledge_inline_policy, acknowledged
 from stacks.drives import DriveTable
 from stacks.functions.roadseg_function import RoadsegFunction, RoadsegFunctionProps, encrypted_queue
 from stacks.images import RegionImagesMapping
-from stacks.network import VPC_WILDCARD_REASON, allow_sagemaker_vpc
 from stacks.operations_key import OperationsKey
+from stacks.processing_job_role import grant_processing_job_basics
 
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 PARQUET_INPUT_FORMAT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
@@ -274,32 +274,14 @@ class DriveProcessing(Construct):
     def _job_role(self, construct_id: str, description: str) -> iam.Role:
         """A SageMaker role with what every drive job needs: the code and wheel assets, the processing image, its
         logs and metrics, the data key (volumes, objects, the table)."""
-        props, stack = self.props, cdk.Stack.of(self)
+        props = self.props
         role = iam.Role(self, construct_id, assumed_by=iam.ServicePrincipal(SAGEMAKER), description=description)
         for asset in (self.entry_script, self.package, self.wheels, self.settings):
             acknowledged(role, lambda asset=asset: asset.grant_read(role),
                          reasons="CDK asset grant: the processing entry, package, drive wheels and job settings in the "
                                  "bootstrap bucket.")
         acknowledged(role, lambda: props.buckets.key.grant_encrypt_decrypt(role), reasons="The project data key.")
-        role.add_to_policy(iam.PolicyStatement(
-            sid="PullProcessingImage",
-            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-            resources=[props.images.get("ProcessingRepository")]))
-        logs = stack.format_arn(service="logs", resource="log-group", resource_name="/aws/sagemaker/ProcessingJobs:*",
-                                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
-        acknowledged(role, lambda: role.add_to_policy(iam.PolicyStatement(
-            sid="JobLogs", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                                    "logs:DescribeLogStreams"], resources=[logs])),
-            reasons={logs: "SageMaker Processing's log group and its per-job streams."})
-        acknowledged(role, lambda: role.add_to_policy(iam.PolicyStatement(
-            sid="EcrLoginAndMetrics", actions=["ecr:GetAuthorizationToken"], resources=["*"])),
-            reasons="ecr:GetAuthorizationToken supports no resource-level permissions.")
-        role.add_to_policy(iam.PolicyStatement(
-            sid="JobMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}}))
-        if props.vpc_config:
-            # Isolated-network mode: SageMaker creates the job's network interfaces in the VPC with this role.
-            acknowledged(role, lambda: allow_sagemaker_vpc(role), reasons=VPC_WILDCARD_REASON.strip())
+        grant_processing_job_basics(role, props.images, props.vpc_config)
         acknowledge_inline_policy(role)
         return role
 

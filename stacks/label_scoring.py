@@ -10,7 +10,9 @@ request, the operator's credentials send it).
   interfaces in the VPC.
 - The SETTINGS (``settings_json``): one JSON object, the stack output ``contracts.naming.LABEL_SCORING_JOB``, read by
   ``labelling.scoring_job.ScoringJobSettings.from_output``. The subnets and security groups travel comma-joined
-  (they may be SSM-typed parameters in isolated mode: lists of tokens).
+  (they may be SSM-typed parameters in isolated mode: lists of tokens). The inference bucket and the data key are
+  NOT in it: they are the data stack's exports, and an output may not embed an ``Fn::ImportValue`` (cfn-lint W6001);
+  the command reads them from the data stack's own outputs (``InferenceBucketName``, ``DataKeyArn``).
 - Failure heard: jobs are named ``contracts.naming.label_scoring_job_prefix`` and stacks/job_failure_alarms.py's
   ``<prefix>-job-failed-label-scoring`` rule sends their Failed/Stopped state changes to the alarm topic (contract
   async-jobs-reach-the-alarm-topic, through the ``LabelScoringJobPrefix`` output).
@@ -31,7 +33,7 @@ from contracts.layout import ARTIFACTS, INFERENCE
 from stacks.bucket_set import SharedBuckets
 from stacks.compliance import acknowledge_inline_policy, acknowledged
 from stacks.images import RegionImagesMapping
-from stacks.network import VPC_WILDCARD_REASON, allow_sagemaker_vpc
+from stacks.processing_job_role import grant_processing_job_basics
 
 SAGEMAKER = "sagemaker.amazonaws.com"
 # ExportModel writes each execution's bundle to pipelines/<pipeline>/<execution>/bundle/ (training/pipelines/steps.py).
@@ -75,34 +77,17 @@ class LabelScoring(Construct):
         )
         for grant, reason in grants:
             acknowledged(role, grant, reasons=reason)
-        role.add_to_policy(iam.PolicyStatement(
-            sid="PullProcessingImage",
-            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-            resources=[props.images.get("ProcessingRepository")]))
-        logs = stack.format_arn(service="logs", resource="log-group", resource_name="/aws/sagemaker/ProcessingJobs:*",
-                                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
-        acknowledged(role, lambda: role.add_to_policy(iam.PolicyStatement(
-            sid="JobLogs", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                                    "logs:DescribeLogStreams"], resources=[logs])),
-            reasons={logs: "SageMaker Processing's log group and its per-job streams."})
-        acknowledged(role, lambda: role.add_to_policy(iam.PolicyStatement(
-            sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"])),
-            reasons="ecr:GetAuthorizationToken supports no resource-level permissions.")
-        role.add_to_policy(iam.PolicyStatement(
-            sid="JobMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}}))
-        if props.vpc_config:
-            acknowledged(role, lambda: allow_sagemaker_vpc(role), reasons=VPC_WILDCARD_REASON.strip())
+        grant_processing_job_basics(role, props.images, props.vpc_config)
         acknowledge_inline_policy(role)
 
         vpc = props.vpc_config or {}
         self.job_prefix = naming.label_scoring_job_prefix(props.prefix)
-        # labelling.scoring_job.ScoringJobSettings, field for field.
+        # labelling.scoring_job.ScoringJobSettings, field for field, less the imported bucket and key (docstring).
         self.settings_json = stack.to_json_string({
-            "prefix": props.prefix, "bucket": buckets.inference.bucket_name, "role_arn": role.role_arn,
+            "prefix": props.prefix, "role_arn": role.role_arn,
             "image_uri": props.images.get("Processing"), "code_entry_uri": entry.s3_object_url,
             "code_package_uri": package.s3_object_url, "wheels_uri": wheels.s3_object_url,
-            "kms_key_arn": buckets.key.key_arn, "volume_size_gb": props.volume_size_gb,
+            "volume_size_gb": props.volume_size_gb,
             "max_runtime_seconds": props.max_runtime_seconds,
             "subnets": cdk.Fn.join(",", list(vpc.get("subnets", []))) if vpc.get("subnets") else "",
             "security_group_ids": cdk.Fn.join(",", list(vpc.get("security_group_ids", [])))
