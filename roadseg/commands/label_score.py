@@ -2,7 +2,8 @@
 approved edge bundle on ONNX Runtime: labelling.scoring, whose docstring says why and what 1,000 frames cost).
 
 fetch -> pure -> act:
-- fetch: the stack's ``LabelScoringJob`` output (role, image, code, wheels, key, network), the bundle (``--bundle``,
+- fetch: the inference stack's ``LabelScoringJob`` output (role, image, code, wheels, network) and the data stack's
+  ``InferenceBucketName`` and ``DataKeyArn`` (not in that output: cfn-lint W6001), the bundle (``--bundle``,
   or the serving package's ``EdgeBundle`` through the serving SSM parameter and DescribeModelPackage), whether each
   pool frame is in the inference bucket (HeadObject);
 - pure: labelling.scoring_job (the job name, the manifest files, the CreateProcessingJob request, its limits);
@@ -18,7 +19,6 @@ sent = scored + refused + missing (scoring-summary.json). Exit codes: 0 started 
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,7 @@ from labelling.scoring_job import (
     read_pool,
     scoring_request,
 )
+from roadseg.commands.polling import poll_until_terminal
 from roadseg.output import Printer
 from roadseg.session import JobFailed, Session, UserError
 
@@ -97,7 +98,9 @@ def label_score(session: Session, out: Printer, *, pool: Path, bundle: str | Non
     if output is not None and not wait:
         raise UserError("--output needs --wait: the scores exist once the job has completed")
     try:
-        settings = ScoringJobSettings.from_output(session.name(naming.LABEL_SCORING_JOB))
+        settings = ScoringJobSettings.from_output(session.name(naming.LABEL_SCORING_JOB),
+                                                  bucket=session.name(naming.INFERENCE_BUCKET_NAME),
+                                                  kms_key_arn=session.name(naming.DATA_KEY_ARN))
     except ScoringJobError as exc:
         raise UserError(str(exc)) from None
     bundle_uri = _bundle(session, bundle)
@@ -140,20 +143,12 @@ def _wait_and_fetch(session: Session, out: Printer, document: dict[str, Any], bu
                     output: Path | None, timeout: float, poll_interval: float) -> None:
     sm, name = session.client("sagemaker"), document["job_name"]
     scores_uri = f"s3://{bucket}/{output_prefix(name)}"
-    deadline = time.monotonic() + timeout if timeout else None
-    last = None
-    while True:
-        described = sm.describe_processing_job(ProcessingJobName=name)
-        state = described["ProcessingJobStatus"]
-        if state != last:
-            out.info(f"{time.strftime('%H:%M:%S')} {state}")
-            last = state
-        if state in TERMINAL_STATES:
-            break
-        if deadline is not None and time.monotonic() >= deadline:
-            out.document({**document, "status": state})
-            raise JobFailed(f"{name} still {state} after {timeout:g} s; the scores will be at {scores_uri}")
-        time.sleep(poll_interval)
+    described, state, ended = poll_until_terminal(lambda: sm.describe_processing_job(ProcessingJobName=name),
+                                                  "ProcessingJobStatus", TERMINAL_STATES, out,
+                                                  timeout=timeout, poll_interval=poll_interval)
+    if not ended:
+        out.document({**document, "status": state})
+        raise JobFailed(f"{name} still {state} after {timeout:g} s; the scores will be at {scores_uri}")
     document["status"] = state
     if state != "Completed":
         out.document(document)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from contracts import naming
 from contracts.service_limits import MAX_CONTAINER_ARGUMENT_LENGTH
+from roadseg.commands.polling import poll_until_terminal
 from roadseg.output import Printer, when
 from roadseg.session import JobFailed, Session, UserError
 
@@ -176,21 +176,13 @@ def pipeline_start(session: Session, out: Printer, *, pipeline: str, params: Seq
     out.line(arn)
     state = "Executing"
     if wait:
-        deadline = time.monotonic() + timeout if timeout else None
-        last = None
-        while True:
-            execution = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
-            state = execution["PipelineExecutionStatus"]
-            if state != last:
-                out.info(f"{time.strftime('%H:%M:%S')} {state}")
-                last = state
-            if state in TERMINAL_EXECUTION_STATES:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                out.document({"execution_arn": arn, "status": state})
-                raise JobFailed(f"still {state} after {timeout:g} s; check later with: "
-                                f"roadseg pipeline status --execution {arn}")
-            time.sleep(poll_interval)
+        execution, state, ended = poll_until_terminal(
+            lambda: sm.describe_pipeline_execution(PipelineExecutionArn=arn), "PipelineExecutionStatus",
+            TERMINAL_EXECUTION_STATES, out, timeout=timeout, poll_interval=poll_interval)
+        if not ended:
+            out.document({"execution_arn": arn, "status": state})
+            raise JobFailed(f"still {state} after {timeout:g} s; check later with: "
+                            f"roadseg pipeline status --execution {arn}")
         out.document({"execution_arn": arn, "status": state})
         if state != "Succeeded":
             reason = execution.get("FailureReason")
