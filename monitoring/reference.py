@@ -20,6 +20,7 @@ from typing import Any
 from contracts.documents import DocumentError
 from contracts.naming import NO_MODEL_PACKAGE
 from contracts.signals import reference_profile_uri, validate_reference_profile
+from segcore.keys import parse_s3_uri
 
 DESCRIBE_MODEL_PACKAGE_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeModelPackage.html"
 
@@ -68,13 +69,11 @@ def reference_of_package(describe: Mapping[str, Any]) -> ServingReference:
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    """(bucket, key) of ``s3://bucket/key``."""
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ReferenceProfileError(f"{uri!r} is not an s3://bucket/key URI")
-    bucket, key = uri[5:].split("/", 1)
-    if not bucket or not key:
-        raise ReferenceProfileError(f"{uri!r} is not an s3://bucket/key URI")
-    return bucket, key
+    """(bucket, key) of ``s3://bucket/key`` (segcore.keys.parse_s3_uri), a bad URI a ReferenceProfileError."""
+    try:
+        return parse_s3_uri(uri)
+    except ValueError:
+        raise ReferenceProfileError(f"{uri!r} is not an s3://bucket/key URI") from None
 
 
 def parse_profile(body: bytes | str, where: str) -> dict[str, Any]:

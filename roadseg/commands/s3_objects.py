@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from roadseg.session import UserError
+from segcore import keys
 
 MISSING_OBJECT_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise UserError(f"'{uri}' is not an s3://bucket/key URI")
-    bucket, key = uri[5:].split("/", 1)
-    if not bucket or not key:
-        raise UserError(f"'{uri}' is not an s3://bucket/key URI")
-    return bucket, key
+    """(bucket, key) of ``s3://bucket/key`` (segcore.keys.parse_s3_uri), a bad URI the user's error."""
+    try:
+        return keys.parse_s3_uri(uri)
+    except ValueError:
+        raise UserError(f"'{uri}' is not an s3://bucket/key URI") from None
 
 
 def object_exists(s3: Any, uri: str) -> bool:
