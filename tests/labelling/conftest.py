@@ -3,13 +3,14 @@ blocks (as a model's masks look) and an ignore band, so a round trip that shifts
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from labelling.archive import FrameToLabel
+from labelling.archive import FrameToLabel, LabelImportError
 from segcore.classes import CITYSCAPES, IGNORE_INDEX, ClassScheme
 
 WIDTH, HEIGHT = 64, 48
@@ -23,6 +24,15 @@ def block_mask(seed: int, scheme: ClassScheme = CITYSCAPES, width: int = WIDTH, 
     mask[height // 2, :] = rng.integers(0, scheme.num_classes, size=width, dtype=np.uint8)
     mask[:3, :] = IGNORE_INDEX
     return mask
+
+
+def only_problem(read: Callable[..., object], *args: object, **kwargs: object) -> str:
+    """The message of the LabelImportError ``read(*args, **kwargs)`` raises, checked to be one problem on one line."""
+    with pytest.raises(LabelImportError) as excinfo:
+        read(*args, **kwargs)
+    message = str(excinfo.value)
+    assert "\n" not in message and len(excinfo.value.problems) == 1
+    return message
 
 
 def rgb_image(seed: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
