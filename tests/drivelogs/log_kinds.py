@@ -12,7 +12,6 @@ counts reconcile and that docs/drives.md's table "What each log kind gives" is t
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import sys
@@ -71,6 +70,13 @@ def cut(path: Path, keep: float | int) -> None:
     path.write_bytes(data[: keep if isinstance(keep, int) else int(len(data) * keep)])
 
 
+def flip_bytes(path: Path, start: int, count: int = 16) -> None:
+    """Invert ``count`` bytes of ``path`` from ``start`` (damage that keeps the file's length)."""
+    data = bytearray(path.read_bytes())
+    data[start:start + count] = bytes(b ^ 0xFF for b in data[start:start + count])
+    path.write_bytes(bytes(data))
+
+
 def storage_file(bag: Path) -> Path:
     (file,) = [p for p in bag.iterdir() if p.name != "metadata.yaml"]
     return file
@@ -95,25 +101,29 @@ def ros2_mcap(tmp: Path) -> Built:
     return Built([writers.write_ros2_bag(tmp / "bag", two_cameras(), storage="mcap")], {FRONT: 10, REAR: 10})
 
 
-def ros2_mcap_zstd(tmp: Path) -> Built:
+def write_zstd_ros2_mcap(bag: Path, frames: list) -> Path:
+    """A rosbag2 MCAP bag, file-compressed with zstd (rosbags' own writer), of JPEG ``frames`` on FRONT."""
     from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
     typestore = get_typestore(Stores.LATEST)
     types = typestore.types
-    bag = tmp / "bag"
     writer = Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP)
     writer.set_compression(CompressionMode.FILE, CompressionFormat.ZSTD)
     with writer:
         connection = writer.add_connection(FRONT, "sensor_msgs/msg/CompressedImage", typestore=typestore)
-        for msg in front_frames(10):
+        for msg in frames:
             sec, nanosec = divmod(msg.stamp, 1_000_000_000)
             header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
                                                   frame_id="camera")
             image = types["sensor_msgs/msg/CompressedImage"](
                 header=header, format="jpeg", data=np.frombuffer(msg.fields["data"], np.uint8).copy())
             writer.write(connection, msg.time, typestore.serialize_cdr(image, "sensor_msgs/msg/CompressedImage"))
-    return Built([bag], {FRONT: 10})
+    return bag
+
+
+def ros2_mcap_zstd(tmp: Path) -> Built:
+    return Built([write_zstd_ros2_mcap(tmp / "bag", front_frames(10))], {FRONT: 10})
 
 
 def raw_encodings(tmp: Path) -> Built:
@@ -188,16 +198,12 @@ def foxglove_protobuf(tmp: Path) -> Built:
 def foxglove_json(tmp: Path) -> Built:
     from mcap.writer import Writer
 
-    from tests.drivelogs.test_foxglove_and_ros1_mcap import JSON_SCHEMAS, json_message
+    from tests.drivelogs.test_foxglove_and_ros1_mcap import json_message, start_json_camera_log
 
     log = tmp / "json.mcap"
     with log.open("wb") as handle:
         writer = Writer(handle)
-        writer.start(profile="", library="test")
-        ids = {name: writer.register_schema(name, "jsonschema", json.dumps(schema).encode())
-               for name, schema in JSON_SCHEMAS.items()}
-        front = writer.register_channel("/cam/front/image/compressed", "json", ids["foxglove.CompressedImage"])
-        side = writer.register_channel("/cam/side/image_raw", "json", ids["foxglove.RawImage"])
+        front, side = start_json_camera_log(writer)
         for i in range(2):
             stamp = writers.T0 + i * TICK
             writer.add_message(front, log_time=stamp, publish_time=stamp,
@@ -281,10 +287,7 @@ def mcap_corrupt_chunk(tmp: Path) -> Built:
     with log.open("rb") as handle:
         chunks = sorted(make_reader(handle).get_summary().chunk_indexes, key=lambda c: c.chunk_start_offset)
     middle = chunks[len(chunks) // 2]
-    data = bytearray(log.read_bytes())
-    start = middle.chunk_start_offset + middle.chunk_length // 2
-    data[start:start + 16] = bytes(b ^ 0xFF for b in data[start:start + 16])
-    log.write_bytes(bytes(data))
+    flip_bytes(log, middle.chunk_start_offset + middle.chunk_length // 2)
     return Built([log], {FRONT: 30}, damaged=True)
 
 
@@ -302,9 +305,7 @@ def ros1_truncated(tmp: Path) -> Built:
 
 def ros1_damaged_header(tmp: Path) -> Built:
     log = writers.write_ros1_bag(tmp / "d.bag", front_frames(30), chunk_threshold=4000)
-    data = bytearray(log.read_bytes())
-    data[20:36] = bytes(b ^ 0xFF for b in data[20:36])
-    log.write_bytes(bytes(data))
+    flip_bytes(log, 20)
     return Built([log], {FRONT: 30}, damaged=True)
 
 
@@ -328,14 +329,19 @@ def ros2_sqlite3_truncated(tmp: Path) -> Built:
     return Built([bag], {FRONT: 30}, damaged=True)
 
 
-def ros2_metadata_over_counts(tmp: Path) -> Built:
-    bag = writers.write_ros2_bag(tmp / "bag", front_frames(5))
+def over_count_metadata(bag: Path, extra: int = 2) -> None:
+    """Make a rosbag2 bag's metadata.yaml claim ``extra`` more messages on every topic (and in all) than it holds."""
     metadata = yaml.safe_load((bag / "metadata.yaml").read_text())
     info = metadata["rosbag2_bagfile_information"]
     for entry in info["topics_with_message_count"]:
-        entry["message_count"] += 2
-    info["message_count"] += 2
+        entry["message_count"] += extra
+    info["message_count"] += extra
     (bag / "metadata.yaml").write_text(yaml.safe_dump(metadata))
+
+
+def ros2_metadata_over_counts(tmp: Path) -> Built:
+    bag = writers.write_ros2_bag(tmp / "bag", front_frames(5))
+    over_count_metadata(bag)
     return Built([bag], {FRONT: 5}, damaged=True)
 
 

@@ -16,6 +16,7 @@ from contracts.drives import validate_drive_manifest
 from drivelogs.extract import extract_drive
 from drivelogs.readers import open_log
 from drivelogs.sinks import LocalDirectorySink
+from tests.drivelogs.log_kinds import flip_bytes, write_zstd_ros2_mcap
 
 DRIVE = "car-7/2026-12-03"
 FRONT = "/cam/front/image_raw/compressed"
@@ -182,23 +183,7 @@ def test_truncated_sqlite3_file_in_a_bag_directory_is_read_up_to_the_cut(tmp_pat
 
 
 def test_a_file_compressed_mcap_bag_is_labelled_mcap_and_read(tmp_path, drive_logs):
-    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    typestore = get_typestore(Stores.LATEST)
-    types = typestore.types
-    bag = tmp_path / "bag"
-    writer = Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP)
-    writer.set_compression(CompressionMode.FILE, CompressionFormat.ZSTD)
-    with writer:
-        connection = writer.add_connection(FRONT, "sensor_msgs/msg/CompressedImage", typestore=typestore)
-        for msg in _frames(drive_logs, 10):
-            sec, nanosec = divmod(msg.stamp, 1_000_000_000)
-            header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
-                                                  frame_id="camera")
-            image = types["sensor_msgs/msg/CompressedImage"](
-                header=header, format="jpeg", data=np.frombuffer(msg.fields["data"], np.uint8).copy())
-            writer.write(connection, msg.time, typestore.serialize_cdr(image, "sensor_msgs/msg/CompressedImage"))
+    bag = write_zstd_ros2_mcap(tmp_path / "bag", _frames(drive_logs, 10))
     storage = _storage_file(bag)
     assert storage.name.endswith(".mcap.zstd")
     assert open_log(bag).format == "rosbag2-mcap" and open_log(storage).format == "rosbag2-mcap"
@@ -223,10 +208,8 @@ def _ros1(tmp_path: Path, drive_logs) -> tuple[Path, bytes]:
 
 @pytest.mark.parametrize("offset", [13, 20, 60])
 def test_ros1_bag_with_a_damaged_header_is_read_from_its_first_chunk(tmp_path, drive_logs, offset):
-    bag, data = _ros1(tmp_path, drive_logs)
-    damaged = bytearray(data)
-    damaged[offset:offset + 16] = bytes(b ^ 0xFF for b in damaged[offset:offset + 16])
-    bag.write_bytes(bytes(damaged))
+    bag, _ = _ros1(tmp_path, drive_logs)
+    flip_bytes(bag, offset)
     manifest, written = extract(tmp_path, [bag])
     assert len(written) == 30 and manifest["cameras"]["cam-front"]["messages"] == 30
     assert manifest["status"] == "complete"  # every chunk and the index section were read

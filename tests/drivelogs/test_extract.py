@@ -25,6 +25,7 @@ from drivelogs.naming import camera_name_for_topic, stamp_text
 from drivelogs.readers import UnreadableLog
 from drivelogs.sinks import LocalDirectorySink, S3Sink
 from segcore.imaging import prepare_frame
+from tests.drivelogs.log_kinds import flip_bytes
 
 DRIVE = "car-7/2026-12-03"
 FRONT = "/cam/front/image_raw/compressed"
@@ -296,10 +297,7 @@ def test_corrupt_middle_chunk_is_skipped_and_counted(tmp_path, drive_logs):
         chunks = sorted(make_reader(handle).get_summary().chunk_indexes, key=lambda c: c.chunk_start_offset)
     assert len(chunks) >= 5
     middle = chunks[len(chunks) // 2]
-    data = bytearray(log.read_bytes())
-    start = middle.chunk_start_offset + middle.chunk_length // 2  # inside the compressed records
-    data[start:start + 16] = bytes(b ^ 0xFF for b in data[start:start + 16])
-    log.write_bytes(bytes(data))
+    flip_bytes(log, middle.chunk_start_offset + middle.chunk_length // 2)  # inside the compressed records
     manifest, written = extract(tmp_path, [log])
     (problem,) = manifest["problems"]
     front = manifest["cameras"]["cam-front"]

@@ -94,6 +94,17 @@ def json_message(stamp: int, **fields) -> bytes:
     return json.dumps(body).encode()
 
 
+def start_json_camera_log(writer) -> tuple[int, int]:
+    """Start an MCAP ``writer`` with Foxglove's JSON image schemas and two channels: a CompressedImage front camera
+    and a RawImage side camera; returns their channel ids (front, side)."""
+    writer.start(profile="", library="test")
+    ids = {name: writer.register_schema(name, "jsonschema", json.dumps(schema).encode())
+           for name, schema in JSON_SCHEMAS.items()}
+    front = writer.register_channel("/cam/front/image/compressed", "json", ids["foxglove.CompressedImage"])
+    side = writer.register_channel("/cam/side/image_raw", "json", ids["foxglove.RawImage"])
+    return front, side
+
+
 ROS1_HEADER = """
 ================================================================================
 MSG: std_msgs/Header
@@ -189,11 +200,7 @@ def test_foxglove_json_images(tmp_path, drive_logs):
     log = tmp_path / "json.mcap"
     with log.open("wb") as handle:
         writer = Writer(handle)
-        writer.start(profile="", library="test")
-        ids = {name: writer.register_schema(name, "jsonschema", json.dumps(schema).encode())
-               for name, schema in JSON_SCHEMAS.items()}
-        front = writer.register_channel("/cam/front/image/compressed", "json", ids["foxglove.CompressedImage"])
-        side = writer.register_channel("/cam/side/image_raw", "json", ids["foxglove.RawImage"])
+        front, side = start_json_camera_log(writer)
         for i in range(2):
             stamp = t0 + i * SECOND
             writer.add_message(front, log_time=stamp + LOG_DELAY, publish_time=stamp,

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from contracts.documents import DocumentError
 from contracts.drives import validate_drive_manifest
@@ -19,6 +18,7 @@ from drivelogs.job import merge_manifests
 from drivelogs.naming import stamp_text
 from drivelogs.sinks import LocalDirectorySink
 from segcore.keys import parse_frame_key
+from tests.drivelogs.log_kinds import over_count_metadata
 
 KEY = re.compile(DEFAULT_KEY_PATTERN)
 FRONT = "/cam/front/image_raw/compressed"
@@ -252,12 +252,7 @@ def test_messages_outside_chunks_are_counted_lost_not_complete(tmp_path, drive_l
 
 def test_a_metadata_yaml_that_over_counts_makes_the_drive_partial(tmp_path, drive_logs):
     bag = drive_logs.write_ros2_bag(tmp_path / "bag", boot_messages(drive_logs))
-    metadata = yaml.safe_load((bag / "metadata.yaml").read_text())
-    info = metadata["rosbag2_bagfile_information"]
-    for entry in info["topics_with_message_count"]:
-        entry["message_count"] += 2
-    info["message_count"] += 2
-    (bag / "metadata.yaml").write_text(yaml.safe_dump(metadata))
+    over_count_metadata(bag, extra=2)
     manifest = validate_drive_manifest(extract_drive("car-7/d", [bag], LocalDirectorySink(tmp_path / "out")))
     camera = manifest["cameras"]["cam-front"]
     assert manifest["status"] == "partial" and camera["extracted"] == 5
