@@ -84,15 +84,8 @@ class FakeContext:
 def emitted_metrics(output: str) -> dict[str, list[float]]:
     """Metric name -> values from the EMF lines Powertools printed (capsys output)."""
     found: dict[str, list[float]] = {}
-    for line in output.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(doc, dict) or "_aws" not in doc:
+    for doc in _json_objects(output):
+        if "_aws" not in doc:
             continue
         for directive in doc["_aws"].get("CloudWatchMetrics", []):
             for metric in directive.get("Metrics", []):
@@ -104,7 +97,13 @@ def emitted_metrics(output: str) -> dict[str, list[float]]:
 
 def emf_documents(output: str, namespace: str) -> list[dict]:
     """The EMF documents (one per line) whose directives publish into ``namespace``."""
-    documents = []
+    return [doc for doc in _json_objects(output)
+            if any(d.get("Namespace") == namespace for d in doc.get("_aws", {}).get("CloudWatchMetrics", []))]
+
+
+def _json_objects(output: str) -> list[dict]:
+    """The lines of ``output`` that are JSON objects (log lines and other prints are passed over)."""
+    objects = []
     for line in output.splitlines():
         line = line.strip()
         if not line.startswith("{"):
@@ -113,10 +112,9 @@ def emf_documents(output: str, namespace: str) -> list[dict]:
             doc = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(doc, dict) and any(d.get("Namespace") == namespace
-                                         for d in doc.get("_aws", {}).get("CloudWatchMetrics", [])):
-            documents.append(doc)
-    return documents
+        if isinstance(doc, dict):
+            objects.append(doc)
+    return objects
 
 
 def log_records(output: str) -> list[dict]:
