@@ -70,6 +70,12 @@ def cut(path: Path, keep: float | int) -> None:
     path.write_bytes(data[: keep if isinstance(keep, int) else int(len(data) * keep)])
 
 
+def truncated(log: Path, keep: float | int, written: int) -> Built:
+    """``log`` (FRONT frames only) cut to its first ``keep`` bytes (a fraction of them when a float)."""
+    cut(log, keep)
+    return Built([log], {FRONT: written}, damaged=True)
+
+
 def flip_bytes(path: Path, start: int, count: int = 16) -> None:
     """Invert ``count`` bytes of ``path`` from ``start`` (damage that keeps the file's length)."""
     data = bytearray(path.read_bytes())
@@ -269,15 +275,12 @@ def indexed_without_channels(tmp: Path) -> Built:
 
 
 def mcap_truncated(tmp: Path) -> Built:
-    log = writers.write_mcap(tmp / "d.mcap", front_frames(30), chunk_size=4000)
-    cut(log, 0.6)
-    return Built([log], {FRONT: 30}, damaged=True)
+    return truncated(writers.write_mcap(tmp / "d.mcap", front_frames(30), chunk_size=4000), 0.6, 30)
 
 
 def mcap_cut_in_summary(tmp: Path) -> Built:
     log = writers.write_mcap(tmp / "d.mcap", front_frames(10), chunk_size=4000)
-    cut(log, len(log.read_bytes()) - 40)
-    return Built([log], {FRONT: 10}, damaged=True)
+    return truncated(log, len(log.read_bytes()) - 40, 10)
 
 
 def mcap_corrupt_chunk(tmp: Path) -> Built:
@@ -298,9 +301,7 @@ def mcap_loose_messages(tmp: Path) -> Built:
 
 
 def ros1_truncated(tmp: Path) -> Built:
-    log = writers.write_ros1_bag(tmp / "d.bag", front_frames(30), chunk_threshold=4000)
-    cut(log, 0.6)
-    return Built([log], {FRONT: 30}, damaged=True)
+    return truncated(writers.write_ros1_bag(tmp / "d.bag", front_frames(30), chunk_threshold=4000), 0.6, 30)
 
 
 def ros1_damaged_header(tmp: Path) -> Built:
@@ -310,9 +311,7 @@ def ros1_damaged_header(tmp: Path) -> Built:
 
 
 def ros1_cut_early(tmp: Path) -> Built:
-    log = writers.write_ros1_bag(tmp / "d.bag", front_frames(30), chunk_threshold=4000)
-    cut(log, 2000)
-    return Built([log], {FRONT: 30}, damaged=True)
+    return truncated(writers.write_ros1_bag(tmp / "d.bag", front_frames(30), chunk_threshold=4000), 2000, 30)
 
 
 def ros2_mcap_truncated(tmp: Path) -> Built:
