@@ -22,6 +22,9 @@ NO_MODEL_PACKAGE = "none"
 DATASETS_BUCKET_NAME = "DatasetsBucketName"
 ARTIFACTS_BUCKET_NAME = "ArtifactsBucketName"
 INFERENCE_BUCKET_NAME = "InferenceBucketName"
+# The data key's ARN as a plain output (not exported): what a command reads to encrypt with the key. Outputs of the
+# other stacks carry no Fn::ImportValue of the data stack's exports (cfn-lint W6001), so a command joins them itself.
+DATA_KEY_ARN = "DataKeyArn"
 TRAINING_PIPELINE_NAME = "TrainingPipelineName"
 TUNING_PIPELINE_NAME = "TuningPipelineName"
 MODEL_PACKAGE_GROUP_NAME = "ModelPackageGroupName"
@@ -39,7 +42,7 @@ LABEL_SCORING_JOB_PREFIX = "LabelScoringJobPrefix"
 
 # Which stack (logical key) holds each output.
 OUTPUT_STACKS: dict[str, str] = {
-    DATASETS_BUCKET_NAME: DATA, ARTIFACTS_BUCKET_NAME: DATA, INFERENCE_BUCKET_NAME: DATA,
+    DATASETS_BUCKET_NAME: DATA, ARTIFACTS_BUCKET_NAME: DATA, INFERENCE_BUCKET_NAME: DATA, DATA_KEY_ARN: DATA,
     TRAINING_PIPELINE_NAME: TRAINING, TUNING_PIPELINE_NAME: TRAINING, MODEL_PACKAGE_GROUP_NAME: TRAINING,
     EXECUTION_ROLE_ARN: TRAINING,
     ALARM_TOPIC_ARN: INFERENCE, REALTIME_ENDPOINT_NAME: INFERENCE, ASYNC_ENDPOINT_NAME: INFERENCE,

@@ -72,7 +72,9 @@ class ScoringJobError(ValueError):
 
 @dataclass(frozen=True)
 class ScoringJobSettings:
-    """What the inference stack exports for the job (output ``LabelScoringJob``, a JSON object of these keys)."""
+    """What the job needs: the inference stack's output ``LabelScoringJob`` (a JSON object of these keys but
+    ``bucket`` and ``kms_key_arn``) and the data stack's outputs ``InferenceBucketName`` and ``DataKeyArn`` (an
+    output that embedded the data stack's exports would fail cfn-lint W6001, so the command joins the two)."""
 
     prefix: str  # the environment's prefix (job names)
     bucket: str  # the inference bucket: frames under incoming/, scores under label-scores/
@@ -91,7 +93,13 @@ class ScoringJobSettings:
     gpu_wheels_uri: str = ""
 
     @classmethod
-    def from_output(cls, text: str, where: str = "output LabelScoringJob") -> ScoringJobSettings:
+    def from_output(cls, text: str, *, bucket: str, kms_key_arn: str,
+                    where: str = "output LabelScoringJob") -> ScoringJobSettings:
+        """``text``: the LabelScoringJob output; ``bucket`` and ``kms_key_arn``: the data stack's inference bucket
+        and data key (they win over any such keys in ``text``: a stack deployed before they left it)."""
+        if not bucket or not kms_key_arn:
+            raise ScoringJobError("the inference bucket and the data key ARN are both needed (the data stack's "
+                                  "outputs InferenceBucketName and DataKeyArn): redeploy the data stack")
         try:
             document = json.loads(text)
         except (TypeError, json.JSONDecodeError) as exc:
@@ -99,12 +107,13 @@ class ScoringJobSettings:
         if not isinstance(document, dict):
             raise ScoringJobError(f"{where} must be a JSON object: redeploy the inference stack")
         names = {f.name for f in fields(cls)}
-        required = {"prefix", "bucket", "role_arn", "image_uri", "code_entry_uri", "code_package_uri", "wheels_uri",
-                    "kms_key_arn", "volume_size_gb", "max_runtime_seconds"}
+        joined = {"bucket": bucket, "kms_key_arn": kms_key_arn}
+        required = {"prefix", "role_arn", "image_uri", "code_entry_uri", "code_package_uri", "wheels_uri",
+                    "volume_size_gb", "max_runtime_seconds"}
         missing = sorted(required - set(document))
         if missing:
             raise ScoringJobError(f"{where} lacks {', '.join(missing)}: redeploy the inference stack")
-        values = {k: v for k, v in document.items() if k in names}
+        values = {**{k: v for k, v in document.items() if k in names}, **joined}
         for key in ("subnets", "security_group_ids"):
             raw = values.get(key) or ()
             values[key] = tuple(s for s in (raw.split(",") if isinstance(raw, str) else raw) if s)

@@ -20,6 +20,9 @@ class DataStack(cdk.Stack):
                                (naming.ARTIFACTS_BUCKET_NAME, self.buckets.artifacts),
                                (naming.INFERENCE_BUCKET_NAME, self.buckets.inference)):
             cdk.CfnOutput(self, output, value=bucket.bucket_name)
+        # Plain (the exported BucketsDataKeyArn... stays as it is: renaming an export breaks its importers): roadseg
+        # label score reads it, as the other stacks' outputs may not embed an imported value (cfn-lint W6001).
+        cdk.CfnOutput(self, naming.DATA_KEY_ARN, value=self.buckets.key.key_arn)
         # The inference stack's SSM-typed ModelPackageArn reads it, so it must exist before that stack deploys.
         self.serving_package = ServingPackageParameter(
             self, "ServingPackage", name=naming.serving_package_parameter(config.prefix))

@@ -43,18 +43,19 @@ BUCKET = "roadseg-dev-inference"
 BUNDLE_URI = "s3://roadseg-dev-artifacts/pipelines/roadseg-dev-training/abc123/bundle/"
 KEYS = ["incoming/veh-1/d1/front/1.jpg", "incoming/veh-1/d1/front/2.jpg", "incoming/veh-1/d1/front/9.jpg"]
 NOW = datetime(2026, 12, 8, 4, 5, 6, tzinfo=UTC)
-SETTINGS = {"prefix": "roadseg-dev", "bucket": BUCKET,
+DATA_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1111-2222"
+# The LabelScoringJob output: the bucket and the data key come from the data stack's outputs (from_output's arguments).
+SETTINGS = {"prefix": "roadseg-dev",
             "role_arn": "arn:aws:iam::123456789012:role/RoadsegDevInference-LabelScoringRole",
             "image_uri": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312",
             "code_entry_uri": "s3://cdk-hnb659fds-assets-123456789012-eu-west-1/0a1b.py",
             "code_package_uri": "s3://cdk-hnb659fds-assets-123456789012-eu-west-1/2c3d.zip",
             "wheels_uri": "s3://cdk-hnb659fds-assets-123456789012-eu-west-1/4e5f.zip",
-            "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/1111-2222",
             "volume_size_gb": 30, "max_runtime_seconds": 7200}
 
 
 def settings(**changes) -> ScoringJobSettings:
-    return ScoringJobSettings.from_output(json.dumps({**SETTINGS, **changes}))
+    return ScoringJobSettings.from_output(json.dumps({**SETTINGS, **changes}), bucket=BUCKET, kms_key_arn=DATA_KEY)
 
 
 def request(**kwargs):
@@ -90,10 +91,10 @@ def test_the_request_on_a_cpu_instance():
     [output] = built["ProcessingOutputConfig"]["Outputs"]
     assert output["S3Output"]["S3Uri"] == f"s3://{BUCKET}/{INFERENCE.label_scores}{name}/output/"
     assert output["S3Output"]["LocalPath"] == arguments[arguments.index("--output") + 1]
-    assert built["ProcessingOutputConfig"]["KmsKeyId"] == SETTINGS["kms_key_arn"]
+    assert built["ProcessingOutputConfig"]["KmsKeyId"] == DATA_KEY
     cluster = built["ProcessingResources"]["ClusterConfig"]
     assert cluster == {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 30,
-                       "VolumeKmsKeyId": SETTINGS["kms_key_arn"]}
+                       "VolumeKmsKeyId": DATA_KEY}
     assert built["NetworkConfig"] == {"EnableNetworkIsolation": True}  # reads and writes only what SageMaker moves
     assert built["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200}
     assert _botocore_problems(built) == ""
@@ -126,12 +127,24 @@ def test_a_request_over_sagemakers_limits_is_not_built():
 
 
 def test_the_settings_output_is_checked():
+    joined = {"bucket": BUCKET, "kms_key_arn": DATA_KEY}
     with pytest.raises(ScoringJobError, match="not JSON"):
-        ScoringJobSettings.from_output("{")
+        ScoringJobSettings.from_output("{", **joined)
     with pytest.raises(ScoringJobError, match="lacks role_arn"):
-        ScoringJobSettings.from_output(json.dumps({k: v for k, v in SETTINGS.items() if k != "role_arn"}))
+        ScoringJobSettings.from_output(json.dumps({k: v for k, v in SETTINGS.items() if k != "role_arn"}), **joined)
     with pytest.raises(ScoringJobError, match="must be integers"):
-        ScoringJobSettings.from_output(json.dumps({**SETTINGS, "volume_size_gb": "big"}))
+        ScoringJobSettings.from_output(json.dumps({**SETTINGS, "volume_size_gb": "big"}), **joined)
+    for missing in ("bucket", "kms_key_arn"):
+        with pytest.raises(ScoringJobError, match="InferenceBucketName and DataKeyArn"):
+            ScoringJobSettings.from_output(json.dumps(SETTINGS), **{**joined, missing: ""})
+
+
+def test_the_bucket_and_key_are_the_data_stacks_not_the_outputs():
+    """An inference stack deployed before they left its output still carries them: the data stack's values win."""
+    stale = {**SETTINGS, "bucket": "old-bucket", "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/old"}
+    joined = ScoringJobSettings.from_output(json.dumps(stale), bucket=BUCKET, kms_key_arn=DATA_KEY)
+    assert (joined.bucket, joined.kms_key_arn) == (BUCKET, DATA_KEY)
+    assert joined == settings()
 
 
 def test_read_pool_takes_pool_txt_or_a_selection_manifest():

@@ -20,10 +20,12 @@ REGION = "us-east-1"
 INFERENCE, ARTIFACTS = "dev-inference", "dev-artifacts"
 BUNDLE = f"s3://{ARTIFACTS}/pipelines/roadseg-dev-training/exec1/bundle/"
 ROLE = "arn:aws:iam::123456789012:role/RoadsegDevInference-LabelScoringRole"
-SETTINGS = {"prefix": "roadseg-dev", "bucket": INFERENCE, "role_arn": ROLE,
+DATA_KEY = "arn:aws:kms:us-east-1:123456789012:key/k"
+# The inference stack's LabelScoringJob output: the bucket and the key are the data stack's outputs (cfn-lint W6001).
+SETTINGS = {"prefix": "roadseg-dev", "role_arn": ROLE,
             "image_uri": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312",
             "code_entry_uri": "s3://cdk-assets/entry.py", "code_package_uri": "s3://cdk-assets/package.zip",
-            "wheels_uri": "s3://cdk-assets/wheels.zip", "kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/k",
+            "wheels_uri": "s3://cdk-assets/wheels.zip",
             "volume_size_gb": 30, "max_runtime_seconds": 3600, "subnets": "", "security_group_ids": ""}
 KEYS = ["incoming/car-1/d1/front/001.jpg", "incoming/car-1/d1/front/002.jpg", "incoming/car-2/d2/rear/003.jpg"]
 NOW = datetime(2026, 12, 8, 4, 30, 0, tzinfo=UTC)
@@ -39,18 +41,23 @@ def deployed(offline_aws_env, monkeypatch):
     monkeypatch.setattr(label_score, "datetime", FixedClock)
     with mock_aws():
         cfn = boto3.client("cloudformation", region_name=REGION)
-        outputs = {"RoadsegDevData": {naming.INFERENCE_BUCKET_NAME: INFERENCE, naming.ARTIFACTS_BUCKET_NAME: ARTIFACTS},
+        outputs = {"RoadsegDevData": {naming.INFERENCE_BUCKET_NAME: INFERENCE, naming.ARTIFACTS_BUCKET_NAME: ARTIFACTS,
+                                      naming.DATA_KEY_ARN: DATA_KEY},
                    "RoadsegDevInference": {naming.LABEL_SCORING_JOB: json.dumps(SETTINGS),
                                            naming.LABEL_SCORING_JOB_PREFIX: "roadseg-dev-label-score-"}}
         for name, values in outputs.items():
-            template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-                        "Outputs": {key: {"Value": value} for key, value in values.items()}}
-            cfn.create_stack(StackName=name, TemplateBody=json.dumps(template))
+            _deploy(cfn, name, values)
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=INFERENCE)
         for key in KEYS[:2]:  # the third frame of the pool is not in the bucket
             s3.put_object(Bucket=INFERENCE, Key=key, Body=b"jpeg")
         yield s3
+
+
+def _deploy(cfn, name: str, outputs: dict[str, str]) -> None:
+    template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {key: {"Value": value} for key, value in outputs.items()}}
+    cfn.create_stack(StackName=name, TemplateBody=json.dumps(template))
 
 
 def _approve(bundle: str | None = BUNDLE) -> str:
@@ -102,6 +109,8 @@ def test_score_starts_the_job_with_the_serving_bundle_and_the_frames_in_the_buck
     assert inputs["bundle"] == f"s3://{INFERENCE}/label-scores/{name}/input/bundle.manifest"
     assert job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == \
         f"s3://{INFERENCE}/label-scores/{name}/output/"
+    # The bucket and the key came from the data stack's outputs, not from LabelScoringJob.
+    assert job["ProcessingOutputConfig"]["KmsKeyId"] == DATA_KEY
 
 
 def test_wait_prints_the_counts_and_copies_the_scores(deployed, run, tmp_path):
@@ -148,3 +157,15 @@ def test_a_pool_of_other_keys_or_no_frames_in_the_bucket_is_refused(deployed, ru
     assert rc == 2 and "not frames under incoming/" in err
     rc, _, err = run("label", "score", "--pool", _pool(tmp_path, ["incoming/car-9/d9/front/1.jpg"]))
     assert rc == 2 and "none of the 1 pool frames is in" in err
+
+
+def test_a_data_stack_without_the_data_key_output_is_one_line_and_exit_code_2(deployed, run, tmp_path):
+    """A data stack deployed before the plain DataKeyArn output existed: redeploy it (nothing is started)."""
+    _approve()
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    cfn.delete_stack(StackName="RoadsegDevData")
+    _deploy(cfn, "RoadsegDevData", {naming.INFERENCE_BUCKET_NAME: INFERENCE, naming.ARTIFACTS_BUCKET_NAME: ARTIFACTS})
+    rc, _, err = run("label", "score", "--pool", _pool(tmp_path))
+    assert rc == 2 and f"has no output {naming.DATA_KEY_ARN}" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert boto3.client("sagemaker", region_name=REGION).list_processing_jobs()["ProcessingJobSummaries"] == []

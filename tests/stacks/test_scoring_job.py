@@ -93,11 +93,56 @@ def test_the_role_reads_bundles_frames_and_inputs_and_writes_only_the_scores(tem
     assert not any("sagemaker:" in a for s in statements for a in _listed(s["Action"]))  # it starts nothing
 
 
-def test_the_outputs_are_what_the_command_reads_and_a_request_stays_within_the_role(template) -> None:
+def _imports(value) -> list[str]:
+    """The export names an output's value imports."""
+    if isinstance(value, dict):
+        return [value["Fn::ImportValue"]] if "Fn::ImportValue" in value else [
+            name for v in value.values() for name in _imports(v)]
+    return [name for v in value for name in _imports(v)] if isinstance(value, list) else []
+
+
+def _data_outputs(env, templates: dict) -> tuple[str, str]:
+    """The data stack's InferenceBucketName and DataKeyArn, resolved as the deploy would (what the command joins)."""
+    data = env.stacks.data.stack_name
+    outputs = templates[data]["Outputs"]
+    assert not outputs[naming.DATA_KEY_ARN].get("Export")  # plain: the exported BucketsDataKeyArn... stays as it was
+    assembly = Assembly(templates)
+    return tuple(assembly.text(data, outputs[key]["Value"]) for key in (naming.INFERENCE_BUCKET_NAME,
+                                                                          naming.DATA_KEY_ARN))
+
+
+def test_the_data_stacks_outputs_name_the_bucket_and_key_the_role_is_granted(env) -> None:
+    """The bucket and key the command joins to LabelScoringJob are the ones the scoring role's grants import (the
+    data stack's exports), and the drive jobs' key (the drive launcher's KMS_KEY_ARN)."""
+    templates = _templates(env)
+    bucket, key = _data_outputs(env, templates)
+    stack = env.stacks.inference.stack_name
+    assembly = Assembly(templates)
+    resources = {r for s in assembly.statements(stack, {"Statement": _role_statements(templates[stack])})
+                 for r in s.resources}
+    assert bucket.endswith(".Ref}}") and f"{bucket.removesuffix('.Ref}}')}.Arn}}}}/incoming/*" in resources, (
+        bucket, resources)
+    assert key in resources, (key, resources)  # the grant on the data key
+    (launcher,) = [r for k, r in templates[stack]["Resources"].items()
+                   if k.startswith("DriveProcessingLauncher") and r["Type"] == "AWS::Lambda::Function"]
+    assert key == assembly.text(stack, launcher["Properties"]["Environment"]["Variables"]["KMS_KEY_ARN"])
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_no_stack_output_embeds_an_imported_value(synth, env_name) -> None:
+    """cfn-lint W6001: an output that embeds Fn::ImportValue. LabelScoringJob once carried the bucket and the key."""
+    env = synth(env_name)
+    found = {(name, key): _imports(output["Value"]) for name, template in _templates(env).items()
+             for key, output in template.get("Outputs", {}).items() if _imports(output["Value"])}
+    assert found == {}
+
+
+def test_the_outputs_are_what_the_command_reads_and_a_request_stays_within_the_role(env, template) -> None:
     outputs = template["Outputs"]
     assert outputs[naming.LABEL_SCORING_JOB_PREFIX]["Value"] == naming.label_scoring_job_prefix(PREFIX)
     value = outputs[naming.LABEL_SCORING_JOB]["Value"]
-    settings = ScoringJobSettings.from_output(_flatten(value))
+    fakes, (bucket, key) = _Fakes(), _data_outputs(env, _templates(env))
+    settings = ScoringJobSettings.from_output(_flatten(value), bucket=fakes.value(bucket), kms_key_arn=fakes.value(key))
     assert settings.prefix == PREFIX and settings.subnets == ()  # dev: not in a VPC
     assert settings.volume_size_gb > 0 and settings.max_runtime_seconds > 0
     parts = value["Fn::Join"][1]
@@ -173,10 +218,14 @@ def test_scoring_requests_run_in_the_drive_jobs_subnets_and_groups(isolated_synt
     fakes = _Fakes()
     variables, _ = _launcher(env)
     decoded = DrivesEnvironment.from_env({k: fakes.value(v) for k, v in variables.items()})
-    settings = ScoringJobSettings.from_output(fakes.value(text))
+    bucket, key = _data_outputs(env, templates)
+    settings = ScoringJobSettings.from_output(fakes.value(text), bucket=fakes.value(bucket),
+                                              kms_key_arn=fakes.value(key))
     assert settings.subnets and settings.subnets == tuple(decoded.job_subnets)
     assert settings.security_group_ids == tuple(decoded.job_security_groups)
     request = scoring_request(settings, name=f"{env.config.prefix}-label-score-20261208000000-0a1b2c3d",
                               pool_sha256="0" * 64)
     assert missing_vpc_config("processing", request, decoded.job_subnets, decoded.job_security_groups) is None
     assert request["NetworkConfig"]["EnableNetworkIsolation"] is True
+    # The volumes and the scores under the drive jobs' data key, as a deploy resolves the data stack's output.
+    assert request["ProcessingOutputConfig"]["KmsKeyId"] == decoded.kms_key_arn
