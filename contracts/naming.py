@@ -108,6 +108,13 @@ def serving_package_parameter(prefix: str) -> str:
     return f"/roadseg/{prefix}/serving/model-package-arn"
 
 
+def label_scoring_settings_parameter(prefix: str) -> str:
+    """The SSM String parameter holding the scoring job's settings JSON (stacks.label_scoring writes it; the
+    ``LabelScoringJob`` output names it; ``roadseg label score`` reads it). A parameter, not the output itself: the
+    settings embed the network stack's exports in isolated mode, and an output may not (cfn-lint W6001)."""
+    return f"/roadseg/{prefix}/label-scoring/settings"
+
+
 def realtime_endpoint_name(prefix: str) -> str:
     return f"{prefix}-realtime"
 

@@ -68,6 +68,10 @@ MAX_HYPERPARAMETER_VALUE = 2500
 MAX_TRANSFORM_ENVIRONMENT_ENTRIES = 16
 MAX_TRANSFORM_ENVIRONMENT_KEY = 1024
 MAX_TRANSFORM_ENVIRONMENT_VALUE = 10240
+# SSM PutParameter: a Standard-tier String value is at most 4 KB (4096 characters); Advanced tier allows 8 KB at a
+# charge. The scoring settings (naming.label_scoring_settings_parameter) are a Standard parameter.
+SSM_PUT_PARAMETER_DOC = "https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html"
+MAX_SSM_STANDARD_PARAMETER_VALUE = 4096
 # Tags (every Create* request): 0..50 tags, keys 1..128, values 0..256 characters.
 MAX_TAGS = 50
 MAX_TAG_KEY = 128

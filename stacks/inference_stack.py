@@ -126,8 +126,9 @@ class InferenceStack(cdk.Stack):
 
         cdk.CfnOutput(self, naming.ALARM_TOPIC_ARN, value=self.monitoring.topic.topic_arn,
                       description="Every alarm notifies this topic: subscribe on-call addresses to it")
-        cdk.CfnOutput(self, naming.LABEL_SCORING_JOB, value=self.label_scoring.settings_json,
-                      description="What roadseg label score needs to start a scoring Processing job (JSON)")
+        cdk.CfnOutput(self, naming.LABEL_SCORING_JOB, value=self.label_scoring.settings_parameter_name,
+                      description="The SSM parameter holding what roadseg label score needs to start a scoring "
+                                  "Processing job (JSON)")
         cdk.CfnOutput(self, naming.LABEL_SCORING_JOB_PREFIX, value=self.label_scoring.job_prefix,
                       description="Scoring jobs are named with this prefix (the job-failure rule matches it)")
         cdk.CfnOutput(self, naming.REALTIME_ENDPOINT_NAME, value=self.realtime_name, condition=self.model.has_model)

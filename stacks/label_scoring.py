@@ -8,11 +8,14 @@ request, the operator's credentials send it).
   scores with it; the job runs with network isolation). Besides: the data key, the processing image, the
   /aws/sagemaker/ProcessingJobs logs, SageMaker's own metrics and, in isolated-network mode, the job's network
   interfaces in the VPC.
-- The SETTINGS (``settings_json``): one JSON object, the stack output ``contracts.naming.LABEL_SCORING_JOB``, read by
-  ``labelling.scoring_job.ScoringJobSettings.from_output``. The subnets and security groups travel comma-joined
-  (they may be SSM-typed parameters in isolated mode: lists of tokens). The inference bucket and the data key are
-  NOT in it: they are the data stack's exports, and an output may not embed an ``Fn::ImportValue`` (cfn-lint W6001);
-  the command reads them from the data stack's own outputs (``InferenceBucketName``, ``DataKeyArn``).
+- The SETTINGS (``settings_json``): one JSON object, read by ``labelling.scoring_job.ScoringJobSettings.from_output``,
+  kept in the SSM String parameter ``contracts.naming.label_scoring_settings_parameter`` (Standard tier, value at most
+  ``contracts.service_limits.MAX_SSM_STANDARD_PARAMETER_VALUE``); the stack output
+  ``contracts.naming.LABEL_SCORING_JOB`` holds that parameter's NAME. Why a parameter: in isolated mode the subnets
+  and security groups are the network stack's exports, and an output may not embed an ``Fn::ImportValue`` (cfn-lint
+  W6001) while a resource may. The subnets and security groups travel comma-joined (they may be SSM-typed parameters
+  in isolated mode: lists of tokens). The inference bucket and the data key are NOT in it: the command reads them
+  from the data stack's own outputs (``InferenceBucketName``, ``DataKeyArn``).
 - Failure heard: jobs are named ``contracts.naming.label_scoring_job_prefix`` and stacks/job_failure_alarms.py's
   ``<prefix>-job-failed-label-scoring`` rule sends their Failed/Stopped state changes to the alarm topic (contract
   async-jobs-reach-the-alarm-topic, through the ``LabelScoringJobPrefix`` output).
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from contracts import naming
@@ -93,3 +97,8 @@ class LabelScoring(Construct):
             "security_group_ids": cdk.Fn.join(",", list(vpc.get("security_group_ids", [])))
             if vpc.get("security_group_ids") else "",
         })
+        self.settings_parameter_name = naming.label_scoring_settings_parameter(props.prefix)
+        self.settings_parameter = ssm.StringParameter(
+            self, "Settings", parameter_name=self.settings_parameter_name, string_value=self.settings_json,
+            tier=ssm.ParameterTier.STANDARD,
+            description="roadseg label score: the scoring job's settings (JSON; the LabelScoringJob output names it)")

@@ -2,7 +2,8 @@
 approved edge bundle on ONNX Runtime: labelling.scoring, whose docstring says why and what 1,000 frames cost).
 
 fetch -> pure -> act:
-- fetch: the inference stack's ``LabelScoringJob`` output (role, image, code, wheels, network) and the data stack's
+- fetch: the inference stack's ``LabelScoringJob`` output (the name of the SSM parameter holding the settings: role,
+  image, code, wheels, network; a parameter because in isolated mode they embed imports) and the data stack's
   ``InferenceBucketName`` and ``DataKeyArn`` (not in that output: cfn-lint W6001), the bundle (``--bundle``,
   or the serving package's ``EdgeBundle`` through the serving SSM parameter and DescribeModelPackage), whether each
   pool frame is in the inference bucket (HeadObject);
@@ -65,6 +66,25 @@ def _frame_exists(s3: Any, bucket: str, key: str) -> bool:
         raise
 
 
+def _settings_text(session: Session) -> tuple[str, str]:
+    """The settings JSON in the SSM parameter the ``LabelScoringJob`` output names, and where it came from."""
+    from botocore.exceptions import ClientError
+
+    parameter = session.name(naming.LABEL_SCORING_JOB)
+    where = f"SSM parameter {parameter} (output LabelScoringJob)"
+    try:
+        return session.client("ssm").get_parameter(Name=parameter)["Parameter"]["Value"], where
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "ParameterNotFound":
+            raise UserError(f"{where} does not exist: redeploy the inference stack of environment "
+                            f"'{session.env}'") from None
+        if code in ("ValidationException", "InvalidParameterException"):
+            raise UserError(f"{where} is not a parameter name ({exc.response['Error'].get('Message')}): redeploy "
+                            f"the inference stack of environment '{session.env}'") from None
+        raise
+
+
 def _bundle(session: Session, bundle: str | None) -> str:
     try:
         if bundle:
@@ -97,10 +117,10 @@ def label_score(session: Session, out: Printer, *, pool: Path, bundle: str | Non
         raise UserError(str(exc)) from None
     if output is not None and not wait:
         raise UserError("--output needs --wait: the scores exist once the job has completed")
+    text, where = _settings_text(session)
     try:
-        settings = ScoringJobSettings.from_output(session.name(naming.LABEL_SCORING_JOB),
-                                                  bucket=session.name(naming.INFERENCE_BUCKET_NAME),
-                                                  kms_key_arn=session.name(naming.DATA_KEY_ARN))
+        settings = ScoringJobSettings.from_output(text, bucket=session.name(naming.INFERENCE_BUCKET_NAME),
+                                                  kms_key_arn=session.name(naming.DATA_KEY_ARN), where=where)
     except ScoringJobError as exc:
         raise UserError(str(exc)) from None
     bundle_uri = _bundle(session, bundle)

@@ -21,7 +21,9 @@ INFERENCE, ARTIFACTS = "dev-inference", "dev-artifacts"
 BUNDLE = f"s3://{ARTIFACTS}/pipelines/roadseg-dev-training/exec1/bundle/"
 ROLE = "arn:aws:iam::123456789012:role/RoadsegDevInference-LabelScoringRole"
 DATA_KEY = "arn:aws:kms:us-east-1:123456789012:key/k"
-# The inference stack's LabelScoringJob output: the bucket and the key are the data stack's outputs (cfn-lint W6001).
+# The value of the SSM parameter the inference stack's LabelScoringJob output names: the bucket and the key are the
+# data stack's outputs (cfn-lint W6001).
+SETTINGS_PARAMETER = naming.label_scoring_settings_parameter("roadseg-dev")
 SETTINGS = {"prefix": "roadseg-dev", "role_arn": ROLE,
             "image_uri": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312",
             "code_entry_uri": "s3://cdk-assets/entry.py", "code_package_uri": "s3://cdk-assets/package.zip",
@@ -43,10 +45,12 @@ def deployed(offline_aws_env, monkeypatch):
         cfn = boto3.client("cloudformation", region_name=REGION)
         outputs = {"RoadsegDevData": {naming.INFERENCE_BUCKET_NAME: INFERENCE, naming.ARTIFACTS_BUCKET_NAME: ARTIFACTS,
                                       naming.DATA_KEY_ARN: DATA_KEY},
-                   "RoadsegDevInference": {naming.LABEL_SCORING_JOB: json.dumps(SETTINGS),
+                   "RoadsegDevInference": {naming.LABEL_SCORING_JOB: SETTINGS_PARAMETER,
                                            naming.LABEL_SCORING_JOB_PREFIX: "roadseg-dev-label-score-"}}
         for name, values in outputs.items():
             _deploy(cfn, name, values)
+        boto3.client("ssm", region_name=REGION).put_parameter(Name=SETTINGS_PARAMETER, Value=json.dumps(SETTINGS),
+                                                              Type="String")
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=INFERENCE)
         for key in KEYS[:2]:  # the third frame of the pool is not in the bucket
@@ -169,3 +173,24 @@ def test_a_data_stack_without_the_data_key_output_is_one_line_and_exit_code_2(de
     assert rc == 2 and f"has no output {naming.DATA_KEY_ARN}" in err, err
     assert len(err.strip().splitlines()) == 1
     assert boto3.client("sagemaker", region_name=REGION).list_processing_jobs()["ProcessingJobSummaries"] == []
+
+
+def test_a_missing_settings_parameter_is_one_line_and_exit_code_2(deployed, run, tmp_path):
+    """The parameter the LabelScoringJob output names is gone (or the stack predates it): redeploy the inference
+    stack; nothing is uploaded or started."""
+    _approve()
+    boto3.client("ssm", region_name=REGION).delete_parameter(Name=SETTINGS_PARAMETER)
+    rc, _, err = run("label", "score", "--pool", _pool(tmp_path))
+    assert rc == 2 and f"SSM parameter {SETTINGS_PARAMETER} (output LabelScoringJob) does not exist" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert deployed.list_objects_v2(Bucket=INFERENCE, Prefix="label-scores/")["KeyCount"] == 0
+    assert boto3.client("sagemaker", region_name=REGION).list_processing_jobs()["ProcessingJobSummaries"] == []
+
+
+def test_settings_that_are_not_json_name_the_parameter(deployed, run, tmp_path):
+    _approve()
+    boto3.client("ssm", region_name=REGION).put_parameter(Name=SETTINGS_PARAMETER, Value="not json", Type="String",
+                                                          Overwrite=True)
+    rc, _, err = run("label", "score", "--pool", _pool(tmp_path))
+    assert rc == 2 and f"SSM parameter {SETTINGS_PARAMETER} (output LabelScoringJob) is not JSON" in err, err
+    assert len(err.strip().splitlines()) == 1
