@@ -460,16 +460,37 @@ def size_problem(source: str, file: str, width: int, height: int, frame: Exporte
     )
 
 
+# A labelling export of thousands of frames is a few GB; images and PNG masks hardly compress, Label Studio's JSON
+# perhaps 50:1. A member that claims more than MAX_MEMBER_RATIO times its compressed size, or an archive that would
+# unpack to more than MAX_ARCHIVE_BYTES, is refused before anything is written (a zip bomb fills the disk). zipfile
+# never writes more than a member's declared size, so the declared sizes are a true bound.
+MAX_ARCHIVE_BYTES = 32 * 2**30
+MAX_MEMBER_RATIO = 500
+_RATIO_FLOOR_BYTES = 1 * 2**20  # small members may compress arbitrarily well (a blank mask, an empty list)
+
+
 def safe_extract(archive: Path, destination: Path) -> None:
-    """Unzip ``archive`` into ``destination``; LabelImportError with one line for a broken zip or a member that
-    would land outside the destination."""
+    """Unzip ``archive`` into ``destination``; LabelImportError with one line for a broken zip, a member that
+    would land outside the destination, or an archive that unpacks to far more than it holds (see MAX_*)."""
     try:
         with zipfile.ZipFile(archive) as zf:
             root = destination.resolve()
-            for member in zf.infolist():
+            members = zf.infolist()
+            for member in members:
                 target = (root / member.filename).resolve()
                 if not target.is_relative_to(root):
                     raise LabelImportError([f"{archive}:{member.filename}: path leaves the archive; refusing it"])
+                if (member.file_size > _RATIO_FLOOR_BYTES
+                        and member.file_size > MAX_MEMBER_RATIO * max(member.compress_size, 1)):
+                    raise LabelImportError([
+                        f"{archive}:{member.filename}: unpacks to {member.file_size:,} bytes from "
+                        f"{member.compress_size:,} (more than {MAX_MEMBER_RATIO}:1); refusing a likely zip bomb - "
+                        "export the archive again from the labelling tool"])
+            total = sum(member.file_size for member in members)
+            if total > MAX_ARCHIVE_BYTES:
+                raise LabelImportError([
+                    f"{archive}: unpacks to {total:,} bytes, more than {MAX_ARCHIVE_BYTES:,}; import it in parts "
+                    "(one archive per task)"])
             zf.extractall(root)
     except zipfile.BadZipFile as exc:
         raise LabelImportError([f"{archive}: not a zip archive ({exc})"]) from None

@@ -400,3 +400,25 @@ def test_frame_name_for_key_is_flat_and_keeps_the_path_apart():
     assert frame_name_for_key("incoming/v1/d1/front/1700.jpg") == "incoming__v1__d1__front__1700"
     assert frame_name_for_key("/a b/c.png") == "a-b__c"
     assert frame_name_for_key("incoming/v1/d1/front/1700.jpg") != frame_name_for_key("incoming/v1/d2/front/1700.jpg")
+
+
+def test_an_archive_that_unpacks_to_far_more_than_it_holds_is_refused_before_writing(tmp_path, monkeypatch):
+    """A zip bomb: refused from the members' declared sizes (which bound what zipfile writes), nothing extracted."""
+    import labelling.archive as archive_module
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("SegmentationClass/a.png", bytes(8 * 2**20))  # 8 MiB of zeros deflate ~1000:1
+    ratio = zipfile.ZipFile(bomb).infolist()[0]
+    assert ratio.file_size > archive_module.MAX_MEMBER_RATIO * ratio.compress_size
+    with pytest.raises(LabelImportError, match=r"SegmentationClass/a\.png: unpacks to 8,388,608 bytes from .*"
+                                               r"more than 500:1\); refusing a likely zip bomb"):
+        read_cvat(bomb, CITYSCAPES)
+
+    large = tmp_path / "large.zip"
+    with zipfile.ZipFile(large, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("labelmap.txt", b"x" * 4096)
+        zf.writestr("a.jpg", b"y" * 4096)
+    monkeypatch.setattr(archive_module, "MAX_ARCHIVE_BYTES", 6000)
+    with pytest.raises(LabelImportError, match=r"unpacks to 8,192 bytes, more than 6,000; import it in parts"):
+        read_cvat(large, CITYSCAPES)
