@@ -1,6 +1,7 @@
 """The candidate-pool scoring job in the synthesized inference stack: its role reads the bundles, the frames and the
-command's inputs and writes only the scores; the LabelScoringJob output is what labelling.scoring_job reads, and a
-request built from it touches only what the role may; failed or stopped scoring jobs reach the alarm topic (the
+command's inputs and writes only the scores; the LabelScoringJob output names the SSM parameter whose JSON
+labelling.scoring_job reads (no output embeds an import: cfn-lint W6001), and a request built from it touches only
+what the role may; failed or stopped scoring jobs reach the alarm topic (the
 contract async-jobs-reach-the-alarm-topic fails without the rule)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from contracts import naming
 from contracts.lambda_env import DrivesEnvironment
+from contracts.service_limits import MAX_SSM_STANDARD_PARAMETER_VALUE
 from labelling.scoring_job import (
     BUNDLE_FILES,
     ScoringJobSettings,
@@ -22,7 +24,9 @@ from labelling.scoring_job import (
     scoring_request,
 )
 from stacks.checks.service_contracts import Assembly
+from stacks.checks.service_contracts.limits import bounded_length
 from stacks.checks.service_contracts.networks import missing_vpc_config
+from tests.stacks.conftest import ISOLATED_EXAMPLES
 from tests.stacks.test_network_and_failure_contracts import _break, _Fakes, _job_rules, _launcher
 from tests.stacks.test_service_contracts import _context, _templates
 
@@ -72,6 +76,15 @@ def _flatten(value) -> str:
         separator, parts = value["Fn::Join"]
         return separator.join(_flatten(p) for p in parts)
     return "TOKEN"
+
+
+def _settings(template: dict, prefix: str = PREFIX) -> dict:
+    """The SSM parameter resource the LabelScoringJob output names (its properties)."""
+    name = template["Outputs"][naming.LABEL_SCORING_JOB]["Value"]
+    assert name == naming.label_scoring_settings_parameter(prefix)  # a plain string: nothing to import
+    (parameter,) = [r["Properties"] for r in template["Resources"].values()
+                    if r["Type"] == "AWS::SSM::Parameter" and r["Properties"].get("Name") == name]
+    return parameter
 
 
 def _after(parts: list, key: str):
@@ -128,19 +141,41 @@ def test_the_data_stacks_outputs_name_the_bucket_and_key_the_role_is_granted(env
     assert key == assembly.text(stack, launcher["Properties"]["Environment"]["Variables"]["KMS_KEY_ARN"])
 
 
-@pytest.mark.parametrize("env_name", ["dev", "prod"])
-def test_no_stack_output_embeds_an_imported_value(synth, env_name) -> None:
-    """cfn-lint W6001: an output that embeds Fn::ImportValue. LabelScoringJob once carried the bucket and the key."""
-    env = synth(env_name)
+def _any_env(synth, isolated_synth, env_name):
+    return isolated_synth(env_name) if env_name in ISOLATED_EXAMPLES else synth(env_name)
+
+
+ALL_ENVS = ["dev", "prod", *ISOLATED_EXAMPLES]
+
+
+@pytest.mark.parametrize("env_name", ALL_ENVS)
+def test_no_stack_output_embeds_an_imported_value(synth, isolated_synth, env_name) -> None:
+    """cfn-lint W6001: an output that embeds Fn::ImportValue. LabelScoringJob once carried the bucket and the key,
+    then (isolated mode) the network stack's subnets and security groups: it now names an SSM parameter."""
+    env = _any_env(synth, isolated_synth, env_name)
     found = {(name, key): _imports(output["Value"]) for name, template in _templates(env).items()
              for key, output in template.get("Outputs", {}).items() if _imports(output["Value"])}
     assert found == {}
 
 
+@pytest.mark.parametrize("env_name", ALL_ENVS)
+def test_the_settings_parameter_is_a_standard_string_well_under_its_size_limit(synth, isolated_synth,
+                                                                                 env_name) -> None:
+    """A Standard SSM String holds at most 4 KB (contracts.service_limits): the settings, every reference at its
+    longest documented value (the contract layer's bounded_length), stay under half of it."""
+    env = _any_env(synth, isolated_synth, env_name)
+    templates = _templates(env)
+    stack = env.stacks.inference.stack_name
+    parameter = _settings(templates[stack], env.config.prefix)
+    assert parameter["Type"] == "String" and parameter.get("Tier", "Standard") == "Standard"
+    size = bounded_length(Assembly(templates), stack, parameter["Value"])
+    assert size < MAX_SSM_STANDARD_PARAMETER_VALUE // 2, size
+
+
 def test_the_outputs_are_what_the_command_reads_and_a_request_stays_within_the_role(env, template) -> None:
     outputs = template["Outputs"]
     assert outputs[naming.LABEL_SCORING_JOB_PREFIX]["Value"] == naming.label_scoring_job_prefix(PREFIX)
-    value = outputs[naming.LABEL_SCORING_JOB]["Value"]
+    value = _settings(template)["Value"]
     fakes, (bucket, key) = _Fakes(), _data_outputs(env, _templates(env))
     settings = ScoringJobSettings.from_output(_flatten(value), bucket=fakes.value(bucket), kms_key_arn=fakes.value(key))
     assert settings.prefix == PREFIX and settings.subnets == ()  # dev: not in a VPC
@@ -196,7 +231,7 @@ def test_failed_or_stopped_scoring_jobs_reach_the_alarm_topic(env) -> None:
 def test_isolated_network_mode_runs_the_scoring_job_in_the_vpc(isolated_synth, example) -> None:
     env = isolated_synth(example)
     template = env.templates()[env.stacks.inference.stack_name]
-    value = template["Outputs"][naming.LABEL_SCORING_JOB]["Value"]
+    value = _settings(template, env.config.prefix)["Value"]
     parts = value["Fn::Join"][1]
     subnets = _after(parts, "subnets")
     assert isinstance(subnets, dict) and "Fn::Join" in subnets  # the placement's subnets, comma-joined
@@ -214,7 +249,7 @@ def test_scoring_requests_run_in_the_drive_jobs_subnets_and_groups(isolated_synt
     env = isolated_synth(example)
     templates = env.templates()
     stack = env.stacks.inference.stack_name
-    text = Assembly(templates).text(stack, templates[stack]["Outputs"][naming.LABEL_SCORING_JOB]["Value"])
+    text = Assembly(templates).text(stack, _settings(templates[stack], env.config.prefix)["Value"])
     fakes = _Fakes()
     variables, _ = _launcher(env)
     decoded = DrivesEnvironment.from_env({k: fakes.value(v) for k, v in variables.items()})
