@@ -30,9 +30,10 @@ from typing import Any
 from contracts import naming
 
 # The outputs each stack has whatever the model state (the endpoint names exist only while a model is approved).
-ALWAYS = (naming.DATASETS_BUCKET_NAME, naming.ARTIFACTS_BUCKET_NAME, naming.INFERENCE_BUCKET_NAME,
+ALWAYS = (naming.DATASETS_BUCKET_NAME, naming.ARTIFACTS_BUCKET_NAME, naming.INFERENCE_BUCKET_NAME, naming.DATA_KEY_ARN,
           naming.TRAINING_PIPELINE_NAME, naming.TUNING_PIPELINE_NAME, naming.MODEL_PACKAGE_GROUP_NAME,
-          naming.EXECUTION_ROLE_ARN, naming.ALARM_TOPIC_ARN, naming.SERVING_STATUS, naming.REALTIME_FRONT_URL)
+          naming.EXECUTION_ROLE_ARN, naming.ALARM_TOPIC_ARN, naming.SERVING_STATUS, naming.REALTIME_FRONT_URL,
+          naming.LABEL_SCORING_JOB)
 WHILE_SERVING = (naming.REALTIME_ENDPOINT_NAME, naming.ASYNC_ENDPOINT_NAME)
 FRAME_SIZE = (1280, 640)
 
