@@ -68,6 +68,21 @@ MAX_CAMERA_LIST_BYTES = 1024
 COMPOSITE_ALARM_DOC = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutCompositeAlarm.html"
 MAX_COMPOSITE_ALARM_CHILDREN = 100
 MAX_JUDGED_CAMERAS = MAX_COMPOSITE_ALARM_CHILDREN
+# The same page: AlarmRule is at most 10,240 characters. A rule naming its alarms by ARN (what CDK's AlarmRule.any_of
+# writes) takes ~118 characters a camera with CloudFormation-generated alarm names, so ~86 cameras, not 100, would fit;
+# the per-camera drift alarms are therefore named (drift_alarm_name) and the rule names them by name, which the
+# AlarmRule syntax allows ("ALARM(alarm-name or alarm-ARN)"): with METRICS_CAMERAS' 1 KB every rule fits.
+MAX_COMPOSITE_ALARM_RULE_CHARS = 10_240
+
+
+def drift_alarm_name(prefix: str, camera: str) -> str:
+    """The per-camera drift alarm's name (unique per environment prefix; alarm names allow 255 characters)."""
+    return f"{prefix}-drift-{camera}"
+
+
+def any_camera_alarm_rule(alarm_names: Iterable[str]) -> str:
+    """The composite "some camera drifted" rule: ALARM of any named alarm."""
+    return " OR ".join(f'ALARM("{name}")' for name in alarm_names)
 
 # Every refusal code a quarantined frame can carry: segcore.imaging.BadFrame's codes (its module docstring) and the
 # ingest function's key_too_long (the async input's metadata would break S3's 2 KB limit). A test reads the sources.

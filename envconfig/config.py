@@ -603,7 +603,13 @@ class EnvironmentConfig(_Strict):
 
     @model_validator(mode="after")
     def _camera_alarms_fit(self) -> EnvironmentConfig:
-        from contracts.signal_metrics import MAX_JUDGED_CAMERAS
+        from contracts.signal_metrics import (
+            MAX_COMPOSITE_ALARM_RULE_CHARS,
+            MAX_JUDGED_CAMERAS,
+            UNKNOWN_CAMERA,
+            any_camera_alarm_rule,
+            drift_alarm_name,
+        )
 
         # A drift alarm per judged camera (every configured camera and "unknown"), anomaly alarms per monitored one.
         judged = len(self.signal_cameras) + 1
@@ -618,6 +624,12 @@ class EnvironmentConfig(_Strict):
                 f"monitoring: {judged - 1} configured cameras (drives.cameras, monitoring.cameras); at most "
                 f"{MAX_JUDGED_CAMERAS - 1}: the any-camera drift alarm combines one alarm per camera and 'unknown', "
                 f"and a composite alarm takes at most {MAX_JUDGED_CAMERAS}")
+        rule = any_camera_alarm_rule(drift_alarm_name(self.prefix, camera)
+                                     for camera in [*self.signal_cameras, UNKNOWN_CAMERA])
+        if len(rule) > MAX_COMPOSITE_ALARM_RULE_CHARS:
+            raise ValueError(
+                f"monitoring: the any-camera drift alarm's rule would be {len(rule):,} characters, more than "
+                f"{MAX_COMPOSITE_ALARM_RULE_CHARS:,} (PutCompositeAlarm): use shorter or fewer camera names")
         return self
 
     @model_validator(mode="after")

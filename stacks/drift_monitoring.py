@@ -41,6 +41,8 @@ from contracts.signal_metrics import (
     SIGNAL_METRICS,
     SIGNAL_METRICS_NAMESPACE,
     UNKNOWN_CAMERA,
+    any_camera_alarm_rule,
+    drift_alarm_name,
 )
 from envconfig.config import EnvironmentConfig
 from monitoring.drift import DriftThresholds
@@ -153,7 +155,7 @@ class DriftMonitoring(Construct):
                 f"Drift{index}", metric(DRIFT_NAMESPACE, DRIFT_DETECTED, dims, statistic="Maximum",
                                         period=self.period),
                 f"Camera {camera} drifted from the serving model's reference for {cfg.alarm_windows} windows in a "
-                "row: `roadseg monitor status` (docs/drift.md)"))
+                "row: `roadseg monitor status` (docs/drift.md)", alarm_name=drift_alarm_name(config.prefix, camera)))
             if camera not in self.cameras:
                 continue
             for signal in cfg.anomaly_signals:
@@ -170,17 +172,21 @@ class DriftMonitoring(Construct):
         # "Some camera drifted alarm_windows windows in a row": any per-camera drift alarm in ALARM. Not an alarm on
         # DriftedCameras (a count per run): different cameras drifting in successive windows would trip it, and
         # metric math has no per-series "N in a row" (MAX over the cameras' series has the same flaw).
+        # By name, not ARN: AlarmRule takes 10,240 characters (contracts.signal_metrics.MAX_COMPOSITE_ALARM_RULE_CHARS);
+        # the dependency makes CloudFormation create the named alarms first.
         self.any_camera = cw.CompositeAlarm(
-            self, "DriftedCameras", alarm_rule=cw.AlarmRule.any_of(*self.camera_alarms),
+            self, "DriftedCameras", alarm_rule=cw.AlarmRule.from_string(any_camera_alarm_rule(
+                drift_alarm_name(config.prefix, camera) for camera in self.judged_cameras)),
             alarm_description=f"A camera of {config.prefix} drifted from the serving model's reference for "
                               f"{cfg.alarm_windows} windows in a row: `roadseg monitor status` names it "
                               "(docs/drift.md)")
+        self.any_camera.node.add_dependency(*self.camera_alarms)
         self.reference_missing = cw.Alarm(
             self, "ReferenceMissing",
             metric=metric(DRIFT_NAMESPACE, REFERENCE_MISSING, env, statistic="Maximum", period=self.period),
             threshold=1, evaluation_periods=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            treat_missing_data=cw.TreatMissingData.IGNORE,
             alarm_description="The serving model package has no usable reference profile: drift is not judged. "
                               "Approve a package from a newer pipeline run, or attach a profile "
                               "(CustomerMetadataProperties ReferenceProfile, docs/drift.md)")
@@ -200,12 +206,17 @@ class DriftMonitoring(Construct):
         props.monitoring.publish(*self.alarms)
         self._dashboard(props.monitoring.dashboard, config)
 
-    def _drift_alarm(self, construct_id: str, drift: cw.Metric, description: str) -> cw.Alarm:
+    def _drift_alarm(self, construct_id: str, drift: cw.Metric, description: str,
+                     alarm_name: str | None = None) -> cw.Alarm:
+        # IGNORE, not NOT_BREACHING: every run publishes 0 or 1, but stamped at the window's end and published at
+        # least 15 minutes later (monitoring.job SETTLE), so the newest period is empty until the run; counting it as
+        # good would flip the alarm to OK and back each period (alarms-and-missing-data.html: notBreaching suits
+        # metrics emitted only on error). A stopped schedule is the NotRunning alarm's.
         windows = self.alarm_windows
         return cw.Alarm(self, construct_id, metric=drift, threshold=1, evaluation_periods=windows,
-                        datapoints_to_alarm=windows,
+                        datapoints_to_alarm=windows, alarm_name=alarm_name,
                         comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                        treat_missing_data=cw.TreatMissingData.NOT_BREACHING, alarm_description=description)
+                        treat_missing_data=cw.TreatMissingData.IGNORE, alarm_description=description)
 
     def _dashboard(self, dashboard: cw.Dashboard, config: EnvironmentConfig) -> None:
         """A text header, the drift alarms, then one row per camera: drift, PSI of its signals, signal means."""

@@ -77,3 +77,19 @@ def test_signal_cameras_are_the_drive_and_monitoring_cameras_and_reach_the_funct
     many = {f"/cam/{i}": f"camera-with-a-long-name-{i:03d}" for i in range(40)}
     with pytest.raises(ValidationError, match="at most 1024"):
         EnvironmentConfig.model_validate({**base, "drives": {"cameras": many}, "monitoring": {"cameras": []}})
+
+
+def test_the_any_camera_rule_must_fit_put_composite_alarm(monkeypatch) -> None:
+    """The composite rule names each judged camera's drift alarm; PutCompositeAlarm takes 10,240 characters. With
+    METRICS_CAMERAS' 1 KB the real limit is out of reach, so the refusal is shown with a smaller one."""
+    import contracts.signal_metrics as signal_metrics
+
+    base = {"name": "dev", "prefix": "roadseg-dev", "drives": {"cameras": {"/cam/a": "front", "/cam/b": "rear"}}}
+    rule = signal_metrics.any_camera_alarm_rule(
+        signal_metrics.drift_alarm_name("roadseg-dev", c) for c in ["front", "rear", signal_metrics.UNKNOWN_CAMERA])
+    assert rule == ('ALARM("roadseg-dev-drift-front") OR ALARM("roadseg-dev-drift-rear") OR '
+                    'ALARM("roadseg-dev-drift-unknown")')
+    EnvironmentConfig.model_validate(base)
+    monkeypatch.setattr(signal_metrics, "MAX_COMPOSITE_ALARM_RULE_CHARS", len(rule) - 1)
+    with pytest.raises(ValidationError, match=f"rule would be {len(rule)} characters, more than {len(rule) - 1}"):
+        EnvironmentConfig.model_validate(base)

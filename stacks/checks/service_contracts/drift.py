@@ -14,7 +14,8 @@ Registers with ``stacks.checks.service_contracts.rules.rule`` when imported.
   the app publishes signal metrics for (``METRICS_ENVIRONMENT``, contracts.lambda_env): else the monitor reads
   empty series and judges every camera ``insufficient-data`` forever.
   And the any-camera drift alarm: a composite alarm (every ``AWS::CloudWatch::CompositeAlarm`` of the app) names at
-  most ``MAX_COMPOSITE_ALARM_CHILDREN`` (100) alarms in its rule (COMPOSITE_ALARM_DOC), and notifies a topic.
+  most ``MAX_COMPOSITE_ALARM_CHILDREN`` (100) alarms and ``MAX_COMPOSITE_ALARM_RULE_CHARS`` characters in its rule
+  (COMPOSITE_ALARM_DOC), and notifies a topic.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from contracts.signal_metrics import (
     COMPOSITE_ALARM_DOC,
     EMF_SPECIFICATION_DOC,
     MAX_COMPOSITE_ALARM_CHILDREN,
+    MAX_COMPOSITE_ALARM_RULE_CHARS,
     SIGNAL_METRICS_NAMESPACE,
 )
 from monitoring.metrics import DRIFT_NAMESPACE
@@ -114,7 +116,11 @@ def drift_alarms(assembly: Assembly, _: Context) -> Iterator[Violation]:
                                 f"Environment={environment}, which no drift function publishes (drift functions "
                                 f"publish for: {known}): the alarm never sees a data point", CW_NAMESPACE_CONDITION_DOC)
     for alarm in assembly.resources("AWS::CloudWatch::CompositeAlarm"):
-        children = len(CHILD_ALARM.findall(json.dumps(alarm.properties.get("AlarmRule"))))
+        rule = alarm.properties.get("AlarmRule")
+        if isinstance(rule, str) and len(rule) > MAX_COMPOSITE_ALARM_RULE_CHARS:
+            yield Violation(NAME, alarm.path, f"its rule is {len(rule):,} characters, PutCompositeAlarm takes at most "
+                            f"{MAX_COMPOSITE_ALARM_RULE_CHARS:,}", COMPOSITE_ALARM_DOC)
+        children = len(CHILD_ALARM.findall(json.dumps(rule)))
         if children > MAX_COMPOSITE_ALARM_CHILDREN:
             yield Violation(NAME, alarm.path, f"its rule names {children} alarms, a composite alarm takes at most "
                             f"{MAX_COMPOSITE_ALARM_CHILDREN}: PutCompositeAlarm refuses it", COMPOSITE_ALARM_DOC)
