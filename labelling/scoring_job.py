@@ -38,7 +38,7 @@ from typing import Any
 
 from contracts.bundle import BUNDLE
 from contracts.instances import GPU_FAMILIES, has_local_instance_storage, instance_family
-from contracts.layout import INFERENCE, PROCESSING_CODE_DIR, PROCESSING_ENTRYPOINT
+from contracts.layout import ARTIFACTS, INFERENCE, PROCESSING_CODE_DIR, PROCESSING_ENTRYPOINT
 from contracts.naming import NO_MODEL_PACKAGE, label_scoring_job_name
 from contracts.service_limits import RequestLimitError, check_processing_request
 
@@ -95,8 +95,9 @@ class ScoringJobSettings:
     @classmethod
     def from_output(cls, text: str, *, bucket: str, kms_key_arn: str,
                     where: str = "output LabelScoringJob") -> ScoringJobSettings:
-        """``text``: the LabelScoringJob output; ``bucket`` and ``kms_key_arn``: the data stack's inference bucket
-        and data key (they win over any such keys in ``text``: a stack deployed before they left it)."""
+        """``text``: the value of the settings SSM parameter that the LabelScoringJob output names; ``bucket`` and
+        ``kms_key_arn``: the data stack's inference bucket and data key (they win over any such keys in ``text``: a
+        stack deployed before they left it)."""
         if not bucket or not kms_key_arn:
             raise ScoringJobError("the inference bucket and the data key ARN are both needed (the data stack's "
                                   "outputs InferenceBucketName and DataKeyArn): redeploy the data stack")
@@ -189,14 +190,28 @@ def bundle_manifest(bundle_uri: str) -> list[Any]:
     return [{"prefix": normalise_bundle_uri(bundle_uri)}, *BUNDLE_FILES]
 
 
-def normalise_bundle_uri(uri: str) -> str:
+def normalise_bundle_uri(uri: str, artifacts_bucket: str | None = None) -> str:
+    """``uri`` as ``s3://bucket/prefix/``. With ``artifacts_bucket``: refused unless it is an ExportModel bundle
+    folder of that bucket (``pipelines/<pipeline>/<execution>/bundle/``): the scoring job's role reads only
+    ``pipelines/*/bundle/*`` there (stacks/label_scoring.py), so another location would fail in the job, after the
+    upload and the start - refused here instead."""
     if not uri.startswith("s3://") or len(uri.rstrip("/").split("/", 3)) < 4:
         raise ScoringJobError(f"bundle {uri!r} is not an s3://bucket/prefix/ of an edge bundle (the ExportModel "
                               "step's bundle/ folder)")
-    return uri.rstrip("/") + "/"
+    normalised = uri.rstrip("/") + "/"
+    if artifacts_bucket is not None:
+        bucket, key = normalised[len("s3://"):].split("/", 1)
+        parts = key.split("/")
+        if (bucket != artifacts_bucket or not key.startswith(ARTIFACTS.pipelines) or len(parts) < 4
+                or parts[-2] != "bundle" or any(not part for part in parts[:-1])):
+            raise ScoringJobError(f"bundle {uri!r} is not an edge bundle of this environment: the scoring job reads "
+                                  f"only s3://{artifacts_bucket}/{ARTIFACTS.pipelines}<pipeline>/<execution>/bundle/ "
+                                  "(the ExportModel step's output); pass such a folder")
+    return normalised
 
 
-def approved_bundle(parameter_value: str | None, describe: Mapping[str, Any] | None) -> str:
+def approved_bundle(parameter_value: str | None, describe: Mapping[str, Any] | None,
+                    artifacts_bucket: str | None = None) -> str:
     """The serving package's edge bundle: the serving SSM parameter's package ARN -> DescribeModelPackage's
     CustomerMetadataProperties["EdgeBundle"] (the ExportModel step's output, recorded by the pipeline)."""
     arn = (parameter_value or "").strip()
@@ -207,7 +222,7 @@ def approved_bundle(parameter_value: str | None, describe: Mapping[str, Any] | N
     if not uri:
         raise ScoringJobError(f"model package {arn} records no {EDGE_BUNDLE_METADATA} (trained before the ExportModel "
                               "step): pass --bundle s3://.../bundle/ of an exported bundle")
-    return normalise_bundle_uri(uri)
+    return normalise_bundle_uri(uri, artifacts_bucket)
 
 
 # --------------------------------------------------------------------------------------------- the request

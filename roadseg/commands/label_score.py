@@ -86,9 +86,11 @@ def _settings_text(session: Session) -> tuple[str, str]:
 
 
 def _bundle(session: Session, bundle: str | None) -> str:
+    """The bundle folder, refused unless it lies where the job's role may read (normalise_bundle_uri)."""
+    artifacts = session.name(naming.ARTIFACTS_BUCKET_NAME)
     try:
         if bundle:
-            return normalise_bundle_uri(bundle)
+            return normalise_bundle_uri(bundle, artifacts)
         from botocore.exceptions import ClientError
 
         parameter = naming.serving_package_parameter(session.config.prefix)
@@ -101,7 +103,7 @@ def _bundle(session: Session, bundle: str | None) -> str:
         describe = None
         if value and value.strip() != naming.NO_MODEL_PACKAGE:
             describe = session.client("sagemaker").describe_model_package(ModelPackageName=value.strip())
-        return approved_bundle(value, describe)
+        return approved_bundle(value, describe, artifacts)
     except ScoringJobError as exc:
         raise UserError(str(exc)) from None
 

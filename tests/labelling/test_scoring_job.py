@@ -33,6 +33,7 @@ from labelling.scoring_job import (
     frames_manifest,
     input_key,
     job_name,
+    normalise_bundle_uri,
     read_pool,
     scoring_request,
 )
@@ -171,6 +172,28 @@ def test_approved_bundle_follows_the_serving_package():
     with pytest.raises(ScoringJobError, match="not an s3://bucket/prefix/"):
         approved_bundle("arn:aws:sagemaker:eu-west-1:1:model-package/g/3",
                         {"CustomerMetadataProperties": {"EdgeBundle": "s3://only-a-bucket"}})
+
+
+@pytest.mark.parametrize("uri", [
+    "s3://other-bucket/pipelines/roadseg-dev-training/abc123/bundle/",  # another bucket
+    "s3://roadseg-dev-artifacts/models/roadseg-dev-training/abc123/bundle/",  # outside pipelines/
+    "s3://roadseg-dev-artifacts/pipelines/roadseg-dev-training/abc123/",  # not a bundle/ folder
+    "s3://roadseg-dev-artifacts/pipelines/bundle/",  # no pipeline/execution below pipelines/
+    "s3://roadseg-dev-artifacts/pipelines//x/bundle/",  # an empty segment
+])
+def test_a_bundle_outside_the_roles_read_grant_is_refused(uri):
+    # The role reads only pipelines/*/bundle/* of the artifacts bucket (stacks/label_scoring.py).
+    with pytest.raises(ScoringJobError, match="not an edge bundle of this environment"):
+        normalise_bundle_uri(uri, "roadseg-dev-artifacts")
+    with pytest.raises(ScoringJobError, match="not an edge bundle of this environment"):
+        approved_bundle("arn:aws:sagemaker:eu-west-1:1:model-package/g/3",
+                        {"CustomerMetadataProperties": {"EdgeBundle": uri}}, "roadseg-dev-artifacts")
+
+
+def test_a_bundle_of_the_artifacts_bucket_is_kept():
+    assert normalise_bundle_uri(BUNDLE_URI.rstrip("/"), "roadseg-dev-artifacts") == BUNDLE_URI
+    assert normalise_bundle_uri("s3://roadseg-dev-artifacts/pipelines/p/e/deeper/bundle",
+                                "roadseg-dev-artifacts") == "s3://roadseg-dev-artifacts/pipelines/p/e/deeper/bundle/"
 
 
 def _download(manifest: list, store: Path, local: Path) -> None:

@@ -145,6 +145,8 @@ def test_an_explicit_bundle_needs_no_approved_package(deployed, run, tmp_path):
     ("approved", ("--instance-type", "ml.g4dn.xlarge"), "ships no GPU scoring image"),
     ("approved", ("--output", "scores/"), "--output needs --wait"),
     ("approved", ("--bundle", "artifacts/bundle/"), "is not an s3://bucket/prefix/"),
+    ("approved", ("--bundle", "s3://elsewhere/pipelines/p/e/bundle/"), "not an edge bundle of this environment"),
+    ("approved", ("--bundle", f"s3://{ARTIFACTS}/models/bundle/"), "not an edge bundle of this environment"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(deployed, run, tmp_path, setup, argv, message):
     if setup:
