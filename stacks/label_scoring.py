@@ -42,6 +42,8 @@ from stacks.processing_job_role import grant_processing_job_basics
 SAGEMAKER = "sagemaker.amazonaws.com"
 # ExportModel writes each execution's bundle to pipelines/<pipeline>/<execution>/bundle/ (training/pipelines/steps.py).
 BUNDLE_PATTERN = f"{ARTIFACTS.pipelines}*/bundle/*"
+# roadseg label score writes each job's pool and manifest files to label-scores/<job>/input/ (labelling.scoring_job).
+JOB_INPUTS_PATTERN = f"{INFERENCE.label_scores}*/input/*"
 
 
 @dataclass(frozen=True)
@@ -64,23 +66,53 @@ class LabelScoring(Construct):
         entry, package, wheels = props.code_assets
         role = self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal(SAGEMAKER),
                                     description="roadseg label score: the candidate-pool scoring Processing job")
-        for asset in props.code_assets:
-            acknowledged(role, lambda asset=asset: asset.grant_read(role),
-                         reasons="CDK asset grant: the processing entry, package and drive wheels in the bootstrap "
-                                 "bucket.")
-        acknowledged(role, lambda: buckets.key.grant_encrypt_decrypt(role), reasons="The project data key.")
-        grants = (
-            (lambda: buckets.artifacts.grant_read(role, BUNDLE_PATTERN),
+        # Explicit statements, not asset.grant_read / bucket.grant_read: those add s3:GetBucket*/s3:List* on the
+        # WHOLE bootstrap assets bucket (every stack's code) and on the whole artifacts and inference buckets.
+        # What SageMaker needs, per input type (API_ProcessingS3Input, sagemaker-roles.html "CreateProcessingJob API:
+        # Execution Role Permissions", https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html):
+        # - S3Prefix ("all objects with the specified key name prefix"): SageMaker lists the prefix, so s3:ListBucket
+        #   on the bucket, narrowed by the s3:prefix condition to the prefixes the request names: each asset's key
+        #   (code, package, wheels) and label-scores/<job>/input/ (the pool object);
+        # - ManifestFile (bundle, frames): SageMaker reads the manifest and GETs each listed key; the docs name no
+        #   listing for it, so s3:GetObject on the bundles and frames only;
+        # - every object downloaded: s3:GetObject (no GetObjectVersion/Tagging/Acl: the request names no version).
+        # The bootstrap assets bucket uses SSE-S3 or the AWS managed aws/s3 key (CDK bootstrap default), which S3
+        # uses for any principal of the account: no key grant for the assets (Asset has no key to grant on).
+        asset_buckets = {asset.bucket.bucket_arn: asset.bucket for asset in props.code_assets}
+        asset_keys = sorted({asset.s3_object_key for asset in props.code_assets})
+        # acknowledged(..., reasons={}): these name no wildcard; one would fail here instead of passing unreasoned.
+        acknowledged(role, lambda: role.add_to_policy(iam.PolicyStatement(
+            sid="ReadCodeAssets", actions=["s3:GetObject"],
+            resources=[asset.bucket.arn_for_objects(asset.s3_object_key) for asset in props.code_assets])),
+            reasons={})
+        acknowledged(role, lambda: role.add_to_policy(iam.PolicyStatement(
+            sid="ListCodeAssets", actions=["s3:ListBucket"], resources=list(asset_buckets),
+            conditions={"StringEquals": {"s3:prefix": asset_keys}})), reasons={})
+        # kms:Decrypt reads the frames, bundles and inputs; kms:GenerateDataKey writes the scores (the output's
+        # KmsKeyId is the data key). Nothing else of the key (no ReEncrypt*, no Encrypt: SSE-KMS uses neither).
+        acknowledged(role, lambda: buckets.key.grant(role, "kms:Decrypt", "kms:GenerateDataKey"),
+                     reasons="The project data key.")
+        reads = (
+            (buckets.artifacts, BUNDLE_PATTERN,
              "Read-only: the edge bundles the ExportModel step writes (pipelines/<pipeline>/<execution>/bundle/)."),
-            (lambda: buckets.inference.grant_read(role, f"{INFERENCE.incoming}*"),
-             "Read-only: the frames of the pool, under incoming/."),
-            (lambda: buckets.inference.grant_read(role, f"{INFERENCE.label_scores}*/input/*"),
+            (buckets.inference, f"{INFERENCE.incoming}*", "Read-only: the frames of the pool, under incoming/."),
+            (buckets.inference, JOB_INPUTS_PATTERN,
              "Read-only: the pool and the manifest files roadseg label score writes for each job."),
-            (lambda: buckets.inference.grant_put(role, f"{INFERENCE.label_scores}*/output/*"),
-             "SageMaker uploads each job's model-scores.parquet and summary under its output/ folder."),
         )
-        for grant, reason in grants:
-            acknowledged(role, grant, reasons=reason)
+        for bucket, pattern, reason in reads:
+            acknowledged(role, lambda bucket=bucket, pattern=pattern: role.add_to_policy(iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[bucket.arn_for_objects(pattern)])), reasons=reason)
+        # The pool input is an S3Prefix (one object's key under label-scores/<job>/input/): SageMaker lists it.
+        acknowledged(role, lambda: role.add_to_policy(iam.PolicyStatement(
+            sid="ListJobInputs", actions=["s3:ListBucket"], resources=[buckets.inference.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [JOB_INPUTS_PATTERN]}})), reasons={})
+        # Not grant_put: it adds kms:Encrypt/ReEncrypt*/GenerateDataKey* on the key and the object ACL/legal-hold
+        # actions. A (multipart) upload with SSE-KMS needs s3:PutObject, kms:GenerateDataKey and kms:Decrypt (above);
+        # s3:AbortMultipartUpload lets an interrupted upload be cleaned up.
+        acknowledged(role, lambda: role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+            resources=[buckets.inference.arn_for_objects(f"{INFERENCE.label_scores}*/output/*")])),
+            reasons="SageMaker uploads each job's model-scores.parquet and summary under its output/ folder.")
         grant_processing_job_basics(role, props.images, props.vpc_config)
         acknowledge_inline_policy(role)
 

@@ -99,11 +99,44 @@ def test_the_role_reads_bundles_frames_and_inputs_and_writes_only_the_scores(tem
     assert [s["Principal"] for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]] == [
         {"Service": "sagemaker.amazonaws.com"}]
     statements = _role_statements(template)
-    assert _object_patterns(statements, "s3:GetObject*") == {
+    assert _object_patterns(statements, "s3:GetObject") == {
         "Artifacts": {"pipelines/*/bundle/*"}, "Inference": {"incoming/*", "label-scores/*/input/*"}}
     assert _object_patterns(statements, "s3:PutObject") == {"Inference": {"label-scores/*/output/*"}}
     assert not any(a.startswith("s3:Delete") for s in statements for a in _listed(s["Action"]))
     assert not any("sagemaker:" in a for s in statements for a in _listed(s["Action"]))  # it starts nothing
+
+
+def _is_object_arn(resource) -> bool:
+    """An ARN naming objects (``bucket/key...``), not a whole bucket: its text, intrinsics aside, has a ``/``."""
+    if isinstance(resource, str):
+        return resource == "*" or "/" in resource.split(":::", 1)[-1]
+    if "Fn::Join" in resource:
+        return any(_is_object_arn(p) for p in resource["Fn::Join"][1] if isinstance(p, str) and "/" in p)
+    if "Fn::Sub" in resource:
+        return "/" in _listed(resource["Fn::Sub"])[0].split(":::", 1)[-1]
+    return False
+
+
+def test_no_s3_action_reaches_a_whole_bucket_beyond_the_listings_the_inputs_need(template) -> None:
+    """Bucket-level S3 actions: only s3:ListBucket (S3Prefix inputs are listed), each narrowed to the prefixes the
+    request names; object actions never on ``*``; no GetBucket*, no List* wildcard."""
+    statements = [s for s in _role_statements(template) if any(a.startswith("s3:") for a in _listed(s["Action"]))]
+    bucket_wide = [s for s in statements if not all(_is_object_arn(r) for r in _listed(s["Resource"]))]
+    assert {s["Sid"] for s in bucket_wide} == {"ListCodeAssets", "ListJobInputs"}, bucket_wide
+    for statement in bucket_wide:
+        assert _listed(statement["Action"]) == ["s3:ListBucket"]
+        assert list(statement["Condition"]) in (["StringEquals"], ["StringLike"])
+        (prefixes,) = statement["Condition"].values()
+        assert set(prefixes) == {"s3:prefix"} and "*" not in _listed(prefixes["s3:prefix"])
+    listings = {s["Sid"]: _listed(s["Condition"][next(iter(s["Condition"]))]["s3:prefix"]) for s in bucket_wide}
+    assert listings["ListJobInputs"] == ["label-scores/*/input/*"]
+    assert len(listings["ListCodeAssets"]) == 3  # the entry script, package and wheels objects, by key
+    assert not any(a in ("s3:*", "s3:List*", "s3:GetBucket*", "s3:GetObject*") or a.startswith("s3:Delete")
+                   for s in statements for a in _listed(s["Action"]))
+    (assets,) = [s for s in statements if s.get("Sid") == "ReadCodeAssets"]
+    assert len(_listed(assets["Resource"])) == 3  # one object each, not the bootstrap bucket's /*
+    kms = [a for s in _role_statements(template) for a in _listed(s["Action"]) if a.startswith("kms:")]
+    assert sorted(kms) == ["kms:Decrypt", "kms:GenerateDataKey"], kms  # read SSE-KMS objects, write the scores
 
 
 def _imports(value) -> list[str]:
@@ -148,6 +181,22 @@ def _any_env(synth, isolated_synth, env_name):
 ALL_ENVS = ["dev", "prod", *ISOLATED_EXAMPLES]
 
 
+def test_a_standard_parameter_over_4kb_breaks_the_limits_contract(env) -> None:
+    """The contract rule behind the settings' size: a value whose references, at their longest, pass 4 KB fails."""
+    def grow(templates):
+        stack, template = next((n, t) for n, t in templates.items()
+                               if naming.LABEL_SCORING_JOB in t.get("Outputs", {}))
+        (parameter,) = [r["Properties"] for r in template["Resources"].values()
+                        if r["Type"] == "AWS::SSM::Parameter"
+                        and r["Properties"].get("Name") == template["Outputs"][naming.LABEL_SCORING_JOB]["Value"]]
+        # 40 imports of another app, each counted at DEFAULT_TOKEN_BOUND (256): 10 KB at their longest.
+        parameter["Value"]["Fn::Join"][1].extend([{"Fn::ImportValue": f"Other-Subnet{i}"} for i in range(40)])
+        return True
+
+    _break(_templates(env), "ssm-standard-parameter-values-within-4kb", grow, "LabelScoring",
+           _context(env))
+
+
 @pytest.mark.parametrize("env_name", ALL_ENVS)
 def test_no_stack_output_embeds_an_imported_value(synth, isolated_synth, env_name) -> None:
     """cfn-lint W6001: an output that embeds Fn::ImportValue. LabelScoringJob once carried the bucket and the key,
@@ -189,7 +238,7 @@ def test_the_outputs_are_what_the_command_reads_and_a_request_stays_within_the_r
     assert wheels in drive_wheels.values()  # the drive jobs' wheelhouse (one S3 object)
 
     statements = _role_statements(template)
-    reads, puts = _object_patterns(statements, "s3:GetObject*"), _object_patterns(statements, "s3:PutObject")
+    reads, puts = _object_patterns(statements, "s3:GetObject"), _object_patterns(statements, "s3:PutObject")
     keys = ["incoming/car-1/d1/front/001.jpg"]
     name = job_name(PREFIX, keys, BUNDLE, datetime(2026, 12, 8, tzinfo=UTC))
     request = scoring_request(settings, name=name, pool_sha256="0" * 64)

@@ -8,6 +8,7 @@ which check their requests before sending them). Here they are applied to what t
   outputs; Training and Tuning: environment and hyperparameters; Transform: environment);
 - the names CloudFormation passes to SageMaker and Lambda;
 - every function's environment (Lambda's 4 KB in aggregate);
+- every Standard-tier SSM parameter's value (4 KB);
 - the filter patterns of event source mappings on DynamoDB streams (the ``dynamodb`` key only).
 
 Values that are not literal in the template are bounded, never guessed silently:
@@ -47,6 +48,7 @@ from contracts.service_limits import (
     MAX_PROCESSING_ENVIRONMENT_VALUE,
     MAX_PROCESSING_INPUTS,
     MAX_PROCESSING_OUTPUTS,
+    MAX_SSM_STANDARD_PARAMETER_VALUE,
     MAX_TRAINING_ENVIRONMENT_ENTRIES,
     MAX_TRAINING_ENVIRONMENT_KEY,
     MAX_TRAINING_ENVIRONMENT_VALUE,
@@ -55,6 +57,7 @@ from contracts.service_limits import (
     MAX_TRANSFORM_ENVIRONMENT_VALUE,
     NAME_LIMITS,
     PROCESSING_OUTPUT_CONFIG_DOC,
+    SSM_PUT_PARAMETER_DOC,
     check_container_arguments,
     check_environment,
     check_name,
@@ -289,6 +292,25 @@ def lambda_environments(assembly: Assembly, _: Context) -> Iterator[Violation]:
             yield Violation(name, function.path, f"its environment can take {size} bytes, the limit is "
                             f"{MAX_LAMBDA_ENVIRONMENT_BYTES} in aggregate (largest: {', '.join(largest)}): move lists "
                             "into files", LAMBDA_LIMITS_DOC)
+
+
+# -- SSM parameters ----------------------------------------------------------------------------------------------
+
+@rule("ssm-standard-parameter-values-within-4kb")
+def ssm_standard_parameter_values(assembly: Assembly, _: Context) -> Iterator[Violation]:
+    """Every Standard-tier ``AWS::SSM::Parameter`` value fits 4 KB (SSM_PUT_PARAMETER_DOC), references counted at
+    their longest: a JSON of settings (the scoring job's) grows with subnets, groups and ARNs until the deploy fails.
+    No Tier means Standard (the CloudFormation default); Advanced allows 8 KB and Intelligent-Tiering upgrades on its
+    own, so neither is bounded here."""
+    name = "ssm-standard-parameter-values-within-4kb"
+    for parameter in assembly.resources("AWS::SSM::Parameter"):
+        if parameter.properties.get("Tier", "Standard") != "Standard":
+            continue
+        size = bounded_length(assembly, parameter.stack, parameter.properties.get("Value", ""))
+        if size > MAX_SSM_STANDARD_PARAMETER_VALUE:
+            yield Violation(name, parameter.path, f"its value can take {size} characters, a Standard parameter holds "
+                            f"at most {MAX_SSM_STANDARD_PARAMETER_VALUE}: shorten it or split it",
+                            SSM_PUT_PARAMETER_DOC)
 
 
 # -- event filters -----------------------------------------------------------------------------------------------
