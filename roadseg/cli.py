@@ -329,7 +329,8 @@ def label_export(ctx, selection, tool, output, urls, expires_in, frames_bucket, 
     "roadseg label select --drive car-7/2026-12-03-0912 --model-scores scores/model-scores.parquet --output picks/"))
 @click.option("--pool", required=True, type=click.Path(path_type=Path),
               help="the candidate pool: pool.txt (or selection.json) that roadseg label select wrote")
-@click.option("--bundle", help="an edge bundle's s3://.../bundle/ (default: the serving model package's EdgeBundle)")
+@click.option("--bundle", help="an ExportModel bundle, s3://<artifacts>/pipelines/<pipeline>/<execution>/bundle/ "
+                               "(the only place the scoring role reads; default: the serving package's EdgeBundle)")
 @click.option("--instance-type", default="ml.m5.xlarge", show_default=True,
               type=click.Choice(list(SCORING_INSTANCE_TYPES)),
               help="the Processing instance (GPU types need a GPU scoring image in the stack)")
