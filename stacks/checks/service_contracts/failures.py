@@ -131,10 +131,15 @@ def _pipeline_alarmed(assembly: Assembly, pipeline: Resource, topics: set[tuple[
         if props.get("MetricName") != "ExecutionFailed":
             continue
         dimensions = {d.get("Name"): assembly.text(alarm.stack, d.get("Value")) for d in props.get("Dimensions", [])}
-        actions = [assembly.target(alarm.stack, a, "AWS::SNS::Topic") for a in props.get("AlarmActions", [])]
-        if dimensions.get("PipelineName") == name and any(t and (t.stack, t.logical_id) in topics for t in actions):
+        if dimensions.get("PipelineName") == name and _notifies(assembly, alarm, topics):
             return True
     return False
+
+
+def _notifies(assembly: Assembly, alarm: Resource, topics: set[tuple[str, str]]) -> bool:
+    """Whether one of the alarm's AlarmActions is one of the alarm ``topics``."""
+    actions = [assembly.target(alarm.stack, a, "AWS::SNS::Topic") for a in alarm.properties.get("AlarmActions", [])]
+    return any(t and (t.stack, t.logical_id) in topics for t in actions)
 
 
 @rule("async-jobs-reach-the-alarm-topic")
@@ -236,8 +241,7 @@ def _depth_alarmed(assembly: Assembly, queue: Resource, topics: set[tuple[str, s
         dimensions = {d.get("Name"): assembly.text(alarm.stack, d.get("Value")) for d in props.get("Dimensions", [])}
         if dimensions.get("QueueName") != queue_name:
             continue
-        actions = [assembly.target(alarm.stack, a, "AWS::SNS::Topic") for a in props.get("AlarmActions", [])]
-        if any(t and (t.stack, t.logical_id) in topics for t in actions):
+        if _notifies(assembly, alarm, topics):
             return True
     return False
 
