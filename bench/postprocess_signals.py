@@ -29,11 +29,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from contracts.layout import INFERENCE
+from segcore.classes import CITYSCAPES as CITYSCAPES_SCHEME
 
 BUCKET = "roadseg-bench-inference"
 ENDPOINT = "roadseg-bench-async"
-CITYSCAPES = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-              "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"]
+CITYSCAPES = list(CITYSCAPES_SCHEME.names)  # the one scheme definition, as the functions' CLASS_NAMES
 
 
 def _environment(width: int, height: int) -> dict[str, str]:
